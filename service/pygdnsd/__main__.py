@@ -1,0 +1,3 @@
+from pygdnsd.cli.gdnsd import main
+
+raise SystemExit(main())

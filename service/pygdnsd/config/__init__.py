@@ -1,0 +1,1 @@
+"""The ``config`` file: vscf syntax (vscf.py) and the options it sets (options.py)."""

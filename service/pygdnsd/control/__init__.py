@@ -1,0 +1,1 @@
+"""The control socket (gdnsd's protocol): server side and gdnsdctl's client side."""

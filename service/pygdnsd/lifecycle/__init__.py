@@ -1,0 +1,1 @@
+"""Process lifecycle: daemonizing, pidfile, socket takeover, sd_notify."""

@@ -1,0 +1,1 @@
+"""Health monitoring: service_types, checks, admin_state."""

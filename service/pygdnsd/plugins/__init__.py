@@ -1,0 +1,1 @@
+"""Resolver plugins behind DYNA and DYNC records."""

@@ -1,0 +1,1 @@
+"""Socket I/O: listening sockets, the UDP and TCP serving loops."""

@@ -1,0 +1,111 @@
+"""The loaded zone data the query engine answers from.
+
+This is the contract between the zone loader (zonefile.py, tree.py) and the
+engine: the loader produces a ``ZoneSet`` whose data is final (names
+lowercase, TTLs clamped, SOA TTL rules applied, rdata in uncompressed wire
+form), and the engine only reads it. A ``ZoneSet`` is never mutated after it
+is built: reload-zones builds a new one and swaps the reference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pygdnsd.zones import names
+
+# Record types, as used across the package.
+A = 1
+NS = 2
+CNAME = 5
+SOA = 6
+PTR = 12
+HINFO = 13
+MX = 15
+TXT = 16
+AAAA = 28
+SRV = 33
+NAPTR = 35
+DNAME = 39
+OPT = 41
+DS = 43
+CAA = 257
+IXFR = 251
+AXFR = 252
+MAILB = 253
+MAILA = 254
+ANY = 255
+TKEY = 249
+TSIG = 250
+
+# Dynamic records live in the tree under pseudo-types outside the 16-bit
+# space, so they can never collide with a real qtype. Their rdata is the
+# resource name (utf-8) that a resolver plugin resolves at query time.
+DYNA = 0x1_0001
+DYNC = 0x1_0002
+
+CLASS_IN = 1
+CLASS_CH = 3
+CLASS_ANY = 255
+
+
+@dataclass(frozen=True, slots=True)
+class RRset:
+    """All records of one type at one name.
+
+    ``rdatas`` hold uncompressed wire rdata with every embedded name
+    lowercase; the engine compresses names in NS, CNAME, PTR, MX, SOA (and the
+    others gdnsd compresses) while writing a response. ``ttl`` is the TTL
+    served, already clamped by the loader.
+    """
+
+    rtype: int
+    ttl: int
+    rdatas: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Zone:
+    """One zone: every name in it, and where its delegations are.
+
+    ``nodes`` maps each name of the zone (lowercase wire) to its RRsets by
+    type. It holds every name that exists in the DNS sense, empty
+    non-terminals included (with an empty dict), so the closest encloser of a
+    missing name is its longest suffix found in ``nodes``. Names at or below a
+    delegation point (``cuts``) hold only glue; the engine answers every name
+    at or below a cut with a referral.
+    """
+
+    apex: bytes
+    serial: int
+    soa: RRset
+    nodes: dict[bytes, dict[int, RRset]]
+    cuts: frozenset[bytes]
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if self.apex not in self.nodes:
+            raise ValueError("zone apex missing from its own nodes")
+
+    @property
+    def name_text(self) -> str:
+        return names.to_text(self.apex)
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneSet:
+    """Every loaded zone, by apex."""
+
+    zones: dict[bytes, Zone] = field(default_factory=dict)
+
+    def find_zone(self, qname: bytes) -> Zone | None:
+        """The zone holding ``qname`` (lowercase wire): its longest suffix that is an apex."""
+        zones = self.zones
+        pos = 0
+        while True:
+            zone = zones.get(qname[pos:])
+            if zone is not None:
+                return zone
+            length = qname[pos]
+            if length == 0:
+                return None
+            pos += length + 1
