@@ -1,0 +1,205 @@
+"""Shared test fixtures: free loopback ports and DNS servers run as child processes.
+
+``ServerProcess`` runs either the reference daemon (Debian's gdnsd 3.8.1) or
+ours on a copy of a test config dir. Config files may hold placeholders that
+are filled in on the copy:
+
+* ``@PORT@``: a free loopback port (the same number is free for UDP and TCP)
+* ``@CONFIG_DIR@``: the copied config dir
+* ``@RUN_DIR@``, ``@STATE_DIR@``: fresh dirs under the test's tmp dir
+
+Servers bind only loopback; every process is killed by PID on teardown.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+REAL_GDNSD = Path("/usr/sbin/gdnsd")
+READY_LINE = "DNS listeners started"
+PLACEHOLDER_FILES = ("config",)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port free for both TCP and UDP on ``host`` right now (bounded retries)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for _ in range(50):
+        with socket.socket(family, socket.SOCK_STREAM) as tcp:
+            tcp.bind((host, 0))
+            port = int(tcp.getsockname()[1])
+            with socket.socket(family, socket.SOCK_DGRAM) as udp:
+                try:
+                    udp.bind((host, port))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError(f"no port free for both TCP and UDP on {host}")
+
+
+def pygdnsd_python() -> str:
+    """The interpreter that runs our package: the repo venv's, else the current one."""
+    venv_python = REPO / ".venv" / "bin" / "python"
+    return str(venv_python) if venv_python.exists() else sys.executable
+
+
+def server_command(kind: str, config_dir: Path) -> list[str]:
+    """argv starting the ``kind`` ("gdnsd" or "pygdnsd") daemon in the foreground."""
+    if kind == "gdnsd":
+        return [str(REAL_GDNSD), "-c", str(config_dir), "start"]
+    if kind == "pygdnsd":
+        return [pygdnsd_python(), "-m", "pygdnsd", "-c", str(config_dir), "start"]
+    raise ValueError(f"unknown server kind {kind!r}")
+
+
+def prepare_config_dir(source: Path, dest: Path, port: int) -> Path:
+    """Copy ``source`` to ``dest/config`` and fill in the placeholders."""
+    config_dir = dest / "config"
+    run_dir = dest / "run"
+    state_dir = dest / "state"
+    shutil.copytree(source, config_dir)
+    run_dir.mkdir()
+    state_dir.mkdir()
+    values = {
+        "@PORT@": str(port),
+        "@CONFIG_DIR@": str(config_dir),
+        "@RUN_DIR@": str(run_dir),
+        "@STATE_DIR@": str(state_dir),
+    }
+    for name in PLACEHOLDER_FILES:
+        path = config_dir / name
+        if path.exists():
+            text = path.read_text()
+            for key, value in values.items():
+                text = text.replace(key, value)
+            path.write_text(text)
+    return config_dir
+
+
+@dataclass
+class ServerProcess:
+    """One DNS daemon on a private copy of a config dir.
+
+    Use as a context manager, or call ``start``/``stop``. ``stderr_text``
+    holds everything the daemon logged so far.
+    """
+
+    kind: str
+    source_dir: Path
+    work_dir: Path
+    port: int = 0
+    startup_timeout: float = 20.0
+    extra_env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+    config_dir: Path | None = None
+    _stderr: list[str] = field(default_factory=list)
+    _ready: threading.Event = field(default_factory=threading.Event)
+    _reader: threading.Thread | None = None
+
+    @property
+    def stderr_text(self) -> str:
+        return "".join(self._stderr)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return ("127.0.0.1", self.port)
+
+    def start(self) -> ServerProcess:
+        if not self.port:
+            self.port = free_port()
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.config_dir = prepare_config_dir(self.source_dir, self.work_dir, self.port)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = str(REPO / "service") + os.pathsep + env.get("PYTHONPATH", "")
+        env.update(self.extra_env)
+        self.proc = subprocess.Popen(
+            server_command(self.kind, self.config_dir),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        self._reader = threading.Thread(target=self._read_stderr, daemon=True)
+        self._reader.start()
+        deadline = time.monotonic() + self.startup_timeout
+        while not self._ready.wait(0.05):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                # Give the reader a moment to collect the dying daemon's last words.
+                if self._reader is not None:
+                    self._reader.join(timeout=1.0)
+                status = self.proc.poll()
+                self.stop()
+                reason = f"exited with {status}" if status is not None else "timed out"
+                raise RuntimeError(
+                    f"{self.kind} on {self.source_dir} {reason} before {READY_LINE!r}; "
+                    f"stderr:\n{self.stderr_text}"
+                )
+        return self
+
+    def _read_stderr(self) -> None:
+        assert self.proc is not None and self.proc.stderr is not None
+        for raw in self.proc.stderr:
+            line = raw.decode("utf-8", "replace")
+            self._stderr.append(line)
+            if READY_LINE in line:
+                self._ready.set()
+
+    def stop(self) -> None:
+        proc = self.proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+        if self._reader is not None:
+            self._reader.join(timeout=2.0)
+        if proc.stderr is not None:
+            proc.stderr.close()
+        self.proc = None
+
+    def __enter__(self) -> ServerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@pytest.fixture
+def server_factory(tmp_path: Path) -> Iterator[object]:
+    """Call ``server_factory(kind, config_source_dir)`` to get a started ServerProcess.
+
+    Every server started through it is stopped at teardown.
+    """
+    started: list[ServerProcess] = []
+
+    def make(kind: str, source_dir: Path) -> ServerProcess:
+        server = ServerProcess(kind, Path(source_dir), tmp_path / f"{kind}-{len(started)}")
+        started.append(server)
+        return server.start()
+
+    yield make
+    for server in started:
+        server.stop()
+
+
+def gdnsd_available() -> bool:
+    return REAL_GDNSD.exists()
