@@ -1,0 +1,11 @@
+"""What the transports need from the engine: ``engine.responder.Responder`` fits it."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class Answerer(Protocol):
+    def respond(
+        self, query: bytes, client_ip: bytes, tcp: bool, closing: bool = False
+    ) -> bytes | None: ...

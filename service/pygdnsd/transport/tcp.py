@@ -1,0 +1,260 @@
+"""TCP serving: one thread per TCP listening socket, each a selectors loop.
+
+DNS over TCP frames each message with a 2-byte length (RFC 1035 4.2.2).
+Pipelined queries are answered in order as each arrives. Following
+gdnsd.config(5):
+
+* a connection's idle time is reset only when a full transaction completes
+  (query read, answer written); one idle longer than the server-side timeout
+  is closed (``close_s_ok``);
+* an answer that does not fit at once into the socket's send buffer closes
+  the connection (``sendfail``): no per-connection write queues to exhaust;
+* at ``tcp_clients_per_thread`` connections, a new one replaces the
+  longest-idle one (``close_s_kill``).
+
+``stop()`` stops accepting (the listening socket stays open, for a replace),
+answers what each connection has already sent with ``closing=True`` (so the
+engine sends an edns-tcp-keepalive of 0), then closes the connections.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import selectors
+import socket
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pygdnsd.engine.stats import Stats
+from pygdnsd.transport.answerer import Answerer
+from pygdnsd.transport.listeners import ListenSocket
+from pygdnsd.transport.udp import packed_ip
+
+log = logging.getLogger(__name__)
+
+RECV_CHUNK = 65536
+# Bounds the work one wakeup does on one socket, so a busy socket cannot starve the rest.
+ACCEPTS_PER_WAKEUP = 64
+READS_AT_SHUTDOWN = 16
+JOIN_SECONDS = 5.0
+_WAKE = object()
+
+
+@dataclass(frozen=True, slots=True)
+class TcpLimits:
+    """Per-listen-address TCP settings."""
+
+    idle_timeout: float  # server side: gdnsd uses twice tcp_timeout
+    max_clients: int  # tcp_clients_per_thread
+
+
+class _Connection:
+    __slots__ = ("buf", "client_ip", "fd", "last", "sock")
+
+    def __init__(self, sock: socket.socket, client_ip: bytes, now: float) -> None:
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.client_ip = client_ip
+        self.buf = bytearray()
+        self.last = now
+
+
+class _Worker:
+    """The state of one serving thread: its listening socket and its connections."""
+
+    def __init__(
+        self, server: TcpServer, listener: ListenSocket, limits: TcpLimits
+    ) -> None:
+        self.server = server
+        self.listener = listener
+        self.limits = limits
+        self.counts = server.stats.tcp.values
+        self.respond = server.responder.respond
+        self.selector = selectors.DefaultSelector()
+        # Ordered by last completed transaction: the first one is the most idle.
+        self.conns: OrderedDict[int, _Connection] = OrderedDict()
+
+    def run(self) -> None:
+        server = self.server
+        listen_sock = self.listener.sock
+        listen_sock.setblocking(False)
+        selector = self.selector
+        selector.register(listen_sock, selectors.EVENT_READ, None)
+        selector.register(server.wake_fd, selectors.EVENT_READ, _WAKE)
+        try:
+            while not server.stopping:
+                events = selector.select(self._next_timeout())
+                for key, _mask in events:
+                    if key.data is None:
+                        self._accept()
+                    elif key.data is not _WAKE:
+                        self._read(key.data, closing=False)
+                self._expire_idle()
+            selector.unregister(listen_sock)
+            for conn in list(self.conns.values()):
+                self._finish(conn)
+        finally:
+            for conn in list(self.conns.values()):
+                self._close(conn, "close_s_ok")
+            selector.close()
+
+    def _next_timeout(self) -> float | None:
+        if not self.conns:
+            return None
+        oldest = next(iter(self.conns.values()))
+        return max(0.0, oldest.last + self.limits.idle_timeout - time.monotonic())
+
+    def _expire_idle(self) -> None:
+        if not self.conns:
+            return
+        deadline = time.monotonic() - self.limits.idle_timeout
+        while self.conns:
+            oldest = next(iter(self.conns.values()))
+            if oldest.last > deadline:
+                return
+            self._close(oldest, "close_s_ok")
+
+    def _accept(self) -> None:
+        listen_sock = self.listener.sock
+        family = listen_sock.family
+        for _ in range(ACCEPTS_PER_WAKEUP):
+            try:
+                sock, addr = listen_sock.accept()
+            except BlockingIOError:
+                return
+            except OSError:
+                self.counts["acceptfail"] += 1
+                return
+            self.counts["conns"] += 1
+            if len(self.conns) >= self.limits.max_clients:
+                self._close(next(iter(self.conns.values())), "close_s_kill")
+            sock.setblocking(False)
+            conn = _Connection(sock, packed_ip(family, addr[0]), time.monotonic())
+            self.conns[conn.fd] = conn
+            self.selector.register(sock, selectors.EVENT_READ, conn)
+            # With TCP_DEFER_ACCEPT the first query is usually already here.
+            self._read(conn, closing=False)
+
+    def _close(self, conn: _Connection, reason: str) -> None:
+        if self.conns.pop(conn.fd, None) is None:
+            return
+        self.counts[reason] += 1
+        with contextlib.suppress(KeyError, ValueError):
+            self.selector.unregister(conn.sock)
+        conn.sock.close()
+
+    def _read(self, conn: _Connection, closing: bool) -> bool:
+        """Read once and answer every complete query; False once the connection is closed."""
+        try:
+            data = conn.sock.recv(RECV_CHUNK)
+        except BlockingIOError:
+            return True
+        except OSError:
+            self.counts["recvfail"] += 1
+            self._close(conn, "close_s_err")
+            return False
+        if not data:
+            self._close(conn, "close_c")
+            return False
+        buf = conn.buf
+        buf += data
+        return self._answer(conn, closing)
+
+    def _answer(self, conn: _Connection, closing: bool) -> bool:
+        buf = conn.buf
+        counts = self.counts
+        while len(buf) >= 2:
+            size = (buf[0] << 8) | buf[1]
+            if size == 0:
+                counts["recvfail"] += 1
+                self._close(conn, "close_s_err")
+                return False
+            if len(buf) < size + 2:
+                return True
+            query = bytes(buf[2 : size + 2])
+            del buf[: size + 2]
+            counts["reqs"] += 1
+            try:
+                answer = self.respond(query, conn.client_ip, True, closing)
+            except Exception:
+                log.exception("error answering a TCP query")
+                answer = None
+            if answer is None:
+                self._close(conn, "close_s_err")
+                return False
+            frame = len(answer).to_bytes(2, "big") + answer
+            try:
+                sent = conn.sock.send(frame)
+            except OSError:
+                sent = -1
+            if sent != len(frame):
+                counts["sendfail"] += 1
+                self._close(conn, "close_s_err")
+                return False
+            conn.last = time.monotonic()
+            self.conns.move_to_end(conn.fd)
+        return True
+
+    def _finish(self, conn: _Connection) -> None:
+        """At shutdown: answer whatever the client already sent, then close."""
+        if not self._answer(conn, closing=True):
+            return
+        for _ in range(READS_AT_SHUTDOWN):
+            try:
+                data = conn.sock.recv(RECV_CHUNK)
+            except OSError:
+                break  # EAGAIN included: nothing more was sent
+            if not data:
+                self._close(conn, "close_c")
+                return
+            conn.buf += data
+            if not self._answer(conn, closing=True):
+                return
+        with contextlib.suppress(OSError):
+            conn.sock.shutdown(socket.SHUT_WR)
+        self._close(conn, "close_s_ok")
+
+
+class TcpServer:
+    """Serves every TCP listening socket it is given, one thread each."""
+
+    def __init__(
+        self,
+        listeners: Sequence[tuple[ListenSocket, TcpLimits]],
+        responder: Answerer,
+        stats: Stats,
+    ) -> None:
+        self.listeners = tuple(listeners)
+        self.responder = responder
+        self.stats = stats
+        self.stopping = False
+        self.wake_fd, self._wake_w = os.pipe()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        for listener, limits in self.listeners:
+            worker = _Worker(self, listener, limits)
+            thread = threading.Thread(
+                target=worker.run,
+                name=f"tcp {listener.spec.label}#{listener.spec.index}",
+                daemon=True,
+            )
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        """Stop accepting, answer what was read, close every connection; then return."""
+        self.stopping = True
+        os.write(self._wake_w, b"!")
+        for thread in self._threads:
+            thread.join(JOIN_SECONDS)
+            if thread.is_alive():
+                log.error("TCP thread %s did not stop within %s s", thread.name, JOIN_SECONDS)
+        self._threads.clear()
+        os.close(self.wake_fd)
+        os.close(self._wake_w)
