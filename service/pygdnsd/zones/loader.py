@@ -1,0 +1,83 @@
+"""The zones directory -> ``ZoneSet``: one zone per file, all or nothing.
+
+Directory rules (``man gdnsd``, checked against gdnsd 3.8.1): every regular
+file is a zone named after the file (symlinks to regular files count, which
+is how zones are aliased); names starting with ``.`` and subdirectories are
+skipped (subdirectories hold ``$INCLUDE`` files). ``@`` in a file name
+stands for ``/`` (RFC 2317 zones), ``ROOT_ZONE`` is the root zone, trailing
+dots are ignored and zone-file escapes are honoured. Two files naming the
+same zone (case-insensitively) or a zone inside another are errors.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from pygdnsd.errors import ZoneError
+from pygdnsd.zones import model, names
+from pygdnsd.zones.settings import ZoneSettings
+from pygdnsd.zones.tree import build_zone
+from pygdnsd.zones.zonefile import ParseOptions, parse_zone_file
+
+__all__ = ["ZoneSettings", "load_zones", "zone_files", "zone_name_from_filename"]
+
+ROOT_ZONE_FILE = "ROOT_ZONE"
+
+
+def zone_name_from_filename(filename: str) -> bytes:
+    """The apex (lowercase wire) a zone file name stands for."""
+    if filename == ROOT_ZONE_FILE:
+        return names.ROOT
+    text = filename.replace("@", "/").rstrip(".")
+    if not text or text.endswith("\\"):
+        raise ValueError(f"file name {filename!r} is not a zone name")
+    return names.from_text(text + ".")
+
+
+def zone_files(zones_dir: Path) -> list[Path]:
+    """The zone files in ``zones_dir``, sorted by name."""
+    try:
+        entries = sorted(os.listdir(zones_dir))
+    except OSError as exc:
+        raise ZoneError(f"cannot read zones directory: {exc.strerror}", str(zones_dir)) from None
+    out = []
+    for entry in entries:
+        if entry.startswith("."):
+            continue
+        path = zones_dir / entry
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            continue  # a dangling symlink is not a zone file
+        if stat.S_ISREG(mode):
+            out.append(path)
+    return out
+
+
+def load_zones(zones_dir: Path, settings: ZoneSettings) -> model.ZoneSet:
+    """Every zone in ``zones_dir``; the first problem raises ``ZoneError`` (file:line)."""
+    options = ParseOptions(default_ttl=settings.default_ttl, text_autosplit=settings.text_autosplit)
+    zones: dict[bytes, model.Zone] = {}
+    for path in zone_files(zones_dir):
+        try:
+            apex = zone_name_from_filename(path.name)
+        except (ValueError, names.NameError_) as exc:
+            raise ZoneError(f"bad zone file name: {exc}", str(path)) from None
+        if apex in zones:
+            raise ZoneError(
+                f"zone '{names.to_text(apex)}' is a duplicate of an existing zone (from {zones[apex].source})",
+                str(path),
+            )
+        for other in zones:
+            if names.is_within(apex, other) or names.is_within(other, apex):
+                inner, outer = (apex, other) if names.is_within(apex, other) else (other, apex)
+                raise ZoneError(
+                    f"zone '{names.to_text(inner)}' is a sub-zone of zone '{names.to_text(outer)}' "
+                    "(a parent and child zone cannot both be served)",
+                    str(path),
+                )
+        records = parse_zone_file(str(path), apex, options)
+        zones[apex] = build_zone(apex, records, settings, str(path))
+    return model.ZoneSet(zones)

@@ -1,0 +1,397 @@
+"""Records of one zone -> ``model.Zone``, with gdnsd 3.8.1's semantic checks and TTL rules.
+
+Rules checked against the real gdnsd (``checkconf`` and served answers):
+
+* Exactly one SOA, at the apex; at least one NS at the apex (one only is a
+  warning); SOA MNAME not among the apex NS targets is a warning.
+* TTLs outside [min_ttl, max_ttl] are clamped with a warning that
+  ``zones_strict_data`` does NOT upgrade.
+* The SOA MINIMUM is clamped into [min_ttl, max_ncache_ttl] (warning) and the
+  clamped value is what is served in the rdata; the SOA TTL is then lowered
+  to MINIMUM when above it (warning).
+* An RRset's TTL is its first record's; disagreeing TTLs are a warning.
+* TXT at a name whose first label is ``_acme-challenge`` is served with
+  ``acme_challenge_dns_ttl`` (warning when the file said otherwise), even
+  below ``min_ttl``.
+* Duplicate records are kept (gdnsd serves them twice).
+* CNAME beside any other type (the apex included) is an error; a CNAME chain
+  of more than 16 CNAMEs inside the zone (wildcards followed) is an error; a
+  CNAME to a same-zone name that does not exist is a warning.
+* Delegations: a delegation inside another is an error; at or below a cut
+  only NS (at the cut) and A/AAAA are allowed; an NS target inside a
+  delegated subzone must have A or AAAA; address records below cuts that no
+  NS names are warned about and dropped.
+* Out-of-zone A/AAAA are "pointless out of zone glue" (warning); they are
+  kept when an NS names them (gdnsd serves them as additional data) and
+  dropped otherwise. They sit in ``Zone.nodes`` under their own names.
+* PTR to a same-zone name, MX/SRV to a same-zone name without addresses:
+  warnings.
+
+Every warning but the TTL clamps becomes an error under ``strict_data``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from pygdnsd.errors import ZoneError
+from pygdnsd.zones import model, names, rdata
+from pygdnsd.zones.settings import ZoneSettings
+from pygdnsd.zones.zonefile import Record
+
+log = logging.getLogger("pygdnsd.zones")
+
+MAX_CNAME_CHAIN = 16
+MAX_NS_RRSET = 64
+_ACME_LABEL = b"_acme-challenge"
+_ADDRESS = (model.A, model.AAAA)
+_WILDCARD = b"\x01*"
+
+
+class _Reporter:
+    """Warnings go to the log, or become errors under ``strict_data``."""
+
+    def __init__(self, strict: bool) -> None:
+        self.strict = strict
+
+    def warn(self, message: str, path: str, line: int | None, strictable: bool = True) -> None:
+        if self.strict and strictable:
+            raise ZoneError(message + " (an error because zones_strict_data is set)", path, line)
+        where = f"{path}:{line}: " if line is not None else f"{path}: "
+        log.warning("%s%s", where, message)
+
+
+def _text(name: bytes) -> str:
+    return names.to_text(name)
+
+
+def _group(records: Iterable[Record]) -> dict[bytes, dict[int, list[Record]]]:
+    grouped: dict[bytes, dict[int, list[Record]]] = {}
+    for rec in records:
+        node = grouped.get(rec.owner)
+        if node is None:
+            node = grouped[rec.owner] = {}
+        rrs = node.get(rec.rtype)
+        if rrs is None:
+            node[rec.rtype] = [rec]
+        else:
+            rrs.append(rec)
+    return grouped
+
+
+def _rrset_ttl(owner: bytes, rtype: int, rrs: list[Record], settings: ZoneSettings, report: _Reporter) -> int:
+    ttls = []
+    for rec in rrs:
+        ttl = rec.ttl
+        if ttl < settings.min_ttl:
+            report.warn(
+                f"name '{_text(owner)}': TTL {ttl} too small, clamped to min_ttl setting of {settings.min_ttl}",
+                rec.path, rec.line, strictable=False,
+            )
+            ttl = settings.min_ttl
+        elif ttl > settings.max_ttl:
+            report.warn(
+                f"name '{_text(owner)}': TTL {ttl} too large, clamped to max_ttl setting of {settings.max_ttl}",
+                rec.path, rec.line, strictable=False,
+            )
+            ttl = settings.max_ttl
+        ttls.append(ttl)
+    chosen = ttls[0]
+    if rtype == model.TXT and names.labels(owner)[:1] == [_ACME_LABEL]:
+        acme = settings.acme_challenge_dns_ttl
+        for rec, ttl in zip(rrs, ttls, strict=True):
+            if ttl != acme:
+                report.warn(
+                    f"name '{_text(owner)}': ACME challenge TXT record TTL {ttl} overridden to {acme} "
+                    "from 'acme_challenge_dns_ttl' config setting",
+                    rec.path, rec.line,
+                )
+        return acme
+    for rec, ttl in zip(rrs[1:], ttls[1:], strict=True):
+        if ttl != chosen:
+            report.warn(
+                f"name '{_text(owner)}': all TTLs for {rdata.type_name(rtype)} records at the same name should agree (using {chosen})",
+                rec.path, rec.line,
+            )
+            break
+    return chosen
+
+
+class _ZoneBuilder:
+    def __init__(self, apex: bytes, records: list[Record], settings: ZoneSettings, path: str) -> None:
+        self.apex = apex
+        self.settings = settings
+        self.path = path
+        self.report = _Reporter(settings.strict_data)
+        self.data = _group(records)
+        self.cuts: set[bytes] = set()
+        self.exists: set[bytes] = set()
+
+    def cut_above(self, name: bytes) -> bytes | None:
+        """The delegation point at or above ``name`` (within the zone), if any."""
+        if not self.cuts:
+            return None
+        apex = self.apex
+        while name != apex:
+            if name in self.cuts:
+                return name
+            if name == names.ROOT:
+                return None
+            name = names.parent(name)
+        return None
+
+    def first(self, owner: bytes, rtype: int) -> Record:
+        return self.data[owner][rtype][0]
+
+    def check_dynamic(self) -> None:
+        for node in self.data.values():
+            for rtype in (model.DYNA, model.DYNC):
+                if rtype in node:
+                    rec = node[rtype][0]
+                    kind = "DYNA" if rtype == model.DYNA else "DYNC"
+                    raise ZoneError(
+                        f"{kind} record: DYNA/DYNC need the monitoring/plugins support, not yet implemented",
+                        rec.path, rec.line,
+                    )
+
+    def check_apex(self) -> None:
+        apex_node = self.data.get(self.apex, {})
+        soas = apex_node.get(model.SOA, [])
+        if not soas:
+            raise ZoneError(f"zone '{_text(self.apex)}' has no SOA record", self.path)
+        if len(soas) > 1:
+            raise ZoneError(f"zone '{_text(self.apex)}': SOA defined twice", soas[1].path, soas[1].line)
+        ns = apex_node.get(model.NS, [])
+        if not ns:
+            raise ZoneError(f"zone '{_text(self.apex)}' has no NS records", self.path)
+        if len(ns) == 1:
+            self.report.warn(
+                f"zone '{_text(self.apex)}' only has one NS record, this is (probably) bad practice",
+                ns[0].path, ns[0].line,
+            )
+        mname = soas[0].rdata[: _name_length(soas[0].rdata)]
+        if all(rec.rdata != mname for rec in ns):
+            self.report.warn(
+                f"zone '{_text(self.apex)}': SOA MNAME does not match any NS records for this zone",
+                soas[0].path, soas[0].line,
+            )
+
+    def check_types(self) -> None:
+        for owner, node in self.data.items():
+            if model.CNAME in node and len(node) > 1:
+                rec = next(rrs[0] for rtype, rrs in node.items() if rtype != model.CNAME)
+                raise ZoneError(f"name '{_text(owner)}': CNAME not allowed alongside other data", rec.path, rec.line)
+            ns = node.get(model.NS)
+            if ns is not None and len(ns) > MAX_NS_RRSET:
+                raise ZoneError(
+                    f"name '{_text(owner)}': too many NS records in one NS RRset ({len(ns)} > {MAX_NS_RRSET})",
+                    ns[MAX_NS_RRSET].path, ns[MAX_NS_RRSET].line,
+                )
+            if ns is not None and owner != self.apex and names.is_within(owner, self.apex):
+                self.cuts.add(owner)
+
+    def check_delegations(self) -> None:
+        for cut in self.cuts:
+            outer = self.cut_above(names.parent(cut))
+            if outer is not None:
+                rec = self.first(cut, model.NS)
+                raise ZoneError(f"delegation '{_text(cut)}' is within another delegation", rec.path, rec.line)
+        if not self.cuts:
+            return
+        for owner, node in self.data.items():
+            above = self.cut_above(owner) if names.is_within(owner, self.apex) else None
+            if above is None:
+                continue
+            allowed = (model.NS, *_ADDRESS) if owner == above else _ADDRESS
+            for rtype, rrs in node.items():
+                if rtype not in allowed:
+                    raise ZoneError(
+                        f"name '{_text(owner)}' is inside a delegated subzone, and can only have NS "
+                        "and/or address records as appropriate",
+                        rrs[0].path, rrs[0].line,
+                    )
+
+    def check_glue(self) -> None:
+        """Require glue inside delegated subzones; drop addresses no NS uses."""
+        used: set[bytes] = set()
+        for node in self.data.values():
+            for rec in node.get(model.NS, ()):
+                target = rec.rdata
+                used.add(target)
+                if not names.is_within(target, self.apex) or self.cut_above(target) is None:
+                    continue
+                have = self.data.get(target, {})
+                if not any(t in have for t in _ADDRESS):
+                    raise ZoneError(
+                        "missing A and/or AAAA records for target nameserver in "
+                        f"'{_text(rec.owner)} NS {_text(target)}'",
+                        rec.path, rec.line,
+                    )
+        for owner in list(self.data):
+            node = self.data[owner]
+            in_zone = names.is_within(owner, self.apex)
+            if in_zone and self.cut_above(owner) is None:
+                continue
+            addresses = [rrs[0] for t, rrs in node.items() if t in _ADDRESS]
+            if not in_zone:
+                for rec in addresses:
+                    kind = "A" if rec.rtype == model.A else "AAAA"
+                    self.report.warn(
+                        f"'{_text(owner)} {kind}' in zone '{_text(self.apex)}': pointless out of zone glue "
+                        "will not be supported in a future version, please delete the record!",
+                        rec.path, rec.line,
+                    )
+            if addresses and owner not in used:
+                self.report.warn(
+                    f"glue address(es) at domainname '{_text(owner)}' are unused and ignored",
+                    addresses[0].path, addresses[0].line,
+                )
+                for rtype in _ADDRESS:
+                    node.pop(rtype, None)
+                if not in_zone:
+                    del self.data[owner]
+
+    def compute_exists(self) -> None:
+        exists = self.exists
+        apex = self.apex
+        exists.add(apex)
+        for owner in self.data:
+            if not names.is_within(owner, apex):
+                continue
+            name = owner
+            while name not in exists:
+                exists.add(name)
+                name = names.parent(name)
+
+    def lookup(self, target: bytes) -> tuple[str, bytes]:
+        """Where a same-zone name leads: ("cname", next), ("data", _), ("cut", _) or ("nx", _)."""
+        if self.cut_above(target) is not None:
+            return "cut", target
+        node = self.data.get(target)
+        if target in self.exists:
+            if node is not None and model.CNAME in node:
+                return "cname", node[model.CNAME][0].rdata
+            return "data", target
+        encloser = names.parent(target)
+        while encloser not in self.exists:
+            encloser = names.parent(encloser)
+        wild = self.data.get(_WILDCARD + encloser)
+        if wild is None:
+            return "nx", target
+        if model.CNAME in wild:
+            return "cname", wild[model.CNAME][0].rdata
+        return "data", target
+
+    def check_targets(self) -> None:
+        apex = self.apex
+        for owner, node in self.data.items():
+            cnames = node.get(model.CNAME)
+            if cnames is not None:
+                self.check_chain(owner, cnames[0])
+            for rec in node.get(model.PTR, ()):
+                if names.is_within(rec.rdata, apex):
+                    self.report.warn(
+                        f"name '{_text(owner)}': PTR record points to same-zone name '{_text(rec.rdata)}', "
+                        "which is usually a mistake (missing terminal dot?)",
+                        rec.path, rec.line,
+                    )
+            for rtype, skip, kind in ((model.MX, 2, "MX"), (model.SRV, 6, "SRV")):
+                for rec in node.get(rtype, ()):
+                    target = rec.rdata[skip:]
+                    if not names.is_within(target, apex) or self.cut_above(target) is not None:
+                        continue
+                    have = self.data.get(target, {})
+                    if not any(t in have for t in _ADDRESS):
+                        self.report.warn(
+                            f"in rrset '{_text(owner)} {kind}', same-zone target '{_text(target)}' has no addresses",
+                            rec.path, rec.line,
+                        )
+
+    def check_chain(self, owner: bytes, rec: Record) -> None:
+        target = rec.rdata
+        depth = 1
+        first_hop = True
+        while names.is_within(target, self.apex):
+            kind, nxt = self.lookup(target)
+            if kind == "nx" and first_hop:
+                self.report.warn(
+                    f"CNAME '{_text(owner)}' points to known same-zone NXDOMAIN '{_text(target)}'",
+                    rec.path, rec.line,
+                )
+            if kind != "cname":
+                return
+            depth += 1
+            if depth > MAX_CNAME_CHAIN:
+                raise ZoneError(
+                    f"CNAME '{_text(owner)}' leads to a CNAME chain more than {MAX_CNAME_CHAIN} deep "
+                    "(a loop?) within the zone",
+                    rec.path, rec.line,
+                )
+            target = nxt
+            first_hop = False
+
+    def soa(self) -> tuple[model.RRset, int]:
+        rec = self.first(self.apex, model.SOA)
+        ttl = _rrset_ttl(self.apex, model.SOA, [rec], self.settings, self.report)
+        wire = rec.rdata
+        fixed_start = len(wire) - 20
+        serial = int.from_bytes(wire[fixed_start : fixed_start + 4], "big")
+        minimum = int.from_bytes(wire[-4:], "big")
+        settings = self.settings
+        zone = _text(self.apex)
+        if minimum > settings.max_ncache_ttl:
+            self.report.warn(
+                f"zone '{zone}': SOA negative-cache field {minimum} too large, clamped to "
+                f"max_ncache_ttl setting of {settings.max_ncache_ttl}",
+                rec.path, rec.line,
+            )
+            minimum = settings.max_ncache_ttl
+        elif minimum < settings.min_ttl:
+            self.report.warn(
+                f"zone '{zone}': SOA negative-cache field {minimum} too small, clamped to "
+                f"min_ttl setting of {settings.min_ttl}",
+                rec.path, rec.line,
+            )
+            minimum = settings.min_ttl
+        if ttl > minimum:
+            self.report.warn(
+                f"zone '{zone}': SOA TTL {ttl} > ncache field {minimum}, clamped to ncache value",
+                rec.path, rec.line,
+            )
+            ttl = minimum
+        rdata = wire[:-4] + minimum.to_bytes(4, "big")
+        return model.RRset(model.SOA, ttl, (rdata,)), serial
+
+    def build(self) -> model.Zone:
+        self.check_dynamic()
+        self.check_apex()
+        self.check_types()
+        self.check_delegations()
+        self.check_glue()
+        self.compute_exists()
+        self.check_targets()
+        soa, serial = self.soa()
+        nodes: dict[bytes, dict[int, model.RRset]] = {name: {} for name in self.exists}
+        for owner, node in self.data.items():
+            out = nodes.setdefault(owner, {})
+            for rtype, rrs in node.items():
+                if rtype == model.SOA:
+                    out[rtype] = soa
+                    continue
+                ttl = _rrset_ttl(owner, rtype, rrs, self.settings, self.report)
+                out[rtype] = model.RRset(rtype, ttl, tuple(rec.rdata for rec in rrs))
+        return model.Zone(self.apex, serial, soa, nodes, frozenset(self.cuts), self.path)
+
+
+def _name_length(wire: bytes) -> int:
+    """Length of the name at the start of ``wire``."""
+    pos = 0
+    while wire[pos]:
+        pos += wire[pos] + 1
+    return pos + 1
+
+
+def build_zone(apex: bytes, records: list[Record], settings: ZoneSettings, path: str) -> model.Zone:
+    """The zone made of ``records``; ``ZoneError`` (file:line) for the first problem."""
+    return _ZoneBuilder(apex, records, settings, path).build()
