@@ -22,7 +22,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -184,7 +184,7 @@ class ServerProcess:
 
 
 @pytest.fixture
-def server_factory(tmp_path: Path) -> Iterator[object]:
+def server_factory(tmp_path: Path) -> Iterator[Callable[[str, Path], ServerProcess]]:
     """Call ``server_factory(kind, config_source_dir)`` to get a started ServerProcess.
 
     Every server started through it is stopped at teardown.
