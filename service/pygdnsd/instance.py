@@ -1,0 +1,222 @@
+"""One serving instance: config and zones in, listening sockets and threads out.
+
+``load`` reads the config and every zone (all that ``checkconf`` does).
+``Instance`` turns that into a Responder and serves it on sockets it is given
+(``serve``): sockets it opened itself (``bind``) or, in a replace, sockets a
+previous daemon handed over.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pygdnsd.engine.responder import EngineSettings, Responder
+from pygdnsd.engine.stats import Stats
+from pygdnsd.errors import ConfigError
+from pygdnsd.transport.listeners import UDP, Endpoint, ListenSocket, open_listeners
+from pygdnsd.transport.tcp import TcpLimits, TcpServer
+from pygdnsd.transport.udp import UdpServer
+from pygdnsd.zones.model import ZoneSet
+from pygdnsd.zones.settings import ZoneSettings
+
+log = logging.getLogger(__name__)
+
+COOKIE_KEY_SIZE = 32
+AUTOKEY_NAME = "cookie.autokey"
+
+
+def _option(config: Any, name: str, default: Any) -> Any:
+    value = getattr(config, name, None)
+    return default if value is None else value
+
+
+def zone_settings(config: Any) -> ZoneSettings:
+    defaults = ZoneSettings()
+    return ZoneSettings(
+        default_ttl=_option(config, "zones_default_ttl", defaults.default_ttl),
+        min_ttl=_option(config, "min_ttl", defaults.min_ttl),
+        max_ttl=_option(config, "max_ttl", defaults.max_ttl),
+        max_ncache_ttl=_option(config, "max_ncache_ttl", defaults.max_ncache_ttl),
+        strict_data=bool(_option(config, "zones_strict_data", defaults.strict_data)),
+        text_autosplit=not _option(config, "disable_text_autosplit", False),
+        acme_challenge_dns_ttl=_option(
+            config, "acme_challenge_dns_ttl", defaults.acme_challenge_dns_ttl
+        ),
+    )
+
+
+def _as_bytes(value: str | bytes) -> bytes:
+    return value if isinstance(value, bytes) else value.encode("utf-8")
+
+
+def nsid_bytes(config: Any) -> bytes | None:
+    """``nsid`` is hex text (or bytes already decoded); ``nsid_ascii`` is the bytes themselves."""
+    nsid = getattr(config, "nsid", None)
+    if nsid is not None:
+        return nsid if isinstance(nsid, bytes) else bytes.fromhex(nsid)
+    ascii_nsid = getattr(config, "nsid_ascii", None)
+    if ascii_nsid is not None:
+        return _as_bytes(ascii_nsid)
+    return None
+
+
+def engine_settings(config: Any, cookie_secret: bytes = b"\x00" * COOKIE_KEY_SIZE) -> EngineSettings:
+    defaults = EngineSettings()
+    return EngineSettings(
+        chaos_response=_as_bytes(_option(config, "chaos_response", defaults.chaos_response)),
+        nsid=nsid_bytes(config),
+        max_edns_response=_option(config, "max_edns_response", defaults.max_edns_response),
+        max_edns_response_v6=_option(config, "max_edns_response_v6", defaults.max_edns_response_v6),
+        experimental_no_chain=bool(
+            _option(config, "experimental_no_chain", defaults.experimental_no_chain)
+        ),
+        edns_client_subnet=bool(_option(config, "edns_client_subnet", defaults.edns_client_subnet)),
+        disable_cookies=bool(_option(config, "disable_cookies", defaults.disable_cookies)),
+        max_nocookie_response=_option(
+            config, "max_nocookie_response", defaults.max_nocookie_response
+        ),
+        # The edns-tcp-keepalive option counts in units of 100 ms.
+        tcp_keepalive=int(_option(config, "tcp_timeout", 37)) * 10,
+        cookie_secret=cookie_secret,
+    )
+
+
+def endpoints(config: Any) -> list[Endpoint]:
+    """The listen addresses, each with its per-address options (global ones as fallback)."""
+    out = []
+    for address in _option(config, "listen", ()):
+        def pick(name: str, default: int, address: Any = address) -> int:
+            return int(_option(address, name, _option(config, name, default)))
+
+        out.append(
+            Endpoint(
+                host=str(address.host),
+                port=int(address.port),
+                udp_threads=pick("udp_threads", 2),
+                tcp_threads=pick("tcp_threads", 2),
+                tcp_timeout=pick("tcp_timeout", 37),
+                tcp_clients_per_thread=pick("tcp_clients_per_thread", 256),
+                tcp_fastopen=pick("tcp_fastopen", 256),
+                tcp_backlog=pick("tcp_backlog", 0),
+                udp_rcvbuf=pick("udp_rcvbuf", 0),
+                udp_sndbuf=pick("udp_sndbuf", 0),
+            )
+        )
+    return out
+
+
+def tcp_limits(endpoint: Endpoint) -> TcpLimits:
+    # gdnsd.config(5): the server-side idle timeout is double tcp_timeout.
+    return TcpLimits(idle_timeout=2.0 * endpoint.tcp_timeout, max_clients=endpoint.tcp_clients_per_thread)
+
+
+def cookie_secret(config: Any) -> bytes:
+    """The server-cookie key: ``cookie_key_file``, else ``run_dir/cookie.autokey``, else new."""
+    key_file = getattr(config, "cookie_key_file", None)
+    if key_file is not None:
+        try:
+            key = Path(key_file).read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"cookie_key_file '{key_file}': cannot read: {exc.strerror}") from exc
+        if len(key) != COOKIE_KEY_SIZE:
+            raise ConfigError(
+                f"cookie_key_file '{key_file}': must hold exactly {COOKIE_KEY_SIZE} bytes, has {len(key)}"
+            )
+        return key
+    autokey = Path(_option(config, "run_dir", "/run/gdnsd")) / AUTOKEY_NAME
+    try:
+        key = autokey.read_bytes()
+        if len(key) == COOKIE_KEY_SIZE:
+            return key
+    except OSError:
+        pass
+    key = os.urandom(COOKIE_KEY_SIZE)
+    try:
+        autokey.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(autokey, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "wb") as out:
+            out.write(key)
+    except OSError as exc:
+        log.error("Cannot persist the cookie key to '%s': %s", autokey, exc.strerror)
+    return key
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """Everything read from the config dir."""
+
+    config: Any
+    zones: ZoneSet
+
+
+def load(cfgdir: Path, strict_data: bool = False) -> Loaded:
+    """Read the config and every zone; raise ConfigError/ZoneError on the first problem."""
+    options = importlib.import_module("pygdnsd.config.options")
+    loader = importlib.import_module("pygdnsd.zones.loader")
+    config = options.load_config(cfgdir, strict_data_override=strict_data)
+    for endpoint in endpoints(config):
+        log.info(
+            "DNS listener threads (%d UDP + %d TCP) configured for %s",
+            endpoint.udp_threads,
+            endpoint.tcp_threads,
+            endpoint.label,
+        )
+    zones_dir = Path(_option(config, "zones_dir", cfgdir / "zones"))
+    zones: ZoneSet = loader.load_zones(zones_dir, zone_settings(config))
+    return Loaded(config, zones)
+
+
+class Instance:
+    """A Responder over loaded data, served by UDP and TCP threads."""
+
+    def __init__(self, loaded: Loaded, stats: Stats | None = None, secret: bytes | None = None) -> None:
+        self.config = loaded.config
+        self.stats = stats if stats is not None else Stats()
+        key = secret if secret is not None else cookie_secret(loaded.config)
+        self.responder = Responder(loaded.zones, engine_settings(loaded.config, key), self.stats)
+        self.endpoints = endpoints(loaded.config)
+        self.sockets: list[ListenSocket] = []
+        self._udp: UdpServer | None = None
+        self._tcp: TcpServer | None = None
+
+    def bind(self) -> list[ListenSocket]:
+        """Open every listening socket the config asks for (raises BindError)."""
+        return open_listeners(self.endpoints)
+
+    def serve(self, sockets: Sequence[ListenSocket]) -> None:
+        """Start serving ``sockets``; returns once every serving thread runs."""
+        by_address = {(e.host, e.port): e for e in self.endpoints}
+        self.sockets = list(sockets)
+        udp = [s for s in self.sockets if s.spec.kind == UDP]
+        tcp = []
+        for listener in self.sockets:
+            if listener.spec.kind == UDP:
+                continue
+            endpoint = by_address.get((listener.spec.host, listener.spec.port))
+            if endpoint is None:
+                endpoint = Endpoint(listener.spec.host, listener.spec.port)
+            tcp.append((listener, tcp_limits(endpoint)))
+        self._udp = UdpServer(udp, self.responder, self.stats)
+        self._tcp = TcpServer(tcp, self.responder, self.stats)
+        self._udp.start()
+        self._tcp.start()
+
+    def stop(self) -> None:
+        """Stop reading, answer what TCP clients already sent; the sockets stay open."""
+        if self._udp is not None:
+            self._udp.stop()
+            self._udp = None
+        if self._tcp is not None:
+            self._tcp.stop()
+            self._tcp = None
+
+    def close_sockets(self) -> None:
+        for listener in self.sockets:
+            listener.sock.close()
+        self.sockets = []
