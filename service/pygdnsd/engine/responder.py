@@ -1,23 +1,72 @@
 """The engine's entry point: one DNS query's bytes in, the response's bytes out.
 
 Transports call ``Responder.respond`` and send what it returns (or nothing,
-for ``None``). It never touches a socket, a clock it was not given, or
-global state, so it is tested by feeding it bytes.
+for ``None``). It never touches a socket or global state, so it is tested by
+feeding it bytes.
+
+Speed comes from answering out of prebuilt bytes. A response is
+``header + question (copied from the query, so its case is echoed) + tail
+[+ OPT]``; the tail (answer, authority and additional sections, compressed
+against the question) depends only on *where* the name falls in the zone
+and on the question's layout, so it is built once and cached:
+
+* ``_by_question``: lowercased qname + qtype -> prepared tail, for repeated
+  questions (the common case); bounded, cleared when full.
+* ``_by_decision``: (decision key, offset of the deciding name in the
+  qname) -> prepared tail. Questions for names that do not exist
+  (NXDOMAIN, wildcards, names under a delegation) share these, so a flood of
+  random names costs a tree walk, not a response build.
+
+Both caches belong to one ``ZoneSet`` and are replaced with it, so nothing
+precomputed outlives a reload.
 """
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
+from typing import NamedTuple
 
+from pygdnsd.engine import edns, lookup
+from pygdnsd.engine.edns import EdnsFormatError, EdnsRequest
+from pygdnsd.engine.lookup import Decision, Record
 from pygdnsd.engine.stats import Stats
-from pygdnsd.zones.model import ZoneSet
+from pygdnsd.engine.wire import SectionWriter
+from pygdnsd.zones import model, names
+from pygdnsd.zones.model import RRset, ZoneSet
+
+_LOWER = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", b"abcdefghijklmnopqrstuvwxyz")
+_COUNTS = struct.Struct("!HHHH")
+_RR_FIXED = struct.Struct("!HHIH")
+
+# Query types gdnsd refuses to serve with NOTIMP (zone transfers, obsolete
+# mail types, transaction security).
+_NOTIMP_QTYPES = frozenset({model.AXFR, model.IXFR, model.MAILA, model.MAILB, model.TSIG, model.TKEY})
+
+_AA = 0x04
+_TC = 0x02
+_RCODE_NAMES = {
+    lookup.RCODE_NOERROR: "noerror",
+    lookup.RCODE_FORMERR: "formerr",
+    lookup.RCODE_NXDOMAIN: "nxdomain",
+    lookup.RCODE_NOTIMP: "notimp",
+    lookup.RCODE_REFUSED: "refused",
+    16: "badvers",
+}
+_BADVERS = 16
+_OPCODE_DSO = 6
+
+# A/AAAA RRsets are rotated from one response to the next, as gdnsd does;
+# this many rotations are prebuilt for each answer.
+_MAX_ROTATIONS = 16
+_MAX_CACHED_QUESTIONS = 200_000
 
 
 @dataclass(frozen=True, slots=True)
 class EngineSettings:
     """The config options that shape answers (see ``man gdnsd.config``)."""
 
-    chaos_response: bytes = b"gdnsd"
+    chaos_response: bytes = b"gdnsd/3"
     nsid: bytes | None = None
     max_edns_response: int = 1232
     max_edns_response_v6: int = 1232
@@ -32,17 +81,63 @@ class EngineSettings:
     cookie_secret: bytes = b"\x00" * 32
 
 
+class Prepared(NamedTuple):
+    """A response minus its header's ID and RD bit, its question and OPT."""
+
+    flags: int  # AA bit of header byte 2
+    rcode: int
+    counts: tuple[int, int, int]  # answer, authority, additional
+    tails: tuple[bytes, ...]  # one per A/AAAA rotation
+
+
+class _QueryProblem(Exception):
+    """The query gets an error response (or none) instead of an answer."""
+
+    def __init__(
+        self,
+        rcode: int | None,
+        with_question: bool = False,
+        request: EdnsRequest | None = None,
+        bad_cookie: bool = False,
+    ) -> None:
+        super().__init__(rcode)
+        self.rcode = rcode  # None: send nothing
+        self.with_question = with_question
+        self.edns = request  # answer with an OPT record when the query had a usable one
+        self.bad_cookie = bad_cookie
+
+
+class _Generation:
+    """A ZoneSet with the caches built from it; replaced as a whole on reload."""
+
+    __slots__ = ("by_decision", "by_question", "zones")
+
+    def __init__(self, zones: ZoneSet) -> None:
+        self.zones = zones
+        self.by_question: dict[bytes, Prepared] = {}
+        self.by_decision: dict[tuple[object, ...], Prepared] = {}
+
+
 class Responder:
     """Answers queries from one ``ZoneSet`` (swapped atomically by ``set_zones``)."""
 
     def __init__(self, zones: ZoneSet, settings: EngineSettings, stats: Stats) -> None:
-        self.zones = zones
         self.settings = settings
         self.stats = stats
+        self._generation = _Generation(zones)
+        self._rotation = 0
+        self._chain = not settings.experimental_no_chain
+        self._chaos_tail = self._build_chaos_tail(settings.chaos_response)
+
+    @property
+    def zones(self) -> ZoneSet:
+        return self._generation.zones
 
     def set_zones(self, zones: ZoneSet) -> None:
         """Serve ``zones`` from the next query on (a single reference swap)."""
-        self.zones = zones
+        self._generation = _Generation(zones)
+
+    # -- the per-query path -------------------------------------------------
 
     def respond(self, query: bytes, client_ip: bytes, tcp: bool, closing: bool = False) -> bytes | None:
         """The response to ``query``, or ``None`` when no response must be sent.
@@ -52,4 +147,347 @@ class Responder:
         limits and enables the edns-tcp-keepalive option. ``closing`` asks for
         a keepalive timeout of 0, telling a TCP client we are about to close.
         """
-        raise NotImplementedError("engine under construction")
+        counters = self.stats.dns.values
+        if len(client_ip) == 16:
+            counters["v6"] += 1
+        try:
+            qend, edns_req = _parse(query, tcp, self.settings.edns_client_subnet)
+        except _QueryProblem as problem:
+            if problem.bad_cookie:
+                counters["edns_cookie_formerr"] += 1
+            return self._error(query, problem, client_ip, tcp, closing)
+        qtc = query[qend - 4 : qend]
+        qtype = (qtc[0] << 8) | qtc[1]
+        qclass = (qtc[2] << 8) | qtc[3]
+        if qclass == model.CLASS_IN or qclass == model.CLASS_ANY:
+            if qtype in _NOTIMP_QTYPES:
+                prepared = _NOTIMP
+            else:
+                lname = query[12 : qend - 4].translate(_LOWER)
+                generation = self._generation
+                prepared_or_none = generation.by_question.get(lname + qtc[:2])
+                if prepared_or_none is None:
+                    prepared = self._prepare(generation, lname, qtype)
+                else:
+                    prepared = prepared_or_none
+        elif qclass == model.CLASS_CH:
+            prepared = self._chaos_tail
+        else:
+            prepared = _REFUSED
+        return self._assemble(query, qend, prepared, edns_req, client_ip, tcp, closing)
+
+    def _assemble(
+        self,
+        query: bytes,
+        qend: int,
+        prepared: Prepared,
+        edns_req: EdnsRequest | None,
+        client_ip: bytes,
+        tcp: bool,
+        closing: bool,
+    ) -> bytes:
+        tails = prepared.tails
+        if len(tails) == 1:
+            tail = tails[0]
+        else:
+            self._rotation += 1
+            tail = tails[self._rotation % len(tails)]
+        an, ns, ar = prepared.counts
+        rcode = prepared.rcode
+        counters = self.stats.dns.values
+        counters[_RCODE_NAMES[rcode]] += 1
+        flags2 = 0x80 | prepared.flags | (query[2] & 0x01)
+        question = query[12:qend]
+        if edns_req is None:
+            response = b"".join(
+                (query[:2], bytes((flags2, rcode)), _COUNTS.pack(1, an, ns, ar), question, tail)
+            )
+            if not tcp and len(response) > 512:
+                self.stats.udp.bump("tc")
+                return b"".join(
+                    (query[:2], bytes((flags2 | _TC, rcode)), _COUNTS.pack(1, 0, 0, 0), question)
+                )
+            return response
+        counters["edns"] += 1
+        if edns_req.do:
+            counters["edns_do"] += 1
+        options, cookie_ok = self._response_options(edns_req, client_ip, tcp, closing)
+        head = (query[:2], bytes((flags2, rcode)))
+        body_len = 12 + len(question) + len(tail) + 11 + len(options)
+        if tcp and self.settings.tcp_pad:
+            options += edns.padding_option(body_len)
+        opt = edns.opt_record(0, edns_req.do, options)
+        if not tcp:
+            limit = min(
+                edns_req.udp_size,
+                self.settings.max_edns_response_v6 if len(client_ip) == 16 else self.settings.max_edns_response,
+            )
+            nocookie = self.settings.max_nocookie_response
+            if nocookie and not cookie_ok and nocookie < limit:
+                limit = nocookie
+            if body_len > limit:
+                self.stats.udp.bump("tc")
+                self.stats.udp.bump("edns_tc")
+                return b"".join((*head[:1], bytes((flags2 | _TC, rcode)), _COUNTS.pack(1, 0, 0, 1), question, opt))
+            if body_len > 512:
+                self.stats.udp.bump("edns_big")
+        return b"".join((*head, _COUNTS.pack(1, an, ns, ar + 1), question, tail, opt))
+
+    def _response_options(
+        self, edns_req: EdnsRequest, client_ip: bytes, tcp: bool, closing: bool
+    ) -> tuple[bytes, bool]:
+        """Our OPT's options for this query, and whether it carried a valid server cookie."""
+        settings = self.settings
+        parts = []
+        cookie_ok = False
+        counters = self.stats.dns.values
+        if edns_req.nsid and settings.nsid is not None:
+            parts.append(edns.option(edns.OPT_NSID, settings.nsid))
+        subnet = edns_req.client_subnet
+        if subnet is not None:
+            counters["edns_clientsub"] += 1
+            data = struct.pack("!HBB", subnet.family, subnet.source_prefix, 0) + subnet.address
+            parts.append(edns.option(edns.OPT_CLIENT_SUBNET, data))
+        if edns_req.cookie is not None and not settings.disable_cookies:
+            client_cookie = edns_req.cookie[:8]
+            ours = edns.server_cookie(settings.cookie_secret, client_cookie, client_ip)
+            if len(edns_req.cookie) == 8:
+                counters["edns_cookie_init"] += 1
+            elif edns_req.cookie[8:] == ours:
+                counters["edns_cookie_ok"] += 1
+                cookie_ok = True
+            else:
+                counters["edns_cookie_bad"] += 1
+            parts.append(edns.option(edns.OPT_COOKIE, client_cookie + ours))
+        if tcp:
+            keepalive = 0 if closing else settings.tcp_keepalive
+            parts.append(edns.option(edns.OPT_KEEPALIVE, struct.pack("!H", keepalive)))
+        return b"".join(parts), cookie_ok
+
+    def _error(
+        self, query: bytes, problem: _QueryProblem, client_ip: bytes, tcp: bool, closing: bool
+    ) -> bytes | None:
+        counters = self.stats.dns.values
+        if problem.rcode is None:
+            counters["dropped"] += 1
+            return None
+        rcode = problem.rcode
+        counters[_RCODE_NAMES.get(rcode, "formerr")] += 1
+        question = b""
+        if problem.with_question:
+            qend = _question_end(query, 12)
+            if qend is not None:
+                question = query[12:qend]
+        flags2 = 0x80 | (query[2] & 0x79)  # echo opcode and RD
+        head = query[:2] + bytes((flags2, rcode & 0x0F))
+        qdcount = 1 if question else 0
+        edns_req = problem.edns
+        if edns_req is None:
+            return head + _COUNTS.pack(qdcount, 0, 0, 0) + question
+        counters["edns"] += 1
+        if rcode == _BADVERS:
+            options = b""
+        else:
+            options, _ = self._response_options(edns_req, client_ip, tcp, closing)
+        opt = edns.opt_record(rcode >> 4, edns_req.do, options)
+        return head + _COUNTS.pack(qdcount, 0, 0, 1) + question + opt
+
+    # -- building and caching tails ----------------------------------------
+
+    def _prepare(self, generation: _Generation, lname: bytes, qtype: int) -> Prepared:
+        zones = generation.zones
+        zone = zones.find_zone(lname)
+        if zone is None:
+            prepared = _REFUSED
+        else:
+            where = lookup.locate(zone, lname)
+            # Where the deciding name starts inside the qname: the tail's
+            # compression pointers depend on it, nothing else about the qname.
+            offset = len(lname) - len(where.name)
+            key = (*lookup.decision_key(where, qtype, self._chain), offset)
+            cached = generation.by_decision.get(key)
+            if cached is None:
+                decision = lookup.decide_at(zones, where, qtype, self._chain)
+                cached = _build(decision, where.name, 12 + offset, 12 + len(lname) + 4)
+                if len(generation.by_decision) >= _MAX_CACHED_QUESTIONS:
+                    generation.by_decision.clear()
+                generation.by_decision[key] = cached
+            prepared = cached
+        by_question = generation.by_question
+        if len(by_question) >= _MAX_CACHED_QUESTIONS:
+            by_question.clear()
+        by_question[lname + bytes((qtype >> 8, qtype & 0xFF))] = prepared
+        return prepared
+
+    def _build_chaos_tail(self, text: bytes) -> Prepared:
+        writer = SectionWriter(0, {})
+        writer.pointer(12)
+        writer.out += _RR_FIXED.pack(model.TXT, model.CLASS_CH, 0, len(text) + 1)
+        writer.out += bytes((len(text),)) + text
+        return Prepared(0, lookup.RCODE_NOERROR, (1, 0, 0), (writer.getvalue(),))
+
+
+def _build(decision: Decision, name: bytes, name_at: int, tail_at: int) -> Prepared:
+    """Encode a decision's sections, compressing against the question.
+
+    ``name`` is a suffix of the question name found at offset ``name_at``;
+    ``tail_at`` is where the tail starts in the message.
+    """
+    known: dict[bytes, int] = {}
+    for offset in names.label_offsets(name)[:-1]:
+        known[name[offset:]] = name_at + offset
+    rotations = _rotation_count(decision)
+    tails = []
+    for turn in range(rotations):
+        writer = SectionWriter(tail_at, known)
+        for section in (decision.answer, decision.authority, decision.additional):
+            for record in section:
+                owner: bytes | int = 12 if record.owner == lookup.QNAME else record.owner
+                for rdata in _rotated(record.rrset, turn):
+                    writer.record(owner, record.rrset.rtype, model.CLASS_IN, record.rrset.ttl, rdata)
+                    if isinstance(owner, bytes):
+                        # Later records of the set point at the first copy of the owner.
+                        owner = writer.known.get(owner, owner)
+        tails.append(writer.getvalue())
+    counts = (
+        _record_count(decision.answer),
+        _record_count(decision.authority),
+        _record_count(decision.additional),
+    )
+    flags = _AA if decision.authoritative else 0
+    return Prepared(flags, decision.rcode, counts, tuple(tails))
+
+
+def _record_count(section: tuple[Record, ...]) -> int:
+    return sum(len(record.rrset.rdatas) for record in section)
+
+
+def _rotation_count(decision: Decision) -> int:
+    longest = 1
+    for record in decision.answer:
+        if record.rrset.rtype in (model.A, model.AAAA):
+            longest = max(longest, len(record.rrset.rdatas))
+    return min(longest, _MAX_ROTATIONS)
+
+
+def _rotated(rrset: RRset, turn: int) -> tuple[bytes, ...]:
+    rdatas = rrset.rdatas
+    if turn == 0 or rrset.rtype not in (model.A, model.AAAA) or len(rdatas) < 2:
+        return rdatas
+    turn %= len(rdatas)
+    return rdatas[turn:] + rdatas[:turn]
+
+
+_REFUSED = Prepared(0, lookup.RCODE_REFUSED, (0, 0, 0), (b"",))
+_NOTIMP = Prepared(0, lookup.RCODE_NOTIMP, (0, 0, 0), (b"",))
+
+
+# -- parsing the query --------------------------------------------------------
+
+
+def _question_end(query: bytes, pos: int) -> int | None:
+    """Offset just past the question starting at ``pos``, or None if it is malformed."""
+    n = len(query)
+    start = pos
+    while True:
+        if pos >= n:
+            return None
+        length = query[pos]
+        if length == 0:
+            break
+        if length > 63:
+            return None
+        pos += length + 1
+    pos += 1
+    if pos - start > names.MAX_NAME or pos + 4 > n:
+        return None
+    return pos + 4
+
+
+def _parse(query: bytes, tcp: bool, with_subnet: bool) -> tuple[int, EdnsRequest | None]:
+    """Check a query's header and question; return the question's end and its EDNS request.
+
+    Which error responses echo the question and carry an OPT record follows
+    what gdnsd 3.8.1 does (docs/gdnsd-behaviour.md, "FORMERR").
+    """
+    if len(query) < 12 or query[2] & 0x80:
+        raise _QueryProblem(None)
+    opcode = (query[2] >> 3) & 0x0F
+    qdcount = (query[4] << 8) | query[5]
+    if opcode == _OPCODE_DSO:
+        # DNS Stateful Operations (RFC 8490): not spoken here; gdnsd stays
+        # silent on TCP session setup and calls it malformed over UDP.
+        raise _QueryProblem(None if tcp and qdcount == 0 else lookup.RCODE_FORMERR)
+    if qdcount == 0:
+        raise _QueryProblem(lookup.RCODE_FORMERR, False, _edns_or_none(query, 12, with_subnet))
+    qend = _question_end(query, 12)
+    if qend is None:
+        raise _QueryProblem(lookup.RCODE_FORMERR)
+    if qdcount > 1:
+        pos: int | None = qend
+        for _ in range(qdcount - 1):
+            pos = _question_end(query, pos) if pos is not None else None
+        request = _edns_or_none(query, pos, with_subnet) if pos is not None else None
+        raise _QueryProblem(lookup.RCODE_FORMERR, True, request)
+    if opcode != 0:
+        raise _QueryProblem(lookup.RCODE_NOTIMP, True, _edns_or_none(query, qend, with_subnet))
+    if len(query) == qend and query[6:12] == b"\x00\x00\x00\x00\x00\x00":
+        return qend, None
+    try:
+        request = _parse_additional(query, qend, with_subnet)
+    except EdnsFormatError as bad:
+        raise _QueryProblem(lookup.RCODE_FORMERR, True, bad.request, bad.cookie) from None
+    if request is not None and request.version != 0:
+        raise _QueryProblem(_BADVERS, True, request)
+    return qend, request
+
+
+def _edns_or_none(query: bytes, pos: int, with_subnet: bool) -> EdnsRequest | None:
+    """The query's EDNS request for an error response, if its records parse at all."""
+    try:
+        return _parse_additional(query, pos, with_subnet)
+    except _QueryProblem:
+        return None
+    except EdnsFormatError as bad:
+        return bad.request
+
+
+def _skip_name(query: bytes, pos: int) -> int:
+    n = len(query)
+    while True:
+        if pos >= n:
+            raise _QueryProblem(lookup.RCODE_FORMERR, True)
+        length = query[pos]
+        if length == 0:
+            return pos + 1
+        if length & 0xC0 == 0xC0:
+            return pos + 2
+        if length > 63:
+            raise _QueryProblem(lookup.RCODE_FORMERR, True)
+        pos += length + 1
+
+
+def _parse_additional(query: bytes, pos: int, with_subnet: bool) -> EdnsRequest | None:
+    """Skip answer and authority records; find the OPT record among the additional ones.
+
+    An OPT-typed record in the answer or authority section, or with an owner
+    other than the root, is not EDNS and is skipped like any other record.
+    """
+    an, ns, ar = struct.unpack_from("!HHH", query, 6)
+    found: EdnsRequest | None = None
+    n = len(query)
+    for index in range(an + ns + ar):
+        owner_at = pos
+        pos = _skip_name(query, pos)
+        if pos + 10 > n:
+            raise _QueryProblem(lookup.RCODE_FORMERR, True)
+        rtype, rclass, ttl, rdlength = _RR_FIXED.unpack_from(query, pos)
+        pos += 10
+        if pos + rdlength > n:
+            raise _QueryProblem(lookup.RCODE_FORMERR, True)
+        if rtype == model.OPT and index >= an + ns and query[owner_at] == 0:
+            if found is not None:
+                raise EdnsFormatError("two OPT records", request=found)
+            found = edns.parse_opt(rclass, ttl, query[pos : pos + rdlength], with_subnet)
+        pos += rdlength
+    return found

@@ -1,0 +1,193 @@
+"""Deciding what answers a question: pure functions over a ``ZoneSet``.
+
+The result, a ``Decision``, says which records go in which section and with
+which owner, independent of the question's case and of EDNS. The responder
+turns a decision into wire bytes once and caches them, so nothing here is on
+the per-packet path of a repeated question.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pygdnsd.zones import model, names
+from pygdnsd.zones.model import RRset, Zone, ZoneSet
+
+RCODE_NOERROR = 0
+RCODE_FORMERR = 1
+RCODE_SERVFAIL = 2
+RCODE_NXDOMAIN = 3
+RCODE_NOTIMP = 4
+RCODE_REFUSED = 5
+
+# gdnsd's CNAME chain limit when chaining is on (experimental_no_chain => false).
+MAX_CHAIN = 16
+
+# RFC 8482 section 4.2: the synthesized answer to ANY.
+ANY_HINFO = RRset(model.HINFO, 3600, (b"\x07RFC8482\x00",))
+
+# An owner written as a pointer to the question name (offset 12).
+QNAME = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One RRset placed in a section; ``owner`` is a name or ``QNAME``."""
+
+    owner: bytes | int
+    rrset: RRset
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What a question gets, before any wire encoding."""
+
+    rcode: int
+    authoritative: bool
+    answer: tuple[Record, ...] = ()
+    authority: tuple[Record, ...] = ()
+    additional: tuple[Record, ...] = ()
+
+
+REFUSED = Decision(RCODE_REFUSED, False)
+
+
+def _negative(zone: Zone, rcode: int) -> Decision:
+    return Decision(rcode, True, authority=(Record(zone.apex, zone.soa),))
+
+
+def _referral(zone: Zone, cut: bytes) -> Decision:
+    """NS of the delegation in authority, and the glue that lives below the cut."""
+    ns = zone.nodes[cut][model.NS]
+    glue: list[Record] = []
+    for target in ns.rdatas:
+        if not names.is_within(target, cut):
+            continue
+        node = zone.nodes.get(target)
+        if node is None:
+            continue
+        for rtype in (model.A, model.AAAA):
+            rrset = node.get(rtype)
+            if rrset is not None:
+                glue.append(Record(target, rrset))
+    return Decision(RCODE_NOERROR, False, authority=(Record(cut, ns),), additional=tuple(glue))
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """Where a qname falls in its zone.
+
+    ``kind`` is one of ``"node"`` (the name exists: ``node`` is its data),
+    ``"wildcard"`` (synthesised from ``node``, the wildcard's data),
+    ``"cut"`` (at or below the delegation ``name``), ``"nxdomain"``.
+    ``name`` is the name whose data answers (the node, the wildcard's
+    closest encloser, the cut), a suffix of the qname except for wildcards.
+    """
+
+    kind: str
+    zone: Zone
+    name: bytes
+    node: dict[int, RRset]
+
+
+def locate(zone: Zone, qname: bytes) -> Location:
+    """Walk from the apex towards ``qname`` (lowercase wire, inside ``zone``)."""
+    nodes = zone.nodes
+    cuts = zone.cuts
+    # Label offsets of qname, deepest name first; the apex is at apex_at.
+    offsets = []
+    pos = 0
+    apex_at = len(qname) - len(zone.apex)
+    while pos < apex_at:
+        offsets.append(pos)
+        pos += qname[pos] + 1
+    encloser = zone.apex
+    for pos in reversed(offsets):
+        name = qname[pos:]
+        if name in cuts:
+            return Location("cut", zone, name, nodes[name])
+        node = nodes.get(name)
+        if node is None:
+            wildcard = nodes.get(b"\x01*" + encloser)
+            if wildcard is not None:
+                return Location("wildcard", zone, encloser, wildcard)
+            return Location("nxdomain", zone, encloser, nodes[encloser])
+        encloser = name
+    return Location("node", zone, qname, nodes[qname])
+
+
+def decide(zones: ZoneSet, qname: bytes, qtype: int, chain: bool) -> Decision:
+    """The answer to (qname, qtype) in class IN; ``chain`` follows CNAMEs in our zones."""
+    zone = zones.find_zone(qname)
+    if zone is None:
+        return REFUSED
+    return decide_at(zones, locate(zone, qname), qtype, chain)
+
+
+def decision_key(where: Location, qtype: int, chain: bool) -> tuple[object, ...]:
+    """What a decision at ``where`` depends on besides the location: equal keys, equal decisions."""
+    if where.kind in ("cut", "nxdomain"):
+        return (where.kind, where.name)
+    node = where.node
+    if qtype == model.ANY or qtype in node:
+        selector = qtype
+    elif model.CNAME in node:
+        selector = qtype if chain else -model.CNAME
+    else:
+        selector = -1
+    return (where.kind, where.name, selector)
+
+
+def decide_at(zones: ZoneSet, where: Location, qtype: int, chain: bool) -> Decision:
+    """The decision for a located qname (see ``decide``)."""
+    zone = where.zone
+    if where.kind == "cut":
+        return _referral(zone, where.name)
+    if where.kind == "nxdomain":
+        return _negative(zone, RCODE_NXDOMAIN)
+    node = where.node
+    if qtype == model.ANY:
+        if not node:  # an empty non-terminal has no data to summarise
+            return _negative(zone, RCODE_NOERROR)
+        cname = node.get(model.CNAME)
+        return Decision(RCODE_NOERROR, True, (Record(QNAME, cname if cname else ANY_HINFO),))
+    rrset = node.get(qtype)
+    if rrset is not None:
+        return Decision(RCODE_NOERROR, True, (Record(QNAME, rrset),))
+    cname = node.get(model.CNAME)
+    if cname is not None:
+        first = Decision(RCODE_NOERROR, True, (Record(QNAME, cname),))
+        if not chain:
+            return first
+        return _chase(zones, first, cname.rdatas[0], qtype)
+    return _negative(zone, RCODE_NOERROR)
+
+
+def _chase(zones: ZoneSet, first: Decision, target: bytes, qtype: int) -> Decision:
+    """Follow a CNAME chain through our own zones (experimental_no_chain => false)."""
+    answer = list(first.answer)
+    seen = {target}
+    for _ in range(MAX_CHAIN):
+        zone = zones.find_zone(target)
+        if zone is None:
+            break
+        where = locate(zone, target)
+        if where.kind == "cut":
+            referral = _referral(zone, where.name)
+            return Decision(RCODE_NOERROR, True, tuple(answer), referral.authority, referral.additional)
+        if where.kind == "nxdomain":
+            return Decision(RCODE_NXDOMAIN, True, tuple(answer), _negative(zone, 0).authority)
+        owner: bytes = target
+        rrset = where.node.get(qtype)
+        if rrset is not None:
+            answer.append(Record(owner, rrset))
+            break
+        cname = where.node.get(model.CNAME)
+        if cname is None:
+            return Decision(RCODE_NOERROR, True, tuple(answer), _negative(zone, 0).authority)
+        answer.append(Record(owner, cname))
+        target = cname.rdatas[0]
+        if target in seen:
+            break
+        seen.add(target)
+    return Decision(RCODE_NOERROR, True, tuple(answer))
