@@ -169,11 +169,12 @@ def _generic(rtype: int, text: str, tokens: list[str]) -> bytes:
     if len(tokens) < 2 or tokens[0] != "\\#":
         raise ValueError(f"{text} needs RFC 3597 rdata: \\# length hex")
     length = _number(tokens[1], 16, "RFC3597 rdata length")
+    # gdnsd wants whole bytes in every hex word, not just in their concatenation.
+    if any(_HEX_RE.fullmatch(word) is None for word in tokens[2:]):
+        raise ValueError("RFC3597 rdata must be hex digits in pairs")
     hexdata = "".join(tokens[2:])
     if length == 0:
         raise ValueError("RFC3597 rdata length 0 (empty rdata) is not accepted by gdnsd")
-    if _HEX_RE.fullmatch(hexdata) is None:
-        raise ValueError("RFC3597 rdata must be hex digits in pairs")
     data = bytes.fromhex(hexdata)
     if len(data) != length:
         raise ValueError(
@@ -184,6 +185,8 @@ def _generic(rtype: int, text: str, tokens: list[str]) -> bytes:
 
 def encode(rtype: int, text: str, tokens: list[str], context: RdataContext) -> bytes:
     """The wire rdata of one record; ``ValueError`` says what is wrong with it."""
+    if text not in NATIVE_TYPES:
+        return _generic(rtype, text, tokens)
     if rtype == model.A:
         _count(tokens, 1, "A")
         try:
@@ -233,4 +236,4 @@ def encode(rtype: int, text: str, tokens: list[str], context: RdataContext) -> b
         if _DYN_RE.fullmatch(tokens[0]) is None:
             raise ValueError(f"{text} data must be plugin!resource, not {tokens[0]!r}")
         return tokens[0].encode("utf-8", "surrogateescape")
-    return _generic(rtype, text, tokens)
+    raise AssertionError(f"no encoder for native type {text}")

@@ -156,7 +156,7 @@ class _Parser:
 
     def parse_file(self, path: str, state: _FileState, depth: int) -> None:
         try:
-            with open(path, encoding="utf-8", errors="surrogateescape") as handle:
+            with open(path, encoding="utf-8", errors="surrogateescape", newline="") as handle:
                 text = handle.read()
         except OSError as exc:
             raise ZoneError(f"cannot open zone file for reading: {exc.strerror}", path) from None

@@ -1,0 +1,3 @@
+@ 300 SOA ns1 hostmaster 1 7200 1800 259200 300
+@ NS ns1
+ns1 A 192.0.2.1
