@@ -22,6 +22,7 @@ from pygdnsd.errors import ConfigError
 from pygdnsd.transport.listeners import UDP, Endpoint, ListenSocket, open_listeners
 from pygdnsd.transport.tcp import TcpLimits, TcpServer
 from pygdnsd.transport.udp import UdpServer
+from pygdnsd.zones.loader import load_zones
 from pygdnsd.zones.model import ZoneSet
 from pygdnsd.zones.settings import ZoneSettings
 
@@ -157,9 +158,11 @@ class Loaded:
 
 def load(cfgdir: Path, strict_data: bool = False) -> Loaded:
     """Read the config and every zone; raise ConfigError/ZoneError on the first problem."""
+    # Imported by name until the config module is committed; then a plain import.
     options = importlib.import_module("pygdnsd.config.options")
-    loader = importlib.import_module("pygdnsd.zones.loader")
     config = options.load_config(cfgdir, strict_data_override=strict_data)
+    for warning in _option(config, "warnings", ()):
+        log.warning("%s", warning)
     for endpoint in endpoints(config):
         log.info(
             "DNS listener threads (%d UDP + %d TCP) configured for %s",
@@ -168,7 +171,7 @@ def load(cfgdir: Path, strict_data: bool = False) -> Loaded:
             endpoint.label,
         )
     zones_dir = Path(_option(config, "zones_dir", cfgdir / "zones"))
-    zones: ZoneSet = loader.load_zones(zones_dir, zone_settings(config))
+    zones = load_zones(zones_dir, zone_settings(config))
     return Loaded(config, zones)
 
 
