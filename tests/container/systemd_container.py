@@ -11,6 +11,8 @@ Quirks this handles (see shared/reference/handoff-facts.md):
 * systemctl only works once PID 1 has created /run/systemd/private.
 * ``--volatile=overlay`` puts a tmpfs over the cached tree, so containers never
   modify the cache and several can boot the same tree (``SYSTEMD_NSPAWN_LOCK=0``).
+* A pure cgroup2 tree inside by default (``SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1``), as
+  on a Debian 12 host; ``unified_cgroup=False`` gives the host's layout (hybrid here).
 * ``--private-network`` by default: the container has only its own loopback, so
   a daemon inside may bind 127.0.0.1:53 and nothing leaves the machine. Send
   queries from inside with ``run(["dig", ...])``.
@@ -95,7 +97,7 @@ class SystemdContainer:
         binds: Sequence[Bind] = (),
         bind_repo: bool = True,
         private_network: bool = True,
-        unified_cgroup: bool = False,
+        unified_cgroup: bool = True,
         boot_timeout: float = 120.0,
         log_dir: Path | None = None,
     ) -> None:

@@ -60,11 +60,24 @@ def test_pid1_is_systemd_252(systemd_container: SystemdContainer) -> None:
     assert systemd_container.read_file("/etc/debian_version").startswith("12.")
 
 
-def test_notify_unit_starts_active_and_stops(systemd_container: SystemdContainer) -> None:
-    install_unit(systemd_container, "smoke-notify", NOTIFY_SCRIPT, timeout=60)
-    systemd_container.run(["systemctl", "start", "smoke-notify.service"], check=True)
+@pytest.mark.parametrize("unified_cgroup", [True, False], ids=["cgroup2", "host-layout"])
+def test_notify_unit_starts_active_and_stops(
+    container_rootfs: Path, tmp_path: Path, unified_cgroup: bool
+) -> None:
+    with SystemdContainer(
+        container_rootfs, unified_cgroup=unified_cgroup, log_dir=tmp_path
+    ) as container:
+        expected_fs = "cgroup2fs" if unified_cgroup else "tmpfs"
+        cgroup_fs = container.run(["stat", "-f", "-c", "%T", "/sys/fs/cgroup"], check=True)
+        assert cgroup_fs.stdout.strip() == expected_fs
+        check_notify_unit(container)
+
+
+def check_notify_unit(container: SystemdContainer) -> None:
+    install_unit(container, "smoke-notify", NOTIFY_SCRIPT, timeout=60)
+    container.run(["systemctl", "start", "smoke-notify.service"], check=True)
     state = show(
-        systemd_container,
+        container,
         "smoke-notify.service",
         "ActiveState",
         "SubState",
@@ -78,15 +91,13 @@ def test_notify_unit_starts_active_and_stops(systemd_container: SystemdContainer
     assert (state["Type"], state["NotifyAccess"]) == ("notify", "all")
     assert state["StatusText"] == "serving smoke"  # the notification reached PID 1
     main_pid = state["MainPID"]
-    assert systemd_container.run(["ps", "-p", main_pid, "-o", "args="]).stdout.startswith(
+    assert container.run(["ps", "-p", main_pid, "-o", "args="]).stdout.startswith(
         "/usr/bin/python3 /usr/local/lib/smoke/"
     )
 
-    systemd_container.run(["systemctl", "stop", "smoke-notify.service"], check=True)
-    assert show(systemd_container, "smoke-notify.service", "ActiveState")["ActiveState"] == (
-        "inactive"
-    )
-    assert systemd_container.run(["ps", "-p", main_pid]).returncode != 0
+    container.run(["systemctl", "stop", "smoke-notify.service"], check=True)
+    assert show(container, "smoke-notify.service", "ActiveState")["ActiveState"] == "inactive"
+    assert container.run(["ps", "-p", main_pid]).returncode != 0
 
 
 def test_notify_unit_without_ready_fails_to_start(systemd_container: SystemdContainer) -> None:
@@ -170,3 +181,12 @@ def test_teardown_runs_when_the_test_body_fails(container_rootfs: Path) -> None:
     assert_nothing_left(container, nspawn_pid, pid1)
     with pytest.raises(ContainerError, match="not booted"):
         container.run(["true"])
+
+
+def test_two_containers_share_the_cached_tree(container_rootfs: Path) -> None:
+    with SystemdContainer(container_rootfs) as first, SystemdContainer(container_rootfs) as second:
+        first.write_file("/etc/smoke-marker", "first\n")
+        assert second.run(["test", "-e", "/etc/smoke-marker"]).returncode == 1
+        hostnames = {c.run(["hostname"], check=True).stdout.strip() for c in (first, second)}
+        assert hostnames == {first.machine, second.machine}
+    assert (first.exit_status, second.exit_status) == (0, 0)
