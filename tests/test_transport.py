@@ -165,6 +165,7 @@ def test_udp_no_answer_when_responder_drops(listeners_v4: list[ListenSocket]) ->
             assert client.recv(4096) == b"ans:after"
     finally:
         server.stop()
+    server.stop()  # a second stop is harmless
 
 
 def test_udp_pktinfo_path_answers_from_query_destination() -> None:

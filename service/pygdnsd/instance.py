@@ -212,12 +212,13 @@ class Instance:
 
     def stop(self) -> None:
         """Stop reading, answer what TCP clients already sent; the sockets stay open."""
-        if self._udp is not None:
-            self._udp.stop()
-            self._udp = None
-        if self._tcp is not None:
-            self._tcp.stop()
-            self._tcp = None
+        servers = [server for server in (self._udp, self._tcp) if server is not None]
+        # Both kinds wind down at once: TCP's final answers need not wait for UDP.
+        for server in servers:
+            server.request_stop()
+        for server in servers:
+            server.stop()
+        self._udp = self._tcp = None
 
     def close_sockets(self) -> None:
         for listener in self.sockets:

@@ -247,10 +247,18 @@ class TcpServer:
             thread.start()
             self._threads.append(thread)
 
-    def stop(self) -> None:
-        """Stop accepting, answer what was read, close every connection; then return."""
+    def request_stop(self) -> None:
+        """Ask every thread to stop, without waiting (see ``stop``)."""
+        if self._wake_w < 0:
+            return
         self.stopping = True
         os.write(self._wake_w, b"!")
+
+    def stop(self) -> None:
+        """Stop accepting, answer what was read, close every connection; then return."""
+        if self._wake_w < 0:
+            return  # stopped already
+        self.request_stop()
         for thread in self._threads:
             thread.join(JOIN_SECONDS)
             if thread.is_alive():
@@ -258,3 +266,4 @@ class TcpServer:
         self._threads.clear()
         os.close(self.wake_fd)
         os.close(self._wake_w)
+        self._wake_w = -1

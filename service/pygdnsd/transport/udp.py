@@ -70,10 +70,18 @@ class UdpServer:
             thread.start()
             self._threads.append(thread)
 
-    def stop(self) -> None:
-        """Stop reading every socket; returns once no thread will read again."""
+    def request_stop(self) -> None:
+        """Ask every thread to stop, without waiting (see ``stop``)."""
+        if self._wake_w < 0:
+            return
         self._stopping = True
         os.write(self._wake_w, b"!")
+
+    def stop(self) -> None:
+        """Stop reading every socket; returns once no thread will read again."""
+        if self._wake_w < 0:
+            return  # stopped already
+        self.request_stop()
         for thread in self._threads:
             thread.join(JOIN_SECONDS)
             if thread.is_alive():
@@ -81,6 +89,7 @@ class UdpServer:
         self._threads.clear()
         os.close(self._wake_r)
         os.close(self._wake_w)
+        self._wake_w = -1
 
     def _serve(self, listener: ListenSocket) -> None:
         sock = listener.sock
