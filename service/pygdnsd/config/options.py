@@ -1,0 +1,525 @@
+"""The ``config`` file of a gdnsd config dir, read into a frozen ``Config``.
+
+Keys, types, defaults and ranges follow ``man gdnsd.config`` (OPTIONS), with
+the edge cases checked against gdnsd 3.8.1's ``checkconf``: e.g. an explicit
+``udp_rcvbuf => 0`` is refused although 0 is the default, ``zones_default_ttl``
+is limited to 1..2**31-1, and options gdnsd 2.x had are accepted with a
+warning (``LEGACY_OPTIONS``).
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pygdnsd.config.addresses import AddressSpecError, SocketAddress, resolve_spec
+from pygdnsd.config.scalars import c_bool, c_bytes, c_string, strtoul
+from pygdnsd.config.vscf import (
+    ConfigHash,
+    ConfigList,
+    ConfigScalar,
+    ConfigValue,
+    Position,
+    parse_file,
+)
+from pygdnsd.errors import ConfigError
+
+# name: (min, max, default)
+INT_OPTIONS: dict[str, tuple[int, int, int]] = {
+    "zones_default_ttl": (1, 2**31 - 1, 86400),
+    "max_ttl": (3600, 268435455, 3600000),
+    "min_ttl": (0, 86400, 5),
+    "max_ncache_ttl": (10, 86400, 10800),
+    "dns_port": (1, 65535, 53),
+    "tcp_threads": (1, 1024, 2),
+    "udp_threads": (1, 1024, 2),
+    "tcp_clients_per_thread": (16, 65535, 256),
+    "tcp_timeout": (5, 1800, 37),
+    "tcp_backlog": (0, 65535, 0),
+    "tcp_fastopen": (0, 1048576, 256),
+    # The default 0 (leave the OS default) cannot be written explicitly.
+    "udp_rcvbuf": (4096, 1048576, 0),
+    "udp_sndbuf": (4096, 1048576, 0),
+    "zones_rfc1035_threads": (1, 1024, 2),
+    "max_edns_response": (512, 16384, 1232),
+    "max_edns_response_v6": (512, 16384, 1232),
+    "acme_challenge_ttl": (60, 3600, 600),
+    "acme_challenge_dns_ttl": (0, 3600, 0),
+    "max_nocookie_response": (0, 1024, 0),
+}
+
+BOOL_OPTIONS: dict[str, bool] = {
+    "disable_tcp_dso": False,
+    "zones_strict_data": False,
+    "lock_mem": False,
+    "disable_text_autosplit": False,
+    "edns_client_subnet": True,
+    "experimental_no_chain": True,
+    "disable_cookies": False,
+    # pygdnsd's own: reload zones when files change (gdnsd 3 has no such option).
+    "zones_auto_reload": False,
+}
+
+STRING_OPTIONS = (
+    "chaos_response",
+    "nsid",
+    "nsid_ascii",
+    "cookie_key_file",
+    "run_dir",
+    "state_dir",
+    # pygdnsd's own additions:
+    "pidfile",
+)
+
+# gdnsd 2.x options that gdnsd 3.8.1 still accepts (any value) with a warning.
+# ``username`` is among them, but pygdnsd gives it a meaning again (privilege drop).
+LEGACY_OPTIONS = frozenset(
+    {
+        "weaker_security",
+        "include_optional_ns",
+        "realtime_stats",
+        "zones_rfc1035_auto",
+        "zones_rfc1035_auto_interval",
+        "zones_rfc1035_quiesce",
+        "zones_strict_startup",
+        "max_response",
+        "max_cname_depth",
+        "max_addtl_rrsets",
+        "http_port",
+        "http_listen",
+        "max_http_clients",
+        "http_timeout",
+        "priority",
+        "any_mitigation",
+        "plugin_search_path",
+        "log_stats",
+        "udp_recv_width",
+    }
+)
+
+OTHER_OPTIONS = frozenset({"listen", "tcp_control", "username"})
+
+KNOWN_OPTIONS = (
+    frozenset(INT_OPTIONS) | frozenset(BOOL_OPTIONS) | frozenset(STRING_OPTIONS) | OTHER_OPTIONS
+)
+
+# Per-address keys in the hash form of ``listen``.
+LISTEN_INT_KEYS = (
+    "udp_threads",
+    "tcp_threads",
+    "tcp_timeout",
+    "tcp_clients_per_thread",
+    "tcp_fastopen",
+    "tcp_backlog",
+    "udp_rcvbuf",
+    "udp_sndbuf",
+)
+LISTEN_BOOL_KEYS = ("tcp_proxy", "tcp_pad")
+LISTEN_UDP_KEYS = frozenset({"udp_threads", "udp_rcvbuf", "udp_sndbuf"})
+
+TOP_LEVEL_KEYS = ("options", "service_types", "plugins")
+CHAOS_RESPONSE_MAX = 254
+NSID_MAX_BYTES = 128
+DEFAULT_LISTEN_WARNING = (
+    "Defaulting to listen=>any for lack of explicit listen config. Please explicitly "
+    "configure it, as default behaviors may change in future releases!"
+)
+
+
+@dataclass(frozen=True)
+class ListenAddress:
+    """One DNS listen socket address with its (per-address or global) settings."""
+
+    host: str
+    port: int
+    family: int
+    udp_threads: int = 2
+    tcp_threads: int = 2
+    tcp_timeout: int = 37
+    tcp_clients_per_thread: int = 256
+    tcp_fastopen: int = 256
+    tcp_backlog: int = 0
+    tcp_proxy: bool = False
+    tcp_pad: bool = False
+    disable_tcp_dso: bool = False
+    udp_rcvbuf: int = 0
+    udp_sndbuf: int = 0
+
+
+@dataclass(frozen=True)
+class ControlAddress:
+    """A ``tcp_control`` listen address and what it permits."""
+
+    host: str
+    port: int
+    family: int
+    chal_ok: bool = False
+    ctl_ok: bool = False
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every option of ``man gdnsd.config`` plus pygdnsd's own (pidfile, username, zones_auto_reload)."""
+
+    cfgdir: Path
+    listen: tuple[ListenAddress, ...]
+    zones_default_ttl: int = 86400
+    max_ttl: int = 3600000
+    min_ttl: int = 5
+    max_ncache_ttl: int = 10800
+    dns_port: int = 53
+    tcp_threads: int = 2
+    udp_threads: int = 2
+    tcp_clients_per_thread: int = 256
+    tcp_timeout: int = 37
+    disable_tcp_dso: bool = False
+    tcp_backlog: int = 0
+    tcp_fastopen: int = 256
+    udp_rcvbuf: int = 0
+    udp_sndbuf: int = 0
+    tcp_control: tuple[ControlAddress, ...] = ()
+    zones_strict_data: bool = False
+    zones_rfc1035_threads: int = 2
+    lock_mem: bool = False
+    disable_text_autosplit: bool = False
+    max_edns_response: int = 1232
+    max_edns_response_v6: int = 1232
+    edns_client_subnet: bool = True
+    chaos_response: bytes = b"gdnsd"
+    acme_challenge_ttl: int = 600
+    acme_challenge_dns_ttl: int = 0
+    # Binary NSID, from either ``nsid`` (hex) or ``nsid_ascii``.
+    nsid: bytes | None = None
+    experimental_no_chain: bool = True
+    disable_cookies: bool = False
+    max_nocookie_response: int = 0
+    cookie_key_file: Path | None = None
+    run_dir: Path = Path("/run/gdnsd")
+    state_dir: Path = Path("/var/lib/gdnsd")
+    pidfile: Path = Path("/run/gdnsd/gdnsd.pid")
+    username: str | None = None
+    zones_auto_reload: bool = False
+    # Raw data for the plugin and monitoring code (each value is a hash).
+    service_types: ConfigHash = field(default_factory=lambda: ConfigHash(Position("-", 0)))
+    plugins: ConfigHash = field(default_factory=lambda: ConfigHash(Position("-", 0)))
+    # Things an operator should hear about (gdnsd logs them as warnings).
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def zones_dir(self) -> Path:
+        return self.cfgdir / "zones"
+
+    @property
+    def config_path(self) -> Path:
+        return self.cfgdir / "config"
+
+
+def load_config(cfgdir: Path, strict_data_override: bool = False) -> Config:
+    """Read ``cfgdir/config`` (absent means all defaults).
+
+    ``strict_data_override`` (the command line's ``-S``) forces ``zones_strict_data``.
+    """
+    cfgdir = Path(cfgdir)
+    path = cfgdir / "config"
+    if path.exists() or path.is_symlink():
+        top = parse_file(path)
+        if isinstance(top, ConfigList):
+            raise ConfigError(
+                f"{path}: the main config file cannot be an '[ array ]' at the top level"
+            )
+    else:
+        top = ConfigHash(Position(str(path), 0))
+    return config_from_data(cfgdir, top, strict_data_override)
+
+
+def config_from_data(cfgdir: Path, top: ConfigHash, strict_data_override: bool = False) -> Config:
+    """A ``Config`` from the parsed top-level hash of a config file."""
+    for key in top:
+        if key not in TOP_LEVEL_KEYS:
+            raise ConfigError(
+                f"{top.key_pos[key]}: invalid top-level config key {key!r} "
+                f"(allowed: {', '.join(TOP_LEVEL_KEYS)})"
+            )
+    sections = {name: _hash_section(top, name) for name in TOP_LEVEL_KEYS}
+    for name in ("service_types", "plugins"):
+        for key, value in sections[name].items():
+            if not isinstance(value, ConfigHash):
+                raise ConfigError(f"{value.pos}: {name}: the value of {key!r} must be a hash")
+    settings = _read_options(sections["options"])
+    if strict_data_override:
+        settings["zones_strict_data"] = True
+    return Config(
+        cfgdir=cfgdir,
+        service_types=sections["service_types"],
+        plugins=sections["plugins"],
+        **settings,  # type: ignore[arg-type]
+    )
+
+
+def _hash_section(top: ConfigHash, name: str) -> ConfigHash:
+    value = top.get(name)
+    if value is None:
+        return ConfigHash(Position(top.pos.path, 0))
+    if not isinstance(value, ConfigHash):
+        raise ConfigError(f"{value.pos}: config key {name!r}: wrong type (must be a hash)")
+    return value
+
+
+# -- options -------------------------------------------------------------
+
+
+def _read_options(options: ConfigHash) -> dict[str, object]:
+    warnings: list[str] = []
+    out: dict[str, object] = {}
+    for key, value in options.items():
+        if key in LEGACY_OPTIONS:
+            warnings.append(
+                f"{value.pos}: config option {key} is no longer supported and is ignored"
+            )
+        elif key not in KNOWN_OPTIONS:
+            raise ConfigError(f"{options.key_pos[key]}: invalid options key {key!r}")
+    for key, (low, high, default) in INT_OPTIONS.items():
+        given = options.get(key)
+        out[key] = default if given is None else read_int(key, given, low, high)
+    for key, bool_default in BOOL_OPTIONS.items():
+        given = options.get(key)
+        out[key] = bool_default if given is None else read_bool(key, given)
+    _check_ttl_order(out)
+    nocookie = out["max_nocookie_response"]
+    if isinstance(nocookie, int) and 0 < nocookie < 128:
+        value = options["max_nocookie_response"]
+        raise ConfigError(
+            f"{value.pos}: option 'max_nocookie_response' ({nocookie}) must be zero, "
+            "or in the range 128 - 1024"
+        )
+    out.update(_read_strings(options, warnings))
+    dns_port = out["dns_port"]
+    assert isinstance(dns_port, int)
+    out["listen"] = _read_listen(options, dns_port, out, warnings)
+    control = options.get("tcp_control")
+    out["tcp_control"] = () if control is None else _read_tcp_control(control)
+    if out["experimental_no_chain"] is False:
+        warnings.append(
+            "experimental_no_chain is disabled: gdnsd asks for a bug report explaining why "
+            "this was necessary"
+        )
+    out["warnings"] = tuple(warnings)
+    return out
+
+
+def _check_ttl_order(out: dict[str, object]) -> None:
+    min_ttl, max_ttl, max_ncache = out["min_ttl"], out["max_ttl"], out["max_ncache_ttl"]
+    assert isinstance(min_ttl, int) and isinstance(max_ttl, int) and isinstance(max_ncache, int)
+    if max_ttl < min_ttl:
+        raise ConfigError(
+            f"option 'max_ttl' ({max_ttl}) cannot be smaller than 'min_ttl' ({min_ttl})"
+        )
+    if max_ncache < min_ttl:
+        raise ConfigError(
+            f"option 'max_ncache_ttl' ({max_ncache}) cannot be smaller than 'min_ttl' ({min_ttl})"
+        )
+
+
+def _read_strings(options: ConfigHash, warnings: list[str]) -> dict[str, object]:
+    out: dict[str, object] = {}
+    strings = {key: read_string(key, options[key]) for key in STRING_OPTIONS if key in options}
+    if "chaos_response" in strings:
+        value = c_bytes(strings["chaos_response"])
+        if len(value) > CHAOS_RESPONSE_MAX:
+            raise ConfigError(
+                f"{options['chaos_response'].pos}: option 'chaos_response' must be a string "
+                f"less than 255 characters long (is {len(value)})"
+            )
+        out["chaos_response"] = value
+    if "nsid" in strings and "nsid_ascii" in strings:
+        raise ConfigError(f"{options['nsid'].pos}: only one of 'nsid_ascii' or 'nsid' can be set")
+    if "nsid" in strings:
+        out["nsid"] = _nsid_hex(strings["nsid"], options["nsid"].pos)
+    if "nsid_ascii" in strings:
+        out["nsid"] = _nsid_ascii(strings["nsid_ascii"], options["nsid_ascii"].pos)
+    if "cookie_key_file" in strings:
+        out["cookie_key_file"] = Path(c_string(strings["cookie_key_file"]))
+    run_dir = Path(c_string(strings.get("run_dir", "/run/gdnsd")))
+    out["run_dir"] = run_dir
+    if "state_dir" in strings:
+        out["state_dir"] = Path(c_string(strings["state_dir"]))
+    pidfile = strings.get("pidfile")
+    out["pidfile"] = Path(c_string(pidfile)) if pidfile is not None else run_dir / "gdnsd.pid"
+    username = options.get("username")
+    if isinstance(username, ConfigScalar):
+        out["username"] = c_string(username)
+    elif username is not None:
+        warnings.append(f"{username.pos}: option 'username' is not a string and is ignored")
+    return out
+
+
+def _nsid_hex(text: str, pos: Position) -> bytes:
+    hex_text = c_string(text)
+    if (
+        not 2 <= len(hex_text) <= 2 * NSID_MAX_BYTES
+        or len(hex_text) % 2
+        or not all(c in "0123456789abcdefABCDEF" for c in hex_text)
+    ):
+        raise ConfigError(
+            f"{pos}: option 'nsid' must be a hex string up to 256 characters "
+            "(128 encoded bytes) long"
+        )
+    return bytes.fromhex(hex_text)
+
+
+def _nsid_ascii(text: str, pos: Position) -> bytes:
+    raw = c_bytes(text)
+    if not 1 <= len(raw) <= NSID_MAX_BYTES or not all(0x20 <= b <= 0x7E for b in raw):
+        raise ConfigError(
+            f"{pos}: option 'nsid_ascii' must be a string of printable ASCII characters "
+            "up to 128 bytes long"
+        )
+    return raw
+
+
+# -- typed values -----------------------------------------------------------
+
+
+def read_int(key: str, value: ConfigValue, low: int, high: int) -> int:
+    """An integer option in ``low..high`` (gdnsd's strtoul reading)."""
+    number = strtoul(value) if isinstance(value, ConfigScalar) else None
+    if number is None:
+        raise ConfigError(f"{value.pos}: option {key!r}: value must be a positive integer")
+    if not low <= number <= high:
+        raise ConfigError(
+            f"{value.pos}: option {key!r}: value {number} out of range ({low}, {high})"
+        )
+    return number
+
+
+def read_bool(key: str, value: ConfigValue) -> bool:
+    """A boolean option: "true" or "false" in any case."""
+    result = c_bool(value) if isinstance(value, ConfigScalar) else None
+    if result is None:
+        raise ConfigError(f"{value.pos}: option {key!r}: value must be 'true' or 'false'")
+    return result
+
+
+def read_string(key: str, value: ConfigValue) -> str:
+    if not isinstance(value, ConfigScalar):
+        raise ConfigError(f"{value.pos}: option {key!r}: wrong type (should be a string)")
+    return str(value)
+
+
+# -- listen ------------------------------------------------------------------
+
+
+def _read_listen(
+    options: ConfigHash, dns_port: int, globals_: dict[str, object], warnings: list[str]
+) -> tuple[ListenAddress, ...]:
+    defaults = {key: globals_[key] for key in (*LISTEN_INT_KEYS, "disable_tcp_dso")}
+    value = options.get("listen")
+    if value is None:
+        warnings.append(DEFAULT_LISTEN_WARNING)
+        return _listen_any(dns_port, defaults)
+    if isinstance(value, ConfigScalar):
+        if value == "any":
+            return _listen_any(dns_port, defaults)
+        specs: list[tuple[ConfigScalar, ConfigHash | None]] = [(value, None)]
+    elif isinstance(value, ConfigList):
+        specs = []
+        for item in value:
+            if not isinstance(item, ConfigScalar):
+                raise ConfigError(f"{item.pos}: option 'listen': all listen specs must be strings")
+            specs.append((item, None))
+    else:
+        specs = []
+        for key, per_address in value.items():
+            if not isinstance(per_address, ConfigHash):
+                raise ConfigError(
+                    f"{per_address.pos}: DNS listen address {key!r}: per-address options must be a hash"
+                )
+            specs.append((ConfigScalar(key, value.key_pos[key]), per_address))
+    if not specs:
+        # gdnsd 3.8.1 aborts on this (allocation of 0 listeners).
+        raise ConfigError(f"{value.pos}: option 'listen': no addresses given")
+    return tuple(_listen_address(spec, dns_port, defaults, extra) for spec, extra in specs)
+
+
+def _listen_any(dns_port: int, defaults: dict[str, object]) -> tuple[ListenAddress, ...]:
+    return (
+        ListenAddress("0.0.0.0", dns_port, socket.AF_INET, **defaults),  # type: ignore[arg-type]
+        ListenAddress("::", dns_port, socket.AF_INET6, **defaults),  # type: ignore[arg-type]
+    )
+
+
+def _resolve(what: str, spec: ConfigScalar, default_port: int) -> SocketAddress:
+    try:
+        return resolve_spec(spec, default_port)
+    except AddressSpecError as exc:
+        raise ConfigError(
+            f"{spec.pos}: could not process {what} address spec {str(spec)!r}: {exc}"
+        ) from exc
+
+
+def _listen_address(
+    spec: ConfigScalar, dns_port: int, defaults: dict[str, object], per_address: ConfigHash | None
+) -> ListenAddress:
+    address = _resolve("listen", spec, dns_port)
+    settings = dict(defaults)
+    if per_address is not None:
+        proxy_value = per_address.get("tcp_proxy")
+        proxy = read_bool("tcp_proxy", proxy_value) if proxy_value is not None else False
+        for key, value in per_address.items():
+            if key in LISTEN_UDP_KEYS and proxy:
+                raise ConfigError(
+                    f"{per_address.key_pos[key]}: invalid per-address listen option with "
+                    f"tcp_proxy: {key!r}"
+                )
+            if key in LISTEN_INT_KEYS:
+                low, high, _default = INT_OPTIONS[key]
+                settings[key] = read_int(key, value, low, high)
+            elif key in LISTEN_BOOL_KEYS:
+                settings[key] = read_bool(key, value)
+            else:
+                raise ConfigError(
+                    f"{per_address.key_pos[key]}: invalid per-address listen option {key!r}"
+                )
+        settings.setdefault("tcp_pad", proxy)
+    return ListenAddress(address.host, address.port, address.family, **settings)  # type: ignore[arg-type]
+
+
+# -- tcp_control --------------------------------------------------------------
+
+
+def _read_tcp_control(value: ConfigValue) -> tuple[ControlAddress, ...]:
+    entries: list[tuple[ConfigScalar, ConfigHash | None]]
+    if isinstance(value, ConfigScalar):
+        entries = [(value, None)]
+    elif isinstance(value, ConfigList):
+        entries = []
+        for item in value:
+            if not isinstance(item, ConfigScalar):
+                raise ConfigError(
+                    f"{item.pos}: option 'tcp_control': all address specs must be strings"
+                )
+            entries.append((item, None))
+    else:
+        entries = []
+        for key, per_address in value.items():
+            if not isinstance(per_address, ConfigHash):
+                raise ConfigError(
+                    f"{per_address.pos}: option 'tcp_control': per-address config must be a hash"
+                )
+            entries.append((ConfigScalar(key, value.key_pos[key]), per_address))
+    return tuple(_control_address(spec, extra) for spec, extra in entries)
+
+
+def _control_address(spec: ConfigScalar, per_address: ConfigHash | None) -> ControlAddress:
+    address = _resolve("tcp_control", spec, 0)
+    if address.port == 0:
+        raise ConfigError(
+            f"{spec.pos}: could not process tcp_control address spec {str(spec)!r}: port number required"
+        )
+    flags = {"chal_ok": False, "ctl_ok": False}
+    for key, value in (per_address or {}).items():
+        if key not in flags:
+            raise ConfigError(f"{value.pos}: invalid TCP control socket key {key!r}")
+        flags[key] = read_bool(key, value)
+    return ControlAddress(address.host, address.port, address.family, **flags)
