@@ -190,3 +190,73 @@ def test_two_containers_share_the_cached_tree(container_rootfs: Path) -> None:
         hostnames = {c.run(["hostname"], check=True).stdout.strip() for c in (first, second)}
         assert hostnames == {first.machine, second.machine}
     assert (first.exit_status, second.exit_status) == (0, 0)
+
+
+# The sandboxing of Debian's gdnsd.service (3.8.1), around a daemon that runs as
+# an unprivileged user from the bound repo and binds port 53: what the replace
+# tests will need to work inside the container.
+SANDBOXED_UNIT = f"""\
+[Service]
+Type=notify
+NotifyAccess=all
+ExecStart=/usr/bin/python3 /usr/local/lib/smoke/sandboxed.py
+UMask=0022
+User=gdnsd
+CapabilityBoundingSet=CAP_NET_BIND_SERVICE
+AmbientCapabilities=CAP_NET_BIND_SERVICE
+RuntimeDirectory=gdnsd
+RuntimeDirectoryMode=0700
+OOMScoreAdjust=-900
+Nice=-11
+LimitMEMLOCK=infinity
+NoNewPrivileges=yes
+SecureBits=noroot noroot-locked no-setuid-fixup no-setuid-fixup-locked
+MountFlags=slave
+DevicePolicy=closed
+PrivateDevices=true
+PrivateTmp=true
+ProtectSystem=full
+ProtectHome=true
+Environment=PYTHONPATH={CONTAINER_REPO}/service
+TimeoutStartSec=30
+"""
+
+SANDBOXED_SCRIPT = """\
+import os, socket, time
+
+import pygdnsd
+import systemd.daemon
+
+udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+udp.bind(("127.0.0.1", 53))
+systemd.daemon.notify(f"READY=1\\nSTATUS=uid={os.getuid()} port=53 {pygdnsd.__file__}")
+time.sleep(600)
+"""
+
+
+def test_unit_sandboxed_like_debian_gdnsd_runs_from_the_repo(
+    systemd_container: SystemdContainer,
+) -> None:
+    systemd_container.run(
+        ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "gdnsd"],
+        check=True,
+    )
+    uid = systemd_container.run(["id", "-u", "gdnsd"], check=True).stdout.strip()
+    systemd_container.write_file("/usr/local/lib/smoke/sandboxed.py", SANDBOXED_SCRIPT)
+    systemd_container.write_file("/etc/systemd/system/smoke-sandboxed.service", SANDBOXED_UNIT)
+    systemd_container.run(["systemctl", "daemon-reload"], check=True)
+    systemd_container.run(["systemctl", "start", "smoke-sandboxed.service"], check=True)
+    status = show(systemd_container, "smoke-sandboxed.service", "StatusText")["StatusText"]
+    assert status == f"uid={uid} port=53 {CONTAINER_REPO}/service/pygdnsd/__init__.py"
+    sockets = systemd_container.run(["ss", "-Hlunp", "sport = :53"], check=True).stdout
+    assert "127.0.0.1:53" in sockets
+    systemd_container.run(["systemctl", "stop", "smoke-sandboxed.service"], check=True)
+
+
+def test_pygdnsd_commands_run_the_bound_repo(systemd_container: SystemdContainer) -> None:
+    systemd_container.install_pygdnsd_commands()
+    systemd_container.copy_in(REPO / "examples" / "gdnsd", "/etc/gdnsd")
+    checked = systemd_container.run(["gdnsd", "-c", "/etc/gdnsd", "checkconf"])
+    assert checked.returncode == 0, checked.stderr
+    broken = systemd_container.run(["gdnsd", "-c", "/nonexistent", "checkconf"])
+    assert broken.returncode != 0
