@@ -62,19 +62,9 @@ def parse_opt(rclass: int, ttl: int, rdata: bytes, with_subnet: bool) -> EdnsReq
     try:
         return _parse_options(max(rclass, 512), version, do, rdata, with_subnet)
     except EdnsFormatError as bad:
-        bad.request = EdnsRequest(max(rclass, 512), version, do, nsid=_asks_nsid(rdata))
+        # gdnsd's FORMERR for bad options carries an OPT, but no NSID.
+        bad.request = EdnsRequest(max(rclass, 512), version, do)
         raise
-
-
-def _asks_nsid(rdata: bytes) -> bool:
-    """Whether any well-formed option before the first bad one is NSID."""
-    pos = 0
-    while pos + 4 <= len(rdata):
-        code, length = _OPTION.unpack_from(rdata, pos)
-        if code == OPT_NSID:
-            return True
-        pos += 4 + length
-    return False
 
 
 def _parse_options(
@@ -95,6 +85,8 @@ def _parse_options(
         data = rdata[pos : pos + length]
         pos += length
         if code == OPT_NSID:
+            if length:
+                raise EdnsFormatError("NSID option in a query must be empty")
             nsid = True
         elif code == OPT_COOKIE:
             if cookie is not None:

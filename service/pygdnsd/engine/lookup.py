@@ -147,8 +147,6 @@ def decide_at(zones: ZoneSet, where: Location, qtype: int, chain: bool) -> Decis
         return _negative(zone, RCODE_NXDOMAIN)
     node = where.node
     if qtype == model.ANY:
-        if not node:  # an empty non-terminal has no data to summarise
-            return _negative(zone, RCODE_NOERROR)
         cname = node.get(model.CNAME)
         return Decision(RCODE_NOERROR, True, (Record(QNAME, cname if cname else ANY_HINFO),))
     rrset = node.get(qtype)
@@ -159,17 +157,21 @@ def decide_at(zones: ZoneSet, where: Location, qtype: int, chain: bool) -> Decis
         first = Decision(RCODE_NOERROR, True, (Record(QNAME, cname),))
         if not chain:
             return first
-        return _chase(zones, first, cname.rdatas[0], qtype)
+        return _chase(zones, zone, first, cname.rdatas[0], qtype)
     return _negative(zone, RCODE_NOERROR)
 
 
-def _chase(zones: ZoneSet, first: Decision, target: bytes, qtype: int) -> Decision:
-    """Follow a CNAME chain through our own zones (experimental_no_chain => false)."""
+def _chase(zones: ZoneSet, start: Zone, first: Decision, target: bytes, qtype: int) -> Decision:
+    """Follow a CNAME chain inside the zone it starts in (experimental_no_chain => false).
+
+    Like gdnsd, a chain that leaves the zone stops at the CNAME pointing out,
+    even when the target lies in another zone served here.
+    """
     answer = list(first.answer)
     seen = {target}
     for _ in range(MAX_CHAIN):
         zone = zones.find_zone(target)
-        if zone is None:
+        if zone is not start:
             break
         where = locate(zone, target)
         if where.kind == "cut":

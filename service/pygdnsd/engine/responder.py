@@ -33,7 +33,7 @@ from pygdnsd.engine.lookup import Decision, Record
 from pygdnsd.engine.stats import Stats
 from pygdnsd.engine.wire import SectionWriter
 from pygdnsd.zones import model, names
-from pygdnsd.zones.model import RRset, ZoneSet
+from pygdnsd.zones.model import RRset, Zone, ZoneSet
 
 _LOWER = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", b"abcdefghijklmnopqrstuvwxyz")
 _COUNTS = struct.Struct("!HHHH")
@@ -115,7 +115,7 @@ class _Generation:
     def __init__(self, zones: ZoneSet) -> None:
         self.zones = zones
         self.by_question: dict[bytes, Prepared] = {}
-        self.by_decision: dict[tuple[object, ...], Prepared] = {}
+        self.by_decision: dict[tuple[object, ...], tuple[Prepared, frozenset[bytes]]] = {}
 
 
 class Responder:
@@ -238,11 +238,10 @@ class Responder:
     ) -> tuple[bytes, bool]:
         """Our OPT's options for this query, and whether it carried a valid server cookie."""
         settings = self.settings
+        # gdnsd's option order: client subnet, cookie, keepalive, NSID.
         parts = []
         cookie_ok = False
         counters = self.stats.dns.values
-        if edns_req.nsid and settings.nsid is not None:
-            parts.append(edns.option(edns.OPT_NSID, settings.nsid))
         subnet = edns_req.client_subnet
         if subnet is not None:
             counters["edns_clientsub"] += 1
@@ -260,9 +259,15 @@ class Responder:
                 counters["edns_cookie_bad"] += 1
             parts.append(edns.option(edns.OPT_COOKIE, client_cookie + ours))
         if tcp:
-            keepalive = 0 if closing else settings.tcp_keepalive
-            parts.append(edns.option(edns.OPT_KEEPALIVE, struct.pack("!H", keepalive)))
+            parts.append(self._keepalive_option(closing))
+        if edns_req.nsid and settings.nsid is not None:
+            parts.append(edns.option(edns.OPT_NSID, settings.nsid))
         return b"".join(parts), cookie_ok
+
+    def _keepalive_option(self, closing: bool) -> bytes:
+        """edns-tcp-keepalive: our idle timeout, or 0 to ask a client to close (RFC 7828)."""
+        keepalive = 0 if closing else self.settings.tcp_keepalive
+        return edns.option(edns.OPT_KEEPALIVE, struct.pack("!H", keepalive))
 
     def _error(
         self, query: bytes, problem: _QueryProblem, client_ip: bytes, tcp: bool, closing: bool
@@ -286,7 +291,8 @@ class Responder:
             return head + _COUNTS.pack(qdcount, 0, 0, 0) + question
         counters["edns"] += 1
         if rcode == _BADVERS:
-            options = b""
+            # gdnsd sends no NSID or cookie with BADVERS, only the TCP keepalive.
+            options = self._keepalive_option(closing) if tcp else b""
         else:
             options, _ = self._response_options(edns_req, client_ip, tcp, closing)
         opt = edns.opt_record(rcode >> 4, edns_req.do, options)
@@ -300,23 +306,35 @@ class Responder:
         if zone is None:
             prepared = _REFUSED
         else:
-            where = lookup.locate(zone, lname)
-            # Where the deciding name starts inside the qname: the tail's
-            # compression pointers depend on it, nothing else about the qname.
-            offset = len(lname) - len(where.name)
-            key = (*lookup.decision_key(where, qtype, self._chain), offset)
-            cached = generation.by_decision.get(key)
-            if cached is None:
-                decision = lookup.decide_at(zones, where, qtype, self._chain)
-                cached = _build(decision, where.name, 12 + offset, 12 + len(lname) + 4)
-                if len(generation.by_decision) >= _MAX_CACHED_QUESTIONS:
-                    generation.by_decision.clear()
-                generation.by_decision[key] = cached
-            prepared = cached
+            prepared = self._prepare_in_zone(generation, zone, lname, qtype)
         by_question = generation.by_question
         if len(by_question) >= _MAX_CACHED_QUESTIONS:
             by_question.clear()
         by_question[lname + bytes((qtype >> 8, qtype & 0xFF))] = prepared
+        return prepared
+
+    def _prepare_in_zone(self, generation: _Generation, zone: Zone, lname: bytes, qtype: int) -> Prepared:
+        """A tail shared by every qname that reaches the same decision at the same depth.
+
+        Compression may point into any suffix of the question, so a tail is
+        shared only while none of the qname's own labels (those left of the
+        deciding name) could have been a compression target.
+        """
+        where = lookup.locate(zone, lname)
+        offset = len(lname) - len(where.name)
+        key = (*lookup.decision_key(where, qtype, self._chain), offset)
+        cached = generation.by_decision.get(key)
+        own_suffixes = [lname[pos:] for pos in names.label_offsets(lname) if pos < offset]
+        if cached is not None:
+            prepared, wanted = cached
+            if not any(suffix in wanted for suffix in own_suffixes):
+                return prepared
+        decision = lookup.decide_at(generation.zones, where, qtype, self._chain)
+        prepared, wanted = _build(decision, lname, 12 + len(lname) + 4)
+        if not any(suffix in wanted for suffix in own_suffixes):
+            if len(generation.by_decision) >= _MAX_CACHED_QUESTIONS:
+                generation.by_decision.clear()
+            generation.by_decision[key] = (prepared, wanted)
         return prepared
 
     def _build_chaos_tail(self, text: bytes) -> Prepared:
@@ -327,17 +345,16 @@ class Responder:
         return Prepared(0, lookup.RCODE_NOERROR, (1, 0, 0), (writer.getvalue(),))
 
 
-def _build(decision: Decision, name: bytes, name_at: int, tail_at: int) -> Prepared:
-    """Encode a decision's sections, compressing against the question.
+def _build(decision: Decision, qname: bytes, tail_at: int) -> tuple[Prepared, frozenset[bytes]]:
+    """Encode a decision's sections, compressing against the question name.
 
-    ``name`` is a suffix of the question name found at offset ``name_at``;
-    ``tail_at`` is where the tail starts in the message.
+    ``tail_at`` is where the tail starts in the message. Also returns every
+    name the encoding looked for as a compression target.
     """
-    known: dict[bytes, int] = {}
-    for offset in names.label_offsets(name)[:-1]:
-        known[name[offset:]] = name_at + offset
+    known = {qname[pos:]: 12 + pos for pos in names.label_offsets(qname)[:-1]}
     rotations = _rotation_count(decision)
     tails = []
+    wanted: set[bytes] = set()
     for turn in range(rotations):
         writer = SectionWriter(tail_at, known)
         for section in (decision.answer, decision.authority, decision.additional):
@@ -349,13 +366,14 @@ def _build(decision: Decision, name: bytes, name_at: int, tail_at: int) -> Prepa
                         # Later records of the set point at the first copy of the owner.
                         owner = writer.known.get(owner, owner)
         tails.append(writer.getvalue())
+        wanted |= writer.wanted
     counts = (
         _record_count(decision.answer),
         _record_count(decision.authority),
         _record_count(decision.additional),
     )
     flags = _AA if decision.authoritative else 0
-    return Prepared(flags, decision.rcode, counts, tuple(tails))
+    return Prepared(flags, decision.rcode, counts, tuple(tails)), frozenset(wanted)
 
 
 def _record_count(section: tuple[Record, ...]) -> int:
@@ -483,9 +501,15 @@ def _parse_additional(query: bytes, pos: int, with_subnet: bool) -> EdnsRequest 
             raise _QueryProblem(lookup.RCODE_FORMERR, True)
         rtype, rclass, ttl, rdlength = _RR_FIXED.unpack_from(query, pos)
         pos += 10
+        is_opt = rtype == model.OPT and index >= an + ns and query[owner_at] == 0
         if pos + rdlength > n:
+            if is_opt:
+                # gdnsd still answers with an OPT once the OPT's fixed fields are there.
+                version = (ttl >> 16) & 0xFF
+                partial = EdnsRequest(max(rclass, 512), version, bool(ttl & 0x8000))
+                raise EdnsFormatError("OPT rdata runs past the end of the query", request=partial)
             raise _QueryProblem(lookup.RCODE_FORMERR, True)
-        if rtype == model.OPT and index >= an + ns and query[owner_at] == 0:
+        if is_opt:
             if found is not None:
                 raise EdnsFormatError("two OPT records", request=found)
             found = edns.parse_opt(rclass, ttl, query[pos : pos + rdlength], with_subnet)

@@ -12,9 +12,9 @@ import struct
 
 from pygdnsd.zones import model
 
-# Types whose rdata carries names that may be compressed (RFC 3597 section 4
-# lists the well-known types; SRV and NAPTR targets must not be compressed).
-_NAME_AT_START = frozenset({model.NS, model.CNAME, model.PTR, model.DNAME})
+# Types whose rdata names gdnsd compresses (docs/gdnsd-behaviour.md): NS, CNAME,
+# MX, SOA. PTR, SRV and NAPTR targets are written in full.
+_NAME_AT_START = frozenset({model.NS, model.CNAME, model.DNAME})
 
 _RR_HEADER = struct.Struct("!HHIH")
 
@@ -31,6 +31,8 @@ class SectionWriter:
         self.start = start
         self.known = dict(known)
         self.out = bytearray()
+        # Every name looked up as a compression target (see Responder's tail sharing).
+        self.wanted: set[bytes] = set()
 
     def _offset(self) -> int:
         return self.start + len(self.out)
@@ -41,6 +43,7 @@ class SectionWriter:
         while name[pos]:
             suffix = name[pos:]
             if compress:
+                self.wanted.add(suffix)
                 target = self.known.get(suffix)
                 if target is not None:
                     self.out += struct.pack("!H", 0xC000 | target)
