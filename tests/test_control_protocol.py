@@ -1,0 +1,216 @@
+"""The control protocol codec: header layout, framing, challenges, robustness on garbage."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import struct
+import sys
+
+import pytest
+
+from pygdnsd.control import protocol
+from pygdnsd.control.protocol import (
+    Header,
+    ProtocolError,
+    RequestKey,
+    RequestReader,
+    ResponseKey,
+)
+
+# What Debian's gdnsdctl 3.8.1 sent for
+# `acme-dns-01 example.com 0123...012 www.Example.org. ABC...nop` (captured once).
+GDNSDCTL_CHALLENGES = (
+    b"\r\x07example\x03com\x000123456789012345678901234567890123456789012\x00"
+    b"\x11\x03www\x07example\x03org\x00ABCDEFGHIJKLMNOPQRSTUVWXYZ-abcdefghijklmnop\x00"
+)
+
+
+def test_keys_are_the_documented_bytes() -> None:
+    assert {k.name: chr(k) for k in RequestKey} == {
+        "INFO": "I",
+        "STAT": "S",
+        "STATE": "E",
+        "ZREL": "Z",
+        "STOP": "X",
+        "REPL": "R",
+        "CHAL": "C",
+        "CHALF": "c",
+        "TAK1": "1",
+        "TAK2": "2",
+        "TAKE": "T",
+    }
+    assert {k.name: chr(k) for k in ResponseKey} == {
+        "ACK": "A",
+        "DENY": "D",
+        "FAIL": "F",
+        "LATR": "L",
+        "UNK": "U",
+    }
+    assert chr(protocol.PSH_SHAND) == "s"
+
+
+def test_header_layout_is_key_v0_v1_v2_then_host_order_d() -> None:
+    raw = Header(ord("A"), 3, 8, 1, 0x01020304).encode()
+    assert raw[:4] == b"A\x03\x08\x01"
+    assert raw[4:] == (0x01020304).to_bytes(4, sys.byteorder)
+    assert protocol.decode_header(raw) == Header(ord("A"), 3, 8, 1, 0x01020304)
+
+
+def test_count_is_v_as_24_bit_network_order() -> None:
+    header = protocol.header_with_count(ord("C"), 0x010203, 7)
+    assert header.encode()[1:4] == b"\x01\x02\x03"
+    assert header.count == 0x010203
+    with pytest.raises(ProtocolError):
+        protocol.header_with_count(ord("C"), 1 << 24)
+
+
+def test_out_of_range_fields_are_refused() -> None:
+    with pytest.raises(ProtocolError):
+        Header(256)
+    with pytest.raises(ProtocolError):
+        Header(ord("I"), d=1 << 32)
+    with pytest.raises(ProtocolError):
+        protocol.decode_header(b"I\0\0")
+
+
+def test_info_exchange_encodings() -> None:
+    assert protocol.info_request((3, 8, 1)).encode()[:4] == b"I\x03\x08\x01"
+    ack = protocol.info_ack((3, 8, 1), 4242)
+    assert ack.header.version == (3, 8, 1)
+    assert struct.unpack("=I", ack.encode()[4:])[0] == 4242
+    assert protocol.response_payload_length(RequestKey.INFO, ack.header) == 0
+
+
+def test_data_ack_carries_its_length_and_payload_length_depends_on_request() -> None:
+    ack = protocol.data_ack(b'{"x": 1}')
+    assert ack.header.d == 8
+    assert ack.encode()[8:] == b'{"x": 1}'
+    assert protocol.response_payload_length(RequestKey.STAT, ack.header) == 8
+    assert protocol.response_payload_length(RequestKey.STATE, ack.header) == 8
+    # A FAIL never carries data, whatever d says.
+    fail = Header(ResponseKey.FAIL, d=99)
+    assert protocol.response_payload_length(RequestKey.STAT, fail) == 0
+    huge = Header(ResponseKey.ACK, d=protocol.MAX_RESPONSE_PAYLOAD + 1)
+    with pytest.raises(ProtocolError):
+        protocol.response_payload_length(RequestKey.STAT, huge)
+
+
+def test_takeover_requests_carry_the_pid_in_d() -> None:
+    request = protocol.takeover_request(RequestKey.TAK1, 1234)
+    assert request.encode() == b"1\0\0\0" + struct.pack("=I", 1234)
+    assert protocol.request_payload_length(request.header) == 0
+    with pytest.raises(ProtocolError):
+        protocol.takeover_request(RequestKey.STAT, 1)
+
+
+def test_challenges_encode_exactly_as_gdnsdctl_sends_them() -> None:
+    challenges = [
+        protocol.parse_acme_challenge("example.com", "0123456789012345678901234567890123456789012"),
+        protocol.parse_acme_challenge("www.Example.org.", "ABCDEFGHIJKLMNOPQRSTUVWXYZ-abcdefghijklmnop"),
+    ]
+    request = protocol.challenge_request(challenges)
+    assert request.header.count == 2
+    assert request.header.d == len(GDNSDCTL_CHALLENGES) == 120
+    assert request.payload == GDNSDCTL_CHALLENGES
+    assert protocol.decode_challenges(2, GDNSDCTL_CHALLENGES) == challenges
+
+
+@pytest.mark.parametrize(
+    ("name", "payload", "message"),
+    [
+        ("ex..com", "0" * 43, "Could not parse domainname 'ex..com'"),
+        ("example.com", "short", "Payload for 'example.com' is not 43 bytes long"),
+        ("example.com", "!" * 43, "Payload for 'example.com' is not base64url"),
+    ],
+)
+def test_bad_challenge_arguments_name_the_problem(name: str, payload: str, message: str) -> None:
+    with pytest.raises(ProtocolError, match=message):
+        protocol.parse_acme_challenge(name, payload)
+
+
+def test_challenge_data_must_match_its_count() -> None:
+    with pytest.raises(ProtocolError):
+        protocol.decode_challenges(3, GDNSDCTL_CHALLENGES)
+    with pytest.raises(ProtocolError):
+        protocol.decode_challenges(1, GDNSDCTL_CHALLENGES)
+    with pytest.raises(ProtocolError):
+        protocol.decode_challenges(2, GDNSDCTL_CHALLENGES[:-1])
+
+
+@pytest.mark.parametrize(
+    ("count", "size"),
+    [(0, 0), (0x010000, 100_000_000), (0x010000, 10), (1, 10), (1, protocol.MAX_REQUEST_PAYLOAD + 1)],
+)
+def test_impossible_challenge_sizes_are_refused_before_reading_data(count: int, size: int) -> None:
+    header = protocol.header_with_count(RequestKey.CHAL, count, size)
+    with pytest.raises(ProtocolError, match="illegal sizes"):
+        protocol.request_payload_length(header)
+    reader = RequestReader()
+    reader.feed(header.encode())
+    with pytest.raises(ProtocolError):
+        reader.next_request()
+
+
+def test_reader_frames_pipelined_and_split_requests() -> None:
+    chal = protocol.challenge_request(protocol.decode_challenges(2, GDNSDCTL_CHALLENGES))
+    stream = protocol.info_request((3, 8, 1)).encode() + chal.encode() + b"S" + bytes(7)
+    reader = RequestReader()
+    got: list[protocol.Request] = []
+    for i in range(0, len(stream), 5):  # arrive in awkward 5-byte pieces
+        reader.feed(stream[i : i + 5])
+        for _ in range(10):
+            request = reader.next_request()
+            if request is None:
+                break
+            got.append(request)
+    assert [r.key for r in got] == [RequestKey.INFO, RequestKey.CHAL, RequestKey.STAT]
+    assert got[1].payload == GDNSDCTL_CHALLENGES
+    assert reader.buffered == 0
+
+
+def test_reader_refuses_a_flood_without_a_frame() -> None:
+    reader = RequestReader()
+    with pytest.raises(ProtocolError):
+        reader.feed(bytes(protocol.HEADER_SIZE + protocol.MAX_REQUEST_PAYLOAD + 1))
+
+
+def test_stats_handoff_round_trips_64_bit_counters() -> None:
+    message = protocol.stats_handoff([0, 1, 2**40, 2**64 - 1])
+    assert message.key == protocol.PSH_SHAND
+    assert message.header.d == 32
+    assert protocol.decode_stats_handoff(message.payload) == [0, 1, 2**40, 2**64 - 1]
+    with pytest.raises(ProtocolError):
+        protocol.decode_stats_handoff(b"\0" * 7)
+
+
+def test_random_bytes_never_crash_the_parsers() -> None:
+    rng = random.Random(20240607)
+    keys = b"ISEZXRCc12TAsDFLU?\0\xff"
+    outcomes = {"request": 0, "error": 0}
+    for _ in range(3000):
+        size = rng.randrange(0, 200)
+        data = bytearray(rng.randbytes(size))
+        if data and rng.random() < 0.7:
+            data[0] = rng.choice(keys)  # hit the interesting keys often
+        reader = RequestReader()
+        try:
+            reader.feed(bytes(data))
+            for _ in range(100):
+                if reader.next_request() is None:
+                    break
+                outcomes["request"] += 1
+        except ProtocolError:
+            outcomes["error"] += 1
+        with contextlib.suppress(ProtocolError):
+            protocol.decode_challenges(rng.randrange(0, 4), bytes(data))
+        if len(data) >= 8:
+            header = protocol.decode_header(bytes(data[:8]))
+            for key in RequestKey:
+                try:
+                    protocol.response_payload_length(key, header)
+                except ProtocolError:
+                    outcomes["error"] += 1
+    # Both paths were exercised, so the loop really tested something.
+    assert outcomes["request"] > 100
+    assert outcomes["error"] > 10
