@@ -215,7 +215,7 @@ class _Parser:
         key = self._scalar("a hash key")
         self._skip_space()
         if self._peek() != ord("="):
-            raise self._syntax_error(f"expected '=>' or '=' after key {key!r}")
+            raise ConfigError(f"{key_pos}: syntax error: expected '=>' or '=' after key {key!r}")
         self._advance()
         if self._peek() == ord(">"):
             self._advance()
