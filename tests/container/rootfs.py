@@ -107,6 +107,8 @@ def ensure_rootfs(spec: RootfsSpec = RootfsSpec(), cache_dir: Path = CACHE_DIR) 
     with _build_lock(cache_dir):
         if is_complete(root):  # another process built it while we waited
             return root
+        for stale in cache_dir.glob(f"{root.name}.tmp-*"):  # from a killed build
+            shutil.rmtree(stale, ignore_errors=True)
         started = time.monotonic()
         _build(spec, tool, root, cache_dir / f"{root.name}.log")
         print(

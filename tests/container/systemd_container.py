@@ -19,7 +19,7 @@ Quirks this handles (see shared/reference/handoff-facts.md):
 
 The repository is bound read-only at ``CONTAINER_REPO`` (/opt/pygdnsd, not under
 /tmp, so units with PrivateTmp=true see it); ``install_pygdnsd_commands`` puts
-``gdnsd``/``gdnsdctl`` wrappers on PATH that run the package from there with
+``gdnsd``/``gdnsdctl`` wrappers at Debian's paths that run the package from there with
 Debian's python3 (the same 3.11.2 as the dev venv; dnslib, systemd, pydbus come
 from Debian packages in the rootfs).
 """
@@ -368,10 +368,14 @@ class SystemdContainer:
         return self.run(["journalctl", "--no-pager", *args], check=True).stdout
 
     def install_pygdnsd_commands(self) -> None:
-        """``gdnsd`` and ``gdnsdctl`` on the container's PATH, running the bound repo."""
-        for name, module in (("gdnsd", "gdnsd"), ("gdnsdctl", "gdnsdctl")):
+        """``gdnsd`` and ``gdnsdctl`` where Debian's package puts them, running the bound repo.
+
+        So Debian's gdnsd.service (ExecStart=/usr/sbin/gdnsd, ExecReload=/usr/bin/gdnsdctl)
+        works unchanged; the container's /usr is a throwaway overlay.
+        """
+        for path, module in (("/usr/sbin/gdnsd", "gdnsd"), ("/usr/bin/gdnsdctl", "gdnsdctl")):
             self.write_file(
-                f"/usr/local/sbin/{name}",
+                path,
                 "#!/usr/bin/python3\n"
                 "import sys\n"
                 f"sys.path.insert(0, {CONTAINER_REPO + '/service'!r})\n"

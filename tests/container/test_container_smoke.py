@@ -91,6 +91,7 @@ def check_notify_unit(container: SystemdContainer) -> None:
     assert (state["Type"], state["NotifyAccess"]) == ("notify", "all")
     assert state["StatusText"] == "serving smoke"  # the notification reached PID 1
     main_pid = state["MainPID"]
+    assert "Started smoke-notify.service" in container.journal("-u", "smoke-notify.service")
     assert container.run(["ps", "-p", main_pid, "-o", "args="]).stdout.startswith(
         "/usr/bin/python3 /usr/local/lib/smoke/"
     )
@@ -256,6 +257,10 @@ def test_unit_sandboxed_like_debian_gdnsd_runs_from_the_repo(
 def test_pygdnsd_commands_run_the_bound_repo(systemd_container: SystemdContainer) -> None:
     systemd_container.install_pygdnsd_commands()
     systemd_container.copy_in(REPO / "examples" / "gdnsd", "/etc/gdnsd")
+    assert systemd_container.run(["which", "gdnsd", "gdnsdctl"]).stdout.split() == [
+        "/usr/sbin/gdnsd",
+        "/usr/bin/gdnsdctl",
+    ]
     checked = systemd_container.run(["gdnsd", "-c", "/etc/gdnsd", "checkconf"])
     assert checked.returncode == 0, checked.stderr
     broken = systemd_container.run(["gdnsd", "-c", "/nonexistent", "checkconf"])
