@@ -166,3 +166,33 @@ def from_text(text: str, origin: bytes | None = None) -> bytes:
     if len(wire) > MAX_NAME:
         raise NameError_(f"name {text!r} is longer than {MAX_NAME} bytes")
     return lower(wire)
+
+
+def from_text_plain(text: str, origin: bytes | None) -> bytes | None:
+    """``from_text`` for the common case, quickly; ``None`` when the text needs the full parser.
+
+    Plain means ASCII letters, digits, ``-``, ``_`` and ``*`` in dot-separated
+    labels, no escapes and no ``@``: what nearly every zone-file name is.
+    """
+    if not text.isascii() or "\\" in text or "@" in text:
+        return None
+    absolute = text.endswith(".")
+    body = text[:-1] if absolute else text
+    if not body or (not absolute and origin is None):
+        return None
+    parts = body.lower().split(".")
+    out = bytearray()
+    for part in parts:
+        size = len(part)
+        if size == 0 or size > MAX_LABEL:
+            return None
+        out.append(size)
+        out += part.encode()
+    if absolute:
+        out.append(0)
+    else:
+        assert origin is not None
+        out += origin
+    if len(out) > MAX_NAME:
+        return None
+    return bytes(out)

@@ -124,6 +124,7 @@ class _FileState:
     file_origin: bytes
     default_ttl: int
     owner: bytes | None = None
+    context: rdata.RdataContext | None = None
 
 
 class _Parser:
@@ -144,7 +145,8 @@ class _Parser:
             return names.from_text(text[:-3], self.apex)
         if text.endswith(".@F") and not text.endswith("\\.@F"):
             return names.from_text(text[:-3], state.file_origin)
-        return names.from_text(text, state.origin)
+        plain = names.from_text_plain(text, state.origin)
+        return plain if plain is not None else names.from_text(text, state.origin)
 
     def in_zone_name(self, text: str, state: _FileState, what: str) -> bytes:
         name = self.resolve(text, state)
@@ -250,11 +252,17 @@ class _Parser:
             ttl = state.default_ttl
         if rtype == model.SOA and owner != self.apex:
             raise ValueError("SOA record can only be defined for the root of the zone")
-        if not names.is_within(owner, self.apex) and rtype not in (model.A, model.AAAA):
+        # A relative owner is below the origin, which is inside the zone: no check needed.
+        absolute = blank or tokens[0].endswith(".") or "@" in tokens[0]
+        if absolute and not names.is_within(owner, self.apex) and rtype not in (model.A, model.AAAA):
             raise ValueError(
                 f"name '{names.to_text(owner)}' is not within this zonefile's zone ({names.to_text(self.apex)})"
             )
-        context = rdata.RdataContext(lambda text: self.resolve(text, state), self.options.text_autosplit)
+        context = state.context
+        if context is None:
+            context = state.context = rdata.RdataContext(
+                lambda text: self.resolve(text, state), self.options.text_autosplit
+            )
         wire = rdata.encode(rtype, type_text, tokens[pos + 1 :], context)
         self.records.append(Record(owner, rtype, ttl, wire, state.path, number))
 
