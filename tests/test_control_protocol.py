@@ -107,7 +107,9 @@ def test_takeover_requests_carry_the_pid_in_d() -> None:
 def test_challenges_encode_exactly_as_gdnsdctl_sends_them() -> None:
     challenges = [
         protocol.parse_acme_challenge("example.com", "0123456789012345678901234567890123456789012"),
-        protocol.parse_acme_challenge("www.Example.org.", "ABCDEFGHIJKLMNOPQRSTUVWXYZ-abcdefghijklmnop"),
+        protocol.parse_acme_challenge(
+            "www.Example.org.", "ABCDEFGHIJKLMNOPQRSTUVWXYZ-abcdefghijklmnop"
+        ),
     ]
     request = protocol.challenge_request(challenges)
     assert request.header.count == 2
@@ -140,7 +142,13 @@ def test_challenge_data_must_match_its_count() -> None:
 
 @pytest.mark.parametrize(
     ("count", "size"),
-    [(0, 0), (0x010000, 100_000_000), (0x010000, 10), (1, 10), (1, protocol.MAX_REQUEST_PAYLOAD + 1)],
+    [
+        (0, 0),
+        (0x010000, 100_000_000),
+        (0x010000, 10),
+        (1, 10),
+        (1, protocol.MAX_REQUEST_PAYLOAD + 1),
+    ],
 )
 def test_impossible_challenge_sizes_are_refused_before_reading_data(count: int, size: int) -> None:
     header = protocol.header_with_count(RequestKey.CHAL, count, size)

@@ -1,0 +1,430 @@
+"""The daemon end of the control socket: one thread, one selectors loop, many clients.
+
+The daemon supplies a listening socket and a ControlHandler. Read-only
+requests are answered on the loop thread; state-changing ones run one at a
+time on a worker thread (a zone reload may take a while, and status must keep
+answering meanwhile). After acknowledging REQ_STOP or REQ_REPL the connection
+is held open and never read again: the daemon's exit closes it, which is how
+the client observes the exit (ControlSocket.md).
+
+Garbage never harms the loop: unknown keys get RESP_UNK, request sizes that
+make the stream untrustworthy close that connection, and clients idle (or
+stalled mid-message) longer than ``idle_timeout`` are dropped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import logging
+import os
+import queue
+import selectors
+import socket
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from pygdnsd.control import protocol
+from pygdnsd.control.protocol import RequestKey, ResponseKey
+
+log = logging.getLogger(__name__)
+
+DEFAULT_IDLE_TIMEOUT = 30.0
+DEFAULT_MAX_CLIENTS = 128
+_RECV_SIZE = 1 << 16
+_LOOP_TICK = 0.5
+
+
+class Outcome(enum.Enum):
+    """How a state-changing request ended, as the client will hear it."""
+
+    ACK = ResponseKey.ACK
+    FAIL = ResponseKey.FAIL
+    LATER = ResponseKey.LATR  # a replace is in progress: the client retries
+    DENY = ResponseKey.DENY
+
+
+class ControlHandler(Protocol):
+    """What the daemon does for each request. Methods may raise: that answers FAIL."""
+
+    def status(self) -> tuple[tuple[int, int, int], int]:
+        """(version, pid) for REQ_INFO."""
+        ...
+
+    def stats_json(self) -> bytes: ...
+
+    def states_json(self) -> bytes: ...
+
+    def reload_zones(self) -> Outcome:
+        """Reload synchronously; ACK only once the new data is served."""
+        ...
+
+    def stop(self) -> Outcome:
+        """Begin shutting down (ACK), or refuse. The daemon exits soon after an ACK."""
+        ...
+
+    def replace(self) -> Outcome:
+        """Replace the daemon; ACK only once the new daemon serves requests."""
+        ...
+
+    def acme_add(self, challenges: Sequence[protocol.AcmeChallenge]) -> Outcome: ...
+
+    def acme_flush(self) -> Outcome: ...
+
+
+def bind_unix_listener(path: str, backlog: int = 64) -> socket.socket:
+    """A listening unix socket at ``path`` (0600), replacing a stale socket file."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        old_umask = os.umask(0o177)
+        try:
+            sock.bind(path)
+        finally:
+            os.umask(old_umask)
+        os.chmod(path, 0o600)
+        sock.listen(backlog)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+@dataclass(eq=False)
+class _Client:
+    sock: socket.socket
+    last_activity: float
+    reader: protocol.RequestReader = field(default_factory=protocol.RequestReader)
+    outbuf: bytearray = field(default_factory=bytearray)
+    busy: bool = False  # a request is with the worker
+    held: bool = False  # acknowledged stop/replace: leave open until the daemon exits
+    events: int = 0  # what the selector watches for; 0 when unregistered
+
+    @property
+    def fd(self) -> int:
+        return self.sock.fileno()
+
+
+class ControlServer:
+    """Serves the control protocol on ``listener`` from its own thread.
+
+    ``readonly`` (for TCP control sockets) answers every state-changing
+    request with RESP_DENY. ``close`` ends the thread and closes every
+    connection; the daemon calls it last, just before it exits.
+    """
+
+    def __init__(
+        self,
+        listener: socket.socket,
+        handler: ControlHandler,
+        *,
+        readonly: bool = False,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        max_clients: int = DEFAULT_MAX_CLIENTS,
+    ) -> None:
+        self.listener = listener
+        self.handler = handler
+        self.readonly = readonly
+        self.idle_timeout = idle_timeout
+        self.max_clients = max_clients
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._clients: dict[int, _Client] = {}
+        self._done: queue.SimpleQueue[tuple[_Client, protocol.Response, bool]] = queue.SimpleQueue()
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="control-worker")
+        self._closing = threading.Event()
+        self._accepting = True
+        self._listener_watched = False
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle -------------------------------------------------------
+
+    def start(self) -> None:
+        self.listener.setblocking(False)
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self._thread = threading.Thread(target=self._run, name="control-server", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop serving and close every connection (held ones too) and the listener."""
+        self._closing.set()
+        self._wake()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=10.0)
+        self._worker.shutdown(wait=False, cancel_futures=True)
+
+    def pause_accepting(self) -> None:
+        """Leave new connections queued in the kernel (a takeover hands the listener over)."""
+        self._accepting = False
+        self._wake()
+
+    def resume_accepting(self) -> None:
+        self._accepting = True
+        self._wake()
+
+    @property
+    def client_count(self) -> int:
+        return len(self._clients)
+
+    # --- the loop --------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while not self._closing.is_set():
+                self._sync_listener_interest()
+                for key, events in self._selector.select(timeout=self._tick()):
+                    if key.fileobj is self.listener:
+                        self._accept()
+                    elif key.fileobj is self._wake_r:
+                        self._drain_wake()
+                    else:
+                        self._service(key.data, events)
+                self._finish_worker_results()
+                self._expire_idle()
+        except Exception:  # pragma: no cover - a bug here must not go unnoticed
+            log.exception("control socket loop crashed")
+        finally:
+            self._shutdown()
+
+    def _tick(self) -> float:
+        return min(_LOOP_TICK, self.idle_timeout)
+
+    def _sync_listener_interest(self) -> None:
+        if self._accepting and not self._listener_watched:
+            self._selector.register(self.listener, selectors.EVENT_READ, None)
+        elif not self._accepting and self._listener_watched:
+            self._selector.unregister(self.listener)
+        self._listener_watched = self._accepting
+
+    def _accept(self) -> None:
+        # Bounded: drain what the kernel has queued, up to one batch.
+        for _ in range(64):
+            try:
+                sock, _ = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.error("control socket accept() failed: %s", exc)
+                return
+            sock.setblocking(False)
+            if len(self._clients) >= self.max_clients:
+                self._evict_one()
+            client = _Client(sock, time.monotonic())
+            self._clients[client.fd] = client
+            self._update_interest(client)
+
+    def _evict_one(self) -> None:
+        """Make room by dropping the longest-idle client that is not mid-operation."""
+        candidates = [c for c in self._clients.values() if not c.busy and not c.held]
+        if candidates:
+            victim = min(candidates, key=lambda c: c.last_activity)
+            log.warning("control socket: too many clients, dropping the longest idle")
+            self._drop(victim)
+
+    def _service(self, client: _Client, events: int) -> None:
+        if client.fd not in self._clients:
+            return
+        if events & selectors.EVENT_WRITE:
+            self._flush(client)
+        if events & selectors.EVENT_READ and client.fd in self._clients:
+            self._read(client)
+
+    def _read(self, client: _Client) -> None:
+        try:
+            data = client.sock.recv(_RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._drop(client)
+            return
+        if not data:
+            self._drop(client)
+            return
+        client.last_activity = time.monotonic()
+        try:
+            client.reader.feed(data)
+        except protocol.ProtocolError as exc:
+            log.error("control socket: %s, closing", exc)
+            self._drop(client)
+            return
+        self._dispatch_ready(client)
+
+    def _dispatch_ready(self, client: _Client) -> None:
+        """Handle buffered requests one at a time, stopping while one is with the worker."""
+        for _ in range(1024):  # bounded by what the reader's buffer can hold
+            if client.busy or client.held or client.fd not in self._clients:
+                return
+            try:
+                request = client.reader.next_request()
+            except protocol.ProtocolError as exc:
+                log.error("control socket: %s, closing", exc)
+                self._drop(client)
+                return
+            if request is None:
+                return
+            self._handle(client, request)
+        self._update_interest(client)
+
+    # --- requests --------------------------------------------------------
+
+    def _handle(self, client: _Client, request: protocol.Request) -> None:
+        key = request.key
+        if key not in RequestKey._value2member_map_:
+            log.error("control socket: unknown request %s", protocol.key_name(key))
+            self._send(client, protocol.response(ResponseKey.UNK))
+            return
+        rkey = RequestKey(key)
+        if self.readonly and rkey not in protocol.READONLY_REQUESTS:
+            self._send(client, protocol.response(ResponseKey.DENY))
+            return
+        if rkey in protocol.READONLY_REQUESTS:
+            self._send(client, self._answer_readonly(rkey))
+            return
+        if rkey in protocol.TAKEOVER_REQUESTS:
+            # The old-daemon side of a takeover is not implemented yet.
+            log.warning("control socket: refusing %s (no takeover support)", protocol.key_name(key))
+            self._send(client, protocol.response(ResponseKey.FAIL))
+            return
+        work = self._state_change(rkey, request)
+        client.busy = True
+        self._update_interest(client)
+        future = self._worker.submit(work)
+        future.add_done_callback(lambda f: self._worker_done(client, rkey, f))
+
+    def _answer_readonly(self, key: RequestKey) -> protocol.Response:
+        try:
+            if key == RequestKey.INFO:
+                version, pid = self.handler.status()
+                return protocol.info_ack(version, pid)
+            if key == RequestKey.STAT:
+                return protocol.data_ack(self.handler.stats_json())
+            return protocol.data_ack(self.handler.states_json())
+        except Exception:
+            log.exception("control socket: %s handler failed", protocol.key_name(key))
+            return protocol.response(ResponseKey.FAIL)
+
+    def _state_change(self, key: RequestKey, request: protocol.Request) -> Callable[[], Outcome]:
+        handler = self.handler
+        if key == RequestKey.ZREL:
+            return handler.reload_zones
+        if key == RequestKey.STOP:
+            return handler.stop
+        if key == RequestKey.REPL:
+            return handler.replace
+        if key == RequestKey.CHALF:
+            return handler.acme_flush
+        # REQ_CHAL: the only request with data.
+        try:
+            challenges = protocol.decode_challenges(request.header.count, request.payload)
+        except protocol.ProtocolError as exc:
+            message = str(exc)
+            log.error("control socket: bad challenge request: %s", message)
+            return lambda: Outcome.FAIL
+        return lambda: handler.acme_add(challenges)
+
+    def _worker_done(self, client: _Client, key: RequestKey, future: Future[Outcome]) -> None:
+        """Runs on the worker thread: hand the answer to the loop thread."""
+        try:
+            outcome = future.result()
+        except Exception:
+            log.exception("control socket: %s handler failed", protocol.key_name(key))
+            outcome = Outcome.FAIL
+        if not isinstance(outcome, Outcome):
+            log.error("control socket: %s handler returned %r", protocol.key_name(key), outcome)
+            outcome = Outcome.FAIL
+        hold = outcome is Outcome.ACK and key in (RequestKey.STOP, RequestKey.REPL)
+        self._done.put((client, protocol.response(ResponseKey(outcome.value)), hold))
+        self._wake()
+
+    def _finish_worker_results(self) -> None:
+        for _ in range(10_000):
+            try:
+                client, response, hold = self._done.get_nowait()
+            except queue.Empty:
+                return
+            client.busy = False
+            if client.fd not in self._clients or self._clients[client.fd] is not client:
+                continue  # the client went away meanwhile
+            client.held = hold
+            client.last_activity = time.monotonic()
+            self._send(client, response)
+            self._dispatch_ready(client)
+
+    # --- output and housekeeping -------------------------------------------
+
+    def _send(self, client: _Client, response: protocol.Response) -> None:
+        client.outbuf += response.encode()
+        self._flush(client)
+
+    def _flush(self, client: _Client) -> None:
+        if client.outbuf:
+            try:
+                sent = client.sock.send(client.outbuf)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                self._drop(client)
+                return
+            del client.outbuf[:sent]
+            if sent:
+                client.last_activity = time.monotonic()
+        self._update_interest(client)
+
+    def _update_interest(self, client: _Client) -> None:
+        if client.fd not in self._clients:
+            return
+        events = 0
+        if client.outbuf:
+            events |= selectors.EVENT_WRITE
+        if not client.busy and not client.held:
+            events |= selectors.EVENT_READ
+        if events == client.events:
+            return
+        # No interest while the worker has the request (or ever, once held):
+        # a client that hangs up meanwhile is noticed when we next write.
+        if client.events and events:
+            self._selector.modify(client.sock, events, client)
+        elif events:
+            self._selector.register(client.sock, events, client)
+        else:
+            self._selector.unregister(client.sock)
+        client.events = events
+
+    def _expire_idle(self) -> None:
+        cutoff = time.monotonic() - self.idle_timeout
+        for client in list(self._clients.values()):
+            if not client.busy and not client.held and client.last_activity < cutoff:
+                self._drop(client)
+
+    def _drop(self, client: _Client) -> None:
+        if self._clients.get(client.fd) is client:
+            del self._clients[client.fd]
+        if client.events:
+            with contextlib.suppress(KeyError, ValueError):
+                self._selector.unregister(client.sock)
+            client.events = 0
+        client.sock.close()
+
+    def _wake(self) -> None:
+        with contextlib.suppress(BlockingIOError, OSError):
+            self._wake_w.send(b"\0")
+
+    def _drain_wake(self) -> None:
+        with contextlib.suppress(BlockingIOError, OSError):
+            self._wake_r.recv(4096)
+
+    def _shutdown(self) -> None:
+        for client in list(self._clients.values()):
+            self._drop(client)
+        self._selector.close()
+        self.listener.close()
+        self._wake_r.close()
+        self._wake_w.close()

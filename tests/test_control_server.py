@@ -1,0 +1,354 @@
+"""control/server.py behind a fake daemon, driven by Debian's gdnsdctl, our client, and garbage."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import socket
+import stat
+import struct
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from pygdnsd.control import protocol
+from pygdnsd.control.client import ControlClient, RequestDenied, RequestFailed, TryLater
+from pygdnsd.control.server import ControlServer, Outcome, bind_unix_listener
+
+REAL_GDNSDCTL = Path("/usr/bin/gdnsdctl")
+needs_gdnsdctl = pytest.mark.skipif(
+    not REAL_GDNSDCTL.exists(), reason="Debian's gdnsdctl is the reference client"
+)
+FAKE_PID = 4242
+STATS = b'{\n\t"uptime": 7,\n\t"stats": {}\n}\n'
+STATES = b"{\n\n}\n"
+
+
+@dataclass
+class FakeDaemon:
+    """A ControlHandler that records calls and answers what the test sets."""
+
+    reload_outcome: Outcome = Outcome.ACK
+    stop_outcome: Outcome = Outcome.ACK
+    calls: list[str] = field(default_factory=list)
+    challenges: list[protocol.AcmeChallenge] = field(default_factory=list)
+    stopped: threading.Event = field(default_factory=threading.Event)
+    reload_gate: threading.Event | None = None
+
+    def status(self) -> tuple[tuple[int, int, int], int]:
+        self.calls.append("status")
+        return ((3, 8, 1), FAKE_PID)
+
+    def stats_json(self) -> bytes:
+        self.calls.append("stats")
+        return STATS
+
+    def states_json(self) -> bytes:
+        self.calls.append("states")
+        return STATES
+
+    def reload_zones(self) -> Outcome:
+        self.calls.append("reload")
+        if self.reload_gate is not None:
+            self.reload_gate.wait(10)
+        return self.reload_outcome
+
+    def stop(self) -> Outcome:
+        self.calls.append("stop")
+        if self.stop_outcome is Outcome.ACK:
+            self.stopped.set()
+        return self.stop_outcome
+
+    def replace(self) -> Outcome:
+        self.calls.append("replace")
+        return Outcome.FAIL
+
+    def acme_add(self, challenges: Sequence[protocol.AcmeChallenge]) -> Outcome:
+        self.calls.append("acme")
+        self.challenges.extend(challenges)
+        return Outcome.ACK
+
+    def acme_flush(self) -> Outcome:
+        self.calls.append("flush")
+        self.challenges.clear()
+        return Outcome.ACK
+
+
+@dataclass
+class Served:
+    daemon: FakeDaemon
+    server: ControlServer
+    config_dir: Path
+    socket_path: str
+
+
+@pytest.fixture
+def served() -> Iterator[Served]:
+    # A short path: unix socket paths must stay under ~108 bytes.
+    base = Path(tempfile.mkdtemp(prefix="pgctl"))
+    try:
+        run_dir = base / "run"
+        run_dir.mkdir(mode=0o700)
+        config_dir = base / "etc"
+        config_dir.mkdir()
+        (config_dir / "config").write_text(f"options => {{ run_dir => {run_dir} }}\n")
+        path = str(run_dir / "control.sock")
+        daemon = FakeDaemon()
+        server = ControlServer(bind_unix_listener(path), daemon, idle_timeout=2.0, max_clients=32)
+        server.start()
+        try:
+            yield Served(daemon, server, config_dir, path)
+        finally:
+            server.close()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def gdnsdctl(served: Served, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(REAL_GDNSDCTL), "-c", str(served.config_dir), "-t", "10", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def raw_exchange(path: str, data: bytes, want: int = 8, timeout: float = 3.0) -> bytes:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(path)
+        sock.sendall(data)
+        got = b""
+        for _ in range(100):
+            if len(got) >= want:
+                break
+            chunk = sock.recv(want - len(got))
+            if not chunk:
+                break
+            got += chunk
+        return got
+
+
+def test_socket_file_is_private(served: Served) -> None:
+    assert stat.S_IMODE(os.stat(served.socket_path).st_mode) == 0o600
+
+
+@needs_gdnsdctl
+def test_debian_gdnsdctl_status(served: Served) -> None:
+    result = gdnsdctl(served, "status")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == f"info: version 3.8.1 running at PID {FAKE_PID}\n"
+
+
+@needs_gdnsdctl
+@pytest.mark.parametrize(("action", "body"), [("stats", STATS), ("states", STATES)])
+def test_debian_gdnsdctl_dumps_json(served: Served, action: str, body: bytes) -> None:
+    result = gdnsdctl(served, action)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == body.decode()
+
+
+@needs_gdnsdctl
+def test_debian_gdnsdctl_reload_zones_success_and_failure(served: Served) -> None:
+    ok = gdnsdctl(served, "reload-zones")
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stderr == "info: Zone data reloaded\n"
+    served.daemon.reload_outcome = Outcome.FAIL
+    bad = gdnsdctl(served, "reload-zones")
+    assert bad.returncode != 0
+    assert "fatal: Reload transaction failed" in bad.stderr
+    assert served.daemon.calls.count("reload") == 2
+
+
+@needs_gdnsdctl
+def test_debian_gdnsdctl_acme(served: Served) -> None:
+    payload = "0123456789012345678901234567890123456789012"
+    added = gdnsdctl(served, "acme-dns-01", "Example.com", payload)
+    assert added.returncode == 0, added.stderr
+    assert served.daemon.challenges == [
+        protocol.AcmeChallenge(b"\x07example\x03com\x00", payload.encode())
+    ]
+    flushed = gdnsdctl(served, "acme-dns-01-flush")
+    assert flushed.returncode == 0, flushed.stderr
+    assert served.daemon.challenges == []
+
+
+@needs_gdnsdctl
+def test_debian_gdnsdctl_replace_fails_until_implemented(served: Served) -> None:
+    result = gdnsdctl(served, "replace")
+    assert result.returncode != 0
+    assert "Replace command to old daemon failed" in result.stderr
+
+
+@needs_gdnsdctl
+def test_debian_gdnsdctl_stop_waits_for_the_daemon_to_exit(served: Served) -> None:
+    proc = subprocess.Popen(
+        [str(REAL_GDNSDCTL), "-c", str(served.config_dir), "-t", "10", "stop"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert served.daemon.stopped.wait(10)
+        # ACKed, but the "daemon" has not exited: gdnsdctl must still be waiting.
+        with pytest.raises(subprocess.TimeoutExpired):
+            proc.wait(timeout=0.5)
+        # Status still answers on other connections while the stop is pending.
+        with ControlClient(served.socket_path, 5) as client:
+            assert client.status().pid == FAKE_PID
+        served.server.close()  # the daemon exits: its fds close
+        _, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert err == "info: Stop command successful, daemon exited\n"
+
+
+def test_our_client_sees_each_outcome(served: Served) -> None:
+    with ControlClient(served.socket_path, 5, oneshot=True) as client:
+        assert client.connect().version == (3, 8, 1)
+        assert client.stats() == STATS
+        assert client.states() == STATES
+        client.reload_zones()
+        served.daemon.reload_outcome = Outcome.DENY
+        with pytest.raises(RequestDenied):
+            client.reload_zones()
+        served.daemon.reload_outcome = Outcome.LATER
+        with pytest.raises(TryLater):
+            client.reload_zones()
+        with pytest.raises(RequestFailed):
+            client.replace()
+
+
+def test_later_is_retried_until_the_daemon_lets_it_through(served: Served) -> None:
+    served.daemon.reload_outcome = Outcome.LATER
+    retries: list[str] = []
+
+    def soft(exc: Exception) -> None:
+        retries.append(type(exc).__name__)
+        served.daemon.reload_outcome = Outcome.ACK
+
+    with ControlClient(served.socket_path, 10, on_soft_failure=soft) as client:
+        client.reload_zones()
+    assert retries == ["TryLater"]
+    assert served.daemon.calls.count("reload") == 2
+
+
+def test_readonly_server_denies_state_changes() -> None:
+    base = Path(tempfile.mkdtemp(prefix="pgctl"))
+    try:
+        path = str(base / "c.sock")
+        daemon = FakeDaemon()
+        server = ControlServer(bind_unix_listener(path), daemon, readonly=True)
+        server.start()
+        try:
+            with ControlClient(path, 5, oneshot=True) as client:
+                assert client.status().pid == FAKE_PID
+                with pytest.raises(RequestDenied):
+                    client.reload_zones()
+            assert "reload" not in daemon.calls
+        finally:
+            server.close()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_status_answers_while_a_reload_is_in_progress(served: Served) -> None:
+    gate = threading.Event()
+    served.daemon.reload_gate = gate
+    done = threading.Event()
+
+    def reload() -> None:
+        with ControlClient(served.socket_path, 10) as client:
+            client.reload_zones()
+        done.set()
+
+    thread = threading.Thread(target=reload)
+    thread.start()
+    try:
+        for _ in range(200):
+            if "reload" in served.daemon.calls:
+                break
+            time.sleep(0.01)
+        with ControlClient(served.socket_path, 5) as client:
+            assert client.status().pid == FAKE_PID
+        assert not done.is_set()
+    finally:
+        gate.set()
+        thread.join(10)
+    assert done.is_set()
+
+
+def test_unknown_and_response_keys_get_unk_and_the_connection_lives(served: Served) -> None:
+    stream = b"Q" + bytes(7) + b"A" + bytes(7) + b"I" + bytes(7)
+    got = raw_exchange(served.socket_path, stream, want=24)
+    assert got[0:1] == b"U"
+    assert got[8:9] == b"U"
+    assert got[16:20] == b"A\x03\x08\x01"
+    assert struct.unpack("=I", got[20:24])[0] == FAKE_PID
+
+
+def test_bad_challenge_sizes_close_the_connection(served: Served) -> None:
+    header = protocol.header_with_count(ord("C"), 0x010000, 100_000_000).encode()
+    assert raw_exchange(served.socket_path, header) == b""
+
+
+def test_garbage_does_not_hurt_the_server(served: Served) -> None:
+    rng = random.Random(7)
+    path = served.socket_path
+    idle: list[socket.socket] = []
+    try:
+        # Many idle clients, more than max_clients: the oldest get dropped.
+        for _ in range(50):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.connect(path)
+            idle.append(sock)
+        sends = [
+            b"I\0\0",  # truncated header, then silence
+            b"C\0\0\x01" + struct.pack("=I", 0xFFFFFFFF),  # huge length
+            b"C\0\0\x01" + struct.pack("=I", 60) + b"x" * 60,  # well-sized garbage
+            b"\xff" * 4096,
+        ]
+        sends += [rng.randbytes(rng.randrange(1, 300)) for _ in range(100)]
+        for data in sends:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                # Short: a random 'X' is a stop the fake daemon ACKs, held open for good.
+                sock.settimeout(0.3)
+                sock.connect(path)
+                try:
+                    sock.sendall(data)
+                    sock.shutdown(socket.SHUT_WR)
+                    # Read whatever comes until the server closes or goes quiet.
+                    for _ in range(1000):
+                        if not sock.recv(65536):
+                            break
+                except (TimeoutError, ConnectionError):
+                    pass
+        with ControlClient(path, 5) as client:
+            assert client.status().pid == FAKE_PID
+            assert client.stats() == STATS
+        assert served.server.client_count <= 32
+    finally:
+        for sock in idle:
+            sock.close()
+    assert served.daemon.challenges == []  # no garbage got through as a challenge
+
+
+def test_idle_and_stalled_clients_are_timed_out(served: Served) -> None:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(10)
+        sock.connect(served.socket_path)
+        sock.sendall(b"I\0")  # a stalled, partial header
+        assert sock.recv(8) == b""  # dropped after idle_timeout (2s in the fixture)
+    with ControlClient(served.socket_path, 5) as client:
+        assert client.status().pid == FAKE_PID
