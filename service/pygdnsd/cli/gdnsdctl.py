@@ -118,15 +118,25 @@ def parse_args(argv: Sequence[str], prog: str = "gdnsdctl") -> Options:
             values["oneshot"] = True
         elif flag == "-i":
             values["ignore_dead"] = True
-    if not rest or rest[0] not in ACTIONS:
+    if not rest:
         raise Usage()
-    action, args = rest[0], tuple(rest[1:])
+    return Options(action=rest[0], args=tuple(rest[1:]), **values)  # type: ignore[arg-type]
+
+
+def check_action(options: Options) -> None:
+    """Raise Usage unless the action and its arguments are valid.
+
+    gdnsdctl checks this only once connected: with no daemon, a bad action
+    reports the connection failure instead.
+    """
+    action, args = options.action, options.args
+    if action not in ACTIONS:
+        raise Usage()
     if action == "acme-dns-01":
         if not args or len(args) % 2 or len(args) > 2 * protocol.ACME_MAX_PER_GDNSDCTL:
             raise Usage()
     elif args:
         raise Usage()
-    return Options(action=action, args=args, **values)  # type: ignore[arg-type]
 
 
 def parse_tcp_address(text: str) -> tuple[str, int]:
@@ -347,6 +357,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     log = Log(options.use_syslog, options.debug)
     try:
         return run(options, log)
+    except Usage:
+        sys.stderr.write(USAGE)
+        return EXIT_USAGE
     except Fatal as exc:
         log.write("fatal", str(exc))
         return EXIT_FATAL
@@ -359,7 +372,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run(options: Options, log: Log) -> int:
-    challenges = parse_challenges(options.args) if options.action == "acme-dns-01" else []
     address: str | tuple[str, int]
     if options.tcp_address is not None:
         address = options.tcp_address
@@ -391,6 +403,8 @@ def run(options: Options, log: Log) -> int:
                 log.info("No running daemon, succeeding")
                 return EXIT_OK
             return EXIT_ERROR
+        check_action(options)
+        challenges = parse_challenges(options.args) if options.action == "acme-dns-01" else []
         run_action(options, client, daemon, challenges, log)
     return EXIT_OK
 
