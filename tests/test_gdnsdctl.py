@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from pygdnsd.cli.gdnsdctl import run_dir_from_config_text
+from pygdnsd.cli.gdnsdctl import run_dir_from_config
+from pygdnsd.config.vscf import parse_bytes
 
 REPO = Path(__file__).resolve().parent.parent
 REAL_GDNSD = Path("/usr/sbin/gdnsd")
@@ -260,9 +261,23 @@ def test_debug_flag_names_the_config_file(dead_config: Path) -> None:
         ("", None),
         ("options => { run_dir => /x/run }", "/x/run"),
         ('options = {\n  # run_dir => /no\n  "run_dir" => "/a b/run" ; comment\n}', "/a b/run"),
+        ("options => { run_dir => [ /x ] }", None),
         ("plugins => { p => { run_dir => /no } }\noptions => { listen => [ 1.2.3.4 ] }", None),
         ("options => { x => { run_dir => /nested } }", None),
     ],
 )
-def test_run_dir_from_config_text(text: str, run_dir: str | None) -> None:
-    assert run_dir_from_config_text(text) == run_dir
+def test_run_dir_from_config(text: str, run_dir: str | None) -> None:
+    assert run_dir_from_config(parse_bytes((text + "\n").encode())) == run_dir
+
+
+def test_unparseable_config_is_fatal_but_unknown_options_are_not(tmp_path: Path) -> None:
+    cfg = tmp_path / "etc"
+    cfg.mkdir()
+    (cfg / "config").write_text(f"options => {{ run_dir => {tmp_path}/run, bogus_opt => 1 }}\n")
+    unknown = our_gdnsdctl("-c", str(cfg), "status")
+    assert unknown.returncode == 1
+    assert unknown.stderr.startswith(f"error: connect() to socket {tmp_path}/run/control.sock")
+    (cfg / "config").write_text("options => { run_dir => \n")
+    broken = our_gdnsdctl("-c", str(cfg), "status")
+    assert broken.returncode == 42
+    assert broken.stderr.endswith(f"fatal: Loading configuration from '{cfg}/config' failed\n")

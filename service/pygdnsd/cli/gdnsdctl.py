@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import NoReturn
 
 from pygdnsd import __version__
+from pygdnsd.config.scalars import c_string
+from pygdnsd.config.vscf import ConfigHash, ConfigList, ConfigScalar, parse_file
 from pygdnsd.control import protocol
 from pygdnsd.control.client import (
     CommsError,
@@ -28,6 +30,7 @@ from pygdnsd.control.client import (
     RequestDenied,
     TryLater,
 )
+from pygdnsd.errors import ConfigError
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -153,48 +156,22 @@ def parse_tcp_address(text: str) -> tuple[str, int]:
 
 # --- finding the socket ---------------------------------------------------------
 
-_CONFIG_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|=>|[{}\[\],;]|[^\s{}\[\],;="#]+|#|=')
 
+def run_dir_from_config(top: ConfigHash | ConfigList) -> str | None:
+    """``options => { run_dir => ... }`` from a parsed config, if set to a string.
 
-def run_dir_from_config_text(text: str) -> str | None:
-    """``options => { run_dir => ... }`` from gdnsd config text, if set.
-
-    Only what gdnsdctl needs: a tokenizer that skips comments, quotes and
-    nesting. Swap for pygdnsd.config once that loader exists.
+    Like gdnsdctl, nothing else is checked: a config the daemon would reject
+    for its values still tells where the socket is.
     """
-    tokens: list[str] = []
-    for line in text.splitlines():
-        for match in _CONFIG_TOKEN.finditer(line):
-            token = match.group(0)
-            if token in ("#", ";"):
-                break  # both start comments (shell and zonefile style)
-            tokens.append(token)
-    depth = 0
-    in_options = False
-    for i, token in enumerate(tokens):
-        if token in ("{", "["):
-            if depth == 0 and i >= 2 and _unquote(tokens[i - 2]) == "options":
-                in_options = True
-            depth += 1
-        elif token in ("}", "]"):
-            depth -= 1
-            if depth == 0:
-                in_options = False
-        elif (
-            in_options
-            and depth == 1
-            and _unquote(token) == "run_dir"
-            and tokens[i + 1 : i + 2] in (["=>"], ["="])
-            and i + 2 < len(tokens)
-        ):
-            return _unquote(tokens[i + 2])
-    return None
-
-
-def _unquote(token: str) -> str:
-    if len(token) >= 2 and token[0] == token[-1] == '"':
-        return re.sub(r"\\(.)", r"\1", token[1:-1])
-    return token
+    if not isinstance(top, ConfigHash):
+        return None
+    options = top.get("options")
+    if not isinstance(options, ConfigHash):
+        return None
+    run_dir = options.get("run_dir")
+    if not isinstance(run_dir, ConfigScalar):
+        return None
+    return c_string(run_dir)
 
 
 def control_socket_path(config_dir: str, log: Log) -> str:
@@ -203,7 +180,12 @@ def control_socket_path(config_dir: str, log: Log) -> str:
         log.warning(f"No config file at '{config_file}', using defaults")
         return os.path.join(DEFAULT_RUN_DIR, "control.sock")
     log.debug(f"Loading configuration from '{config_file}'")
-    run_dir = run_dir_from_config_text(config_file.read_text(errors="replace"))
+    try:
+        top = parse_file(config_file)
+    except ConfigError as exc:
+        log.error(str(exc))
+        raise Fatal(f"Loading configuration from '{config_file}' failed") from exc
+    run_dir = run_dir_from_config(top)
     return os.path.join(run_dir or DEFAULT_RUN_DIR, "control.sock")
 
 
@@ -409,7 +391,7 @@ def run(options: Options, log: Log) -> int:
     return EXIT_OK
 
 
-__all__ = ["TryLater", "main", "parse_args", "run_dir_from_config_text"]
+__all__ = ["TryLater", "main", "parse_args", "run_dir_from_config"]
 
 
 if __name__ == "__main__":
