@@ -98,7 +98,7 @@ def test_absent_config_file_gives_man_page_defaults(tmp_path: Path) -> None:
     assert (config.tcp_fastopen, config.udp_rcvbuf, config.udp_sndbuf) == (256, 0, 0)
     assert (config.max_edns_response, config.max_edns_response_v6) == (1232, 1232)
     assert (config.acme_challenge_ttl, config.acme_challenge_dns_ttl) == (600, 0)
-    assert config.chaos_response == b"gdnsd" and config.nsid is None
+    assert config.chaos_response == b"gdnsd/3" and config.nsid is None
     assert config.edns_client_subnet and config.experimental_no_chain
     assert not (config.disable_cookies or config.lock_mem or config.zones_strict_data)
     assert not (config.disable_tcp_dso or config.disable_text_autosplit or config.zones_auto_reload)

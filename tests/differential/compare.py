@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from differential.normalise import describe_difference, normalise
+from differential.normalise import describe_difference, fold_case, normalise
 from differential.queries import Probe
 from differential.wire import ask
 
@@ -13,16 +13,46 @@ from differential.wire import ask
 REPLY_TIMEOUT = 1.0
 
 
-def differences(reference: tuple[str, int], ours: tuple[str, int], probes: Iterable[Probe]) -> list[str]:
-    """One readable entry per probe whose normalised responses differ."""
+def differences(
+    reference: tuple[str, int],
+    ours: tuple[str, int],
+    probes: Iterable[Probe],
+    chain_regardless_of_case: bool = False,
+) -> list[str]:
+    """One readable entry per probe whose normalised responses differ.
+
+    ``chain_regardless_of_case`` applies our deliberate difference (README.rst):
+    with ``experimental_no_chain => false`` gdnsd chains CNAMEs only when the
+    qname's zone part is lowercase. For a mixed-case probe, the reference is
+    then gdnsd's answer to the lowercased question, compared case-insensitively.
+    """
     found = []
     for probe in probes:
-        expected = normalise(ask(reference, probe.packet, probe.tcp, REPLY_TIMEOUT))
+        reference_packet = probe.packet
+        fold = chain_regardless_of_case and lowercase_question(probe.packet) != probe.packet
+        if fold:
+            reference_packet = lowercase_question(probe.packet)
+        expected = normalise(ask(reference, reference_packet, probe.tcp, REPLY_TIMEOUT))
         actual = normalise(ask(ours, probe.packet, probe.tcp, REPLY_TIMEOUT))
+        if fold:
+            expected, actual = fold_case(expected), fold_case(actual)
         diff = describe_difference(f"{probe.label} ({'tcp' if probe.tcp else 'udp'})", expected, actual)
         if diff:
             found.append(diff)
     return found
+
+
+def lowercase_question(packet: bytes) -> bytes:
+    """``packet`` with its first question name lowercased (unchanged if it does not parse)."""
+    pos = 12
+    out = bytearray(packet)
+    while pos < len(packet):
+        length = packet[pos]
+        if length == 0 or length > 63 or pos + 1 + length > len(packet):
+            break
+        out[pos + 1 : pos + 1 + length] = packet[pos + 1 : pos + 1 + length].lower()
+        pos += length + 1
+    return bytes(out)
 
 
 def report(found: list[str], total: int, limit: int = 40) -> str:

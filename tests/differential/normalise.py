@@ -91,6 +91,18 @@ def normalise(response: bytes | None) -> Normalised:
     )
 
 
+def fold_case(normalised: Normalised) -> Normalised:
+    """The same response with every name (and all other text) lowercased."""
+    return Normalised(
+        normalised.header,
+        tuple(text.lower() for text in normalised.question),
+        tuple(sorted(text.lower() for text in normalised.answer)),
+        tuple(sorted(text.lower() for text in normalised.authority)),
+        tuple(sorted(text.lower() for text in normalised.additional)),
+        normalised.undecodable,
+    )
+
+
 def describe_difference(label: str, expected: Normalised, actual: Normalised) -> str:
     """A readable account of how ``actual`` differs from ``expected`` ("" if equal)."""
     if expected == actual:

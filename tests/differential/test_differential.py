@@ -19,7 +19,11 @@ from differential.queries import all_probes
 DATA = Path(__file__).resolve().parent.parent / "data" / "diff"
 CONFIGS = ["main", "chain", "ttl"]
 
-pytestmark = pytest.mark.skipif(not REAL_GDNSD.exists(), reason="reference gdnsd 3.8.1 not installed")
+
+@pytest.fixture(scope="module", autouse=True)
+def reference_server_installed() -> None:
+    # dev/bootstrap installs Debian's gdnsd; without it these tests cannot mean anything.
+    assert REAL_GDNSD.exists(), f"{REAL_GDNSD} missing: run dev/bootstrap"
 
 
 @pytest.fixture(scope="module", params=CONFIGS)
@@ -45,8 +49,9 @@ def test_two_gdnsd_instances_agree(reference: ServerProcess, tmp_path: Path) -> 
 
 def test_pygdnsd_answers_like_gdnsd(reference: ServerProcess, tmp_path: Path) -> None:
     probes = all_probes()
+    chain = reference.source_dir.name == "chain"
     with ServerProcess("pygdnsd", reference.source_dir, tmp_path / "ours") as ours:
-        found = differences(reference.address, ours.address, probes)
+        found = differences(reference.address, ours.address, probes, chain_regardless_of_case=chain)
     assert not found, report(found, len(probes))
 
 

@@ -186,7 +186,8 @@ class Config:
     max_edns_response: int = 1232
     max_edns_response_v6: int = 1232
     edns_client_subnet: bool = True
-    chaos_response: bytes = b"gdnsd"
+    # gdnsd 3.8.1 answers "gdnsd/3" by default, whatever its man page says.
+    chaos_response: bytes = b"gdnsd/3"
     acme_challenge_ttl: int = 600
     acme_challenge_dns_ttl: int = 0
     # Binary NSID, from either ``nsid`` (hex) or ``nsid_ascii``.

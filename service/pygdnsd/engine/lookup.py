@@ -57,11 +57,14 @@ def _negative(zone: Zone, rcode: int) -> Decision:
 
 
 def _referral(zone: Zone, cut: bytes) -> Decision:
-    """NS of the delegation in authority, and the glue that lives below the cut."""
+    """NS of the delegation in authority, and its glue in additional."""
     ns = zone.nodes[cut][model.NS]
     glue: list[Record] = []
     for target in ns.rdatas:
-        if not names.is_within(target, cut):
+        # Glue is what lives below the cut, and the zone file's out-of-zone
+        # addresses for NS targets (the loader keeps only those in nodes).
+        # In-zone targets outside the cut get none, as in gdnsd.
+        if not names.is_within(target, cut) and names.is_within(target, zone.apex):
             continue
         node = zone.nodes.get(target)
         if node is None:
