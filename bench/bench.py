@@ -1,0 +1,281 @@
+"""gdnsd 3.8.1 vs pygdnsd, side by side on the same zones and queries; prints one table.
+
+Usage: ``.venv/bin/python bench/bench.py [CASE ...] [--seconds N] [--out DIR]``
+with CASE among udp, latency, tcp, load-big, load-many (default: all).
+
+* udp: the mixed query file (binary, dnsperf ``-B``: half the queries with
+  EDNS+DO, a third mixed-case), open loop for N seconds.
+* udp-hot: the same mix over a few hundred names (a hot set an answer cache
+  holds), to separate the per-query cost from the cache-miss cost.
+* latency: the same file at a fixed 20k qps, every answer's latency sampled
+  (dnsperf ``-v``): p50/p99.
+* tcp: the same file over TCP, several pipelining connections.
+* load-big / load-many: a 1M-record zone, and 1,000 zones x 1,000 records:
+  ``checkconf`` wall time and peak RSS, ``start``-to-``DNS listeners started``
+  time and the serving process's peak RSS.
+
+Server CPU per query is utime+stime of the server process (all threads) over
+the dnsperf run divided by the queries answered: it is the stable figure on
+a 2-core machine where dnsperf itself needs about a core. Ratios are against
+gdnsd in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import struct
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import dnsperf
+import zonegen
+from servers import GDNSD, PYGDNSD, SERVERS, Running, Server, check_tools, checkconf, free_port
+
+START_TIMEOUT = 120.0
+LOAD_TIMEOUT = 600.0
+WARMUP_SECONDS = 3
+LATENCY_QPS = 20_000
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    """One server with the thread counts its config asks for."""
+
+    server: Server
+    udp_threads: int = 1
+    tcp_threads: int = 1
+
+    @property
+    def threads(self) -> str:
+        return f"{self.udp_threads}/{self.tcp_threads}"
+
+
+@dataclass(slots=True)
+class Row:
+    case: str
+    variant: Variant
+    client: str
+    qps: float | None = None
+    cpu_us: float | None = None
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    mean_ms: float | None = None
+    lost: int | None = None
+    sent: int | None = None
+    rss_mb: float | None = None
+    note: str = ""
+
+
+@dataclass(slots=True)
+class LoadRow:
+    case: str
+    server: Server
+    checkconf_s: float | None = None
+    checkconf_rss: float | None = None
+    start_s: float | None = None
+    start_rss: float | None = None
+    note: str = ""
+
+
+@dataclass(slots=True)
+class Report:
+    rows: list[Row] = field(default_factory=list)
+    loads: list[LoadRow] = field(default_factory=list)
+
+
+def soa_query(zone: str) -> bytes:
+    return zonegen.query_wire(zone, 6, edns_do=False)
+
+
+def answers_soa(port: int, zone: str) -> bool:
+    """One UDP SOA query: does the server answer NOERROR for ``zone``?"""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(2.0)
+        query = b"\x12\x34" + soa_query(zone)[2:]
+        sock.sendto(query, ("127.0.0.1", port))
+        try:
+            reply = sock.recv(4096)
+        except TimeoutError:
+            return False
+    flags, ancount = struct.unpack("!H4xH", reply[2:10])
+    return reply[:2] == b"\x12\x34" and flags & 0xF == 0 and ancount >= 1
+
+
+def serve_and_measure(
+    variant: Variant, cfgdir: Path, scratch: Path, case: str, load: dnsperf.Load, datafile: Path, warmup: int
+) -> Row:
+    port = free_port()
+    rundir = Path(tempfile.mkdtemp(prefix=f"{variant.server.name}-", dir=scratch))
+    zonegen.write_config(cfgdir, port, rundir, variant.udp_threads, variant.tcp_threads)
+    row = Row(case, variant, load.describe())
+    with Running(variant.server, cfgdir, START_TIMEOUT) as server:
+        if warmup:
+            dnsperf.run(dnsperf.Load(mode=load.mode, seconds=warmup, clients=load.clients), port, datafile)
+        cpu_before = server.cpu()
+        result = dnsperf.run(load, port, datafile)
+        cpu = server.cpu() - cpu_before
+        row.rss_mb = server.rss()
+    row.qps = result.qps
+    row.sent = result.sent
+    row.lost = result.lost
+    row.mean_ms = result.mean_latency * 1000
+    row.cpu_us = cpu / result.completed * 1e6 if result.completed else None
+    p50 = dnsperf.percentile(result.latencies, 0.50)
+    p99 = dnsperf.percentile(result.latencies, 0.99)
+    row.p50_ms = p50 * 1000 if p50 is not None else None
+    row.p99_ms = p99 * 1000 if p99 is not None else None
+    if result.completed == 0:
+        row.note = "no answers: " + result.output[-300:].replace("\n", " ")
+    return row
+
+
+def traffic_case(
+    name: str, variants: Sequence[Variant], load: dnsperf.Load, out: Path, scratch: Path, warmup: int
+) -> list[Row]:
+    cfgdir = out / "mixed"
+    datafile = zonegen.build_mixed(cfgdir, hot=name.endswith("-hot"))
+    rows = []
+    for variant in variants:
+        print(f"bench: {name} {variant.server.name} threads {variant.threads} ...", file=sys.stderr, flush=True)
+        try:
+            rows.append(serve_and_measure(variant, cfgdir, scratch, name, load, datafile, warmup))
+        except (RuntimeError, OSError, ValueError) as exc:
+            rows.append(Row(name, variant, load.describe(), note=f"failed: {exc}"[:300]))
+    return rows
+
+
+def load_case(name: str, build: Callable[[Path], None], zone: str, out: Path, scratch: Path) -> list[LoadRow]:
+    cfgdir = out / name
+    print(f"bench: {name}: generating zones in {cfgdir} ...", file=sys.stderr, flush=True)
+    build(cfgdir)
+    rows = []
+    for server in SERVERS:
+        print(f"bench: {name} {server.name} ...", file=sys.stderr, flush=True)
+        row = LoadRow(name, server)
+        port = free_port()
+        rundir = Path(tempfile.mkdtemp(prefix=f"{server.name}-", dir=scratch))
+        zonegen.write_config(cfgdir, port, rundir, 1, 1)
+        check = checkconf(server, cfgdir, LOAD_TIMEOUT)
+        if check.ok:
+            row.checkconf_s, row.checkconf_rss = check.seconds, check.peak_rss_mb
+        else:
+            row.note = "checkconf failed: " + check.output[-300:].replace("\n", " ")
+        try:
+            with Running(server, cfgdir, LOAD_TIMEOUT) as running:
+                row.start_s = running.start_seconds
+                row.start_rss = running.rss()
+                if not answers_soa(port, zone):
+                    row.note += f" no SOA answer for {zone} after start"
+        except RuntimeError as exc:
+            row.note += f" start failed: {exc}"[:300]
+        rows.append(row)
+    return rows
+
+
+def _fmt(value: float | int | None, spec: str) -> str:
+    if value is None:
+        return "-".rjust(int(spec.split(".")[0].rstrip("dfs") or 0))
+    return format(value, spec)
+
+
+def _ratio(value: float | None, base: float | None) -> str:
+    if value is None or base is None or base == 0:
+        return "-"
+    return f"{value / base:.2f}x"
+
+
+def render(report: Report) -> str:
+    lines = []
+    head = (
+        f"{'case':<8} {'server':<8} {'udp/tcp':>7} {'qps':>9} {'qps/gd':>7} {'cpu us/q':>9} "
+        f"{'cpu/gd':>7} {'mean ms':>8} {'p50 ms':>7} {'p99 ms':>7} {'p99/gd':>7} {'lost':>7} "
+        f"{'sent':>9} {'RSS MB':>7}  client"
+    )
+    lines += [head, "-" * len(head)]
+    base: dict[str, Row] = {r.case: r for r in report.rows if r.variant.server is GDNSD}
+    for r in report.rows:
+        g = base.get(r.case)
+        lines.append(
+            f"{r.case:<8} {r.variant.server.name:<8} {r.variant.threads:>7} {_fmt(r.qps, '9.0f')} "
+            f"{_ratio(r.qps, g.qps if g else None):>7} {_fmt(r.cpu_us, '9.2f')} "
+            f"{_ratio(r.cpu_us, g.cpu_us if g else None):>7} {_fmt(r.mean_ms, '8.3f')} "
+            f"{_fmt(r.p50_ms, '7.3f')} {_fmt(r.p99_ms, '7.3f')} "
+            f"{_ratio(r.p99_ms, g.p99_ms if g else None):>7} {_fmt(r.lost, '7d')} "
+            f"{_fmt(r.sent, '9d')} {_fmt(r.rss_mb, '7.1f')}  {r.client}"
+            + (f"  [{r.note}]" if r.note else "")
+        )
+    if report.loads:
+        lines.append("")
+        head = (
+            f"{'case':<10} {'server':<8} {'checkconf s':>11} {'x gd':>6} {'RSS MB':>7} {'x gd':>6} "
+            f"{'start s':>8} {'x gd':>6} {'RSS MB':>7} {'x gd':>6}"
+        )
+        lines += [head, "-" * len(head)]
+        lbase = {r.case: r for r in report.loads if r.server is GDNSD}
+        for r in report.loads:
+            g = lbase.get(r.case)
+            lines.append(
+                f"{r.case:<10} {r.server.name:<8} {_fmt(r.checkconf_s, '11.2f')} "
+                f"{_ratio(r.checkconf_s, g.checkconf_s if g else None):>6} "
+                f"{_fmt(r.checkconf_rss, '7.0f')} {_ratio(r.checkconf_rss, g.checkconf_rss if g else None):>6} "
+                f"{_fmt(r.start_s, '8.2f')} {_ratio(r.start_s, g.start_s if g else None):>6} "
+                f"{_fmt(r.start_rss, '7.0f')} {_ratio(r.start_rss, g.start_rss if g else None):>6}"
+                + (f"  [{r.note.strip()}]" if r.note else "")
+            )
+    return "\n".join(lines)
+
+
+CASES = ("udp", "udp-hot", "latency", "tcp", "load-big", "load-many")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("cases", nargs="*", choices=[*CASES, "all"], default=["all"])
+    parser.add_argument("--seconds", type=int, default=10, help="length of each dnsperf run")
+    parser.add_argument("--warmup", type=int, default=WARMUP_SECONDS, help="unmeasured dnsperf run first")
+    parser.add_argument("--clients", type=int, default=4, help="dnsperf -c for udp and tcp")
+    parser.add_argument(
+        "--py-threads", type=int, nargs="+", default=[1, 2], help="pygdnsd udp/tcp thread counts to try"
+    )
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out")
+    args = parser.parse_args(argv)
+    cases = CASES if "all" in args.cases else tuple(args.cases)
+    check_tools([dnsperf.DNSPERF])
+    args.out.mkdir(parents=True, exist_ok=True)
+    variants = [Variant(GDNSD, 1, 1)] + [Variant(PYGDNSD, n, n) for n in args.py_threads]
+    report = Report()
+    began = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="pygdnsd-bench-") as tmp:
+        scratch = Path(tmp)
+        if "udp" in cases:
+            load = dnsperf.Load("udp", args.seconds, args.clients)
+            report.rows += traffic_case("udp", variants, load, args.out, scratch, args.warmup)
+        if "udp-hot" in cases:
+            load = dnsperf.Load("udp", args.seconds, args.clients)
+            report.rows += traffic_case("udp-hot", variants, load, args.out, scratch, args.warmup)
+        if "latency" in cases:
+            load = dnsperf.Load("udp", args.seconds, args.clients, max_qps=LATENCY_QPS, verbose=True)
+            report.rows += traffic_case("latency", variants[:2], load, args.out, scratch, args.warmup)
+        if "tcp" in cases:
+            load = dnsperf.Load("tcp", args.seconds, args.clients)
+            report.rows += traffic_case("tcp", variants, load, args.out, scratch, args.warmup)
+        if "load-big" in cases:
+            report.loads += load_case("load-big", zonegen.build_big, zonegen.BIG_ZONE, args.out, scratch)
+        if "load-many" in cases:
+            report.loads += load_case(
+                "load-many", zonegen.build_many, "z999.example", args.out, scratch
+            )
+    print(render(report))
+    print(f"\n(total {time.monotonic() - began:.0f} s; udp/tcp = the config's udp_threads/tcp_threads)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
