@@ -8,7 +8,6 @@ previous daemon handed over.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 from collections.abc import Sequence
@@ -16,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pygdnsd.config.options import load_config
 from pygdnsd.engine.responder import EngineSettings, Responder
 from pygdnsd.engine.stats import Stats
 from pygdnsd.errors import ConfigError
@@ -156,11 +156,9 @@ class Loaded:
     zones: ZoneSet
 
 
-def load(cfgdir: Path, strict_data: bool = False) -> Loaded:
-    """Read the config and every zone; raise ConfigError/ZoneError on the first problem."""
-    # Imported by name until the config module is committed; then a plain import.
-    options = importlib.import_module("pygdnsd.config.options")
-    config = options.load_config(cfgdir, strict_data_override=strict_data)
+def read_config(cfgdir: Path, strict_data: bool = False) -> Any:
+    """Read and check the config; log its warnings and the listeners it configures."""
+    config = load_config(cfgdir, strict_data_override=strict_data)
     for warning in _option(config, "warnings", ()):
         log.warning("%s", warning)
     for endpoint in endpoints(config):
@@ -170,9 +168,22 @@ def load(cfgdir: Path, strict_data: bool = False) -> Loaded:
             endpoint.tcp_threads,
             endpoint.label,
         )
-    zones_dir = Path(_option(config, "zones_dir", cfgdir / "zones"))
-    zones = load_zones(zones_dir, zone_settings(config))
-    return Loaded(config, zones)
+    return config
+
+
+def zones_dir(config: Any) -> Path:
+    return Path(_option(config, "zones_dir", Path(config.cfgdir) / "zones"))
+
+
+def read_zones(config: Any) -> ZoneSet:
+    """Every zone of ``config``'s zones dir; ZoneError (file:line) on the first problem."""
+    return load_zones(zones_dir(config), zone_settings(config))
+
+
+def load(cfgdir: Path, strict_data: bool = False) -> Loaded:
+    """Read the config and every zone; raise ConfigError/ZoneError on the first problem."""
+    config = read_config(cfgdir, strict_data)
+    return Loaded(config, read_zones(config))
 
 
 class Instance:

@@ -5,18 +5,18 @@ from __future__ import annotations
 import getopt
 import logging
 import os
-import signal
 import sys
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import TextIO
 
 from pygdnsd import __version__, log
 from pygdnsd.errors import GdnsdError
-from pygdnsd.instance import Instance, load
+from pygdnsd.instance import load
+from pygdnsd.lifecycle import daemon, verbs
+from pygdnsd.lifecycle.daemon import StartRequest
+from pygdnsd.lifecycle.daemonize import detach
 
 logger = logging.getLogger("gdnsd")
 
@@ -24,9 +24,9 @@ DEFAULT_CFGDIR = "/etc/gdnsd"
 EXIT_USAGE = 2  # what gdnsd 3.8.1 exits with on a bad command line
 EXIT_FAILURE = 1
 SERVING_ACTIONS = ("start", "daemonize")
-LATER_ACTIONS = ("daemonize",)
-ACTIONS = ("checkconf", *SERVING_ACTIONS)
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# The initscript verbs: gdnsd works as its own initscript.
+CONTROL_ACTIONS = ("stop", "status", "restart", "reload-zones", "condrestart", "try-restart")
+ACTIONS = ("checkconf", *SERVING_ACTIONS, *CONTROL_ACTIONS)
 
 USAGE = """\
 Usage: gdnsd [-c /etc/gdnsd] [-D] [-l] [-S] [-R | -i] <action>
@@ -41,6 +41,12 @@ Actions:
   checkconf - Checks validity of config and zone files
   start - Start as a regular foreground process
   daemonize - Start as a background daemon (implies -l)
+Initscript actions (pygdnsd):
+  stop - Stop the running daemon; returns once it has exited
+  status - Report whether a daemon runs (exit 0 running, 1 dead with pidfile, 3 stopped)
+  restart - Stop the running daemon (if any), then daemonize
+  reload-zones - Reload the running daemon's zone data
+  condrestart, try-restart - restart, but only if a daemon is running
 """
 
 
@@ -102,58 +108,76 @@ def checkconf(options: Options) -> int:
     return 0
 
 
-class StopRequest:
-    """Set by SIGTERM/SIGINT; the main thread waits on it."""
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-        self.signum = 0
-
-    def handle(self, signum: int, _frame: FrameType | None) -> None:
-        self.signum = signum
-        self.event.set()
-
-    def install(self) -> None:
-        for signum in STOP_SIGNALS:
-            signal.signal(signum, self.handle)
-
-    def wait(self) -> int:
-        # Short waits keep the main thread returning to the interpreter,
-        # where signal handlers run.
-        while not self.event.wait(0.5):
-            pass
-        return self.signum
+def start_request(options: Options) -> StartRequest:
+    return StartRequest(options.cfgdir, options.strict_data, options.idempotent)
 
 
 def start(options: Options) -> int:
-    stop = StopRequest()
-    stop.install()
     logger.info("%s @ pid %d", version_text(), os.getpid())
-    loaded = load(options.cfgdir, options.strict_data)
-    instance = Instance(loaded)
-    sockets = instance.bind()
-    instance.serve(sockets)
-    logger.info("DNS listeners started")
-    signum = stop.wait()
-    instance.stop()
-    instance.close_sockets()
-    logger.info("Exiting cleanly on receipt of terminating signal %d", signum)
-    return 0
+    return daemon.run(start_request(options))
+
+
+def daemonize(options: Options, err: TextIO) -> int:
+    """Detach; the foreground process exits 0 only once the daemon serves."""
+    verdict, report = detach()
+    if verdict is not None:
+        if verdict.ok:
+            return 0
+        print(f"error: {verdict.message}", file=err)
+        return EXIT_FAILURE
+    # stdio is /dev/null now; restart and condrestart get here without -l too.
+    log.setup("syslog", debug=options.debug)
+    logger.info("%s @ pid %d", version_text(), os.getpid())
+    try:
+        return daemon.run(start_request(options), report)
+    except GdnsdError as exc:
+        logger.error("%s", exc)
+        return EXIT_FAILURE
+    except BaseException:
+        logger.exception("daemon failed")
+        return EXIT_FAILURE
+
+
+def stop_then_daemonize(options: Options, err: TextIO) -> int:
+    """restart without overlap; the replace issue swaps in an overlapped replace."""
+    status = verbs.stop(options.cfgdir, err=err)
+    if status != 0:
+        return status
+    return daemonize(options, err)
+
+
+# How restart works: the one place to swap for an overlapped replace.
+RESTART = stop_then_daemonize
 
 
 def not_implemented(options: Options) -> str | None:
     """Why this command line cannot run yet, or None."""
     if options.replace:
         return "replace (-R) is not implemented yet"
-    if options.action in LATER_ACTIONS:
-        return f"action '{options.action}' is not implemented yet"
     return None
 
 
-def run(options: Options) -> int:
-    if options.action == "checkconf":
+def run(options: Options, err: TextIO) -> int:
+    action = options.action
+    if action == "checkconf":
         return checkconf(options)
-    return start(options)
+    if action == "start":
+        return start(options)
+    if action == "daemonize":
+        return daemonize(options, err)
+    if action == "status":
+        return verbs.status(options.cfgdir)
+    if action == "stop":
+        return verbs.stop(options.cfgdir, err=err)
+    if action == "reload-zones":
+        return verbs.reload_zones(options.cfgdir, err=err)
+    if action == "restart":
+        return RESTART(options, err)
+    # condrestart / try-restart: nothing running means nothing to do.
+    if not verbs.is_running(options.cfgdir):
+        print("info: gdnsd is not running, not restarting", file=err)
+        return 0
+    return RESTART(options, err)
 
 
 def main(argv: Sequence[str] | None = None, stderr: TextIO | None = None) -> int:
@@ -176,7 +200,7 @@ def main(argv: Sequence[str] | None = None, stderr: TextIO | None = None) -> int
         return EXIT_FAILURE
     log.setup("syslog" if options.syslog else "stderr", debug=options.debug, stream=err)
     try:
-        return run(options)
+        return run(options, err)
     except GdnsdError as exc:
         logger.error("%s", exc)
         return EXIT_FAILURE

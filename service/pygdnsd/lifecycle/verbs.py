@@ -1,0 +1,158 @@
+"""The initscript verbs that talk to a running daemon: status, stop, reload-zones.
+
+Each returns the process exit status and prints one line an operator reads
+(stdout for status, stderr for the rest, as initscripts do). ``status``
+follows LSB: 0 running, 1 dead but the pidfile remains, 3 not running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from pygdnsd.config.options import load_config
+from pygdnsd.control.client import ControlClient, ControlError, DaemonNotRunning
+from pygdnsd.lifecycle.lock import SOCKET_NAME
+from pygdnsd.lifecycle.pidfile import PidfileState, probe
+
+LSB_RUNNING = 0
+LSB_DEAD_WITH_PIDFILE = 1
+LSB_NOT_RUNNING = 3
+EXIT_OK = 0
+EXIT_FAILURE = 1
+DEFAULT_TIMEOUT = 47.0  # gdnsdctl's default
+STATUS_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Where:
+    """Where a daemon of this config dir can be found."""
+
+    control_socket: Path
+    pidfile: Path
+
+    @classmethod
+    def of(cls, cfgdir: Path) -> Where:
+        config: Any = load_config(cfgdir)
+        run_dir = Path(config.run_dir)
+        return cls(run_dir / SOCKET_NAME, Path(config.pidfile))
+
+
+@dataclass(frozen=True, slots=True)
+class Running:
+    """How a running daemon answered (``pid`` None if only its pidfile lock says it runs)."""
+
+    pid: int | None
+    via_control: bool
+
+
+def find_running(where: Where, timeout: float = STATUS_TIMEOUT) -> Running | None:
+    """The daemon if one runs: asked over the control socket, else judged by the pidfile lock."""
+    try:
+        with ControlClient(str(where.control_socket), int(timeout), oneshot=True) as client:
+            return Running(client.connect().pid, True)
+    except ControlError:
+        pass
+    found = probe(where.pidfile)
+    if found.state is PidfileState.RUNNING:
+        return Running(found.pid, False)
+    return None
+
+
+def process_gone(pid: int) -> bool:
+    """Whether ``pid`` no longer runs (a zombie awaiting its reaper counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    with contextlib.suppress(OSError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    return False
+
+
+def wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process_gone(pid):
+            return True
+        time.sleep(0.05)
+    return process_gone(pid)
+
+
+def status(cfgdir: Path, out: TextIO | None = None) -> int:
+    out = out if out is not None else sys.stdout
+    where = Where.of(cfgdir)
+    running = find_running(where)
+    if running is not None:
+        pid = running.pid if running.pid is not None else "unknown"
+        note = "" if running.via_control else " (control socket not answering)"
+        print(f"gdnsd is running at PID {pid}{note}", file=out)
+        return LSB_RUNNING
+    found = probe(where.pidfile)
+    if found.state is PidfileState.STALE:
+        print(f"gdnsd is not running, but its pidfile '{where.pidfile}' remains (PID {found.pid})", file=out)
+        return LSB_DEAD_WITH_PIDFILE
+    print("gdnsd is not running", file=out)
+    return LSB_NOT_RUNNING
+
+
+def stop(cfgdir: Path, timeout: float = DEFAULT_TIMEOUT, err: TextIO | None = None) -> int:
+    """Stop the daemon and return only once it has exited. Not running counts as stopped."""
+    err = err if err is not None else sys.stderr
+    where = Where.of(cfgdir)
+    try:
+        with ControlClient(str(where.control_socket), int(timeout)) as client:
+            pid = client.connect().pid
+            client.stop()
+    except DaemonNotRunning:
+        return _stop_by_signal(where, timeout, err)
+    except ControlError as exc:
+        print(f"error: stopping gdnsd failed: {exc}", file=err)
+        return EXIT_FAILURE
+    if not wait_gone(pid, timeout):
+        print(f"error: gdnsd (PID {pid}) acknowledged the stop but has not exited", file=err)
+        return EXIT_FAILURE
+    print(f"info: gdnsd (PID {pid}) stopped", file=err)
+    return EXIT_OK
+
+
+def _stop_by_signal(where: Where, timeout: float, err: TextIO) -> int:
+    """No control socket: a daemon holding its pidfile lock still gets SIGTERM."""
+    found = probe(where.pidfile)
+    if found.state is not PidfileState.RUNNING or found.pid is None:
+        print("info: gdnsd is not running", file=err)
+        return EXIT_OK
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(found.pid, signal.SIGTERM)
+    if not wait_gone(found.pid, timeout):
+        print(f"error: gdnsd (PID {found.pid}) did not exit after SIGTERM", file=err)
+        return EXIT_FAILURE
+    print(f"info: gdnsd (PID {found.pid}) stopped by SIGTERM", file=err)
+    return EXIT_OK
+
+
+def reload_zones(cfgdir: Path, timeout: float = DEFAULT_TIMEOUT, err: TextIO | None = None) -> int:
+    err = err if err is not None else sys.stderr
+    where = Where.of(cfgdir)
+    try:
+        with ControlClient(str(where.control_socket), int(timeout)) as client:
+            client.connect()
+            client.reload_zones()
+    except ControlError as exc:
+        print(f"error: reloading zones failed: {exc} (the daemon logged why)", file=err)
+        return EXIT_FAILURE
+    print("info: Zone data reloaded", file=err)
+    return EXIT_OK
+
+
+def is_running(cfgdir: Path) -> bool:
+    return find_running(Where.of(cfgdir)) is not None
