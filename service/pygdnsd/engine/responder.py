@@ -128,6 +128,13 @@ class Responder:
         self._rotation = 0
         self._chain = not settings.experimental_no_chain
         self._chaos_tail = self._build_chaos_tail(settings.chaos_response)
+        self._udp_limit_v4 = settings.max_edns_response
+        self._udp_limit_v6 = settings.max_edns_response_v6
+        # Our OPT for option-less queries, indexed by DO (2) | TCP (1) | closing (4).
+        self._bare_opts = [
+            edns.opt_record(0, bool(index & 2), self._keepalive_option(bool(index & 4)) if index & 1 else b"")
+            for index in range(8)
+        ]
 
     @property
     def zones(self) -> ZoneSet:
@@ -150,31 +157,98 @@ class Responder:
         counters = self.stats.dns.values
         if len(client_ip) == 16:
             counters["v6"] += 1
+        # Fast path: QR=0, opcode 0, one question, and either nothing after the
+        # question or a bare version-0 OPT record (what most resolvers send).
+        # Anything else takes the general parser below.
+        n = len(query)
+        if n > 16 and query[4:6] == b"\x00\x01" and not query[2] & 0xF8:
+            pos = 12
+            length = query[12]
+            while length and length < 64:
+                pos += length + 1
+                if pos >= n:
+                    break
+                length = query[pos]
+            qend = pos + 5
+            if length == 0 and qend - 16 <= 255:
+                if n == qend and query[6:12] == b"\x00\x00\x00\x00\x00\x00":
+                    return self._assemble(query, qend, self._lookup(query, qend), None, client_ip, tcp, closing)
+                if (
+                    n == qend + 11
+                    and query[6:12] == b"\x00\x00\x00\x00\x00\x01"
+                    and query[qend : qend + 3] == b"\x00\x00\x29"
+                    and query[qend + 6] == 0
+                    and query[qend + 9 : qend + 11] == b"\x00\x00"
+                ):
+                    return self._assemble_bare_edns(query, qend, client_ip, tcp, closing)
         try:
             qend, edns_req = _parse(query, tcp, self.settings.edns_client_subnet)
         except _QueryProblem as problem:
             if problem.bad_cookie:
                 counters["edns_cookie_formerr"] += 1
             return self._error(query, problem, client_ip, tcp, closing)
+        return self._assemble(query, qend, self._lookup(query, qend), edns_req, client_ip, tcp, closing)
+
+    def _lookup(self, query: bytes, qend: int) -> Prepared:
+        """The prepared tail answering the (well-formed) question ending at ``qend``."""
         qtc = query[qend - 4 : qend]
-        qtype = (qtc[0] << 8) | qtc[1]
         qclass = (qtc[2] << 8) | qtc[3]
         if qclass == model.CLASS_IN or qclass == model.CLASS_ANY:
+            generation = self._generation
+            lname = query[12 : qend - 4].translate(_LOWER)
+            prepared = generation.by_question.get(lname + qtc[:2])
+            if prepared is not None:
+                return prepared
+            qtype = (qtc[0] << 8) | qtc[1]
             if qtype in _NOTIMP_QTYPES:
-                prepared = _NOTIMP
-            else:
-                lname = query[12 : qend - 4].translate(_LOWER)
-                generation = self._generation
-                prepared_or_none = generation.by_question.get(lname + qtc[:2])
-                if prepared_or_none is None:
-                    prepared = self._prepare(generation, lname, qtype)
-                else:
-                    prepared = prepared_or_none
-        elif qclass == model.CLASS_CH:
-            prepared = self._chaos_tail
+                return _NOTIMP
+            return self._prepare(generation, lname, qtype)
+        if qclass == model.CLASS_CH:
+            return self._chaos_tail
+        return _REFUSED
+
+    def _assemble_bare_edns(
+        self, query: bytes, qend: int, client_ip: bytes, tcp: bool, closing: bool
+    ) -> bytes:
+        """``_assemble`` for a query whose OPT has no options: our OPT is prebuilt."""
+        prepared = self._lookup(query, qend)
+        do = query[qend + 7] & 0x80
+        counters = self.stats.dns.values
+        counters["edns"] += 1
+        if do:
+            counters["edns_do"] += 1
+        if tcp and self.settings.tcp_pad:
+            request = EdnsRequest(512, 0, bool(do))
+            return self._assemble(query, qend, prepared, request, client_ip, tcp, closing, counted=True)
+        opt = self._bare_opts[(2 if do else 0) | (1 if tcp else 0) | (4 if closing else 0)]
+        tails = prepared.tails
+        if len(tails) == 1:
+            tail = tails[0]
         else:
-            prepared = _REFUSED
-        return self._assemble(query, qend, prepared, edns_req, client_ip, tcp, closing)
+            self._rotation += 1
+            tail = tails[self._rotation % len(tails)]
+        rcode = prepared.rcode
+        counters[_RCODE_NAMES[rcode]] += 1
+        flags2 = 0x80 | prepared.flags | (query[2] & 0x01)
+        question = query[12:qend]
+        if not tcp:
+            udp_size = (query[qend + 3] << 8) | query[qend + 4]
+            limit = self._udp_limit_v6 if len(client_ip) == 16 else self._udp_limit_v4
+            if udp_size < limit:
+                limit = udp_size if udp_size > 512 else 512
+            if self.settings.max_nocookie_response and self.settings.max_nocookie_response < limit:
+                limit = self.settings.max_nocookie_response
+            size = qend + len(tail) + len(opt)
+            if size > limit:
+                self.stats.udp.bump("tc")
+                self.stats.udp.bump("edns_tc")
+                return b"".join(
+                    (query[:2], bytes((flags2 | _TC, rcode)), _COUNTS.pack(1, 0, 0, 1), question, opt)
+                )
+            if size > 512:
+                self.stats.udp.bump("edns_big")
+        an, ns, ar = prepared.counts
+        return b"".join((query[:2], bytes((flags2, rcode)), _COUNTS.pack(1, an, ns, ar + 1), question, tail, opt))
 
     def _assemble(
         self,
@@ -185,6 +259,7 @@ class Responder:
         client_ip: bytes,
         tcp: bool,
         closing: bool,
+        counted: bool = False,
     ) -> bytes:
         tails = prepared.tails
         if len(tails) == 1:
@@ -202,15 +277,20 @@ class Responder:
             response = b"".join(
                 (query[:2], bytes((flags2, rcode)), _COUNTS.pack(1, an, ns, ar), question, tail)
             )
-            if not tcp and len(response) > 512:
+            limit = 512
+            nocookie = self.settings.max_nocookie_response
+            if nocookie and nocookie < limit:
+                limit = nocookie
+            if not tcp and len(response) > limit:
                 self.stats.udp.bump("tc")
                 return b"".join(
                     (query[:2], bytes((flags2 | _TC, rcode)), _COUNTS.pack(1, 0, 0, 0), question)
                 )
             return response
-        counters["edns"] += 1
-        if edns_req.do:
-            counters["edns_do"] += 1
+        if not counted:
+            counters["edns"] += 1
+            if edns_req.do:
+                counters["edns_do"] += 1
         options, cookie_ok = self._response_options(edns_req, client_ip, tcp, closing)
         head = (query[:2], bytes((flags2, rcode)))
         body_len = 12 + len(question) + len(tail) + 11 + len(options)
