@@ -47,6 +47,7 @@ _sip._tcp SRV 10 60 5060 sip
 sip     A   192.0.2.50
 naptr   NAPTR 100 10 "S" "SIP+D2U" "" _sip._udp
 txt     TXT "hello" "world"
+mid     TXT "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 a.b.ent A   192.0.2.60
 *.wild  A   192.0.2.100
         MX  10 mail
@@ -58,6 +59,11 @@ ns1.deleg A 192.0.2.130
         AAAA 2001:db8::130
 ns2.deleg A 192.0.2.131
 deleg2  NS  ns1
+deleg3  NS  ns.outside.test.
+        NS  ns1.deleg3
+ns1.deleg3 A 192.0.2.140
+ns.outside.test. A 198.51.100.53
+ns.outside.test. AAAA 2001:db8:ffff::53
 tocut   CNAME host.deleg
 big     A 10.0.0.1
         A 10.0.0.2
