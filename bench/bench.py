@@ -64,6 +64,7 @@ class Row:
     client: str
     qps: float | None = None
     cpu_us: float | None = None
+    sys_share: float | None = None  # of cpu_us, the part spent in the kernel
     p50_ms: float | None = None
     p99_ms: float | None = None
     mean_ms: float | None = None
@@ -118,15 +119,18 @@ def serve_and_measure(
     with Running(variant.server, cfgdir, START_TIMEOUT) as server:
         if warmup:
             dnsperf.run(dnsperf.Load(mode=load.mode, seconds=warmup, clients=load.clients), port, datafile)
-        cpu_before = server.cpu()
+        user_before, sys_before = server.cpu()
         result = dnsperf.run(load, port, datafile)
-        cpu = server.cpu() - cpu_before
+        user_after, sys_after = server.cpu()
+        user, kernel = user_after - user_before, sys_after - sys_before
+        cpu = user + kernel
         row.rss_mb = server.rss()
     row.qps = result.qps
     row.sent = result.sent
     row.lost = result.lost
     row.mean_ms = result.mean_latency * 1000
     row.cpu_us = cpu / result.completed * 1e6 if result.completed else None
+    row.sys_share = kernel / cpu if cpu else None
     p50 = dnsperf.percentile(result.latencies, 0.50)
     p99 = dnsperf.percentile(result.latencies, 0.99)
     row.p50_ms = p50 * 1000 if p50 is not None else None
@@ -195,7 +199,7 @@ def render(report: Report) -> str:
     lines = []
     head = (
         f"{'case':<8} {'server':<8} {'udp/tcp':>7} {'qps':>9} {'qps/gd':>7} {'cpu us/q':>9} "
-        f"{'cpu/gd':>7} {'mean ms':>8} {'p50 ms':>7} {'p99 ms':>7} {'p99/gd':>7} {'lost':>7} "
+        f"{'cpu/gd':>7} {'sys':>4} {'mean ms':>8} {'p50 ms':>7} {'p99 ms':>7} {'p99/gd':>7} {'lost':>7} "
         f"{'sent':>9} {'RSS MB':>7}  client"
     )
     lines += [head, "-" * len(head)]
@@ -205,7 +209,8 @@ def render(report: Report) -> str:
         lines.append(
             f"{r.case:<8} {r.variant.server.name:<8} {r.variant.threads:>7} {_fmt(r.qps, '9.0f')} "
             f"{_ratio(r.qps, g.qps if g else None):>7} {_fmt(r.cpu_us, '9.2f')} "
-            f"{_ratio(r.cpu_us, g.cpu_us if g else None):>7} {_fmt(r.mean_ms, '8.3f')} "
+            f"{_ratio(r.cpu_us, g.cpu_us if g else None):>7} "
+            f"{_fmt(None if r.sys_share is None else 100 * r.sys_share, '3.0f')}% {_fmt(r.mean_ms, '8.3f')} "
             f"{_fmt(r.p50_ms, '7.3f')} {_fmt(r.p99_ms, '7.3f')} "
             f"{_ratio(r.p99_ms, g.p99_ms if g else None):>7} {_fmt(r.lost, '7d')} "
             f"{_fmt(r.sent, '9d')} {_fmt(r.rss_mb, '7.1f')}  {r.client}"

@@ -55,13 +55,13 @@ def free_port() -> int:
     raise RuntimeError("no free port on 127.0.0.1")
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of the whole process (all threads), from /proc/PID/stat."""
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(utime, stime) of the whole process (all threads), from /proc/PID/stat."""
     with open(f"/proc/{pid}/stat") as stat:
         text = stat.read()
     # Field 2 (comm) may hold spaces; the fields after it start past the last ')'.
     fields = text[text.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return int(fields[11]) / CLOCK_TICKS, int(fields[12]) / CLOCK_TICKS
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -151,7 +151,7 @@ class Running:
                 self._ready.set()
         self._ready.set()  # exited: wake the waiter, which checks poll()
 
-    def cpu(self) -> float:
+    def cpu(self) -> tuple[float, float]:
         return cpu_seconds(self.pid)
 
     def rss(self) -> float:
