@@ -193,3 +193,40 @@ def test_counters_bumped_per_response(zones: ZoneSet) -> None:
     }
     assert engine.stats.udp["tc"] == 1
     assert engine.stats.tcp["reqs"] == 0  # transports count requests, not the engine
+
+
+def test_answers_stay_right_when_the_caches_are_flushed(zones: ZoneSet, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pygdnsd.engine import responder as responder_module
+
+    monkeypatch.setattr(responder_module, "_MAX_CACHED_QUESTIONS", 2)
+    engine = responder(zones)
+    reference = responder(zones)
+    names = ["a.nope.example.com", "b.nope.example.com", "mail.example.com", "q.wild.example.com", "c.nope.example.com"]
+    for _ in range(2):
+        for name in names:
+            assert engine.respond(query(name, MX), V4, False) == reference.respond(query(name, MX), V4, False)
+
+
+def test_decide_without_a_zone_is_refused(zones: ZoneSet) -> None:
+    from pygdnsd.engine import lookup
+
+    assert lookup.decide(zones, wire_name("www.example.org"), A, False) is lookup.REFUSED
+    decision = lookup.decide(zones, wire_name("mail.example.com"), A, False)
+    assert (decision.rcode, decision.authoritative, len(decision.answer)) == (0, True, 1)
+
+
+def test_stats_carry_over_and_json_shape(zones: ZoneSet) -> None:
+    old = responder(zones)
+    ask(old, "www.example.com")
+    ask(old, "nope.example.com")
+    new = responder(zones)
+    ask(new, "www.example.com")
+    new.stats.absorb(old.stats.snapshot())
+    new.stats.absorb({"stats": {"noerror": "x", "unknown": 5}, "udp": {"tc": 2}})
+    shaped = new.stats.as_json_dict(uptime=7)
+    assert list(shaped) == ["uptime", "stats", "udp", "tcp"]
+    assert shaped["uptime"] == 7
+    assert shaped["stats"]["noerror"] == 2
+    assert shaped["stats"]["nxdomain"] == 1
+    assert "unknown" not in shaped["stats"]
+    assert shaped["udp"]["tc"] == 2

@@ -328,3 +328,13 @@ def test_max_nocookie_response_applies_to_queries_without_edns(zones: ZoneSet) -
     assert msg.counts == (0, 0, 0)
     assert msg.opt is None
     assert not ask_plain(engine, "mid.example.com", TXT, tcp=True).tc
+
+
+def test_tcp_pad_with_a_bare_opt(zones: ZoneSet) -> None:
+    engine = responder(zones, tcp_pad=True)
+    for closing in (False, True):
+        msg = ask(engine, tcp=True, closing=closing, do=True)
+        assert len(msg.raw) == 468
+        assert [code for code, _ in msg.options] == [KEEPALIVE, PADDING]
+        assert msg.options[0][1] == (b"\x00\x00" if closing else b"\x01\x72")
+        assert msg.opt is not None and msg.opt.ttl == 0x8000

@@ -337,3 +337,58 @@ def test_bad_cookie_length_is_formerr(engine: Responder, length: int) -> None:
     assert msg.opt is not None
     assert engine.stats.dns["edns_cookie_formerr"] == 1
     assert engine.stats.dns["formerr"] == 1
+
+
+# -- malformed corners -----------------------------------------------------
+
+
+def test_label_longer_than_63_in_the_question_is_formerr(engine: Responder) -> None:
+    packet = header(9, 0, 0, 1) + b"\x40" + b"a" * 64 + b"\x00" + struct.pack("!HH", A, 1)
+    msg = parse(engine.respond(packet, V4, False))
+    assert (msg.rcode, msg.qdcount) == (1, 0)
+
+
+def test_bad_owner_label_in_additional_is_formerr(engine: Responder) -> None:
+    packet = header(9, 0, 0, 1, ar=1) + QUESTION + b"\x41" + b"a" * 10
+    msg = parse(engine.respond(packet, V4, False))
+    assert msg.rcode == 1
+    assert msg.question == QUESTION
+    assert msg.opt is None
+
+
+def test_non_opt_record_running_past_the_end_is_formerr_without_opt(engine: Responder) -> None:
+    other = b"\xc0\x0c" + struct.pack("!HHIH", TXT, 1, 0, 40) + b"\x01x"
+    packet = header(9, 0, 0, 1, ar=2) + QUESTION + opt_rr() + other
+    msg = parse(engine.respond(packet, V4, False))
+    assert msg.rcode == 1
+    assert msg.opt is None
+
+
+@pytest.mark.parametrize(
+    ("options", "cookie_formerr"),
+    [
+        (option(3, b"x"), 0),  # NSID in a query must be empty
+        (option(10, b"12345678") + option(10, b"12345678"), 1),  # two cookies
+        (option(8, b"\x00\x01\x17\x00\xc0\x00\x03"), 0),  # ECS address bits past the /23
+    ],
+    ids=["nsid-data", "two-cookies", "ecs-bits"],
+)
+def test_malformed_options_are_formerr_with_opt(engine: Responder, options: bytes, cookie_formerr: int) -> None:
+    msg = parse(engine.respond(query("www.example.com", edns=opt_rr(options=options)), V4, False))
+    assert msg.rcode == 1
+    assert msg.opt is not None
+    assert msg.options == []  # no NSID on a FORMERR for bad options
+    assert engine.stats.dns["edns_cookie_formerr"] == cookie_formerr
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [b"", opt_rr(do=True), opt_rr()[:5], opt_rr(options=b"\x00\x03\x00")],
+    ids=["none", "opt", "opt-cut", "opt-bad"],
+)
+def test_notimp_opcode_echoes_an_opt_only_when_it_parses(engine: Responder, extra: bytes) -> None:
+    packet = header(9, 5 << 3, 0, 1, ar=1 if extra else 0) + QUESTION + extra
+    msg = parse(engine.respond(packet, V4, False))
+    assert msg.rcode == 4
+    assert msg.opcode == 5
+    assert (msg.opt is not None) == (extra in (opt_rr(do=True), opt_rr(options=b"\x00\x03\x00")))
