@@ -198,10 +198,6 @@ def test_tcp_pad_needs_edns_and_tcp(zones: ZoneSet) -> None:
     assert [code for code, _ in ask(engine).options] == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: Responder._error adds no padding; gdnsd 3.8.1 with tcp_pad pads these to 468",
-)
 @pytest.mark.parametrize("kind", ["badvers", "formerr"])
 def test_tcp_pad_pads_error_responses_with_an_opt(zones: ZoneSet, kind: str) -> None:
     # gdnsd 3.8.1 with tcp_pad pads BADVERS and FORMERR answers too (468 bytes).

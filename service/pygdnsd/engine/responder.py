@@ -375,6 +375,9 @@ class Responder:
             options = self._keepalive_option(closing) if tcp else b""
         else:
             options, _ = self._response_options(edns_req, client_ip, tcp, closing)
+        if tcp and self.settings.tcp_pad:
+            # gdnsd pads every TCP answer carrying an OPT, errors included.
+            options += edns.padding_option(12 + len(question) + 11 + len(options))
         opt = edns.opt_record(rcode >> 4, edns_req.do, options)
         return head + _COUNTS.pack(qdcount, 0, 0, 1) + question + opt
 
