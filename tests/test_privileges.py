@@ -97,7 +97,8 @@ def readable_site() -> Iterator[Site]:
             kill_all(made.cfgdir)
 
 
-def test_daemon_runs_as_the_configured_user(readable_site: Site, account: Account) -> None:
+def test_daemon_runs_as_the_configured_user(account: Account, readable_site: Site) -> None:
+    # account first: torn down last, once the daemon (running as it) is gone.
     site = readable_site.write(f"  username => {account.name}\n")
     pid = daemonize(site)
     ids = proc_ids(pid)
