@@ -56,9 +56,10 @@ _RCODE_NAMES = {
 _BADVERS = 16
 _OPCODE_DSO = 6
 
-# A/AAAA RRsets are rotated from one response to the next, as gdnsd does;
-# this many rotations are prebuilt for each answer.
-_MAX_ROTATIONS = 16
+# A/AAAA RRsets are rotated from one response to the next, as gdnsd shuffles
+# them: every record of a set comes first in turn. Rotations are prebuilt, up
+# to this many (a bound on memory for absurdly large sets).
+_MAX_ROTATIONS = 256
 _MAX_CACHED_QUESTIONS = 200_000
 
 
