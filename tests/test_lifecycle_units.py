@@ -1,0 +1,193 @@
+"""The lifecycle pieces one at a time: lock, pidfile, startup pipe, reloader, watcher, reports, verbs' parsing."""
+
+from __future__ import annotations
+
+import array
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from pygdnsd.cli import gdnsd
+from pygdnsd.engine.stats import Stats
+from pygdnsd.errors import ConfigError, ZoneError
+from pygdnsd.lifecycle import reports
+from pygdnsd.lifecycle.daemonize import READY, StartupReport, read_verdict
+from pygdnsd.lifecycle.lock import AlreadyRunning, InstanceLock, ensure_run_dir
+from pygdnsd.lifecycle.pidfile import Pidfile, PidfileState, probe
+from pygdnsd.lifecycle.privileges import lookup_user
+from pygdnsd.lifecycle.reload import ZoneReloader
+from pygdnsd.lifecycle.watcher import ZonesWatcher
+from pygdnsd.zones.model import ZoneSet
+
+
+def test_lock_is_exclusive_and_released_on_close(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    ensure_run_dir(run_dir)
+    assert run_dir.stat().st_mode & 0o777 == 0o700
+    first = InstanceLock.acquire(run_dir)
+    with pytest.raises(AlreadyRunning, match=r"control\.lock"):
+        InstanceLock.acquire(run_dir)
+    first.release()
+    InstanceLock.acquire(run_dir).release()
+
+
+def test_lock_travels_with_its_descriptor(tmp_path: Path) -> None:
+    """What a replace relies on: the flock goes with an fd passed by SCM_RIGHTS."""
+    lock = InstanceLock.acquire(tmp_path)
+    left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    with left, right:
+        left.sendmsg([b"x"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [lock.fd]))])
+        _, ancillary, _, _ = right.recvmsg(1, socket.CMSG_SPACE(4))
+        received = array.array("i")
+        received.frombytes(ancillary[0][2][: received.itemsize])
+    lock.release()  # the old holder lets go of its copy...
+    with pytest.raises(AlreadyRunning):
+        InstanceLock.acquire(tmp_path)  # ...but the lock is still held, by the new copy
+    InstanceLock.adopt(received[0], tmp_path / "control.lock").release()
+    InstanceLock.acquire(tmp_path).release()
+
+
+def test_pidfile_states(tmp_path: Path) -> None:
+    path = tmp_path / "gdnsd.pid"
+    assert probe(path).state is PidfileState.ABSENT
+    pidfile = Pidfile.write(path, 12345)
+    assert path.read_text() == "12345\n"
+    assert path.stat().st_mode & 0o777 == 0o644
+    assert probe(path).state is PidfileState.RUNNING and probe(path).pid == 12345
+    assert [p.name for p in tmp_path.iterdir()] == ["gdnsd.pid"]
+    pidfile.release()
+    assert probe(path).state is PidfileState.STALE and probe(path).pid == 12345
+    # A stale pidfile never blocks: the next writer replaces it.
+    again = Pidfile.write(path, 777)
+    assert probe(path).pid == 777
+    again.remove()
+    assert not path.exists()
+
+
+def test_pidfile_remove_spares_a_successors_file(tmp_path: Path) -> None:
+    path = tmp_path / "gdnsd.pid"
+    old = Pidfile.write(path, 1000)
+    new = Pidfile.write(path, 2000)  # a replacing instance renames its own over it
+    assert not old.is_current() and new.is_current()
+    old.remove()
+    assert path.read_text() == "2000\n"
+    assert probe(path).state is PidfileState.RUNNING
+    new.remove()
+
+
+def test_startup_pipe_verdicts() -> None:
+    for send, ok, message in (
+        (lambda r: r.ready(), True, ""),
+        (lambda r: r.failed("zones/x:3: bad"), False, "zones/x:3: bad"),
+    ):
+        read_end, write_end = os.pipe()
+        report = StartupReport(write_end)
+        send(report)
+        report.failed("ignored: only the first word counts")
+        verdict = read_verdict(read_end)
+        assert (verdict.ok, verdict.message) == (ok, message)
+    # A daemon that dies before saying anything closes the pipe silently.
+    read_end, write_end = os.pipe()
+    os.close(write_end)
+    verdict = read_verdict(read_end)
+    assert not verdict.ok
+    assert verdict.message.startswith("the daemon exited during startup")
+    assert READY == b"OK\n"
+
+
+def test_reloader_keeps_old_data_on_error() -> None:
+    served: list[ZoneSet] = []
+    fresh = ZoneSet()
+    outcomes: list[ZoneSet | Exception] = [ZoneError("bad rdata", "zones/example.com", 7), fresh]
+
+    def load() -> ZoneSet:
+        outcome = outcomes.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    reloader = ZoneReloader(load, served.append)
+    assert reloader.reload() is False
+    assert served == []
+    assert reloader.reload() is True
+    assert served == [fresh]
+    assert (reloader.reloads, reloader.failures) == (1, 1)
+
+
+def test_reload_requests_coalesce_on_the_reload_thread() -> None:
+    gate = threading.Event()
+    loads: list[int] = []
+
+    def load() -> ZoneSet:
+        loads.append(1)
+        gate.wait(5)
+        return ZoneSet()
+
+    reloader = ZoneReloader(load, lambda zones: None)
+    reloader.start()
+    try:
+        for _ in range(20):
+            reloader.request()
+        deadline = time.monotonic() + 5
+        while not loads and time.monotonic() < deadline:
+            time.sleep(0.01)
+        for _ in range(20):
+            reloader.request()  # while the first load runs
+        gate.set()
+        deadline = time.monotonic() + 5
+        while reloader.reloads < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        reloader.close()
+    assert reloader.reloads == 2  # one for the first burst, one for the second
+
+
+@pytest.mark.parametrize("use_inotify", [True, False])
+def test_watcher_fires_once_per_settled_burst(tmp_path: Path, use_inotify: bool) -> None:
+    fired = threading.Event()
+    count: list[int] = []
+
+    def on_change() -> None:
+        count.append(1)
+        fired.set()
+
+    watcher = ZonesWatcher(tmp_path, on_change, settle=0.3, use_inotify=use_inotify)
+    assert watcher.mode == ("inotify" if use_inotify else "poll")
+    watcher.start()
+    try:
+        zone = tmp_path / "example.com"
+        for i in range(5):  # a file written in pieces
+            with zone.open("a") as out:
+                out.write(f"line {i}\n")
+            time.sleep(0.05)
+        assert fired.wait(5)
+        time.sleep(0.8)  # longer than a settle and a poll: no second call
+    finally:
+        watcher.close()
+    assert count == [1]
+
+
+def test_stats_json_is_gdnsd_layout() -> None:
+    stats = Stats()
+    stats.dns.bump("noerror", 3)
+    body = reports.stats_json(stats, 42).decode()
+    assert body.startswith('{\n\t"uptime": 42,\n\t"stats": {\n\t\t"noerror": 3,\n\t\t"refused": 0,\n')
+    assert body.endswith('\t\t"acceptfail": 0\n\t}\n}\n')
+    assert reports.states_json({}) == b"{\n\n}\n"
+
+
+def test_unknown_user_names_the_option() -> None:
+    with pytest.raises(ConfigError, match="option 'username': no such user 'no-such-user-pygdnsd'"):
+        lookup_user("no-such-user-pygdnsd")
+
+
+@pytest.mark.parametrize(
+    "action", ["stop", "status", "restart", "reload-zones", "condrestart", "try-restart"]
+)
+def test_initscript_verbs_parse(action: str) -> None:
+    assert gdnsd.parse_args(["-c", "/x", action]).action == action
+    assert action in gdnsd.USAGE.split("Initscript actions")[1]
