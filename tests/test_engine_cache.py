@@ -38,8 +38,8 @@ def engine(zones: ZoneSet) -> Responder:
     return responder(zones)
 
 
-def ask(engine: Responder, name: str, qtype: int = A) -> Message:
-    return parse(engine.respond(query(name, qtype), V4, False))
+def ask(engine: Responder, name: str, qtype: int = A, tcp: bool = False) -> Message:
+    return parse(engine.respond(query(name, qtype), V4, tcp))
 
 
 def addresses(msg: Message) -> list[bytes]:
