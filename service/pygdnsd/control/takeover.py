@@ -1,0 +1,433 @@
+"""The inter-daemon takeover conversation (ControlSocket.md), both ends.
+
+The new daemon connects to the old one's control socket and speaks, on ONE
+connection, with its PID in ``d`` of every takeover request:
+
+1. REQ_INFO            -> ACK (version, old PID): a health check.
+2. REQ_TAK1 (pid)      -> ACK; the old daemon is now locked onto this PID and
+                          answers other state-changing clients RESP_LATR
+                          (that part is the control server's).  LATR/FAIL: refused.
+3. REQ_TAK2 (pid)      -> ACK (v: count, d: bytes) + the live ACME challenges.
+4. REQ_TAKE (pid)      -> the old daemon stops accepting control connections
+                          and sends ACK (v: fd count, d: metadata bytes), the
+                          metadata JSON, and the descriptors as SCM_RIGHTS: the
+                          instance lock, the control listener, every DNS socket.
+   (the new daemon now serves on them, claims the unit with MAINPID+READY and
+   a barrier under systemd, or rewrites the pidfile otherwise)
+5. REQ_STOP            -> ACK; the old daemon stops reading its DNS sockets,
+                          answers what it already read, then pushes PSH_SHAND
+                          (its final counters, 64-bit each) and exits: EOF.
+
+Deviations from gdnsd 3.8.1, and why:
+
+* The TAKE ACK carries ``d`` bytes of JSON describing each descriptor (role,
+  and the SocketSpec of each DNS socket) plus the old daemon's start time and
+  WatchdogSec; gdnsd sends ``d = 0`` and finds out what each socket is with
+  getsockname. The description also lets the receiver check each socket is
+  what it claims (``fdpass.adopt``). A gdnsd peer would not understand our
+  TAKE ACK, and we would not understand its: mixed takeovers fail cleanly
+  at TAKE and the old daemon resumes (gdnsd's own behaviour on failure).
+* The new daemon does its slow work (config, zones) *before* TAK1, not between
+  TAK1 and TAKE as gdnsd does, so the old daemon is in its LATR mode for
+  milliseconds rather than for a whole zone load.
+* The old daemon keeps answering on its DNS sockets between TAKE and STOP, as
+  gdnsd does: both processes read the same kernel sockets, each datagram
+  goes to one reader, nothing is lost. Pausing the old reader at TAKE would
+  leave queries queued until the new daemon starts its threads and, at 5k qps,
+  risk overflowing a default-sized receive buffer.
+* PSH_SHAND counters follow ``STATS_ORDER`` (ours), not gdnsd's statio enum.
+
+If the new daemon vanishes or stalls at any step before STOP, the old one
+resumes accepting control connections and carries on (``takeover_failed``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import ipaddress
+import logging
+import os
+import socket
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from pygdnsd.control import fdpass, protocol
+from pygdnsd.control.fdpass import FdDescription, FdRole, HandedOver
+from pygdnsd.control.protocol import RequestKey, ResponseKey
+from pygdnsd.engine.stats import DNS_COUNTERS, TCP_COUNTERS, UDP_COUNTERS
+from pygdnsd.errors import GdnsdError
+from pygdnsd.transport.listeners import ListenSocket, SocketSpec
+
+log = logging.getLogger(__name__)
+
+DEFAULT_STEP_TIMEOUT = 30.0
+MAX_HANDOFF_FDS = 4096
+_MAX_METADATA = 16 << 20
+_MAX_REQUESTS = 64  # a takeover needs five; more is a confused peer
+
+# Order of the counters in PSH_SHAND: new counters are only ever appended.
+STATS_ORDER: tuple[tuple[str, str], ...] = (
+    *(("stats", name) for name in DNS_COUNTERS),
+    *(("udp", name) for name in UDP_COUNTERS),
+    *(("tcp", name) for name in TCP_COUNTERS),
+)
+
+
+class TakeoverError(GdnsdError):
+    """The takeover failed at some step; the message says which."""
+
+
+class TakeoverRefused(TakeoverError):
+    """The old daemon said no (``response`` is its key: LATR means another replace is running)."""
+
+    def __init__(self, message: str, response: int) -> None:
+        super().__init__(message)
+        self.response = response
+
+
+def counters_from_snapshot(snapshot: Mapping[str, Mapping[str, int]]) -> list[int]:
+    return [int(snapshot.get(group, {}).get(name, 0)) for group, name in STATS_ORDER]
+
+
+def snapshot_from_counters(counters: Sequence[int]) -> dict[str, dict[str, int]]:
+    """The inverse; extra counters from a newer peer are ignored, missing ones are 0."""
+    out: dict[str, dict[str, int]] = {"stats": {}, "udp": {}, "tcp": {}}
+    for (group, name), value in zip(STATS_ORDER, counters, strict=False):
+        out[group][name] = value
+    return out
+
+
+# --- matching handed-over sockets to our own config --------------------------------
+
+
+def _key(spec: SocketSpec) -> tuple[Any, ...]:
+    return (ipaddress.ip_address(spec.host), spec.port, spec.family, spec.kind, spec.index)
+
+
+@dataclass(frozen=True)
+class SocketPlan:
+    """What to do with handed-over sockets given the sockets our config wants."""
+
+    reuse: list[ListenSocket]  # in the order of ``wanted``
+    close: list[ListenSocket]  # addresses gone from the config, or fewer threads: drain, close
+    open: list[SocketSpec]  # new addresses or more threads: bind fresh with SO_REUSEPORT
+
+
+def plan_sockets(handed: Sequence[ListenSocket], wanted: Sequence[SocketSpec]) -> SocketPlan:
+    available = {_key(listener.spec): listener for listener in handed}
+    reuse: list[ListenSocket] = []
+    missing: list[SocketSpec] = []
+    for spec in wanted:
+        listener = available.pop(_key(spec), None)
+        if listener is None:
+            missing.append(spec)
+        else:
+            # Keep our spelling of the address with the kernel socket we were given.
+            reuse.append(ListenSocket(spec, listener.sock))
+    return SocketPlan(reuse, list(available.values()), missing)
+
+
+# --- the new daemon's end ---------------------------------------------------------
+
+
+@dataclass
+class TakenOver:
+    """The old daemon's sockets (owned by the receiver) and its metadata."""
+
+    handed: HandedOver
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class TakeoverClient:
+    """The new daemon's side over a connected control socket; every step is bounded."""
+
+    def __init__(self, sock: socket.socket, pid: int, step_timeout: float = DEFAULT_STEP_TIMEOUT) -> None:
+        self.sock = sock
+        self.pid = pid
+        self.step_timeout = step_timeout
+        self.old_pid: int | None = None
+
+    @classmethod
+    def connect(cls, path: str, pid: int, step_timeout: float = DEFAULT_STEP_TIMEOUT) -> TakeoverClient:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(step_timeout)
+        try:
+            sock.connect(path)
+        except OSError as exc:
+            sock.close()
+            raise TakeoverError(f"cannot connect to the control socket {path}: {exc.strerror or exc}") from exc
+        return cls(sock, pid, step_timeout)
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def _recv_exact(self, size: int, deadline: float, what: str) -> bytes:
+        data = bytearray()
+        for _ in range(size + 1):
+            if len(data) >= size:
+                break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TakeoverError(f"timed out waiting for {what}")
+            self.sock.settimeout(remaining)
+            try:
+                chunk = self.sock.recv(size - len(data))
+            except TimeoutError as exc:
+                raise TakeoverError(f"timed out waiting for {what}") from exc
+            except OSError as exc:
+                raise TakeoverError(f"connection failed waiting for {what}: {exc.strerror or exc}") from exc
+            if not chunk:
+                raise TakeoverError(f"the old daemon closed the connection before {what}")
+            data += chunk
+        return bytes(data)
+
+    def _request(self, request: protocol.Request) -> protocol.Header:
+        name = protocol.key_name(request.key)
+        try:
+            self.sock.settimeout(self.step_timeout)
+            self.sock.sendall(request.encode())
+        except OSError as exc:
+            raise TakeoverError(f"sending {name} failed: {exc.strerror or exc}") from exc
+        deadline = time.monotonic() + self.step_timeout
+        header = protocol.decode_header(self._recv_exact(protocol.HEADER_SIZE, deadline, f"the answer to {name}"))
+        if header.key != ResponseKey.ACK:
+            raise TakeoverRefused(
+                f"the old daemon answered {name} with {protocol.key_name(header.key)}", header.key
+            )
+        return header
+
+    def info(self) -> tuple[tuple[int, int, int], int]:
+        header = self._request(protocol.info_request(protocol.COMPAT_VERSION))
+        self.old_pid = header.d
+        return header.version, header.d
+
+    def announce(self) -> None:
+        """REQ_TAK1: lock the old daemon onto us."""
+        self._request(protocol.takeover_request(RequestKey.TAK1, self.pid))
+
+    def challenges(self) -> list[protocol.AcmeChallenge]:
+        """REQ_TAK2: the live ACME challenges."""
+        header = self._request(protocol.takeover_request(RequestKey.TAK2, self.pid))
+        if header.d > protocol.MAX_RESPONSE_PAYLOAD:
+            raise TakeoverError(f"challenge hand-off of {header.d} bytes is over the limit")
+        data = self._recv_exact(header.d, time.monotonic() + self.step_timeout, "the challenges")
+        try:
+            return protocol.decode_challenges(header.count, data) if header.count else []
+        except protocol.ProtocolError as exc:
+            raise TakeoverError(f"bad challenge hand-off: {exc}") from exc
+
+    def take(self) -> TakenOver:
+        """REQ_TAKE: the lock, the control listener and every DNS socket, owned by us after this."""
+        request = protocol.takeover_request(RequestKey.TAKE, self.pid)
+        try:
+            self.sock.sendall(request.encode())
+            raw_header, fds = fdpass.recv_with_fds(
+                self.sock, protocol.HEADER_SIZE, MAX_HANDOFF_FDS, self.step_timeout
+            )
+        except OSError as exc:
+            raise TakeoverError(f"REQ_TAKE failed: {exc}") from exc
+        try:
+            header = protocol.decode_header(raw_header)
+            if header.key != ResponseKey.ACK:
+                raise TakeoverRefused(
+                    f"the old daemon answered REQ_TAKE with {protocol.key_name(header.key)}", header.key
+                )
+            if header.d > _MAX_METADATA or header.count > MAX_HANDOFF_FDS:
+                raise TakeoverError(f"REQ_TAKE answer claims {header.count} fds, {header.d} bytes")
+            raw, more = fdpass.recv_with_fds(
+                self.sock, header.d, header.count - len(fds), self.step_timeout
+            )
+            fds.extend(more)
+            if len(fds) != header.count:
+                raise TakeoverError(f"{len(fds)} descriptors arrived, {header.count} announced")
+            descriptions, extra = fdpass.decode_descriptions(raw)
+        except BaseException:
+            fdpass.close_fds(fds)
+            raise
+        return TakenOver(fdpass.adopt(descriptions, fds), extra)
+
+    def stop_old(self, timeout: float | None = None) -> dict[str, dict[str, int]]:
+        """REQ_STOP, then the old daemon's final counters (PSH_SHAND), then its exit (EOF).
+
+        Past the point of no return: the caller logs a failure and carries on.
+        """
+        self._request(protocol.plain_request(RequestKey.STOP))
+        deadline = time.monotonic() + (self.step_timeout if timeout is None else timeout)
+        header = protocol.decode_header(
+            self._recv_exact(protocol.HEADER_SIZE, deadline, "the final stats")
+        )
+        if header.key != protocol.PSH_SHAND or header.d > _MAX_METADATA:
+            raise TakeoverError(f"expected PSH_SHAND, got {protocol.key_name(header.key)}")
+        data = self._recv_exact(header.d, deadline, "the final stats")
+        try:
+            counters = protocol.decode_stats_handoff(data)
+        except protocol.ProtocolError as exc:
+            raise TakeoverError(f"bad stats hand-off: {exc}") from exc
+        self._wait_eof(deadline)
+        return snapshot_from_counters(counters)
+
+    def _wait_eof(self, deadline: float) -> None:
+        for _ in range(1_000):  # each round either returns or waits the remaining time
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            self.sock.settimeout(remaining)
+            try:
+                if not self.sock.recv(4096):
+                    return
+            except TimeoutError:
+                break
+            except OSError:
+                return  # reset: the old daemon is gone all the same
+        raise TakeoverError("the old daemon did not exit after its final stats")
+
+
+# --- the old daemon's end -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HandoffSet:
+    """What the old daemon gives away at REQ_TAKE."""
+
+    lock_fd: int
+    control_fd: int
+    dns: Sequence[ListenSocket]
+    extra: Mapping[str, Any] = field(default_factory=dict)  # e.g. {"started": ..., "watchdog_usec": ...}
+
+    def descriptions(self) -> list[FdDescription]:
+        return [
+            FdDescription(FdRole.LOCK),
+            FdDescription(FdRole.CONTROL),
+            *(FdDescription(FdRole.DNS, listener.spec) for listener in self.dns),
+        ]
+
+    def fds(self) -> list[int]:
+        return [self.lock_fd, self.control_fd, *(listener.sock.fileno() for listener in self.dns)]
+
+
+class TakeoverSource(Protocol):
+    """What the old daemon does at each step. Called from the takeover thread."""
+
+    def challenges(self) -> Sequence[protocol.AcmeChallenge]: ...
+
+    def pause_control_accept(self) -> None:
+        """Stop accept()ing on the control listener; connections queue in the kernel."""
+        ...
+
+    def handoff(self) -> HandoffSet: ...
+
+    def stop_serving(self) -> None:
+        """Stop reading DNS sockets, answer what was read, close TCP clients; return when done."""
+        ...
+
+    def final_stats(self) -> Mapping[str, Mapping[str, int]]:
+        """``Stats.snapshot()`` once nothing serves any more."""
+        ...
+
+    def takeover_failed(self, reason: str) -> None:
+        """Back to normal: resume accepting control connections, answer LATR no more."""
+        ...
+
+
+class Outcome(enum.Enum):
+    DONE = "done"  # exit now; leave the connection open (our exit is the new daemon's EOF)
+    FAILED = "failed"  # connection closed; takeover_failed was called
+
+
+def _send(conn: socket.socket, message: protocol.Message) -> None:
+    conn.sendall(message.encode())
+
+
+def _read_request(conn: socket.socket, deadline: float) -> protocol.Request | None:
+    reader = protocol.RequestReader()
+    for _ in range(protocol.HEADER_SIZE + 1):
+        request = reader.next_request()
+        if request is not None:
+            return request
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError
+        conn.settimeout(remaining)
+        # Only what one header needs: the new daemon sends nothing unasked.
+        chunk = conn.recv(protocol.HEADER_SIZE - reader.buffered)
+        if not chunk:
+            return None
+        reader.feed(chunk)
+    return reader.next_request()
+
+
+def serve_takeover(
+    conn: socket.socket,
+    tak1: protocol.Request,
+    source: TakeoverSource,
+    *,
+    expected_pid: int | None = None,
+    step_timeout: float = DEFAULT_STEP_TIMEOUT,
+) -> Outcome:
+    """Run the old daemon's side, from a received REQ_TAK1 to the exit.
+
+    The control server calls this on its own thread with the connection taken
+    out of its loop (blocking I/O here). ``expected_pid``: the PID of a
+    replacement we spawned ourselves (REQ_REPL): no other may take over.
+    A refused TAK1 is answered LATR and returns FAILED without calling
+    ``takeover_failed`` (nothing had started).
+    """
+    pid = tak1.header.d
+    if tak1.key != RequestKey.TAK1 or pid == 0 or (expected_pid is not None and pid != expected_pid):
+        log.warning("control socket: refusing takeover by PID %d", pid)
+        with contextlib.suppress(OSError):
+            _send(conn, protocol.response(ResponseKey.LATR))
+        conn.close()
+        return Outcome.FAILED
+    log.info("takeover: locked onto replacement PID %d", pid)
+    took = False
+    reason = "the new daemon went away"
+    try:
+        _send(conn, protocol.response(ResponseKey.ACK))
+        for _ in range(_MAX_REQUESTS):
+            request = _read_request(conn, time.monotonic() + step_timeout)
+            if request is None:
+                break
+            key = request.key
+            if key in (RequestKey.TAK2, RequestKey.TAKE) and request.header.d != pid:
+                reason = f"{protocol.key_name(key)} from PID {request.header.d}, not {pid}"
+                _send(conn, protocol.response(ResponseKey.FAIL))
+                break
+            if key == RequestKey.INFO:
+                _send(conn, protocol.info_ack(protocol.COMPAT_VERSION, os.getpid()))
+            elif key == RequestKey.TAK2:
+                challenges = list(source.challenges())
+                _send(conn, protocol.data_ack(protocol.encode_challenges(challenges), len(challenges)))
+            elif key == RequestKey.TAKE and not took:
+                source.pause_control_accept()
+                took = True
+                handoff = source.handoff()
+                metadata = fdpass.encode_descriptions(handoff.descriptions(), dict(handoff.extra))
+                fds = handoff.fds()
+                header = protocol.header_with_count(ResponseKey.ACK, len(fds), len(metadata))
+                fdpass.send_with_fds(conn, header.encode() + metadata, fds)
+                log.info("takeover: handed %d descriptors to PID %d", len(fds), pid)
+            elif key == RequestKey.STOP and took:
+                _send(conn, protocol.response(ResponseKey.ACK))
+                source.stop_serving()
+                counters = counters_from_snapshot(source.final_stats())
+                with contextlib.suppress(OSError):
+                    _send(conn, protocol.stats_handoff(counters))
+                log.info("takeover: PID %d took over, exiting", pid)
+                return Outcome.DONE
+            else:
+                reason = f"unexpected {protocol.key_name(key)} during the takeover"
+                with contextlib.suppress(OSError):
+                    _send(conn, protocol.response(ResponseKey.FAIL))
+                break
+    except TimeoutError:
+        reason = f"the new daemon was silent for {step_timeout:g}s"
+    except (OSError, GdnsdError) as exc:
+        reason = str(exc)
+    log.error("takeover by PID %d failed: %s; carrying on", pid, reason)
+    conn.close()
+    source.takeover_failed(reason)
+    return Outcome.FAILED
