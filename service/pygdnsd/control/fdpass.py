@@ -71,9 +71,12 @@ def send_with_fds(sock: socket.socket, data: bytes, fds: Sequence[int]) -> None:
             if sent == 0:
                 raise FdPassError("peer closed the connection while descriptors were sent")
             # The descriptors went with the first byte; the rest is plain data.
-            sock.sendall(piece[sent:])
+            # (An empty send to a peer that has gone fails with EPIPE: skip it.)
+            if sent < len(piece):
+                sock.sendall(piece[sent:])
             pos += len(piece)
-        sock.sendall(data[pos:])
+        if pos < len(data):
+            sock.sendall(data[pos:])
     except OSError as exc:
         raise FdPassError(f"sending {len(fds)} descriptors failed: {exc.strerror or exc}") from exc
 
