@@ -114,11 +114,24 @@ def start_request(options: Options) -> StartRequest:
 
 def start(options: Options) -> int:
     logger.info("%s @ pid %d", version_text(), os.getpid())
-    return daemon.run(start_request(options))
+    return daemon.run(start_request(options), load=load)
 
 
-def daemonize(options: Options, err: TextIO) -> int:
-    """Detach; the foreground process exits 0 only once the daemon serves."""
+FORK_REFUSED = (
+    "daemonize forks the whole calling process; it runs only as the gdnsd command "
+    "(main() without argv), not when main(argv) is called from other Python code"
+)
+
+
+def daemonize(options: Options, err: TextIO, may_fork: bool) -> int:
+    """Detach; the foreground process exits 0 only once the daemon serves.
+
+    The daemon itself never returns to the caller: it ends with ``os._exit``,
+    so no code of whoever called ``main`` runs twice.
+    """
+    if not may_fork:
+        print(f"error: {FORK_REFUSED}", file=err)
+        return EXIT_FAILURE
     verdict, report = detach()
     if verdict is not None:
         if verdict.ok:
@@ -127,23 +140,28 @@ def daemonize(options: Options, err: TextIO) -> int:
         return EXIT_FAILURE
     # stdio is /dev/null now; restart and condrestart get here without -l too.
     log.setup("syslog", debug=options.debug)
-    logger.info("%s @ pid %d", version_text(), os.getpid())
+    status = EXIT_FAILURE
     try:
-        return daemon.run(start_request(options), report)
+        logger.info("%s @ pid %d", version_text(), os.getpid())
+        status = daemon.run(start_request(options), report, load=load)
     except GdnsdError as exc:
         logger.error("%s", exc)
-        return EXIT_FAILURE
     except BaseException:
         logger.exception("daemon failed")
-        return EXIT_FAILURE
+    finally:
+        logging.shutdown()
+        os._exit(status)
 
 
-def stop_then_daemonize(options: Options, err: TextIO) -> int:
+def stop_then_daemonize(options: Options, err: TextIO, may_fork: bool) -> int:
     """restart without overlap; the replace issue swaps in an overlapped replace."""
+    if not may_fork:
+        print(f"error: {FORK_REFUSED}", file=err)
+        return EXIT_FAILURE
     status = verbs.stop(options.cfgdir, err=err)
     if status != 0:
         return status
-    return daemonize(options, err)
+    return daemonize(options, err, may_fork)
 
 
 # How restart works: the one place to swap for an overlapped replace.
@@ -157,14 +175,14 @@ def not_implemented(options: Options) -> str | None:
     return None
 
 
-def run(options: Options, err: TextIO) -> int:
+def run(options: Options, err: TextIO, may_fork: bool = False) -> int:
     action = options.action
     if action == "checkconf":
         return checkconf(options)
     if action == "start":
         return start(options)
     if action == "daemonize":
-        return daemonize(options, err)
+        return daemonize(options, err, may_fork)
     if action == "status":
         return verbs.status(options.cfgdir)
     if action == "stop":
@@ -172,12 +190,12 @@ def run(options: Options, err: TextIO) -> int:
     if action == "reload-zones":
         return verbs.reload_zones(options.cfgdir, err=err)
     if action == "restart":
-        return RESTART(options, err)
+        return RESTART(options, err, may_fork)
     # condrestart / try-restart: nothing running means nothing to do.
     if not verbs.is_running(options.cfgdir):
         print("info: gdnsd is not running, not restarting", file=err)
         return 0
-    return RESTART(options, err)
+    return RESTART(options, err, may_fork)
 
 
 def main(argv: Sequence[str] | None = None, stderr: TextIO | None = None) -> int:
@@ -200,7 +218,9 @@ def main(argv: Sequence[str] | None = None, stderr: TextIO | None = None) -> int
         return EXIT_FAILURE
     log.setup("syslog" if options.syslog else "stderr", debug=options.debug, stream=err)
     try:
-        return run(options, err)
+        # Only the program itself may fork (daemonize): an in-process caller
+        # (argv given) would see its own process duplicated.
+        return run(options, err, may_fork=argv is None)
     except GdnsdError as exc:
         logger.error("%s", exc)
         return EXIT_FAILURE

@@ -3,14 +3,15 @@
 Startup is a sequence of steps an operator (or a replacing instance) can
 reason about one at a time::
 
-    read config -> acquire lock -> load zones -> bind sockets -> write pidfile
+    load config and zones -> acquire lock -> bind sockets -> write pidfile
     -> drop privileges -> serve
 
-The lock comes before the slow zone load so that a second start fails at
-once; the sockets are bound while still root; serving threads start only once
-the process runs as the configured user. A replace (next issue) will swap
-"acquire lock" and "bind sockets" for descriptors handed over by the old
-instance; the other steps stay.
+All the slow work comes before the lock, as a replacing instance needs (it
+loads while the old one serves); racing starts all load, and the lock lets
+exactly one of them go on. The sockets are bound while still root; serving
+threads start only once the process runs as the configured user. A replace
+(next issue) will swap "acquire lock" and "bind sockets" for descriptors
+handed over by the old instance; the other steps stay.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -31,7 +32,8 @@ from pygdnsd.control import server as control_server
 from pygdnsd.control.protocol import COMPAT_VERSION, AcmeChallenge
 from pygdnsd.control.server import ControlServer, Outcome
 from pygdnsd.errors import GdnsdError
-from pygdnsd.instance import Instance, Loaded, read_config, read_zones, zones_dir
+from pygdnsd.instance import Instance, Loaded, read_zones, zones_dir
+from pygdnsd.instance import load as load_all
 from pygdnsd.lifecycle import reports
 from pygdnsd.lifecycle.daemonize import StartupReport
 from pygdnsd.lifecycle.lock import SOCKET_NAME, AlreadyRunning, InstanceLock, ensure_run_dir
@@ -60,7 +62,8 @@ class StartRequest:
 class Daemon:
     """One running gdnsd. Implements ``control.server.ControlHandler``."""
 
-    def __init__(self, config: Any) -> None:
+    def __init__(self, loaded: Loaded) -> None:
+        config = loaded.config
         self.config = config
         self.run_dir = Path(config.run_dir)
         self.user: User | None = None
@@ -69,7 +72,7 @@ class Daemon:
             self.user = lookup_user(username)
         self.started_at = time.monotonic()
         self.lock: InstanceLock | None = None
-        self.instance: Instance | None = None
+        self.instance = Instance(loaded)
         self.sockets: list[ListenSocket] = []
         self.control_listener: Any = None
         self.control: ControlServer | None = None
@@ -92,14 +95,9 @@ class Daemon:
         ensure_run_dir(self.run_dir, self._owner)
         self.lock = InstanceLock.acquire(self.run_dir)
 
-    def load_zones(self) -> None:
-        zones = read_zones(self.config)
-        self.instance = Instance(Loaded(self.config, zones))
-
     def bind(self) -> None:
         """The DNS sockets and the control socket, both bound while we may still be root."""
-        instance = self._instance()
-        self.sockets = instance.bind()
+        self.sockets = self.instance.bind()
         path = self.run_dir / SOCKET_NAME
         try:
             self.control_listener = control_server.bind_unix_listener(str(path))
@@ -127,9 +125,11 @@ class Daemon:
         log.info("Dropped privileges to user '%s' (uid %d, gid %d)", user.name, user.uid, user.gid)
 
     def serve(self) -> None:
-        instance = self._instance()
+        instance = self.instance
         instance.serve(self.sockets)
-        self.reloader = ZoneReloader(lambda: read_zones(self.config), instance.responder.set_zones)
+        self.reloader = ZoneReloader(
+            lambda: read_zones(self.config), lambda zones: instance.responder.set_zones(zones)
+        )
         self.reloader.start()
         self.control = ControlServer(self.control_listener, self)
         self.control.start()
@@ -173,9 +173,8 @@ class Daemon:
             log.info("%s", self._stop_message)
         if self.watcher is not None:
             self.watcher.close()
-        if self.instance is not None:
-            self.instance.stop()
-            self.instance.close_sockets()
+        self.instance.stop()
+        self.instance.close_sockets()
         for listener in self.sockets:
             listener.sock.close()
         if self.pidfile is not None:
@@ -189,11 +188,6 @@ class Daemon:
         if self.lock is not None:
             self.lock.release()
 
-    def _instance(self) -> Instance:
-        if self.instance is None:
-            raise RuntimeError("zones are not loaded yet")
-        return self.instance
-
     # --- ControlHandler -----------------------------------------------------------
 
     def status(self) -> tuple[tuple[int, int, int], int]:
@@ -203,7 +197,7 @@ class Daemon:
         return int(time.monotonic() - self.started_at)
 
     def stats_json(self) -> bytes:
-        return reports.stats_json(self._instance().stats, self.uptime())
+        return reports.stats_json(self.instance.stats, self.uptime())
 
     def states_json(self) -> bytes:
         # No monitored services yet: gdnsd's answer for none.
@@ -232,16 +226,19 @@ class Daemon:
         return Outcome.FAIL
 
 
-def run(request: StartRequest, report: StartupReport | None = None) -> int:
+Loader = Callable[[Path, bool], Loaded]
+
+
+def run(request: StartRequest, report: StartupReport | None = None, load: Loader = load_all) -> int:
     """Start, serve until told to stop, shut down. Startup errors raise (GdnsdError).
 
-    ``report`` (daemonize) hears "ready" once serving, or the reason startup failed.
+    ``report`` (daemonize) hears "ready" once serving, or the reason startup
+    failed. ``load`` reads config and zones (``instance.load``).
     """
     report = report if report is not None else StartupReport(None)
     daemon: Daemon | None = None
     try:
-        config = read_config(request.cfgdir, request.strict_data)
-        daemon = Daemon(config)
+        daemon = Daemon(load(request.cfgdir, request.strict_data))
         daemon.install_signal_handlers()
         try:
             daemon.acquire_lock()
@@ -251,7 +248,6 @@ def run(request: StartRequest, report: StartupReport | None = None) -> int:
             log.info("%s; -i given, so nothing to do", exc)
             report.ready()
             return 0
-        daemon.load_zones()
         daemon.bind()
         daemon.write_pidfile()
         daemon.drop_privileges()
