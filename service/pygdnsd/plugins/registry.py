@@ -1,0 +1,112 @@
+"""The resolver plugins configured under ``plugins``, by name: the engine's entry point.
+
+``load_plugins`` reads the section and registers every monitored resource
+with the Monitor; ``Resolvers.check`` validates a DYNA/DYNC target at zone
+load time; ``Resolvers.resolve`` answers one lookup (pure: it reads only the
+states snapshot it is given). null, reflect and static work without a config
+stanza, as in gdnsd.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pygdnsd.config.vscf import ConfigHash, Position
+from pygdnsd.errors import ConfigError
+from pygdnsd.monitoring.monitor import Monitor
+from pygdnsd.plugins.base import Resolver, States
+from pygdnsd.plugins.failover import load_multifo, load_simplefo
+from pygdnsd.plugins.metafo import Metafo, load_metafo
+from pygdnsd.plugins.result import ClientInfo, DynamicResult
+from pygdnsd.plugins.simple import Null, Reflect, load_static
+from pygdnsd.plugins.weighted import load_weighted
+
+# Monitoring-only plugins may have plugin-global settings here (e.g. extmon's helper_path).
+MONITOR_ONLY = ("extmon", "extfile", "tcp_connect", "http_status")
+Loader = Callable[[ConfigHash, Monitor, str], Resolver]
+LOADERS: dict[str, Loader] = {
+    "simplefo": load_simplefo,
+    "multifo": load_multifo,
+    "weighted": load_weighted,
+}
+
+
+def parse_reference(rdata: str) -> tuple[str, str]:
+    """``plugin!resource`` (the DYNA/DYNC rdata) as (plugin, resource); no ``!`` means resource ""."""
+    plugin, _, resource = rdata.partition("!")
+    return plugin, resource
+
+
+@dataclass
+class Resolvers:
+    plugins: dict[str, Resolver]
+    monitor: Monitor
+    _rng: random.Random = field(default_factory=random.Random)
+
+    def check(self, plugin: str, resource: str, dync: bool) -> None:
+        """Raise ConfigError unless ``plugin!resource`` may be used by a DYNA (or DYNC)."""
+        found = self.plugins.get(plugin)
+        if found is None:
+            raise ConfigError(f"no such plugin {plugin!r}")
+        if not found.has(resource):
+            raise ConfigError(f"resolver plugin {plugin!r} rejected resource name {resource!r}")
+        if not dync and found.may_cname(resource):
+            raise ConfigError(
+                f"resolver plugin {plugin!r}: resource {resource!r} may answer with a CNAME, "
+                "so it can only be used by DYNC"
+            )
+
+    def resolve(
+        self,
+        plugin: str,
+        resource: str,
+        client: ClientInfo,
+        states: States | None = None,
+        rng: random.Random | None = None,
+    ) -> DynamicResult:
+        """Answer one lookup; ``states`` defaults to the monitor's current snapshot."""
+        return self.plugins[plugin].resolve(
+            resource, client, self.monitor.states if states is None else states, rng or self._rng
+        )
+
+
+def load_plugins(raw: ConfigHash, monitor: Monitor) -> Resolvers:
+    """Every resolver plugin of the ``plugins`` section (its monitored resources added to ``monitor``)."""
+    for name, conf in raw.items():
+        where = raw.key_pos.get(name, raw.pos)
+        if name == "geoip":
+            raise ConfigError(f"{where}: plugins: geoip needs MaxMind data, not supported yet")
+        if name not in LOADERS and name not in MONITOR_ONLY and name not in ("static", "null", "reflect", "metafo"):
+            raise ConfigError(f"{where}: plugins: no such plugin {name!r}")
+        if not isinstance(conf, ConfigHash):
+            raise ConfigError(f"{conf.pos}: plugins: the value of {name!r} must be a hash")
+    plugins: dict[str, Resolver] = {"null": Null(), "reflect": Reflect()}
+    empty = ConfigHash(Position(raw.pos.path, 0))
+    static_conf = raw.get("static")
+    plugins["static"] = load_static(static_conf if isinstance(static_conf, ConfigHash) else empty)
+    metafo: Metafo | None = None
+    metafo_conf = raw.get("metafo")
+    if isinstance(metafo_conf, ConfigHash):
+        metafo = load_metafo(metafo_conf, monitor)
+        plugins["metafo"] = metafo
+    for name, loader in LOADERS.items():
+        own = raw.get(name)
+        synthesized = metafo.synthesized.get(name, {}) if metafo is not None else {}
+        if not isinstance(own, ConfigHash) and not synthesized:
+            continue
+        merged = ConfigHash(own.pos if isinstance(own, ConfigHash) else empty.pos)
+        if isinstance(own, ConfigHash):
+            merged.update(own)
+            merged.key_pos.update(own.key_pos)
+        for res, sub in synthesized.items():
+            merged[res] = sub
+            merged.key_pos[res] = sub.pos
+        plugins[name] = loader(merged, monitor, name)
+    if metafo is not None:
+        unknown = set(metafo.synthesized) - set(LOADERS)
+        if unknown:
+            raise ConfigError(f"plugin metafo: cannot synthesize resources for plugin(s) {sorted(unknown)}")
+        metafo.bind(plugins.get)
+    return Resolvers(plugins, monitor)
