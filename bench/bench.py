@@ -105,7 +105,7 @@ def answers_soa(port: int, zone: str) -> bool:
             reply = sock.recv(4096)
         except TimeoutError:
             return False
-    flags, ancount = struct.unpack("!H4xH", reply[2:10])
+    flags, _qdcount, ancount = struct.unpack("!HHH", reply[2:8])
     return reply[:2] == b"\x12\x34" and flags & 0xF == 0 and ancount >= 1
 
 
@@ -196,6 +196,13 @@ def _ratio(value: float | None, base: float | None) -> str:
 
 
 def render(report: Report) -> str:
+    lines = render_traffic(report.rows) if report.rows else []
+    if report.loads:
+        lines += ["", *render_loads(report.loads)]
+    return "\n".join(lines).strip("\n")
+
+
+def render_traffic(rows: Sequence[Row]) -> list[str]:
     lines = []
     head = (
         f"{'case':<8} {'server':<8} {'udp/tcp':>7} {'qps':>9} {'qps/gd':>7} {'cpu us/q':>9} "
@@ -203,8 +210,8 @@ def render(report: Report) -> str:
         f"{'sent':>9} {'RSS MB':>7}  client"
     )
     lines += [head, "-" * len(head)]
-    base: dict[str, Row] = {r.case: r for r in report.rows if r.variant.server is GDNSD}
-    for r in report.rows:
+    base: dict[str, Row] = {r.case: r for r in rows if r.variant.server is GDNSD}
+    for r in rows:
         g = base.get(r.case)
         lines.append(
             f"{r.case:<8} {r.variant.server.name:<8} {r.variant.threads:>7} {_fmt(r.qps, '9.0f')} "
@@ -216,15 +223,19 @@ def render(report: Report) -> str:
             f"{_fmt(r.sent, '9d')} {_fmt(r.rss_mb, '7.1f')}  {r.client}"
             + (f"  [{r.note}]" if r.note else "")
         )
-    if report.loads:
-        lines.append("")
+    return lines
+
+
+def render_loads(loads: Sequence[LoadRow]) -> list[str]:
+    lines = []
+    if loads:
         head = (
             f"{'case':<10} {'server':<8} {'checkconf s':>11} {'x gd':>6} {'RSS MB':>7} {'x gd':>6} "
             f"{'start s':>8} {'x gd':>6} {'RSS MB':>7} {'x gd':>6}"
         )
         lines += [head, "-" * len(head)]
-        lbase = {r.case: r for r in report.loads if r.server is GDNSD}
-        for r in report.loads:
+        lbase = {r.case: r for r in loads if r.server is GDNSD}
+        for r in loads:
             g = lbase.get(r.case)
             lines.append(
                 f"{r.case:<10} {r.server.name:<8} {_fmt(r.checkconf_s, '11.2f')} "
@@ -234,7 +245,7 @@ def render(report: Report) -> str:
                 f"{_fmt(r.start_rss, '7.0f')} {_ratio(r.start_rss, g.start_rss if g else None):>6}"
                 + (f"  [{r.note.strip()}]" if r.note else "")
             )
-    return "\n".join(lines)
+    return lines
 
 
 CASES = ("udp", "udp-hot", "latency", "tcp", "load-big", "load-many")

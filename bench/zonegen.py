@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import random
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,7 +111,7 @@ def mixed_questions(count: int, spread: int = MIXED_HOSTS, seed: int = 6) -> Ite
     run) or a few hundred (a hot set that any cache holds).
     """
     rng = random.Random(seed)
-    shapes = (
+    shapes: tuple[tuple[int, Callable[[int], tuple[str, int]]], ...] = (
         (25, lambda i: (f"h{i}", TYPE_A)),  # hit
         (10, lambda i: (f"h{i}", TYPE_AAAA)),  # hit
         (5, lambda i: (f"h{i - i % 4}", TYPE_MX)),  # hit with additional
