@@ -167,3 +167,16 @@ def test_sigterm_exits_cleanly_and_answers_inflight_tcp(site: Site) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
+
+
+def test_relative_config_dir_still_works_after_daemonizing(site: Site) -> None:
+    # The daemon chdirs to "/", so a relative -c has to be made absolute first.
+    result = subprocess.run(
+        [pygdnsd_python(), "-m", "pygdnsd", "-c", "cfg", "daemonize"],
+        cwd=site.root, capture_output=True, text=True, env=env(), timeout=60, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    site.zone_file.write_text(site.zone_file.read_text().replace("192.0.2.10", "192.0.2.77"))
+    assert gdnsd(site, "reload-zones").returncode == 0
+    assert a_records(query(site.port, "www.example.com")) == ["192.0.2.77"]
+    assert gdnsd(site, "stop").returncode == 0

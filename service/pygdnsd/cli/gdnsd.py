@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import getopt
 import logging
 import os
@@ -132,6 +133,8 @@ def daemonize(options: Options, err: TextIO, may_fork: bool) -> int:
     if not may_fork:
         print(f"error: {FORK_REFUSED}", file=err)
         return EXIT_FAILURE
+    # The daemon works from "/": a relative -c must not change meaning.
+    options = dataclasses.replace(options, cfgdir=Path(os.path.abspath(options.cfgdir)))
     verdict, report = detach()
     if verdict is not None:
         if verdict.ok:
