@@ -98,7 +98,10 @@ def test_below_up_thresh_answers_everything(tmp_path: Path) -> None:
     assert (sf.v4, sf.ttl, sf.failed) == ((ip("10.0.0.1"),), 700, True)
     mf = resolvers.resolve("multifo", "mf", CLIENT, states)
     assert (len(mf.v4), mf.ttl, mf.failed) == (3, 700, True)
-    seen = {resolvers.resolve("weighted", "w", CLIENT, states, rng=random.Random(i)).v4 for i in range(40)}
+    seen = {
+        resolvers.resolve("weighted", "w", CLIENT, states, rng=random.Random(i)).v4
+        for i in range(40)
+    }
     assert seen == {(ip("10.0.0.1"),), (ip("10.0.0.2"),)}
     mt = resolvers.resolve("metafo", "mt", CLIENT, states)
     assert (mt.v4, mt.ttl, mt.failed) == ((ip("10.0.0.1"),), 700, True)
@@ -172,7 +175,10 @@ def test_check_rejects_unknown_resources_and_cname_in_dyna(tmp_path: Path) -> No
             r"invalid service type 'nope'",
         ),
         (b"plugins => { weighted => { r => { a => [ 192.0.2.1, 0 ] } } }", r"config:1: .*weight"),
-        (b"plugins => { multifo => { up_thresh => 0, r => [ 192.0.2.1 ] } }", r"config:1: .*up_thresh"),
+        (
+            b"plugins => { multifo => { up_thresh => 0, r => [ 192.0.2.1 ] } }",
+            r"config:1: .*up_thresh",
+        ),
     ],
 )
 def test_bad_plugin_config_names_file_and_key(tmp_path: Path, text: bytes, message: str) -> None:

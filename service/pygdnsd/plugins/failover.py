@@ -68,12 +68,16 @@ class Simplefo:
     def may_cname(self, resource: str) -> bool:
         return False
 
-    def resolve(self, resource: str, client: ClientInfo, states: States, rng: random.Random) -> DynamicResult:
+    def resolve(
+        self, resource: str, client: ClientInfo, states: States, rng: random.Random
+    ) -> DynamicResult:
         return _families([pair.pick(states) for pair in self.resources[resource]])
 
 
 def load_simplefo(conf: ConfigHash, monitor: Monitor, plugin: str = "simplefo") -> Simplefo:
-    default_types = service_types(conf["service_types"], plugin) if "service_types" in conf else ("up",)
+    default_types = (
+        service_types(conf["service_types"], plugin) if "service_types" in conf else ("up",)
+    )
     out: dict[str, tuple[Pair, ...]] = {}
     for key, value in conf.items():
         if key == "service_types":
@@ -81,7 +85,11 @@ def load_simplefo(conf: ConfigHash, monitor: Monitor, plugin: str = "simplefo") 
         where = f"plugin {plugin}: resource {key!r}"
         if not isinstance(value, ConfigHash):
             raise ConfigError(f"{value.pos}: {where}: must be a hash")
-        types = service_types(value["service_types"], where) if "service_types" in value else default_types
+        types = (
+            service_types(value["service_types"], where)
+            if "service_types" in value
+            else default_types
+        )
         pairs = []
         if "addrs_v4" in value or "addrs_v6" in value:
             for fam in ("addrs_v4", "addrs_v6"):
@@ -96,21 +104,29 @@ def load_simplefo(conf: ConfigHash, monitor: Monitor, plugin: str = "simplefo") 
     return Simplefo(out)
 
 
-def _pair(conf: ConfigHash, monitor: Monitor, types: tuple[str, ...], where: str, v6: bool | None) -> Pair:
+def _pair(
+    conf: ConfigHash, monitor: Monitor, types: tuple[str, ...], where: str, v6: bool | None
+) -> Pair:
     if "service_types" in conf:
         types = service_types(conf["service_types"], where)
     found = {}
     for which in ("primary", "secondary"):
         if which not in conf:
-            raise ConfigError(f"{conf.pos}: {where}: {which!r} must be defined as an IP address string")
+            raise ConfigError(
+                f"{conf.pos}: {where}: {which!r} must be defined as an IP address string"
+            )
         found[which] = address_value(conf[which], where)
     for key in conf:
         if key not in ("primary", "secondary", "service_types"):
             raise ConfigError(f"{conf.key_pos[key]}: {where}: unknown key {key!r}")
     primary, secondary = found["primary"], found["secondary"]
     if primary.v6 != secondary.v6 or (v6 is not None and primary.v6 != v6):
-        raise ConfigError(f"{conf.pos}: {where}: 'primary' and 'secondary' must be of the same (right) family")
-    return Pair(primary.v6, monitored(monitor, primary, types), monitored(monitor, secondary, types))
+        raise ConfigError(
+            f"{conf.pos}: {where}: 'primary' and 'secondary' must be of the same (right) family"
+        )
+    return Pair(
+        primary.v6, monitored(monitor, primary, types), monitored(monitor, secondary, types)
+    )
 
 
 # -- multifo -----------------------------------------------------------------
@@ -149,7 +165,9 @@ class Multifo:
     def may_cname(self, resource: str) -> bool:
         return False
 
-    def resolve(self, resource: str, client: ClientInfo, states: States, rng: random.Random) -> DynamicResult:
+    def resolve(
+        self, resource: str, client: ClientInfo, states: States, rng: random.Random
+    ) -> DynamicResult:
         return _families([group.pick(states) for group in self.resources[resource]])
 
 
@@ -161,9 +179,13 @@ class _Inherited:
 
     def override(self, conf: ConfigHash, where: str) -> _Inherited:
         return _Inherited(
-            service_types(conf["service_types"], where) if "service_types" in conf else self.service_types,
+            service_types(conf["service_types"], where)
+            if "service_types" in conf
+            else self.service_types,
             up_thresh(conf["up_thresh"], where) if "up_thresh" in conf else self.up_thresh,
-            boolean(conf["ignore_health"], where, "ignore_health") if "ignore_health" in conf else self.ignore_health,
+            boolean(conf["ignore_health"], where, "ignore_health")
+            if "ignore_health" in conf
+            else self.ignore_health,
         )
 
 
@@ -184,20 +206,28 @@ def load_multifo(conf: ConfigHash, monitor: Monitor, plugin: str = "multifo") ->
             groups = []
             for fam in ("addrs_v4", "addrs_v6"):
                 if fam in value:
-                    groups.append(_group(value[fam], settings, monitor, f"{where} ({fam})", fam == "addrs_v6"))
+                    groups.append(
+                        _group(value[fam], settings, monitor, f"{where} ({fam})", fam == "addrs_v6")
+                    )
             out[key] = tuple(groups)
         else:
             out[key] = (_group(value, settings, monitor, f"{where} (direct)", None),)
     return Multifo(out)
 
 
-def _group(value: object, settings: _Inherited, monitor: Monitor, where: str, v6: bool | None) -> Group:
+def _group(
+    value: object, settings: _Inherited, monitor: Monitor, where: str, v6: bool | None
+) -> Group:
     if isinstance(value, ConfigList):
         pairs = [(str(i + 1), item) for i, item in enumerate(value)]
         pos = value.pos
     elif isinstance(value, ConfigHash):
         settings = settings.override(value, where)
-        pairs = [(k, v) for k, v in value.items() if k not in INHERITED and k not in ("addrs_v4", "addrs_v6")]
+        pairs = [
+            (k, v)
+            for k, v in value.items()
+            if k not in INHERITED and k not in ("addrs_v4", "addrs_v6")
+        ]
         pos = value.pos
     else:
         raise ConfigError(f"{where}: must be a hash or an array of addresses")

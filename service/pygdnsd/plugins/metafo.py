@@ -49,7 +49,9 @@ class Datacenter:
 
 
 def _replace(result: DynamicResult, ttl: int, failed: bool) -> DynamicResult:
-    return DynamicResult(result.v4, result.v6, result.cname, result.cname_relative, ttl, failed, result.scope)
+    return DynamicResult(
+        result.v4, result.v6, result.cname, result.cname_relative, ttl, failed, result.scope
+    )
 
 
 @dataclass
@@ -66,7 +68,10 @@ class Metafo:
     def may_cname(self, resource: str) -> bool:
         dcs = self._lookup(resource)
         assert dcs is not None
-        return any(dc.cname is not None or (dc.target is not None and dc.target.may_cname(dc.resource)) for dc in dcs)
+        return any(
+            dc.cname is not None or (dc.target is not None and dc.target.may_cname(dc.resource))
+            for dc in dcs
+        )
 
     def _lookup(self, resource: str) -> tuple[Datacenter, ...] | None:
         if resource in self.resources:
@@ -92,7 +97,9 @@ class Metafo:
                     )
                 dc.target = target
 
-    def resolve(self, resource: str, client: ClientInfo, states: States, rng: random.Random) -> DynamicResult:
+    def resolve(
+        self, resource: str, client: ClientInfo, states: States, rng: random.Random
+    ) -> DynamicResult:
         dcs = self._lookup(resource)
         assert dcs is not None
         ttl = TTL_MAX
@@ -118,7 +125,9 @@ def load_metafo(conf: ConfigHash, monitor: Monitor) -> Metafo:
     for res, value in resources_conf.items():
         where = f"plugin metafo: resource {res!r}"
         if "/" in res:
-            raise ConfigError(f"{resources_conf.key_pos[res]}: {where}: resource names cannot contain '/'")
+            raise ConfigError(
+                f"{resources_conf.key_pos[res]}: {where}: resource names cannot contain '/'"
+            )
         if not isinstance(value, ConfigHash):
             raise ConfigError(f"{value.pos}: {where}: must be a hash")
         inherited = dict(top)
@@ -128,30 +137,52 @@ def load_metafo(conf: ConfigHash, monitor: Monitor) -> Metafo:
         if not isinstance(dcmap, ConfigHash):
             raise ConfigError(f"{value.pos}: {where}: 'dcmap' must be defined as a hash")
         if sorted(dcmap) != sorted(names):
-            raise ConfigError(f"{dcmap.pos}: {where}: the dcmap does not match the datacenters list")
+            raise ConfigError(
+                f"{dcmap.pos}: {where}: the dcmap does not match the datacenters list"
+            )
         dcs = []
         for dc_name in names:
             dc = Datacenter(dc_name, monitor.add_virtual(f"metafo/{res}/{dc_name}"))
-            _datacenter(dc, dcmap[dc_name], inherited, f"metafo_{res}_{dc_name}", out, f"{where}: {dc_name!r}")
+            _datacenter(
+                dc,
+                dcmap[dc_name],
+                inherited,
+                f"metafo_{res}_{dc_name}",
+                out,
+                f"{where}: {dc_name!r}",
+            )
             dcs.append(dc)
         out.resources[res] = tuple(dcs)
-        out.skip_first[res] = boolean(value["skip_first"], where, "skip_first") if "skip_first" in value else False
+        out.skip_first[res] = (
+            boolean(value["skip_first"], where, "skip_first") if "skip_first" in value else False
+        )
     return out
 
 
 def _datacenters(conf: ConfigHash, where: str) -> list[str]:
     value = conf.get("datacenters")
-    items: list[ConfigValue] = list(value) if isinstance(value, ConfigList) else [value] if value else []
+    items: list[ConfigValue] = (
+        list(value) if isinstance(value, ConfigList) else [value] if value else []
+    )
     if not items or not all(isinstance(i, ConfigScalar) for i in items):
-        raise ConfigError(f"{conf.pos}: {where}: 'datacenters' must be an array of datacenter names")
+        raise ConfigError(
+            f"{conf.pos}: {where}: 'datacenters' must be an array of datacenter names"
+        )
     return [c_string(i) for i in items if isinstance(i, ConfigScalar)]
 
 
 def _datacenter(
-    dc: Datacenter, value: ConfigValue, inherited: dict[str, ConfigValue], synth: str, out: Metafo, where: str
+    dc: Datacenter,
+    value: ConfigValue,
+    inherited: dict[str, ConfigValue],
+    synth: str,
+    out: Metafo,
+    where: str,
 ) -> None:
     default_plugin = inherited.get("plugin")
-    plugin = c_string(default_plugin) if isinstance(default_plugin, ConfigScalar) else DEFAULT_SUBPLUGIN
+    plugin = (
+        c_string(default_plugin) if isinstance(default_plugin, ConfigScalar) else DEFAULT_SUBPLUGIN
+    )
     params = {k: v for k, v in inherited.items() if k != "plugin"}
     if isinstance(value, ConfigScalar):
         text = c_string(value)
@@ -166,12 +197,22 @@ def _datacenter(
         dc.cname = DynamicResult(cname=cname.wire, cname_relative=cname.relative)
         return
     if isinstance(value, ConfigList):
-        _synthesize(dc, "multifo", synth, value.pos, params, {str(i + 1): v for i, v in enumerate(value)}, out)
+        _synthesize(
+            dc,
+            "multifo",
+            synth,
+            value.pos,
+            params,
+            {str(i + 1): v for i, v in enumerate(value)},
+            out,
+        )
         return
     own_plugin = value.get("plugin")
     if isinstance(own_plugin, ConfigScalar):
         plugin = c_string(own_plugin)
-    _synthesize(dc, plugin, synth, value.pos, params, {k: v for k, v in value.items() if k != "plugin"}, out)
+    _synthesize(
+        dc, plugin, synth, value.pos, params, {k: v for k, v in value.items() if k != "plugin"}, out
+    )
 
 
 def _synthesize(

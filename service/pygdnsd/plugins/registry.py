@@ -78,7 +78,11 @@ def load_plugins(raw: ConfigHash, monitor: Monitor) -> Resolvers:
         where = raw.key_pos.get(name, raw.pos)
         if name == "geoip":
             raise ConfigError(f"{where}: plugins: geoip needs MaxMind data, not supported yet")
-        if name not in LOADERS and name not in MONITOR_ONLY and name not in ("static", "null", "reflect", "metafo"):
+        if (
+            name not in LOADERS
+            and name not in MONITOR_ONLY
+            and name not in ("static", "null", "reflect", "metafo")
+        ):
             raise ConfigError(f"{where}: plugins: no such plugin {name!r}")
         if not isinstance(conf, ConfigHash):
             raise ConfigError(f"{conf.pos}: plugins: the value of {name!r} must be a hash")
@@ -107,6 +111,8 @@ def load_plugins(raw: ConfigHash, monitor: Monitor) -> Resolvers:
     if metafo is not None:
         unknown = set(metafo.synthesized) - set(LOADERS)
         if unknown:
-            raise ConfigError(f"plugin metafo: cannot synthesize resources for plugin(s) {sorted(unknown)}")
+            raise ConfigError(
+                f"plugin metafo: cannot synthesize resources for plugin(s) {sorted(unknown)}"
+            )
         metafo.bind(plugins.get)
     return Resolvers(plugins, monitor)

@@ -32,7 +32,9 @@ class Static:
     def may_cname(self, resource: str) -> bool:
         return self.results[resource].cname is not None
 
-    def resolve(self, resource: str, client: ClientInfo, states: States, rng: random.Random) -> DynamicResult:
+    def resolve(
+        self, resource: str, client: ClientInfo, states: States, rng: random.Random
+    ) -> DynamicResult:
         return self.results[resource]
 
 
@@ -45,7 +47,9 @@ def load_static(conf: ConfigHash) -> Static:
         address = parse_address(value)
         if address is not None:
             packed = address.packed
-            results[key] = DynamicResult(v6=(packed,)) if address.v6 else DynamicResult(v4=(packed,))
+            results[key] = (
+                DynamicResult(v6=(packed,)) if address.v6 else DynamicResult(v4=(packed,))
+            )
         else:
             cname = parse_cname(value, where)
             results[key] = DynamicResult(cname=cname.wire, cname_relative=cname.relative)
@@ -64,7 +68,9 @@ class Null:
     def may_cname(self, resource: str) -> bool:
         return False
 
-    def resolve(self, resource: str, client: ClientInfo, states: States, rng: random.Random) -> DynamicResult:
+    def resolve(
+        self, resource: str, client: ClientInfo, states: States, rng: random.Random
+    ) -> DynamicResult:
         return DynamicResult(v4=(ZERO_V4,), v6=(ZERO_V6,))
 
 
@@ -78,7 +84,9 @@ class Reflect:
     def may_cname(self, resource: str) -> bool:
         return False
 
-    def resolve(self, resource: str, client: ClientInfo, states: States, rng: random.Random) -> DynamicResult:
+    def resolve(
+        self, resource: str, client: ClientInfo, states: States, rng: random.Random
+    ) -> DynamicResult:
         mode = resource or "best"
         subnet = client.subnet
         found: list[bytes] = []

@@ -44,7 +44,9 @@ def parse_cname(value: ConfigScalar, where: str) -> Cname:
     try:
         wire = names.from_text(text if not relative else text + ".")
     except ValueError as exc:
-        raise ConfigError(f"{value.pos}: {where}: {text!r} is not a valid domain name ({exc})") from exc
+        raise ConfigError(
+            f"{value.pos}: {where}: {text!r} is not a valid domain name ({exc})"
+        ) from exc
     if relative:
         wire = wire[:-1]
     return Cname(text, names.lower(wire), relative)
@@ -79,7 +81,9 @@ def up_thresh(value: ConfigValue, where: str) -> float:
     except ValueError:
         number = -1.0
     if not 0.0 < number <= 1.0:
-        raise ConfigError(f"{value.pos}: {where}: 'up_thresh' must be a floating point value in (0.0 - 1.0]")
+        raise ConfigError(
+            f"{value.pos}: {where}: 'up_thresh' must be a floating point value in (0.0 - 1.0]"
+        )
     return number
 
 

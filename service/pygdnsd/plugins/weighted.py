@@ -100,7 +100,9 @@ def _multi(items: list[T], weights: list[int], rng: random.Random) -> list[T]:
     top = max(weights)
     if top <= 0:
         return list(items)
-    return [item for item, w in zip(items, weights, strict=True) if w > 0 and rng.randrange(top) < w]
+    return [
+        item for item, w in zip(items, weights, strict=True) if w > 0 and rng.randrange(top) < w
+    ]
 
 
 @dataclass(frozen=True)
@@ -112,9 +114,16 @@ class Weighted:
         return resource in self.resources
 
     def may_cname(self, resource: str) -> bool:
-        return any(item.cname is not None for fam in self.resources[resource] for g in fam.groups for item in g)
+        return any(
+            item.cname is not None
+            for fam in self.resources[resource]
+            for g in fam.groups
+            for item in g
+        )
 
-    def resolve(self, resource: str, client: ClientInfo, states: States, rng: random.Random) -> DynamicResult:
+    def resolve(
+        self, resource: str, client: ClientInfo, states: States, rng: random.Random
+    ) -> DynamicResult:
         v4: tuple[bytes, ...] = ()
         v6: tuple[bytes, ...] = ()
         ttl, failed = TTL_MAX, False
@@ -123,7 +132,9 @@ class Weighted:
             ttl, failed = min(ttl, fam_ttl), failed or fam_failed
             if items and items[0].cname is not None:
                 item = items[0]
-                return DynamicResult(cname=item.cname, cname_relative=item.cname_relative, ttl=ttl, failed=failed)
+                return DynamicResult(
+                    cname=item.cname, cname_relative=item.cname_relative, ttl=ttl, failed=failed
+                )
             packed = tuple(item.monitored.address.packed for item in items)
             if family.v6:
                 v6 = packed
@@ -140,7 +151,9 @@ class _Settings:
 
     def override(self, conf: ConfigHash, where: str) -> _Settings:
         return _Settings(
-            service_types(conf["service_types"], where) if "service_types" in conf else self.service_types,
+            service_types(conf["service_types"], where)
+            if "service_types" in conf
+            else self.service_types,
             up_thresh(conf["up_thresh"], where) if "up_thresh" in conf else self.up_thresh,
             boolean(conf["multi"], where, "multi") if "multi" in conf else self.multi,
         )
@@ -163,7 +176,9 @@ def load_weighted(conf: ConfigHash, monitor: Monitor, plugin: str = "weighted") 
                     sub = value[fam]
                     if not isinstance(sub, ConfigHash):
                         raise ConfigError(f"{sub.pos}: {where}: {fam!r} must be a hash")
-                    families.append(_family(sub, settings.override(sub, where), monitor, f"{where} ({fam})"))
+                    families.append(
+                        _family(sub, settings.override(sub, where), monitor, f"{where} ({fam})")
+                    )
             out[key] = tuple(families)
         else:
             out[key] = (_family(value, settings, monitor, where),)
@@ -171,7 +186,9 @@ def load_weighted(conf: ConfigHash, monitor: Monitor, plugin: str = "weighted") 
 
 
 def _family(conf: ConfigHash, settings: _Settings, monitor: Monitor, where: str) -> Family:
-    entries = [(k, v) for k, v in conf.items() if k not in INHERITED and k not in ("addrs_v4", "addrs_v6")]
+    entries = [
+        (k, v) for k, v in conf.items() if k not in INHERITED and k not in ("addrs_v4", "addrs_v6")
+    ]
     if not entries:
         raise ConfigError(f"{conf.pos}: {where}: no items defined")
     if len(entries) > MAX_ITEMS:
@@ -181,34 +198,53 @@ def _family(conf: ConfigHash, settings: _Settings, monitor: Monitor, where: str)
     for label, value in entries:
         if grouped:
             if not isinstance(value, ConfigHash):
-                raise ConfigError(f"{value.pos}: {where}: {label!r}: all items must be groups (hashes)")
+                raise ConfigError(
+                    f"{value.pos}: {where}: {label!r}: all items must be groups (hashes)"
+                )
             members = [(k, v) for k, v in value.items()]
             if not members or len(members) > MAX_ITEMS:
-                raise ConfigError(f"{value.pos}: {where}: group {label!r} needs 1..{MAX_ITEMS} addresses")
-            groups.append(tuple(_item(v, settings, monitor, f"{where}: {label!r}/{k!r}") for k, v in members))
+                raise ConfigError(
+                    f"{value.pos}: {where}: group {label!r} needs 1..{MAX_ITEMS} addresses"
+                )
+            groups.append(
+                tuple(_item(v, settings, monitor, f"{where}: {label!r}/{k!r}") for k, v in members)
+            )
         else:
             groups.append((_item(value, settings, monitor, f"{where}: {label!r}"),))
     items = [item for group in groups for item in group]
-    kinds = {"cname" if i.cname is not None else ("v6" if i.monitored.address.v6 else "v4") for i in items}
+    kinds = {
+        "cname" if i.cname is not None else ("v6" if i.monitored.address.v6 else "v4")
+        for i in items
+    }
     if len(kinds) != 1:
         raise ConfigError(f"{conf.pos}: {where}: items must all be IPv4, all IPv6 or all CNAMEs")
     kind = kinds.pop()
     if kind == "cname" and grouped:
         raise ConfigError(f"{conf.pos}: {where}: CNAMEs cannot be grouped")
-    return Family(kind == "v6", tuple(groups), grouped, settings.multi and kind != "cname", settings.up_thresh)
+    return Family(
+        kind == "v6", tuple(groups), grouped, settings.multi and kind != "cname", settings.up_thresh
+    )
 
 
 def _item(value: ConfigValue, settings: _Settings, monitor: Monitor, where: str) -> Item:
-    if not (isinstance(value, ConfigList) and len(value) == 2 and all(isinstance(v, ConfigScalar) for v in value)):
+    if not (
+        isinstance(value, ConfigList)
+        and len(value) == 2
+        and all(isinstance(v, ConfigScalar) for v in value)
+    ):
         raise ConfigError(f"{value.pos}: {where}: must be [ ADDRESS-OR-CNAME, WEIGHT ]")
     target, weight_text = value[0], value[1]
     assert isinstance(target, ConfigScalar) and isinstance(weight_text, ConfigScalar)
     weight = strtoul(weight_text)
     if weight is None or not 0 < weight < MAX_WEIGHT:
-        raise ConfigError(f"{weight_text.pos}: {where}: weight must be an integer in 1..{MAX_WEIGHT - 1}")
+        raise ConfigError(
+            f"{weight_text.pos}: {where}: weight must be an integer in 1..{MAX_WEIGHT - 1}"
+        )
     address = parse_address(target)
     if address is not None:
         return Item(monitored(monitor, address, settings.service_types), weight)
     cname = parse_cname(target, where)
     thing = Address(cname.text, b"")
-    return Item(monitored(monitor, thing, settings.service_types), weight, cname.wire, cname.relative)
+    return Item(
+        monitored(monitor, thing, settings.service_types), weight, cname.wire, cname.relative
+    )
