@@ -134,6 +134,8 @@ def test_static_null_reflect(tmp_path: Path) -> None:
     assert set(both.v4) == {ip("10.1.2.0"), ip("127.0.0.1")}
     assert resolvers.resolve("reflect", "edns", CLIENT, {}).v4 == (bytes(4),)
     assert resolvers.resolve("reflect", "dns", CLIENT, {}).scope == 0
+    dns = resolvers.resolve("reflect", "dns", with_ecs, {})
+    assert (dns.v4, dns.scope) == ((ip("127.0.0.1"),), 24)
 
 
 def test_clamp_ttl_to_record_max_min() -> None:

@@ -90,10 +90,10 @@ class Reflect:
         mode = resource or "best"
         subnet = client.subnet
         found: list[bytes] = []
-        scope = 0
+        # gdnsd 3.8.1 sets the scope to the source prefix in every mode, "dns" included.
+        scope = subnet.source_prefix if subnet is not None else 0
         if mode in ("edns", "both", "best") and subnet is not None:
             found.append(subnet.address)
-            scope = subnet.source_prefix
         if mode == "edns" and subnet is None:
             found.append(ZERO_V4)
         if mode in ("dns", "both") or (mode == "best" and subnet is None):
