@@ -18,6 +18,7 @@ def test_entry_fields_with_structured_extras() -> None:
     logger = logging.getLogger("pygdnsd.test.journal")
     logger.addHandler(handler)
     logger.propagate = False
+    logger.setLevel(logging.DEBUG)
     try:
         logger.warning(
             "replace done: %d -> %d", 10, 11, extra={"GDNSD_EVENT": "replace-done", "GDNSD_OLD_PID": 10, "lower": 1}
