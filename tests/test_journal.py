@@ -28,6 +28,7 @@ def test_entry_fields_with_structured_extras() -> None:
     finally:
         logger.removeHandler(handler)
     (message, fields), (_, error_fields), (_, debug_fields) = sent
+    assert isinstance(fields["CODE_LINE"], int)  # systemd.journal.send needs an int
     assert message == "replace done: 10 -> 11"
     assert fields["PRIORITY"] == "4"
     assert fields["SYSLOG_IDENTIFIER"] == "gdnsd"

@@ -88,7 +88,8 @@ class JournalHandler(logging.Handler):
         try:
             fields = journal_fields(record, self.format(record), self.identifier)
             message = fields.pop("MESSAGE")
-            self.sender(message, **fields)
+            # systemd-python formats CODE_LINE with "{:d}": it must stay an int.
+            self.sender(message, **{**fields, "CODE_LINE": record.lineno})
         except Exception:
             self.handleError(record)
 
