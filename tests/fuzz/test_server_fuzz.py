@@ -54,6 +54,7 @@ BROKEN_FRAMING_ROUNDS = 60
 LONG_PIPELINE = 400
 HALF_OPEN = 300
 PROBE_EVERY = 10_000
+SETTLE_QUIET = 0.05
 # Wall-clock bound of each phase: loops stop here even if counts are not reached.
 PHASE_SECONDS = 75.0
 MIN_TOTAL = 100_000
@@ -114,6 +115,9 @@ def _udp_phase(run: Run, fuzzer: PacketFuzzer) -> None:
             )
             blaster.send_batch(batch)
             if sent // PROBE_EVERY != (sent + len(batch)) // PROBE_EVERY:
+                # Let the server catch up first: a probe lost to a full socket
+                # queue under load is not a stall; one unanswered by an idle server is.
+                blaster.read(SETTLE_QUIET, FINAL_READ_LIMIT)
                 run.check_health(f"after {sent + len(batch)} UDP packets")
             sent += len(batch)
         # Datagrams larger than the server reads: it must survive them too.
