@@ -11,12 +11,13 @@ same zone (case-insensitively) or a zone inside another are errors.
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 from pathlib import Path
 
 from pygdnsd.errors import ZoneError
-from pygdnsd.zones import model, names
+from pygdnsd.zones import fastload, model, names
 from pygdnsd.zones.settings import ZoneSettings
 from pygdnsd.zones.tree import build_zone
 from pygdnsd.zones.zonefile import ParseOptions, parse_zone_file
@@ -24,6 +25,7 @@ from pygdnsd.zones.zonefile import ParseOptions, parse_zone_file
 __all__ = ["ZoneSettings", "load_zones", "zone_files", "zone_name_from_filename"]
 
 ROOT_ZONE_FILE = "ROOT_ZONE"
+log = logging.getLogger("pygdnsd.zones")
 
 
 def zone_name_from_filename(filename: str) -> bytes:
@@ -78,6 +80,16 @@ def load_zones(zones_dir: Path, settings: ZoneSettings) -> model.ZoneSet:
                     "(a parent and child zone cannot both be served)",
                     str(path),
                 )
-        records = parse_zone_file(str(path), apex, options)
-        zones[apex] = build_zone(apex, records, settings, str(path))
+        zones[apex] = load_zone_file(str(path), apex, settings, options)
     return model.ZoneSet(zones)
+
+
+def load_zone_file(path: str, apex: bytes, settings: ZoneSettings, options: ParseOptions | None = None) -> model.Zone:
+    """One zone: the fast path when it can vouch for the file, else the reference path (which words the messages)."""
+    try:
+        return fastload.load_zone(path, apex, settings)
+    except fastload.Irregular as why:
+        log.debug("%s: zone read by the reference path (%s)", path, why)
+    if options is None:
+        options = ParseOptions(default_ttl=settings.default_ttl, text_autosplit=settings.text_autosplit)
+    return build_zone(apex, parse_zone_file(path, apex, options), settings, path)

@@ -49,7 +49,7 @@ _ADDRESS = (model.A, model.AAAA)
 _WILDCARD = b"\x01*"
 
 
-class _Reporter:
+class Reporter:
     """Warnings go to the log, or become errors under ``strict_data``."""
 
     def __init__(self, strict: bool) -> None:
@@ -80,7 +80,7 @@ def _group(records: Iterable[Record]) -> dict[bytes, dict[int, list[Record]]]:
     return grouped
 
 
-def _rrset_ttl(owner: bytes, rtype: int, rrs: list[Record], settings: ZoneSettings, report: _Reporter) -> int:
+def _rrset_ttl(owner: bytes, rtype: int, rrs: list[Record], settings: ZoneSettings, report: Reporter) -> int:
     ttls = []
     for rec in rrs:
         ttl = rec.ttl
@@ -123,7 +123,7 @@ class _ZoneBuilder:
         self.apex = apex
         self.settings = settings
         self.path = path
-        self.report = _Reporter(settings.strict_data)
+        self.report = Reporter(settings.strict_data)
         self.data = _group(records)
         self.cuts: set[bytes] = set()
         self.exists: set[bytes] = set()
@@ -332,36 +332,7 @@ class _ZoneBuilder:
             first_hop = False
 
     def soa(self) -> tuple[model.RRset, int]:
-        rec = self.first(self.apex, model.SOA)
-        ttl = _rrset_ttl(self.apex, model.SOA, [rec], self.settings, self.report)
-        wire = rec.rdata
-        fixed_start = len(wire) - 20
-        serial = int.from_bytes(wire[fixed_start : fixed_start + 4], "big")
-        minimum = int.from_bytes(wire[-4:], "big")
-        settings = self.settings
-        zone = _text(self.apex)
-        if minimum > settings.max_ncache_ttl:
-            self.report.warn(
-                f"zone '{zone}': SOA negative-cache field {minimum} too large, clamped to "
-                f"max_ncache_ttl setting of {settings.max_ncache_ttl}",
-                rec.path, rec.line,
-            )
-            minimum = settings.max_ncache_ttl
-        elif minimum < settings.min_ttl:
-            self.report.warn(
-                f"zone '{zone}': SOA negative-cache field {minimum} too small, clamped to "
-                f"min_ttl setting of {settings.min_ttl}",
-                rec.path, rec.line,
-            )
-            minimum = settings.min_ttl
-        if ttl > minimum:
-            self.report.warn(
-                f"zone '{zone}': SOA TTL {ttl} > ncache field {minimum}, clamped to ncache value",
-                rec.path, rec.line,
-            )
-            ttl = minimum
-        rdata = wire[:-4] + minimum.to_bytes(4, "big")
-        return model.RRset(model.SOA, ttl, (rdata,)), serial
+        return soa_rrset(self.apex, self.first(self.apex, model.SOA), self.settings, self.report)
 
     def build(self) -> model.Zone:
         self.check_dynamic()
@@ -382,6 +353,38 @@ class _ZoneBuilder:
                 ttl = _rrset_ttl(owner, rtype, rrs, self.settings, self.report)
                 out[rtype] = model.RRset(rtype, ttl, tuple(rec.rdata for rec in rrs))
         return model.Zone(self.apex, serial, soa, nodes, frozenset(self.cuts), self.path)
+
+
+def soa_rrset(apex: bytes, rec: Record, settings: ZoneSettings, report: Reporter) -> tuple[model.RRset, int]:
+    """The SOA RRset served and the zone serial: MINIMUM clamped, then the TTL lowered to it."""
+    ttl = _rrset_ttl(apex, model.SOA, [rec], settings, report)
+    wire = rec.rdata
+    fixed_start = len(wire) - 20
+    serial = int.from_bytes(wire[fixed_start : fixed_start + 4], "big")
+    minimum = int.from_bytes(wire[-4:], "big")
+    zone = _text(apex)
+    if minimum > settings.max_ncache_ttl:
+        report.warn(
+            f"zone '{zone}': SOA negative-cache field {minimum} too large, clamped to "
+            f"max_ncache_ttl setting of {settings.max_ncache_ttl}",
+            rec.path, rec.line,
+        )
+        minimum = settings.max_ncache_ttl
+    elif minimum < settings.min_ttl:
+        report.warn(
+            f"zone '{zone}': SOA negative-cache field {minimum} too small, clamped to "
+            f"min_ttl setting of {settings.min_ttl}",
+            rec.path, rec.line,
+        )
+        minimum = settings.min_ttl
+    if ttl > minimum:
+        report.warn(
+            f"zone '{zone}': SOA TTL {ttl} > ncache field {minimum}, clamped to ncache value",
+            rec.path, rec.line,
+        )
+        ttl = minimum
+    rdata = wire[:-4] + minimum.to_bytes(4, "big")
+    return model.RRset(model.SOA, ttl, (rdata,)), serial
 
 
 def _name_length(wire: bytes) -> int:

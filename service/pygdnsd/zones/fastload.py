@@ -1,0 +1,540 @@
+"""A zone file -> ``model.Zone`` quickly, for zones that need no message.
+
+The reference path (``zonefile.parse_zone_file`` then ``tree.build_zone``)
+makes a ``Record`` per line and runs each check over every record, keeping
+file and line for every message it may have to write: about 35 s for a
+1M-record zone. Nearly every big zone is clean, so this path reads the file
+line by line into the final per-name dicts directly (names and TTLs cached,
+no per-record objects, no line numbers) and only *detects* trouble: the
+first line it does not understand, or anything that would make the
+reference path warn or fail, raises ``Irregular``, and the caller loads that
+zone with the reference path, which then says exactly what and where. So
+every message comes from one place, and a zone loaded here equals what the
+reference path builds (``tests/test_zone_fastload.py`` checks both).
+
+The one exception is the SOA clamping warnings, which most zones trigger
+(an SOA TTL above its MINIMUM): the SOA's line is kept and ``tree`` writes
+them, after every check that could still send the zone to the reference
+path, so nothing is logged twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import re
+import socket
+from collections.abc import Callable, Iterator
+
+from pygdnsd.zones import model, names, rdata
+from pygdnsd.zones.rdata import parse_ttl
+from pygdnsd.zones.settings import ZoneSettings
+from pygdnsd.zones.tree import MAX_CNAME_CHAIN, MAX_NS_RRSET, Reporter, soa_rrset
+from pygdnsd.zones.zonefile import Record, tokenize
+
+_A, _AAAA, _NS, _CNAME, _PTR, _MX, _SRV, _TXT, _SOA = (
+    model.A, model.AAAA, model.NS, model.CNAME, model.PTR, model.MX, model.SRV, model.TXT, model.SOA,
+)
+# The types whose rdata this module encodes itself; others go through rdata.encode.
+_TYPES = {
+    "A": _A, "AAAA": _AAAA, "NS": _NS, "CNAME": _CNAME, "PTR": _PTR, "MX": _MX, "SRV": _SRV,
+    "TXT": _TXT, "SOA": _SOA, "NAPTR": model.NAPTR, "CAA": model.CAA,
+}
+_LOWER_TYPES = {**_TYPES, **{k.lower(): v for k, v in _TYPES.items()}}
+_TARGETED = frozenset((_NS, _CNAME, _PTR, _MX, _SRV))
+_ADDRESS = (_A, _AAAA)
+_PLAIN_RE = re.compile(r"[A-Za-z0-9_*-]+(?:\.[A-Za-z0-9_*-]+)*\.?")
+_LABEL_RE = re.compile(r"[A-Za-z0-9_*-]+")
+_SPECIAL_RE = re.compile(r'["();\\]')
+_ACME = b"\x0f_acme-challenge"
+_WILDCARD = b"\x01*"
+_EMPTY: dict[int, model.RRset] = {}  # every empty non-terminal shares it: zones are never mutated
+_inet_pton = socket.inet_pton
+_AF_INET = socket.AF_INET
+_AF_INET6 = socket.AF_INET6
+
+
+def _rrset_maker() -> Callable[[int, int, tuple[bytes, ...]], model.RRset]:
+    """``model.RRset(...)`` without the frozen dataclass's __init__: a third faster, same object."""
+    new = model.RRset.__new__
+    cls = model.RRset
+    slots = vars(model.RRset)
+    set_rtype = slots["rtype"].__set__
+    set_ttl = slots["ttl"].__set__
+    set_rdatas = slots["rdatas"].__set__
+
+    def make(rtype: int, ttl: int, rdatas: tuple[bytes, ...]) -> model.RRset:
+        rrset = new(cls)
+        set_rtype(rrset, rtype)
+        set_ttl(rrset, ttl)
+        set_rdatas(rrset, rdatas)
+        return rrset
+
+    return make
+
+
+_new_rrset = _rrset_maker()
+
+
+class Irregular(Exception):
+    """This zone needs the reference path (the message says why, for debugging)."""
+
+
+def _within(name: bytes, apex: bytes) -> bool:
+    if not name.endswith(apex):
+        return False
+    cut = len(name) - len(apex)
+    pos = 0
+    while pos < cut:
+        pos += name[pos] + 1
+    return pos == cut
+
+
+class _Names:
+    """Presentation names -> wire, relative to the current origin; targets cached."""
+
+    def __init__(self, apex: bytes) -> None:
+        self.apex = apex
+        self.origin = apex
+        self.cache: dict[str, bytes] = {}
+
+    def set_origin(self, origin: bytes) -> None:
+        if origin != self.origin:
+            self.origin = origin
+            self.cache = {}
+
+    def wire(self, text: str) -> bytes:
+        """``text`` as a name; Irregular unless it is plain (letters, digits, ``-_*``), ``@`` or ``x.@Z``."""
+        if _PLAIN_RE.fullmatch(text) is not None:
+            low = text.lower()
+            if low[-1] == ".":
+                parts = low[:-1].split(".")
+                tail = b"\x00"
+            else:
+                if "." not in low:
+                    if len(low) > names.MAX_LABEL:
+                        raise Irregular("long label")
+                    wire = (chr(len(low)) + low).encode() + self.origin
+                    if len(wire) > names.MAX_NAME:
+                        raise Irregular("long name")
+                    return wire
+                parts = low.split(".")
+                tail = self.origin
+            if max(map(len, parts)) > names.MAX_LABEL:
+                raise Irregular("long label")
+            wire = "".join([chr(len(part)) + part for part in parts]).encode() + tail
+            if len(wire) > names.MAX_NAME:
+                raise Irregular("long name")
+            return wire
+        if text == "@":
+            return self.origin
+        if text == ".":
+            return names.ROOT
+        if text == "@Z":
+            return self.apex
+        if text.endswith(".@Z") and _PLAIN_RE.fullmatch(text[:-3]) and not text[:-3].endswith("."):
+            saved = self.origin
+            self.origin = self.apex
+            try:
+                return self.wire(text[:-3])
+            finally:
+                self.origin = saved
+        raise Irregular(f"name {text!r}")
+
+    def target(self, text: str) -> bytes:
+        """``wire`` for names in rdata, which repeat (owners mostly do not)."""
+        hit = self.cache.get(text)
+        if hit is None:
+            hit = self.wire(text)
+            if len(self.cache) < 100_000:
+                self.cache[text] = hit
+        return hit
+
+
+def _txt(tokens: list[str]) -> bytes:
+    """Plain TXT strings (no escapes, each under 256 bytes); others go to rdata.encode."""
+    out = bytearray()
+    for tok in tokens:
+        if tok[:1] == '"':
+            tok = tok[1:-1]
+        data = tok.encode()
+        if len(data) > 255 or "\\" in tok:
+            raise Irregular("long or escaped TXT")
+        out.append(len(data))
+        out += data
+    if len(out) > rdata.MAX_TXT_RDATA:
+        raise Irregular("long TXT")
+    return bytes(out)
+
+
+def _u16(text: str) -> bytes:
+    if not text.isdigit() or not text.isascii():
+        raise Irregular("number")
+    value = int(text)
+    if value > 0xFFFF:
+        raise Irregular("number")
+    return value.to_bytes(2, "big")
+
+
+class _Zone:
+    """What one pass over the file gathers."""
+
+    def __init__(self, apex: bytes) -> None:
+        self.apex = apex
+        self.nodes: dict[bytes, dict[int, model.RRset]] = {}
+        self.multi: dict[tuple[bytes, int], list[bytes]] = {}
+        self.targets: list[tuple[int, bytes, bytes]] = []
+        self.soa: Record | None = None
+
+
+def _parse(path: str, apex: bytes, settings: ZoneSettings) -> _Zone:
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape", newline="") as handle:
+            text = handle.read()
+    except OSError:
+        raise Irregular("unreadable") from None
+    if "\r" in text:
+        raise Irregular("carriage return")
+    out = _Zone(apex)
+    nodes = out.nodes
+    multi = out.multi
+    targets = out.targets
+    namer = _Names(apex)
+    wire_of = namer.wire
+    target_of = namer.target
+    special = _SPECIAL_RE.search
+    default_ttl = settings.default_ttl
+    min_ttl = settings.min_ttl
+    max_ttl = settings.max_ttl
+    ttls: dict[str, int] = {}
+    rtypes = _LOWER_TYPES
+    owner: bytes | None = None
+    context = rdata.RdataContext(target_of, settings.text_autosplit)
+    new_rrset = _new_rrset
+    origin = apex
+    label_max = min(names.MAX_LABEL, names.MAX_NAME - len(origin) - 1)
+    plain_label = _LABEL_RE.fullmatch
+    for number, line in enumerate(text.split("\n"), 1):
+        if not line:
+            continue
+        if special(line) is None:
+            tokens = line.split()
+        else:
+            try:
+                tokens = tokenize(line)
+            except ValueError:
+                raise Irregular("tokens") from None
+            if "(" in tokens or ")" in tokens:
+                raise Irregular("parentheses")
+        if not tokens:
+            continue
+        lead = line[0]
+        if lead == " " or lead == "\t":
+            if owner is None:
+                raise Irregular("blank owner")
+            pos = 0
+        else:
+            first = tokens[0]
+            if lead == "$":
+                _directive(tokens, namer)
+                if tokens[0].upper() == "$TTL":
+                    default_ttl = parse_ttl(tokens[1])
+                else:
+                    owner = None  # as the reference: $ORIGIN forgets the owner, $TTL does not
+                    origin = namer.origin
+                    label_max = min(names.MAX_LABEL, names.MAX_NAME - len(origin) - 1)
+                continue
+            if plain_label(first) is not None and len(first) <= label_max:
+                owner = (chr(len(first)) + first.lower()).encode() + origin
+            else:
+                owner = wire_of(first)
+                if first[-1] == "." and not _within(owner, apex):
+                    raise Irregular("owner outside the zone")
+            pos = 1
+        count = len(tokens)
+        if pos >= count:
+            raise Irregular("no type")
+        rtype = rtypes.get(tokens[pos])
+        if rtype is None:
+            # A TTL and/or the class first, in either order (as zonefile._Parser.record).
+            ttl, pos = _ttl_and_class(tokens, pos, default_ttl, ttls)
+            if pos >= count:
+                raise Irregular("no type")
+            rtype = rtypes.get(tokens[pos]) or _generic_type(tokens[pos])
+            if ttl < min_ttl or ttl > max_ttl:
+                raise Irregular("ttl clamp")
+        else:
+            ttl = default_ttl
+            if ttl < min_ttl or ttl > max_ttl:
+                raise Irregular("ttl clamp")
+        args = tokens[pos + 1 :]
+        try:
+            if rtype == _A:
+                if len(args) != 1:
+                    raise Irregular("A")
+                wire = _inet_pton(_AF_INET, args[0])
+            elif rtype == _AAAA:
+                if len(args) != 1:
+                    raise Irregular("AAAA")
+                wire = _inet_pton(_AF_INET6, args[0])
+            elif rtype in (_CNAME, _NS, _PTR):
+                if len(args) != 1:
+                    raise Irregular("target")
+                wire = target_of(args[0])
+            elif rtype == _MX:
+                if len(args) != 2:
+                    raise Irregular("MX")
+                wire = _u16(args[0]) + target_of(args[1])
+            elif rtype == _SRV:
+                if len(args) != 4:
+                    raise Irregular("SRV")
+                wire = _u16(args[0]) + _u16(args[1]) + _u16(args[2]) + target_of(args[3])
+            elif rtype == _TXT:
+                if not args:
+                    raise Irregular("TXT")
+                wire = _txt(args)
+                if owner.startswith(_ACME):
+                    raise Irregular("ACME TXT")
+            else:
+                if rtype == _SOA and (owner != apex or out.soa is not None):
+                    raise Irregular("SOA")
+                wire = rdata.encode(rtype, tokens[pos].upper(), args, context)
+                if rtype == _SOA:
+                    out.soa = Record(owner, rtype, ttl, wire, path, number)
+        except (OSError, ValueError, names.NameError_):
+            raise Irregular("rdata") from None
+        if rtype in _TARGETED:
+            targets.append((rtype, owner, wire))
+        node = nodes.get(owner)
+        if node is None:
+            nodes[owner] = {rtype: new_rrset(rtype, ttl, (wire,))}
+            continue
+        have = node.get(rtype)
+        if have is None:
+            if rtype == _CNAME or _CNAME in node:
+                raise Irregular("CNAME and other data")
+            node[rtype] = new_rrset(rtype, ttl, (wire,))
+        elif have.ttl != ttl:
+            raise Irregular("TTLs disagree")
+        else:
+            more = multi.get((owner, rtype))
+            if more is None:
+                multi[(owner, rtype)] = [wire]
+            else:
+                more.append(wire)
+    for (name, rtype), more in multi.items():
+        node = nodes[name]
+        have = node[rtype]
+        node[rtype] = new_rrset(rtype, have.ttl, have.rdatas + tuple(more))
+    return out
+
+
+def _generic_type(text: str) -> int:
+    """RFC 3597 ``TYPEnnn`` (rdata.encode then checks what it may stand for)."""
+    if text[:4].upper() != "TYPE":
+        raise Irregular(f"type {text}")
+    try:
+        return rdata.type_code(text.upper())
+    except ValueError:
+        raise Irregular(f"type {text}") from None
+
+
+def _ttl_and_class(tokens: list[str], pos: int, ttl: int, cache: dict[str, int]) -> tuple[int, int]:
+    """The TTL (or ``ttl`` when none is written) and the position past the TTL and class fields."""
+    seen_ttl = False
+    seen_class = False
+    for _ in range(2):
+        if pos >= len(tokens):
+            break
+        tok = tokens[pos]
+        if not seen_ttl and tok[0].isdigit():
+            got = cache.get(tok)
+            if got is None:
+                try:
+                    got = cache[tok] = parse_ttl(tok)
+                except ValueError:
+                    raise Irregular("ttl") from None
+            ttl = got
+            seen_ttl = True
+            pos += 1
+        elif not seen_class and tok.upper() == "IN":
+            seen_class = True
+            pos += 1
+        else:
+            break
+    return ttl, pos
+
+
+def _directive(tokens: list[str], namer: _Names) -> None:
+    """$ORIGIN and $TTL (applied by the caller); anything else is Irregular."""
+    name = tokens[0].upper()
+    if len(tokens) != 2:
+        raise Irregular(name)
+    if name == "$TTL":
+        try:
+            parse_ttl(tokens[1])
+        except ValueError:
+            raise Irregular("$TTL") from None
+    elif name == "$ORIGIN":
+        origin = namer.wire(tokens[1])
+        if not _within(origin, namer.apex):
+            raise Irregular("$ORIGIN outside the zone")
+        namer.set_origin(origin)
+    else:
+        raise Irregular(name)
+
+
+def _cut_above(name: bytes, apex: bytes, cuts: set[bytes]) -> bytes | None:
+    while name != apex:
+        if name in cuts:
+            return name
+        name = name[name[0] + 1 :]
+    return None
+
+
+def _has_address(node: dict[int, model.RRset] | None) -> bool:
+    return node is not None and (_A in node or _AAAA in node)
+
+
+def _check(zone: _Zone) -> tuple[set[bytes], set[bytes]]:
+    """The zone's cuts and non-terminals; Irregular for anything the reference path would report."""
+    apex = zone.apex
+    nodes = zone.nodes
+    apex_node = nodes.get(apex)
+    if apex_node is None or zone.soa is None:
+        raise Irregular("no SOA")
+    apex_ns = apex_node.get(_NS)
+    if apex_ns is None or len(apex_ns.rdatas) < 2:
+        raise Irregular("fewer than two apex NS")
+    soa_rdata = zone.soa.rdata
+    pos = 0
+    while soa_rdata[pos]:
+        pos += soa_rdata[pos] + 1
+    if soa_rdata[: pos + 1] not in apex_ns.rdatas:
+        raise Irregular("SOA MNAME")
+
+    cuts: set[bytes] = set()
+    used: set[bytes] = set()
+    for rtype, owner, target in zone.targets:
+        if rtype == _NS:
+            used.add(target)
+            if owner != apex:
+                cuts.add(owner)
+    for cut in cuts:
+        if len(nodes[cut][_NS].rdatas) > MAX_NS_RRSET:
+            raise Irregular("too many NS")
+        if _cut_above(cut[cut[0] + 1 :], apex, cuts) is not None:
+            raise Irregular("nested delegation")
+    if len(apex_ns.rdatas) > MAX_NS_RRSET:
+        raise Irregular("too many NS")
+
+    exists: set[bytes] = {apex}
+    add = exists.add
+    for owner, node in nodes.items():
+        name = owner
+        while name not in exists:
+            add(name)
+            name = name[name[0] + 1 :]
+        if cuts:
+            above = _cut_above(owner, apex, cuts)
+            if above is not None:
+                for rtype in node:
+                    if rtype == _NS and owner == above:
+                        continue
+                    if rtype != _A and rtype != _AAAA:
+                        raise Irregular("data below a delegation")
+                if owner not in used and _has_address(node):
+                    raise Irregular("unused glue")
+
+    for rtype, _owner, target in zone.targets:
+        if rtype == _NS:
+            if (
+                cuts
+                and _within(target, apex)
+                and _cut_above(target, apex, cuts) is not None
+                and not _has_address(nodes.get(target))
+            ):
+                raise Irregular("glue missing")
+        elif rtype == _CNAME:
+            _check_chain(target, apex, nodes, exists, cuts)
+        elif rtype == _PTR:
+            if _within(target, apex):
+                raise Irregular("same-zone PTR")
+        else:
+            name = target[2:] if rtype == _MX else target[6:]
+            if (
+                _within(name, apex)
+                and (not cuts or _cut_above(name, apex, cuts) is None)
+                and not _has_address(nodes.get(name))
+            ):
+                raise Irregular("MX/SRV target without addresses")
+    return cuts, exists
+
+
+def _check_chain(
+    target: bytes,
+    apex: bytes,
+    nodes: dict[bytes, dict[int, model.RRset]],
+    exists: set[bytes],
+    cuts: set[bytes],
+) -> None:
+    """tree's CNAME chain rule: NXDOMAIN first hops and over-long chains are Irregular."""
+    depth = 1
+    first_hop = True
+    while _within(target, apex):
+        if cuts and _cut_above(target, apex, cuts) is not None:
+            return
+        if target in exists:
+            node = nodes.get(target)
+            if node is None or _CNAME not in node:
+                return
+            nxt = node[_CNAME].rdatas[0]
+        else:
+            encloser = target[target[0] + 1 :]
+            while encloser not in exists:
+                encloser = encloser[encloser[0] + 1 :]
+            wild = nodes.get(_WILDCARD + encloser)
+            if wild is None:
+                if first_hop:
+                    raise Irregular("CNAME to NXDOMAIN")
+                return
+            if _CNAME not in wild:
+                return
+            nxt = wild[_CNAME].rdatas[0]
+        depth += 1
+        if depth > MAX_CNAME_CHAIN:
+            raise Irregular("CNAME chain")
+        target = nxt
+        first_hop = False
+
+
+def load_zone(path: str, apex: bytes, settings: ZoneSettings) -> model.Zone:
+    """The zone in ``path``, built as ``tree.build_zone`` would; ``Irregular`` when it can't vouch."""
+    with _collector_paused():
+        return _load(path, apex, settings)
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic GC while building: it would walk the growing, cycle-free tree again and again."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def _load(path: str, apex: bytes, settings: ZoneSettings) -> model.Zone:
+    zone = _parse(path, apex, settings)
+    cuts, exists = _check(zone)
+    assert zone.soa is not None
+    # Only the SOA rules can still warn: after every Irregular, so no message repeats.
+    soa, serial = soa_rrset(apex, zone.soa, settings, Reporter(settings.strict_data))
+    nodes = zone.nodes
+    nodes[apex][_SOA] = soa
+    for name in exists:
+        if name not in nodes:
+            nodes[name] = _EMPTY
+    return model.Zone(apex, serial, soa, nodes, frozenset(cuts), path)

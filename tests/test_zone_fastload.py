@@ -1,0 +1,180 @@
+"""The fast zone path builds exactly what the reference path builds, or steps aside.
+
+``fastload.load_zone`` must either return a ``Zone`` equal to
+``tree.build_zone(parse_zone_file(...))`` or raise ``Irregular`` so the
+loader takes the reference path (which words every message).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from pygdnsd.errors import ZoneError
+from pygdnsd.zones import fastload, model, names
+from pygdnsd.zones.loader import load_zones
+from pygdnsd.zones.settings import ZoneSettings
+from pygdnsd.zones.tree import build_zone
+from pygdnsd.zones.zonefile import ParseOptions, parse_zone_file
+
+APEX = names.from_text("example.org.")
+DATA = Path(__file__).resolve().parent / "data" / "zones"
+
+# Every line shape the fast path reads itself.
+RICH = """\
+$TTL 1h
+@ 1D IN SOA ns1 Hostmaster.Example.ORG. 2024010101 2h 30M 3w 900
+@ NS ns1
+  NS NS2.example.org.
+@ 7200 MX 10 mail
+@ TXT "v=spf1 -all" plain "" "with space"
+@ CAA 0 issue "letsencrypt.org"
+ns1 A 192.0.2.1
+ns2 IN 600 A 192.0.2.2
+ns2 600 IN AAAA 2001:DB8::2
+Mail A 192.0.2.3
+mail A 192.0.2.3 ; a duplicate, kept
+mail   AAAA 2001:db8::3
+multi A 192.0.2.20
+multi A 192.0.2.21
+\tA 192.0.2.22
+x.y.z 60 A 192.0.2.4
+_sip._udp 1800 SRV 5 500 5060 sip.example.net.
+_sip._tcp SRV 5 500 5060 mail
+naptr NAPTR 100 10 "u" "E2U+sip" "!^.*$!sip:info@example.org!" .
+rev PTR host.example.net.
+alias CNAME Mail
+chain1 CNAME chain2
+chain2 CNAME alias
+wild.* A 192.0.2.6
+* MX 20 mail
+*.w CNAME mail
+viawild CNAME x.w
+sub NS ns.sub
+sub NS ns.example.net.
+ns.sub A 192.0.2.9
+ns.sub AAAA 2001:db8::9
+t99 TYPE99 \\# 6 05763d737066
+$TTL 300
+late A 192.0.2.30
+absolute.example.org. A 192.0.2.31
+zed.@Z A 192.0.2.32
+$ORIGIN o.example.org.
+@ A 192.0.2.12
+a A 192.0.2.13
+b.c TXT hello
+$ORIGIN p.@Z
+@ MX 5 mail.example.org.
+"""
+
+
+def reference(path: Path, settings: ZoneSettings) -> model.Zone:
+    options = ParseOptions(default_ttl=settings.default_ttl, text_autosplit=settings.text_autosplit)
+    return build_zone(APEX, parse_zone_file(str(path), APEX, options), settings, str(path))
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "example.org"
+    path.write_text(text)
+    return path
+
+
+def test_rich_zone_takes_the_fast_path_and_equals_the_reference(tmp_path: Path) -> None:
+    path = write(tmp_path, RICH)
+    fast = fastload.load_zone(str(path), APEX, ZoneSettings())
+    assert fast == reference(path, ZoneSettings())
+    # Sanity: the comparison compares something.
+    assert fast.nodes[names.from_text("multi.example.org.")][model.A].rdatas == (
+        bytes((192, 0, 2, 20)), bytes((192, 0, 2, 21)), bytes((192, 0, 2, 22)),
+    )
+    assert fast.nodes[names.from_text("y.z.example.org.")] == {}
+    assert fast.soa.ttl == 900
+    assert fast.cuts == frozenset({names.from_text("sub.example.org.")})
+
+
+def test_soa_warnings_still_logged_with_the_line(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = write(tmp_path, RICH)
+    with caplog.at_level(logging.WARNING, "pygdnsd.zones"):
+        fastload.load_zone(str(path), APEX, ZoneSettings())
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{path}:2: zone 'example.org.': SOA TTL 86400 > ncache field 900, clamped to ncache value"
+    ]
+
+
+def test_strict_soa_warning_is_the_same_error(tmp_path: Path) -> None:
+    path = write(tmp_path, RICH)
+    settings = ZoneSettings(strict_data=True)
+    with pytest.raises(ZoneError) as fast:
+        fastload.load_zone(str(path), APEX, settings)
+    with pytest.raises(ZoneError) as ref:
+        reference(path, settings)
+    assert str(fast.value) == str(ref.value)
+
+
+# Each line, appended to RICH, makes the reference path warn or fail (or is
+# syntax the fast path leaves to it): the fast path must step aside.
+IRREGULAR = [
+    "t2 2 A 192.0.2.50",  # TTL clamp
+    "multi 60 A 192.0.2.51",  # TTLs disagree
+    "_acme-challenge TXT token",
+    "alias A 192.0.2.52",  # CNAME beside data
+    "dangling CNAME nowhere.p",  # CNAME to NXDOMAIN (no *.p)
+    "ptr2 PTR mail.example.org.",  # same-zone PTR
+    "mx2 MX 1 nothing",  # MX target without addresses
+    "ns.sub TXT glue",  # data below a cut
+    "deep.ns.sub A 192.0.2.53",  # unused glue
+    "sub2 NS ns.sub2",  # missing glue
+    "x.sub NS ns.example.net.",  # nested delegation
+    "out.example.net. A 192.0.2.54",  # out-of-zone glue
+    "paren A ( 192.0.2.55 )",
+    "$INCLUDE inc/other",
+    "dyn DYNA weighted!pool",
+    "esc TXT \"a\\065\"",
+    "bad A 300.1.2.3",
+    "@ SOA ns1 hostmaster 1 2 3 4 5",
+]
+
+
+@pytest.mark.parametrize("line", IRREGULAR)
+def test_irregular_zones_step_aside(tmp_path: Path, line: str) -> None:
+    path = write(tmp_path, RICH + "$ORIGIN @Z\n" + line + "\n")
+    with pytest.raises(fastload.Irregular):
+        fastload.load_zone(str(path), APEX, ZoneSettings())
+
+
+@pytest.mark.parametrize("line", IRREGULAR)
+def test_loader_result_matches_the_reference_either_way(tmp_path: Path, line: str) -> None:
+    zones = tmp_path / "zones"
+    zones.mkdir()
+    path = write(zones, RICH + "$ORIGIN @Z\n" + line + "\n")
+    (zones / "inc").mkdir()
+    (zones / "inc" / "other").write_text("inc A 192.0.2.60\n")
+    try:
+        expected: object = reference(path, ZoneSettings())
+    except ZoneError as exc:
+        expected = str(exc)
+    try:
+        got: object = load_zones(zones, ZoneSettings()).zones[APEX]
+    except ZoneError as exc:
+        got = str(exc)
+    assert got == expected
+
+
+def test_irregular_one_ns_and_mname(tmp_path: Path) -> None:
+    one_ns = RICH.replace("  NS NS2.example.org.\n", "")
+    with pytest.raises(fastload.Irregular):
+        fastload.load_zone(str(write(tmp_path, one_ns)), APEX, ZoneSettings())
+    other_mname = RICH.replace("SOA ns1 ", "SOA ns3 ")
+    with pytest.raises(fastload.Irregular):
+        fastload.load_zone(str(write(tmp_path, other_mname)), APEX, ZoneSettings())
+
+
+def test_good_test_zones_equal_the_reference() -> None:
+    good = DATA / "good"
+    for path in sorted(p for p in good.iterdir() if p.is_file()):
+        apex = names.from_text(path.name.replace("@", "/") + ".")
+        options = ParseOptions()
+        ref = build_zone(apex, parse_zone_file(str(path), apex, options), ZoneSettings(), str(path))
+        assert load_zones(good, ZoneSettings()).zones[apex] == ref
