@@ -253,7 +253,7 @@ CASES = ("udp", "udp-hot", "latency", "tcp", "load-big", "load-many")
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("cases", nargs="*", choices=[*CASES, "all"], default=["all"])
+    parser.add_argument("cases", nargs="*", metavar="CASE", help=f"{', '.join(CASES)} or all (default)")
     parser.add_argument("--seconds", type=int, default=10, help="length of each dnsperf run")
     parser.add_argument("--warmup", type=int, default=WARMUP_SECONDS, help="unmeasured dnsperf run first")
     parser.add_argument("--clients", type=int, default=4, help="dnsperf -c for udp and tcp")
@@ -262,7 +262,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out")
     args = parser.parse_args(argv)
-    cases = CASES if "all" in args.cases else tuple(args.cases)
+    unknown = set(args.cases) - {*CASES, "all"}
+    if unknown:
+        parser.error(f"unknown case(s): {', '.join(sorted(unknown))}")
+    cases = CASES if not args.cases or "all" in args.cases else tuple(args.cases)
     check_tools([dnsperf.DNSPERF])
     args.out.mkdir(parents=True, exist_ok=True)
     variants = [Variant(GDNSD, 1, 1)] + [Variant(PYGDNSD, n, n) for n in args.py_threads]

@@ -103,35 +103,38 @@ def _mixed_case(name: str, rng: random.Random) -> str:
     return "".join(c.upper() if rng.random() < 0.5 else c for c in name)
 
 
-def mixed_questions(count: int, spread: int = MIXED_HOSTS, seed: int = 6) -> Iterator[tuple[str, int]]:
-    """(name, qtype) pairs: the answer shapes in fixed proportions, a third in mixed case.
+SHAPES: tuple[tuple[str, int, Callable[[int], tuple[str, int]]], ...] = (
+    ("hit A", 25, lambda i: (f"h{i}", TYPE_A)),
+    ("hit AAAA", 10, lambda i: (f"h{i}", TYPE_AAAA)),
+    ("hit MX", 5, lambda i: (f"h{i - i % 4}", TYPE_MX)),  # with additional addresses
+    ("hit TXT", 5, lambda i: (f"h{i - i % 4}", TYPE_TXT)),
+    ("hit SRV", 3, lambda i: (f"_sip._udp.s{i - i % 10}", TYPE_SRV)),
+    ("NXDOMAIN", 15, lambda i: (f"nx{i}", TYPE_A)),
+    ("NODATA", 10, lambda i: (f"h{i - i % 4 + 1}", TYPE_MX)),  # a host without MX
+    ("wildcard", 10, lambda i: (f"x{i}.wild", TYPE_A)),
+    ("referral", 7, lambda i: (f"www.d{i % MIXED_DELEGATIONS}", TYPE_A)),
+    ("CNAME", 10, lambda i: (f"c{i - i % 2}", TYPE_A)),  # chain to an in-zone A
+)
+
+
+def mixed_questions(
+    count: int, spread: int = MIXED_HOSTS, seed: int = 6
+) -> Iterator[tuple[str, str, int]]:
+    """(shape, name, qtype): the answer shapes in fixed proportions, a third in mixed case.
 
     Numbered names are drawn from ``spread`` values: the whole zone (about 85k
     distinct questions in 200k, a long tail no answer cache holds in a 10 s
     run) or a few hundred (a hot set that any cache holds).
     """
     rng = random.Random(seed)
-    shapes: tuple[tuple[int, Callable[[int], tuple[str, int]]], ...] = (
-        (25, lambda i: (f"h{i}", TYPE_A)),  # hit
-        (10, lambda i: (f"h{i}", TYPE_AAAA)),  # hit
-        (5, lambda i: (f"h{i - i % 4}", TYPE_MX)),  # hit with additional
-        (5, lambda i: (f"h{i - i % 4}", TYPE_TXT)),  # hit
-        (3, lambda i: (f"_sip._udp.s{i - i % 10}", TYPE_SRV)),  # hit
-        (15, lambda i: (f"nx{i}", TYPE_A)),  # NXDOMAIN
-        (10, lambda i: (f"h{i - i % 4 + 1}", TYPE_MX)),  # NODATA (no MX there)
-        (10, lambda i: (f"x{i}.wild", TYPE_A)),  # wildcard
-        (7, lambda i: (f"www.d{i % MIXED_DELEGATIONS}", TYPE_A)),  # referral
-        (10, lambda i: (f"c{i - i % 2}", TYPE_A)),  # CNAME chain
-    )
-    weights = [w for w, _ in shapes]
-    makers = [m for _, m in shapes]
+    weights = [weight for _, weight, _ in SHAPES]
     for _ in range(count):
-        make = rng.choices(makers, weights)[0]
+        shape, _, make = rng.choices(SHAPES, weights)[0]
         label, qtype = make(rng.randrange(4, min(spread, MIXED_HOSTS) - 4))
         name = f"{label}.{MIXED_ZONE}"
         if rng.random() < 1 / 3:
             name = _mixed_case(name, rng)
-        yield name, qtype
+        yield shape, name, qtype
 
 
 def query_wire(name: str, qtype: int, edns_do: bool) -> bytes:
@@ -147,7 +150,7 @@ def query_wire(name: str, qtype: int, edns_do: bool) -> bytes:
 def write_mixed_queries(path: Path, count: int = MIXED_QUERIES, spread: int = MIXED_HOSTS) -> None:
     """dnsperf ``-B`` input: every other query has EDNS with DO."""
     out = bytearray()
-    for n, (name, qtype) in enumerate(mixed_questions(count, spread)):
+    for n, (_shape, name, qtype) in enumerate(mixed_questions(count, spread)):
         wire = query_wire(name, qtype, edns_do=n % 2 == 1)
         out += struct.pack("!H", len(wire)) + wire
     path.write_bytes(bytes(out))
