@@ -25,6 +25,8 @@ from test_lifecycle_support import (
 
 __all__ = ["site"]  # the fixture
 
+LOCKED = "Another instance is running and has the control socket locked, failing"  # gdnsd's words
+
 
 def test_daemonize_status_stop_status(site: Site) -> None:
     pid = daemonize(site)
@@ -100,7 +102,7 @@ def test_ten_parallel_starts_run_exactly_one_daemon(site: Site) -> None:
     losers = [r for r in results if r.returncode != 0]
     assert len(winners) == 1, [r.stderr for r in results]
     for loser in losers:
-        assert "another gdnsd instance holds the lock" in loser.stderr, loser.stderr
+        assert LOCKED in loser.stderr, loser.stderr
     pid = int(site.pidfile.read_text())
     assert pids_serving(site.cfgdir) == [pid]
     assert a_records(query(site.port, "www.example.com")) == ["192.0.2.10"]
@@ -110,9 +112,12 @@ def test_idempotent_start_succeeds_when_running(site: Site) -> None:
     pid = daemonize(site)
     again = gdnsd(site, "-i", "daemonize")
     assert again.returncode == 0, again.stderr
+    foreground = gdnsd(site, "-i", "start")
+    assert foreground.returncode == 0, foreground.stderr
+    assert "info: Another instance is already running, success" in foreground.stderr
     plain = gdnsd(site, "daemonize")
     assert plain.returncode == 1
-    assert "another gdnsd instance holds the lock" in plain.stderr
+    assert LOCKED in plain.stderr
     assert pids_serving(site.cfgdir) == [pid]
 
 

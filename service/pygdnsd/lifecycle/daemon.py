@@ -242,10 +242,10 @@ def run(request: StartRequest, report: StartupReport | None = None, load: Loader
         daemon.install_signal_handlers()
         try:
             daemon.acquire_lock()
-        except AlreadyRunning as exc:
+        except AlreadyRunning:
             if not request.idempotent:
                 raise
-            log.info("%s; -i given, so nothing to do", exc)
+            log.info("Another instance is already running, success")
             report.ready()
             return 0
         daemon.bind()

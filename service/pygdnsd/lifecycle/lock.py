@@ -53,8 +53,9 @@ class InstanceLock:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
+            # gdnsd 3.8.1's words, with the lock's path for the operator.
             raise AlreadyRunning(
-                f"another gdnsd instance holds the lock '{path}' (it is running)"
+                f"Another instance is running and has the control socket locked, failing ('{path}')"
             ) from None
         except OSError as exc:
             os.close(fd)
