@@ -20,13 +20,13 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 from pygdnsd.control import server as control_server
 from pygdnsd.control.protocol import COMPAT_VERSION, AcmeChallenge
@@ -74,7 +74,7 @@ class Daemon:
         self.lock: InstanceLock | None = None
         self.instance = Instance(loaded)
         self.sockets: list[ListenSocket] = []
-        self.control_listener: Any = None
+        self.control_listener: socket.socket | None = None
         self.control: ControlServer | None = None
         self.pidfile: Pidfile | None = None
         self.reloader: ZoneReloader | None = None
@@ -131,6 +131,8 @@ class Daemon:
             lambda: read_zones(self.config), lambda zones: instance.responder.set_zones(zones)
         )
         self.reloader.start()
+        if self.control_listener is None:
+            raise RuntimeError("serve() before bind()")
         self.control = ControlServer(self.control_listener, self)
         self.control.start()
         if getattr(self.config, "zones_auto_reload", False):
