@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from pygdnsd.errors import ZoneError
-from pygdnsd.zones import fastload, model, names
+from pygdnsd.zones import fastload, forked, model, names
 from pygdnsd.zones.loader import load_zones
 from pygdnsd.zones.settings import ZoneSettings
 from pygdnsd.zones.tree import build_zone
@@ -178,3 +178,83 @@ def test_good_test_zones_equal_the_reference() -> None:
         options = ParseOptions()
         ref = build_zone(apex, parse_zone_file(str(path), apex, options), ZoneSettings(), str(path))
         assert load_zones(good, ZoneSettings()).zones[apex] == ref
+
+
+def _many_zones(zones_dir: Path, count: int) -> dict[bytes, str]:
+    """``count`` zones, every few of them irregular (warnings or errors left to the reference path)."""
+    zones_dir.mkdir()
+    expected = {}
+    for i in range(count):
+        name = f"z{i}.example"
+        text = RICH.replace("example.org", name)
+        if i % 5 == 3:
+            text += "ttlmix 300 A 192.0.2.7\nttlmix 600 A 192.0.2.8\n"  # a TTL warning: reference path
+        (zones_dir / name).write_text(text)
+        expected[names.from_text(name + ".")] = name
+    return expected
+
+
+def test_forked_batch_equals_one_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                         caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(forked, "BATCH_BYTES", 1)
+    zones_dir = tmp_path / "zones"
+    expected = _many_zones(zones_dir, 12)
+    with caplog.at_level(logging.WARNING, "pygdnsd.zones"):
+        single = load_zones(zones_dir, ZoneSettings(threads=1))
+    one_process_log = [r.getMessage() for r in caplog.records]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, "pygdnsd.zones"):
+        spread = load_zones(zones_dir, ZoneSettings(threads=3))
+    assert set(spread.zones) == set(expected)
+    assert list(spread.zones) == list(single.zones)
+    assert spread == single
+    # Same warnings, same order (the workers' SOA warnings are replayed in file order).
+    assert [r.getMessage() for r in caplog.records] == one_process_log
+    assert len(one_process_log) > 12
+
+
+def test_forked_batch_first_error_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(forked, "BATCH_BYTES", 1)
+    zones_dir = tmp_path / "zones"
+    _many_zones(zones_dir, 8)
+    (zones_dir / "z6.example").write_text(RICH.replace("example.org", "z6.example") + "bad A 300.1.2.3\n")
+    (zones_dir / "z7.example").write_text("@ SOA broken\n")
+    with pytest.raises(ZoneError) as spread:
+        load_zones(zones_dir, ZoneSettings(threads=2))
+    with pytest.raises(ZoneError) as single:
+        load_zones(zones_dir, ZoneSettings(threads=1))
+    assert str(spread.value) == str(single.value)
+    assert ":" + str(RICH.count("\n") + 1) + ":" in str(spread.value)
+
+
+def test_split_file_equals_one_pass(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(forked, "SPLIT_BYTES", 1)
+    lines = [RICH]
+    for i in range(400):
+        # Owners that come back in a later piece, $ORIGIN and $TTL changes across the cut points.
+        lines.append(f"h{i % 50} A 10.0.{i // 256}.{i % 256}\n")
+        if i % 97 == 0:
+            lines.append(f"$TTL {300 + i}\n$ORIGIN s{i}.@Z\n@ TXT piece{i}\n")
+    path = write(tmp_path, "".join(lines))
+    for threads in (2, 3, 7):
+        zone = forked._split(str(path), APEX, ZoneSettings(threads=threads))
+        assert zone is not None
+        assert zone == reference(path, ZoneSettings())
+    assert forked._split(str(path), APEX, ZoneSettings(threads=4)) == fastload.load_zone(
+        str(path), APEX, ZoneSettings()
+    )
+
+
+def test_split_pieces_start_on_owner_lines(tmp_path: Path) -> None:
+    text = RICH + "".join(f"m{i} A 10.0.0.{i}\n  AAAA 2001:db8::{i}\n" for i in range(100))
+    pieces = fastload.split(text, APEX, ZoneSettings(), 5)
+    assert len(pieces) == 5
+    assert pieces[0][0] == 0 and pieces[-1][1] == len(text)
+    ends = [begin for begin, _, _ in pieces[1:]] + [len(text)]
+    for (begin, end, start), following in zip(pieces, ends, strict=True):
+        assert end == following
+        assert begin == 0 or text[begin] not in " \t$;"
+        assert start.line == text.count("\n", 0, begin) + 1
+    irregular = RICH + "$ORIGIN elsewhere.example.net.\n" + text[len(RICH) :]
+    with pytest.raises(fastload.Irregular):
+        fastload.split(irregular, APEX, ZoneSettings(), 2)

@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import itertools
 import re
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 from pygdnsd.zones import model, names, rdata
 from pygdnsd.zones.rdata import parse_ttl
@@ -44,8 +46,9 @@ _LOWER_TYPES = {**_TYPES, **{k.lower(): v for k, v in _TYPES.items()}}
 _TARGETED = frozenset((_NS, _CNAME, _PTR, _MX, _SRV))
 _ADDRESS = (_A, _AAAA)
 _PLAIN_RE = re.compile(r"[A-Za-z0-9_*-]+(?:\.[A-Za-z0-9_*-]+)*\.?")
+_DIRECTIVE_RE = re.compile(r"^\$[^\n]*", re.MULTILINE)
 _LABEL_RE = re.compile(r"[A-Za-z0-9_*-]+")
-_SPECIAL_RE = re.compile(r'["();\\]')
+_SPECIAL_RE = re.compile(r'["();\\\r]')
 _ACME = b"\x0f_acme-challenge"
 _WILDCARD = b"\x01*"
 _EMPTY: dict[int, model.RRset] = {}  # every empty non-terminal shares it: zones are never mutated
@@ -54,26 +57,20 @@ _AF_INET = socket.AF_INET
 _AF_INET6 = socket.AF_INET6
 
 
-def _rrset_maker() -> Callable[[int, int, tuple[bytes, ...]], model.RRset]:
+_RRSET_SLOTS = vars(model.RRset)
+_SET_RTYPE = _RRSET_SLOTS["rtype"].__set__
+_SET_TTL = _RRSET_SLOTS["ttl"].__set__
+_SET_RDATAS = _RRSET_SLOTS["rdatas"].__set__
+_NEW = model.RRset.__new__
+
+
+def new_rrset(rtype: int, ttl: int, rdatas: tuple[bytes, ...]) -> model.RRset:
     """``model.RRset(...)`` without the frozen dataclass's __init__: a third faster, same object."""
-    new = model.RRset.__new__
-    cls = model.RRset
-    slots = vars(model.RRset)
-    set_rtype = slots["rtype"].__set__
-    set_ttl = slots["ttl"].__set__
-    set_rdatas = slots["rdatas"].__set__
-
-    def make(rtype: int, ttl: int, rdatas: tuple[bytes, ...]) -> model.RRset:
-        rrset = new(cls)
-        set_rtype(rrset, rtype)
-        set_ttl(rrset, ttl)
-        set_rdatas(rrset, rdatas)
-        return rrset
-
-    return make
-
-
-_new_rrset = _rrset_maker()
+    rrset = _NEW(model.RRset)
+    _SET_RTYPE(rrset, rtype)
+    _SET_TTL(rrset, ttl)
+    _SET_RDATAS(rrset, rdatas)
+    return rrset
 
 
 class Irregular(Exception):
@@ -176,8 +173,8 @@ def _u16(text: str) -> bytes:
     return value.to_bytes(2, "big")
 
 
-class _Zone:
-    """What one pass over the file gathers."""
+class ZonePiece:
+    """What one pass over a file (or a piece of it) gathers."""
 
     def __init__(self, apex: bytes) -> None:
         self.apex = apex
@@ -187,7 +184,7 @@ class _Zone:
         self.soa: Record | None = None
 
 
-def _parse(path: str, apex: bytes, settings: ZoneSettings) -> _Zone:
+def read_text(path: str) -> str:
     try:
         with open(path, encoding="utf-8", errors="surrogateescape", newline="") as handle:
             text = handle.read()
@@ -195,31 +192,88 @@ def _parse(path: str, apex: bytes, settings: ZoneSettings) -> _Zone:
         raise Irregular("unreadable") from None
     if "\r" in text:
         raise Irregular("carriage return")
-    out = _Zone(apex)
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    """Where a piece of a file starts: its first line's number and the $ORIGIN/$TTL in force."""
+
+    line: int
+    origin: bytes
+    default_ttl: int
+
+
+def split(text: str, apex: bytes, settings: ZoneSettings, parts: int) -> list[tuple[int, int, Start]]:
+    """``text`` cut into about ``parts`` (start, end, state) pieces, each starting on an owner line."""
+    size = len(text)
+    cuts = [0]
+    for i in range(1, parts):
+        pos = text.find("\n", size * i // parts)
+        # Move on to a line that names its owner, so no piece starts with a blank owner.
+        while pos != -1 and pos + 1 < size and text[pos + 1] in " \t\n;$":
+            pos = text.find("\n", pos + 1)
+        if pos == -1 or pos + 1 >= size:
+            break
+        if pos + 1 > cuts[-1]:
+            cuts.append(pos + 1)
+    cuts.append(size)
+    namer = _Names(apex)
+    default_ttl = settings.default_ttl
+    pieces = []
+    line = 1
+    done = 0
+    for begin, end in itertools.pairwise(cuts):
+        for match in _DIRECTIVE_RE.finditer(text, done, begin):
+            try:
+                tokens = tokenize(match.group())
+            except ValueError:
+                raise Irregular("directive") from None
+            _directive(tokens, namer)
+            if tokens[0].upper() == "$TTL":
+                default_ttl = parse_ttl(tokens[1])
+        line += text.count("\n", done, begin)
+        done = begin
+        pieces.append((begin, end, Start(line, namer.origin, default_ttl)))
+    return pieces
+
+
+def parse_piece(
+    lines: Iterable[str], path: str, apex: bytes, settings: ZoneSettings, start: Start | None = None
+) -> ZonePiece:
+    """The lines of one file, or of one piece of it (see ``split``), read into per-name dicts.
+
+    Lines may keep their newline (``split()`` ignores it).
+    """
+    if start is None:
+        start = Start(1, apex, settings.default_ttl)
+    out = ZonePiece(apex)
     nodes = out.nodes
     multi = out.multi
     targets = out.targets
     namer = _Names(apex)
+    namer.set_origin(start.origin)
     wire_of = namer.wire
     target_of = namer.target
     special = _SPECIAL_RE.search
-    default_ttl = settings.default_ttl
+    default_ttl = start.default_ttl
     min_ttl = settings.min_ttl
     max_ttl = settings.max_ttl
     ttls: dict[str, int] = {}
     rtypes = _LOWER_TYPES
     owner: bytes | None = None
     context = rdata.RdataContext(target_of, settings.text_autosplit)
-    new_rrset = _new_rrset
-    origin = apex
+    origin = start.origin
     label_max = min(names.MAX_LABEL, names.MAX_NAME - len(origin) - 1)
     plain_label = _LABEL_RE.fullmatch
-    for number, line in enumerate(text.split("\n"), 1):
+    for number, line in enumerate(lines, start.line):
         if not line:
             continue
         if special(line) is None:
             tokens = line.split()
         else:
+            if "\r" in line:
+                raise Irregular("carriage return")
             try:
                 tokens = tokenize(line)
             except ValueError:
@@ -396,8 +450,8 @@ def _has_address(node: dict[int, model.RRset] | None) -> bool:
     return node is not None and (_A in node or _AAAA in node)
 
 
-def _check(zone: _Zone) -> tuple[set[bytes], set[bytes]]:
-    """The zone's cuts and non-terminals; Irregular for anything the reference path would report."""
+def _check(zone: ZonePiece) -> tuple[set[bytes], set[bytes], list[bytes]]:
+    """The zone's cuts, names and empty non-terminals; Irregular for anything the reference path would report."""
     apex = zone.apex
     nodes = zone.nodes
     apex_node = nodes.get(apex)
@@ -428,23 +482,36 @@ def _check(zone: _Zone) -> tuple[set[bytes], set[bytes]]:
     if len(apex_ns.rdatas) > MAX_NS_RRSET:
         raise Irregular("too many NS")
 
-    exists: set[bytes] = {apex}
-    add = exists.add
-    for owner, node in nodes.items():
-        name = owner
+    # Owners all exist; add their missing ancestors (empty non-terminals).
+    exists = set(nodes)
+    exists.add(apex)
+    ents: list[bytes] = []
+    for owner in nodes:
+        if owner == apex:
+            continue
+        name = owner[owner[0] + 1 :]
         while name not in exists:
-            add(name)
+            exists.add(name)
+            ents.append(name)
             name = name[name[0] + 1 :]
-        if cuts:
-            above = _cut_above(owner, apex, cuts)
-            if above is not None:
-                for rtype in node:
-                    if rtype == _NS and owner == above:
-                        continue
-                    if rtype != _A and rtype != _AAAA:
-                        raise Irregular("data below a delegation")
-                if owner not in used and _has_address(node):
-                    raise Irregular("unused glue")
+    if cuts:
+        for owner, node in nodes.items():
+            if owner in cuts:
+                above: bytes | None = owner
+            elif owner == apex:
+                continue
+            else:
+                parent = owner[owner[0] + 1 :]
+                above = None if parent == apex else _cut_above(parent, apex, cuts)
+                if above is None:
+                    continue
+            for rtype in node:
+                if rtype == _NS and owner == above:
+                    continue
+                if rtype != _A and rtype != _AAAA:
+                    raise Irregular("data below a delegation")
+            if owner not in used and _has_address(node):
+                raise Irregular("unused glue")
 
     for rtype, _owner, target in zone.targets:
         if rtype == _NS:
@@ -468,7 +535,7 @@ def _check(zone: _Zone) -> tuple[set[bytes], set[bytes]]:
                 and not _has_address(nodes.get(name))
             ):
                 raise Irregular("MX/SRV target without addresses")
-    return cuts, exists
+    return cuts, exists, ents
 
 
 def _check_chain(
@@ -508,14 +575,24 @@ def _check_chain(
         first_hop = False
 
 
-def load_zone(path: str, apex: bytes, settings: ZoneSettings) -> model.Zone:
-    """The zone in ``path``, built as ``tree.build_zone`` would; ``Irregular`` when it can't vouch."""
-    with _collector_paused():
-        return _load(path, apex, settings)
+def load_zone(path: str, apex: bytes, settings: ZoneSettings, report: Reporter | None = None) -> model.Zone:
+    """The zone in ``path``, built as ``tree.build_zone`` would; ``Irregular`` when it can't vouch.
+
+    The SOA warnings go to ``report`` (by default, the log).
+    """
+    if report is None:
+        report = Reporter(settings.strict_data)
+    try:
+        handle = open(path, encoding="utf-8", errors="surrogateescape", newline="")  # noqa: SIM115 - closed below
+    except OSError:
+        raise Irregular("unreadable") from None
+    # The file's lines one at a time: no copy of the text, no list of its lines.
+    with handle, collector_paused():
+        return finish(parse_piece(handle, path, apex, settings), path, settings, report)
 
 
 @contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
+def collector_paused() -> Iterator[None]:
     """No cyclic GC while building: it would walk the growing, cycle-free tree again and again."""
     was = gc.isenabled()
     gc.disable()
@@ -526,15 +603,39 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _load(path: str, apex: bytes, settings: ZoneSettings) -> model.Zone:
-    zone = _parse(path, apex, settings)
-    cuts, exists = _check(zone)
+def merge(into: ZonePiece, piece: ZonePiece) -> None:
+    """Add a later piece of the same file to ``into``, as if read in one pass."""
+    nodes = into.nodes
+    later = piece.nodes
+    for name in nodes.keys() & later.keys():
+        node = nodes[name]
+        for rtype, rrset in later.pop(name).items():
+            have = node.get(rtype)
+            if have is None:
+                if rtype == _CNAME or _CNAME in node:
+                    raise Irregular("CNAME and other data")
+                node[rtype] = rrset
+            elif have.ttl != rrset.ttl:
+                raise Irregular("TTLs disagree")
+            else:
+                node[rtype] = new_rrset(rtype, have.ttl, have.rdatas + rrset.rdatas)
+    nodes.update(later)
+    into.targets.extend(piece.targets)
+    if piece.soa is not None:
+        if into.soa is not None:
+            raise Irregular("SOA")
+        into.soa = piece.soa
+
+
+def finish(zone: ZonePiece, path: str, settings: ZoneSettings, report: Reporter) -> model.Zone:
+    """The checks, then the ``Zone``; only the SOA rules may still warn (through ``report``)."""
+    apex = zone.apex
+    cuts, _exists, ents = _check(zone)
     assert zone.soa is not None
-    # Only the SOA rules can still warn: after every Irregular, so no message repeats.
-    soa, serial = soa_rrset(apex, zone.soa, settings, Reporter(settings.strict_data))
+    # After every Irregular, so no message is written twice.
+    soa, serial = soa_rrset(apex, zone.soa, settings, report)
     nodes = zone.nodes
     nodes[apex][_SOA] = soa
-    for name in exists:
-        if name not in nodes:
-            nodes[name] = _EMPTY
+    for name in ents:
+        nodes[name] = _EMPTY
     return model.Zone(apex, serial, soa, nodes, frozenset(cuts), path)

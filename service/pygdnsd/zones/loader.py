@@ -17,7 +17,7 @@ import stat
 from pathlib import Path
 
 from pygdnsd.errors import ZoneError
-from pygdnsd.zones import fastload, model, names
+from pygdnsd.zones import fastload, forked, model, names
 from pygdnsd.zones.settings import ZoneSettings
 from pygdnsd.zones.tree import build_zone
 from pygdnsd.zones.zonefile import ParseOptions, parse_zone_file
@@ -60,28 +60,59 @@ def zone_files(zones_dir: Path) -> list[Path]:
 
 def load_zones(zones_dir: Path, settings: ZoneSettings) -> model.ZoneSet:
     """Every zone in ``zones_dir``; the first problem raises ``ZoneError`` (file:line)."""
-    options = ParseOptions(default_ttl=settings.default_ttl, text_autosplit=settings.text_autosplit)
-    zones: dict[bytes, model.Zone] = {}
+    files: list[tuple[str, bytes]] = []
+    naming_error: ZoneError | None = None
+    sources: dict[bytes, str] = {}
+    # Every proper ancestor of a loaded apex -> the first apex below it.
+    below: dict[bytes, bytes] = {}
     for path in zone_files(zones_dir):
         try:
             apex = zone_name_from_filename(path.name)
         except (ValueError, names.NameError_) as exc:
-            raise ZoneError(f"bad zone file name: {exc}", str(path)) from None
-        if apex in zones:
-            raise ZoneError(
-                f"zone '{names.to_text(apex)}' is a duplicate of an existing zone (from {zones[apex].source})",
+            naming_error = ZoneError(f"bad zone file name: {exc}", str(path))
+            break
+        if apex in sources:
+            naming_error = ZoneError(
+                f"zone '{names.to_text(apex)}' is a duplicate of an existing zone (from {sources[apex]})",
                 str(path),
             )
-        for other in zones:
-            if names.is_within(apex, other) or names.is_within(other, apex):
-                inner, outer = (apex, other) if names.is_within(apex, other) else (other, apex)
-                raise ZoneError(
-                    f"zone '{names.to_text(inner)}' is a sub-zone of zone '{names.to_text(outer)}' "
-                    "(a parent and child zone cannot both be served)",
-                    str(path),
-                )
-        zones[apex] = load_zone_file(str(path), apex, settings, options)
+            break
+        outer = next((a for a in _ancestors(apex) if a in sources), None)
+        inner = below.get(apex)
+        if outer is not None or inner is not None:
+            inner, outer = (apex, outer) if outer is not None else (inner, apex)
+            assert inner is not None and outer is not None
+            naming_error = ZoneError(
+                f"zone '{names.to_text(inner)}' is a sub-zone of zone '{names.to_text(outer)}' "
+                "(a parent and child zone cannot both be served)",
+                str(path),
+            )
+            break
+        sources[apex] = str(path)
+        for ancestor in _ancestors(apex):
+            below.setdefault(ancestor, apex)
+        files.append((str(path), apex))
+    zones: dict[bytes, model.Zone] = {}
+    # Zone by zone in file order, so the first error and the warnings come as without workers.
+    for path_text, apex, zone in forked.load(files, settings):
+        zones[apex] = zone if zone is not None else _reference(path_text, apex, settings)
+    if naming_error is not None:
+        raise naming_error
     return model.ZoneSet(zones)
+
+
+def _ancestors(name: bytes) -> list[bytes]:
+    """The proper ancestors of ``name``, the root included."""
+    out = []
+    while name != names.ROOT:
+        name = names.parent(name)
+        out.append(name)
+    return out
+
+
+def _reference(path: str, apex: bytes, settings: ZoneSettings) -> model.Zone:
+    options = ParseOptions(default_ttl=settings.default_ttl, text_autosplit=settings.text_autosplit)
+    return build_zone(apex, parse_zone_file(path, apex, options), settings, path)
 
 
 def load_zone_file(path: str, apex: bytes, settings: ZoneSettings, options: ParseOptions | None = None) -> model.Zone:

@@ -11,6 +11,8 @@ class ZoneSettings:
 
     ``strict_data`` is ``zones_strict_data`` (or ``-S``): warnings that gdnsd
     upgrades become errors. ``text_autosplit`` is ``not disable_text_autosplit``.
+    ``threads`` is ``zones_rfc1035_threads``: how many processes read zone
+    files at once (this one included).
     """
 
     default_ttl: int = 86400
@@ -20,3 +22,4 @@ class ZoneSettings:
     strict_data: bool = False
     text_autosplit: bool = True
     acme_challenge_dns_ttl: int = 0
+    threads: int = 2
