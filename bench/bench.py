@@ -70,6 +70,7 @@ class Row:
     mean_ms: float | None = None
     lost: int | None = None
     sent: int | None = None
+    rcodes: str = ""
     rss_mb: float | None = None
     note: str = ""
 
@@ -128,6 +129,7 @@ def serve_and_measure(
     row.qps = result.qps
     row.sent = result.sent
     row.lost = result.lost
+    row.rcodes = result.rcodes
     row.mean_ms = result.mean_latency * 1000
     row.cpu_us = cpu / result.completed * 1e6 if result.completed else None
     row.sys_share = kernel / cpu if cpu else None
@@ -223,6 +225,9 @@ def render_traffic(rows: Sequence[Row]) -> list[str]:
             f"{_fmt(r.sent, '9d')} {_fmt(r.rss_mb, '7.1f')}  {r.client}"
             + (f"  [{r.note}]" if r.note else "")
         )
+    # The same answers in kind from both servers, or the comparison means nothing.
+    lines.append("")
+    lines += [f"{r.case:<8} {r.variant.server.name:<8} {r.variant.threads:>7}  rcodes: {r.rcodes}" for r in rows]
     return lines
 
 
@@ -257,6 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=int, default=10, help="length of each dnsperf run")
     parser.add_argument("--warmup", type=int, default=WARMUP_SECONDS, help="unmeasured dnsperf run first")
     parser.add_argument("--clients", type=int, default=4, help="dnsperf -c for udp and tcp")
+    parser.add_argument("--latency-qps", type=int, default=LATENCY_QPS, help="dnsperf -Q for latency")
     parser.add_argument(
         "--py-threads", type=int, nargs="+", default=[1, 2], help="pygdnsd udp/tcp thread counts to try"
     )
@@ -280,7 +286,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             load = dnsperf.Load("udp", args.seconds, args.clients)
             report.rows += traffic_case("udp-hot", variants, load, args.out, scratch, args.warmup)
         if "latency" in cases:
-            load = dnsperf.Load("udp", args.seconds, args.clients, max_qps=LATENCY_QPS, verbose=True)
+            load = dnsperf.Load("udp", args.seconds, args.clients, max_qps=args.latency_qps, verbose=True)
             report.rows += traffic_case("latency", variants[:2], load, args.out, scratch, args.warmup)
         if "tcp" in cases:
             load = dnsperf.Load("tcp", args.seconds, args.clients)
