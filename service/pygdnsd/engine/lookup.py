@@ -8,10 +8,11 @@ the per-packet path of a repeated question.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pygdnsd.zones import model, names
-from pygdnsd.zones.model import RRset, Zone, ZoneSet
+from pygdnsd.zones.model import DynamicRRset, RRset, Zone, ZoneSet
 
 RCODE_NOERROR = 0
 RCODE_FORMERR = 1
@@ -141,14 +142,48 @@ def decision_key(where: Location, qtype: int, chain: bool) -> tuple[object, ...]
     return (where.kind, where.name, selector)
 
 
-def decide_at(zones: ZoneSet, where: Location, qtype: int, chain: bool) -> Decision:
-    """The decision for a located qname (see ``decide``)."""
+# Answers a DYNA/DYNC for the query at hand: the RRset to serve (A, AAAA or
+# CNAME, TTL already within the record's MAX/MIN), or None for no data.
+DynamicLookup = Callable[[DynamicRRset, Zone, int], RRset | None]
+
+
+def dynamic_at(where: Location, qtype: int) -> DynamicRRset | None:
+    """The DYNA/DYNC record that answers ``qtype`` at ``where``, if one does.
+
+    A DYNC answers every qtype but ANY (its name holds nothing else); a DYNA
+    answers A and AAAA, and other types fall to the name's static data.
+    """
+    if where.kind not in ("node", "wildcard"):
+        return None
+    node = where.node
+    dync = node.get(model.DYNC)
+    if dync is not None and qtype != model.ANY:
+        assert isinstance(dync, DynamicRRset)
+        return dync
+    if qtype == model.A or qtype == model.AAAA:
+        dyna = node.get(model.DYNA)
+        if dyna is not None:
+            assert isinstance(dyna, DynamicRRset)
+            return dyna
+    return None
+
+
+def decide_at(
+    zones: ZoneSet, where: Location, qtype: int, chain: bool, dynamic: DynamicLookup | None = None
+) -> Decision:
+    """The decision for a located qname (see ``decide``); ``dynamic`` answers DYNA/DYNC."""
     zone = where.zone
     if where.kind == "cut":
         return _referral(zone, where.name)
     if where.kind == "nxdomain":
         return _negative(zone, RCODE_NXDOMAIN)
     node = where.node
+    record = dynamic_at(where, qtype)
+    if record is not None:
+        answer = dynamic(record, zone, qtype) if dynamic is not None else None
+        if answer is None:
+            return _negative(zone, RCODE_NOERROR)
+        return Decision(RCODE_NOERROR, True, (Record(QNAME, answer),))
     if qtype == model.ANY:
         cname = node.get(model.CNAME)
         return Decision(RCODE_NOERROR, True, (Record(QNAME, cname if cname else ANY_HINFO),))

@@ -25,15 +25,18 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from pygdnsd.engine import edns, lookup
-from pygdnsd.engine.edns import EdnsFormatError, EdnsRequest
+from pygdnsd.engine.edns import ClientSubnet, EdnsFormatError, EdnsRequest
 from pygdnsd.engine.lookup import Decision, Record
 from pygdnsd.engine.stats import Stats
 from pygdnsd.engine.wire import SectionWriter
+from pygdnsd.monitoring.sttl import clamp_ttl
+from pygdnsd.plugins.result import ClientInfo, DynamicResult
+from pygdnsd.plugins.result import ClientSubnet as PluginSubnet
 from pygdnsd.zones import model, names
-from pygdnsd.zones.model import RRset, Zone, ZoneSet
+from pygdnsd.zones.model import DynamicRRset, RRset, Zone, ZoneSet
 
 _LOWER = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", b"abcdefghijklmnopqrstuvwxyz")
 _COUNTS = struct.Struct("!HHHH")
@@ -89,6 +92,13 @@ class Prepared(NamedTuple):
     rcode: int
     counts: tuple[int, int, int]  # answer, authority, additional
     tails: tuple[bytes, ...]  # one per A/AAAA rotation
+    scope: int = 0  # client-subnet scope to echo (set by dynamic answers)
+
+
+class DynamicSource(Protocol):
+    """The resolver plugins behind DYNA/DYNC (``pygdnsd.plugins.registry.Resolvers``)."""
+
+    def resolve(self, plugin: str, resource: str, client: ClientInfo) -> DynamicResult: ...
 
 
 class _QueryProblem(Exception):
@@ -122,8 +132,15 @@ class _Generation:
 class Responder:
     """Answers queries from one ``ZoneSet`` (swapped atomically by ``set_zones``)."""
 
-    def __init__(self, zones: ZoneSet, settings: EngineSettings, stats: Stats) -> None:
+    def __init__(
+        self,
+        zones: ZoneSet,
+        settings: EngineSettings,
+        stats: Stats,
+        dynamic: DynamicSource | None = None,
+    ) -> None:
         self.settings = settings
+        self.dynamic = dynamic
         self.stats = stats
         self._generation = _Generation(zones)
         self._rotation = 0
@@ -173,7 +190,8 @@ class Responder:
             qend = pos + 5
             if length == 0 and qend - 16 <= 255:
                 if n == qend and query[6:12] == b"\x00\x00\x00\x00\x00\x00":
-                    return self._assemble(query, qend, self._lookup(query, qend), None, client_ip, tcp, closing)
+                    prepared = self._lookup(query, qend, client_ip, None)
+                    return self._assemble(query, qend, prepared, None, client_ip, tcp, closing)
                 if (
                     n == qend + 11
                     and query[6:12] == b"\x00\x00\x00\x00\x00\x01"
@@ -188,9 +206,11 @@ class Responder:
             if problem.bad_cookie:
                 counters["edns_cookie_formerr"] += 1
             return self._error(query, problem, client_ip, tcp, closing)
-        return self._assemble(query, qend, self._lookup(query, qend), edns_req, client_ip, tcp, closing)
+        subnet = edns_req.client_subnet if edns_req is not None else None
+        prepared = self._lookup(query, qend, client_ip, subnet)
+        return self._assemble(query, qend, prepared, edns_req, client_ip, tcp, closing)
 
-    def _lookup(self, query: bytes, qend: int) -> Prepared:
+    def _lookup(self, query: bytes, qend: int, client_ip: bytes, subnet: ClientSubnet | None) -> Prepared:
         """The prepared tail answering the (well-formed) question ending at ``qend``."""
         qtc = query[qend - 4 : qend]
         qclass = (qtc[2] << 8) | qtc[3]
@@ -203,7 +223,7 @@ class Responder:
             qtype = (qtc[0] << 8) | qtc[1]
             if qtype in _NOTIMP_QTYPES:
                 return _NOTIMP
-            return self._prepare(generation, lname, qtype)
+            return self._prepare(generation, lname, qtype, ClientInfo(client_ip, _plugin_subnet(subnet)))
         if qclass == model.CLASS_CH:
             return self._chaos_tail
         return _REFUSED
@@ -212,7 +232,7 @@ class Responder:
         self, query: bytes, qend: int, client_ip: bytes, tcp: bool, closing: bool
     ) -> bytes:
         """``_assemble`` for a query whose OPT has no options: our OPT is prebuilt."""
-        prepared = self._lookup(query, qend)
+        prepared = self._lookup(query, qend, client_ip, None)
         do = query[qend + 7] & 0x80
         counters = self.stats.dns.values
         counters["edns"] += 1
@@ -292,7 +312,7 @@ class Responder:
             counters["edns"] += 1
             if edns_req.do:
                 counters["edns_do"] += 1
-        options, cookie_ok = self._response_options(edns_req, client_ip, tcp, closing)
+        options, cookie_ok = self._response_options(edns_req, client_ip, tcp, closing, prepared.scope)
         head = (query[:2], bytes((flags2, rcode)))
         body_len = 12 + len(question) + len(tail) + 11 + len(options)
         if tcp and self.settings.tcp_pad:
@@ -315,7 +335,7 @@ class Responder:
         return b"".join((*head, _COUNTS.pack(1, an, ns, ar + 1), question, tail, opt))
 
     def _response_options(
-        self, edns_req: EdnsRequest, client_ip: bytes, tcp: bool, closing: bool
+        self, edns_req: EdnsRequest, client_ip: bytes, tcp: bool, closing: bool, scope: int = 0
     ) -> tuple[bytes, bool]:
         """Our OPT's options for this query, and whether it carried a valid server cookie."""
         settings = self.settings
@@ -326,7 +346,7 @@ class Responder:
         subnet = edns_req.client_subnet
         if subnet is not None:
             counters["edns_clientsub"] += 1
-            data = struct.pack("!HBB", subnet.family, subnet.source_prefix, 0) + subnet.address
+            data = struct.pack("!HBB", subnet.family, subnet.source_prefix, scope) + subnet.address
             parts.append(edns.option(edns.OPT_CLIENT_SUBNET, data))
         if edns_req.cookie is not None and not settings.disable_cookies:
             client_cookie = edns_req.cookie[:8]
@@ -384,27 +404,34 @@ class Responder:
 
     # -- building and caching tails ----------------------------------------
 
-    def _prepare(self, generation: _Generation, lname: bytes, qtype: int) -> Prepared:
+    def _prepare(self, generation: _Generation, lname: bytes, qtype: int, client: ClientInfo) -> Prepared:
         zones = generation.zones
         zone = zones.find_zone(lname)
         if zone is None:
             prepared = _REFUSED
         else:
-            prepared = self._prepare_in_zone(generation, zone, lname, qtype)
+            where = lookup.locate(zone, lname)
+            record = lookup.dynamic_at(where, qtype)
+            if record is not None:
+                # Plugin answers depend on monitor states, the client and chance
+                # (weighted): built for this query only, never cached.
+                return self._prepare_dynamic(generation, where, lname, qtype, record, client)
+            prepared = self._prepare_static(generation, where, lname, qtype)
         by_question = generation.by_question
         if len(by_question) >= _MAX_CACHED_QUESTIONS:
             by_question.clear()
         by_question[lname + bytes((qtype >> 8, qtype & 0xFF))] = prepared
         return prepared
 
-    def _prepare_in_zone(self, generation: _Generation, zone: Zone, lname: bytes, qtype: int) -> Prepared:
+    def _prepare_static(
+        self, generation: _Generation, where: lookup.Location, lname: bytes, qtype: int
+    ) -> Prepared:
         """A tail shared by every qname that reaches the same decision at the same depth.
 
         Compression may point into any suffix of the question, so a tail is
         shared only while none of the qname's own labels (those left of the
         deciding name) could have been a compression target.
         """
-        where = lookup.locate(zone, lname)
         offset = len(lname) - len(where.name)
         key = (*lookup.decision_key(where, qtype, self._chain), offset)
         cached = generation.by_decision.get(key)
@@ -420,6 +447,29 @@ class Responder:
                 generation.by_decision.clear()
             generation.by_decision[key] = (prepared, wanted)
         return prepared
+
+    def _prepare_dynamic(
+        self,
+        generation: _Generation,
+        where: lookup.Location,
+        lname: bytes,
+        qtype: int,
+        record: DynamicRRset,
+        client: ClientInfo,
+    ) -> Prepared:
+        scope = 0
+
+        def resolve(found: DynamicRRset, zone: Zone, asked: int) -> RRset | None:
+            nonlocal scope
+            if self.dynamic is None:
+                return None
+            result = self.dynamic.resolve(found.plugin, found.resource, client)
+            scope = result.scope
+            return dynamic_rrset(result, found, zone, asked)
+
+        decision = lookup.decide_at(generation.zones, where, qtype, self._chain, resolve)
+        prepared, _ = _build(decision, lname, 12 + len(lname) + 4)
+        return prepared._replace(scope=scope) if scope else prepared
 
     def _build_chaos_tail(self, text: bytes) -> Prepared:
         writer = SectionWriter(0, {})
@@ -458,6 +508,27 @@ def _build(decision: Decision, qname: bytes, tail_at: int) -> tuple[Prepared, fr
     )
     flags = _AA if decision.authoritative else 0
     return Prepared(flags, decision.rcode, counts, tuple(tails)), frozenset(wanted)
+
+
+def dynamic_rrset(result: DynamicResult, record: DynamicRRset, zone: Zone, qtype: int) -> RRset | None:
+    """What a plugin's result serves for ``qtype``, with the record's MAX/MIN applied to its TTL."""
+    ttl = clamp_ttl(result.ttl, record.ttl, record.min_ttl)
+    if result.cname is not None:
+        target = result.cname + zone.apex if result.cname_relative else result.cname
+        return RRset(model.CNAME, ttl, (target,))
+    if qtype == model.A and result.v4:
+        return RRset(model.A, ttl, result.v4)
+    if qtype == model.AAAA and result.v6:
+        return RRset(model.AAAA, ttl, result.v6)
+    return None
+
+
+def _plugin_subnet(subnet: ClientSubnet | None) -> PluginSubnet | None:
+    """The query's client-subnet option as plugins take it (address zero-filled to full length)."""
+    if subnet is None:
+        return None
+    width = 4 if subnet.family == 1 else 16
+    return PluginSubnet(subnet.address.ljust(width, b"\x00"), subnet.source_prefix)
 
 
 def _record_count(section: tuple[Record, ...]) -> int:

@@ -38,8 +38,7 @@ TKEY = 249
 TSIG = 250
 
 # Dynamic records live in the tree under pseudo-types outside the 16-bit
-# space, so they can never collide with a real qtype. Their rdata is the
-# resource name (utf-8) that a resolver plugin resolves at query time.
+# space, so they can never collide with a real qtype (see DynamicRRset).
 DYNA = 0x1_0001
 DYNC = 0x1_0002
 
@@ -61,6 +60,19 @@ class RRset:
     rtype: int
     ttl: int
     rdatas: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DynamicRRset(RRset):
+    """A DYNA or DYNC record, answered by a resolver plugin at query time.
+
+    ``rtype`` is ``DYNA`` or ``DYNC``, ``rdatas`` is empty, ``ttl`` is the
+    record's MAX TTL and ``min_ttl`` its MIN (``MAX/MIN`` in the zone file).
+    """
+
+    plugin: str = ""
+    resource: str = ""
+    min_ttl: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,132 @@
+"""DYNA/DYNC answers: the engine asks the resolver plugins at query time, never caching."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from dnslib import DNSRecord
+
+from pygdnsd.engine.edns import OPT_CLIENT_SUBNET
+from pygdnsd.engine.responder import EngineSettings, Responder
+from pygdnsd.engine.stats import Stats
+from pygdnsd.plugins.result import ClientInfo, DynamicResult
+from pygdnsd.zones import model, names
+from pygdnsd.zones.model import DynamicRRset, RRset, Zone, ZoneSet
+from test_engine_support import opt_rr, option, parse, query
+
+V4 = b"\x7f\x00\x00\x01"
+A = model.A
+AAAA = model.AAAA
+APEX = names.from_text("example.com.")
+SOA = RRset(model.SOA, 900, (names.from_text("ns1.example.com.") + names.from_text("hm.example.com.") + bytes(20),))
+
+
+@dataclass
+class FakePlugins:
+    """Answers from a table the test changes between queries; records each call."""
+
+    answers: dict[str, DynamicResult]
+    calls: list[tuple[str, str, ClientInfo]] = field(default_factory=list)
+
+    def resolve(self, plugin: str, resource: str, client: ClientInfo) -> DynamicResult:
+        self.calls.append((plugin, resource, client))
+        return self.answers[resource]
+
+
+def zones() -> ZoneSet:
+    def name(text: str) -> bytes:
+        return names.from_text(text, APEX)
+
+    nodes: dict[bytes, dict[int, RRset]] = {
+        APEX: {
+            model.SOA: SOA,
+            model.NS: RRset(model.NS, 3600, (name("ns1"),)),
+        },
+        name("ns1"): {A: RRset(A, 3600, (b"\xc0\x00\x02\x01",))},
+        name("www"): {
+            model.DYNA: DynamicRRset(model.DYNA, 300, (), "multifo", "www", 60),
+            model.MX: RRset(model.MX, 3600, (b"\x00\x0a" + name("mail"),)),
+        },
+        name("web"): {model.DYNC: DynamicRRset(model.DYNC, 600, (), "simplefo", "web", 30)},
+    }
+    zone = Zone(APEX, 1, SOA, nodes, frozenset())
+    return ZoneSet({APEX: zone})
+
+
+def make(answers: dict[str, DynamicResult]) -> tuple[Responder, FakePlugins]:
+    plugins = FakePlugins(answers)
+    return Responder(zones(), EngineSettings(), Stats(), plugins), plugins
+
+
+def test_dyna_answers_the_plugins_addresses_with_the_clamped_ttl() -> None:
+    engine, plugins = make({"www": DynamicResult(v4=(b"\x0a\x00\x00\x01", b"\x0a\x00\x00\x02"), ttl=20)})
+    msg = parse(engine.respond(query("www.example.com", A), V4, False))
+    assert msg.aa and msg.rcode == 0
+    assert sorted(rr.rdata for rr in msg.answer) == [b"\x0a\x00\x00\x01", b"\x0a\x00\x00\x02"]
+    # The monitored TTL (20) is below the record's MIN (60): MIN wins.
+    assert {rr.ttl for rr in msg.answer} == {60}
+    assert plugins.calls[0][:2] == ("multifo", "www")
+    assert plugins.calls[0][2].address == V4
+
+
+def test_dyna_is_asked_again_for_every_query() -> None:
+    engine, plugins = make({"www": DynamicResult(v4=(b"\x0a\x00\x00\x01",), ttl=3000)})
+    first = parse(engine.respond(query("www.example.com", A), V4, False))
+    plugins.answers["www"] = DynamicResult(v4=(b"\x0a\x00\x00\x09",), ttl=3000)
+    second = parse(engine.respond(query("www.example.com", A), V4, False))
+    assert [rr.rdata for rr in first.answer] == [b"\x0a\x00\x00\x01"]
+    assert [rr.rdata for rr in second.answer] == [b"\x0a\x00\x00\x09"]
+    assert {rr.ttl for rr in first.answer} == {300}  # capped at the record's MAX
+    assert len(plugins.calls) == 2
+
+
+def test_dyna_without_addresses_of_the_family_is_nodata() -> None:
+    engine, _ = make({"www": DynamicResult(v4=(b"\x0a\x00\x00\x01",))})
+    msg = parse(engine.respond(query("www.example.com", AAAA), V4, False))
+    assert msg.rcode == 0 and not msg.answer
+    assert [rr.rtype for rr in msg.authority] == [model.SOA]
+
+
+def test_static_data_beside_a_dyna_is_served_for_other_types() -> None:
+    engine, plugins = make({"www": DynamicResult(v4=(b"\x0a\x00\x00\x01",))})
+    msg = parse(engine.respond(query("www.example.com", model.MX), V4, False))
+    assert [rr.rtype for rr in msg.answer] == [model.MX]
+    assert plugins.calls == []
+
+
+def test_dync_answers_a_cname_for_every_type_but_any() -> None:
+    target = names.from_text("backup.example.net.")
+    engine, _ = make({"web": DynamicResult(cname=target, ttl=100)})
+    for qtype in (A, AAAA, model.MX, model.TXT):
+        msg = parse(engine.respond(query("web.example.com", qtype), V4, False))
+        assert [(rr.rtype, rr.ttl) for rr in msg.answer] == [(model.CNAME, 100)]
+    msg = parse(engine.respond(query("web.example.com", model.ANY), V4, False))
+    assert [rr.rtype for rr in msg.answer] == [model.HINFO]
+
+
+def test_dync_relative_cname_takes_the_zone_origin() -> None:
+    engine, _ = make({"web": DynamicResult(cname=b"\x06backup", cname_relative=True)})
+    response = engine.respond(query("web.example.com", A), V4, False)
+    assert response is not None
+    (answer,) = DNSRecord.parse(response).rr
+    assert str(answer.rdata) == "backup.example.com."
+
+
+def test_dync_with_addresses_answers_a_and_aaaa() -> None:
+    engine, _ = make({"web": DynamicResult(v4=(b"\x0a\x00\x00\x05",), v6=(bytes(15) + b"\x05",))})
+    a = parse(engine.respond(query("web.example.com", A), V4, False))
+    aaaa = parse(engine.respond(query("web.example.com", AAAA), V4, False))
+    mx = parse(engine.respond(query("web.example.com", model.MX), V4, False))
+    assert [rr.rtype for rr in a.answer] == [A]
+    assert [rr.rtype for rr in aaaa.answer] == [AAAA]
+    assert not mx.answer and mx.rcode == 0
+
+
+def test_client_subnet_reaches_the_plugin_and_its_scope_is_echoed() -> None:
+    engine, plugins = make({"www": DynamicResult(v4=(b"\x0a\x00\x00\x01",), scope=24)})
+    ecs = option(OPT_CLIENT_SUBNET, b"\x00\x01\x18\x00\xc6\x33\x64")
+    msg = parse(engine.respond(query("www.example.com", A, edns=opt_rr(options=ecs)), V4, False))
+    client = plugins.calls[0][2]
+    assert client.subnet is not None
+    assert client.subnet.address == b"\xc6\x33\x64\x00" and client.subnet.source_prefix == 24
+    assert dict(msg.options)[OPT_CLIENT_SUBNET] == b"\x00\x01\x18\x18\xc6\x33\x64"
