@@ -6,8 +6,9 @@ the root logger to one sink:
 * ``stderr`` (default): gdnsd's ``level: message`` lines, e.g.
   ``info: DNS listeners started``;
 * ``syslog`` (``-l``): facility daemon, ident ``gdnsd``, with the pid;
-* ``journal``: systemd's journal, for running under systemd (chosen by the
-  caller, e.g. when ``$JOURNAL_STREAM`` says stderr is the journal).
+* ``journal``: systemd's journal with structured fields
+  (``lifecycle.journal``), for running under systemd (chosen by the caller,
+  see ``journal.journal_wanted``); syslog if no journal library is installed.
 
 ``-D`` adds debug-level lines.
 """
@@ -76,10 +77,10 @@ class SyslogHandler(logging.Handler):
 
 
 def _journal_handler() -> logging.Handler:
-    from systemd.journal import JournalHandler
+    from pygdnsd.lifecycle.journal import journal_handler
 
-    handler: logging.Handler = JournalHandler(SYSLOG_IDENTIFIER=IDENT)
-    return handler
+    handler = journal_handler(IDENT)
+    return handler if handler is not None else SyslogHandler()
 
 
 def make_handler(sink: Sink, stream: TextIO | None = None) -> logging.Handler:

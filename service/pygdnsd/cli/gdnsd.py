@@ -1,4 +1,12 @@
-"""The ``gdnsd`` command: ``gdnsd [-c CFGDIR] [-D] [-l] [-S] [-R|-i] ACTION`` (man gdnsd)."""
+"""The ``gdnsd`` command: ``gdnsd [-c CFGDIR] [-D] [-l] [-S] [-t TIMEOUT] [-R|-i] ACTION`` (man gdnsd).
+
+``replace`` (and ``restart``, its initscript name) is the synchronous
+overlapped replace: it double-forks a new daemon with ``-R`` and exits 0
+only once that daemon serves and the old one is gone; non-zero with the
+reason otherwise, or after ``-t`` seconds (default 300). With no daemon
+running it is a plain daemonize, as gdnsd's ``-R`` starts normally when
+there is nothing to replace.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +26,7 @@ from pygdnsd.instance import load
 from pygdnsd.lifecycle import daemon, verbs
 from pygdnsd.lifecycle.daemon import StartRequest
 from pygdnsd.lifecycle.daemonize import detach
+from pygdnsd.lifecycle.journal import journal_wanted
 
 logger = logging.getLogger("gdnsd")
 
@@ -26,15 +35,17 @@ EXIT_USAGE = 2  # what gdnsd 3.8.1 exits with on a bad command line
 EXIT_FAILURE = 1
 SERVING_ACTIONS = ("start", "daemonize")
 # The initscript verbs: gdnsd works as its own initscript.
-CONTROL_ACTIONS = ("stop", "status", "restart", "reload-zones", "condrestart", "try-restart")
+CONTROL_ACTIONS = ("stop", "status", "replace", "restart", "reload-zones", "condrestart", "try-restart")
+DEFAULT_REPLACE_TIMEOUT = 300.0
 ACTIONS = ("checkconf", *SERVING_ACTIONS, *CONTROL_ACTIONS)
 
 USAGE = """\
-Usage: gdnsd [-c /etc/gdnsd] [-D] [-l] [-S] [-R | -i] <action>
+Usage: gdnsd [-c /etc/gdnsd] [-D] [-l] [-S] [-t 300] [-R | -i] <action>
   -c - Configuration directory, default '/etc/gdnsd'
   -D - Enable verbose debug output
   -l - Send logs to syslog rather than stderr
   -S - Force 'zones_strict_data = true' for this invocation
+  -t - Seconds replace/restart waits for the new daemon, default 300 (pygdnsd)
   -R - Attempt downtimeless replace of another instance
   -i - Idempotent mode for start/daemonize: exit 0 if already running
        (-R and -i cannot be used together)
@@ -45,7 +56,9 @@ Actions:
 Initscript actions (pygdnsd):
   stop - Stop the running daemon; returns once it has exited
   status - Report whether a daemon runs (exit 0 running, 1 dead with pidfile, 3 stopped)
-  restart - Stop the running daemon (if any), then daemonize
+  replace - Overlapped replace of the running daemon by a new one (daemonize if
+            none runs); returns once the new one serves and the old one is gone
+  restart - The same as replace
   reload-zones - Reload the running daemon's zone data
   condrestart, try-restart - restart, but only if a daemon is running
 """
@@ -64,6 +77,7 @@ class Options:
     strict_data: bool = False
     replace: bool = False
     idempotent: bool = False
+    timeout: float = DEFAULT_REPLACE_TIMEOUT
 
 
 def version_text() -> str:
@@ -73,14 +87,17 @@ def version_text() -> str:
 def parse_args(argv: Sequence[str]) -> Options:
     """Parse like gdnsd's getopt: options may follow the action; exactly one action."""
     try:
-        flags, rest = getopt.gnu_getopt(list(argv), "c:DlSRix")
+        flags, rest = getopt.gnu_getopt(list(argv), "c:DlSRixt:")
     except getopt.GetoptError as exc:
         raise BadUsage(str(exc)) from exc
     found = dict.fromkeys("DlSRix", False)
     cfgdir = DEFAULT_CFGDIR
+    timeout = DEFAULT_REPLACE_TIMEOUT
     for flag, value in flags:
         if flag == "-c":
             cfgdir = value
+        elif flag == "-t":
+            timeout = parse_timeout(value)
         else:
             found[flag[1]] = True
     if found["R"] and found["i"]:
@@ -101,7 +118,18 @@ def parse_args(argv: Sequence[str]) -> Options:
         strict_data=found["S"],
         replace=found["R"],
         idempotent=found["i"],
+        timeout=timeout,
     )
+
+
+def parse_timeout(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise BadUsage(f"-t: '{text}' is not a number of seconds") from None
+    if not 0 < value <= 86400:
+        raise BadUsage(f"-t: {text} is out of range (0 - 86400 seconds)")
+    return value
 
 
 def checkconf(options: Options) -> int:
@@ -110,7 +138,7 @@ def checkconf(options: Options) -> int:
 
 
 def start_request(options: Options) -> StartRequest:
-    return StartRequest(options.cfgdir, options.strict_data, options.idempotent)
+    return StartRequest(options.cfgdir, options.strict_data, options.idempotent, options.replace)
 
 
 def start(options: Options) -> int:
@@ -124,7 +152,12 @@ FORK_REFUSED = (
 )
 
 
-def daemonize(options: Options, err: TextIO, may_fork: bool) -> int:
+def daemon_log_sink() -> log.Sink:
+    """The journal when systemd runs us (ExecStart or ExecReload), else syslog."""
+    return "journal" if journal_wanted() else "syslog"
+
+
+def daemonize(options: Options, err: TextIO, may_fork: bool, timeout: float | None = None) -> int:
     """Detach; the foreground process exits 0 only once the daemon serves.
 
     The daemon itself never returns to the caller: it ends with ``os._exit``,
@@ -135,14 +168,14 @@ def daemonize(options: Options, err: TextIO, may_fork: bool) -> int:
         return EXIT_FAILURE
     # The daemon works from "/": a relative -c must not change meaning.
     options = dataclasses.replace(options, cfgdir=Path(os.path.abspath(options.cfgdir)))
-    verdict, report = detach()
+    verdict, report = detach(timeout)
     if verdict is not None:
         if verdict.ok:
             return 0
         print(f"error: {verdict.message}", file=err)
         return EXIT_FAILURE
-    # stdio is /dev/null now; restart and condrestart get here without -l too.
-    log.setup("syslog", debug=options.debug)
+    # stdio is /dev/null now; replace and condrestart get here without -l too.
+    log.setup(daemon_log_sink(), debug=options.debug)
     status = EXIT_FAILURE
     try:
         logger.info("%s @ pid %d", version_text(), os.getpid())
@@ -156,25 +189,35 @@ def daemonize(options: Options, err: TextIO, may_fork: bool) -> int:
         os._exit(status)
 
 
-def stop_then_daemonize(options: Options, err: TextIO, may_fork: bool) -> int:
-    """restart without overlap; the replace issue swaps in an overlapped replace."""
-    if not may_fork:
-        print(f"error: {FORK_REFUSED}", file=err)
-        return EXIT_FAILURE
-    status = verbs.stop(options.cfgdir, err=err)
-    if status != 0:
-        return status
-    return daemonize(options, err, may_fork)
+def replace(options: Options, err: TextIO, may_fork: bool) -> int:
+    """The helper: ``-R daemonize`` that waits at most ``-t`` seconds, and says how it went.
+
+    Under systemd this is ExecReload: its exit status is the reload's result.
+    """
+    old = verbs.find_running(verbs.Where.of(options.cfgdir))
+    old_pid = old.pid if old is not None else None
+    fields: dict[str, object] = {"GDNSD_EVENT": "replace-begin"}
+    if old_pid is not None:
+        fields["GDNSD_OLD_PID"] = old_pid
+    logger.info("REPLACE[helper]: replacing the daemon at PID %s", old_pid or "(none running)", extra=fields)
+    status = daemonize(dataclasses.replace(options, replace=True), err, may_fork, options.timeout)
+    if status == 0:
+        logger.info("REPLACE[helper]: done", extra={**fields, "GDNSD_EVENT": "replace-done"})
+    else:
+        logger.error(
+            "REPLACE[helper]: the replace failed; the old daemon (PID %s) serves on",
+            old_pid or "none",
+            extra={**fields, "GDNSD_EVENT": "replace-failed"},
+        )
+    return status
 
 
-# How restart works: the one place to swap for an overlapped replace.
-RESTART = stop_then_daemonize
+# restart is the overlapped replace: no moment without a daemon.
+RESTART = replace
 
 
 def not_implemented(options: Options) -> str | None:
     """Why this command line cannot run yet, or None."""
-    if options.replace:
-        return "replace (-R) is not implemented yet"
     return None
 
 
@@ -192,7 +235,7 @@ def run(options: Options, err: TextIO, may_fork: bool = False) -> int:
         return verbs.stop(options.cfgdir, err=err)
     if action == "reload-zones":
         return verbs.reload_zones(options.cfgdir, err=err)
-    if action == "restart":
+    if action in ("replace", "restart"):
         return RESTART(options, err, may_fork)
     # condrestart / try-restart: nothing running means nothing to do.
     if not verbs.is_running(options.cfgdir):
@@ -219,7 +262,7 @@ def main(argv: Sequence[str] | None = None, stderr: TextIO | None = None) -> int
         # On stderr whatever -l says: like a failed daemonize's foreground process.
         print(f"error: {missing}", file=err)
         return EXIT_FAILURE
-    log.setup("syslog" if options.syslog else "stderr", debug=options.debug, stream=err)
+    log.setup(daemon_log_sink() if options.syslog else "stderr", debug=options.debug, stream=err)
     try:
         # Only the program itself may fork (daemonize): an in-process caller
         # (argv given) would see its own process duplicated.

@@ -7,6 +7,11 @@ answering meanwhile). After acknowledging REQ_STOP or REQ_REPL the connection
 is held open and never read again: the daemon's exit closes it, which is how
 the client observes the exit (ControlSocket.md).
 
+A REQ_TAK1 (a replacement daemon taking over) takes its connection out of the
+loop onto a thread of its own running ``takeover.serve_takeover``; until it
+ends, other state-changing requests and other takeovers are answered
+RESP_LATR (the client retries), as gdnsd does.
+
 Garbage never harms the loop: unknown keys get RESP_UNK, request sizes that
 make the stream untrustworthy close that connection, and clients idle (or
 stalled mid-message) longer than ``idle_timeout`` are dropped.
@@ -28,7 +33,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from pygdnsd.control import protocol
+from pygdnsd.control import protocol, takeover
 from pygdnsd.control.protocol import RequestKey, ResponseKey
 
 log = logging.getLogger(__name__)
@@ -74,6 +79,18 @@ class ControlHandler(Protocol):
     def acme_add(self, challenges: Sequence[protocol.AcmeChallenge]) -> Outcome: ...
 
     def acme_flush(self) -> Outcome: ...
+
+
+class TakeoverHost(takeover.TakeoverSource, Protocol):
+    """A daemon that can hand itself over to a replacement."""
+
+    def expected_replacement(self) -> int | None:
+        """The PID of a replacement we spawned ourselves (REQ_REPL): no other may take over."""
+        ...
+
+    def handed_over(self, connection: socket.socket) -> None:
+        """The takeover finished: exit now. ``connection`` closes with our exit."""
+        ...
 
 
 def bind_unix_listener(path: str, backlog: int = 64) -> socket.socket:
@@ -126,9 +143,13 @@ class ControlServer:
         readonly: bool = False,
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
         max_clients: int = DEFAULT_MAX_CLIENTS,
+        takeover_host: TakeoverHost | None = None,
     ) -> None:
         self.listener = listener
         self.handler = handler
+        self.takeover_host = takeover_host
+        self._takeover_thread: threading.Thread | None = None
+        self._handed_over = False  # for good: a new daemon serves the control socket now
         self.readonly = readonly
         self.idle_timeout = idle_timeout
         self.max_clients = max_clients
@@ -288,16 +309,52 @@ class ControlServer:
         if rkey in protocol.READONLY_REQUESTS:
             self._send(client, self._answer_readonly(rkey))
             return
+        if self.takeover_running:
+            # Retry once the takeover ended: in a new daemon, or in this one again.
+            self._send(client, protocol.response(ResponseKey.LATR))
+            return
         if rkey in protocol.TAKEOVER_REQUESTS:
-            # The old-daemon side of a takeover is not implemented yet.
-            log.warning("control socket: refusing %s (no takeover support)", protocol.key_name(key))
-            self._send(client, protocol.response(ResponseKey.FAIL))
+            if rkey == RequestKey.TAK1 and self.takeover_host is not None:
+                self._start_takeover(client, request)
+            else:
+                log.warning("control socket: refusing %s outside a takeover", protocol.key_name(key))
+                self._send(client, protocol.response(ResponseKey.FAIL))
             return
         work = self._state_change(rkey, request)
         client.busy = True
         self._update_interest(client)
         future = self._worker.submit(work)
         future.add_done_callback(lambda f: self._worker_done(client, rkey, f))
+
+    @property
+    def takeover_running(self) -> bool:
+        thread = self._takeover_thread
+        return self._handed_over or (thread is not None and thread.is_alive())
+
+    def _start_takeover(self, client: _Client, request: protocol.Request) -> None:
+        """Give the connection to a takeover thread: blocking I/O, out of our loop."""
+        host = self.takeover_host
+        assert host is not None
+        self._forget(client)
+        sock = client.sock
+        sock.setblocking(True)
+
+        def run() -> None:
+            try:
+                outcome = takeover.serve_takeover(
+                    sock, request, host, expected_pid=host.expected_replacement()
+                )
+            except Exception:
+                log.exception("control socket: the takeover crashed")
+                sock.close()
+                host.takeover_failed("the takeover crashed")
+                return
+            if outcome is takeover.Outcome.DONE:
+                self._handed_over = True
+                host.handed_over(sock)
+
+        self._takeover_thread = threading.Thread(target=run, name="takeover", daemon=True)
+        self._takeover_thread.start()
 
     def _answer_readonly(self, key: RequestKey) -> protocol.Response:
         try:
@@ -404,13 +461,17 @@ class ControlServer:
             if not client.busy and not client.held and client.last_activity < cutoff:
                 self._drop(client)
 
-    def _drop(self, client: _Client) -> None:
+    def _forget(self, client: _Client) -> None:
+        """Stop serving ``client`` without closing its socket."""
         if self._clients.get(client.fd) is client:
             del self._clients[client.fd]
         if client.events:
             with contextlib.suppress(KeyError, ValueError):
                 self._selector.unregister(client.sock)
             client.events = 0
+
+    def _drop(self, client: _Client) -> None:
+        self._forget(client)
         client.sock.close()
 
     def _wake(self) -> None:

@@ -9,9 +9,12 @@ reason about one at a time::
 All the slow work comes before the lock, as a replacing instance needs (it
 loads while the old one serves); racing starts all load, and the lock lets
 exactly one of them go on. The sockets are bound while still root; serving
-threads start only once the process runs as the configured user. A replace
-(next issue) will swap "acquire lock" and "bind sockets" for descriptors
-handed over by the old instance; the other steps stay.
+threads start only once the process runs as the configured user.
+
+A replace (``-R``, ``succession``) swaps "acquire lock" and "bind sockets"
+for the descriptors the old daemon hands over (``adopt``), and writes the
+pidfile only once it serves. The old daemon's side of that conversation is
+the ``TakeoverHost`` part of ``Daemon``.
 """
 
 from __future__ import annotations
@@ -31,23 +34,36 @@ from types import FrameType
 from pygdnsd.control import server as control_server
 from pygdnsd.control.protocol import COMPAT_VERSION, AcmeChallenge
 from pygdnsd.control.server import ControlServer, Outcome
+from pygdnsd.control.takeover import HandoffSet, TakenOver, plan_sockets
+from pygdnsd.engine.stats import Stats
 from pygdnsd.errors import GdnsdError
 from pygdnsd.instance import Instance, Loaded, read_zones, zones_dir
 from pygdnsd.instance import load as load_all
-from pygdnsd.lifecycle import reports
+from pygdnsd.lifecycle import notify, reports, succession
 from pygdnsd.lifecycle.daemonize import StartupReport
-from pygdnsd.lifecycle.lock import SOCKET_NAME, AlreadyRunning, InstanceLock, ensure_run_dir
+from pygdnsd.lifecycle.heartbeat import Heartbeat
+from pygdnsd.lifecycle.lock import (
+    LOCK_NAME,
+    SOCKET_NAME,
+    AlreadyRunning,
+    InstanceLock,
+    ensure_run_dir,
+)
 from pygdnsd.lifecycle.pidfile import Pidfile
 from pygdnsd.lifecycle.privileges import User, drop_to, lookup_user
 from pygdnsd.lifecycle.reload import ZoneReloader
+from pygdnsd.lifecycle.spawn import spawn_replacement
 from pygdnsd.lifecycle.watcher import ZonesWatcher
-from pygdnsd.transport.listeners import ListenSocket
+from pygdnsd.transport.listeners import UDP, ListenSocket, SocketSpec, open_tcp, open_udp, specs_for
 
 log = logging.getLogger("gdnsd")
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 RELOAD_SIGNAL = signal.SIGHUP
 CONTROL_STOP_MESSAGE = "Exiting cleanly due to control socket client request"
+OLD = "REPLACE[old daemon]"
+HANDED_OVER_MESSAGE = f"{OLD}: Exiting cleanly at request of new daemon"
+REPL_TIMEOUT = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +73,7 @@ class StartRequest:
     cfgdir: Path
     strict_data: bool = False
     idempotent: bool = False  # -i: another running instance counts as success
+    replace: bool = False  # -R: take over from a running instance
 
 
 class Daemon:
@@ -81,6 +98,14 @@ class Daemon:
         self.watcher: ZonesWatcher | None = None
         self._stop = threading.Event()
         self._stop_message = ""
+        self.watchdog_usec = _watchdog_usec()
+        self.last_replace: float | None = None  # wall clock of our own takeover
+        self.heartbeat: Heartbeat | None = None
+        # The old-daemon side of a replace.
+        self.retired = False  # True once a successor has everything: exit, no STOPPING=1
+        self.replacing = False  # we are a successor that has not claimed yet: no STOPPING=1 either
+        self._successor_conn: socket.socket | None = None
+        self._successor_serving = threading.Event()
 
     # --- startup steps, in order ---------------------------------------------
 
@@ -106,9 +131,49 @@ class Daemon:
         if self._owner is not None:
             os.chown(path, *self._owner)
 
+    def adopt(self, taken: TakenOver) -> None:
+        """Instead of acquire_lock and bind: what the old daemon handed over.
+
+        DNS sockets whose address is still configured are kept (the same
+        kernel sockets); new ones are bound fresh with SO_REUSEPORT; ours of
+        removed addresses are closed at once (the old daemon reads them until
+        it stops, and the kernel closes them with its copy).
+        """
+        handed = taken.handed
+        if handed.lock_fd is None or handed.control is None:
+            raise GdnsdError("the old daemon did not hand over its lock and control socket")
+        wanted = [spec for endpoint in self.instance.endpoints for spec in specs_for(endpoint)]
+        plan = plan_sockets(handed.dns, wanted)
+        fresh = [ListenSocket(spec, self._open(spec)) for spec in plan.open]
+        for listener in plan.close:
+            log.info("%s: closing the socket of removed address %s %s", succession.NEW, listener.spec.kind.upper(), listener.spec.label)
+            listener.sock.close()
+        self.lock = InstanceLock.adopt(handed.lock_fd, self.run_dir / LOCK_NAME)
+        self.control_listener = handed.control
+        self.sockets = [*plan.reuse, *fresh]
+        handed.lock_fd, handed.control, handed.dns = None, None, []
+        started = taken.extra.get("started")
+        if isinstance(started, float | int):
+            self.started_at = float(started)  # CLOCK_MONOTONIC is the same in every process
+        usec = taken.extra.get("watchdog_usec")
+        if isinstance(usec, int) and usec > 0:
+            self.watchdog_usec = usec
+        self.last_replace = time.time()
+
+    def _open(self, spec: SocketSpec) -> socket.socket:
+        endpoint = next(e for e in self.instance.endpoints if (e.host, e.port) == (spec.host, spec.port))
+        log.info("%s: binding new address %s %s", succession.NEW, spec.kind.upper(), spec.label)
+        return open_udp(spec, endpoint) if spec.kind == UDP else open_tcp(spec, endpoint)
+
+    @property
+    def pidfile_path(self) -> Path:
+        return Path(getattr(self.config, "pidfile", None) or self.run_dir / "gdnsd.pid")
+
     def write_pidfile(self) -> None:
-        path = Path(getattr(self.config, "pidfile", None) or self.run_dir / "gdnsd.pid")
-        self.pidfile = Pidfile.write(path, os.getpid(), self._owner)
+        old = self.pidfile
+        self.pidfile = Pidfile.write(self.pidfile_path, os.getpid(), self._owner)
+        if old is not None:
+            old.release()
 
     def drop_privileges(self) -> None:
         user = self.user
@@ -133,8 +198,10 @@ class Daemon:
         self.reloader.start()
         if self.control_listener is None:
             raise RuntimeError("serve() before bind()")
-        self.control = ControlServer(self.control_listener, self)
+        self.control = ControlServer(self.control_listener, self, takeover_host=self)
         self.control.start()
+        self.heartbeat = Heartbeat(self)
+        self.heartbeat.start()
         if getattr(self.config, "zones_auto_reload", False):
             self.watcher = ZonesWatcher(zones_dir(self.config), self.reloader.request)
             self.watcher.start()
@@ -173,6 +240,12 @@ class Daemon:
         """
         if self._stop_message:
             log.info("%s", self._stop_message)
+        if not (self.retired or self.replacing):
+            # Never during a hand-off: systemd would stop the whole unit.
+            with contextlib.suppress(notify.NotifyError):
+                notify.stopping()
+        if self.heartbeat is not None:
+            self.heartbeat.close()
         if self.watcher is not None:
             self.watcher.close()
         self.instance.stop()
@@ -195,6 +268,12 @@ class Daemon:
     def status(self) -> tuple[tuple[int, int, int], int]:
         return COMPAT_VERSION, os.getpid()
 
+    def zone_count(self) -> int:
+        return len(self.instance.responder.zones.zones)
+
+    def current_stats(self) -> Stats:
+        return self.instance.stats
+
     def uptime(self) -> int:
         return int(time.monotonic() - self.started_at)
 
@@ -208,15 +287,72 @@ class Daemon:
     def reload_zones(self) -> Outcome:
         if self.reloader is None:
             return Outcome.FAIL
-        return Outcome.ACK if self.reloader.reload() else Outcome.FAIL
+        with contextlib.suppress(notify.NotifyError):
+            notify.reloading()
+        try:
+            return Outcome.ACK if self.reloader.reload() else Outcome.FAIL
+        finally:
+            with contextlib.suppress(notify.NotifyError):
+                notify.ready()
 
     def stop(self) -> Outcome:
         self.request_stop(CONTROL_STOP_MESSAGE)
         return Outcome.ACK
 
     def replace(self) -> Outcome:
-        log.error("replace: not implemented yet")
+        """REQ_REPL: spawn ``gdnsd -R daemonize``; ACK once it serves and has asked us to stop."""
+        self._successor_serving.clear()
+        helper = spawn_replacement(Path(self.config.cfgdir))
+        deadline = time.monotonic() + REPL_TIMEOUT
+        while time.monotonic() < deadline:
+            if self._successor_serving.wait(0.1):
+                return Outcome.ACK
+            status = helper.poll()
+            if status is not None and not self._successor_serving.wait(0.5):
+                log.error("%s: the replacement daemon failed to start (exit status %d)", OLD, status)
+                return Outcome.FAIL
+        log.error("%s: the replacement daemon did not take over within %gs", OLD, REPL_TIMEOUT)
         return Outcome.FAIL
+
+    # --- TakeoverHost (the old daemon's side of a replace) -------------------------
+
+    def expected_replacement(self) -> int | None:
+        return None  # our replacement is a grandchild: any PID may take over
+
+    def challenges(self) -> Sequence[AcmeChallenge]:
+        return []
+
+    def pause_control_accept(self) -> None:
+        if self.control is not None:
+            self.control.pause_accepting()
+
+    def handoff(self) -> HandoffSet:
+        if self.lock is None or self.control_listener is None:
+            raise GdnsdError("nothing to hand over: no lock or control socket")
+        extra = {"started": self.started_at, "watchdog_usec": self.watchdog_usec}
+        return HandoffSet(self.lock.fd, self.control_listener.fileno(), list(self.sockets), extra)
+
+    def stop_serving(self) -> None:
+        log.info("%s: the new daemon serves: stopping here", OLD)
+        self._successor_serving.set()
+        if self.watcher is not None:
+            self.watcher.close()
+            self.watcher = None
+        self.instance.stop()
+
+    def final_stats(self) -> dict[str, dict[str, int]]:
+        return self.instance.stats.snapshot()
+
+    def takeover_failed(self, reason: str) -> None:
+        log.error("%s: takeover failed (%s): serving on", OLD, reason)
+        if self.control is not None:
+            self.control.resume_accepting()
+
+    def handed_over(self, connection: socket.socket) -> None:
+        # Kept open until we exit: its EOF is how the new daemon sees us gone.
+        self._successor_conn = connection
+        self.retired = True
+        self.request_stop(HANDED_OVER_MESSAGE)
 
     def acme_add(self, challenges: Sequence[AcmeChallenge]) -> Outcome:
         del challenges
@@ -231,36 +367,78 @@ class Daemon:
 Loader = Callable[[Path, bool], Loaded]
 
 
-def run(request: StartRequest, report: StartupReport | None = None, load: Loader = load_all) -> int:
-    """Start, serve until told to stop, shut down. Startup errors raise (GdnsdError).
+def _watchdog_usec() -> int:
+    """WatchdogSec as systemd gave it to us (0: none); a replace carries it on."""
+    interval = notify.watchdog_interval()
+    return 0 if interval is None else int(interval * 2 * 1_000_000)
 
-    ``report`` (daemonize) hears "ready" once serving, or the reason startup
-    failed. ``load`` reads config and zones (``instance.load``).
+
+def run(request: StartRequest, report: StartupReport | None = None, load: Loader = load_all) -> int:
+    """Start (or, with ``request.replace``, take over), serve until told to stop, shut down.
+
+    Startup errors raise (GdnsdError). ``report`` (daemonize) hears "ready"
+    once serving -- in a replace, once the old daemon is gone too -- or the
+    reason startup failed. ``load`` reads config and zones (``instance.load``).
     """
     report = report if report is not None else StartupReport(None)
     daemon: Daemon | None = None
+    predecessor: succession.Predecessor | None = None
+    watch = succession.HelperWatch(report) if request.replace else None
     try:
+        if watch is not None:
+            watch.start()
         daemon = Daemon(load(request.cfgdir, request.strict_data))
         daemon.install_signal_handlers()
-        try:
-            daemon.acquire_lock()
-        except AlreadyRunning:
-            if not request.idempotent:
-                raise
-            log.info("Another instance is already running, success")
-            report.ready()
-            return 0
-        daemon.bind()
-        daemon.write_pidfile()
+        if request.replace:
+            succession.crash_point("after-load")
+            daemon.replacing = True
+            predecessor = succession.take_over(daemon)
+        else:
+            try:
+                daemon.acquire_lock()
+            except AlreadyRunning:
+                if not request.idempotent:
+                    raise
+                log.info("Another instance is already running, success")
+                report.ready()
+                return 0
+            daemon.bind()
+        if predecessor is None:
+            daemon.write_pidfile()
         daemon.drop_privileges()
         daemon.serve()
+        if predecessor is not None:
+            succession.crash_point("before-ready")
+        if watch is not None:
+            watch.commit()
+        if predecessor is None:
+            with contextlib.suppress(notify.NotifyError):
+                notify.ready()
+        else:
+            predecessor.claim(daemon)
+            log.info(
+                "%s: replace complete: serving as PID %d, the old daemon (PID %s) is gone",
+                succession.NEW,
+                os.getpid(),
+                predecessor.old_pid,
+                extra=succession.event("replace-done", predecessor.old_pid),
+            )
+        daemon.replacing = False
     except BaseException as exc:
+        reason = str(exc) if isinstance(exc, GdnsdError) else f"startup failed: {exc!r}"
+        if request.replace:
+            old_pid = predecessor.old_pid if predecessor is not None else None
+            log.error(
+                "%s: replace failed: %s", succession.NEW, reason, extra=succession.event("replace-failed", old_pid)
+            )
+        if predecessor is not None:
+            predecessor.abandon()
         if daemon is not None:
             with contextlib.suppress(Exception):
                 daemon.shutdown()
-        report.failed(str(exc) if isinstance(exc, GdnsdError) else f"startup failed: {exc!r}")
+        report.failed(reason)
         raise
-    report.ready()
+    report.ready(os.getpid())
     daemon.wait()
     daemon.shutdown()
     return 0

@@ -12,7 +12,9 @@ means the daemon died during startup.
 from __future__ import annotations
 
 import os
+import select
 import sys
+import time
 from dataclasses import dataclass
 
 READY = b"OK\n"
@@ -21,10 +23,11 @@ MAX_MESSAGE = 64 * 1024
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """What the daemon reported to the foreground process."""
+    """What the daemon reported to the foreground process (``pid``: the daemon's, when it said)."""
 
     ok: bool
     message: str
+    pid: int | None = None
 
 
 class StartupReport:
@@ -33,8 +36,12 @@ class StartupReport:
     def __init__(self, fd: int | None) -> None:
         self.fd = fd
 
-    def ready(self) -> None:
-        self._send(READY)
+    def ready(self, pid: int | None = None) -> None:
+        self._send(READY if pid is None else b"OK %d\n" % pid)
+
+    @property
+    def pending(self) -> bool:
+        return self.fd is not None
 
     def failed(self, reason: str) -> None:
         self._send(reason.encode("utf-8", "replace")[:MAX_MESSAGE] or b"startup failed")
@@ -51,23 +58,47 @@ class StartupReport:
             os.close(fd)
 
 
-def read_verdict(fd: int) -> Verdict:
-    """Read the daemon's report until the pipe closes (bounded by MAX_MESSAGE)."""
-    data = b""
-    while len(data) <= MAX_MESSAGE:
-        try:
-            chunk = os.read(fd, 4096)
-        except InterruptedError:
-            continue
-        if not chunk:
-            break
-        data += chunk
-    os.close(fd)
+def parse_verdict(data: bytes) -> Verdict:
     if data == READY:
         return Verdict(True, "")
+    if data.startswith(b"OK ") and data.endswith(b"\n") and data[3:-1].isdigit():
+        return Verdict(True, "", int(data[3:-1]))
     if not data:
         return Verdict(False, "the daemon exited during startup without saying why (see syslog)")
     return Verdict(False, data.decode("utf-8", "replace").strip())
+
+
+def read_verdict(fd: int, timeout: float | None = None) -> Verdict:
+    """Read the daemon's report until the pipe closes (bounded by MAX_MESSAGE and ``timeout``).
+
+    On timeout the pipe is closed all the same: a replacing daemon that sees
+    it close before it took over gives up by itself.
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    data = b""
+    try:
+        while len(data) <= MAX_MESSAGE:
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+                    return Verdict(False, f"no verdict from the new daemon within {timeout:g}s; giving up")
+            try:
+                chunk = os.read(fd, 4096)
+            except InterruptedError:
+                continue
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        os.close(fd)
+    return parse_verdict(data)
+
+
+def reader_gone(fd: int) -> bool:
+    """Whether the foreground end of a report pipe has closed (POLLERR on our write end)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(events & (select.POLLERR | select.POLLHUP | select.POLLNVAL) for _, events in poller.poll(0))
 
 
 def _stdio_to_devnull() -> None:
@@ -78,8 +109,8 @@ def _stdio_to_devnull() -> None:
         os.close(null)
 
 
-def detach() -> tuple[Verdict | None, StartupReport]:
-    """Fork off the daemon.
+def detach(timeout: float | None = None) -> tuple[Verdict | None, StartupReport]:
+    """Fork off the daemon (the foreground waits at most ``timeout`` seconds for its word).
 
     Returns ``(verdict, _)`` in the foreground process once the daemon has
     reported (the caller exits), and ``(None, report)`` in the daemon.
@@ -90,7 +121,7 @@ def detach() -> tuple[Verdict | None, StartupReport]:
     first = os.fork()
     if first > 0:
         os.close(write_end)
-        verdict = read_verdict(read_end)
+        verdict = read_verdict(read_end, timeout)
         # The intermediate child exits at once; reap it so it is no zombie.
         os.waitpid(first, 0)
         return verdict, StartupReport(None)

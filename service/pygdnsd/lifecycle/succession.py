@@ -1,0 +1,273 @@
+"""The new daemon's half of a replace: take over from the old daemon, then retire it.
+
+``take_over`` runs after config and zones are loaded (the slow work, done
+while the old daemon serves on):
+
+* nothing runs (we get the instance lock): a plain start, as gdnsd -R does;
+* the old daemon answers on its control socket: TAK1, TAK2, TAKE hand us the
+  lock, the control listener and every DNS socket (``Daemon.adopt``); the
+  result, a ``Handoff``, stops the old daemon over the same connection once
+  we serve (``claim``);
+* it does not answer (hung, stopped, or a version without takeover): we bind
+  fresh SO_REUSEPORT sockets beside its own and ``Overlap.claim`` stops it by
+  signal. Queries queued in its sockets are lost then, and the log says so.
+
+A refused TAK1 (RESP_LATR: another replace is running) and any failure
+after TAK1 end this daemon with an error; the old one resumes by itself.
+
+Test hook: ``PYGDNSD_TEST_CRASH_AT=after-load|after-fds|before-ready`` makes a
+replacing daemon SIGKILL itself at that step (``crash_point``), so tests can
+check the old daemon survives a new one dying anywhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Protocol
+
+from pygdnsd.control.protocol import ResponseKey
+from pygdnsd.control.takeover import TakeoverClient, TakeoverError, TakeoverRefused
+from pygdnsd.errors import GdnsdError
+from pygdnsd.lifecycle import notify
+from pygdnsd.lifecycle.daemonize import StartupReport, reader_gone
+from pygdnsd.lifecycle.lock import SOCKET_NAME, AlreadyRunning, InstanceLock
+from pygdnsd.lifecycle.pidfile import PidfileState, probe
+from pygdnsd.lifecycle.verbs import wait_gone
+
+if TYPE_CHECKING:
+    from pygdnsd.lifecycle.daemon import Daemon
+
+log = logging.getLogger("gdnsd")
+
+CRASH_ENV = "PYGDNSD_TEST_CRASH_AT"
+CRASH_POINTS = ("after-load", "after-fds", "before-ready")
+# A healthy old daemon answers REQ_INFO at once; one that does not within this
+# is treated as hung and overlapped.
+INFO_TIMEOUT = 5.0
+STEP_TIMEOUT = 30.0
+# The old daemon answers what it read and closes TCP clients (its threads
+# join within 5 s each) before it sends its final counters.
+STOP_TIMEOUT = 30.0
+EXIT_TIMEOUT = 10.0
+KILL_TIMEOUT = 5.0
+LOCK_TIMEOUT = 10.0
+WATCH_INTERVAL = 0.1
+
+NEW = "REPLACE[new daemon]"
+
+
+def event(name: str, old_pid: int | None, **more: object) -> dict[str, object]:
+    """Journal fields for a replace event (ignored by the stderr and syslog sinks)."""
+    fields: dict[str, object] = {"GDNSD_EVENT": name, "GDNSD_NEW_PID": os.getpid()}
+    if old_pid is not None:
+        fields["GDNSD_OLD_PID"] = old_pid
+    fields.update(more)
+    return fields
+
+
+def crash_point(step: str, environ: Mapping[str, str] | None = None) -> None:
+    """The test hook: SIGKILL ourselves if ``$PYGDNSD_TEST_CRASH_AT`` names ``step``."""
+    env = os.environ if environ is None else environ
+    if env.get(CRASH_ENV) == step:
+        log.warning("%s: %s=%s: killing myself (test hook)", NEW, CRASH_ENV, step)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class HelperWatch:
+    """Abort the new daemon if the ``gdnsd replace`` helper goes away before we took over.
+
+    The helper reads our report pipe; its end closing (it timed out, or was
+    killed, e.g. by systemd's reload timeout) shows as POLLERR on our end.
+    ``commit`` ends the watch: past it we are the daemon, helper or not.
+    """
+
+    def __init__(self, report: StartupReport) -> None:
+        self.report = report
+        self._committed = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self.report.fd is None:
+            return
+        self._thread = threading.Thread(target=self._run, name="helper-watch", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        fd = self.report.fd
+        while fd is not None and not self._committed.wait(WATCH_INTERVAL):
+            if reader_gone(fd):
+                log.error("%s: the replace helper went away before the takeover finished; aborting", NEW)
+                logging.shutdown()
+                os._exit(1)
+
+    def commit(self) -> None:
+        self._committed.set()
+        if self._thread is not None:
+            self._thread.join()
+
+
+class Predecessor(Protocol):
+    """The old daemon, from the new one's side, once we hold what we need to serve."""
+
+    old_pid: int | None
+
+    def claim(self, daemon: Daemon) -> None:
+        """We serve: claim the unit or the pidfile, then make the old daemon go."""
+        ...
+
+    def abandon(self) -> None:
+        """We failed before claiming: let the old daemon carry on."""
+        ...
+
+
+def _announce(daemon: Daemon) -> None:
+    """Tell systemd (if it runs us) and the pidfile that we are the daemon now."""
+    try:
+        notify.ready_as_main(os.getpid())
+    except notify.NotifyError as exc:
+        # MAINPID went out but is unconfirmed: carry on, the old daemon must go anyway.
+        log.error("%s: %s", NEW, exc)
+    daemon.write_pidfile()
+
+
+class Handoff:
+    """The old daemon handed us its sockets; ``claim`` stops it over the takeover connection."""
+
+    def __init__(self, client: TakeoverClient, old_pid: int) -> None:
+        self.client = client
+        self.old_pid: int | None = old_pid
+
+    def claim(self, daemon: Daemon) -> None:
+        _announce(daemon)
+        try:
+            final = self.client.stop_old(STOP_TIMEOUT)
+        except GdnsdError as exc:
+            log.error("%s: stopping the old daemon (PID %s) failed: %s", NEW, self.old_pid, exc)
+        else:
+            daemon.instance.stats.absorb(final)
+        finally:
+            self.client.close()
+        _make_gone(self.old_pid, wait_first=True)
+
+    def abandon(self) -> None:
+        # Closing the connection is the old daemon's cue to resume.
+        self.client.close()
+
+
+class Overlap:
+    """The old daemon did not answer: we bound our own sockets beside its; ``claim`` signals it."""
+
+    def __init__(self, old_pid: int | None) -> None:
+        self.old_pid = old_pid
+
+    def claim(self, daemon: Daemon) -> None:
+        _announce(daemon)
+        _make_gone(self.old_pid, wait_first=False)
+        daemon.lock = _lock_when_free(daemon)
+
+    def abandon(self) -> None:
+        pass
+
+
+def _make_gone(pid: int | None, wait_first: bool) -> None:
+    """Make sure ``pid`` exits: wait (if it was asked to stop), SIGTERM (and SIGCONT, should
+    it be stopped), then SIGKILL, each with a bounded wait."""
+    if pid is None or pid == os.getpid():
+        return
+    steps: list[tuple[signal.Signals | None, float]] = [
+        (signal.SIGTERM, EXIT_TIMEOUT),
+        (signal.SIGKILL, KILL_TIMEOUT),
+    ]
+    if wait_first:
+        steps.insert(0, (None, EXIT_TIMEOUT))
+    for signum, patience in steps:
+        if signum is not None:
+            log.warning("%s: sending %s to the old daemon (PID %d)", NEW, signum.name, pid)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+                os.kill(pid, signal.SIGCONT)
+        if wait_gone(pid, patience):
+            return
+    raise GdnsdError(f"{NEW}: the old daemon (PID {pid}) did not exit, even after SIGKILL")
+
+
+def _lock_when_free(daemon: Daemon) -> InstanceLock:
+    deadline = time.monotonic() + LOCK_TIMEOUT
+    for _ in range(int(LOCK_TIMEOUT / 0.05) + 1):
+        try:
+            return InstanceLock.acquire(daemon.run_dir)
+        except AlreadyRunning:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+    raise GdnsdError(f"{NEW}: the instance lock is still held after the old daemon was stopped")
+
+
+def _overlap(daemon: Daemon, why: str) -> Overlap:
+    found = probe(daemon.pidfile_path)
+    old_pid = found.pid if found.state is PidfileState.RUNNING else None
+    log.warning(
+        "%s: the old daemon (PID %s) cannot be reached over its control socket (%s): "
+        "binding fresh sockets beside its own and stopping it by signal; queries may be lost",
+        NEW,
+        old_pid if old_pid is not None else "unknown",
+        why,
+        extra=event("replace-overlap", old_pid),
+    )
+    daemon.bind()
+    return Overlap(old_pid)
+
+
+def take_over(daemon: Daemon) -> Predecessor | None:
+    """Get the lock, the control listener and the DNS sockets; None if nothing ran (a plain start)."""
+    try:
+        daemon.acquire_lock()
+    except AlreadyRunning:
+        pass
+    else:
+        log.info("%s: no daemon is running: starting normally", NEW)
+        daemon.bind()
+        return None
+    path = str(daemon.run_dir / SOCKET_NAME)
+    try:
+        client = TakeoverClient.connect(path, os.getpid(), INFO_TIMEOUT)
+    except TakeoverError as exc:
+        return _overlap(daemon, str(exc))
+    try:
+        _version, old_pid = client.info()
+        client.announce()
+    except TakeoverRefused as exc:
+        client.close()
+        if exc.response == ResponseKey.LATR:
+            raise GdnsdError(
+                f"{NEW}: another replace is in progress (the old daemon answered RESP_LATR); try again later"
+            ) from exc
+        return _overlap(daemon, str(exc))
+    except TakeoverError as exc:
+        client.close()
+        return _overlap(daemon, str(exc))
+    log.info(
+        "%s: taking over from the old daemon (PID %d)", NEW, old_pid, extra=event("replace-begin", old_pid)
+    )
+    client.step_timeout = STEP_TIMEOUT
+    try:
+        client.challenges()
+        taken = client.take()
+    except GdnsdError:
+        client.close()
+        raise
+    handoff = Handoff(client, old_pid)
+    try:
+        crash_point("after-fds")
+        daemon.adopt(taken)
+    except BaseException:
+        taken.handed.close()
+        handoff.abandon()
+        raise
+    return handoff
