@@ -49,6 +49,16 @@ class Decision:
     authority: tuple[Record, ...] = ()
     additional: tuple[Record, ...] = ()
 
+    def signature(self) -> tuple[object, ...]:
+        """Equal for decisions with the same content (RRsets by identity: zone data is immutable)."""
+        return (
+            self.rcode,
+            self.authoritative,
+            tuple((record.owner, id(record.rrset)) for record in self.answer),
+            tuple((record.owner, id(record.rrset)) for record in self.authority),
+            tuple((record.owner, id(record.rrset)) for record in self.additional),
+        )
+
 
 REFUSED = Decision(RCODE_REFUSED, False)
 
@@ -126,20 +136,6 @@ def decide(zones: ZoneSet, qname: bytes, qtype: int, chain: bool) -> Decision:
     if zone is None:
         return REFUSED
     return decide_at(zones, locate(zone, qname), qtype, chain)
-
-
-def decision_key(where: Location, qtype: int, chain: bool) -> tuple[object, ...]:
-    """What a decision at ``where`` depends on besides the location: equal keys, equal decisions."""
-    if where.kind in ("cut", "nxdomain"):
-        return (where.kind, where.name)
-    node = where.node
-    if qtype == model.ANY or qtype in node:
-        selector = qtype
-    elif model.CNAME in node:
-        selector = qtype if chain else -model.CNAME
-    else:
-        selector = -1
-    return (where.kind, where.name, selector)
 
 
 # Answers a DYNA/DYNC for the query at hand: the RRset to serve (A, AAAA or

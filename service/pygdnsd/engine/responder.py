@@ -10,12 +10,13 @@ Speed comes from answering out of prebuilt bytes. A response is
 against the question) depends only on *where* the name falls in the zone
 and on the question's layout, so it is built once and cached:
 
-* ``_by_question``: lowercased qname + qtype -> prepared tail, for repeated
+* ``by_question``: lowercased qname + qtype -> prepared tail, for repeated
   questions (the common case); bounded, cleared when full.
-* ``_by_decision``: (decision key, offset of the deciding name in the
-  qname) -> prepared tail. Questions for names that do not exist
-  (NXDOMAIN, wildcards, names under a delegation) share these, so a flood of
-  random names costs a tree walk, not a response build.
+* ``by_tail``: (decision content, the question suffixes the tail may point
+  at and where they sit) -> prepared tail. Questions that reach the same
+  records share a tail unless compression makes them differ: every A answer
+  of an RRset shares one, and a flood of random names in a zone shares a few
+  NXDOMAIN tails, so neither rebuilds a response.
 
 Both caches belong to one ``ZoneSet`` and are replaced with it, so nothing
 precomputed outlives a reload.
@@ -31,7 +32,7 @@ from pygdnsd.engine import edns, lookup
 from pygdnsd.engine.edns import ClientSubnet, EdnsFormatError, EdnsRequest
 from pygdnsd.engine.lookup import Decision, Record
 from pygdnsd.engine.stats import Stats
-from pygdnsd.engine.wire import SectionWriter
+from pygdnsd.engine.wire import COMPRESSED_TYPES, SectionWriter
 from pygdnsd.monitoring.sttl import clamp_ttl
 from pygdnsd.plugins.result import ClientInfo, DynamicResult
 from pygdnsd.plugins.result import ClientSubnet as PluginSubnet
@@ -121,12 +122,17 @@ class _QueryProblem(Exception):
 class _Generation:
     """A ZoneSet with the caches built from it; replaced as a whole on reload."""
 
-    __slots__ = ("by_decision", "by_question", "zones")
+    __slots__ = ("by_question", "by_rrset", "by_tail", "layouts", "zones")
 
     def __init__(self, zones: ZoneSet) -> None:
         self.zones = zones
         self.by_question: dict[bytes, Prepared] = {}
-        self.by_decision: dict[tuple[object, ...], tuple[Prepared, frozenset[bytes]]] = {}
+        self.by_tail: dict[tuple[object, ...], Prepared] = {}
+        # id(RRset) -> its answer, for RRsets with no names to compress.
+        self.by_rrset: dict[int, Prepared] = {}
+        # Decision content -> (names its tail may compress against, whether
+        # any build of it pointed into the tail itself).
+        self.layouts: dict[tuple[object, ...], tuple[frozenset[bytes], bool]] = {}
 
 
 class Responder:
@@ -223,7 +229,7 @@ class Responder:
             qtype = (qtc[0] << 8) | qtc[1]
             if qtype in _NOTIMP_QTYPES:
                 return _NOTIMP
-            return self._prepare(generation, lname, qtype, ClientInfo(client_ip, _plugin_subnet(subnet)))
+            return self._prepare(generation, lname, qtype, client_ip, subnet)
         if qclass == model.CLASS_CH:
             return self._chaos_tail
         return _REFUSED
@@ -404,7 +410,9 @@ class Responder:
 
     # -- building and caching tails ----------------------------------------
 
-    def _prepare(self, generation: _Generation, lname: bytes, qtype: int, client: ClientInfo) -> Prepared:
+    def _prepare(
+        self, generation: _Generation, lname: bytes, qtype: int, client_ip: bytes, subnet: ClientSubnet | None
+    ) -> Prepared:
         zones = generation.zones
         zone = zones.find_zone(lname)
         if zone is None:
@@ -415,6 +423,7 @@ class Responder:
             if record is not None:
                 # Plugin answers depend on monitor states, the client and chance
                 # (weighted): built for this query only, never cached.
+                client = ClientInfo(client_ip, _plugin_subnet(subnet))
                 return self._prepare_dynamic(generation, where, lname, qtype, record, client)
             prepared = self._prepare_static(generation, where, lname, qtype)
         by_question = generation.by_question
@@ -426,26 +435,32 @@ class Responder:
     def _prepare_static(
         self, generation: _Generation, where: lookup.Location, lname: bytes, qtype: int
     ) -> Prepared:
-        """A tail shared by every qname that reaches the same decision at the same depth.
-
-        Compression may point into any suffix of the question, so a tail is
-        shared only while none of the qname's own labels (those left of the
-        deciding name) could have been a compression target.
-        """
-        offset = len(lname) - len(where.name)
-        key = (*lookup.decision_key(where, qtype, self._chain), offset)
-        cached = generation.by_decision.get(key)
-        own_suffixes = [lname[pos:] for pos in names.label_offsets(lname) if pos < offset]
-        if cached is not None:
-            prepared, wanted = cached
-            if not any(suffix in wanted for suffix in own_suffixes):
+        """The shared tail for this decision and this question's layout (see the module doc)."""
+        if where.kind == "node" or where.kind == "wildcard":
+            rrset = where.node.get(qtype)
+            if rrset is not None and rrset.rtype not in COMPRESSED_TYPES:
+                # The common answer: one RRset, owner the question, nothing to
+                # compress, so one tail serves every name holding this RRset.
+                prepared = generation.by_rrset.get(id(rrset))
+                if prepared is None:
+                    prepared = generation.by_rrset[id(rrset)] = _plain_answer(rrset)
                 return prepared
         decision = lookup.decide_at(generation.zones, where, qtype, self._chain)
-        prepared, wanted = _build(decision, lname, 12 + len(lname) + 4)
-        if not any(suffix in wanted for suffix in own_suffixes):
-            if len(generation.by_decision) >= _MAX_CACHED_QUESTIONS:
-                generation.by_decision.clear()
-            generation.by_decision[key] = (prepared, wanted)
+        content = decision.signature()
+        layout = generation.layouts.get(content)
+        if layout is not None:
+            key = _tail_key(content, lname, *layout)
+            prepared = generation.by_tail.get(key)
+            if prepared is not None:
+                return prepared
+        prepared, wanted, internal = _build(decision, lname, 16 + len(lname))
+        if layout is not None:
+            wanted |= layout[0]
+            internal |= layout[1]
+        generation.layouts[content] = (wanted, internal)
+        if len(generation.by_tail) >= _MAX_CACHED_QUESTIONS:
+            generation.by_tail.clear()
+        generation.by_tail[_tail_key(content, lname, wanted, internal)] = prepared
         return prepared
 
     def _prepare_dynamic(
@@ -468,7 +483,7 @@ class Responder:
             return dynamic_rrset(result, found, zone, asked)
 
         decision = lookup.decide_at(generation.zones, where, qtype, self._chain, resolve)
-        prepared, _ = _build(decision, lname, 12 + len(lname) + 4)
+        prepared, _, _ = _build(decision, lname, 16 + len(lname))
         return prepared._replace(scope=scope) if scope else prepared
 
     def _build_chaos_tail(self, text: bytes) -> Prepared:
@@ -479,35 +494,91 @@ class Responder:
         return Prepared(0, lookup.RCODE_NOERROR, (1, 0, 0), (writer.getvalue(),))
 
 
-def _build(decision: Decision, qname: bytes, tail_at: int) -> tuple[Prepared, frozenset[bytes]]:
+def _tail_key(content: tuple[object, ...], qname: bytes, wanted: frozenset[bytes], internal: bool) -> tuple[object, ...]:
+    """What a tail of ``content`` depends on for this qname.
+
+    Compression can only point at question suffixes in ``wanted``, so those
+    (and their offsets) are part of the key; pointers into the tail itself
+    move with the question's length, which then joins the key too.
+    """
+    layout = []
+    pos = 0
+    while qname[pos]:
+        if qname[pos:] in wanted:
+            layout.append((qname[pos:], pos))
+        pos += qname[pos] + 1
+    return (content, tuple(layout), len(qname) if internal else -1)
+
+
+def _build(decision: Decision, qname: bytes, tail_at: int) -> tuple[Prepared, frozenset[bytes], bool]:
     """Encode a decision's sections, compressing against the question name.
 
     ``tail_at`` is where the tail starts in the message. Also returns every
-    name the encoding looked for as a compression target.
+    name the tail could compress against and whether it points into itself.
+    A/AAAA RRsets in the answer are prebuilt in every rotation by reordering
+    their encoded records (each record's owner is the same pointer).
     """
     known = {qname[pos:]: 12 + pos for pos in names.label_offsets(qname)[:-1]}
-    rotations = _rotation_count(decision)
-    tails = []
-    wanted: set[bytes] = set()
-    for turn in range(rotations):
-        writer = SectionWriter(tail_at, known)
-        for section in (decision.answer, decision.authority, decision.additional):
-            for record in section:
-                owner: bytes | int = 12 if record.owner == lookup.QNAME else record.owner
-                for rdata in _rotated(record.rrset, turn):
-                    writer.record(owner, record.rrset.rtype, model.CLASS_IN, record.rrset.ttl, rdata)
-                    if isinstance(owner, bytes):
-                        # Later records of the set point at the first copy of the owner.
-                        owner = writer.known.get(owner, owner)
-        tails.append(writer.getvalue())
-        wanted |= writer.wanted
+    writer = SectionWriter(tail_at, known)
+    rotating: list[tuple[int, int, list[bytes]]] = []  # (start, end, records) in writer.out
+    for section in (decision.answer, decision.authority, decision.additional):
+        for record in section:
+            owner: bytes | int = 12 if record.owner == lookup.QNAME else record.owner
+            rrset = record.rrset
+            start = len(writer.out)
+            chunks = []
+            for rdata in rrset.rdatas:
+                before = len(writer.out)
+                writer.record(owner, rrset.rtype, model.CLASS_IN, rrset.ttl, rdata)
+                chunks.append(bytes(writer.out[before:]))
+                if isinstance(owner, bytes):
+                    # Later records of the set point at the first copy of the owner.
+                    owner = writer.known.get(owner, owner)
+            if (
+                section is decision.answer
+                and rrset.rtype in (model.A, model.AAAA)
+                and len(chunks) > 1
+                and chunks[0][0] >= 0xC0  # the owner is a pointer in every record
+            ):
+                rotating.append((start, len(writer.out), chunks))
+    tail = writer.getvalue()
+    tails = [tail]
+    if rotating:
+        turns = min(max(len(chunks) for _, _, chunks in rotating), _MAX_ROTATIONS)
+        tails = [_rotation(tail, rotating, turn) for turn in range(turns)]
     counts = (
         _record_count(decision.answer),
         _record_count(decision.authority),
         _record_count(decision.additional),
     )
     flags = _AA if decision.authoritative else 0
-    return Prepared(flags, decision.rcode, counts, tuple(tails)), frozenset(wanted)
+    prepared = Prepared(flags, decision.rcode, counts, tuple(tails))
+    return prepared, frozenset(writer.wanted), writer.internal
+
+
+def _plain_answer(rrset: RRset) -> Prepared:
+    """The tail answering with ``rrset`` alone, owner a pointer to the question (rotated as usual)."""
+    fixed = _RR_FIXED.pack
+    chunks = [b"\xc0\x0c" + fixed(rrset.rtype, model.CLASS_IN, rrset.ttl, len(rdata)) + rdata for rdata in rrset.rdatas]
+    tail = b"".join(chunks)
+    tails = [tail]
+    if rrset.rtype in (model.A, model.AAAA) and len(chunks) > 1:
+        rotating = [(0, len(tail), chunks)]
+        tails = [_rotation(tail, rotating, turn) for turn in range(min(len(chunks), _MAX_ROTATIONS))]
+    return Prepared(_AA, lookup.RCODE_NOERROR, (len(chunks), 0, 0), tuple(tails))
+
+
+def _rotation(tail: bytes, rotating: list[tuple[int, int, list[bytes]]], turn: int) -> bytes:
+    """``tail`` with each rotating RRset's records shifted ``turn`` places."""
+    parts = []
+    done = 0
+    for start, end, chunks in rotating:
+        shift = turn % len(chunks)
+        parts.append(tail[done:start])
+        parts.extend(chunks[shift:] + chunks[:shift])
+        done = end
+    parts.append(tail[done:])
+    return b"".join(parts)
 
 
 def dynamic_rrset(result: DynamicResult, record: DynamicRRset, zone: Zone, qtype: int) -> RRset | None:
@@ -533,22 +604,6 @@ def _plugin_subnet(subnet: ClientSubnet | None) -> PluginSubnet | None:
 
 def _record_count(section: tuple[Record, ...]) -> int:
     return sum(len(record.rrset.rdatas) for record in section)
-
-
-def _rotation_count(decision: Decision) -> int:
-    longest = 1
-    for record in decision.answer:
-        if record.rrset.rtype in (model.A, model.AAAA):
-            longest = max(longest, len(record.rrset.rdatas))
-    return min(longest, _MAX_ROTATIONS)
-
-
-def _rotated(rrset: RRset, turn: int) -> tuple[bytes, ...]:
-    rdatas = rrset.rdatas
-    if turn == 0 or rrset.rtype not in (model.A, model.AAAA) or len(rdatas) < 2:
-        return rdatas
-    turn %= len(rdatas)
-    return rdatas[turn:] + rdatas[:turn]
 
 
 _REFUSED = Prepared(0, lookup.RCODE_REFUSED, (0, 0, 0), (b"",))

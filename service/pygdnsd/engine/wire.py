@@ -15,6 +15,7 @@ from pygdnsd.zones import model
 # Types whose rdata names gdnsd compresses (docs/gdnsd-behaviour.md): NS, CNAME,
 # MX, SOA. PTR, SRV and NAPTR targets are written in full.
 _NAME_AT_START = frozenset({model.NS, model.CNAME, model.DNAME})
+COMPRESSED_TYPES = _NAME_AT_START | {model.MX, model.SOA}
 
 _RR_HEADER = struct.Struct("!HHIH")
 
@@ -31,22 +32,30 @@ class SectionWriter:
         self.start = start
         self.known = dict(known)
         self.out = bytearray()
-        # Every name looked up as a compression target (see Responder's tail sharing).
+        # Every suffix of every compressible name written: what the output can
+        # depend on besides the records themselves (see Responder's tail sharing).
         self.wanted: set[bytes] = set()
+        # Whether a pointer targets this writer's own output: then the bytes
+        # depend on where the output starts, i.e. on the question's length.
+        self.internal = False
 
     def _offset(self) -> int:
         return self.start + len(self.out)
 
     def name(self, name: bytes, compress: bool = True) -> None:
         """Write ``name``, pointing at the longest suffix already in the message."""
+        if compress:
+            pos = 0
+            while name[pos]:
+                self.wanted.add(name[pos:])
+                pos += name[pos] + 1
         pos = 0
         while name[pos]:
             suffix = name[pos:]
             if compress:
-                self.wanted.add(suffix)
                 target = self.known.get(suffix)
                 if target is not None:
-                    self.out += struct.pack("!H", 0xC000 | target)
+                    self.pointer(target)
                     return
             here = self._offset()
             if here < 0x4000:
@@ -57,7 +66,9 @@ class SectionWriter:
         self.out += b"\x00"
 
     def pointer(self, offset: int) -> None:
-        """Write an owner name as a pointer to ``offset`` (a name already in the message)."""
+        """Write a name as a pointer to ``offset`` (a name already in the message)."""
+        if offset >= self.start:
+            self.internal = True
         self.out += struct.pack("!H", 0xC000 | offset)
 
     def record(self, owner: bytes | int, rtype: int, rclass: int, ttl: int, rdata: bytes) -> None:
