@@ -166,16 +166,19 @@ class _Worker:
         return self._answer(conn, closing)
 
     def _answer(self, conn: _Connection, closing: bool) -> bool:
+        """Answer every complete query in the buffer, in order, with one send for all."""
         buf = conn.buf
         counts = self.counts
+        frames: list[bytes] = []
         while len(buf) >= 2:
             size = (buf[0] << 8) | buf[1]
             if size == 0:
                 counts["recvfail"] += 1
+                self._send(conn, frames)
                 self._close(conn, "close_s_err")
                 return False
             if len(buf) < size + 2:
-                return True
+                break
             query = bytes(buf[2 : size + 2])
             del buf[: size + 2]
             counts["reqs"] += 1
@@ -185,19 +188,27 @@ class _Worker:
                 log.exception("error answering a TCP query")
                 answer = None
             if answer is None:
+                self._send(conn, frames)
                 self._close(conn, "close_s_err")
                 return False
-            frame = len(answer).to_bytes(2, "big") + answer
-            try:
-                sent = conn.sock.send(frame)
-            except OSError:
-                sent = -1
-            if sent != len(frame):
-                counts["sendfail"] += 1
-                self._close(conn, "close_s_err")
-                return False
-            conn.last = time.monotonic()
-            self.conns.move_to_end(conn.fd)
+            frames.append(len(answer).to_bytes(2, "big") + answer)
+        return self._send(conn, frames)
+
+    def _send(self, conn: _Connection, frames: list[bytes]) -> bool:
+        """Send framed answers at once; a partial write means a stalled client: close it."""
+        if not frames:
+            return True
+        data = frames[0] if len(frames) == 1 else b"".join(frames)
+        try:
+            sent = conn.sock.send(data)
+        except OSError:
+            sent = -1
+        if sent != len(data):
+            self.counts["sendfail"] += 1
+            self._close(conn, "close_s_err")
+            return False
+        conn.last = time.monotonic()
+        self.conns.move_to_end(conn.fd)
         return True
 
     def _finish(self, conn: _Connection) -> None:
