@@ -160,7 +160,7 @@ def test_lintian_finds_no_errors(debs: BuiltDebs) -> None:
     if subprocess.run(["which", "lintian"], capture_output=True).returncode != 0:
         apt_install(["lintian"])
     result = subprocess.run(
-        ["lintian", "--no-tag-display-limit", str(debs.first)],
+        ["lintian", "--tag-display-limit", "0", str(debs.first)],
         capture_output=True,
         text=True,
         timeout=600,
