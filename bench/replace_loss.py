@@ -60,6 +60,17 @@ READY_TIMEOUT = 60.0
 WARMUP = 2.0  # seconds of load before the first replace
 TAIL = 3.0  # seconds of load after the last planned replace
 STATUS_PID = re.compile(r"running at PID (\d+)")
+# Runs tests/loadgen.py and also reports the CLOCK_MONOTONIC at which it began,
+# so losses can be placed against the replace windows measured here.
+LOAD_RUNNER = """\
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+import loadgen
+spec = loadgen.LoadSpec(**json.loads(sys.argv[2]))
+started = time.monotonic()
+result = loadgen.run_load(spec)
+print(json.dumps({"started": started, "result": result.as_json()}), flush=True)
+"""
 
 
 @dataclass(frozen=True)
@@ -103,7 +114,10 @@ class Outcome:
     durations: list[float] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     late_replaces: int = 0  # replaces that ended after the load stopped sending
+    windows: list[tuple[float, float]] = field(default_factory=list)  # monotonic start, end
     load: dict[str, object] = field(default_factory=dict)
+    load_started: float = 0.0
+    rcvbuf_errors: int = 0  # host-wide UDP RcvbufErrors during the run (other traffic too)
     pids: list[int] = field(default_factory=list)
 
 
@@ -182,6 +196,13 @@ def daemon_pid(contender: Contender, cfgdir: Path) -> int | None:
     return None
 
 
+def udp_rcvbuf_errors() -> int:
+    """The kernel's count of UDP datagrams dropped on a full receive queue (this netns)."""
+    lines = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines()]
+    names, values = [line for line in lines if line[0] == "Udp:"][:2]
+    return int(values[names.index("RcvbufErrors")])
+
+
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -225,12 +246,13 @@ def run_one(contender: Contender, args: argparse.Namespace, root: Path) -> Outco
             outcome.pids.append(first)
 
         duration = WARMUP + args.replaces * args.interval + TAIL
+        spec = {
+            "port": port, "qname": QNAME, "qps": args.qps, "tcp_rate": args.tcp_rate,
+            "duration": duration, "grace": 2.0,
+        }
+        drops_before = udp_rcvbuf_errors()
         load = subprocess.Popen(
-            [
-                sys.executable, str(LOADGEN), "--server", f"127.0.0.1:{port}",
-                "--qname", QNAME, "--qps", str(args.qps), "--tcp-rate", str(args.tcp_rate),
-                "--duration", str(duration), "--grace", "2", "--json",
-            ],
+            [sys.executable, "-c", LOAD_RUNNER, str(LOADGEN.parent), json.dumps(spec)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -246,6 +268,7 @@ def run_one(contender: Contender, args: argparse.Namespace, root: Path) -> Outco
             except subprocess.TimeoutExpired:
                 status, said = -1, f"timed out after {COMMAND_TIMEOUT:.0f} s"
             ended = time.monotonic()
+            outcome.windows.append((began, ended))
             outcome.replaces += 1
             if status == 0:
                 outcome.replaced_ok += 1
@@ -263,7 +286,10 @@ def run_one(contender: Contender, args: argparse.Namespace, root: Path) -> Outco
         lines = stdout.strip().splitlines()
         if not lines:
             raise RuntimeError(f"loadgen exited {load.returncode}: {stderr[-500:]}")
-        outcome.load = json.loads(lines[-1])
+        report = json.loads(lines[-1])
+        outcome.load = report["result"]
+        outcome.load_started = float(report["started"])
+        outcome.rcvbuf_errors = udp_rcvbuf_errors() - drops_before
     finally:
         if load is not None and load.poll() is None:
             load.kill()
@@ -321,6 +347,15 @@ def durations(outcome: Outcome) -> tuple[float, float, float]:
     return (min(found), statistics.median(found), max(found))
 
 
+def losses_in_windows(outcome: Outcome) -> int:
+    """Lost UDP queries sent while a replace command ran (of the first 1000 reported)."""
+    times = outcome.load.get("udp_loss_times")
+    if not isinstance(times, list):
+        return 0
+    sent = [outcome.load_started + float(t) for t in times]
+    return sum(1 for at in sent if any(start <= at <= end for start, end in outcome.windows))
+
+
 def metrics(outcome: Outcome) -> dict[str, float]:
     """The table's rows for one server; labels ending in (s) are seconds."""
     load = outcome.load
@@ -330,6 +365,8 @@ def metrics(outcome: Outcome) -> dict[str, float]:
         "UDP sent": float(number(load.get("udp_sent"))),
         "UDP qps": real(load.get("udp_qps")),
         "UDP lost": float(number(load.get("udp_lost"))),
+        "  of which during a replace*": float(losses_in_windows(outcome)),
+        "host UDP RcvbufErrors": float(outcome.rcvbuf_errors),
         "UDP wrong answers": float(number(load.get("udp_failed"))),
         "TCP sent": float(number(load.get("tcp_sent"))),
         "TCP failed": float(number(load.get("tcp_failed"))),
@@ -403,6 +440,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.replaces} replaces every {args.interval:g} s, UDP {args.qps:g} qps, "
           f"TCP {args.tcp_rate:g} conn/s, loopback")
     print(table(outcomes))
+    print("* among the first 1000 losses the load generator timestamps; RcvbufErrors is the\n"
+          "  kernel's count of datagrams dropped on a full socket queue, host-wide")
     return 0 if all(o.replaced_ok == o.replaces and o.replaces for o in outcomes) else 1
 
 
