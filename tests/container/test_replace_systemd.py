@@ -1,0 +1,345 @@
+"""Issue 4's acceptance under a real systemd 252: the overlapped replace as `systemctl reload`.
+
+One container for the module: pygdnsd installed at Debian's paths, the
+project's units/gdnsd.service as is, a ``gdnsd`` system user, /etc/gdnsd with
+one zone, listening on 127.0.0.1:53 inside the container (its private
+network). The tests run in file order and share the one unit: start, 20
+reloads under load, a reload with a broken zone, the new instance killed at
+each step of its start, then stop and the journal's record of it all. Load
+comes from tests/loadgen.py run inside the container (BackgroundLoad).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from container.background_load import BackgroundLoad, LoadOutcome
+from container.systemd_container import REPO, SystemdContainer
+from loadgen import LoadSpec
+
+pytestmark = [pytest.mark.container, pytest.mark.timeout(900)]
+
+UNIT = "gdnsd.service"
+CONFIG_DIR = "/etc/gdnsd"
+ZONE = "example.com"
+ZONE_PATH = f"{CONFIG_DIR}/zones/{ZONE}"
+QNAME = f"www.{ZONE}"
+DROP_IN = f"/etc/systemd/system/{UNIT}.d/crash-at.conf"
+CONFIG = """\
+options => {
+  listen => [ 127.0.0.1 ]
+  dns_port => 53
+}
+"""
+RELOADS = 20
+UDP_QPS = 5000.0
+TCP_RATE = 100.0  # fresh connections (one query each) per second
+# The 20 reloads are spread over the load's sending phase; if they fall behind
+# (a slow machine), the test says so rather than passing on a partial window.
+LOAD_SECONDS = 50.0
+RELOAD_TIMEOUT = 120.0
+CRASH_STEPS = ("after-load", "after-fds", "before-ready")
+ZONE_TEXT = (REPO / "examples" / "gdnsd" / "zones" / ZONE).read_text()
+
+
+@dataclass(frozen=True)
+class UnitState:
+    active: str
+    sub: str
+    main_pid: int
+    reload_result: str
+    control_group: str
+
+
+def unit_state(container: SystemdContainer) -> UnitState:
+    props = ("ActiveState", "SubState", "MainPID", "ReloadResult", "ControlGroup")
+    out = container.run(
+        ["systemctl", "show", UNIT, *(f"--property={p}" for p in props)], check=True
+    ).stdout
+    values = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    return UnitState(
+        active=values["ActiveState"],
+        sub=values["SubState"],
+        main_pid=int(values["MainPID"]),
+        reload_result=values["ReloadResult"],
+        control_group=values["ControlGroup"],
+    )
+
+
+def cmdline(container: SystemdContainer, pid: int) -> list[str]:
+    """argv of ``pid`` inside the container ([] when it does not exist)."""
+    found = container.run(["cat", f"/proc/{pid}/cmdline"])
+    return found.stdout.split("\0")[:-1] if found.returncode == 0 else []
+
+
+def is_pygdnsd(argv: list[str]) -> bool:
+    # The harness's /usr/sbin/gdnsd is a python3 script running the bound repo.
+    return len(argv) >= 2 and argv[0].startswith("/usr/bin/python3") and argv[1] == "/usr/sbin/gdnsd"
+
+
+def unit_processes(container: SystemdContainer, control_group: str) -> set[int]:
+    procs = container.read_file(f"/sys/fs/cgroup{control_group}/cgroup.procs")
+    return {int(pid) for pid in procs.split()}
+
+
+def dig(container: SystemdContainer, qname: str = QNAME, tcp: bool = False) -> str:
+    argv = ["dig", "+short", "+time=2", "+tries=1", "@127.0.0.1", qname, "A"]
+    return container.run([*argv, "+tcp"] if tcp else argv, check=True).stdout.strip()
+
+
+def reload(container: SystemdContainer) -> tuple[int, str]:
+    done = container.run(["systemctl", "reload", UNIT], timeout=RELOAD_TIMEOUT)
+    return done.returncode, done.stdout + done.stderr
+
+
+def stats(container: SystemdContainer) -> dict[str, dict[str, int]]:
+    out = container.run(["gdnsdctl", "-c", CONFIG_DIR, "stats"], check=True).stdout
+    parsed: dict[str, dict[str, int]] = json.loads(out)
+    return parsed
+
+
+def journal_tail(container: SystemdContainer) -> str:
+    return container.journal("-n", "60", "-o", "short-monotonic")
+
+
+def set_crash_step(container: SystemdContainer, step: str | None) -> None:
+    """Environment for the next ExecReload (and what it forks) through a drop-in."""
+    if step is None:
+        container.run(["rm", "-f", DROP_IN], check=True)
+    else:
+        container.write_file(DROP_IN, f"[Service]\nEnvironment=PYGDNSD_TEST_CRASH_AT={step}\n")
+    container.run(["systemctl", "daemon-reload"], check=True)
+
+
+def udp_rcvbuf_errors(container: SystemdContainer) -> int:
+    """Datagrams the container's kernel dropped on a full socket queue (its own netns)."""
+    lines = [line.split() for line in container.read_file("/proc/net/snmp").splitlines()]
+    names, values = [line for line in lines if line[0] == "Udp:"][:2]
+    return int(values[names.index("RcvbufErrors")])
+
+
+def assert_clean(
+    outcome: LoadOutcome,
+    what: str,
+    queue_drops: int | None = None,
+    windows: Sequence[tuple[float, float]] = (),
+) -> None:
+    """Nothing lost or failed; else a message saying where and, if known, why."""
+    result = outcome.result
+    assert result.udp_sent > 0, what
+    if (result.udp_lost, result.udp_failed, result.tcp_failed) == (0, 0, 0):
+        return
+    sent = [outcome.started + t for t in result.udp_loss_times]
+    placed = []
+    for number, (start, end) in enumerate(windows, 1):
+        offsets = [at - start for at in sent if start <= at <= end]
+        if offsets:
+            placed.append(
+                f"reload {number} ({end - start:.2f} s): {len(offsets)} lost "
+                f"+{min(offsets):.2f}..+{max(offsets):.2f} s"
+            )
+    drops = "" if queue_drops is None else f"; the kernel dropped {queue_drops} on full socket queues"
+    raise AssertionError(
+        f"{what}: {result.summary()}{drops}; of the first {len(sent)} UDP losses, sent during "
+        f"reloads: {'; '.join(placed) or 'none'}; UDP lost at {result.udp_loss_times[:10]}..., "
+        f"TCP failed at {result.tcp_failure_times[:10]}"
+    )
+
+
+# --- the container ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def gdnsd_container(
+    container_rootfs: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SystemdContainer]:
+    """A booted container with pygdnsd installed as Debian's gdnsd.service (not started)."""
+    log_dir = tmp_path_factory.mktemp("replace-systemd")
+    with SystemdContainer(container_rootfs, log_dir=log_dir) as container:
+        container.install_pygdnsd_commands()
+        container.run(
+            ["useradd", "--system", "--user-group", "--no-create-home",
+             "--home-dir", "/var/lib/gdnsd", "--shell", "/usr/sbin/nologin", "gdnsd"],
+            check=True,
+        )
+        container.run(["install", "-d", "-o", "gdnsd", "-g", "gdnsd", "/var/lib/gdnsd"], check=True)
+        container.write_file(f"{CONFIG_DIR}/config", CONFIG)
+        container.write_file(ZONE_PATH, ZONE_TEXT)
+        container.copy_in(REPO / "units" / UNIT, f"/etc/systemd/system/{UNIT}")
+        container.run(["systemctl", "daemon-reload"], check=True)
+        checked = container.run(["gdnsd", "-c", CONFIG_DIR, "checkconf"])
+        assert checked.returncode == 0, checked.stderr
+        yield container
+        container.run(["systemctl", "stop", UNIT], timeout=30)
+
+
+@pytest.fixture
+def running(gdnsd_container: SystemdContainer) -> SystemdContainer:
+    """The container with the unit active and no crash drop-in (whatever an earlier test left)."""
+    container = gdnsd_container
+    if container.run(["test", "-e", DROP_IN]).returncode == 0:
+        set_crash_step(container, None)
+    container.write_file(ZONE_PATH, ZONE_TEXT)
+    if unit_state(container).active != "active":
+        started = container.run(["systemctl", "start", UNIT], timeout=RELOAD_TIMEOUT)
+        assert started.returncode == 0, started.stderr + journal_tail(container)
+    return container
+
+
+# --- the tests, in order ---------------------------------------------------------------
+
+
+def test_start_is_active_and_answers(gdnsd_container: SystemdContainer) -> None:
+    container = gdnsd_container
+    started = container.run(["systemctl", "start", UNIT], timeout=RELOAD_TIMEOUT)
+    assert started.returncode == 0, started.stderr + journal_tail(container)
+    state = unit_state(container)
+    assert (state.active, state.sub) == ("active", "running")
+    assert is_pygdnsd(cmdline(container, state.main_pid)), cmdline(container, state.main_pid)
+    owner = container.run(["ps", "-o", "user=", "-p", str(state.main_pid)], check=True)
+    assert owner.stdout.strip() == "gdnsd"
+    assert dig(container) == "192.0.2.10"
+    assert dig(container, tcp=True) == "192.0.2.10"
+
+
+def test_twenty_reloads_under_load_lose_nothing(running: SystemdContainer) -> None:
+    container = running
+    pids = [unit_state(container).main_pid]
+    spec = LoadSpec(qname=QNAME, qps=UDP_QPS, tcp_rate=TCP_RATE, duration=LOAD_SECONDS, grace=2.0)
+    pace = (LOAD_SECONDS - 6.0) / RELOADS
+    windows: list[tuple[float, float]] = []
+    drops_before = udp_rcvbuf_errors(container)
+    with BackgroundLoad(container, spec) as load:
+        began = time.monotonic()
+        time.sleep(2.0)  # let the load reach its rate before the first reload
+        for number in range(1, RELOADS + 1):
+            reload_began = time.monotonic()
+            status, output = reload(container)
+            windows.append((reload_began, time.monotonic()))
+            assert status == 0, f"reload {number}: {output}\n{journal_tail(container)}"
+            state = unit_state(container)
+            assert (state.active, state.sub, state.reload_result) == ("active", "running", "success")
+            assert state.main_pid not in pids, f"reload {number} left MainPID at {state.main_pid}"
+            assert is_pygdnsd(cmdline(container, state.main_pid)), f"reload {number}"
+            # "exit 0 = new instance serving and old gone": nothing else is left in the unit.
+            assert unit_processes(container, state.control_group) == {state.main_pid}
+            assert not cmdline(container, pids[-1]), f"old instance {pids[-1]} still alive"
+            pids.append(state.main_pid)
+            next_at = began + 2.0 + number * pace
+            time.sleep(max(0.0, next_at - time.monotonic()))
+        last_reload_done = time.monotonic()
+        outcome = load.wait()
+
+    result = outcome.result
+    assert last_reload_done < outcome.started + LOAD_SECONDS, (
+        "the reloads took longer than the load ran; the test did not cover them all"
+    )
+    assert result.udp_sent >= 0.95 * UDP_QPS * LOAD_SECONDS, result.summary()
+    assert result.tcp_sent >= 0.9 * TCP_RATE * LOAD_SECONDS, result.summary()
+    drops = udp_rcvbuf_errors(container) - drops_before
+    assert_clean(outcome, f"{RELOADS} reloads", drops, windows)
+    counted = stats(container)
+    assert counted["udp"]["reqs"] + counted["tcp"]["reqs"] >= result.udp_answered + result.tcp_answered
+    assert counted["udp"]["reqs"] >= result.udp_answered
+    assert counted["tcp"]["reqs"] >= result.tcp_answered
+
+
+def test_reload_with_a_broken_zone_fails_and_the_old_instance_serves(
+    running: SystemdContainer,
+) -> None:
+    container = running
+    before = unit_state(container)
+    broken_line = len(ZONE_TEXT.splitlines()) + 1
+    container.write_file(ZONE_PATH, ZONE_TEXT + "broken  A  192.0.2.300\n")
+    spec = LoadSpec(qname=QNAME, qps=2000.0, tcp_rate=50.0, duration=8.0, grace=2.0)
+    with BackgroundLoad(container, spec) as load:
+        time.sleep(1.0)
+        status, output = reload(container)
+        outcome = load.wait()
+    assert status != 0, output
+    after = unit_state(container)
+    assert (after.active, after.sub, after.main_pid) == ("active", "running", before.main_pid)
+    assert after.reload_result != "success"
+    assert unit_processes(container, after.control_group) == {before.main_pid}
+    assert_clean(outcome, "a failed reload")
+    assert dig(container) == "192.0.2.10"
+    journal = container.journal("-o", "cat")
+    assert f"{ZONE_PATH}:{broken_line}" in journal or f"{ZONE}:{broken_line}" in journal, (
+        journal[-4000:]
+    )
+
+
+@pytest.mark.parametrize("step", CRASH_STEPS)
+def test_new_instance_killed_at_each_step_leaves_the_old_serving(
+    running: SystemdContainer, step: str
+) -> None:
+    container = running
+    before = unit_state(container)
+    set_crash_step(container, step)
+    spec = LoadSpec(qname=QNAME, qps=2000.0, tcp_rate=50.0, duration=8.0, grace=2.0)
+    with BackgroundLoad(container, spec) as load:
+        time.sleep(1.0)
+        status, output = reload(container)
+        reload_returned = time.monotonic()
+        outcome = load.wait()
+    assert status != 0, f"the new instance was to die {step}: {output}"
+    after = unit_state(container)
+    assert (after.active, after.sub, after.main_pid) == ("active", "running", before.main_pid)
+    # The killed instance is gone and nothing else was left behind in the unit.
+    assert unit_processes(container, after.control_group) == {before.main_pid}
+    # Queries the dying instance had read may be lost; nothing sent once it failed is.
+    assert outcome.udp_losses_after(reload_returned) == [], outcome.result.summary()
+    assert outcome.tcp_failures_after(reload_returned) == [], outcome.result.summary()
+    assert dig(container) == "192.0.2.10"
+
+    set_crash_step(container, None)
+    with BackgroundLoad(container, spec) as load:
+        time.sleep(1.0)
+        status, output = reload(container)
+        outcome = load.wait()
+    assert status == 0, f"reload after the crash {step}: {output}\n{journal_tail(container)}"
+    recovered = unit_state(container)
+    assert recovered.main_pid != before.main_pid and recovered.active == "active"
+    assert unit_processes(container, recovered.control_group) == {recovered.main_pid}
+    assert_clean(outcome, f"the reload after a crash {step}")
+
+
+def test_journal_records_the_replaces_with_their_fields(running: SystemdContainer) -> None:
+    container = running
+    pid_before = unit_state(container).main_pid
+    status, output = reload(container)
+    assert status == 0, output
+    pid_after = unit_state(container).main_pid
+    verbose = container.journal("-t", "gdnsd", "-o", "verbose")
+    for event in ("replace-begin", "replace-done", "replace-failed"):
+        assert f"GDNSD_EVENT={event}" in verbose, event
+    done = container.journal("-t", "gdnsd", "GDNSD_EVENT=replace-done", "-o", "verbose")
+    # At least the 20 + 3 + 1 successful reloads of this module.
+    assert done.count("GDNSD_EVENT=replace-done") >= RELOADS + len(CRASH_STEPS) + 1
+    entry = container.journal(
+        "-t", "gdnsd", "GDNSD_EVENT=replace-done", f"GDNSD_NEW_PID={pid_after}", "-o", "verbose"
+    )
+    assert f"GDNSD_OLD_PID={pid_before}" in entry, entry
+    assert "SYSLOG_IDENTIFIER=gdnsd" in entry
+
+
+def test_stop_ends_within_five_seconds(running: SystemdContainer) -> None:
+    container = running
+    pid = unit_state(container).main_pid
+    began = time.monotonic()
+    stopped = container.run(["systemctl", "stop", UNIT], timeout=30)
+    took = time.monotonic() - began
+    assert stopped.returncode == 0, stopped.stderr
+    state = container.run(
+        ["systemctl", "show", UNIT, "--property=ActiveState", "--property=Result"], check=True
+    ).stdout.split()
+    # Result=success, not timeout: it ended before TimeoutStopSec (5 s) ran out.
+    assert sorted(state) == ["ActiveState=inactive", "Result=success"]
+    assert took < 5.0
+    assert not cmdline(container, pid)
