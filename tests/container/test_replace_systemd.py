@@ -289,6 +289,8 @@ def test_new_instance_killed_at_each_step_leaves_the_old_serving(
         reload_returned = time.monotonic()
         outcome = load.wait()
     assert status != 0, f"the new instance was to die {step}: {output}"
+    # It failed because the hook killed the new instance there, not for another reason.
+    assert f"PYGDNSD_TEST_CRASH_AT={step}" in container.journal("-t", "gdnsd", "-o", "cat")
     after = unit_state(container)
     assert (after.active, after.sub, after.main_pid) == ("active", "running", before.main_pid)
     # The killed instance is gone and nothing else was left behind in the unit.
