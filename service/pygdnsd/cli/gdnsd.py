@@ -40,7 +40,7 @@ DEFAULT_REPLACE_TIMEOUT = 300.0
 ACTIONS = ("checkconf", *SERVING_ACTIONS, *CONTROL_ACTIONS)
 
 USAGE = """\
-Usage: gdnsd [-c /etc/gdnsd] [-D] [-l] [-S] [-t 300] [-R | -i] <action>
+Usage: gdnsd [-c /etc/gdnsd] [-D] [-l] [-S] [-R | -i] <action>
   -c - Configuration directory, default '/etc/gdnsd'
   -D - Enable verbose debug output
   -l - Send logs to syslog rather than stderr
