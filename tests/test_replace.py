@@ -295,3 +295,34 @@ def test_an_unreachable_old_daemon_is_overlapped_and_stopped_by_signal(tuned: Si
         new.terminate()
         new.wait(20)
 
+
+
+def gdnsdctl(kind: str, site: Site, *args: str) -> subprocess.CompletedProcess[str]:
+    if kind == "debian":
+        command = ["/usr/bin/gdnsdctl"]
+    else:
+        command = [pygdnsd_python(), "-m", "pygdnsd.cli.gdnsdctl"]
+    return subprocess.run(
+        [*command, "-c", str(site.cfgdir), *args],
+        capture_output=True, text=True, env=env(), timeout=120, check=False, stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.mark.parametrize("kind", ["ours", "debian"])
+def test_gdnsdctl_replace_has_the_old_daemon_spawn_its_successor(tuned: Site, kind: str) -> None:
+    site = tuned
+    if kind == "debian" and not Path("/usr/bin/gdnsdctl").exists():
+        pytest.fail("Debian's gdnsdctl is part of this project's reference environment")
+    pid = daemonize(site)
+    load = load_on(site.port, duration=5.0)
+    time.sleep(1.0)
+    result = gdnsdctl(kind, site, "replace")
+    assert result.returncode == 0, result.stderr
+    assert "SUCCESS" in result.stderr
+    new_pid = int(site.pidfile.read_text())
+    assert new_pid != pid and not alive(pid)
+    assert pidfile_names_locked(site, new_pid)
+    assert wait_for(lambda: pids_serving(site.cfgdir) == [new_pid], 10.0)
+    outcome = load.finish()
+    assert outcome.clean, outcome.summary()
+    assert stats(site)["udp"]["reqs"] >= outcome.udp_answered
