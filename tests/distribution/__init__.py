@@ -1,0 +1,1 @@
+"""Tests of the Debian package and the FreeBSD rc.d script (packaging/)."""
