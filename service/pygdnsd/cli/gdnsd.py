@@ -25,7 +25,7 @@ from pygdnsd.errors import GdnsdError
 from pygdnsd.instance import load
 from pygdnsd.lifecycle import daemon, verbs
 from pygdnsd.lifecycle.daemon import StartRequest
-from pygdnsd.lifecycle.daemonize import detach
+from pygdnsd.lifecycle.daemonize import Verdict, detach
 from pygdnsd.lifecycle.journal import journal_wanted
 
 logger = logging.getLogger("gdnsd")
@@ -157,23 +157,17 @@ def daemon_log_sink() -> log.Sink:
     return "journal" if journal_wanted() else "syslog"
 
 
-def daemonize(options: Options, err: TextIO, may_fork: bool, timeout: float | None = None) -> int:
-    """Detach; the foreground process exits 0 only once the daemon serves.
+def detached_verdict(options: Options, timeout: float | None = None) -> Verdict:
+    """Fork off the daemon; return (in the foreground only) what it reported.
 
     The daemon itself never returns to the caller: it ends with ``os._exit``,
     so no code of whoever called ``main`` runs twice.
     """
-    if not may_fork:
-        print(f"error: {FORK_REFUSED}", file=err)
-        return EXIT_FAILURE
     # The daemon works from "/": a relative -c must not change meaning.
     options = dataclasses.replace(options, cfgdir=Path(os.path.abspath(options.cfgdir)))
     verdict, report = detach(timeout)
     if verdict is not None:
-        if verdict.ok:
-            return 0
-        print(f"error: {verdict.message}", file=err)
-        return EXIT_FAILURE
+        return verdict
     # stdio is /dev/null now; replace and condrestart get here without -l too.
     log.setup(daemon_log_sink(), debug=options.debug)
     status = EXIT_FAILURE
@@ -189,27 +183,59 @@ def daemonize(options: Options, err: TextIO, may_fork: bool, timeout: float | No
         os._exit(status)
 
 
+def daemonize(options: Options, err: TextIO, may_fork: bool) -> int:
+    """Detach; the foreground process exits 0 only once the daemon serves."""
+    if not may_fork:
+        print(f"error: {FORK_REFUSED}", file=err)
+        return EXIT_FAILURE
+    verdict = detached_verdict(options)
+    if verdict.ok:
+        return 0
+    print(f"error: {verdict.message}", file=err)
+    return EXIT_FAILURE
+
+
 def replace(options: Options, err: TextIO, may_fork: bool) -> int:
     """The helper: ``-R daemonize`` that waits at most ``-t`` seconds, and says how it went.
 
     Under systemd this is ExecReload: its exit status is the reload's result.
     """
+    if not may_fork:
+        print(f"error: {FORK_REFUSED}", file=err)
+        return EXIT_FAILURE
     old = verbs.find_running(verbs.Where.of(options.cfgdir))
     old_pid = old.pid if old is not None else None
     fields: dict[str, object] = {"GDNSD_EVENT": "replace-begin"}
     if old_pid is not None:
         fields["GDNSD_OLD_PID"] = old_pid
     logger.info("REPLACE[helper]: replacing the daemon at PID %s", old_pid or "(none running)", extra=fields)
-    status = daemonize(dataclasses.replace(options, replace=True), err, may_fork, options.timeout)
-    if status == 0:
-        logger.info("REPLACE[helper]: done", extra={**fields, "GDNSD_EVENT": "replace-done"})
-    else:
-        logger.error(
-            "REPLACE[helper]: the replace failed; the old daemon (PID %s) serves on",
-            old_pid or "none",
-            extra={**fields, "GDNSD_EVENT": "replace-failed"},
+    verdict = detached_verdict(dataclasses.replace(options, replace=True), options.timeout)
+    if verdict.pid is not None:
+        fields["GDNSD_NEW_PID"] = verdict.pid
+    if verdict.ok:
+        logger.info(
+            "REPLACE[helper]: done: PID %s serves, the old daemon is gone",
+            verdict.pid,
+            extra={**fields, "GDNSD_EVENT": "replace-done"},
         )
-    return status
+        return 0
+    logger.error(
+        "REPLACE[helper]: the replace failed (%s); the old daemon (PID %s) serves on",
+        verdict.message,
+        old_pid or "none",
+        extra={**fields, "GDNSD_EVENT": "replace-failed"},
+    )
+    if not logs_to_stderr(err):
+        print(f"error: {verdict.message}", file=err)
+    return EXIT_FAILURE
+
+
+def logs_to_stderr(err: TextIO) -> bool:
+    """Whether the log already went to ``err`` (no -l): then the reason is printed once."""
+    return any(
+        isinstance(handler, logging.StreamHandler) and handler.stream is err
+        for handler in logging.getLogger().handlers
+    )
 
 
 # restart is the overlapped replace: no moment without a daemon.

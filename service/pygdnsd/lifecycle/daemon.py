@@ -335,6 +335,8 @@ class Daemon:
     def stop_serving(self) -> None:
         log.info("%s: the new daemon serves: stopping here", OLD)
         self._successor_serving.set()
+        if self.heartbeat is not None:
+            self.heartbeat.close()  # STATUS= is the new daemon's to say now
         if self.watcher is not None:
             self.watcher.close()
             self.watcher = None
