@@ -328,3 +328,14 @@ def test_gdnsdctl_replace_has_the_old_daemon_spawn_its_successor(tuned: Site, ki
     outcome = load.finish()
     assert outcome.clean, outcome.summary()
     assert stats(site)["udp"]["reqs"] >= outcome.udp_answered
+
+
+def test_gdnsdctl_replace_with_a_broken_zone_fails_and_the_old_daemon_serves_on(tuned: Site) -> None:
+    site = tuned
+    pid = daemonize(site)
+    site.zone_file.write_text(site.zone_file.read_text() + "www3 A not-an-address\n")
+    result = gdnsdctl("ours", site, "replace")
+    assert result.returncode != 0
+    assert "REPLACE[gdnsdctl]: Replace command to old daemon failed" in result.stderr, result.stderr
+    assert pids_serving(site.cfgdir) == [pid] and pidfile_names_locked(site, pid)
+    assert a_records(query(site.port, QNAME)) == ["192.0.2.10"]

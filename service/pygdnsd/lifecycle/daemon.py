@@ -158,7 +158,6 @@ class Daemon:
         usec = taken.extra.get("watchdog_usec")
         if isinstance(usec, int) and usec > 0:
             self.watchdog_usec = usec
-        self.last_replace = time.time()
 
     def _open(self, spec: SocketSpec) -> socket.socket:
         endpoint = next(e for e in self.instance.endpoints if (e.host, e.port) == (spec.host, spec.port))
@@ -418,6 +417,7 @@ def run(request: StartRequest, report: StartupReport | None = None, load: Loader
                 notify.ready()
         else:
             predecessor.claim(daemon)
+            daemon.last_replace = time.time()
             log.info(
                 "%s: replace complete: serving as PID %d, the old daemon (PID %s) is gone",
                 succession.NEW,
