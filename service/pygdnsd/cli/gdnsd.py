@@ -242,8 +242,17 @@ def logs_to_stderr(err: TextIO) -> bool:
 RESTART = replace
 
 
-def not_implemented(options: Options) -> str | None:
-    """Why this command line cannot run yet, or None."""
+REPLACE_REFUSED = (
+    "-R takes over the running daemon's sockets and makes this process the daemon; it runs "
+    "only as the gdnsd command (main() without argv), not when main(argv) is called from "
+    "other Python code"
+)
+
+
+def refused_in_process(options: Options) -> str | None:
+    """Why this command line cannot run inside another program's process, or None."""
+    if options.replace:
+        return REPLACE_REFUSED
     return None
 
 
@@ -283,10 +292,10 @@ def main(argv: Sequence[str] | None = None, stderr: TextIO | None = None) -> int
         print(version_text(), file=err)
         err.write(USAGE)
         return EXIT_USAGE
-    missing = not_implemented(options)
-    if missing is not None:
+    refused = refused_in_process(options) if argv is not None else None
+    if refused is not None:
         # On stderr whatever -l says: like a failed daemonize's foreground process.
-        print(f"error: {missing}", file=err)
+        print(f"error: {refused}", file=err)
         return EXIT_FAILURE
     log.setup(daemon_log_sink() if options.syslog else "stderr", debug=options.debug, stream=err)
     try:
