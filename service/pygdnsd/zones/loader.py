@@ -19,7 +19,7 @@ from pathlib import Path
 from pygdnsd.errors import ZoneError
 from pygdnsd.zones import fastload, forked, model, names
 from pygdnsd.zones.settings import ZoneSettings
-from pygdnsd.zones.tree import build_zone
+from pygdnsd.zones.tree import DynamicTargets, build_zone
 from pygdnsd.zones.zonefile import ParseOptions, parse_zone_file
 
 __all__ = ["ZoneSettings", "load_zones", "zone_files", "zone_name_from_filename"]
@@ -58,8 +58,15 @@ def zone_files(zones_dir: Path) -> list[Path]:
     return out
 
 
-def load_zones(zones_dir: Path, settings: ZoneSettings) -> model.ZoneSet:
-    """Every zone in ``zones_dir``; the first problem raises ``ZoneError`` (file:line)."""
+def load_zones(
+    zones_dir: Path, settings: ZoneSettings, dynamic: DynamicTargets | None = None
+) -> model.ZoneSet:
+    """Every zone in ``zones_dir``; the first problem raises ``ZoneError`` (file:line).
+
+    ``dynamic`` (the resolver plugins) checks DYNA/DYNC targets; without it a
+    zone holding one is refused. Such zones never load on the fast path (it
+    does not know DYNA/DYNC), so the reference path checks them.
+    """
     files: list[tuple[str, bytes]] = []
     naming_error: ZoneError | None = None
     sources: dict[bytes, str] = {}
@@ -95,7 +102,7 @@ def load_zones(zones_dir: Path, settings: ZoneSettings) -> model.ZoneSet:
     zones: dict[bytes, model.Zone] = {}
     # Zone by zone in file order, so the first error and the warnings come as without workers.
     for path_text, apex, zone in forked.load(files, settings):
-        zones[apex] = zone if zone is not None else _reference(path_text, apex, settings)
+        zones[apex] = zone if zone is not None else _reference(path_text, apex, settings, dynamic)
     if naming_error is not None:
         raise naming_error
     return model.ZoneSet(zones)
@@ -110,12 +117,18 @@ def _ancestors(name: bytes) -> list[bytes]:
     return out
 
 
-def _reference(path: str, apex: bytes, settings: ZoneSettings) -> model.Zone:
+def _reference(path: str, apex: bytes, settings: ZoneSettings, dynamic: DynamicTargets | None) -> model.Zone:
     options = ParseOptions(default_ttl=settings.default_ttl, text_autosplit=settings.text_autosplit)
-    return build_zone(apex, parse_zone_file(path, apex, options), settings, path)
+    return build_zone(apex, parse_zone_file(path, apex, options), settings, path, dynamic)
 
 
-def load_zone_file(path: str, apex: bytes, settings: ZoneSettings, options: ParseOptions | None = None) -> model.Zone:
+def load_zone_file(
+    path: str,
+    apex: bytes,
+    settings: ZoneSettings,
+    options: ParseOptions | None = None,
+    dynamic: DynamicTargets | None = None,
+) -> model.Zone:
     """One zone: the fast path when it can vouch for the file, else the reference path (which words the messages)."""
     try:
         return fastload.load_zone(path, apex, settings)
@@ -123,4 +136,4 @@ def load_zone_file(path: str, apex: bytes, settings: ZoneSettings, options: Pars
         log.debug("%s: zone read by the reference path (%s)", path, why)
     if options is None:
         options = ParseOptions(default_ttl=settings.default_ttl, text_autosplit=settings.text_autosplit)
-    return build_zone(apex, parse_zone_file(path, apex, options), settings, path)
+    return build_zone(apex, parse_zone_file(path, apex, options), settings, path, dynamic)

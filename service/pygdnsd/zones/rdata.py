@@ -51,7 +51,8 @@ _TYPE_RE = re.compile(r"TYPE([0-9]+)")
 _DIGITS_RE = re.compile(r"[0-9]+")
 _HEX_RE = re.compile(r"(?:[0-9a-fA-F]{2})+")
 _CAA_TAG_RE = re.compile(r"[0-9A-Za-z]+")
-_DYN_RE = re.compile(r"[^!\s]+![^\s]+")
+# ``plugin`` alone (null, reflect) or ``plugin!resource``; gdnsd refuses a second ``!`` or an empty resource.
+_DYN_RE = re.compile(r"[^!\s]+(?:![^!\s]+)?")
 _ESCAPE_RE = re.compile(rb"\\(?:([0-9]{3})|(.))", re.DOTALL)
 
 
@@ -234,6 +235,6 @@ def encode(rtype: int, text: str, tokens: list[str], context: RdataContext) -> b
     if rtype in (model.DYNA, model.DYNC):
         _count(tokens, 1, text)
         if _DYN_RE.fullmatch(tokens[0]) is None:
-            raise ValueError(f"{text} data must be plugin!resource, not {tokens[0]!r}")
+            raise ValueError(f"{text} data must be plugin!resource (or a plugin name alone), not {tokens[0]!r}")
         return tokens[0].encode("utf-8", "surrogateescape")
     raise AssertionError(f"no encoder for native type {text}")

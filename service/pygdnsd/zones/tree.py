@@ -27,6 +27,22 @@ Rules checked against the real gdnsd (``checkconf`` and served answers):
 * PTR to a same-zone name, MX/SRV to a same-zone name without addresses:
   warnings.
 
+DYNA/DYNC (checked against ``gdnsd checkconf`` with plugins configured):
+
+* Each ``plugin!resource`` must be accepted by the configured resolver
+  plugins (``DynamicTargets.check``); without plugins they are refused.
+* DYNC beside any other data (a second DYNC, a CNAME, the apex's SOA and
+  NS) is an error; a second DYNA at a name, or a DYNA beside A or AAAA, too.
+  DYNA beside anything else, at the apex, or on a wildcard is fine.
+* For delegations a DYNA counts as an address record: allowed at and below
+  a cut, where it is unused glue (warned about and dropped); an NS target
+  inside a delegated subzone with a DYNA is an error. DYNC at or below a cut
+  is an error. An MX/SRV target with a DYNA has addresses; with a DYNC not.
+* TTLs are ``MAX/MIN``; MIN not written (or 0) is half of MAX as written.
+  MAX is clamped into [min_ttl, max_ttl] like any TTL (warning never made
+  an error); then MIN below min_ttl, or above the clamped MAX, is raised or
+  lowered to it with a warning that ``strict_data`` does make an error.
+
 Every warning but the TTL clamps becomes an error under ``strict_data``.
 """
 
@@ -34,8 +50,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from typing import Protocol
 
-from pygdnsd.errors import ZoneError
+from pygdnsd.errors import ConfigError, ZoneError
 from pygdnsd.zones import model, names, rdata
 from pygdnsd.zones.settings import ZoneSettings
 from pygdnsd.zones.zonefile import Record
@@ -47,6 +64,23 @@ MAX_NS_RRSET = 64
 _ACME_LABEL = b"_acme-challenge"
 _ADDRESS = (model.A, model.AAAA)
 _WILDCARD = b"\x01*"
+_DYNAMIC = (model.DYNA, model.DYNC)
+# What makes a name an address holder for delegation glue and MX/SRV targets.
+_ADDRESS_OR_DYNA = (model.A, model.AAAA, model.DYNA)
+
+
+class DynamicTargets(Protocol):
+    """The resolver plugins, as the zone loader sees them (``plugins.registry.Resolvers``)."""
+
+    def check(self, plugin: str, resource: str, dync: bool) -> None:
+        """Raise ``ConfigError`` unless a DYNA (``dync`` False) or DYNC may use ``plugin!resource``."""
+        ...
+
+
+def dynamic_reference(rdata: bytes) -> tuple[str, str]:
+    """A DYNA/DYNC rdata (``plugin!resource`` text) as (plugin, resource); resource "" when absent."""
+    plugin, _, resource = rdata.decode("utf-8", "surrogateescape").partition("!")
+    return plugin, resource
 
 
 class Reporter:
@@ -119,8 +153,16 @@ def _rrset_ttl(owner: bytes, rtype: int, rrs: list[Record], settings: ZoneSettin
 
 
 class _ZoneBuilder:
-    def __init__(self, apex: bytes, records: list[Record], settings: ZoneSettings, path: str) -> None:
+    def __init__(
+        self,
+        apex: bytes,
+        records: list[Record],
+        settings: ZoneSettings,
+        path: str,
+        dynamic: DynamicTargets | None = None,
+    ) -> None:
         self.apex = apex
+        self.dynamic = dynamic
         self.settings = settings
         self.path = path
         self.report = Reporter(settings.strict_data)
@@ -145,15 +187,47 @@ class _ZoneBuilder:
         return self.data[owner][rtype][0]
 
     def check_dynamic(self) -> None:
-        for node in self.data.values():
-            for rtype in (model.DYNA, model.DYNC):
-                if rtype in node:
-                    rec = node[rtype][0]
-                    kind = "DYNA" if rtype == model.DYNA else "DYNC"
+        """DYNA/DYNC placement rules, and each target checked with the plugins."""
+        for owner, node in self.data.items():
+            if model.DYNA not in node and model.DYNC not in node:
+                continue
+            dyncs = node.get(model.DYNC)
+            if dyncs is not None and (len(node) > 1 or len(dyncs) > 1):
+                # The DYNC's own line (or the second DYNC's): the apex's SOA line would mislead.
+                rec = dyncs[1] if len(dyncs) > 1 else dyncs[0]
+                raise ZoneError(f"name '{_text(owner)}': DYNC not allowed alongside other data", rec.path, rec.line)
+            dynas = node.get(model.DYNA)
+            if dynas is not None:
+                if model.CNAME in node:
+                    continue  # check_types words it as gdnsd does
+                if len(dynas) > 1:
                     raise ZoneError(
-                        f"{kind} record: DYNA/DYNC need the monitoring/plugins support, not yet implemented",
-                        rec.path, rec.line,
+                        f"name '{_text(owner)}': DYNA defined twice for the same name", dynas[1].path, dynas[1].line
                     )
+                for rtype, kind in ((model.A, "A"), (model.AAAA, "AAAA")):
+                    if rtype in node:
+                        rec = node[rtype][0]
+                        raise ZoneError(
+                            f"name '{_text(owner)}': DYNA cannot co-exist at the same name as {kind}",
+                            rec.path, rec.line,
+                        )
+            for rtype in _DYNAMIC:
+                for rec in node.get(rtype, ()):
+                    self.check_target(owner, rec)
+
+    def check_target(self, owner: bytes, rec: Record) -> None:
+        kind = "DYNC" if rec.rtype == model.DYNC else "DYNA"
+        if self.dynamic is None:
+            raise ZoneError(
+                f"name '{_text(owner)}': {kind} record: DYNA/DYNC need the monitoring/plugins support, "
+                "which this zone load was not given",
+                rec.path, rec.line,
+            )
+        plugin, resource = dynamic_reference(rec.rdata)
+        try:
+            self.dynamic.check(plugin, resource, rec.rtype == model.DYNC)
+        except ConfigError as exc:
+            raise ZoneError(f"name '{_text(owner)}': {kind} {plugin}!{resource}: {exc}", rec.path, rec.line) from None
 
     def check_apex(self) -> None:
         apex_node = self.data.get(self.apex, {})
@@ -203,7 +277,7 @@ class _ZoneBuilder:
             above = self.cut_above(owner) if names.is_within(owner, self.apex) else None
             if above is None:
                 continue
-            allowed = (model.NS, *_ADDRESS) if owner == above else _ADDRESS
+            allowed = (model.NS, *_ADDRESS_OR_DYNA) if owner == above else _ADDRESS_OR_DYNA
             for rtype, rrs in node.items():
                 if rtype not in allowed:
                     raise ZoneError(
@@ -222,6 +296,11 @@ class _ZoneBuilder:
                 if not names.is_within(target, self.apex) or self.cut_above(target) is None:
                     continue
                 have = self.data.get(target, {})
+                if model.DYNA in have:
+                    raise ZoneError(
+                        f"target nameserver in '{_text(rec.owner)} NS {_text(target)}' cannot have DYNA addresses",
+                        rec.path, rec.line,
+                    )
                 if not any(t in have for t in _ADDRESS):
                     raise ZoneError(
                         "missing A and/or AAAA records for target nameserver in "
@@ -233,7 +312,7 @@ class _ZoneBuilder:
             in_zone = names.is_within(owner, self.apex)
             if in_zone and self.cut_above(owner) is None:
                 continue
-            addresses = [rrs[0] for t, rrs in node.items() if t in _ADDRESS]
+            addresses = [rrs[0] for t, rrs in node.items() if t in _ADDRESS_OR_DYNA]
             if not in_zone:
                 for rec in addresses:
                     kind = "A" if rec.rtype == model.A else "AAAA"
@@ -247,7 +326,7 @@ class _ZoneBuilder:
                     f"glue address(es) at domainname '{_text(owner)}' are unused and ignored",
                     addresses[0].path, addresses[0].line,
                 )
-                for rtype in _ADDRESS:
+                for rtype in _ADDRESS_OR_DYNA:
                     node.pop(rtype, None)
                 if not in_zone:
                     del self.data[owner]
@@ -302,7 +381,7 @@ class _ZoneBuilder:
                     if not names.is_within(target, apex) or self.cut_above(target) is not None:
                         continue
                     have = self.data.get(target, {})
-                    if not any(t in have for t in _ADDRESS):
+                    if not any(t in have for t in _ADDRESS_OR_DYNA):
                         self.report.warn(
                             f"in rrset '{_text(owner)} {kind}', same-zone target '{_text(target)}' has no addresses",
                             rec.path, rec.line,
@@ -335,8 +414,8 @@ class _ZoneBuilder:
         return soa_rrset(self.apex, self.first(self.apex, model.SOA), self.settings, self.report)
 
     def build(self) -> model.Zone:
-        self.check_dynamic()
         self.check_apex()
+        self.check_dynamic()
         self.check_types()
         self.check_delegations()
         self.check_glue()
@@ -350,9 +429,48 @@ class _ZoneBuilder:
                 if rtype == model.SOA:
                     out[rtype] = soa
                     continue
+                if rtype in _DYNAMIC:
+                    out[rtype] = dynamic_rrset(owner, rrs[0], self.settings, self.report)
+                    continue
                 ttl = _rrset_ttl(owner, rtype, rrs, self.settings, self.report)
                 out[rtype] = model.RRset(rtype, ttl, tuple(rec.rdata for rec in rrs))
         return model.Zone(self.apex, serial, soa, nodes, frozenset(self.cuts), self.path)
+
+
+def dynamic_rrset(owner: bytes, rec: Record, settings: ZoneSettings, report: Reporter) -> model.DynamicRRset:
+    """A DYNA/DYNC record with its MAX and MIN TTLs clamped as gdnsd does."""
+    kind = "DYNC" if rec.rtype == model.DYNC else "DYNA"
+    name = _text(owner)
+    wanted_max = rec.ttl
+    wanted_min = rec.dyn_min or wanted_max // 2
+    high = wanted_max
+    if high < settings.min_ttl:
+        report.warn(
+            f"name '{name}': {kind} TTL {high} too small, clamped to min_ttl setting of {settings.min_ttl}",
+            rec.path, rec.line, strictable=False,
+        )
+        high = settings.min_ttl
+    elif high > settings.max_ttl:
+        report.warn(
+            f"name '{name}': {kind} TTL {high} too large, clamped to max_ttl setting of {settings.max_ttl}",
+            rec.path, rec.line, strictable=False,
+        )
+        high = settings.max_ttl
+    low = wanted_min
+    if low < settings.min_ttl:
+        report.warn(
+            f"name '{name}': {kind} Min-TTL /{low} too small, clamped to min_ttl setting of {settings.min_ttl}",
+            rec.path, rec.line,
+        )
+        low = settings.min_ttl
+    elif low > high:
+        report.warn(
+            f"name '{name}': {kind} Min-TTL /{low} larger than Max-TTL {high}, clamping to Max-TTL",
+            rec.path, rec.line,
+        )
+        low = high
+    plugin, resource = dynamic_reference(rec.rdata)
+    return model.DynamicRRset(rec.rtype, high, (), plugin, resource, low)
 
 
 def soa_rrset(apex: bytes, rec: Record, settings: ZoneSettings, report: Reporter) -> tuple[model.RRset, int]:
@@ -395,6 +513,15 @@ def _name_length(wire: bytes) -> int:
     return pos + 1
 
 
-def build_zone(apex: bytes, records: list[Record], settings: ZoneSettings, path: str) -> model.Zone:
-    """The zone made of ``records``; ``ZoneError`` (file:line) for the first problem."""
-    return _ZoneBuilder(apex, records, settings, path).build()
+def build_zone(
+    apex: bytes,
+    records: list[Record],
+    settings: ZoneSettings,
+    path: str,
+    dynamic: DynamicTargets | None = None,
+) -> model.Zone:
+    """The zone made of ``records``; ``ZoneError`` (file:line) for the first problem.
+
+    ``dynamic`` checks DYNA/DYNC targets; without it they are refused.
+    """
+    return _ZoneBuilder(apex, records, settings, path, dynamic).build()

@@ -46,8 +46,9 @@ class Record:
     """One resource record as read, before any zone-level checks or clamping.
 
     ``ttl`` is the TTL written (or the ``$TTL`` default). For DYNA/DYNC
-    ``rdata`` is the ``plugin!resource`` text (utf-8) and ``ttl`` the MAX of
-    the ``MAX/MIN`` syntax.
+    ``rdata`` is the ``plugin!resource`` text (utf-8), ``ttl`` the MAX of
+    the ``MAX/MIN`` syntax and ``dyn_min`` its MIN (0 when not written:
+    gdnsd then takes half of MAX, and so it does for a written 0).
     """
 
     owner: bytes
@@ -56,6 +57,7 @@ class Record:
     rdata: bytes
     path: str
     line: int
+    dyn_min: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +224,7 @@ class _Parser:
             state.owner = owner
             pos = 1
         ttl: int | None = None
+        dyn_min = 0
         ttl_text: str | None = None
         seen_class = False
         for _ in range(2):
@@ -246,6 +249,8 @@ class _Parser:
                 if dyn is None:
                     raise ValueError(f"invalid DYNA/DYNC TTL {ttl_text!r} (MAX or MAX/MIN)")
                 ttl = parse_ttl(dyn.group(1))
+                if dyn.group(2) is not None:
+                    dyn_min = parse_ttl(dyn.group(2))
             else:
                 ttl = parse_ttl(ttl_text)
         if ttl is None:
@@ -264,7 +269,7 @@ class _Parser:
                 lambda text: self.resolve(text, state), self.options.text_autosplit
             )
         wire = rdata.encode(rtype, type_text, tokens[pos + 1 :], context)
-        self.records.append(Record(owner, rtype, ttl, wire, state.path, number))
+        self.records.append(Record(owner, rtype, ttl, wire, state.path, number, dyn_min))
 
 
 def parse_zone_file(path: str, apex: bytes, options: ParseOptions) -> list[Record]:

@@ -1,0 +1,72 @@
+"""A loaded config -> the monitor and resolver plugins a daemon (or checkconf) runs with.
+
+The daemon's order (``man gdnsd``: monitoring state is known before the
+first answer): ``build_dynamic`` -> ``load_zones(..., dynamic=resolvers)``
+-> ``Responder(..., dynamic=resolvers)`` -> ``monitor.initial_round()``
+before declaring itself ready -> ``monitor.start()``; ``monitor.stop()`` on
+the way out. ``monitor.states_json()`` answers control request ``E``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pygdnsd.config.vscf import ConfigHash, Position
+from pygdnsd.errors import ConfigError
+from pygdnsd.monitoring.monitor import Monitor
+from pygdnsd.monitoring.service_types import parse_service_types
+from pygdnsd.plugins.registry import Resolvers, load_plugins
+
+
+@dataclass(frozen=True)
+class DynamicSetup:
+    """What DYNA/DYNC need at run time: the health monitor and the plugins reading it."""
+
+    monitor: Monitor
+    resolvers: Resolvers
+
+
+def build_dynamic(config: object) -> DynamicSetup:
+    """The monitor and resolvers of ``config`` (a ``config.options.Config``), nothing started.
+
+    Every ``ConfigError`` names the config file: messages the monitoring and
+    plugin code word without a position get the file and the section prefixed.
+    """
+    service_types = _section(config, "service_types")
+    plugins = _section(config, "plugins")
+    state_dir = Path(getattr(config, "state_dir", "/var/lib/gdnsd"))
+    config_file = _config_file(config)
+    try:
+        monitor = Monitor(parse_service_types(service_types, state_dir), state_dir)
+    except ConfigError as exc:
+        raise _located(exc, config_file, "service_types") from None
+    try:
+        resolvers = load_plugins(plugins, monitor)
+    except ConfigError as exc:
+        raise _located(exc, config_file, "plugins") from None
+    return DynamicSetup(monitor, resolvers)
+
+
+def _section(config: object, name: str) -> ConfigHash:
+    value = getattr(config, name, None)
+    if value is None:
+        return ConfigHash(Position(_config_file(config), 0))
+    if not isinstance(value, ConfigHash):
+        raise ConfigError(f"{_config_file(config)}: {name}: must be a hash")
+    return value
+
+
+def _config_file(config: object) -> str:
+    path = getattr(config, "config_path", None)
+    if path is None:
+        return str(Path(getattr(config, "cfgdir", ".")) / "config")
+    return str(path)
+
+
+def _located(exc: ConfigError, config_file: str, section: str) -> ConfigError:
+    """``exc`` itself when it already names the file, else one that does."""
+    message = str(exc)
+    if message.startswith(config_file):
+        return exc
+    return ConfigError(f"{config_file}: {section}: {message}")
