@@ -153,7 +153,11 @@ class Handoff:
             daemon.instance.stats.absorb(final)
         finally:
             self.client.close()
-        _make_gone(self.old_pid, wait_first=True)
+        # Past the point of no return: we serve on whatever happens to the old daemon.
+        try:
+            _make_gone(self.old_pid, wait_first=True)
+        except GdnsdError as exc:
+            log.error("%s", exc)
 
     def abandon(self) -> None:
         # Closing the connection is the old daemon's cue to resume.
@@ -168,8 +172,12 @@ class Overlap:
 
     def claim(self, daemon: Daemon) -> None:
         _announce(daemon)
-        _make_gone(self.old_pid, wait_first=False)
-        daemon.lock = _lock_when_free(daemon)
+        # Past the point of no return: we serve on whatever happens to the old daemon.
+        try:
+            _make_gone(self.old_pid, wait_first=False)
+            daemon.lock = _lock_when_free(daemon)
+        except GdnsdError as exc:
+            log.error("%s", exc)
 
     def abandon(self) -> None:
         pass
