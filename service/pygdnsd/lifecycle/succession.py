@@ -127,13 +127,17 @@ class Predecessor(Protocol):
 
 
 def _announce(daemon: Daemon) -> None:
-    """Tell systemd (if it runs us) and the pidfile that we are the daemon now."""
+    """Tell the pidfile and systemd (if it runs us) that we are the daemon now.
+
+    The pidfile first: it is the step that may fail, and failing is only safe
+    before MAINPID (systemd stops the whole unit when a claimed main PID dies).
+    """
+    daemon.write_pidfile()
     try:
         notify.ready_as_main(os.getpid())
     except notify.NotifyError as exc:
         # MAINPID went out but is unconfirmed: carry on, the old daemon must go anyway.
         log.error("%s: %s", NEW, exc)
-    daemon.write_pidfile()
 
 
 class Handoff:
