@@ -358,3 +358,24 @@ def test_gdnsdctl_replace_with_a_broken_zone_fails_and_the_old_daemon_serves_on(
     assert "REPLACE[gdnsdctl]: Replace command to old daemon failed" in result.stderr, result.stderr
     assert pids_serving(site.cfgdir) == [pid] and pidfile_names_locked(site, pid)
     assert a_records(query(site.port, QNAME)) == ["192.0.2.10"]
+
+
+def test_a_replace_past_its_timeout_fails_and_the_new_daemon_gives_up(tuned: Site) -> None:
+    site = tuned
+    old = daemonize(site)
+    # A stopped old daemon keeps the new one waiting for its REQ_INFO answer.
+    os.kill(old, signal.SIGSTOP)
+    try:
+        began = time.monotonic()
+        result = replace(site, "-t", "1")
+        waited = time.monotonic() - began
+        assert result.returncode != 0
+        assert "no verdict from the new daemon within 1s" in result.stderr, result.stderr
+        assert waited < 4.0
+        # The new daemon saw its helper's pipe close and left without touching the old one.
+        assert wait_for(lambda: pids_serving(site.cfgdir) == [old], 5.0), pids_serving(site.cfgdir)
+    finally:
+        os.kill(old, signal.SIGCONT)
+    assert pidfile_names_locked(site, old)
+    assert a_records(query(site.port, QNAME)) == ["192.0.2.10"]
+    assert stats(site)["uptime"] >= 0

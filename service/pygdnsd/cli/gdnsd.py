@@ -27,6 +27,7 @@ from pygdnsd.lifecycle import daemon, verbs
 from pygdnsd.lifecycle.daemon import StartRequest
 from pygdnsd.lifecycle.daemonize import Verdict, detach
 from pygdnsd.lifecycle.journal import journal_wanted
+from pygdnsd.lifecycle.pidfile import PidfileState, probe
 
 logger = logging.getLogger("gdnsd")
 
@@ -203,8 +204,10 @@ def replace(options: Options, err: TextIO, may_fork: bool) -> int:
     if not may_fork:
         print(f"error: {FORK_REFUSED}", file=err)
         return EXIT_FAILURE
-    old = verbs.find_running(verbs.Where.of(options.cfgdir))
-    old_pid = old.pid if old is not None else None
+    # The pidfile's word, not a control-socket round trip: a hung old daemon
+    # must not hold the helper up past -t.
+    found = probe(verbs.Where.of(options.cfgdir).pidfile)
+    old_pid = found.pid if found.state is PidfileState.RUNNING else None
     fields: dict[str, object] = {"GDNSD_EVENT": "replace-begin"}
     if old_pid is not None:
         fields["GDNSD_OLD_PID"] = old_pid
