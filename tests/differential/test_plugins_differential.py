@@ -1,12 +1,15 @@
 """Differential tests of the resolver plugins: pygdnsd must answer DYNA/DYNC like gdnsd 3.8.1.
 
-One config (``tests/data/diff/plugins-all``) uses every plugin (static,
-null, reflect, simplefo, multifo, weighted, metafo) over backends this test
-runs on loopback: TCP listeners on 127.0.0.2-127.0.0.5 (``tcp_connect``) and
-HTTP servers on 127.0.0.10-127.0.0.11 (``http_status``). Both daemons run
-at once against the same backends; the probes are compared with the
-harness's normaliser, first with every backend up, then after the test takes
-127.0.0.2 (TCP) and 127.0.0.10 (HTTP) down and both daemons have noticed.
+``tests/data/diff/plugins-all`` uses every plugin (static, null, reflect,
+simplefo, multifo, weighted, metafo); ``plugins-options`` their options
+(thresholds, per-resource service types, metafo over other plugins) and
+resources down from the start. The backends are this test's, on loopback:
+TCP listeners on 127.0.0.2-127.0.0.5 (``tcp_connect``) and HTTP servers on
+127.0.0.10-127.0.0.11 (``http_status``); 127.0.0.6-7 never listen. Both
+daemons run at once against the same backends; every DYNA/DYNC name of the
+zone is probed and compared with the harness's normaliser, first with every
+backend up, then after the test takes 127.0.0.2 (TCP) and 127.0.0.10 (HTTP)
+down and both daemons have noticed.
 
 weighted picks at random: for its names the header, question and each
 record but its rdata must agree, and every rdata must be one the config
@@ -39,16 +42,21 @@ from differential.normalise import Normalised, describe_difference, normalise
 from differential.queries import AAAA, ANY, CNAME, ECS, MX, TXT, A, Probe, opt_rr, option, query
 from differential.wire import ask
 
-DATA = Path(__file__).resolve().parent.parent / "data" / "diff" / "plugins-all"
+DIFF = Path(__file__).resolve().parent.parent / "data" / "diff"
+CONFIGS = ["plugins-all", "plugins-options"]
 TCP_BACKENDS = ("127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5")
 HTTP_BACKENDS = ("127.0.0.10", "127.0.0.11")
 # What the test takes down in the second phase.
 DOWN_TCP = "127.0.0.2"
 DOWN_HTTP = "127.0.0.10"
-# Service types poll every 2 s and go down on the first failure; the
-# first phase waits for neither, the second for both daemons to notice.
+# Service types poll every 2 s; the second phase waits until both daemons
+# give answers that show every change (WITNESS: names -> first A rdata).
 NOTICE_TIMEOUT = 30.0
-SETTLE = 3.0  # one interval and a margin, so both daemons have polled since
+SETTLE = 3.0  # an interval and a margin, so both daemons have polled since
+WITNESS = {
+    "plugins-all": {"sf": "127.0.0.3", "sfweb": "127.0.0.11"},
+    "plugins-options": {"sfhalf": "127.0.0.6", "sfslow": "127.0.0.3", "sfboth": "127.0.0.11"},
+}
 RANDOM = {
     "w": {"127.0.0.2", "127.0.0.3", "127.0.0.4"},
     "wc": {"a.example.net.", "b.example.net."},
@@ -183,11 +191,18 @@ class HttpBackends:
 
 # -- probes ----------------------------------------------------------------
 
-NAMES = [
-    "null", "reflect", "reflect-dns", "reflect-edns", "reflect-both", "static", "static6", "static-cn",
-    "sf", "sf-mx", "sfweb", "sfc", "mf", "mfweb", "one", "w", "wc", "mt", "mtlist", "mtref",
-    "wild.example.com", "cn",
-]
+def zone_names(config: str) -> list[str]:
+    """Every owner of the config's zone with a DYNA/DYNC or a CNAME (``*`` probed as ``wild``)."""
+    out = []
+    for line in (DIFF / config / "zones" / "example.com").read_text().splitlines():
+        fields = line.split()
+        if len(fields) < 3 or not any(t in fields for t in ("DYNA", "DYNC", "CNAME")):
+            continue
+        owner = "wild" if fields[0] == "*" else fields[0]
+        if owner not in out:
+            out.append(owner)
+    return out
+
 ECS_V4 = option(ECS, bytes((0, 1, 24, 0, 192, 0, 2)))
 ECS_V6 = option(ECS, bytes((0, 2, 48, 0)) + bytes.fromhex("20010db80001"))
 
@@ -201,9 +216,9 @@ def fqdn(name: str) -> str:
 DYNC_CNAMES = ("static-cn", "wc")
 
 
-def plugin_probes() -> list[Probe]:
+def plugin_probes(config: str) -> list[Probe]:
     probes = []
-    for name in NAMES:
+    for name in zone_names(config):
         qname = fqdn(name)
         for qtype, tname in ((A, "A"), (AAAA, "AAAA"), (ANY, "ANY"), (MX, "MX"), (TXT, "TXT")):
             if qtype == ANY and name in DYNC_CNAMES:
@@ -266,16 +281,17 @@ def first_answer(address: tuple[str, int], name: str) -> str:
 
 @dataclass
 class Pair:
+    config: str
     tcp: TcpBackends
     web: HttpBackends
     reference: ServerProcess
     ours: ServerProcess
 
 
-def source_dir(tmp: Path, tcp: TcpBackends, web: HttpBackends) -> Path:
+def source_dir(config: str, tmp: Path, tcp: TcpBackends, web: HttpBackends) -> Path:
     """The config dir with the backend ports filled in (the other placeholders are ServerProcess's)."""
     out = tmp / "source"
-    shutil.copytree(DATA, out)
+    shutil.copytree(DIFF / config, out)
     config = out / "config"
     config.write_text(
         config.read_text().replace("@BACKEND_PORT@", str(tcp.port)).replace("@HTTP_PORT@", str(web.port))
@@ -284,50 +300,52 @@ def source_dir(tmp: Path, tcp: TcpBackends, web: HttpBackends) -> Path:
     return out
 
 
-@pytest.fixture(scope="module")
-def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
+@pytest.fixture(scope="module", params=CONFIGS)
+def pair(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     assert REAL_GDNSD.exists(), f"{REAL_GDNSD} missing: run dev/bootstrap"
-    tmp = tmp_path_factory.mktemp("plugins")
+    config: str = request.param
+    tmp = tmp_path_factory.mktemp(config)
     with pytest.MonkeyPatch.context() as patch, contextlib.ExitStack() as stack:
         patch.setattr(conftest, "server_command", launcher_command)
         tcp = TcpBackends().start()
         stack.callback(tcp.stop)
         web = HttpBackends().start()
         stack.callback(web.stop)
-        source = source_dir(tmp, tcp, web)
+        source = source_dir(config, tmp, tcp, web)
         reference = stack.enter_context(ServerProcess("gdnsd", source, tmp / "gdnsd"))
         ours = stack.enter_context(ServerProcess(OUR_KIND, source, tmp / "pygdnsd"))
-        yield Pair(tcp, web, reference, ours)
+        yield Pair(config, tcp, web, reference, ours)
 
 
 def wait_until_noticed(pair: Pair) -> None:
-    """Until both daemons answer sf and sfweb from the secondaries (bounded)."""
+    """Until both daemons give the WITNESS answers of the config (bounded)."""
     deadline = time.monotonic() + NOTICE_TIMEOUT
-    servers = (pair.reference.address, pair.ours.address)
+    servers = {"gdnsd": pair.reference.address, "pygdnsd": pair.ours.address}
+    expected = WITNESS[pair.config]
     while time.monotonic() < deadline:
-        if all(first_answer(s, "sf") == "127.0.0.3" and first_answer(s, "sfweb") == "127.0.0.11" for s in servers):
+        if all(first_answer(s, n) == a for s in servers.values() for n, a in expected.items()):
             return
         time.sleep(0.2)
-    raise AssertionError(
-        f"within {NOTICE_TIMEOUT}s: gdnsd sf={first_answer(servers[0], 'sf')} "
-        f"sfweb={first_answer(servers[0], 'sfweb')}, pygdnsd sf={first_answer(servers[1], 'sf')} "
-        f"sfweb={first_answer(servers[1], 'sfweb')}"
-    )
+    seen = {k: {n: first_answer(s, n) for n in expected} for k, s in servers.items()}
+    raise AssertionError(f"within {NOTICE_TIMEOUT}s, wanted {expected} from both, got {seen}")
 
 
 # -- the tests -------------------------------------------------------------
 
 
 def test_probe_set_covers_every_plugin() -> None:
-    zone = (DATA / "zones" / "example.com").read_text()
+    zone = (DIFF / "plugins-all" / "zones" / "example.com").read_text()
     for plugin in ("static", "null", "reflect", "simplefo", "multifo", "weighted", "metafo"):
         assert f"DYNA {plugin}" in zone or f"DYNC {plugin}" in zone
-    labels = {p.label.split(" ", 1)[0] for p in plugin_probes()}
-    assert all(fqdn(name) in labels for name in DYNC_CNAMES)
-    for line in zone.splitlines():
-        owner = line.split()[0]
-        if "DYN" in line and owner != "*":
-            assert fqdn(owner) in labels, owner
+    for config in CONFIGS:
+        labels = {p.label.split(" ", 1)[0] for p in plugin_probes(config)}
+        text = (DIFF / config / "zones" / "example.com").read_text()
+        for line in text.splitlines():
+            owner = line.split()[0]
+            if "DYN" in line:
+                assert fqdn("wild" if owner == "*" else owner) in labels, owner
+        assert set(WITNESS[config]) <= set(zone_names(config))
+    assert all(name in zone_names("plugins-all") for name in DYNC_CNAMES)
 
 
 def test_harness_sees_a_wrong_random_answer() -> None:
@@ -339,13 +357,14 @@ def test_harness_sees_a_wrong_random_answer() -> None:
 
 
 def test_all_backends_up(pair: Pair) -> None:
-    assert first_answer(pair.reference.address, "sf") == "127.0.0.2"
-    probes = plugin_probes()
+    probes = plugin_probes(pair.config)
     found = plugin_differences(pair.reference.address, pair.ours.address, probes)
     assert not found, report(found, len(probes))
 
 
 def test_any_at_a_dync_cname(pair: Pair) -> None:
+    if pair.config != "plugins-all":
+        return  # only plugins-all has DYNC CNAMEs
     probes = [Probe(f"{fqdn(name)} ANY", query(fqdn(name), ANY)) for name in DYNC_CNAMES]
     probes += [replace(p, tcp=True) for p in probes]
     found = plugin_differences(pair.reference.address, pair.ours.address, probes)
@@ -357,7 +376,7 @@ def test_one_backend_down(pair: Pair) -> None:
     pair.web.down(DOWN_HTTP)
     wait_until_noticed(pair)
     time.sleep(SETTLE)
-    probes = plugin_probes()
+    probes = plugin_probes(pair.config)
     found = plugin_differences(pair.reference.address, pair.ours.address, probes)
     assert not found, report(found, len(probes))
 
