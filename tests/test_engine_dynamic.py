@@ -94,12 +94,17 @@ def test_static_data_beside_a_dyna_is_served_for_other_types() -> None:
     assert plugins.calls == []
 
 
-def test_dync_answers_a_cname_for_every_type_but_any() -> None:
+def test_dync_answers_its_cname_for_every_type_any_included() -> None:
+    # gdnsd 3.8.1 answers ANY at such a DYNC with the CNAME too (plugin differential test).
     target = names.from_text("backup.example.net.")
     engine, _ = make({"web": DynamicResult(cname=target, ttl=100)})
-    for qtype in (A, AAAA, model.MX, model.TXT):
+    for qtype in (A, AAAA, model.MX, model.TXT, model.ANY):
         msg = parse(engine.respond(query("web.example.com", qtype), V4, False))
         assert [(rr.rtype, rr.ttl) for rr in msg.answer] == [(model.CNAME, 100)]
+
+
+def test_any_at_a_dync_with_addresses_is_the_rfc8482_hinfo() -> None:
+    engine, _ = make({"web": DynamicResult(v4=(b"\x0a\x00\x00\x05",))})
     msg = parse(engine.respond(query("web.example.com", model.ANY), V4, False))
     assert [rr.rtype for rr in msg.answer] == [model.HINFO]
 

@@ -146,14 +146,15 @@ DynamicLookup = Callable[[DynamicRRset, Zone, int], RRset | None]
 def dynamic_at(where: Location, qtype: int) -> DynamicRRset | None:
     """The DYNA/DYNC record that answers ``qtype`` at ``where``, if one does.
 
-    A DYNC answers every qtype but ANY (its name holds nothing else); a DYNA
-    answers A and AAAA, and other types fall to the name's static data.
+    A DYNC answers every qtype (its name holds nothing else; for ANY, a
+    CNAME it resolves to is the answer, as in gdnsd); a DYNA answers A and
+    AAAA, and other types fall to the name's static data.
     """
     if where.kind not in ("node", "wildcard"):
         return None
     node = where.node
     dync = node.get(model.DYNC)
-    if dync is not None and qtype != model.ANY:
+    if dync is not None:
         assert isinstance(dync, DynamicRRset)
         return dync
     if qtype == model.A or qtype == model.AAAA:
@@ -178,6 +179,8 @@ def decide_at(
     if record is not None:
         answer = dynamic(record, zone, qtype) if dynamic is not None else None
         if answer is None:
+            if qtype == model.ANY:
+                return Decision(RCODE_NOERROR, True, (Record(QNAME, ANY_HINFO),))
             return _negative(zone, RCODE_NOERROR)
         return Decision(RCODE_NOERROR, True, (Record(QNAME, answer),))
     if qtype == model.ANY:
