@@ -371,3 +371,31 @@ def test_build_dynamic_errors_name_file_and_key(section: str, fragment: str, tmp
     assert fragment in message
     shutil.copytree(cfg, tmp_path / "theirs")
     assert theirs(tmp_path / "theirs").returncode != 0
+
+
+# -- DYNC CNAMEs into the zone ---------------------------------------------
+
+
+@dataclass
+class FakePlugins:
+    """Accepts every target; ``targets`` are the CNAMEs each resource may answer with."""
+
+    targets: dict[str, tuple[bytes, ...]]
+
+    def check(self, plugin: str, resource: str, dync: bool) -> None:
+        pass
+
+    def cname_targets(self, plugin: str, resource: str) -> tuple[bytes, ...]:
+        return self.targets.get(resource, ())
+
+
+def test_dync_cname_into_its_own_zone_is_refused(tmp_path: Path) -> None:
+    """gdnsd: "Resource 'wcin' CNAME value 'www.example.com.' cannot be used within zone 'example.com.'"."""
+    cfg = config_dir(tmp_path, "x 300 DYNC weighted!wcin\ny 300 DYNC weighted!wc")
+    plugins = FakePlugins({"wcin": (names.from_text("www.example.com."),), "wc": (names.from_text("a.example.net."),)})
+    with pytest.raises(ZoneError) as info:
+        load_zones(cfg / "zones", ZoneSettings(), plugins)
+    assert "CNAME value 'www.example.com.' cannot be used within zone 'example.com.'" in info.value.problem
+    assert info.value.line == FIRST_LINE
+    (cfg / "zones" / "example.com").write_text(HEAD + "y 300 DYNC weighted!wc\n")
+    load_zones(cfg / "zones", ZoneSettings(), plugins)

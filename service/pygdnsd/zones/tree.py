@@ -38,6 +38,8 @@ DYNA/DYNC (checked against ``gdnsd checkconf`` with plugins configured):
   a cut, where it is unused glue (warned about and dropped); an NS target
   inside a delegated subzone with a DYNA is an error. DYNC at or below a cut
   is an error. An MX/SRV target with a DYNA has addresses; with a DYNC not.
+* A DYNC whose resource may answer a CNAME inside the zone is an error
+  (checked when the plugins offer ``CnameTargets``).
 * TTLs are ``MAX/MIN``; MIN not written (or 0) is half of MAX as written.
   MAX is clamped into [min_ttl, max_ttl] like any TTL (warning never made
   an error); then MIN below min_ttl, or above the clamped MAX, is raised or
@@ -50,7 +52,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from pygdnsd.errors import ConfigError, ZoneError
 from pygdnsd.zones import model, names, rdata
@@ -75,6 +77,17 @@ class DynamicTargets(Protocol):
     def check(self, plugin: str, resource: str, dync: bool) -> None:
         """Raise ``ConfigError`` unless a DYNA (``dync`` False) or DYNC may use ``plugin!resource``."""
         ...
+
+
+@runtime_checkable
+class CnameTargets(Protocol):
+    """Plugins that can list the CNAMEs a resource may answer with (lowercase wire names).
+
+    gdnsd refuses a DYNC whose resource may answer with a CNAME inside the
+    DYNC's own zone; the loader checks that when the plugins offer this.
+    """
+
+    def cname_targets(self, plugin: str, resource: str) -> tuple[bytes, ...]: ...
 
 
 def dynamic_reference(rdata: bytes) -> tuple[str, str]:
@@ -228,6 +241,14 @@ class _ZoneBuilder:
             self.dynamic.check(plugin, resource, rec.rtype == model.DYNC)
         except ConfigError as exc:
             raise ZoneError(f"name '{_text(owner)}': {kind} {plugin}!{resource}: {exc}", rec.path, rec.line) from None
+        if rec.rtype == model.DYNC and isinstance(self.dynamic, CnameTargets):
+            for target in self.dynamic.cname_targets(plugin, resource):
+                if names.is_within(target, self.apex):
+                    raise ZoneError(
+                        f"name '{_text(owner)}': DYNC {plugin}!{resource}: CNAME value '{_text(target)}' "
+                        f"cannot be used within zone '{_text(self.apex)}'",
+                        rec.path, rec.line,
+                    )
 
     def check_apex(self) -> None:
         apex_node = self.data.get(self.apex, {})
