@@ -399,3 +399,14 @@ def test_dync_cname_into_its_own_zone_is_refused(tmp_path: Path) -> None:
     assert info.value.line == FIRST_LINE
     (cfg / "zones" / "example.com").write_text(HEAD + "y 300 DYNC weighted!wc\n")
     load_zones(cfg / "zones", ZoneSettings(), plugins)
+
+
+def test_error_in_an_included_file_names_that_file(tmp_path: Path) -> None:
+    cfg = config_dir(tmp_path, "$INCLUDE inc/dyn")
+    (cfg / "zones" / "inc").mkdir()
+    (cfg / "zones" / "inc" / "dyn").write_text("ok 300 DYNA static!s\nbad 300 DYNA simplefo!nosuch\n")
+    with pytest.raises(ZoneError) as info:
+        ours(cfg)
+    assert (info.value.path, info.value.line) == (str(cfg / "zones" / "inc" / "dyn"), 2)
+    assert "rejected resource name 'nosuch'" in info.value.problem
+    assert "rejected resource name 'nosuch'" in theirs(cfg).stderr
