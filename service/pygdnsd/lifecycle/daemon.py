@@ -427,6 +427,8 @@ def run(request: StartRequest, report: StartupReport | None = None, load: Loader
             )
         daemon.replacing = False
     except BaseException as exc:
+        if watch is not None:
+            watch.commit()  # we are failing anyway: the watch must not race report.failed
         reason = str(exc) if isinstance(exc, GdnsdError) else f"startup failed: {exc!r}"
         if request.replace:
             old_pid = predecessor.old_pid if predecessor is not None else None
