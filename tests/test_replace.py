@@ -379,3 +379,33 @@ def test_a_replace_past_its_timeout_fails_and_the_new_daemon_gives_up(tuned: Sit
     assert pidfile_names_locked(site, old)
     assert a_records(query(site.port, QNAME)) == ["192.0.2.10"]
     assert stats(site)["uptime"] >= 0
+
+
+def set_threads(site: Site, count: int) -> None:
+    config = site.cfgdir / "config"
+    text = config.read_text()
+    for kind in ("udp_threads", "tcp_threads"):
+        start = text.index(f"{kind} =>")
+        end = text.index("\n", start)
+        text = text[:start] + f"{kind} => {count}" + text[end:]
+    config.write_text(text)
+
+
+def test_replaces_that_change_the_thread_counts_lose_nothing(tuned: Site) -> None:
+    site = tuned
+    daemonize(site)
+    load = load_on(site.port, duration=6.0)
+    time.sleep(1.0)
+    # More threads: fresh SO_REUSEPORT sockets join each address's group.
+    set_threads(site, 3)
+    more = replace(site)
+    assert more.returncode == 0, more.stderr
+    time.sleep(1.0)
+    # Fewer: a surplus socket gets its share of the traffic until it is closed,
+    # so the new daemon serves it on rather than drop what is queued in it.
+    set_threads(site, 1)
+    fewer = replace(site)
+    assert fewer.returncode == 0, fewer.stderr
+    outcome = load.finish()
+    assert outcome.clean, load.report()
+    assert len(pids_serving(site.cfgdir)) == 1

@@ -145,12 +145,22 @@ class Daemon:
         wanted = [spec for endpoint in self.instance.endpoints for spec in specs_for(endpoint)]
         plan = plan_sockets(handed.dns, wanted)
         fresh = [ListenSocket(spec, self._open(spec)) for spec in plan.open]
+        addresses = {(spec.host, spec.port) for spec in wanted}
+        surplus = []
         for listener in plan.close:
-            log.info("%s: closing the socket of removed address %s %s", succession.NEW, listener.spec.kind.upper(), listener.spec.label)
-            listener.sock.close()
+            spec = listener.spec
+            if (spec.host, spec.port) in addresses:
+                # Fewer threads for a kept address: the kernel spreads its traffic over
+                # every socket of the group, so closing one would drop what is queued
+                # in it. It is served on until the next full restart.
+                log.info("%s: keeping surplus %s socket #%d of %s", succession.NEW, spec.kind.upper(), spec.index, spec.label)
+                surplus.append(listener)
+            else:
+                log.info("%s: closing the socket of removed address %s %s", succession.NEW, spec.kind.upper(), spec.label)
+                listener.sock.close()
         self.lock = InstanceLock.adopt(handed.lock_fd, self.run_dir / LOCK_NAME)
         self.control_listener = handed.control
-        self.sockets = [*plan.reuse, *fresh]
+        self.sockets = [*plan.reuse, *fresh, *surplus]
         handed.lock_fd, handed.control, handed.dns = None, None, []
         started = taken.extra.get("started")
         if isinstance(started, float | int):
