@@ -102,7 +102,11 @@ class HelperWatch:
         fd = self.report.fd
         while fd is not None and not self._committed.wait(WATCH_INTERVAL):
             if reader_gone(fd):
-                log.error("%s: the replace helper went away before the takeover finished; aborting", NEW)
+                log.error(
+                    "%s: the replace helper went away before the takeover finished; aborting",
+                    NEW,
+                    extra=event("replace-failed", None),
+                )
                 logging.shutdown()
                 os._exit(1)
 
