@@ -12,6 +12,7 @@ comes from tests/loadgen.py run inside the container (BackgroundLoad).
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -31,10 +32,17 @@ ZONE = "example.com"
 ZONE_PATH = f"{CONFIG_DIR}/zones/{ZONE}"
 QNAME = f"www.{ZONE}"
 DROP_IN = f"/etc/systemd/system/{UNIT}.d/crash-at.conf"
+# udp_rcvbuf: with the OS default queue (208 KiB, about 60 ms of this load) a
+# Python daemon on a busy 2-core machine drops datagrams on a full queue with
+# no replace at all: 487-4242 of 250,000 in 50 s here while other Python
+# processes merely started beside it (checkconf in a loop), all at the
+# daemon's sockets. What these tests judge is the replace, so the queue gets
+# the most gdnsd allows (the kernel doubles it to 2 MiB), as a busy server would.
 CONFIG = """\
 options => {
   listen => [ 127.0.0.1 ]
   dns_port => 53
+  udp_rcvbuf => 1048576
 }
 """
 RELOADS = 20
@@ -117,17 +125,35 @@ def set_crash_step(container: SystemdContainer, step: str | None) -> None:
     container.run(["systemctl", "daemon-reload"], check=True)
 
 
-def udp_rcvbuf_errors(container: SystemdContainer) -> int:
-    """Datagrams the container's kernel dropped on a full socket queue (its own netns)."""
+@dataclass(frozen=True)
+class QueueDrops:
+    """Datagrams the container's kernel dropped on full socket queues (its own netns)."""
+
+    total: int  # every UDP socket: the daemon's and the load generator's
+    server: int  # the sockets bound to port 53, handed from generation to generation
+
+    def since(self, before: QueueDrops) -> QueueDrops:
+        return QueueDrops(self.total - before.total, self.server - before.server)
+
+    def __str__(self) -> str:
+        return (
+            f"the kernel dropped {self.total} datagrams on full socket queues, {self.server} "
+            f"at the daemon's sockets and {self.total - self.server} at the load generator's"
+        )
+
+
+def queue_drops(container: SystemdContainer) -> QueueDrops:
     lines = [line.split() for line in container.read_file("/proc/net/snmp").splitlines()]
     names, values = [line for line in lines if line[0] == "Udp:"][:2]
-    return int(values[names.index("RcvbufErrors")])
+    sockets = container.run(["ss", "-Huanm", "sport = :53"], check=True).stdout
+    server = sum(int(count) for count in re.findall(r"skmem:\([^)]*\bd(\d+)\)", sockets))
+    return QueueDrops(int(values[names.index("RcvbufErrors")]), server)
 
 
 def assert_clean(
     outcome: LoadOutcome,
     what: str,
-    queue_drops: int | None = None,
+    drops: QueueDrops | None = None,
     windows: Sequence[tuple[float, float]] = (),
 ) -> None:
     """Nothing lost or failed; else a message saying where and, if known, why."""
@@ -144,9 +170,9 @@ def assert_clean(
                 f"reload {number} ({end - start:.2f} s): {len(offsets)} lost "
                 f"+{min(offsets):.2f}..+{max(offsets):.2f} s"
             )
-    drops = "" if queue_drops is None else f"; the kernel dropped {queue_drops} on full socket queues"
+    why = "" if drops is None else f"; {drops}"
     raise AssertionError(
-        f"{what}: {result.summary()}{drops}; of the first {len(sent)} UDP losses, sent during "
+        f"{what}: {result.summary()}{why}; of the first {len(sent)} UDP losses, sent during "
         f"reloads: {'; '.join(placed) or 'none'}; UDP lost at {result.udp_loss_times[:10]}..., "
         f"TCP failed at {result.tcp_failure_times[:10]}"
     )
@@ -214,7 +240,7 @@ def test_twenty_reloads_under_load_lose_nothing(running: SystemdContainer) -> No
     spec = LoadSpec(qname=QNAME, qps=UDP_QPS, tcp_rate=TCP_RATE, duration=LOAD_SECONDS, grace=2.0)
     pace = (LOAD_SECONDS - 6.0) / RELOADS
     windows: list[tuple[float, float]] = []
-    drops_before = udp_rcvbuf_errors(container)
+    drops_before = queue_drops(container)
     counted_before = stats(container)
     with BackgroundLoad(container, spec) as load:
         began = time.monotonic()
@@ -243,7 +269,7 @@ def test_twenty_reloads_under_load_lose_nothing(running: SystemdContainer) -> No
     )
     assert result.udp_sent >= 0.95 * UDP_QPS * LOAD_SECONDS, result.summary()
     assert result.tcp_sent >= 0.9 * TCP_RATE * LOAD_SECONDS, result.summary()
-    drops = udp_rcvbuf_errors(container) - drops_before
+    drops = queue_drops(container).since(drops_before)
     assert_clean(outcome, f"{RELOADS} reloads", drops, windows)
     # The last generation's counters hold every generation's: at least every
     # answer the generator saw, at most every query it sent (none counted twice).
