@@ -7,12 +7,14 @@ import struct
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from conftest import free_port
 from pygdnsd.engine.stats import Stats
 from pygdnsd.transport.listeners import (
+    DEFAULT_UDP_RCVBUF,
     IP_PKTINFO,
     TCP,
     UDP,
@@ -108,6 +110,17 @@ def test_udp_buffer_sizes_applied() -> None:
         # Linux doubles the requested size for bookkeeping overhead.
         assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) == 2 * 65536
         assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) == 2 * 32768
+    finally:
+        opened[0].sock.close()
+
+
+def test_udp_receive_queue_defaults_deeper_than_the_os() -> None:
+    ep = Endpoint("127.0.0.1", free_port(), udp_threads=1, tcp_threads=0)
+    opened = open_listeners([ep])
+    try:
+        rmem_max = int(Path("/proc/sys/net/core/rmem_max").read_text())
+        expected = 2 * min(DEFAULT_UDP_RCVBUF, rmem_max)
+        assert opened[0].sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) == expected
     finally:
         opened[0].sock.close()
 
