@@ -1,6 +1,7 @@
 """One serving instance: config and zones in, listening sockets and threads out.
 
-``load`` reads the config and every zone (all that ``checkconf`` does).
+``load`` reads the config, sets up the monitor and resolver plugins DYNA/DYNC
+use (nothing started), and reads every zone (all that ``checkconf`` does).
 ``Instance`` turns that into a Responder and serves it on sockets it is given
 (``serve``): sockets it opened itself (``bind``) or, in a replace, sockets a
 previous daemon handed over.
@@ -19,6 +20,7 @@ from pygdnsd.config.options import load_config
 from pygdnsd.engine.responder import EngineSettings, Responder
 from pygdnsd.engine.stats import Stats
 from pygdnsd.errors import ConfigError
+from pygdnsd.plugins.setup import DynamicSetup, build_dynamic
 from pygdnsd.transport.listeners import UDP, Endpoint, ListenSocket, open_listeners
 from pygdnsd.transport.tcp import TcpLimits, TcpServer
 from pygdnsd.transport.udp import UdpServer
@@ -154,6 +156,7 @@ class Loaded:
 
     config: Any
     zones: ZoneSet
+    dynamic: DynamicSetup | None = None  # the monitor and plugins; None for static-only callers
 
 
 def read_config(cfgdir: Path, strict_data: bool = False) -> Any:
@@ -175,15 +178,16 @@ def zones_dir(config: Any) -> Path:
     return Path(_option(config, "zones_dir", Path(config.cfgdir) / "zones"))
 
 
-def read_zones(config: Any) -> ZoneSet:
+def read_zones(config: Any, dynamic: DynamicSetup | None = None) -> ZoneSet:
     """Every zone of ``config``'s zones dir; ZoneError (file:line) on the first problem."""
-    return load_zones(zones_dir(config), zone_settings(config))
+    return load_zones(zones_dir(config), zone_settings(config), dynamic.resolvers if dynamic else None)
 
 
 def load(cfgdir: Path, strict_data: bool = False) -> Loaded:
-    """Read the config and every zone; raise ConfigError/ZoneError on the first problem."""
+    """Read the config, the plugins and every zone; raise ConfigError/ZoneError on the first problem."""
     config = read_config(cfgdir, strict_data)
-    return Loaded(config, read_zones(config))
+    dynamic = build_dynamic(config)
+    return Loaded(config, read_zones(config, dynamic), dynamic)
 
 
 class Instance:
@@ -193,7 +197,12 @@ class Instance:
         self.config = loaded.config
         self.stats = stats if stats is not None else Stats()
         key = secret if secret is not None else cookie_secret(loaded.config)
-        self.responder = Responder(loaded.zones, engine_settings(loaded.config, key), self.stats)
+        self.dynamic = loaded.dynamic
+        settings = engine_settings(loaded.config, key)
+        if loaded.dynamic is None:
+            self.responder = Responder(loaded.zones, settings, self.stats)
+        else:
+            self.responder = Responder(loaded.zones, settings, self.stats, dynamic=loaded.dynamic.resolvers)
         self.endpoints = endpoints(loaded.config)
         self.sockets: list[ListenSocket] = []
         self._udp: UdpServer | None = None

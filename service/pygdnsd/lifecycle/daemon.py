@@ -198,12 +198,23 @@ class Daemon:
         drop_to(user)
         log.info("Dropped privileges to user '%s' (uid %d, gid %d)", user.name, user.uid, user.gid)
 
+    def first_monitoring_round(self) -> None:
+        """Every monitored resource checked once, so the first answers know their states.
+
+        Slow work: a replacing daemon does it while the old one serves on.
+        """
+        if self.instance.dynamic is not None:
+            self.instance.dynamic.monitor.initial_round()
+
     def serve(self) -> None:
         instance = self.instance
         instance.serve(self.sockets)
+        dynamic = instance.dynamic
         self.reloader = ZoneReloader(
-            lambda: read_zones(self.config), lambda zones: instance.responder.set_zones(zones)
+            lambda: read_zones(self.config, dynamic), lambda zones: instance.responder.set_zones(zones)
         )
+        if dynamic is not None:
+            dynamic.monitor.start()
         self.reloader.start()
         if self.control_listener is None:
             raise RuntimeError("serve() before bind()")
@@ -257,6 +268,8 @@ class Daemon:
             self.heartbeat.close()
         if self.watcher is not None:
             self.watcher.close()
+        if self.instance.dynamic is not None:
+            self.instance.dynamic.monitor.stop()
         self.instance.stop()
         self.instance.close_sockets()
         for listener in self.sockets:
@@ -290,8 +303,10 @@ class Daemon:
         return reports.stats_json(self.instance.stats, self.uptime())
 
     def states_json(self) -> bytes:
-        # No monitored services yet: gdnsd's answer for none.
-        return reports.states_json({})
+        dynamic = self.instance.dynamic
+        if dynamic is not None and dynamic.monitor.names():
+            return dynamic.monitor.states_json().encode("utf-8")
+        return reports.states_json({})  # gdnsd's answer for no monitored services
 
     def reload_zones(self) -> Outcome:
         if self.reloader is None:
@@ -349,6 +364,8 @@ class Daemon:
         if self.watcher is not None:
             self.watcher.close()
             self.watcher = None
+        if self.instance.dynamic is not None:
+            self.instance.dynamic.monitor.stop()  # the new daemon monitors now
         self.instance.stop()
 
     def final_stats(self) -> dict[str, dict[str, int]]:
@@ -399,6 +416,7 @@ def run(request: StartRequest, report: StartupReport | None = None, load: Loader
         if watch is not None:
             watch.start()
         daemon = Daemon(load(request.cfgdir, request.strict_data))
+        daemon.first_monitoring_round()
         daemon.install_signal_handlers()
         if request.replace:
             succession.crash_point("after-load")
