@@ -71,12 +71,15 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert "pygdnsd version" in capsys.readouterr().out
 
 
-def test_replace_mode_fails_clearly_until_implemented() -> None:
-    # daemonize is real now (tests/test_lifecycle.py); -R arrives with the replace.
-    status, err = run_main(["-R", "start"])
+@pytest.mark.parametrize("argv", [["-R", "start"], ["daemonize"], ["replace"]])
+def test_process_changing_actions_refuse_to_run_inside_a_caller(argv: list[str]) -> None:
+    # They fork or take over the running daemon: main(argv) from other Python
+    # code (this test) must refuse instead of turning pytest into a daemon.
+    # The real verbs are covered in tests/test_lifecycle.py and tests/test_replace.py.
+    status, err = run_main(argv)
     assert status == 1
-    assert "not implemented yet" in err
     assert err.startswith("error: ")
+    assert "not when main(argv) is called from other Python code" in err
 
 
 def test_checkconf_reports_one_error_line(monkeypatch: pytest.MonkeyPatch) -> None:
