@@ -39,7 +39,7 @@ from pygdnsd.engine.stats import Stats
 from pygdnsd.errors import GdnsdError
 from pygdnsd.instance import Instance, Loaded, read_zones, zones_dir
 from pygdnsd.instance import load as load_all
-from pygdnsd.lifecycle import notify, reports, succession
+from pygdnsd.lifecycle import activation, notify, reports, succession
 from pygdnsd.lifecycle.daemonize import StartupReport
 from pygdnsd.lifecycle.heartbeat import Heartbeat
 from pygdnsd.lifecycle.lock import (
@@ -91,6 +91,8 @@ class Daemon:
         self.lock: InstanceLock | None = None
         self.instance = Instance(loaded)
         self.sockets: list[ListenSocket] = []
+        # Sockets systemd passed per (host, port, kind): carried over every replace.
+        self.activated_counts: dict[tuple[str, int, str], int] = {}
         self.control_listener: socket.socket | None = None
         self.control: ControlServer | None = None
         self.pidfile: Pidfile | None = None
@@ -122,8 +124,19 @@ class Daemon:
 
     def bind(self) -> None:
         """The DNS sockets and the control socket, both bound while we may still be root."""
-        self.sockets = self.instance.bind()
         path = self.run_dir / SOCKET_NAME
+        # Socket activation (gdnsd.socket): use what systemd passed, by label.
+        passed = activation.activated(self.instance.endpoints, str(path))
+        if passed is None:
+            self.sockets = self.instance.bind()
+        else:
+            for line in activation.describe(passed):
+                log.info("%s", line)
+            self.activated_counts = passed.counts
+            self.sockets = [*passed.dns, *activation.open_unpassed(self.instance.endpoints, passed)]
+            if passed.control is not None:
+                self.control_listener = passed.control
+                return
         try:
             self.control_listener = control_server.bind_unix_listener(str(path))
         except OSError as exc:
@@ -143,6 +156,9 @@ class Daemon:
         if handed.lock_fd is None or handed.control is None:
             raise GdnsdError("the old daemon did not hand over its lock and control socket")
         wanted = [spec for endpoint in self.instance.endpoints for spec in specs_for(endpoint)]
+        # Addresses systemd passed sockets for keep exactly those (activation's rule).
+        self.activated_counts = activation.counts_from_handoff(taken.extra.get("activated"))
+        wanted = activation.keep_for(self.activated_counts, wanted)
         plan = plan_sockets(handed.dns, wanted)
         fresh = [ListenSocket(spec, self._open(spec)) for spec in plan.open]
         addresses = {(spec.host, spec.port) for spec in wanted}
@@ -353,7 +369,11 @@ class Daemon:
     def handoff(self) -> HandoffSet:
         if self.lock is None or self.control_listener is None:
             raise GdnsdError("nothing to hand over: no lock or control socket")
-        extra = {"started": self.started_at, "watchdog_usec": self.watchdog_usec}
+        extra = {
+            "started": self.started_at,
+            "watchdog_usec": self.watchdog_usec,
+            "activated": activation.counts_to_handoff(self.activated_counts),
+        }
         return HandoffSet(self.lock.fd, self.control_listener.fileno(), list(self.sockets), extra)
 
     def stop_serving(self) -> None:
