@@ -153,6 +153,15 @@ def test_sockets_match_configured_addresses_by_their_bound_address(closing: list
     assert udp.getblocking() is False
 
 
+def test_the_label_dns_takes_the_kind_from_the_socket_type(closing: list[socket.socket]) -> None:
+    port = free_port()
+    udp, tcp = udp_socket(port), tcp_socket(port)
+    closing += [udp, tcp]
+    got = activation.match([passed("dns", tcp), passed("dns", udp, 4)], [Endpoint("127.0.0.1", port)], CONTROL_PATH)
+    assert [(s.spec.kind, s.sock) for s in got.dns] == [(TCP, tcp), (UDP, udp)]
+    assert activation.describe(got)[0].endswith("on the socket systemd passed (dns #0)")
+
+
 def test_an_ipv6_socket_matches_the_configured_spelling(closing: list[socket.socket]) -> None:
     port = free_port("::1")
     udp = udp_socket(port, "::1")
@@ -195,8 +204,8 @@ def test_a_label_on_the_wrong_socket_type_is_refused(closing: list[socket.socket
 def test_an_unknown_label_is_refused(closing: list[socket.socket]) -> None:
     udp = udp_socket(free_port())
     closing.append(udp)
-    with pytest.raises(ActivationError, match="unknown label 'dns'"):
-        activation.match([passed("dns", udp)], [], CONTROL_PATH)
+    with pytest.raises(ActivationError, match="unknown label 'dns-sctp'"):
+        activation.match([passed("dns-sctp", udp)], [], CONTROL_PATH)
 
 
 def test_the_control_socket_is_taken_when_its_path_is_the_configured_one(

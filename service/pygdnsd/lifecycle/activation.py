@@ -6,9 +6,12 @@ are sockets systemd opened for us, named (in order) by the colon-separated
 
 The labels we know:
 
-- ``dns-udp``: a UDP DNS socket (ListenDatagram=);
-- ``dns-tcp``: a TCP DNS socket (ListenStream=, listening);
-- ``control``: the control socket (a unix stream socket).
+- ``dns``: a DNS socket, UDP or TCP by its type (FileDescriptorName=
+  names every socket of a unit, so one unit listing both a ListenDatagram=
+  and a ListenStream= must use this one);
+- ``dns-udp``: a UDP DNS socket (ListenDatagram=), checked to be one;
+- ``dns-tcp``: a TCP DNS socket (ListenStream=, listening), checked to be one;
+- ``control``: the control socket (a unix stream socket at the configured path).
 
 The rule for DNS sockets: each is matched to a configured ``listen``
 address by the address it is bound to (getsockname). A configured address
@@ -27,7 +30,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Mapping, MutableMapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pygdnsd.errors import ConfigError
 from pygdnsd.transport.listeners import (
@@ -49,6 +52,7 @@ from pygdnsd.transport.listeners import (
 )
 
 LISTEN_FDS_START = 3
+DNS = "dns"
 DNS_UDP = "dns-udp"
 DNS_TCP = "dns-tcp"
 CONTROL = "control"
@@ -75,6 +79,7 @@ class Activated:
 
     dns: list[ListenSocket]
     control: socket.socket | None
+    labels: Mapping[SocketSpec, str] = field(default_factory=dict)  # each DNS socket's label
 
     @property
     def counts(self) -> dict[tuple[str, int, str], int]:
@@ -126,7 +131,10 @@ def passed_sockets(environ: MutableMapping[str, str] | None = None, pid: int | N
 
 def _dns_spec(item: PassedSocket) -> tuple[str, int, int, str]:
     """(host, port, family, kind) of a passed DNS socket; raises on a wrong type or family."""
-    kind = KIND_OF_LABEL[item.label]
+    if item.label == DNS:
+        kind = UDP if item.sock.type == socket.SOCK_DGRAM else TCP
+    else:
+        kind = KIND_OF_LABEL[item.label]
     want_type = socket.SOCK_DGRAM if kind == UDP else socket.SOCK_STREAM
     family = item.sock.family
     if family not in (socket.AF_INET, socket.AF_INET6) or item.sock.type != want_type:
@@ -157,16 +165,17 @@ def match(passed: Sequence[PassedSocket], endpoints: Sequence[Endpoint], control
     dns: list[ListenSocket] = []
     control: socket.socket | None = None
     counts: dict[tuple[str, int, str], int] = {}
+    labels: dict[SocketSpec, str] = {}
     try:
         for item in passed:
             if item.label == CONTROL:
                 _check_control(item, control_path)
                 control = item.sock
                 continue
-            if item.label not in KIND_OF_LABEL:
+            if item.label != DNS and item.label not in KIND_OF_LABEL:
                 raise ActivationError(
                     f"socket activation: fd {item.fd} has the unknown label '{item.label}' "
-                    f"(FileDescriptorName= must be {DNS_UDP}, {DNS_TCP} or {CONTROL})"
+                    f"(FileDescriptorName= must be {DNS}, {DNS_UDP}, {DNS_TCP} or {CONTROL})"
                 )
             host, port, family, kind = _dns_spec(item)
             endpoint = next((e for e in endpoints if e.port == port and _same_host(e.host, host)), None)
@@ -183,13 +192,14 @@ def match(passed: Sequence[PassedSocket], endpoints: Sequence[Endpoint], control
             spec = SocketSpec(endpoint.host, endpoint.port, family, kind, index)
             tune(item.sock, spec, endpoint)
             dns.append(ListenSocket(spec, item.sock))
+            labels[spec] = item.label
     except (ActivationError, OSError) as exc:
         for item in passed:
             item.sock.close()
         if isinstance(exc, ActivationError):
             raise
         raise ActivationError(f"socket activation: cannot use the passed sockets: {exc}") from exc
-    return Activated(dns, control)
+    return Activated(dns, control, labels)
 
 
 def _check_control(item: PassedSocket, control_path: str) -> None:
@@ -241,7 +251,7 @@ def describe(activation: Activated) -> list[str]:
     """One log line per passed socket, naming its label and address."""
     lines = [
         f"socket activation: serving {s.spec.kind.upper()} {s.spec.label} on the socket systemd passed "
-        f"({DNS_UDP if s.spec.kind == UDP else DNS_TCP} #{s.spec.index})"
+        f"({activation.labels.get(s.spec, DNS)} #{s.spec.index})"
         for s in activation.dns
     ]
     if activation.control is not None:
