@@ -231,7 +231,7 @@ def test_udp_stop_leaves_queued_datagrams_in_socket(listeners_v4: list[ListenSoc
             client.sendto(payload, ("127.0.0.1", port))
         stopper.start()
         deadline = time.monotonic() + WAIT
-        while not server._stopping and time.monotonic() < deadline:
+        while not server.threads.stopping and time.monotonic() < deadline:
             time.sleep(0.01)
         responder.release.set()
         stopper.join(WAIT)
@@ -292,8 +292,7 @@ class TcpFixture:
         return client
 
     def close(self) -> None:
-        if self.server._threads:
-            self.server.stop()
+        self.server.stop()  # a no-op when stopped already
         for client in self.clients:
             client.close()
         for listener in self.listeners:
@@ -404,7 +403,7 @@ def test_tcp_stop_answers_what_was_sent_then_closes(tcp: TcpFixture) -> None:
     stopper = threading.Thread(target=tcp.server.stop)
     stopper.start()
     deadline = time.monotonic() + WAIT
-    while not tcp.server.stopping and time.monotonic() < deadline:
+    while not tcp.server.threads.stopping and time.monotonic() < deadline:
         time.sleep(0.01)
     tcp.responder.release.set()
     assert read_frame(client) == b"ans:HOLD"

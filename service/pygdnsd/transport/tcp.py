@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import selectors
 import socket
-import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -33,6 +31,7 @@ from dataclasses import dataclass
 from pygdnsd.engine.stats import Stats
 from pygdnsd.transport.answerer import Answerer
 from pygdnsd.transport.listeners import ListenSocket
+from pygdnsd.transport.threads import ServingThreads
 from pygdnsd.transport.udp import packed_ip
 
 log = logging.getLogger(__name__)
@@ -41,7 +40,6 @@ RECV_CHUNK = 65536
 # Bounds the work one wakeup does on one socket, so a busy socket cannot starve the rest.
 ACCEPTS_PER_WAKEUP = 64
 READS_AT_SHUTDOWN = 16
-JOIN_SECONDS = 5.0
 _WAKE = object()
 
 
@@ -85,9 +83,10 @@ class _Worker:
         listen_sock.setblocking(False)
         selector = self.selector
         selector.register(listen_sock, selectors.EVENT_READ, None)
-        selector.register(server.wake_fd, selectors.EVENT_READ, _WAKE)
+        threads = server.threads
+        selector.register(threads.wake_fd, selectors.EVENT_READ, _WAKE)
         try:
-            while not server.stopping:
+            while not threads.stopping:
                 events = selector.select(self._next_timeout())
                 for key, _mask in events:
                     if key.data is None:
@@ -243,38 +242,17 @@ class TcpServer:
         self.listeners = tuple(listeners)
         self.responder = responder
         self.stats = stats
-        self.stopping = False
-        self.wake_fd, self._wake_w = os.pipe()
-        self._threads: list[threading.Thread] = []
+        self.threads = ServingThreads("TCP")
 
     def start(self) -> None:
         for listener, limits in self.listeners:
             worker = _Worker(self, listener, limits)
-            thread = threading.Thread(
-                target=worker.run,
-                name=f"tcp {listener.spec.label}#{listener.spec.index}",
-                daemon=True,
-            )
-            thread.start()
-            self._threads.append(thread)
+            self.threads.spawn(worker.run, f"tcp {listener.spec.label}#{listener.spec.index}")
 
     def request_stop(self) -> None:
         """Ask every thread to stop, without waiting (see ``stop``)."""
-        if self._wake_w < 0:
-            return
-        self.stopping = True
-        os.write(self._wake_w, b"!")
+        self.threads.request_stop()
 
     def stop(self) -> None:
         """Stop accepting, answer what was read, close every connection; then return."""
-        if self._wake_w < 0:
-            return  # stopped already
-        self.request_stop()
-        for thread in self._threads:
-            thread.join(JOIN_SECONDS)
-            if thread.is_alive():
-                log.error("TCP thread %s did not stop within %s s", thread.name, JOIN_SECONDS)
-        self._threads.clear()
-        os.close(self.wake_fd)
-        os.close(self._wake_w)
-        self._wake_w = -1
+        self.threads.stop()

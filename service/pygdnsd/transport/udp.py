@@ -1,24 +1,24 @@
 """UDP serving: one thread per UDP listening socket.
 
-Each thread polls its socket together with a shared wake pipe, then drains the
-socket with non-blocking reads until EAGAIN. ``stop()`` sets a flag and makes
-the wake pipe readable: every thread stops before its next read, so datagrams
-still queued in a socket stay there for whoever reads it next (a replacing
-daemon, or nobody at exit). The sockets are never closed here.
+Each thread polls its socket together with the shared wake pipe
+(``ServingThreads``), then drains the socket with non-blocking reads until
+EAGAIN, checking the stop flag before every read: datagrams still queued in a
+socket at a stop stay there for whoever reads it next (a replacing daemon, or
+nobody at exit).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-import os
 import select
 import socket
-import threading
 from collections.abc import Sequence
 
 from pygdnsd.engine.stats import Stats
 from pygdnsd.transport.answerer import Answerer
 from pygdnsd.transport.listeners import IP_PKTINFO, ListenSocket
+from pygdnsd.transport.threads import ServingThreads
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,6 @@ log = logging.getLogger(__name__)
 MAX_QUERY = 4096
 # Room for one in_pktinfo or in6_pktinfo control message.
 PKTINFO_SPACE = socket.CMSG_SPACE(20)
-JOIN_SECONDS = 5.0
 
 
 def packed_ip(family: int, host: str) -> bytes:
@@ -55,54 +54,36 @@ class UdpServer:
         self.listeners = tuple(listeners)
         self.responder = responder
         self.stats = stats
-        self._stopping = False
-        self._wake_r, self._wake_w = os.pipe()
-        self._threads: list[threading.Thread] = []
+        self.threads = ServingThreads("UDP")
 
     def start(self) -> None:
         for listener in self.listeners:
-            thread = threading.Thread(
-                target=self._serve,
-                args=(listener,),
-                name=f"udp {listener.spec.label}#{listener.spec.index}",
-                daemon=True,
+            self.threads.spawn(
+                functools.partial(self._serve, listener), f"udp {listener.spec.label}#{listener.spec.index}"
             )
-            thread.start()
-            self._threads.append(thread)
 
     def request_stop(self) -> None:
         """Ask every thread to stop, without waiting (see ``stop``)."""
-        if self._wake_w < 0:
-            return
-        self._stopping = True
-        os.write(self._wake_w, b"!")
+        self.threads.request_stop()
 
     def stop(self) -> None:
         """Stop reading every socket; returns once no thread will read again."""
-        if self._wake_w < 0:
-            return  # stopped already
-        self.request_stop()
-        for thread in self._threads:
-            thread.join(JOIN_SECONDS)
-            if thread.is_alive():
-                log.error("UDP thread %s did not stop within %s s", thread.name, JOIN_SECONDS)
-        self._threads.clear()
-        os.close(self._wake_r)
-        os.close(self._wake_w)
-        self._wake_w = -1
+        self.threads.stop()
 
     def _serve(self, listener: ListenSocket) -> None:
         sock = listener.sock
         sock.setblocking(False)
         poller = select.poll()
         poller.register(sock.fileno(), select.POLLIN)
-        poller.register(self._wake_r, select.POLLIN)
+        threads = self.threads
+        poller.register(threads.wake_fd, select.POLLIN)
         drain = self._drain_pktinfo if listener.spec.wildcard else self._drain
-        while not self._stopping:
+        while not threads.stopping:
             poller.poll()
             drain(sock)
 
     def _drain(self, sock: socket.socket) -> None:
+        threads = self.threads
         # The per-packet path: locals only, no method lookups in the loop.
         recvfrom = sock.recvfrom
         sendto = sock.sendto
@@ -110,7 +91,7 @@ class UdpServer:
         counts = self.stats.udp.values
         family = sock.family
         pton = socket.inet_pton
-        while not self._stopping:
+        while not threads.stopping:
             try:
                 query, addr = recvfrom(MAX_QUERY)
             except BlockingIOError:
@@ -135,12 +116,13 @@ class UdpServer:
                     counts["sendfail"] += 1
 
     def _drain_pktinfo(self, sock: socket.socket) -> None:
+        threads = self.threads
         recvmsg = sock.recvmsg
         sendmsg = sock.sendmsg
         respond = self.responder.respond
         counts = self.stats.udp.values
         family = sock.family
-        while not self._stopping:
+        while not threads.stopping:
             try:
                 query, ancillary, _flags, addr = recvmsg(MAX_QUERY, PKTINFO_SPACE)
             except BlockingIOError:
