@@ -37,6 +37,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from servers import free_port
+
 REPO = Path(__file__).resolve().parent.parent
 GDNSD = ("/usr/sbin/gdnsd",)
 PYGDNSD = (str(REPO / ".venv/bin/python"), "-m", "pygdnsd")
@@ -146,20 +149,6 @@ def build(base: Path, name: str, zones: int, records: int) -> tuple[Path, str]:
 
 
 # -- measuring -------------------------------------------------------------
-
-
-def free_port() -> int:
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = int(tcp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-            return port
-    raise RuntimeError("no free port on 127.0.0.1")
 
 
 def _tree(pid: int) -> list[int]:
