@@ -23,7 +23,7 @@ from typing import TextIO
 from pygdnsd import __version__, log
 from pygdnsd.errors import GdnsdError
 from pygdnsd.instance import load
-from pygdnsd.lifecycle import daemon, verbs
+from pygdnsd.lifecycle import daemon, systemd_verbs, verbs
 from pygdnsd.lifecycle.daemon import StartRequest
 from pygdnsd.lifecycle.daemonize import Verdict, detach
 from pygdnsd.lifecycle.journal import journal_wanted
@@ -263,6 +263,12 @@ def run(options: Options, err: TextIO, may_fork: bool = False) -> int:
     action = options.action
     if action == "checkconf":
         return checkconf(options)
+    if action in systemd_verbs.ROUTED_ACTIONS:
+        # Under systemd, a daemon of gdnsd.service is stopped and replaced by
+        # systemd (D-Bus), never behind its back: see lifecycle/systemd_unit.py.
+        unit = systemd_verbs.managing_unit(options.cfgdir)
+        if unit is not None:
+            return systemd_verbs.run(unit, action, options.cfgdir, options.timeout, sys.stdout, err)
     if action == "start":
         return start(options)
     if action == "daemonize":

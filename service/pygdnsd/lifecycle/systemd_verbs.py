@@ -1,0 +1,98 @@
+"""status, stop and restart/replace of a daemon systemd runs: asked of systemd, reported as it says.
+
+``cli.gdnsd`` routes a verb here when ``unit_of_daemon`` finds that the
+daemon of the operator's config dir is gdnsd.service's main process.
+reload-zones needs no routing: the daemon reloads in place, inside its unit.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TextIO
+
+from pygdnsd.lifecycle import verbs
+from pygdnsd.lifecycle.systemd_unit import (
+    Bus,
+    SystemdUnit,
+    SystemdUnitError,
+    in_unit_cgroup,
+    systemd_booted,
+    unit_of_daemon,
+)
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+
+
+def managing_unit(cfgdir: Path, bus: Bus | None = None) -> SystemdUnit | None:
+    """gdnsd.service if systemd runs the daemon of ``cfgdir``, else None (act directly)."""
+    if not systemd_booted() or in_unit_cgroup():
+        return None  # no systemd here, or systemd is running us (ExecReload, ExecStop)
+    running = verbs.find_running(verbs.Where.of(cfgdir))
+    return unit_of_daemon(running.pid if running is not None else None, bus)
+
+
+def status(unit: SystemdUnit, cfgdir: Path, out: TextIO) -> int:
+    """The unit's state and MainPID, then the daemon's own status line; LSB exit status."""
+    try:
+        print(unit.state().describe(), file=out)
+    except SystemdUnitError as exc:
+        print(f"{unit.name}: unknown ({exc})", file=out)
+    return verbs.status(cfgdir, out)
+
+
+def stop(unit: SystemdUnit, timeout: float, err: TextIO) -> int:
+    try:
+        outcome = unit.stop(timeout)
+    except SystemdUnitError as exc:
+        print(f"error: {exc}", file=err)
+        return EXIT_FAILURE
+    after = outcome.after
+    if not outcome.finished:
+        print(f"error: systemd has not stopped {unit.name} within {timeout:g} s: {after.describe()}", file=err)
+        return EXIT_FAILURE
+    if after.running or after.main_pid:
+        print(f"error: systemd did not stop {unit.name}: {after.describe()}, Result {after.result}", file=err)
+        return EXIT_FAILURE
+    print(
+        f"info: systemd stopped {unit.name} (was MainPID {outcome.before.main_pid}): "
+        f"{after.active} ({after.sub}), Result {after.result}",
+        file=err,
+    )
+    return EXIT_OK
+
+
+def replace(unit: SystemdUnit, timeout: float, err: TextIO) -> int:
+    """ReloadUnit: the unit's ExecReload runs the overlapped replace inside the unit."""
+    try:
+        outcome = unit.reload(timeout)
+    except SystemdUnitError as exc:
+        print(f"error: {exc}", file=err)
+        return EXIT_FAILURE
+    before, after = outcome.before, outcome.after
+    if not outcome.finished:
+        print(f"error: systemd's reload of {unit.name} has not finished within {timeout:g} s: "
+              f"{after.describe()}", file=err)
+        return EXIT_FAILURE
+    pids = f"MainPID {before.main_pid} -> {after.main_pid}"
+    if after.reload_result != "success" or not after.running:
+        print(
+            f"error: systemd reloaded {unit.name}: ReloadResult {after.reload_result}, {pids}, "
+            f"{after.active} ({after.sub}) (the journal says why: journalctl -u {unit.name})",
+            file=err,
+        )
+        return EXIT_FAILURE
+    print(f"info: systemd reloaded {unit.name}: ReloadResult {after.reload_result}, {pids}", file=err)
+    return EXIT_OK
+
+
+ROUTED_ACTIONS = ("status", "stop", "replace", "restart", "condrestart", "try-restart")
+
+
+def run(unit: SystemdUnit, action: str, cfgdir: Path, replace_timeout: float, out: TextIO, err: TextIO) -> int:
+    """One of ROUTED_ACTIONS through systemd (the unit is running, so condrestart restarts)."""
+    if action == "status":
+        return status(unit, cfgdir, out)
+    if action == "stop":
+        return stop(unit, verbs.DEFAULT_TIMEOUT, err)
+    return replace(unit, replace_timeout, err)
