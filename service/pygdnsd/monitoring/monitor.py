@@ -38,6 +38,7 @@ from pygdnsd.monitoring.service_types import (
     HttpStatus,
     ServiceType,
     TcpConnect,
+    Unusable,
 )
 from pygdnsd.monitoring.sttl import Sttl
 
@@ -95,6 +96,11 @@ class Monitor:
             raise ConfigError(
                 f"invalid service type {service_type!r} in monitoring request for {thing!r}"
             )
+        if not self._resources:
+            # gdnsd checks every service type once anything is monitored.
+            for defined in self.service_types.values():
+                if isinstance(defined.check, Unusable):
+                    raise ConfigError(defined.check.problem)
         name = f"{thing}/{service_type}"
         if name not in self._resources:
             resource = _Resource(name, thing, stype)
@@ -268,12 +274,20 @@ class Monitor:
         Each check is bounded by its own timeout, so this takes about the
         longest timeout; ``timeout`` is an extra overall bound (seconds).
         """
+        started = time.monotonic()
         for stype in self._extfile_types().values():
             self._apply_extfile(stype, initial=True)
         resources = self._checked()
         if resources:
             asyncio.run(self._initial(resources, timeout))
         self.reload_admin_state()
+        # Startup time is dominated by this round; the line lets operators (and
+        # the daemon-level tests) see that it cost one timeout, not one per check.
+        log.debug(
+            "initial monitoring round: %d checks in %.3f s",
+            len(resources),
+            time.monotonic() - started,
+        )
 
     async def _initial(self, resources: list[_Resource], timeout: float | None) -> None:
         async def one(resource: _Resource) -> None:

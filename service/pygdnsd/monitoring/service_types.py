@@ -4,6 +4,12 @@ Keys, defaults and ranges are gdnsd 3.8.1's (checked with its checkconf),
 which differ from the man page: ``interval`` is 2..3600 (default 10),
 ``timeout`` 1..300 (default interval/2) and must be less than ``interval``.
 The names ``up`` and ``down`` are built in and cannot be redefined.
+
+gdnsd 3.8.1 refuses a missing or unknown ``plugin`` at once, but checks
+the types' other options only once something is monitored at all: with no
+monitored resource, a broken type does not stop it.
+``parse_service_types(..., defer_errors=True)`` does the same, keeping such
+a type as ``Unusable`` (``Monitor.add`` refuses the first one).
 """
 
 from __future__ import annotations
@@ -62,7 +68,15 @@ class AlwaysDown:
     """The ``null`` monitor: every check fails (through the anti-flap machine)."""
 
 
-Check = TcpConnect | HttpStatus | Extmon | Extfile | Fixed | AlwaysDown
+@dataclass(frozen=True)
+class Unusable:
+    """A type whose options are wrong, refused (with ``problem``) once anything is monitored."""
+
+    problem: str
+
+
+Check = TcpConnect | HttpStatus | Extmon | Extfile | Fixed | AlwaysDown | Unusable
+MONITOR_PLUGINS = ("tcp_connect", "http_status", "extmon", "extfile", "static", "null")
 
 
 @dataclass(frozen=True)
@@ -83,8 +97,14 @@ BUILTINS = {
 }
 
 
-def parse_service_types(raw: ConfigHash, state_dir: Path) -> dict[str, ServiceType]:
-    """Every service type, the built-in ``up`` and ``down`` included."""
+def parse_service_types(
+    raw: ConfigHash, state_dir: Path, defer_errors: bool = False
+) -> dict[str, ServiceType]:
+    """Every service type, the built-in ``up`` and ``down`` included.
+
+    ``defer_errors``: a type with bad options (but a known plugin) becomes
+    ``Unusable`` instead of raising, as gdnsd checks it only once it monitors.
+    """
     out = dict(BUILTINS)
     for name, value in raw.items():
         where = raw.key_pos.get(name, raw.pos)
@@ -94,16 +114,33 @@ def parse_service_types(raw: ConfigHash, state_dir: Path) -> dict[str, ServiceTy
             )
         if not isinstance(value, ConfigHash):
             raise ConfigError(f"{where}: service_types: the value of {name!r} must be a hash")
-        out[name] = _service_type(name, value, state_dir)
+        out[name] = _service_type(name, value, state_dir, defer_errors)
     return out
 
 
-def _service_type(name: str, conf: ConfigHash, state_dir: Path) -> ServiceType:
+def _service_type(
+    name: str, conf: ConfigHash, state_dir: Path, defer_errors: bool
+) -> ServiceType:
     what = f"service type {name!r}"
     plugin = conf.get("plugin")
     if plugin is None:
         raise ConfigError(f"{conf.pos}: {what}: 'plugin' must be defined")
     plugin_name = _string(conf, "plugin", what)
+    if plugin_name not in MONITOR_PLUGINS:
+        raise ConfigError(
+            f"{conf.key_pos['plugin']}: {what}: no such monitoring plugin {plugin_name!r}"
+        )
+    try:
+        return _checked_service_type(name, plugin_name, conf, what, state_dir)
+    except ConfigError as exc:
+        if not defer_errors:
+            raise
+        return ServiceType(name, Unusable(str(exc)))
+
+
+def _checked_service_type(
+    name: str, plugin_name: str, conf: ConfigHash, what: str, state_dir: Path
+) -> ServiceType:
     interval = _int(conf, "interval", 2, 3600, 10, what)
     timeout = _int(conf, "timeout", 1, 300, max(1, interval // 2), what)
     if timeout >= interval:

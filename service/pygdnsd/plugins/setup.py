@@ -38,7 +38,9 @@ def build_dynamic(config: object) -> DynamicSetup:
     state_dir = Path(getattr(config, "state_dir", "/var/lib/gdnsd"))
     config_file = _config_file(config)
     try:
-        monitor = Monitor(parse_service_types(service_types, state_dir), state_dir)
+        monitor = Monitor(
+            parse_service_types(service_types, state_dir, defer_errors=True), state_dir
+        )
     except ConfigError as exc:
         raise _located(exc, config_file, "service_types") from None
     try:
