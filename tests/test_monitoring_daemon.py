@@ -1,0 +1,607 @@
+"""Monitoring through the whole daemon (issue 5's acceptance): ``python -m pygdnsd start``
+with DYNA names over loopback TCP backends this test runs.
+
+* failover under query load: a primary going down moves the answers to the
+  secondary within interval x down_thresh + 1 s, its return brings them back
+  after up_thresh checks, and no query fails meanwhile;
+* admin_state forcing DOWN/UP and its removal reach the answers within 1 s,
+  ``gdnsdctl states`` (ours and Debian's) shows ``DOWN!``/``UP!``;
+* bad plugin/service_types configs: ``checkconf`` fails naming file and key,
+  as Debian's gdnsd 3.8.1 fails; what gdnsd accepts (a broken service type
+  nothing uses) we accept too;
+* 500 tcp_connect resources, half black-holed: the initial round takes one
+  timeout, not 500, and the first answers know every state.
+
+Backends: accept-and-close listeners on 127.0.0.2 and 127.0.0.3 (one port);
+127.0.0.4 never listens (connects refused). Every process is killed by PID.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from dnslib import QTYPE, RCODE, DNSRecord
+
+from conftest import READY_LINE, REAL_GDNSD, REPO, free_port, pygdnsd_python
+from loadgen import LoadResult, LoadSpec, run_load
+
+REAL_GDNSDCTL = Path("/usr/bin/gdnsdctl")
+PRIMARY, SECONDARY, NEVER = "127.0.0.2", "127.0.0.3", "127.0.0.4"
+SOA = "@ SOA ns1 hostmaster 1 7200 1800 259200 900\n@ NS ns1\n@ NS ns2\nns1 A 192.0.2.1\nns2 A 192.0.2.2\n"
+STARTUP_TIMEOUT = 30.0
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO / "service") + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+# -- config dirs and the daemon ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConfigDir:
+    path: Path
+    dns_port: int
+    state_dir: Path
+
+
+def write_config(tmp_path: Path, body: str, zone: str) -> ConfigDir:
+    """A config dir serving example.com on a free loopback port, ``body`` after the options."""
+    cfg, run_dir, state_dir = tmp_path / "cfg", tmp_path / "run", tmp_path / "state"
+    for d in (cfg / "zones", run_dir, state_dir):
+        d.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    (cfg / "config").write_text(
+        "options => {\n  listen => [ 127.0.0.1 ]\n"
+        f"  dns_port => {port}\n  run_dir => {run_dir}\n  state_dir => {state_dir}\n}}\n" + body
+    )
+    (cfg / "zones" / "example.com").write_text(SOA + zone)
+    return ConfigDir(cfg, port, state_dir)
+
+
+@dataclass
+class Daemon:
+    """Our daemon in the foreground on ``cfg``; stderr lines kept with their arrival times."""
+
+    cfg: ConfigDir
+    args: tuple[str, ...] = ()
+    proc: subprocess.Popen[bytes] | None = None
+    lines: list[tuple[float, str]] = field(default_factory=list)
+    started_at: float = 0.0
+    ready_at: float = 0.0
+    _ready: threading.Event = field(default_factory=threading.Event)
+    _reader: threading.Thread | None = None
+
+    def start(self) -> Daemon:
+        self.started_at = time.monotonic()
+        self.proc = subprocess.Popen(
+            [pygdnsd_python(), "-m", "pygdnsd", "-c", str(self.cfg.path), *self.args, "start"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=_env(),
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while not self._ready.wait(0.05):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"pygdnsd did not start; stderr:\n{self.text}")
+        return self
+
+    def _read(self) -> None:
+        assert self.proc is not None and self.proc.stderr is not None
+        for raw in self.proc.stderr:
+            line = raw.decode("utf-8", "replace")
+            self.lines.append((time.monotonic(), line))
+            if READY_LINE in line and not self._ready.is_set():
+                self.ready_at = time.monotonic()
+                self._ready.set()
+
+    @property
+    def text(self) -> str:
+        return "".join(line for _, line in self.lines)
+
+    def stop(self) -> None:
+        proc = self.proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+        if self._reader is not None:
+            self._reader.join(timeout=2.0)
+        if proc.stderr is not None:
+            proc.stderr.close()
+        self.proc = None
+
+
+@pytest.fixture
+def daemons() -> Iterator[Callable[..., Daemon]]:
+    started: list[Daemon] = []
+
+    def make(cfg: ConfigDir, *args: str) -> Daemon:
+        daemon = Daemon(cfg, args)
+        started.append(daemon)
+        return daemon.start()
+
+    yield make
+    for daemon in started:
+        daemon.stop()
+
+
+# -- backends --------------------------------------------------------------
+
+
+@dataclass
+class TcpBackend:
+    """An accept-and-close listener on ``address:port``; ``down`` closes it, ``up`` reopens it."""
+
+    address: str
+    port: int
+    sock: socket.socket | None = None
+    thread: threading.Thread | None = None
+    stopping: threading.Event = field(default_factory=threading.Event)
+
+    def up(self) -> TcpBackend:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.address, self.port))
+        sock.listen(1024)
+        sock.settimeout(0.05)
+        self.sock = sock
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._serve, args=(sock, self.stopping), daemon=True)
+        self.thread.start()
+        return self
+
+    @staticmethod
+    def _serve(sock: socket.socket, stopping: threading.Event) -> None:
+        while not stopping.is_set():
+            with contextlib.suppress(OSError):
+                conn, _ = sock.accept()
+                conn.close()
+
+    def down(self) -> None:
+        self.stopping.set()
+        if self.thread is not None:
+            self.thread.join(timeout=5)
+        if self.sock is not None:
+            self.sock.close()
+        self.sock = self.thread = None
+
+
+@pytest.fixture
+def backends() -> Iterator[dict[str, TcpBackend]]:
+    """Listeners on PRIMARY and SECONDARY, one port for both."""
+    out: dict[str, TcpBackend] = {}
+    for _ in range(20):
+        port = free_port(PRIMARY)
+        try:
+            for address in (PRIMARY, SECONDARY):
+                out[address] = TcpBackend(address, port).up()
+            break
+        except OSError:
+            for backend in out.values():
+                backend.down()
+            out.clear()
+    else:
+        raise RuntimeError("no port free on both backend addresses")
+    yield out
+    for backend in out.values():
+        backend.down()
+
+
+@pytest.fixture
+def blackhole_port() -> Iterator[int]:
+    """A port on 127.0.0.1 whose SYNs are dropped: a listener never accepting, backlog full."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = int(listener.getsockname()[1])
+    fillers = []
+    for _ in range(4):
+        filler = socket.socket()
+        filler.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            filler.connect(("127.0.0.1", port))
+        fillers.append(filler)
+    time.sleep(0.1)
+    yield port
+    for filler in fillers:
+        filler.close()
+    listener.close()
+
+
+@pytest.fixture
+def live_port() -> Iterator[int]:
+    backend = TcpBackend("127.0.0.1", free_port()).up()
+    yield backend.port
+    backend.down()
+
+
+# -- DNS and control ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Answer:
+    rcode: int
+    addresses: tuple[str, ...]
+    ttl: int | None
+
+
+def ask(port: int, name: str) -> Answer:
+    """One UDP A query to the daemon; a lost query is retried (bounded), a wrong reply raises."""
+    query = DNSRecord.question(name, "A")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(1.0)
+        for _ in range(3):
+            sock.sendto(query.pack(), ("127.0.0.1", port))
+            try:
+                reply = DNSRecord.parse(sock.recv(4096))
+            except TimeoutError:
+                continue
+            if reply.header.id != query.header.id:
+                continue
+            a = [rr for rr in reply.rr if rr.rtype == QTYPE.A]
+            return Answer(
+                reply.header.rcode,
+                tuple(sorted(str(rr.rdata) for rr in a)),
+                min((rr.ttl for rr in a), default=None),
+            )
+    raise AssertionError(f"no answer for {name} from 127.0.0.1:{port}")
+
+
+def wait_for_answer(
+    port: int, name: str, expected: tuple[str, ...], seconds: float
+) -> tuple[float, list[Answer]]:
+    """Poll ``name`` until it answers ``expected``; (seconds taken, every answer seen)."""
+    start = time.monotonic()
+    seen: list[Answer] = []
+    while time.monotonic() - start < seconds:
+        answer = ask(port, name)
+        seen.append(answer)
+        if answer.addresses == expected:
+            return time.monotonic() - start, seen
+        time.sleep(0.02)
+    raise AssertionError(
+        f"{name} did not answer {expected} within {seconds}s; last {seen[-1] if seen else None}"
+    )
+
+
+def states(cfg: ConfigDir, ctl: str) -> str:
+    """``gdnsdctl -c CFG states`` stdout, from ours or Debian's."""
+    if ctl == "ours":
+        argv = [pygdnsd_python(), "-m", "pygdnsd.cli.gdnsdctl"]
+    else:
+        argv = [str(REAL_GDNSDCTL)]
+    done = subprocess.run(
+        [*argv, "-c", str(cfg.path), "states"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        env=_env(),
+    )
+    assert done.returncode == 0, f"{ctl} gdnsdctl states: {done.stderr}"
+    return done.stdout
+
+
+def write_admin_state(cfg: ConfigDir, text: str) -> None:
+    """Replace admin_state in one step, as an operator's tool would (rename over it)."""
+    tmp = cfg.state_dir / "admin_state.tmp"
+    tmp.write_text(text)
+    tmp.rename(cfg.state_dir / "admin_state")
+
+
+# -- failover under load -----------------------------------------------------
+
+INTERVAL, DOWN_THRESH, UP_THRESH = 2, 2, 2
+
+
+def test_failover_under_query_load(
+    tmp_path: Path, backends: dict[str, TcpBackend], daemons: Callable[..., Daemon]
+) -> None:
+    port = backends[PRIMARY].port
+    cfg = write_config(
+        tmp_path,
+        f"""service_types => {{
+  tcp => {{ plugin => tcp_connect, port => {port}, interval => {INTERVAL}, timeout => 1,
+           down_thresh => {DOWN_THRESH}, up_thresh => {UP_THRESH}, ok_thresh => 2 }}
+}}
+plugins => {{ simplefo => {{ service_types => tcp, sf => {{ primary => {PRIMARY}, secondary => {SECONDARY} }} }} }}
+""",
+        "sf 300 DYNA simplefo!sf\n",
+    )
+    daemon = daemons(cfg)
+    assert ask(cfg.dns_port, "sf.example.com").addresses == (PRIMARY,)
+
+    load: list[LoadResult] = []
+    spec = LoadSpec(
+        port=cfg.dns_port, qname="sf.example.com", qps=500, tcp_rate=20, duration=14, grace=1
+    )
+    loader = threading.Thread(target=lambda: load.append(run_load(spec)), daemon=True)
+    loader.start()
+    time.sleep(0.5)
+
+    backends[PRIMARY].down()
+    switch, seen = wait_for_answer(cfg.dns_port, "sf.example.com", (SECONDARY,), 10)
+    assert switch <= INTERVAL * DOWN_THRESH + 1, f"failover took {switch:.2f}s"
+    backends[PRIMARY].up()
+    back, seen_back = wait_for_answer(cfg.dns_port, "sf.example.com", (PRIMARY,), 10)
+    assert back <= INTERVAL * UP_THRESH + 1, f"return took {back:.2f}s"
+    # up_thresh successes in a row, not the first one: at least (up_thresh - 1) intervals.
+    assert back >= INTERVAL * (UP_THRESH - 1) - 0.5, f"returned after {back:.2f}s"
+
+    loader.join(timeout=spec.duration + 30)
+    assert not loader.is_alive() and load, "load generator did not finish"
+    result = load[0]
+    for answer in seen + seen_back:
+        assert answer.rcode == RCODE.NOERROR and answer.addresses in ((PRIMARY,), (SECONDARY,))
+    assert result.clean, result.summary()
+    assert result.udp_sent >= 0.8 * spec.qps * spec.duration, result.summary()
+    assert result.tcp_answered == result.tcp_sent > 0, result.summary()
+    assert re.search(f"state of '{PRIMARY}/tcp' changed from UP/[0-9]+ to DOWN/", daemon.text)
+    assert re.search(f"state of '{PRIMARY}/tcp' changed from DOWN/[0-9]+ to UP/", daemon.text)
+    print(f"failover {switch:.2f}s, return {back:.2f}s; {result.summary()}")
+
+
+# -- admin_state ---------------------------------------------------------------
+
+
+def _state_rows(text: str) -> dict[str, dict[str, str]]:
+    rows = json.loads(text)
+    assert isinstance(rows, dict)
+    return rows
+
+
+@pytest.mark.skipif(not REAL_GDNSDCTL.exists(), reason="needs Debian's gdnsdctl")
+def test_admin_state_forces_answers_within_a_second(
+    tmp_path: Path, backends: dict[str, TcpBackend], daemons: Callable[..., Daemon]
+) -> None:
+    port = backends[PRIMARY].port
+    cfg = write_config(
+        tmp_path,
+        f"""service_types => {{ tcp => {{ plugin => tcp_connect, port => {port}, interval => 10, timeout => 1 }} }}
+plugins => {{ simplefo => {{
+  service_types => tcp
+  sf => {{ primary => {PRIMARY}, secondary => {SECONDARY} }}
+  sfd => {{ primary => {NEVER}, secondary => {SECONDARY} }}
+}} }}
+""",
+        "sf 300 DYNA simplefo!sf\nsfd 300 DYNA simplefo!sfd\n",
+    )
+    daemons(cfg)
+    dns = cfg.dns_port
+    assert ask(dns, "sf.example.com").addresses == (PRIMARY,)
+    assert ask(dns, "sfd.example.com").addresses == (SECONDARY,)
+
+    write_admin_state(cfg, f"# maintenance\n{PRIMARY}/* => DOWN/30\n")
+    took, _ = wait_for_answer(dns, "sf.example.com", (SECONDARY,), 3)
+    assert took <= 1.0, f"forced DOWN reached the answers after {took:.2f}s"
+    ours, theirs = states(cfg, "ours"), states(cfg, "debian")
+    assert ours == theirs
+    rows = _state_rows(ours)
+    assert rows[f"{PRIMARY}/tcp"] == {"state": "DOWN!", "real_state": "UP"}
+    assert rows[f"{NEVER}/tcp"] == {"state": "DOWN", "real_state": "DOWN"}
+
+    # Later lines win: the glob forces both down, the exact names force them up.
+    write_admin_state(cfg, f"*/tcp => DOWN\n{PRIMARY}/tcp => UP\n{NEVER}/tcp => UP/20\n")
+    took, _ = wait_for_answer(dns, "sfd.example.com", (NEVER,), 3)
+    assert took <= 1.0, f"forced UP reached the answers after {took:.2f}s"
+    assert ask(dns, "sf.example.com").addresses == (PRIMARY,)
+    ours, theirs = states(cfg, "ours"), states(cfg, "debian")
+    assert ours == theirs
+    rows = _state_rows(ours)
+    assert rows[f"{PRIMARY}/tcp"] == {"state": "UP!", "real_state": "UP"}
+    assert rows[f"{NEVER}/tcp"] == {"state": "UP!", "real_state": "DOWN"}
+    assert rows[f"{SECONDARY}/tcp"] == {"state": "DOWN!", "real_state": "UP"}
+
+    (cfg.state_dir / "admin_state").unlink()
+    took, _ = wait_for_answer(dns, "sfd.example.com", (SECONDARY,), 3)
+    assert took <= 1.0, f"removing admin_state reached the answers after {took:.2f}s"
+    assert ask(dns, "sf.example.com").addresses == (PRIMARY,)
+    rows = _state_rows(states(cfg, "debian"))
+    assert {name: row["state"] for name, row in rows.items()} == {
+        f"{PRIMARY}/tcp": "UP",
+        f"{SECONDARY}/tcp": "UP",
+        f"{NEVER}/tcp": "DOWN",
+    }
+
+
+# -- checkconf on bad plugin and service_types configs --------------------------
+
+
+@dataclass(frozen=True)
+class BadConfig:
+    body: str
+    zone: str
+    # Each must appear in our error ("{config}" and "{zone}" are the files' paths).
+    words: tuple[str, ...]
+
+
+SF = f"primary => {PRIMARY}, secondary => {SECONDARY}"
+BAD = {
+    "unknown-plugin": BadConfig(
+        "plugins => {\n  nosuch => { r => 127.0.0.1 }\n}\n", "", ("{config}:8:", "'nosuch'")
+    ),
+    "unknown-monitor-plugin": BadConfig(
+        "service_types => {\n  t => { plugin => nosuch, port => 80 }\n}\n",
+        "",
+        ("{config}:8:", "'t'", "'nosuch'"),
+    ),
+    "service-type-without-plugin": BadConfig(
+        "service_types => {\n  t => { port => 80 }\n}\n", "", ("{config}:8:", "'t'", "'plugin'")
+    ),
+    "used-tcp-connect-without-port": BadConfig(
+        "service_types => {\n  t => { plugin => tcp_connect }\n}\n"
+        f"plugins => {{ simplefo => {{ r => {{ {SF}, service_types => t }} }} }}\n",
+        "www DYNA simplefo!r\n",
+        ("{config}:8:", "'t'", "'port'"),
+    ),
+    "used-bad-interval": BadConfig(
+        "service_types => {\n  t => { plugin => tcp_connect, port => 80,\n  interval => 1 }\n}\n"
+        f"plugins => {{ multifo => {{ r => {{ service_types => t, a => {PRIMARY} }} }} }}\n",
+        "www DYNA multifo!r\n",
+        ("{config}:9:", "'t'", "'interval'"),
+    ),
+    "simplefo-without-secondary": BadConfig(
+        f"plugins => {{ simplefo => {{\n  r => {{ primary => {PRIMARY} }}\n}} }}\n",
+        "",
+        ("{config}:", "'r'", "'secondary'"),
+    ),
+    "unknown-service-type": BadConfig(
+        f"plugins => {{ simplefo => {{\n  r => {{ {SF}, service_types => nosuch }}\n}} }}\n",
+        "",
+        ("{config}:", "'nosuch'"),
+    ),
+    "dyna-unknown-resource": BadConfig(
+        f"plugins => {{ simplefo => {{ r => {{ {SF} }} }} }}\n",
+        "ok DYNA simplefo!r\nwww DYNA simplefo!nosuch\n",
+        ("{zone}:7:", "'nosuch'"),
+    ),
+    "dyna-unconfigured-plugin": BadConfig("", "www DYNA multifo!r\n", ("{zone}:6:", "multifo")),
+    "geoip": BadConfig(
+        "plugins => { geoip => { maps => { m => { geoip2_db => x.mmdb, datacenters => [ a ] } },\n"
+        "  resources => { r => { map => m, dcmap => { a => 127.0.0.1 } } } } }\n",
+        "www DYNA geoip!r\n",
+        ("{config}:", "geoip"),
+    ),
+}
+
+
+def checkconf(argv: list[str], cfg: ConfigDir) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*argv, "-c", str(cfg.path), "checkconf"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_env(),
+    )
+
+
+OURS = [pygdnsd_python(), "-m", "pygdnsd"]
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_checkconf_refuses_bad_monitoring_config(tmp_path: Path, case: str) -> None:
+    bad = BAD[case]
+    cfg = write_config(tmp_path, bad.body, bad.zone)
+    ours = checkconf(OURS, cfg)
+    assert ours.returncode != 0, ours.stderr
+    paths = {"config": str(cfg.path / "config"), "zone": str(cfg.path / "zones" / "example.com")}
+    errors = [line for line in ours.stderr.splitlines() if line.startswith(("error:", "fatal:"))]
+    assert errors, ours.stderr
+    for word in bad.words:
+        assert word.format(**paths) in errors[-1], (word, ours.stderr)
+    if REAL_GDNSD.exists():
+        theirs = checkconf([str(REAL_GDNSD)], cfg)
+        assert theirs.returncode != 0, f"gdnsd accepts {case}:\n{theirs.stderr}"
+
+
+# gdnsd 3.8.1 checks service types' own options only once it monitors anything:
+# refused beside any monitored resource (even one of type "up"), accepted without.
+UNUSED = {
+    "tcp-connect-without-port": "t => { plugin => tcp_connect }",
+    "extmon-without-cmd": "t => { plugin => extmon }",
+    "extfile-without-file": "t => { plugin => extfile }",
+    "port-out-of-range": "t => { plugin => tcp_connect, port => 99999 }",
+    "unknown-option": "t => { plugin => tcp_connect, port => 80, bogus => 1 }",
+    "bad-ok-code": "t => { plugin => http_status, ok_codes => [ 7 ] }",
+    "interval-too-short": "t => { plugin => tcp_connect, port => 80, interval => 1 }",
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNUSED))
+def test_checkconf_accepts_a_broken_service_type_only_if_nothing_is_monitored(
+    tmp_path: Path, case: str
+) -> None:
+    static = write_config(
+        tmp_path / "static",
+        f"service_types => {{\n  {UNUSED[case]}\n}}\n"
+        "plugins => { static => { s => 192.0.2.1 } }\n",
+        "www DYNA static!s\n",
+    )
+    monitored = write_config(
+        tmp_path / "monitored",
+        f"service_types => {{\n  {UNUSED[case]}\n}}\n"
+        f"plugins => {{ simplefo => {{ r => {{ {SF}, service_types => up }} }} }}\n",
+        "www DYNA simplefo!r\n",
+    )
+    ours = checkconf(OURS, static)
+    assert ours.returncode == 0, ours.stderr
+    ours = checkconf(OURS, monitored)
+    assert ours.returncode != 0
+    assert f"{monitored.path / 'config'}:8: service type 't'" in ours.stderr
+    if REAL_GDNSD.exists():
+        theirs = checkconf([str(REAL_GDNSD)], static)
+        assert theirs.returncode == 0, theirs.stderr
+        theirs = checkconf([str(REAL_GDNSD)], monitored)
+        assert theirs.returncode != 0, theirs.stderr
+
+
+# -- the 500-resource initial round ----------------------------------------------
+
+ROUND_LINE = re.compile(r"initial monitoring round: (\d+) checks in ([0-9.]+) s")
+CHECK_TIMEOUT = 2
+FALLBACK = "datacenters => [ d1, d2 ], dcmap => { d1 => 127.0.0.1, d2 => %static!s }"
+
+
+def test_initial_round_of_500_through_the_daemon(
+    tmp_path: Path, live_port: int, blackhole_port: int, daemons: Callable[..., Daemon]
+) -> None:
+    types, live, holes = [], [], []
+    for i in range(250):
+        for kind, port, names in (("live", live_port, live), ("hole", blackhole_port, holes)):
+            types.append(
+                f"  {kind}{i} => {{ plugin => tcp_connect, port => {port}, "
+                f"timeout => {CHECK_TIMEOUT}, interval => 10 }}"
+            )
+            names.append(f"{kind}{i}")
+    cfg = write_config(
+        tmp_path,
+        "service_types => {\n" + "\n".join(types) + "\n}\n"
+        # metafo answers d1's address while all of its checks pass, else d2's static one.
+        "plugins => {\n  static => { s => 192.0.2.10 }\n  metafo => { resources => {\n"
+        f"    rlive => {{ {FALLBACK}, service_types => [ {', '.join(live)} ] }}\n"
+        f"    rhole => {{ {FALLBACK}, service_types => [ {', '.join(holes)} ] }}\n"
+        "  } }\n}\n",
+        "live 300 DYNA metafo!rlive\nhole 300 DYNA metafo!rhole\n",
+    )
+    daemon = daemons(cfg, "-D")
+    startup = daemon.ready_at - daemon.started_at
+    match = ROUND_LINE.search(daemon.text)
+    assert match, daemon.text[-2000:]
+    checks, took = int(match[1]), float(match[2])
+    print(f"start to '{READY_LINE}': {startup:.2f}s; initial round: {checks} checks in {took:.2f}s")
+    assert checks == 500
+    assert took <= CHECK_TIMEOUT + 1, f"initial round took {took:.2f}s"
+    assert startup <= CHECK_TIMEOUT + 10, f"start took {startup:.2f}s"
+
+    # The very first answers know every state: all live types up, every hole down.
+    assert ask(cfg.dns_port, "live.example.com").addresses == ("127.0.0.1",)
+    assert ask(cfg.dns_port, "hole.example.com").addresses == ("192.0.2.10",)
+    rows = _state_rows(states(cfg, "ours"))
+    assert len([name for name in rows if name.startswith("127.0.0.1/")]) == 500
+    assert all(rows[f"127.0.0.1/{name}"]["state"] == "UP" for name in live)
+    assert all(rows[f"127.0.0.1/{name}"]["state"] == "DOWN" for name in holes)
