@@ -405,8 +405,9 @@ plugins => {{ simplefo => {{
     assert rows[f"{PRIMARY}/tcp"] == {"state": "DOWN!", "real_state": "UP"}
     assert rows[f"{NEVER}/tcp"] == {"state": "DOWN", "real_state": "DOWN"}
 
-    # Later lines win: the glob forces both down, the exact names force them up.
-    write_admin_state(cfg, f"*/tcp => DOWN\n{PRIMARY}/tcp => UP\n{NEVER}/tcp => UP/20\n")
+    # Later lines win: the glob forces all down, the exact names force two up. The
+    # last line has no newline: gdnsd applies it all the same.
+    write_admin_state(cfg, f"*/tcp => DOWN\n{PRIMARY}/tcp => UP\n{NEVER}/tcp => UP/20")
     took, _ = wait_for_answer(dns, "sfd.example.com", (NEVER,), 3)
     assert took <= 1.0, f"forced UP reached the answers after {took:.2f}s"
     assert ask(dns, "sf.example.com").addresses == (PRIMARY,)

@@ -64,6 +64,9 @@ def read_overrides(path: Path) -> tuple[Override, ...]:
         data = path.read_bytes()
     except FileNotFoundError:
         return ()
+    # gdnsd applies a last line that has no newline; our vscf parser wants one.
+    if data and not data.endswith(b"\n"):
+        data += b"\n"
     return parse_overrides(data, str(path))
 
 
