@@ -2,9 +2,10 @@
 
 From ``man gdnsd-plugin-metafo`` and checked against gdnsd 3.8.1: the first
 datacenter whose sub-plugin does not report failure answers; each datacenter
-also has an admin-only state ``metafo/RES/DC`` that overrides its failure
-signal. The TTL is the least over the datacenters tried up to the one that
-answers; when all fail, the first one answers with the least TTL of all.
+also has an admin-only state ``metafo/RES/DC`` that, when forced, replaces
+its failure signal and TTL. The TTL is the least over the datacenters tried
+up to the one that answers; when all fail, the first one answers with the
+least TTL of all.
 ``RES/DC`` resolves that datacenter directly.
 """
 
@@ -45,7 +46,9 @@ class Datacenter:
         forced = states.get(self.state_name)
         if forced is None:
             return result
-        return _replace(result, ttl=min(result.ttl, forced.ttl), failed=forced.down)
+        # gdnsd 3.8.1: a forced datacenter's state replaces its sub-plugin's, TTL
+        # included (metafo/r/dc => UP/250 answers TTL 250 over an address at UP/20).
+        return _replace(result, ttl=forced.ttl, failed=forced.down)
 
 
 def _replace(result: DynamicResult, ttl: int, failed: bool) -> DynamicResult:
