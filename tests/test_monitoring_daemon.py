@@ -75,10 +75,12 @@ def write_config(tmp_path: Path, body: str, zone: str) -> ConfigDir:
 
 @dataclass
 class Daemon:
-    """Our daemon in the foreground on ``cfg``; stderr lines kept with their arrival times."""
+    """A daemon (ours, or ``kind`` "gdnsd") in the foreground on ``cfg``; stderr lines
+    kept with their arrival times."""
 
     cfg: ConfigDir
     args: tuple[str, ...] = ()
+    kind: str = "pygdnsd"
     proc: subprocess.Popen[bytes] | None = None
     lines: list[tuple[float, str]] = field(default_factory=list)
     started_at: float = 0.0
@@ -88,8 +90,9 @@ class Daemon:
 
     def start(self) -> Daemon:
         self.started_at = time.monotonic()
+        program = [str(REAL_GDNSD)] if self.kind == "gdnsd" else [pygdnsd_python(), "-m", "pygdnsd"]
         self.proc = subprocess.Popen(
-            [pygdnsd_python(), "-m", "pygdnsd", "-c", str(self.cfg.path), *self.args, "start"],
+            [*program, "-c", str(self.cfg.path), *self.args, "start"],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -101,7 +104,7 @@ class Daemon:
         while not self._ready.wait(0.05):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"pygdnsd did not start; stderr:\n{self.text}")
+                raise RuntimeError(f"{self.kind} did not start; stderr:\n{self.text}")
         return self
 
     def _read(self) -> None:
@@ -141,8 +144,8 @@ class Daemon:
 def daemons() -> Iterator[Callable[..., Daemon]]:
     started: list[Daemon] = []
 
-    def make(cfg: ConfigDir, *args: str) -> Daemon:
-        daemon = Daemon(cfg, args)
+    def make(cfg: ConfigDir, *args: str, kind: str = "pygdnsd") -> Daemon:
+        daemon = Daemon(cfg, args, kind)
         started.append(daemon)
         return daemon.start()
 
@@ -428,6 +431,70 @@ plugins => {{ simplefo => {{
         f"{SECONDARY}/tcp": "UP",
         f"{NEVER}/tcp": "DOWN",
     }
+
+
+ADMIN_BODY = f"""service_types => {{ tcp => {{ plugin => tcp_connect, port => @PORT@, interval => 10, timeout => 1 }} }}
+plugins => {{
+  simplefo => {{
+    service_types => tcp
+    sf => {{ primary => {PRIMARY}, secondary => {SECONDARY} }}
+    sfd => {{ primary => {NEVER}, secondary => {SECONDARY} }}
+  }}
+  multifo => {{ service_types => tcp, mf => [ {PRIMARY}, {SECONDARY}, {NEVER} ] }}
+  metafo => {{ resources => {{
+    mt => {{ datacenters => [ d1, d2 ], dcmap => {{ d1 => {PRIMARY}, d2 => {SECONDARY} }}, service_types => tcp }}
+  }} }}
+}}
+"""
+ADMIN_ZONE = "sf 300 DYNA simplefo!sf\nsfd 300 DYNA simplefo!sfd\nmf 300 DYNA multifo!mf\nmt 300 DYNA metafo!mt\n"
+# Each admin_state in turn; TTLs chosen so a capped and a replaced TTL differ.
+ADMIN_STEPS = (
+    f"{PRIMARY}/* => DOWN/30\n",
+    f"*/tcp => DOWN\n{PRIMARY}/tcp => UP\n{NEVER}/tcp => UP/200",
+    "metafo/mt/* => DOWN/400\n",
+    f"metafo/mt/d1 => UP/250\n{PRIMARY}/tcp => DOWN/20\n",
+    f"metafo/mt/d1 => DOWN/250\n{PRIMARY}/tcp => UP/20\n{SECONDARY}/tcp => UP/200\n",
+    f"metafo/mt/d2 => UP/220\n{PRIMARY}/tcp => DOWN/20\n{SECONDARY}/tcp => DOWN/15\n",
+)
+GDNSD_NOTICE = 15.0  # gdnsd applies admin_state changes more slowly than we do
+
+
+@pytest.mark.skipif(
+    not (REAL_GDNSD.exists() and REAL_GDNSDCTL.exists()), reason="needs Debian's gdnsd"
+)
+def test_admin_state_answers_match_gdnsd(
+    tmp_path: Path, backends: dict[str, TcpBackend], daemons: Callable[..., Daemon]
+) -> None:
+    body = ADMIN_BODY.replace("@PORT@", str(backends[PRIMARY].port))
+    cfgs = {kind: write_config(tmp_path / kind, body, ADMIN_ZONE) for kind in ("gdnsd", "ours")}
+    daemons(cfgs["gdnsd"], kind="gdnsd")
+    daemons(cfgs["ours"])
+    names = [line.split()[0] + ".example.com" for line in ADMIN_ZONE.splitlines()]
+
+    def answers(kind: str) -> dict[str, Answer]:
+        return {name: ask(cfgs[kind].dns_port, name) for name in names}
+
+    assert answers("ours") == answers("gdnsd")
+    previous = states(cfgs["ours"], "ours")
+    for step in ADMIN_STEPS:
+        for cfg in cfgs.values():
+            write_admin_state(cfg, step)
+        # Each step shows other forced states than the one before. gdnsd shows
+        # them in ``states`` a moment before its answers use them: wait until ours
+        # changed, then until gdnsd's states agree, then until its answers do.
+        deadline = time.monotonic() + GDNSD_NOTICE
+        while (ours := states(cfgs["ours"], "ours")) == previous:
+            assert time.monotonic() < deadline, f"our states never changed after {step!r}"
+            time.sleep(0.1)
+        previous = ours
+        while states(cfgs["gdnsd"], "debian") != ours:
+            assert time.monotonic() < deadline, f"states never agreed after {step!r}"
+            time.sleep(0.2)
+        expected = answers("ours")
+        while (theirs := answers("gdnsd")) != expected and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert expected == theirs, step
+        assert answers("ours") == expected, step
 
 
 # -- checkconf on bad plugin and service_types configs --------------------------
