@@ -467,8 +467,7 @@ def test_admin_state_answers_match_gdnsd(
 ) -> None:
     body = ADMIN_BODY.replace("@PORT@", str(backends[PRIMARY].port))
     cfgs = {kind: write_config(tmp_path / kind, body, ADMIN_ZONE) for kind in ("gdnsd", "ours")}
-    daemons(cfgs["gdnsd"], kind="gdnsd")
-    daemons(cfgs["ours"])
+    running = {"gdnsd": daemons(cfgs["gdnsd"], kind="gdnsd"), "ours": daemons(cfgs["ours"])}
     names = [line.split()[0] + ".example.com" for line in ADMIN_ZONE.splitlines()]
 
     def answers(kind: str) -> dict[str, Answer]:
@@ -495,6 +494,27 @@ def test_admin_state_answers_match_gdnsd(
             time.sleep(0.2)
         assert expected == theirs, step
         assert answers("ours") == expected, step
+    (cfgs["gdnsd"].state_dir / "admin_state").unlink()
+    (cfgs["ours"].state_dir / "admin_state").unlink()
+
+    # What each daemon logged about admin_state and monitoring, in the same words.
+    def logged(kind: str) -> list[str]:
+        deadline = time.monotonic() + GDNSD_NOTICE
+        while "load complete (file deleted)" not in running[kind].text:
+            assert time.monotonic() < deadline, f"{kind} never logged the deletion"
+            time.sleep(0.1)
+        text = running[kind].text.replace(str(cfgs[kind].state_dir), "STATE_DIR")
+        wanted = ("admin_state:", "monitoring", "initialized to")
+        return [line for line in text.splitlines() if any(w in line for w in wanted)]
+
+    ours_log, gdnsd_log = logged("ours"), logged("gdnsd")
+    # The initial round logs each state as its check ends, in no fixed order.
+    first = [line for line in ours_log if "initialized to" in line]
+    assert sorted(first) == sorted(line for line in gdnsd_log if "initialized to" in line)
+    rest = [line for line in ours_log if line not in first]
+    assert rest == [line for line in gdnsd_log if "initialized to" not in line], (
+        "\n".join(rest) + "\n--- gdnsd:\n" + "\n".join(gdnsd_log)
+    )
 
 
 # -- checkconf on bad plugin and service_types configs --------------------------

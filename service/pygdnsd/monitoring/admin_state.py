@@ -70,6 +70,14 @@ def read_overrides(path: Path) -> tuple[Override, ...]:
     return parse_overrides(data, str(path))
 
 
+def unmatched(overrides: Iterable[Override], names: Iterable[str]) -> list[str]:
+    """The globs that match no name (gdnsd warns about each)."""
+    names = tuple(names)
+    return [
+        o.pattern for o in overrides if not any(fnmatch.fnmatchcase(n, o.pattern) for n in names)
+    ]
+
+
 def forced_states(overrides: Iterable[Override], names: Iterable[str]) -> dict[str, Sttl]:
     """name -> forced state, for every name some override's glob matches (last match wins)."""
     overrides = tuple(overrides)

@@ -175,7 +175,9 @@ class Monitor:
         with self._lock:
             for name, (tracker, sttl) in updates.items():
                 resource = self._resources[name]
-                if resource.real is not None and resource.real.down != sttl.down:
+                if resource.real is None:
+                    log.info("state of '%s' initialized to %s", name, sttl.text())
+                elif resource.real.down != sttl.down:
                     log.info(
                         "state of '%s' changed from %s to %s",
                         name,
@@ -200,19 +202,70 @@ class Monitor:
         """A final state from a source that did its own anti-flap (direct extfile/extmon)."""
         self._set_real({name: (None, state)})
 
-    def reload_admin_state(self) -> None:
-        """(Re)read admin_state; a bad file keeps the previous overrides and logs why."""
+    def reload_admin_state(self, startup: bool = False) -> None:
+        """(Re)read admin_state; a bad file keeps the previous overrides and logs why.
+
+        Logs what it does in gdnsd 3.8.1's words, which operators grep for.
+        """
         path = self.state_dir / admin_state.FILE_NAME
+        exists = path.exists()
+        if startup:
+            if not exists:
+                log.info("admin_state: state file '%s' does not yet exist at startup", path)
+                return
+            log.info("admin_state: checking state file '%s'...", path)
+        if exists:
+            log.info("admin_state: (re-)loading state file '%s'...", path)
+        else:
+            log.info("admin_state: state file '%s' deleted, clearing any forced states...", path)
         try:
             overrides = admin_state.read_overrides(path)
         except (ConfigError, OSError) as exc:
-            log.error("admin_state: %s: keeping the previous forced states", exc)
+            log.error("admin_state: %s", exc)
+            log.error(
+                "admin_state: file '%s' had errors; all contents were ignored "
+                "and any current forced states are unaffected",
+                path,
+            )
             return
+        names = self.names()
+        for pattern in admin_state.unmatched(overrides, names):
+            log.warning("admin_state: glob '%s' did not match anything!", pattern)
         with self._lock:
+            before = self._forced
             self._overrides = overrides
-            self._forced = admin_state.forced_states(overrides, self.names())
+            self._forced = admin_state.forced_states(overrides, names)
             changed = self._publish()
+        self._log_forcing(before, self._forced)
+        log.info("admin_state: load complete%s", "" if exists else " (file deleted)")
         self._notify(changed)
+
+    def _real_text(self, name: str) -> str:
+        resource = self._resources.get(name)
+        return "NA" if resource is None or resource.real is None else resource.real.text()
+
+    def _log_forcing(self, before: Mapping[str, Sttl], after: Mapping[str, Sttl]) -> None:
+        for name in self.names():
+            old, new = before.get(name), after.get(name)
+            if old == new:
+                continue
+            real = self._real_text(name)
+            if old is None and new is not None:
+                log.info(
+                    "admin_state: state of '%s' forced to %s, real state is %s",
+                    name, new.text(), real,
+                )
+            elif old is not None and new is not None:
+                log.info(
+                    "admin_state: state of '%s' re-forced from %s to %s, real state is %s",
+                    name, old.text(), new.text(), real,
+                )
+            elif old is not None:
+                log.info(
+                    "admin_state: state of '%s' no longer forced (was forced to %s), "
+                    "real and current state is %s",
+                    name, old.text(), real,
+                )
 
     # -- checking ----------------------------------------------------------
 
@@ -275,12 +328,14 @@ class Monitor:
         longest timeout; ``timeout`` is an extra overall bound (seconds).
         """
         started = time.monotonic()
+        log.info("Starting initial round of monitoring ...")
         for stype in self._extfile_types().values():
             self._apply_extfile(stype, initial=True)
         resources = self._checked()
         if resources:
             asyncio.run(self._initial(resources, timeout))
-        self.reload_admin_state()
+        log.info("Initial round of monitoring complete")
+        self.reload_admin_state(startup=True)
         # Startup time is dominated by this round; the line lets operators (and
         # the daemon-level tests) see that it cost one timeout, not one per check.
         log.debug(
