@@ -467,6 +467,9 @@ def test_admin_state_answers_match_gdnsd(
 ) -> None:
     body = ADMIN_BODY.replace("@PORT@", str(backends[PRIMARY].port))
     cfgs = {kind: write_config(tmp_path / kind, body, ADMIN_ZONE) for kind in ("gdnsd", "ours")}
+    # Forced from the start: the first answers already obey it.
+    for cfg in cfgs.values():
+        write_admin_state(cfg, f"{SECONDARY}/tcp => DOWN/50\nmetafo/mt/d1 => DOWN/90\n")
     running = {"gdnsd": daemons(cfgs["gdnsd"], kind="gdnsd"), "ours": daemons(cfgs["ours"])}
     names = [line.split()[0] + ".example.com" for line in ADMIN_ZONE.splitlines()]
 
@@ -474,6 +477,10 @@ def test_admin_state_answers_match_gdnsd(
         return {name: ask(cfgs[kind].dns_port, name) for name in names}
 
     assert answers("ours") == answers("gdnsd")
+    first = answers("ours")
+    # simplefo with both down answers the primary; metafo with both down the first.
+    assert first["sfd.example.com"].addresses == (NEVER,)
+    assert first["mt.example.com"].addresses == (PRIMARY,)
     previous = states(cfgs["ours"], "ours")
     for step in ADMIN_STEPS:
         for cfg in cfgs.values():
@@ -687,8 +694,10 @@ def test_initial_round_of_500_through_the_daemon(
     assert startup <= CHECK_TIMEOUT + 10, f"start took {startup:.2f}s"
 
     # The very first answers know every state: all live types up, every hole down.
-    assert ask(cfg.dns_port, "live.example.com").addresses == ("127.0.0.1",)
-    assert ask(cfg.dns_port, "hole.example.com").addresses == ("192.0.2.10",)
+    # TTLs as gdnsd 3.8.1 answers this config: UP/100 clamps to the DYNA's
+    # minimum (300/2); d1 DOWN/200 (up_thresh x interval) caps the fallback's.
+    assert ask(cfg.dns_port, "live.example.com") == Answer(RCODE.NOERROR, ("127.0.0.1",), 150)
+    assert ask(cfg.dns_port, "hole.example.com") == Answer(RCODE.NOERROR, ("192.0.2.10",), 200)
     rows = _state_rows(states(cfg, "ours"))
     assert len([name for name in rows if name.startswith("127.0.0.1/")]) == 500
     assert all(rows[f"127.0.0.1/{name}"]["state"] == "UP" for name in live)

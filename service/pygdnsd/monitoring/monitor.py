@@ -209,11 +209,9 @@ class Monitor:
         """
         path = self.state_dir / admin_state.FILE_NAME
         exists = path.exists()
-        if startup:
-            if not exists:
-                log.info("admin_state: state file '%s' does not yet exist at startup", path)
-                return
-            log.info("admin_state: checking state file '%s'...", path)
+        if startup and not exists:
+            log.info("admin_state: state file '%s' does not yet exist at startup", path)
+            return
         if exists:
             log.info("admin_state: (re-)loading state file '%s'...", path)
         else:
@@ -328,6 +326,10 @@ class Monitor:
         longest timeout; ``timeout`` is an extra overall bound (seconds).
         """
         started = time.monotonic()
+        # gdnsd's order: the admin_state file is seen before the round, read after it.
+        admin_file = self.state_dir / admin_state.FILE_NAME
+        if admin_file.exists():
+            log.info("admin_state: checking state file '%s'...", admin_file)
         log.info("Starting initial round of monitoring ...")
         for stype in self._extfile_types().values():
             self._apply_extfile(stype, initial=True)
