@@ -524,6 +524,61 @@ def test_admin_state_answers_match_gdnsd(
     )
 
 
+# -- extmon in the daemon -----------------------------------------------------------
+
+
+def _children(pid: int) -> list[tuple[int, str]]:
+    """(pid, state letter) of every process whose parent is ``pid``."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) == pid:
+                    out.append((int(entry.name), fields[0]))
+    return out
+
+
+def test_extmon_hangs_are_killed_and_reaped_by_the_daemon(
+    tmp_path: Path, daemons: Callable[..., Daemon]
+) -> None:
+    pids = tmp_path / "pids"
+    cfg = write_config(
+        tmp_path,
+        f"""service_types => {{
+  hang => {{ plugin => extmon, timeout => 1, interval => 2, cmd => [ /bin/sh, -c, "echo $$ >> {pids}; exec sleep 30" ] }}
+  fine => {{ plugin => extmon, timeout => 1, interval => 2, cmd => [ /bin/true ] }}
+}}
+plugins => {{ simplefo => {{
+  hung => {{ primary => {PRIMARY}, secondary => {SECONDARY}, service_types => hang }}
+  ok => {{ primary => {PRIMARY}, secondary => {SECONDARY}, service_types => fine }}
+}} }}
+""",
+        "hung 300 DYNA simplefo!hung\nok 300 DYNA simplefo!ok\n",
+    )
+    daemon = daemons(cfg)
+    assert daemon.proc is not None
+    pid = daemon.proc.pid
+    assert ask(cfg.dns_port, "ok.example.com").addresses == (PRIMARY,)
+    # Both addresses hang: simplefo with both down answers the primary.
+    assert ask(cfg.dns_port, "hung.example.com").addresses == (PRIMARY,)
+    rows = _state_rows(states(cfg, "ours"))
+    assert rows[f"{PRIMARY}/hang"]["state"] == "DOWN"
+    assert rows[f"{PRIMARY}/fine"]["state"] == "UP"
+    # Two more rounds of checks while serving; every hung command but the ones
+    # started in the last timeout must be gone, and no child is a zombie.
+    time.sleep(4.5)
+    started = [int(p) for p in pids.read_text().split()]
+    assert len(started) >= 4, started
+    children = _children(pid)
+    assert not [c for c in children if c[1] == "Z"], children
+    alive = [p for p in started if Path(f"/proc/{p}").exists()]
+    assert len(alive) <= 2, f"hung extmon commands outlived their timeout: {alive}"
+    daemon.stop()
+    for p in started:
+        assert not Path(f"/proc/{p}").exists(), f"extmon command {p} outlived the daemon"
+
+
 # -- checkconf on bad plugin and service_types configs --------------------------
 
 

@@ -102,6 +102,13 @@ async def extmon(item: str, spec: Extmon, timeout: float) -> bool:
         with contextlib.suppress(ProcessLookupError):
             await asyncio.shield(proc.wait())
         return False
+    except asyncio.CancelledError:
+        # The monitor is stopping (daemon shutdown or hand-off): the command,
+        # in a session of its own, would otherwise outlive the daemon.
+        _kill_group(proc.pid)
+        with contextlib.suppress(ProcessLookupError, TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(proc.wait(), 2.0)
+        raise
     return status == 0
 
 
