@@ -621,9 +621,14 @@ BAD = {
         ("{config}:", "'r'", "'secondary'"),
     ),
     "unknown-service-type": BadConfig(
-        f"plugins => {{ simplefo => {{\n  r => {{ {SF}, service_types => nosuch }}\n}} }}\n",
+        f"plugins => {{ simplefo => {{\n  r => {{ {SF}, service_types => [ up,\n nosuch ] }}\n}} }}\n",
         "",
-        ("{config}:", "'nosuch'"),
+        ("{config}:9:", "'nosuch'"),
+    ),
+    "unknown-service-type-of-a-plugin": BadConfig(
+        f"plugins => {{ multifo => {{\n  service_types => nosuch\n  r => [ {PRIMARY} ]\n}} }}\n",
+        "",
+        ("{config}:8:", "'nosuch'"),
     ),
     "dyna-unknown-resource": BadConfig(
         f"plugins => {{ simplefo => {{ r => {{ {SF} }} }} }}\n",

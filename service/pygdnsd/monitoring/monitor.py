@@ -49,6 +49,16 @@ Subscriber = Callable[[frozenset[str]], None]
 FILE_POLL_SECONDS = 0.2
 
 
+class UnknownServiceType(ConfigError):
+    """A monitoring request names a service type the config does not define."""
+
+    def __init__(self, service_type: str, thing: str) -> None:
+        super().__init__(
+            f"invalid service type {service_type!r} in monitoring request for {thing!r}"
+        )
+        self.service_type = service_type
+
+
 @dataclass
 class _Resource:
     name: str
@@ -93,9 +103,7 @@ class Monitor:
         """Monitor ``thing`` (address text or CNAME) with ``service_type``; returns its state name."""
         stype = self.service_types.get(service_type)
         if stype is None:
-            raise ConfigError(
-                f"invalid service type {service_type!r} in monitoring request for {thing!r}"
-            )
+            raise UnknownServiceType(service_type, thing)
         if not self._resources:
             # gdnsd checks every service type once anything is monitored.
             for defined in self.service_types.values():

@@ -12,9 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pygdnsd.config.vscf import ConfigHash, Position
+from pygdnsd.config.scalars import c_string
+from pygdnsd.config.vscf import ConfigHash, ConfigList, ConfigScalar, ConfigValue, Position
 from pygdnsd.errors import ConfigError
-from pygdnsd.monitoring.monitor import Monitor
+from pygdnsd.monitoring.monitor import Monitor, UnknownServiceType
 from pygdnsd.monitoring.service_types import parse_service_types
 from pygdnsd.plugins.registry import Resolvers, load_plugins
 
@@ -45,9 +46,38 @@ def build_dynamic(config: object) -> DynamicSetup:
         raise _located(exc, config_file, "service_types") from None
     try:
         resolvers = load_plugins(plugins, monitor)
+    except UnknownServiceType as exc:
+        # The monitor knows the name, not where it was written: the first
+        # service_types in the plugins section that names it.
+        where = _service_type_reference(plugins, exc.service_type)
+        if where is None:
+            raise _located(exc, config_file, "plugins") from None
+        raise ConfigError(f"{where}: plugins: {exc}") from None
     except ConfigError as exc:
         raise _located(exc, config_file, "plugins") from None
     return DynamicSetup(monitor, resolvers)
+
+
+def _service_type_reference(value: ConfigValue, name: str) -> Position | None:
+    """Where the first ``service_types`` under ``value`` names ``name``."""
+    if isinstance(value, ConfigList):
+        children: list[ConfigValue] = list(value)
+    elif isinstance(value, ConfigHash):
+        children = []
+        for key, child in value.items():
+            if key == "service_types":
+                named = list(child) if isinstance(child, ConfigList) else [child]
+                for item in named:
+                    if isinstance(item, ConfigScalar) and c_string(item) == name:
+                        return item.pos
+            children.append(child)
+    else:
+        return None
+    for child in children:
+        found = _service_type_reference(child, name)
+        if found is not None:
+            return found
+    return None
 
 
 def _section(config: object, name: str) -> ConfigHash:
