@@ -5,7 +5,11 @@ with DYNA names over loopback TCP backends this test runs.
   secondary within interval x down_thresh + 1 s, its return brings them back
   after up_thresh checks, and no query fails meanwhile;
 * admin_state forcing DOWN/UP and its removal reach the answers within 1 s,
-  ``gdnsdctl states`` (ours and Debian's) shows ``DOWN!``/``UP!``;
+  ``gdnsdctl states`` (ours and Debian's) shows ``DOWN!``/``UP!``; beside
+  Debian's gdnsd, the same admin_state steps give the same answers (TTLs
+  included) and the same log lines;
+* extmon: a hung command is killed at its timeout and reaped, none is left
+  after the daemon stops;
 * bad plugin/service_types configs: ``checkconf`` fails naming file and key,
   as Debian's gdnsd 3.8.1 fails; what gdnsd accepts (a broken service type
   nothing uses) we accept too;
