@@ -89,72 +89,53 @@ def prepare_config_dir(source: Path, dest: Path, port: int) -> Path:
     return config_dir
 
 
-@dataclass
-class ServerProcess:
-    """One DNS daemon on a private copy of a config dir.
+class ForegroundDaemon:
+    """A daemon command run in the foreground until it logs ``READY_LINE``.
 
-    Use as a context manager, or call ``start``/``stop``. ``stderr_text``
-    holds everything the daemon logged so far.
+    Its stderr lines are kept with their arrival times (``lines``, ``text``);
+    ``stop`` ends it by PID: SIGTERM, then SIGKILL after 10 s.
     """
 
-    kind: str
-    source_dir: Path
-    work_dir: Path
-    port: int = 0
-    startup_timeout: float = 20.0
-    extra_env: dict[str, str] = field(default_factory=dict)
-    proc: subprocess.Popen[bytes] | None = None
-    config_dir: Path | None = None
-    _stderr: list[str] = field(default_factory=list)
-    _ready: threading.Event = field(default_factory=threading.Event)
-    _reader: threading.Thread | None = None
+    def __init__(self, command: list[str], env: dict[str, str], label: str, startup_timeout: float) -> None:
+        self.command = command
+        self.env = env
+        self.label = label
+        self.startup_timeout = startup_timeout
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.lines: list[tuple[float, str]] = []
+        self.started_at = 0.0
+        self.ready_at = 0.0
+        self._ready = threading.Event()
+        self._reader: threading.Thread | None = None
 
     @property
-    def stderr_text(self) -> str:
-        return "".join(self._stderr)
+    def text(self) -> str:
+        return "".join(line for _, line in self.lines)
 
-    @property
-    def address(self) -> tuple[str, int]:
-        return ("127.0.0.1", self.port)
-
-    def start(self) -> ServerProcess:
-        if not self.port:
-            self.port = free_port()
-        self.work_dir.mkdir(parents=True, exist_ok=True)
-        self.config_dir = prepare_config_dir(self.source_dir, self.work_dir, self.port)
-        env = dict(os.environ)
-        env["PYTHONPATH"] = str(REPO / "service") + os.pathsep + env.get("PYTHONPATH", "")
-        env.update(self.extra_env)
+    def start(self) -> None:
+        self.started_at = time.monotonic()
         self.proc = subprocess.Popen(
-            server_command(self.kind, self.config_dir),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            env=env,
+            self.command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=self.env
         )
         self._reader = threading.Thread(target=self._read_stderr, daemon=True)
         self._reader.start()
-        deadline = time.monotonic() + self.startup_timeout
+        deadline = self.started_at + self.startup_timeout
         while not self._ready.wait(0.05):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 # Give the reader a moment to collect the dying daemon's last words.
-                if self._reader is not None:
-                    self._reader.join(timeout=1.0)
+                self._reader.join(timeout=1.0)
                 status = self.proc.poll()
                 self.stop()
                 reason = f"exited with {status}" if status is not None else "timed out"
-                raise RuntimeError(
-                    f"{self.kind} on {self.source_dir} {reason} before {READY_LINE!r}; "
-                    f"stderr:\n{self.stderr_text}"
-                )
-        return self
+                raise RuntimeError(f"{self.label} {reason} before {READY_LINE!r}; stderr:\n{self.text}")
 
     def _read_stderr(self) -> None:
         assert self.proc is not None and self.proc.stderr is not None
         for raw in self.proc.stderr:
             line = raw.decode("utf-8", "replace")
-            self._stderr.append(line)
-            if READY_LINE in line:
+            self.lines.append((time.monotonic(), line))
+            if READY_LINE in line and not self._ready.is_set():
+                self.ready_at = time.monotonic()
                 self._ready.set()
 
     def stop(self) -> None:
@@ -175,6 +156,53 @@ class ServerProcess:
         if proc.stderr is not None:
             proc.stderr.close()
         self.proc = None
+
+
+@dataclass
+class ServerProcess:
+    """One DNS daemon on a private copy of a config dir.
+
+    Use as a context manager, or call ``start``/``stop``. ``stderr_text``
+    holds everything the daemon logged so far.
+    """
+
+    kind: str
+    source_dir: Path
+    work_dir: Path
+    port: int = 0
+    startup_timeout: float = 20.0
+    extra_env: dict[str, str] = field(default_factory=dict)
+    config_dir: Path | None = None
+    daemon: ForegroundDaemon | None = None
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        return self.daemon.proc if self.daemon is not None else None
+
+    @property
+    def stderr_text(self) -> str:
+        return self.daemon.text if self.daemon is not None else ""
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return ("127.0.0.1", self.port)
+
+    def start(self) -> ServerProcess:
+        if not self.port:
+            self.port = free_port()
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.config_dir = prepare_config_dir(self.source_dir, self.work_dir, self.port)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = str(REPO / "service") + os.pathsep + env.get("PYTHONPATH", "")
+        env.update(self.extra_env)
+        command = server_command(self.kind, self.config_dir)
+        self.daemon = ForegroundDaemon(command, env, f"{self.kind} on {self.source_dir}", self.startup_timeout)
+        self.daemon.start()
+        return self
+
+    def stop(self) -> None:
+        if self.daemon is not None:
+            self.daemon.stop()
 
     def __enter__(self) -> ServerProcess:
         return self.start()

@@ -26,7 +26,6 @@ import contextlib
 import json
 import os
 import re
-import signal
 import socket
 import subprocess
 import threading
@@ -38,7 +37,7 @@ from pathlib import Path
 import pytest
 from dnslib import QTYPE, RCODE, DNSRecord
 
-from conftest import READY_LINE, REAL_GDNSD, REPO, free_port, pygdnsd_python
+from conftest import READY_LINE, REAL_GDNSD, REPO, ForegroundDaemon, free_port, pygdnsd_python
 from loadgen import LoadResult, LoadSpec, run_load
 
 REAL_GDNSDCTL = Path("/usr/bin/gdnsdctl")
@@ -77,71 +76,19 @@ def write_config(tmp_path: Path, body: str, zone: str) -> ConfigDir:
     return ConfigDir(cfg, port, state_dir)
 
 
-@dataclass
-class Daemon:
-    """A daemon (ours, or ``kind`` "gdnsd") in the foreground on ``cfg``; stderr lines
-    kept with their arrival times."""
+class Daemon(ForegroundDaemon):
+    """A daemon (ours, or ``kind`` "gdnsd") in the foreground on ``cfg``."""
 
-    cfg: ConfigDir
-    args: tuple[str, ...] = ()
-    kind: str = "pygdnsd"
-    proc: subprocess.Popen[bytes] | None = None
-    lines: list[tuple[float, str]] = field(default_factory=list)
-    started_at: float = 0.0
-    ready_at: float = 0.0
-    _ready: threading.Event = field(default_factory=threading.Event)
-    _reader: threading.Thread | None = None
+    def __init__(self, cfg: ConfigDir, args: tuple[str, ...] = (), kind: str = "pygdnsd") -> None:
+        program = [str(REAL_GDNSD)] if kind == "gdnsd" else [pygdnsd_python(), "-m", "pygdnsd"]
+        command = [*program, "-c", str(cfg.path), *args, "start"]
+        super().__init__(command, _env(), f"{kind} on {cfg.path}", STARTUP_TIMEOUT)
+        self.cfg = cfg
+        self.kind = kind
 
-    def start(self) -> Daemon:
-        self.started_at = time.monotonic()
-        program = [str(REAL_GDNSD)] if self.kind == "gdnsd" else [pygdnsd_python(), "-m", "pygdnsd"]
-        self.proc = subprocess.Popen(
-            [*program, "-c", str(self.cfg.path), *self.args, "start"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            env=_env(),
-        )
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while not self._ready.wait(0.05):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"{self.kind} did not start; stderr:\n{self.text}")
+    def start(self) -> Daemon:  # type: ignore[override]
+        super().start()
         return self
-
-    def _read(self) -> None:
-        assert self.proc is not None and self.proc.stderr is not None
-        for raw in self.proc.stderr:
-            line = raw.decode("utf-8", "replace")
-            self.lines.append((time.monotonic(), line))
-            if READY_LINE in line and not self._ready.is_set():
-                self.ready_at = time.monotonic()
-                self._ready.set()
-
-    @property
-    def text(self) -> str:
-        return "".join(line for _, line in self.lines)
-
-    def stop(self) -> None:
-        proc = self.proc
-        if proc is None:
-            return
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
-        if self._reader is not None:
-            self._reader.join(timeout=2.0)
-        if proc.stderr is not None:
-            proc.stderr.close()
-        self.proc = None
 
 
 @pytest.fixture
