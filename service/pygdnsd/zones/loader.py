@@ -42,6 +42,10 @@ def zone_files(zones_dir: Path) -> list[Path]:
     """The zone files in ``zones_dir``, sorted by name."""
     try:
         entries = sorted(os.listdir(zones_dir))
+    except FileNotFoundError:
+        # gdnsd 3.8.1 serves no zones then, and checkconf succeeds.
+        log.info("zones directory %s does not exist: no zones loaded", zones_dir)
+        return []
     except OSError as exc:
         raise ZoneError(f"cannot read zones directory: {exc.strerror}", str(zones_dir)) from None
     out = []
