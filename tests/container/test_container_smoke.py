@@ -263,5 +263,8 @@ def test_pygdnsd_commands_run_the_bound_repo(systemd_container: SystemdContainer
     ]
     checked = systemd_container.run(["gdnsd", "-c", "/etc/gdnsd", "checkconf"])
     assert checked.returncode == 0, checked.stderr
-    broken = systemd_container.run(["gdnsd", "-c", "/nonexistent", "checkconf"])
+    # A missing config dir is fine (gdnsd 3.8.1 too: defaults, no zones); a bad zone is not.
+    systemd_container.write_file("/etc/gdnsd-broken/zones/example.com", "@ SOA ns1 hm 1 2 3 4 5\n@ BOGUS x\n")
+    broken = systemd_container.run(["gdnsd", "-c", "/etc/gdnsd-broken", "checkconf"])
     assert broken.returncode != 0
+    assert "/etc/gdnsd-broken/zones/example.com:2:" in broken.stderr
