@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from pygdnsd.config.vscf import ConfigHash, ConfigList
 from pygdnsd.errors import ConfigError
@@ -57,10 +59,18 @@ class Pair:
         return self.v6, (self.primary.address.packed,), ttl, True
 
 
+class Picker(Protocol):
+    """One failover unit of a resource (a simplefo Pair, a multifo Group)."""
+
+    def pick(self, states: States) -> tuple[bool, tuple[bytes, ...], int, bool]: ...
+
+
 @dataclass(frozen=True)
-class Simplefo:
-    resources: dict[str, tuple[Pair, ...]]
-    name: str = "simplefo"
+class Failover:
+    """simplefo and multifo alike: a resource answers with what each of its units picks."""
+
+    resources: Mapping[str, tuple[Picker, ...]]
+    name: str
 
     def has(self, resource: str) -> bool:
         return resource in self.resources
@@ -71,10 +81,10 @@ class Simplefo:
     def resolve(
         self, resource: str, client: ClientInfo, states: States, rng: random.Random
     ) -> DynamicResult:
-        return _families([pair.pick(states) for pair in self.resources[resource]])
+        return _families([unit.pick(states) for unit in self.resources[resource]])
 
 
-def load_simplefo(conf: ConfigHash, monitor: Monitor, plugin: str = "simplefo") -> Simplefo:
+def load_simplefo(conf: ConfigHash, monitor: Monitor, plugin: str = "simplefo") -> Failover:
     default_types = (
         service_types(conf["service_types"], plugin) if "service_types" in conf else ("up",)
     )
@@ -101,7 +111,7 @@ def load_simplefo(conf: ConfigHash, monitor: Monitor, plugin: str = "simplefo") 
         else:
             pairs.append(_pair(value, monitor, types, f"{where} (direct)", None))
         out[key] = tuple(pairs)
-    return Simplefo(out)
+    return Failover(out, "simplefo")
 
 
 def _pair(
@@ -155,23 +165,6 @@ class Group:
 
 
 @dataclass(frozen=True)
-class Multifo:
-    resources: dict[str, tuple[Group, ...]]
-    name: str = "multifo"
-
-    def has(self, resource: str) -> bool:
-        return resource in self.resources
-
-    def may_cname(self, resource: str) -> bool:
-        return False
-
-    def resolve(
-        self, resource: str, client: ClientInfo, states: States, rng: random.Random
-    ) -> DynamicResult:
-        return _families([group.pick(states) for group in self.resources[resource]])
-
-
-@dataclass(frozen=True)
 class _Inherited:
     service_types: tuple[str, ...] = ("up",)
     up_thresh: float = 0.5
@@ -189,7 +182,7 @@ class _Inherited:
         )
 
 
-def load_multifo(conf: ConfigHash, monitor: Monitor, plugin: str = "multifo") -> Multifo:
+def load_multifo(conf: ConfigHash, monitor: Monitor, plugin: str = "multifo") -> Failover:
     top = _Inherited().override(conf, f"plugin {plugin}")
     out: dict[str, tuple[Group, ...]] = {}
     for key, value in conf.items():
@@ -212,7 +205,7 @@ def load_multifo(conf: ConfigHash, monitor: Monitor, plugin: str = "multifo") ->
             out[key] = tuple(groups)
         else:
             out[key] = (_group(value, settings, monitor, f"{where} (direct)", None),)
-    return Multifo(out)
+    return Failover(out, "multifo")
 
 
 def _group(
