@@ -212,6 +212,27 @@ class ServerProcess:
 
 
 @pytest.fixture
+def blackhole_port() -> Iterator[int]:
+    """A port on 127.0.0.1 whose SYNs are dropped: a listener never accepting, its backlog full."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = int(listener.getsockname()[1])
+    fillers = []
+    for _ in range(4):
+        filler = socket.socket()
+        filler.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            filler.connect(("127.0.0.1", port))
+        fillers.append(filler)
+    time.sleep(0.1)
+    yield port
+    for filler in fillers:
+        filler.close()
+    listener.close()
+
+
+@pytest.fixture
 def server_factory(tmp_path: Path) -> Iterator[Callable[[str, Path], ServerProcess]]:
     """Call ``server_factory(kind, config_source_dir)`` to get a started ServerProcess.
 

@@ -168,27 +168,6 @@ def backends() -> Iterator[dict[str, TcpBackend]]:
 
 
 @pytest.fixture
-def blackhole_port() -> Iterator[int]:
-    """A port on 127.0.0.1 whose SYNs are dropped: a listener never accepting, backlog full."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
-    port = int(listener.getsockname()[1])
-    fillers = []
-    for _ in range(4):
-        filler = socket.socket()
-        filler.setblocking(False)
-        with contextlib.suppress(BlockingIOError):
-            filler.connect(("127.0.0.1", port))
-        fillers.append(filler)
-    time.sleep(0.1)
-    yield port
-    for filler in fillers:
-        filler.close()
-    listener.close()
-
-
-@pytest.fixture
 def live_port() -> Iterator[int]:
     backend = TcpBackend("127.0.0.1", free_port()).up()
     yield backend.port

@@ -75,27 +75,6 @@ def tcp_port() -> Iterator[int]:
     listener.close()
 
 
-@pytest.fixture
-def blackhole_port() -> Iterator[int]:
-    """A port whose SYNs are dropped: a listener never accepting, its backlog already full."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
-    port = int(listener.getsockname()[1])
-    fillers = []
-    for _ in range(4):
-        filler = socket.socket()
-        filler.setblocking(False)
-        with contextlib.suppress(BlockingIOError):
-            filler.connect(("127.0.0.1", port))
-        fillers.append(filler)
-    time.sleep(0.1)
-    yield port
-    for filler in fillers:
-        filler.close()
-    listener.close()
-
-
 def monitor_for(config: str, state_dir: Path) -> tuple[Monitor, object]:
     top = parse_bytes(config.encode(), "config")
     assert isinstance(top, ConfigHash)
