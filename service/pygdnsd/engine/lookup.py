@@ -50,13 +50,19 @@ class Decision:
     additional: tuple[Record, ...] = ()
 
     def signature(self) -> tuple[object, ...]:
-        """Equal for decisions with the same content (RRsets by identity: zone data is immutable)."""
+        """Equal for decisions with the same content (RRsets by identity: zone data is immutable).
+
+        Built from lists, not generators: ``tuple(generator)`` allocates the
+        tuple before its items, and the cyclic collector only stops tracking
+        a tuple (see ``responder.Prepared``) when its items are untracked by
+        then, so such keys stayed tracked into slow full collections.
+        """
         return (
             self.rcode,
             self.authoritative,
-            tuple((record.owner, id(record.rrset)) for record in self.answer),
-            tuple((record.owner, id(record.rrset)) for record in self.authority),
-            tuple((record.owner, id(record.rrset)) for record in self.additional),
+            tuple([(record.owner, id(record.rrset)) for record in self.answer]),
+            tuple([(record.owner, id(record.rrset)) for record in self.authority]),
+            tuple([(record.owner, id(record.rrset)) for record in self.additional]),
         )
 
 

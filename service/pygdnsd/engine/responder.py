@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
 from pygdnsd.engine import edns, lookup
 from pygdnsd.engine.edns import ClientSubnet, EdnsFormatError, EdnsRequest
@@ -86,14 +86,18 @@ class EngineSettings:
     cookie_secret: bytes = b"\x00" * 32
 
 
-class Prepared(NamedTuple):
-    """A response minus its header's ID and RD bit, its question and OPT."""
+# A response minus its header's ID and RD bit, its question and OPT:
+# (flags: the AA bit of header byte 2, rcode, (answer, authority, additional)
+# counts, tails: one per A/AAAA rotation, scope: the client-subnet scope to
+# echo, set by dynamic answers). A plain tuple, not a NamedTuple: the cyclic
+# garbage collector stops tracking an exact tuple that holds only atoms, while
+# a tuple subclass stays tracked, and full collections walking a few hundred
+# thousand cached answers stalled every query for tens of milliseconds.
+Prepared = tuple[int, int, tuple[int, int, int], tuple[bytes, ...], int]
 
-    flags: int  # AA bit of header byte 2
-    rcode: int
-    counts: tuple[int, int, int]  # answer, authority, additional
-    tails: tuple[bytes, ...]  # one per A/AAAA rotation
-    scope: int = 0  # client-subnet scope to echo (set by dynamic answers)
+
+def prepared(flags: int, rcode: int, counts: tuple[int, int, int], tails: tuple[bytes, ...], scope: int = 0) -> Prepared:
+    return (flags, rcode, counts, tails, scope)
 
 
 class DynamicSource(Protocol):
@@ -132,7 +136,7 @@ class _Generation:
         self.by_rrset: dict[int, Prepared] = {}
         # Decision content -> (names its tail may compress against, whether
         # any build of it pointed into the tail itself).
-        self.layouts: dict[tuple[object, ...], tuple[frozenset[bytes], bool]] = {}
+        self.layouts: dict[tuple[object, ...], tuple[tuple[bytes, ...], bool]] = {}
 
 
 class Responder:
@@ -248,15 +252,14 @@ class Responder:
             request = EdnsRequest(512, 0, bool(do))
             return self._assemble(query, qend, prepared, request, client_ip, tcp, closing, counted=True)
         opt = self._bare_opts[(2 if do else 0) | (1 if tcp else 0) | (4 if closing else 0)]
-        tails = prepared.tails
+        flags, rcode, counts, tails, _scope = prepared
         if len(tails) == 1:
             tail = tails[0]
         else:
             self._rotation += 1
             tail = tails[self._rotation % len(tails)]
-        rcode = prepared.rcode
         counters[_RCODE_NAMES[rcode]] += 1
-        flags2 = 0x80 | prepared.flags | (query[2] & 0x01)
+        flags2 = 0x80 | flags | (query[2] & 0x01)
         question = query[12:qend]
         if not tcp:
             udp_size = (query[qend + 3] << 8) | query[qend + 4]
@@ -274,7 +277,7 @@ class Responder:
                 )
             if size > 512:
                 self.stats.udp.bump("edns_big")
-        an, ns, ar = prepared.counts
+        an, ns, ar = counts
         return b"".join((query[:2], bytes((flags2, rcode)), _COUNTS.pack(1, an, ns, ar + 1), question, tail, opt))
 
     def _assemble(
@@ -288,17 +291,15 @@ class Responder:
         closing: bool,
         counted: bool = False,
     ) -> bytes:
-        tails = prepared.tails
+        flags, rcode, (an, ns, ar), tails, scope = prepared
         if len(tails) == 1:
             tail = tails[0]
         else:
             self._rotation += 1
             tail = tails[self._rotation % len(tails)]
-        an, ns, ar = prepared.counts
-        rcode = prepared.rcode
         counters = self.stats.dns.values
         counters[_RCODE_NAMES[rcode]] += 1
-        flags2 = 0x80 | prepared.flags | (query[2] & 0x01)
+        flags2 = 0x80 | flags | (query[2] & 0x01)
         question = query[12:qend]
         if edns_req is None:
             response = b"".join(
@@ -318,7 +319,7 @@ class Responder:
             counters["edns"] += 1
             if edns_req.do:
                 counters["edns_do"] += 1
-        options, cookie_ok = self._response_options(edns_req, client_ip, tcp, closing, prepared.scope)
+        options, cookie_ok = self._response_options(edns_req, client_ip, tcp, closing, scope)
         head = (query[:2], bytes((flags2, rcode)))
         body_len = 12 + len(question) + len(tail) + 11 + len(options)
         if tcp and self.settings.tcp_pad:
@@ -453,9 +454,10 @@ class Responder:
             prepared = generation.by_tail.get(key)
             if prepared is not None:
                 return prepared
-        prepared, wanted, internal = _build(decision, lname, 16 + len(lname))
+        prepared, built_wanted, internal = _build(decision, lname, 16 + len(lname))
+        # A tuple, not a frozenset: sets stay tracked by the cyclic collector (see Prepared).
+        wanted = tuple(built_wanted.union(layout[0])) if layout is not None else tuple(built_wanted)
         if layout is not None:
-            wanted |= layout[0]
             internal |= layout[1]
         generation.layouts[content] = (wanted, internal)
         if len(generation.by_tail) >= _MAX_CACHED_QUESTIONS:
@@ -483,18 +485,21 @@ class Responder:
             return dynamic_rrset(result, found, zone, asked)
 
         decision = lookup.decide_at(generation.zones, where, qtype, self._chain, resolve)
-        prepared, _, _ = _build(decision, lname, 16 + len(lname))
-        return prepared._replace(scope=scope) if scope else prepared
+        built, _, _ = _build(decision, lname, 16 + len(lname))
+        if not scope:
+            return built
+        flags, rcode, counts, tails, _ = built
+        return prepared(flags, rcode, counts, tails, scope)
 
     def _build_chaos_tail(self, text: bytes) -> Prepared:
         writer = SectionWriter(0, {})
         writer.pointer(12)
         writer.out += _RR_FIXED.pack(model.TXT, model.CLASS_CH, 0, len(text) + 1)
         writer.out += bytes((len(text),)) + text
-        return Prepared(0, lookup.RCODE_NOERROR, (1, 0, 0), (writer.getvalue(),))
+        return prepared(0, lookup.RCODE_NOERROR, (1, 0, 0), (writer.getvalue(),))
 
 
-def _tail_key(content: tuple[object, ...], qname: bytes, wanted: frozenset[bytes], internal: bool) -> tuple[object, ...]:
+def _tail_key(content: tuple[object, ...], qname: bytes, wanted: tuple[bytes, ...], internal: bool) -> tuple[object, ...]:
     """What a tail of ``content`` depends on for this qname.
 
     Compression can only point at question suffixes in ``wanted``, so those
@@ -552,8 +557,7 @@ def _build(decision: Decision, qname: bytes, tail_at: int) -> tuple[Prepared, fr
         _record_count(decision.additional),
     )
     flags = _AA if decision.authoritative else 0
-    prepared = Prepared(flags, decision.rcode, counts, tuple(tails))
-    return prepared, frozenset(writer.wanted), writer.internal
+    return prepared(flags, decision.rcode, counts, tuple(tails)), frozenset(writer.wanted), writer.internal
 
 
 def _plain_answer(rrset: RRset) -> Prepared:
@@ -565,7 +569,7 @@ def _plain_answer(rrset: RRset) -> Prepared:
     if rrset.rtype in (model.A, model.AAAA) and len(chunks) > 1:
         rotating = [(0, len(tail), chunks)]
         tails = [_rotation(tail, rotating, turn) for turn in range(min(len(chunks), _MAX_ROTATIONS))]
-    return Prepared(_AA, lookup.RCODE_NOERROR, (len(chunks), 0, 0), tuple(tails))
+    return prepared(_AA, lookup.RCODE_NOERROR, (len(chunks), 0, 0), tuple(tails))
 
 
 def _rotation(tail: bytes, rotating: list[tuple[int, int, list[bytes]]], turn: int) -> bytes:
@@ -606,8 +610,8 @@ def _record_count(section: tuple[Record, ...]) -> int:
     return sum(len(record.rrset.rdatas) for record in section)
 
 
-_REFUSED = Prepared(0, lookup.RCODE_REFUSED, (0, 0, 0), (b"",))
-_NOTIMP = Prepared(0, lookup.RCODE_NOTIMP, (0, 0, 0), (b"",))
+_REFUSED = prepared(0, lookup.RCODE_REFUSED, (0, 0, 0), (b"",))
+_NOTIMP = prepared(0, lookup.RCODE_NOTIMP, (0, 0, 0), (b"",))
 
 
 # -- parsing the query --------------------------------------------------------

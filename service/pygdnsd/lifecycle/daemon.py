@@ -39,7 +39,7 @@ from pygdnsd.engine.stats import Stats
 from pygdnsd.errors import GdnsdError
 from pygdnsd.instance import Instance, Loaded, read_zones, zones_dir
 from pygdnsd.instance import load as load_all
-from pygdnsd.lifecycle import activation, notify, reports, succession
+from pygdnsd.lifecycle import activation, heap, notify, reports, succession
 from pygdnsd.lifecycle.daemonize import StartupReport
 from pygdnsd.lifecycle.heartbeat import Heartbeat
 from pygdnsd.lifecycle.lock import (
@@ -55,6 +55,7 @@ from pygdnsd.lifecycle.reload import ZoneReloader
 from pygdnsd.lifecycle.spawn import spawn_replacement
 from pygdnsd.lifecycle.watcher import ZonesWatcher
 from pygdnsd.transport.listeners import UDP, ListenSocket, SocketSpec, open_tcp, open_udp, specs_for
+from pygdnsd.zones.model import ZoneSet
 
 log = logging.getLogger("gdnsd")
 
@@ -224,10 +225,11 @@ class Daemon:
 
     def serve(self) -> None:
         instance = self.instance
+        heap.settle(collect=True)
         instance.serve(self.sockets)
         dynamic = instance.dynamic
         self.reloader = ZoneReloader(
-            lambda: read_zones(self.config, dynamic), lambda zones: instance.responder.set_zones(zones)
+            lambda: read_zones(self.config, dynamic), self._swap_zones
         )
         if dynamic is not None:
             dynamic.monitor.start()
@@ -243,6 +245,10 @@ class Daemon:
             self.watcher.start()
             log.info("zones_auto_reload: watching '%s' (%s)", zones_dir(self.config), self.watcher.mode)
         log.info("DNS listeners started")
+
+    def _swap_zones(self, zones: ZoneSet) -> None:
+        heap.settle(collect=False)
+        self.instance.responder.set_zones(zones)
 
     # --- running ---------------------------------------------------------------
 
