@@ -145,12 +145,17 @@ def udp_exchange(host: str, port: int, payload: bytes) -> bytes:
         return client.recv(4096)
 
 
+# Every UDP test runs on the batched path (recvmmsg/sendmmsg) and the portable one.
+BATCHED = pytest.mark.parametrize("batched", [True, False], ids=["mmsg", "socket"])
+
+
+@BATCHED
 @pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
-def test_udp_answers(host: str) -> None:
+def test_udp_answers(host: str, batched: bool) -> None:
     port = free_port(host)
     opened = open_listeners([endpoint(host, port, udp=2, tcp=0)])
     responder, stats = FakeResponder(), Stats()
-    server = UdpServer(opened, responder, stats)
+    server = UdpServer(opened, responder, stats, batched=batched)
     server.start()
     try:
         assert udp_exchange(host, port, b"q1") == b"ans:q1"
@@ -165,9 +170,10 @@ def test_udp_answers(host: str) -> None:
     assert {(call[1], call[2]) for call in responder.calls} == {(packed, False)}
 
 
-def test_udp_no_answer_when_responder_drops(listeners_v4: list[ListenSocket]) -> None:
+@BATCHED
+def test_udp_no_answer_when_responder_drops(listeners_v4: list[ListenSocket], batched: bool) -> None:
     udp = of_kind(listeners_v4, UDP)
-    server = UdpServer(udp, FakeResponder(), Stats())
+    server = UdpServer(udp, FakeResponder(), Stats(), batched=batched)
     server.start()
     port = udp[0].spec.port
     try:
@@ -181,23 +187,33 @@ def test_udp_no_answer_when_responder_drops(listeners_v4: list[ListenSocket]) ->
     server.stop()  # a second stop is harmless
 
 
-def test_udp_pktinfo_path_answers_from_query_destination() -> None:
+@BATCHED
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+def test_udp_pktinfo_path_answers_from_query_destination(host: str, batched: bool) -> None:
     # Binding a wildcard address is off limits in tests: the pktinfo path is
-    # exercised on a loopback socket that the spec claims is 0.0.0.0.
-    port = free_port()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", port))
-    sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
-    listener = ListenSocket(SocketSpec("0.0.0.0", port, socket.AF_INET, UDP, 0), sock)
-    server = UdpServer([listener], FakeResponder(), Stats())
+    # exercised on a loopback socket that the spec claims is 0.0.0.0 or ::.
+    port = free_port(host)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    sock.bind((host, port))
+    if family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+    else:
+        sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+    wildcard = "::" if family == socket.AF_INET6 else "0.0.0.0"
+    listener = ListenSocket(SocketSpec(wildcard, port, family, UDP, 0), sock)
+    responder = FakeResponder()
+    server = UdpServer([listener], responder, Stats(), batched=batched)
     server.start()
     try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        with socket.socket(family, socket.SOCK_DGRAM) as client:
             client.settimeout(WAIT)
-            client.sendto(b"q", ("127.0.0.1", port))
-            data, source = client.recvfrom(4096)
-        assert data == b"ans:q"
-        assert source == ("127.0.0.1", port)
+            for n in range(3):
+                client.sendto(b"q%d" % n, (host, port))
+            replies = [client.recvfrom(4096) for _ in range(3)]
+        assert sorted(data for data, _ in replies) == [b"ans:q0", b"ans:q1", b"ans:q2"]
+        assert {source[:2] for _, source in replies} == {(host, port)}
+        assert {call[1] for call in responder.calls} == {socket.inet_pton(family, host)}
     finally:
         server.stop()
         sock.close()
@@ -216,10 +232,11 @@ def test_reply_pktinfo_uses_destination_as_source() -> None:
     assert reply_pktinfo(socket.SOL_SOCKET, 1, b"x") is None
 
 
-def test_udp_stop_leaves_queued_datagrams_in_socket(listeners_v4: list[ListenSocket]) -> None:
+@BATCHED
+def test_udp_stop_leaves_queued_datagrams_in_socket(listeners_v4: list[ListenSocket], batched: bool) -> None:
     udp = of_kind(listeners_v4, UDP)
     responder = FakeResponder()
-    server = UdpServer(udp, responder, Stats())
+    server = UdpServer(udp, responder, Stats(), batched=batched)
     server.start()
     port = udp[0].spec.port
     stopper = threading.Thread(target=server.stop)
