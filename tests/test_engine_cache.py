@@ -226,3 +226,67 @@ def test_stats_carry_over_and_json_shape(zones: ZoneSet) -> None:
     assert shaped["stats"]["nxdomain"] == 1
     assert "unknown" not in shaped["stats"]
     assert shaped["udp"]["tc"] == 2
+
+
+# -- whole UDP responses remembered per query ---------------------------------
+
+REMEMBERED_CASES = [
+    # (name, qtype, qclass, edns OPT or None, rd)
+    ("mail.example.com", A, 1, None, True),
+    ("mail.example.com", A, 1, None, False),
+    ("MAIL.example.com", A, 1, opt_rr(do=True), True),
+    ("mail.example.com", A, 1, opt_rr(size=1232), True),
+    ("example.com", MX, 1, opt_rr(do=True), True),
+    ("nope.example.com", A, 1, None, True),
+    ("q.wild.example.com", MX, 1, opt_rr(), True),
+    ("deleg.example.com", A, 1, opt_rr(do=True), True),
+    ("www.example.org", A, 1, None, True),  # refused
+    ("version.bind", TXT, 3, None, True),  # CHAOS
+    ("bigtxt.example.com", TXT, 1, None, True),  # truncated without EDNS
+    ("bigtxt.example.com", TXT, 1, opt_rr(size=512), True),  # truncated with EDNS
+    ("bigtxt.example.com", TXT, 1, opt_rr(size=4096), True),  # over 512 bytes (v4), truncated (v6)
+    ("mid.example.com", TXT, 1, opt_rr(size=4096, do=True), True),
+]
+
+
+def test_repeated_udp_queries_get_the_bytes_and_counts_of_a_fresh_answer(tmp_path: Path) -> None:
+    # An unrotated answer of about 750 bytes; IPv6 clients get a smaller
+    # limit, so the same query bytes must not share one response across families.
+    big_txt = "bigtxt TXT " + " ".join(f'"{letter * 250}"' for letter in "xyz") + "\n"
+    zones = write_zones(tmp_path, {**DEFAULT_ZONES, "example.com": EXAMPLE_COM + big_txt})
+    settings = {"max_edns_response": 4096, "max_edns_response_v6": 600}
+    engine = responder(zones, **settings)
+    fresh_stats = responder(zones).stats
+    for round_ in range(4):
+        for client in (V4, V6):
+            for n, (name, qtype, qclass, edns, rd) in enumerate(REMEMBERED_CASES):
+                wire = query(name, qtype, qclass, ident=round_ * 100 + n, rd=rd, edns=edns)
+                fresh = Responder(zones, engine.settings, fresh_stats)
+                assert engine.respond(wire, client, False) == fresh.respond(wire, client, False), (name, round_)
+    assert engine.stats.snapshot() == fresh_stats.snapshot()
+    assert engine.stats.udp["tc"] > 0 and engine.stats.udp["edns_big"] > 0 and engine.stats.udp["edns_tc"] > 0
+    assert engine.stats.dns["refused"] == 8
+
+
+def test_remembered_responses_end_with_a_reload(tmp_path: Path, zones: ZoneSet) -> None:
+    engine = responder(zones)
+    for _ in range(3):  # built, then shared, then remembered whole
+        assert addresses(ask(engine, "mail.example.com")) == [bytes((192, 0, 2, 25))]
+    changed = EXAMPLE_COM.replace("mail    A   192.0.2.25", "mail    A   192.0.2.26")
+    engine.set_zones(write_zones(tmp_path, {"example.com": changed}))
+    assert addresses(ask(engine, "mail.example.com")) == [bytes((192, 0, 2, 26))]
+
+
+def test_rotated_answers_are_not_remembered_whole(engine: Responder) -> None:
+    wire = query("www.example.com")
+    answers = {engine.respond(wire, V4, False) for _ in range(6)}
+    assert len(answers) == 3
+
+
+def test_tcp_answers_are_not_remembered(engine: Responder) -> None:
+    wire = query("mail.example.com", edns=opt_rr())
+    for _ in range(3):
+        udp_answer = engine.respond(wire, V4, False)
+        tcp_answer = engine.respond(wire, V4, True)
+        assert udp_answer is not None and tcp_answer is not None
+        assert udp_answer != tcp_answer  # TCP carries the keepalive option

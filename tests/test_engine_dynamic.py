@@ -80,6 +80,18 @@ def test_dyna_is_asked_again_for_every_query() -> None:
     assert len(plugins.calls) == 2
 
 
+def test_repeated_identical_dyna_queries_are_never_answered_from_memory() -> None:
+    # Same query bytes again and again (what a busy resolver sends): every one
+    # reaches the plugin, so a monitor state change shows in the next answer.
+    engine, plugins = make({"www": DynamicResult(v4=(b"\x0a\x00\x00\x01",), ttl=3000)})
+    wire = query("www.example.com", A, edns=opt_rr())
+    for _ in range(3):
+        assert [rr.rdata for rr in parse(engine.respond(wire, V4, False)).answer] == [b"\x0a\x00\x00\x01"]
+    plugins.answers["www"] = DynamicResult(v4=(b"\x0a\x00\x00\x09",), ttl=3000)
+    assert [rr.rdata for rr in parse(engine.respond(wire, V4, False)).answer] == [b"\x0a\x00\x00\x09"]
+    assert len(plugins.calls) == 4
+
+
 def test_dyna_without_addresses_of_the_family_is_nodata() -> None:
     engine, _ = make({"www": DynamicResult(v4=(b"\x0a\x00\x00\x01",))})
     msg = parse(engine.respond(query("www.example.com", AAAA), V4, False))

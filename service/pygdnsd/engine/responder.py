@@ -96,6 +96,19 @@ class EngineSettings:
 Prepared = tuple[int, int, tuple[int, int, int], tuple[bytes, ...], int]
 
 
+# A whole UDP response minus its ID, with the counters serving it bumps: the
+# rcode's name, EDNS (0, _EDNS or _EDNS_DO) and UDP (0 or one of _UDP_*).
+# Atoms only, so the collector untracks it (see Prepared).
+Remembered = tuple[bytes, str, int, int]
+_EDNS = 1
+_EDNS_DO = 2
+_UDP_TC = 1
+_UDP_EDNS_TC = 2
+_UDP_BIG = 3
+# Bounds the memory of whole responses (a few hundred bytes each, per family).
+_MAX_REMEMBERED = 100_000
+
+
 def prepared(flags: int, rcode: int, counts: tuple[int, int, int], tails: tuple[bytes, ...], scope: int = 0) -> Prepared:
     return (flags, rcode, counts, tails, scope)
 
@@ -126,7 +139,7 @@ class _QueryProblem(Exception):
 class _Generation:
     """A ZoneSet with the caches built from it; replaced as a whole on reload."""
 
-    __slots__ = ("by_question", "by_rrset", "by_tail", "layouts", "zones")
+    __slots__ = ("answers_v4", "answers_v6", "by_question", "by_rrset", "by_tail", "layouts", "zones")
 
     def __init__(self, zones: ZoneSet) -> None:
         self.zones = zones
@@ -137,6 +150,11 @@ class _Generation:
         # Decision content -> (names its tail may compress against, whether
         # any build of it pointed into the tail itself).
         self.layouts: dict[tuple[object, ...], tuple[tuple[bytes, ...], bool]] = {}
+        # Whole UDP responses: the query minus its ID -> the response minus
+        # its ID, with what it counts (see ``_remember``). Per client family,
+        # since IPv4 and IPv6 may have different size limits.
+        self.answers_v4: dict[bytes, Remembered] = {}
+        self.answers_v6: dict[bytes, Remembered] = {}
 
 
 class Responder:
@@ -183,8 +201,30 @@ class Responder:
         a keepalive timeout of 0, telling a TCP client we are about to close.
         """
         counters = self.stats.dns.values
-        if len(client_ip) == 16:
+        v6 = len(client_ip) == 16
+        if v6:
             counters["v6"] += 1
+        # One read: a reload swapping generations mid-query must not let an
+        # old generation's answer into the new one's caches.
+        generation = self._generation
+        if not tcp:
+            known = (generation.answers_v6 if v6 else generation.answers_v4).get(query[2:])
+            if known is not None:
+                rest, rcode_name, edns_kind, udp_kind = known
+                counters[rcode_name] += 1
+                if edns_kind:
+                    counters["edns"] += 1
+                    if edns_kind == _EDNS_DO:
+                        counters["edns_do"] += 1
+                if udp_kind:
+                    udp_counters = self.stats.udp.values
+                    if udp_kind == _UDP_BIG:
+                        udp_counters["edns_big"] += 1
+                    else:
+                        udp_counters["tc"] += 1
+                        if udp_kind == _UDP_EDNS_TC:
+                            udp_counters["edns_tc"] += 1
+                return query[:2] + rest
         # Fast path: QR=0, opcode 0, one question, and either nothing after the
         # question or a bare version-0 OPT record (what most resolvers send).
         # Anything else takes the general parser below.
@@ -200,16 +240,32 @@ class Responder:
             qend = pos + 5
             if length == 0 and qend - 16 <= 255:
                 if n == qend and query[6:12] == b"\x00\x00\x00\x00\x00\x00":
-                    prepared = self._lookup(query, qend, client_ip, None)
-                    return self._assemble(query, qend, prepared, None, client_ip, tcp, closing)
-                if (
+                    edns = False
+                elif (
                     n == qend + 11
                     and query[6:12] == b"\x00\x00\x00\x00\x00\x01"
                     and query[qend : qend + 3] == b"\x00\x00\x29"
                     and query[qend + 6] == 0
                     and query[qend + 9 : qend + 11] == b"\x00\x00"
                 ):
-                    return self._assemble_bare_edns(query, qend, client_ip, tcp, closing)
+                    edns = True
+                else:
+                    edns = None
+                if edns is not None:
+                    prepared = self._shared(generation, query, qend)
+                    if prepared is None:
+                        # Built for this query (maybe a plugin's answer): never remembered whole.
+                        prepared = self._lookup(generation, query, qend, client_ip, None)
+                        if edns:
+                            return self._assemble_bare_edns(query, qend, prepared, client_ip, tcp, closing)
+                        return self._assemble(query, qend, prepared, None, client_ip, tcp, closing)
+                    if edns:
+                        response = self._assemble_bare_edns(query, qend, prepared, client_ip, tcp, closing)
+                    else:
+                        response = self._assemble(query, qend, prepared, None, client_ip, tcp, closing)
+                    if not tcp and len(prepared[3]) == 1:
+                        _remember(generation, query, response, prepared[1], v6, edns)
+                    return response
         try:
             qend, edns_req = _parse(query, tcp, self.settings.edns_client_subnet)
         except _QueryProblem as problem:
@@ -217,32 +273,36 @@ class Responder:
                 counters["edns_cookie_formerr"] += 1
             return self._error(query, problem, client_ip, tcp, closing)
         subnet = edns_req.client_subnet if edns_req is not None else None
-        prepared = self._lookup(query, qend, client_ip, subnet)
+        prepared = self._lookup(generation, query, qend, client_ip, subnet)
         return self._assemble(query, qend, prepared, edns_req, client_ip, tcp, closing)
 
-    def _lookup(self, query: bytes, qend: int, client_ip: bytes, subnet: ClientSubnet | None) -> Prepared:
-        """The prepared tail answering the (well-formed) question ending at ``qend``."""
+    def _shared(self, generation: _Generation, query: bytes, qend: int) -> Prepared | None:
+        """The question's tail if every client gets the same one (cached, CHAOS, REFUSED); else None."""
         qtc = query[qend - 4 : qend]
         qclass = (qtc[2] << 8) | qtc[3]
         if qclass == model.CLASS_IN or qclass == model.CLASS_ANY:
-            generation = self._generation
-            lname = query[12 : qend - 4].translate(_LOWER)
-            prepared = generation.by_question.get(lname + qtc[:2])
-            if prepared is not None:
-                return prepared
-            qtype = (qtc[0] << 8) | qtc[1]
-            if qtype in _NOTIMP_QTYPES:
-                return _NOTIMP
-            return self._prepare(generation, lname, qtype, client_ip, subnet)
+            return generation.by_question.get(query[12 : qend - 4].translate(_LOWER) + qtc[:2])
         if qclass == model.CLASS_CH:
             return self._chaos_tail
         return _REFUSED
 
+    def _lookup(
+        self, generation: _Generation, query: bytes, qend: int, client_ip: bytes, subnet: ClientSubnet | None
+    ) -> Prepared:
+        """The prepared tail answering the (well-formed) question ending at ``qend``."""
+        prepared = self._shared(generation, query, qend)
+        if prepared is not None:
+            return prepared
+        qtype = (query[qend - 4] << 8) | query[qend - 3]
+        if qtype in _NOTIMP_QTYPES:
+            return _NOTIMP
+        lname = query[12 : qend - 4].translate(_LOWER)
+        return self._prepare(generation, lname, qtype, client_ip, subnet)
+
     def _assemble_bare_edns(
-        self, query: bytes, qend: int, client_ip: bytes, tcp: bool, closing: bool
+        self, query: bytes, qend: int, prepared: Prepared, client_ip: bytes, tcp: bool, closing: bool
     ) -> bytes:
         """``_assemble`` for a query whose OPT has no options: our OPT is prebuilt."""
-        prepared = self._lookup(query, qend, client_ip, None)
         do = query[qend + 7] & 0x80
         counters = self.stats.dns.values
         counters["edns"] += 1
@@ -497,6 +557,26 @@ class Responder:
         writer.out += _RR_FIXED.pack(model.TXT, model.CLASS_CH, 0, len(text) + 1)
         writer.out += bytes((len(text),)) + text
         return prepared(0, lookup.RCODE_NOERROR, (1, 0, 0), (writer.getvalue(),))
+
+
+def _remember(generation: _Generation, query: bytes, response: bytes, rcode: int, v6: bool, edns: bool) -> None:
+    """Keep a fast-path UDP response for the same query bytes (from any ID).
+
+    Only for answers every client gets alike: a tail shared through the
+    generation's caches and not rotated. The counters mirror what
+    ``_assemble``/``_assemble_bare_edns`` bumped building it.
+    """
+    answers = generation.answers_v6 if v6 else generation.answers_v4
+    if len(answers) >= _MAX_REMEMBERED:
+        answers.clear()
+    truncated = response[2] & _TC
+    if edns:
+        edns_kind = _EDNS_DO if query[-4] & 0x80 else _EDNS
+        udp_kind = _UDP_EDNS_TC if truncated else _UDP_BIG if len(response) > 512 else 0
+    else:
+        edns_kind = 0
+        udp_kind = _UDP_TC if truncated else 0
+    answers[query[2:]] = (response[2:], _RCODE_NAMES[rcode], edns_kind, udp_kind)
 
 
 def _tail_key(content: tuple[object, ...], qname: bytes, wanted: tuple[bytes, ...], internal: bool) -> tuple[object, ...]:
