@@ -105,8 +105,9 @@ _EDNS_DO = 2
 _UDP_TC = 1
 _UDP_EDNS_TC = 2
 _UDP_BIG = 3
-# Bounds the memory of whole responses (a few hundred bytes each, per family).
-_MAX_REMEMBERED = 100_000
+# Bounds the memory of whole responses: about 300 bytes each, so at most
+# ~60 MB per client family; cleared when full, like the question cache.
+_MAX_REMEMBERED = 200_000
 
 
 def prepared(flags: int, rcode: int, counts: tuple[int, int, int], tails: tuple[bytes, ...], scope: int = 0) -> Prepared:
@@ -264,7 +265,7 @@ class Responder:
                     else:
                         response = self._assemble(query, qend, prepared, None, client_ip, tcp, closing)
                     if not tcp and len(prepared[3]) == 1:
-                        _remember(generation, query, response, prepared[1], v6, edns)
+                        _remember(generation, query, qend, response, prepared[1], v6, edns)
                     return response
         try:
             qend, edns_req = _parse(query, tcp, self.settings.edns_client_subnet)
@@ -559,13 +560,19 @@ class Responder:
         return prepared(0, lookup.RCODE_NOERROR, (1, 0, 0), (writer.getvalue(),))
 
 
-def _remember(generation: _Generation, query: bytes, response: bytes, rcode: int, v6: bool, edns: bool) -> None:
+def _remember(
+    generation: _Generation, query: bytes, qend: int, response: bytes, rcode: int, v6: bool, edns: bool
+) -> None:
     """Keep a fast-path UDP response for the same query bytes (from any ID).
 
     Only for answers every client gets alike: a tail shared through the
     generation's caches and not rotated. The counters mirror what
-    ``_assemble``/``_assemble_bare_edns`` bumped building it.
+    ``_assemble``/``_assemble_bare_edns`` bumped building it. Names with
+    capitals are left out: resolvers that randomise case (0x20) make every
+    such query unique, and remembering them would only churn the memory.
     """
+    if query[12:qend].translate(_LOWER) != query[12:qend]:
+        return
     answers = generation.answers_v6 if v6 else generation.answers_v4
     if len(answers) >= _MAX_REMEMBERED:
         answers.clear()
