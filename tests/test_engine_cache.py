@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import pytest
@@ -290,3 +291,25 @@ def test_tcp_answers_are_not_remembered(engine: Responder) -> None:
         tcp_answer = engine.respond(wire, V4, True)
         assert udp_answer is not None and tcp_answer is not None
         assert udp_answer != tcp_answer  # TCP carries the keepalive option
+
+
+def test_caches_stay_out_of_garbage_collections_once_frozen(zones: ZoneSet) -> None:
+    # What lifecycle.heap.settle does after loading: collect, then freeze.
+    # Caches filled while serving must not become young objects that every
+    # full collection walks again (that stalled every query for tens of ms).
+    engine = responder(zones)
+    gc.collect()
+    gc.freeze()
+    try:
+        for name in ("mail.example.com", "nope.example.com", "q.wild.example.com", "deleg.example.com"):
+            for _ in range(3):
+                engine.respond(query(name, MX), V4, False)
+        generation = engine._generation
+        assert generation.answers_v4  # remembered whole...
+        assert not gc.is_tracked(generation.answers_v4)  # ...in a dict the collector ignores
+        young = {id(obj) for obj in gc.get_objects()}
+        for cache in (generation.by_question, generation.by_tail, generation.by_rrset, generation.layouts):
+            assert cache
+            assert id(cache) not in young
+    finally:
+        gc.unfreeze()

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from pygdnsd.engine import edns, lookup
 from pygdnsd.engine.edns import ClientSubnet, EdnsFormatError, EdnsRequest
@@ -96,15 +96,6 @@ class EngineSettings:
 Prepared = tuple[int, int, tuple[int, int, int], tuple[bytes, ...], int]
 
 
-# A whole UDP response minus its ID, with the counters serving it bumps: the
-# rcode's name, EDNS (0, _EDNS or _EDNS_DO) and UDP (0 or one of _UDP_*).
-# Atoms only, so the collector untracks it (see Prepared).
-Remembered = tuple[bytes, str, int, int]
-_EDNS = 1
-_EDNS_DO = 2
-_UDP_TC = 1
-_UDP_EDNS_TC = 2
-_UDP_BIG = 3
 # Bounds the memory of whole responses: about 300 bytes each, so at most
 # ~60 MB per client family; cleared when full, like the question cache.
 _MAX_REMEMBERED = 200_000
@@ -137,6 +128,21 @@ class _QueryProblem(Exception):
         self.bad_cookie = bad_cookie
 
 
+def _frozen_with_the_zones() -> dict[Any, Any]:
+    """An empty cache that the freeze after loading (``lifecycle.heap``) exempts from collections.
+
+    A dict holding only atoms is not tracked by the collector (an empty one
+    from the start; a full collection untracks one), so ``gc.freeze`` would
+    miss it, and the first tuple cached in it would track it as a young
+    object: every later full collection then walked its hundreds of
+    thousands of entries (measured: 30-90 ms stalls while the caches fill).
+    This one holds a list under ``None``, a key no query's key equals, so it
+    stays tracked until frozen, and frozen, it stays out of collections
+    however it fills or is cleared.
+    """
+    return {None: []}
+
+
 class _Generation:
     """A ZoneSet with the caches built from it; replaced as a whole on reload."""
 
@@ -144,18 +150,20 @@ class _Generation:
 
     def __init__(self, zones: ZoneSet) -> None:
         self.zones = zones
-        self.by_question: dict[bytes, Prepared] = {}
-        self.by_tail: dict[tuple[object, ...], Prepared] = {}
+        # Tuple-valued caches: see ``_frozen_with_the_zones``.
+        self.by_question: dict[bytes, Prepared] = _frozen_with_the_zones()
+        self.by_tail: dict[tuple[object, ...], Prepared] = _frozen_with_the_zones()
         # id(RRset) -> its answer, for RRsets with no names to compress.
-        self.by_rrset: dict[int, Prepared] = {}
+        self.by_rrset: dict[int, Prepared] = _frozen_with_the_zones()
         # Decision content -> (names its tail may compress against, whether
         # any build of it pointed into the tail itself).
-        self.layouts: dict[tuple[object, ...], tuple[tuple[bytes, ...], bool]] = {}
+        self.layouts: dict[tuple[object, ...], tuple[tuple[bytes, ...], bool]] = _frozen_with_the_zones()
         # Whole UDP responses: the query minus its ID -> the response minus
-        # its ID, with what it counts (see ``_remember``). Per client family,
-        # since IPv4 and IPv6 may have different size limits.
-        self.answers_v4: dict[bytes, Remembered] = {}
-        self.answers_v6: dict[bytes, Remembered] = {}
+        # its ID (see ``_remember``). Per client family, since IPv4 and IPv6
+        # may have different size limits. Bytes only, so the cyclic collector
+        # never tracks these dicts (see Prepared).
+        self.answers_v4: dict[bytes, bytes] = {}
+        self.answers_v6: dict[bytes, bytes] = {}
 
 
 class Responder:
@@ -209,22 +217,21 @@ class Responder:
         # old generation's answer into the new one's caches.
         generation = self._generation
         if not tcp:
-            known = (generation.answers_v6 if v6 else generation.answers_v4).get(query[2:])
-            if known is not None:
-                rest, rcode_name, edns_kind, udp_kind = known
-                counters[rcode_name] += 1
-                if edns_kind:
+            rest = (generation.answers_v6 if v6 else generation.answers_v4).get(query[2:])
+            if rest is not None:
+                # Count what building it counted (see ``_remember``).
+                counters[_RCODE_NAMES[rest[1]]] += 1
+                if query[11]:  # a bare OPT: the fast path's only additional record
                     counters["edns"] += 1
-                    if edns_kind == _EDNS_DO:
+                    if query[-4] & 0x80:
                         counters["edns_do"] += 1
-                if udp_kind:
-                    udp_counters = self.stats.udp.values
-                    if udp_kind == _UDP_BIG:
-                        udp_counters["edns_big"] += 1
-                    else:
-                        udp_counters["tc"] += 1
-                        if udp_kind == _UDP_EDNS_TC:
-                            udp_counters["edns_tc"] += 1
+                    if rest[0] & _TC:
+                        self.stats.udp.values["tc"] += 1
+                        self.stats.udp.values["edns_tc"] += 1
+                    elif len(rest) > 510:
+                        self.stats.udp.values["edns_big"] += 1
+                elif rest[0] & _TC:
+                    self.stats.udp.values["tc"] += 1
                 return query[:2] + rest
         # Fast path: QR=0, opcode 0, one question, and either nothing after the
         # question or a bare version-0 OPT record (what most resolvers send).
@@ -265,7 +272,7 @@ class Responder:
                     else:
                         response = self._assemble(query, qend, prepared, None, client_ip, tcp, closing)
                     if not tcp and len(prepared[3]) == 1:
-                        _remember(generation, query, qend, response, prepared[1], v6, edns)
+                        _remember(generation, query, qend, response, v6)
                     return response
         try:
             qend, edns_req = _parse(query, tcp, self.settings.edns_client_subnet)
@@ -560,30 +567,22 @@ class Responder:
         return prepared(0, lookup.RCODE_NOERROR, (1, 0, 0), (writer.getvalue(),))
 
 
-def _remember(
-    generation: _Generation, query: bytes, qend: int, response: bytes, rcode: int, v6: bool, edns: bool
-) -> None:
+def _remember(generation: _Generation, query: bytes, qend: int, response: bytes, v6: bool) -> None:
     """Keep a fast-path UDP response for the same query bytes (from any ID).
 
     Only for answers every client gets alike: a tail shared through the
-    generation's caches and not rotated. The counters mirror what
-    ``_assemble``/``_assemble_bare_edns`` bumped building it. Names with
-    capitals are left out: resolvers that randomise case (0x20) make every
-    such query unique, and remembering them would only churn the memory.
+    generation's caches and not rotated. Serving it again counts what
+    building it counted, read back from the query and response bytes (the
+    rcode, TC, size; EDNS and DO from the query). Names with capitals are
+    left out: resolvers that randomise case (0x20) make every such query
+    unique, and remembering them would only churn the memory.
     """
     if query[12:qend].translate(_LOWER) != query[12:qend]:
         return
     answers = generation.answers_v6 if v6 else generation.answers_v4
     if len(answers) >= _MAX_REMEMBERED:
         answers.clear()
-    truncated = response[2] & _TC
-    if edns:
-        edns_kind = _EDNS_DO if query[-4] & 0x80 else _EDNS
-        udp_kind = _UDP_EDNS_TC if truncated else _UDP_BIG if len(response) > 512 else 0
-    else:
-        edns_kind = 0
-        udp_kind = _UDP_TC if truncated else 0
-    answers[query[2:]] = (response[2:], _RCODE_NAMES[rcode], edns_kind, udp_kind)
+    answers[query[2:]] = response[2:]
 
 
 def _tail_key(content: tuple[object, ...], qname: bytes, wanted: tuple[bytes, ...], internal: bool) -> tuple[object, ...]:
