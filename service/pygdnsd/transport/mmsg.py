@@ -36,7 +36,7 @@ from typing import Any
 
 from pygdnsd.transport.listeners import IP_PKTINFO
 
-MSG_DONTWAIT = 0x40
+MSG_DONTWAIT = socket.MSG_DONTWAIT
 
 
 class IoVec(ctypes.Structure):

@@ -1,16 +1,18 @@
 """UDP serving: one thread per UDP listening socket.
 
 Each thread polls its socket together with the shared wake pipe
-(``ServingThreads``), then drains the socket with non-blocking reads until
-EAGAIN, checking the stop flag before every read: every datagram read is
-answered, and datagrams still queued in a socket at a stop stay there for
-whoever reads it next (a replacing daemon, or nobody at exit).
+(``ServingThreads``), then drains the socket with non-blocking reads,
+checking the stop flag before every read: every datagram read is answered,
+and datagrams still queued in a socket at a stop stay there for whoever
+reads it next (a replacing daemon, or nobody at exit).
 
 On Linux a read takes up to ``BATCH`` datagrams at once and their answers
 leave together (``mmsg``: recvmmsg/sendmmsg), which divides the per-query
-system-call cost by the batch size. Where those calls cannot be loaded the
-socket module's one-datagram-per-call path serves instead; both count
-``reqs``, ``recvfail`` and ``sendfail`` the same way.
+system-call cost by the batch size; a batch that comes back short means the
+socket was drained, so the thread polls again without a read that would
+only say EAGAIN. Where those calls cannot be loaded the socket module's
+one-datagram-per-call path serves instead. Both count ``reqs``,
+``recvfail`` and ``sendfail`` the same way.
 """
 
 from __future__ import annotations
@@ -48,6 +50,10 @@ def packed_ip(family: int, host: str) -> bytes:
         return socket.inet_pton(family, host)
     except OSError:
         return socket.inet_pton(family, host.partition("%")[0])
+
+
+def log_failure(family: int, client_ip: bytes, error: BaseException) -> None:
+    log.error("error answering a UDP query from %s", socket.inet_ntop(family, client_ip), exc_info=error)
 
 
 class UdpServer:
@@ -94,25 +100,20 @@ class UdpServer:
                 SEND_SPACE,
                 PKTINFO_SPACE if listener.spec.wildcard else 0,
             )
+            failed = functools.partial(log_failure, sock.family)
             while not threads.stopping:
                 poller.poll()
-                self._drain_batches(batch, sock.family)
+                self._drain_batches(batch, failed)
             return
         drain = self._drain_pktinfo if listener.spec.wildcard else self._drain
         while not threads.stopping:
             poller.poll()
             drain(sock)
 
-    def _drain_batches(self, batch: mmsg.DatagramBatch, family: int) -> None:
+    def _drain_batches(self, batch: mmsg.DatagramBatch, failed: mmsg.Failed) -> None:
         threads = self.threads
         respond = self.responder.respond
         counts = self.stats.udp.values
-
-        def failed(client_ip: bytes, error: BaseException) -> None:
-            log.error(
-                "error answering a UDP query from %s", socket.inet_ntop(family, client_ip), exc_info=error
-            )
-
         size = batch.size
         while not threads.stopping:
             try:
