@@ -226,7 +226,7 @@ class Daemon:
     def serve(self) -> None:
         instance = self.instance
         heap.settle(collect=True)
-        instance.serve(self.sockets)
+        instance.serve(self.sockets, self._private_descriptors)
         dynamic = instance.dynamic
         self.reloader = ZoneReloader(
             lambda: read_zones(self.config, dynamic), self._swap_zones
@@ -246,9 +246,25 @@ class Daemon:
             log.info("zones_auto_reload: watching '%s' (%s)", zones_dir(self.config), self.watcher.mode)
         log.info("DNS listeners started")
 
+    def _private_descriptors(self) -> list[int]:
+        """What worker processes must not keep open: they must not outlive us holding these."""
+        fds = [listener.sock.fileno() for listener in self.sockets]
+        if self.lock is not None:
+            fds.append(self.lock.fd)
+        if self.pidfile is not None:
+            fds.append(self.pidfile.fd)
+        if self.control is not None:
+            fds += self.control.descriptors()
+        elif self.control_listener is not None:
+            fds.append(self.control_listener.fileno())
+        if self._successor_conn is not None:
+            fds.append(self._successor_conn.fileno())
+        return fds
+
     def _swap_zones(self, zones: ZoneSet) -> None:
         heap.settle(collect=False)
         self.instance.responder.set_zones(zones)
+        self.instance.refresh_workers()
 
     # --- running ---------------------------------------------------------------
 
@@ -316,13 +332,13 @@ class Daemon:
         return len(self.instance.responder.zones.zones)
 
     def current_stats(self) -> Stats:
-        return self.instance.stats
+        return self.instance.total_stats()
 
     def uptime(self) -> int:
         return int(time.monotonic() - self.started_at)
 
     def stats_json(self) -> bytes:
-        return reports.stats_json(self.instance.stats, self.uptime())
+        return reports.stats_json(self.instance.total_stats(), self.uptime())
 
     def states_json(self) -> bytes:
         dynamic = self.instance.dynamic
@@ -395,7 +411,7 @@ class Daemon:
         self.instance.stop()
 
     def final_stats(self) -> dict[str, dict[str, int]]:
-        return self.instance.stats.snapshot()
+        return self.instance.total_stats().snapshot()
 
     def takeover_failed(self, reason: str) -> None:
         log.error("%s: takeover failed (%s): serving on", OLD, reason)

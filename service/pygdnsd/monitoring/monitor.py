@@ -82,6 +82,10 @@ def _stamp(path: Path) -> tuple[int, int, int, int] | None:
     return (st.st_ino, st.st_mtime_ns, st.st_size, st.st_ctime_ns)
 
 
+def _changed(old: Mapping[str, Sttl], new: Mapping[str, Sttl]) -> frozenset[str]:
+    return frozenset(n for n in set(old) | set(new) if old.get(n) != new.get(n))
+
+
 @dataclass
 class Monitor:
     service_types: Mapping[str, ServiceType]
@@ -165,10 +169,22 @@ class Monitor:
             if resource.real is not None:
                 new[name] = resource.real
         new.update(self._forced)
-        old = self._states
-        changed = frozenset(n for n in set(old) | set(new) if old.get(n) != new.get(n))
+        changed = _changed(self._states, new)
         self._states = MappingProxyType(new)
         return changed
+
+    def adopt(self, states: Mapping[str, Sttl]) -> None:
+        """Take a whole snapshot from elsewhere: how a worker process follows its instance.
+
+        A worker's monitor runs no checks (its threads did not survive the
+        fork); the instance pushes each new ``states`` and the worker's
+        subscribers hear the changed names as they would from a check. The
+        worker has no other writer, hence no lock (one held at fork time
+        would never be released there).
+        """
+        changed = _changed(self._states, states)
+        self._states = MappingProxyType(dict(states))
+        self._notify(changed)
 
     def _notify(self, changed: frozenset[str]) -> None:
         if not changed:
