@@ -10,6 +10,7 @@ the SO_REUSEPORT sockets by source address, so every process gets some.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -68,7 +69,7 @@ def test_a_workers_monitor_adopts_pushed_states_and_notifies() -> None:
     heard: list[frozenset[str]] = []
     monitor.subscribe(heard.append)
     first = {"a/up": Sttl(down=False), "b/up": Sttl(down=True, ttl=30, forced=True)}
-    kind, payload = states_message(MappingProxyType(first))
+    _kind, payload = states_message(MappingProxyType(first))
     monitor.adopt(states_from(payload))
     assert dict(monitor.states) == first
     monitor.adopt({"a/up": Sttl(down=True)})
@@ -153,10 +154,8 @@ def site_factory(tmp_path: Path) -> Iterator[Callable[..., Site]]:
 
 def with_signal(signum: int, *pids: int) -> None:
     for pid in pids:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signum)
-        except ProcessLookupError:
-            pass
 
 
 def children(pid: int) -> set[int]:
@@ -308,7 +307,7 @@ def test_a_dead_worker_is_replaced(site_factory: Callable[..., Site]) -> None:
     os.kill(worker, signal.SIGKILL)
     assert wait_until(lambda: len(children(site.pid) - {worker}) == 1 and not alive(worker), 5.0)
     assert all(answer == ["192.0.2.10"] for answer in ask_from_many(site.port, "www.example.com"))
-    assert "worker 1 (PID %d) exited unexpectedly (killed by signal 9)" % worker in site.daemon.text
+    assert f"worker 1 (PID {worker}) exited unexpectedly (killed by signal 9)" in site.daemon.text
 
 
 def test_stop_leaves_no_process(site_factory: Callable[..., Site]) -> None:
