@@ -14,8 +14,9 @@ with CASE among udp, latency, tcp, load-big, load-many (default: all).
   ``checkconf`` wall time and peak RSS, ``start``-to-``DNS listeners started``
   time and the serving process's peak RSS.
 
-Server CPU per query is utime+stime of the server process (all threads) over
-the dnsperf run divided by the queries answered: it is the stable figure on
+Server CPU per query is utime+stime of the server process (all threads, and
+its worker processes) over the dnsperf run divided by the queries answered:
+it is the stable figure on
 a 2-core machine where dnsperf itself needs about a core. Ratios are against
 gdnsd in the same run.
 """
