@@ -16,8 +16,8 @@ with CASE among udp, latency, tcp, load-big, load-many (default: all).
 
 Server CPU per query is utime+stime of the server process (all threads, and
 its worker processes) over the dnsperf run divided by the queries answered:
-it is the stable figure on
-a 2-core machine where dnsperf itself needs about a core. Ratios are against
+it is the stable figure on a 2-core machine where dnsperf itself needs about
+a core. Ratios are against
 gdnsd in the same run.
 """
 
