@@ -77,6 +77,11 @@ def child_pids(pid: int) -> list[int]:
     return found
 
 
+def cpu_by_process(pid: int) -> dict[int, float]:
+    """utime+stime of the server process and of each of its live child processes."""
+    return {p: sum(_own_cpu_seconds(p)) for p in [pid, *child_pids(pid)]}
+
+
 def cpu_seconds(pid: int) -> tuple[float, float]:
     """(utime, stime) of the server: the process (all threads) and its live child processes.
 
@@ -179,6 +184,9 @@ class Running:
 
     def cpu(self) -> tuple[float, float]:
         return cpu_seconds(self.pid)
+
+    def cpu_by_process(self) -> dict[int, float]:
+        return cpu_by_process(self.pid)
 
     def rss(self) -> float:
         return peak_rss_mb(self.pid)

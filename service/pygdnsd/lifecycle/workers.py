@@ -445,8 +445,10 @@ class WorkerPool:
                     continue
                 final = _final_counts(worker.conn, now) if not worker.conn.closed else None
                 self._retire(worker, final)
-                log.error(
-                    "worker %d (PID %d) exited unexpectedly (%s)", worker.number, worker.pid, describe_exit(status)
+                # Status 0: it stopped on a signal of its own (a Ctrl-C reaching the process group).
+                level = logging.INFO if os.waitstatus_to_exitcode(status) == 0 else logging.ERROR
+                log.log(
+                    level, "worker %d (PID %d) exited unexpectedly (%s)", worker.number, worker.pid, describe_exit(status)
                 )
                 self._schedule_respawn(worker.number)
         if not self._active:
