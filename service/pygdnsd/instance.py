@@ -219,12 +219,11 @@ class Instance:
         """Open every listening socket the config asks for (raises BindError)."""
         return open_listeners(self.endpoints)
 
-    def serve(self, sockets: Sequence[ListenSocket], inherited: workers.Inherited = lambda: ()) -> None:
+    def serve(self, sockets: Sequence[ListenSocket]) -> None:
         """Start serving ``sockets``; returns once every serving thread and worker runs.
 
         Sockets of index 0 are served here; with more per address, worker
-        processes serve the others (``lifecycle.workers``). ``inherited``
-        names the descriptors workers must not keep (lock, control socket).
+        processes serve the others (``lifecycle.workers``).
         """
         by_address = {(e.host, e.port): e for e in self.endpoints}
         self.sockets = list(sockets)
@@ -245,7 +244,7 @@ class Instance:
         self._tcp.start()
         if len(shares) > 1:
             monitor = self.dynamic.monitor if self.dynamic is not None else None
-            self._workers = workers.WorkerPool(shares, self.responder, self.stats, monitor, inherited)
+            self._workers = workers.WorkerPool(shares, self.responder, self.stats, monitor)
             self._workers.start()
 
     def refresh_workers(self) -> None:

@@ -191,11 +191,6 @@ class ControlServer:
         self._accepting = True
         self._wake()
 
-    def descriptors(self) -> list[int]:
-        """Every descriptor this server owns (a forked worker process closes its copies)."""
-        fds = [self.listener.fileno(), self._wake_r.fileno(), self._wake_w.fileno()]
-        return fds + [client.fd for client in list(self._clients.values())]
-
     @property
     def client_count(self) -> int:
         return len(self._clients)

@@ -226,7 +226,7 @@ class Daemon:
     def serve(self) -> None:
         instance = self.instance
         heap.settle(collect=True)
-        instance.serve(self.sockets, self._private_descriptors)
+        instance.serve(self.sockets)
         dynamic = instance.dynamic
         self.reloader = ZoneReloader(
             lambda: read_zones(self.config, dynamic), self._swap_zones
@@ -245,21 +245,6 @@ class Daemon:
             self.watcher.start()
             log.info("zones_auto_reload: watching '%s' (%s)", zones_dir(self.config), self.watcher.mode)
         log.info("DNS listeners started")
-
-    def _private_descriptors(self) -> list[int]:
-        """What worker processes must not keep open: they must not outlive us holding these."""
-        fds = [listener.sock.fileno() for listener in self.sockets]
-        if self.lock is not None:
-            fds.append(self.lock.fd)
-        if self.pidfile is not None:
-            fds.append(self.pidfile.fd)
-        if self.control is not None:
-            fds += self.control.descriptors()
-        elif self.control_listener is not None:
-            fds.append(self.control_listener.fileno())
-        if self._successor_conn is not None:
-            fds.append(self._successor_conn.fileno())
-        return fds
 
     def _swap_zones(self, zones: ZoneSet) -> None:
         heap.settle(collect=False)

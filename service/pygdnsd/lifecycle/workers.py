@@ -31,9 +31,9 @@ Why this shape:
 * Every fork runs on the pool's own thread (PR_SET_PDEATHSIG follows the
   forking *thread*), with every logging handler's lock held so that no
   other thread is halfway through writing a log line; the child starts only
-  the threads it needs and closes the instance's other descriptors (lock,
-  pidfile, control socket, other shares) so none stays open after the
-  instance exits.
+  the threads it needs and closes every descriptor of the instance it does
+  not serve (lock, pidfile, control connections, the startup report pipe,
+  other shares), so none stays open after the instance exits.
 * A worker that dies unexpectedly is logged and replaced after a delay that
   doubles while it keeps dying, so a crashing worker cannot fork-bomb.
 """
@@ -48,13 +48,19 @@ import os
 import queue
 import signal
 import socket
+import stat
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from types import FrameType
 from typing import NoReturn
+
+try:
+    import resource
+except ImportError:  # not on every platform; only a fallback needs it
+    resource = None  # type: ignore[assignment]
 
 from pygdnsd.engine.stats import Stats
 from pygdnsd.monitoring.monitor import Monitor
@@ -80,7 +86,6 @@ RESPAWN_MAX = 60.0
 PR_SET_PDEATHSIG = 1
 
 Counts = dict[str, dict[str, int]]
-Inherited = Callable[[], Sequence[int]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,19 +145,49 @@ def _die_with(parent: int) -> None:
         os._exit(0)
 
 
-def _blank(descriptors: Sequence[int]) -> None:
-    """Close the instance's descriptors here, keeping their numbers taken.
+def _open_descriptors() -> list[int]:
+    for listing in ("/proc/self/fd", "/dev/fd"):
+        with contextlib.suppress(OSError):
+            return [int(name) for name in os.listdir(listing)]
+    found = []
+    for fd in range(resource.getrlimit(resource.RLIMIT_NOFILE)[0] if resource else 1024):
+        with contextlib.suppress(OSError):
+            os.fstat(fd)
+            found.append(fd)
+    return found
 
-    Objects inherited from the instance still own those numbers and may
-    close them when collected; /dev/null in their place means that closes
-    nothing this worker uses.
+
+def _is_log_socket(fd: int) -> bool:
+    """A Unix datagram socket: syslog(3)'s or journald's, held inside libc/libsystemd."""
+    try:
+        if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+            return False
+        probe = socket.socket(fileno=fd)
+    except OSError:
+        return False
+    try:
+        return probe.family == socket.AF_UNIX and probe.type == socket.SOCK_DGRAM
+    finally:
+        probe.detach()
+
+
+def _blank_all_but(keep: set[int]) -> None:
+    """Close every descriptor inherited from the instance but ``keep``, stdio and log sockets.
+
+    Some are held open for what their closing tells another process: the
+    startup report pipe (the ``gdnsd replace`` helper waits for its EOF),
+    control connections, the lock and the pidfile. A worker keeping them
+    would make the instance look alive after it exited. Their numbers stay
+    taken (by /dev/null): objects inherited from the instance own them and
+    may close them when collected, which must not close one the worker uses.
     """
     null = os.open(os.devnull, os.O_RDWR)
     try:
-        for fd in descriptors:
-            if fd >= 0 and fd != null:
-                with contextlib.suppress(OSError):
-                    os.dup2(null, fd)
+        for fd in _open_descriptors():
+            if fd <= 2 or fd == null or fd in keep or _is_log_socket(fd):
+                continue
+            with contextlib.suppress(OSError):
+                os.dup2(null, fd)
     finally:
         os.close(null)
 
@@ -261,13 +296,11 @@ class WorkerPool:
         responder: Answerer,
         stats: Stats,
         monitor: Monitor | None,
-        inherited: Inherited = lambda: (),
     ) -> None:
         self.shares = {share.number: share for share in shares if share.number > 0}
         self.responder = responder
         self.stats = stats
         self.monitor = monitor
-        self.inherited = inherited
         self.retired = Stats()  # the counts of workers that are gone
         self._pid = os.getpid()
         self._workers: dict[int, _Worker] = {}
@@ -400,10 +433,7 @@ class WorkerPool:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, _on_stop_signal)
             signal.signal(signal.SIGHUP, signal.SIG_IGN)  # reloads are the instance's
-            keep = share.descriptors | {conn_sock.fileno()}
-            theirs = [w.conn.fileno() for w in self._workers.values()]
-            others = [fd for s in self.shares.values() if s is not share for fd in s.descriptors]
-            _blank([fd for fd in [*theirs, *others, *self.inherited()] if fd not in keep])
+            _blank_all_but(share.descriptors | {conn_sock.fileno()})
             serve_share(share, self.responder, self.stats, self.monitor, Connection(conn_sock.detach()))
             status = 0
         except BaseException:
