@@ -26,7 +26,7 @@ from dnslib import QTYPE, DNSRecord
 
 from conftest import REPO, ForegroundDaemon, free_port, pygdnsd_python
 from pygdnsd.engine.stats import Stats
-from pygdnsd.lifecycle.workers import Share, split, states_from, states_message
+from pygdnsd.lifecycle.worker_process import Share, split, states_from, states_message
 from pygdnsd.monitoring.monitor import Monitor
 from pygdnsd.monitoring.sttl import Sttl
 from pygdnsd.transport.listeners import TCP, UDP, ListenSocket, SocketSpec
