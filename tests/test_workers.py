@@ -325,10 +325,22 @@ def test_sigkill_of_the_instance_leaves_no_worker(site_factory: Callable[..., Si
     workers = children(site.pid)
     assert workers
     os.kill(site.pid, signal.SIGKILL)
-    assert wait_until(lambda: not any(alive(pid) for pid in workers), 5.0), workers
-    # Nothing reads the port any more: a fresh socket can take the address.
+    assert wait_until(lambda: not any(alive(pid) for pid in workers), 5.0), (
+        [_stat(pid) for pid in workers],
+        site.daemon.text[-2000:],
+    )
+    # Nothing holds the port any more: a fresh socket can take the address.
     probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         probe.bind(("127.0.0.1", site.port))
+    except OSError as exc:
+        raise AssertionError(f"port {site.port} still bound: {exc}; {[_stat(pid) for pid in workers]}") from exc
     finally:
         probe.close()
+
+
+def _stat(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text()
+    except OSError as exc:
+        return f"{pid}: {exc.strerror}"

@@ -236,8 +236,9 @@ class Instance:
             if endpoint is None:
                 endpoint = Endpoint(listener.spec.host, listener.spec.port)
             tcp.append((listener, tcp_limits(endpoint)))
-        shares = workers.split(udp, tcp, self.processes)
-        own = shares[0]
+        own, *others = workers.split(udp, tcp, self.processes)
+        # A share can be empty: systemd passed one socket where the config asks for more.
+        shares = [own, *(share for share in others if share.udp or share.tcp)]
         self._udp = UdpServer(own.udp, self.responder, self.stats)
         self._tcp = TcpServer(list(own.tcp), self.responder, self.stats)
         self._udp.start()
