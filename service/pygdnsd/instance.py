@@ -253,10 +253,6 @@ class Instance:
         if self._workers is not None:
             self._workers.restart()
 
-    @property
-    def worker_pids(self) -> list[int]:
-        return self._workers.pids if self._workers is not None else []
-
     def total_stats(self) -> Stats:
         """Every answer counted, the workers' too."""
         return workers.total(self.stats, self._workers)

@@ -100,6 +100,10 @@ class Monitor:
     _thread: threading.Thread | None = None
     _loop: asyncio.AbstractEventLoop | None = None
     _stopping: threading.Event = field(default_factory=threading.Event)
+    # The admin_state file as last read: the watcher starts from it, so a change
+    # made between the startup read and ``start`` is not missed.
+    _admin_read: bool = False
+    _admin_stamp: tuple[int, int, int, int] | None = None
 
     # -- registration (config time) ----------------------------------------
 
@@ -232,6 +236,8 @@ class Monitor:
         Logs what it does in gdnsd 3.8.1's words, which operators grep for.
         """
         path = self.state_dir / admin_state.FILE_NAME
+        # Taken before reading: a change made while reading shows at the next poll.
+        self._admin_read, self._admin_stamp = True, _stamp(path)
         exists = path.exists()
         if startup and not exists:
             log.info("admin_state: state file '%s' does not yet exist at startup", path)
@@ -473,10 +479,9 @@ class Monitor:
 
     async def _watch_admin_state(self) -> None:
         watch = _FileWatch(self.state_dir / admin_state.FILE_NAME)
-        watch.stamp = _stamp(watch.path)
+        watch.stamp = self._admin_stamp if self._admin_read else _stamp(watch.path)
         while True:
-            await asyncio.sleep(FILE_POLL_SECONDS)
-            stamp = _stamp(watch.path)
-            if stamp != watch.stamp:
-                watch.stamp = stamp
+            if _stamp(watch.path) != watch.stamp:
                 self.reload_admin_state()
+                watch.stamp = self._admin_stamp
+            await asyncio.sleep(FILE_POLL_SECONDS)
