@@ -178,11 +178,6 @@ class WorkerPool:
         self._thread.join(STOP_SECONDS)
         self._thread = None
 
-    @property
-    def pids(self) -> list[int]:
-        with self._talk:
-            return [worker.pid for worker in self._workers.values()]
-
     def counts(self) -> list[Counts]:
         """The counts of every worker, live and gone (each once, even across an exit)."""
         with self._talk:
