@@ -31,6 +31,7 @@ from pygdnsd.monitoring.monitor import Monitor
 from pygdnsd.monitoring.sttl import Sttl
 from pygdnsd.transport.listeners import TCP, UDP, ListenSocket, SocketSpec
 from pygdnsd.transport.tcp import TcpLimits
+from test_lifecycle_support import alive, wait_for
 
 SOA = "@ SOA ns1 hostmaster 1 7200 1800 259200 900\n@ NS ns1\nns1 A 192.0.2.1\n"
 SOURCES = 40  # source ports per round: all on one socket has odds 2**-39
@@ -168,24 +169,6 @@ def children(pid: int) -> set[int]:
     return found
 
 
-def alive(pid: int) -> bool:
-    """Running, not a zombie waiting for its parent."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] != "Z"
-
-
-def wait_until(condition: Callable[[], bool], seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
-
-
 def ask_from_many(port: int, name: str, qtype: str = "A", wait: float = 3.0) -> list[list[str] | None]:
     """One query from each of SOURCES source ports; each one's answer data (None: no reply)."""
     socks = []
@@ -294,18 +277,18 @@ def test_admin_state_reaches_every_process_within_a_second(site_factory: Callabl
     tmp.write_text(f"{PRIMARY}/up => DOWN\n")
     started = time.monotonic()
     tmp.rename(site.state_dir / "admin_state")
-    assert wait_until(lambda: ask_from_many(site.port, "sf.example.com") == [[SECONDARY]] * SOURCES, 3.0)
+    assert wait_for(lambda: ask_from_many(site.port, "sf.example.com") == [[SECONDARY]] * SOURCES, 3.0)
     took = time.monotonic() - started
     assert took <= 1.5, f"forced DOWN reached every process after {took:.2f}s"
     (site.state_dir / "admin_state").unlink()
-    assert wait_until(lambda: ask_from_many(site.port, "sf.example.com") == [[PRIMARY]] * SOURCES, 3.0)
+    assert wait_for(lambda: ask_from_many(site.port, "sf.example.com") == [[PRIMARY]] * SOURCES, 3.0)
 
 
 def test_a_dead_worker_is_replaced(site_factory: Callable[..., Site]) -> None:
     site = site_factory("www A 192.0.2.10\n")
     (worker,) = children(site.pid)
     os.kill(worker, signal.SIGKILL)
-    assert wait_until(lambda: len(children(site.pid) - {worker}) == 1 and not alive(worker), 5.0)
+    assert wait_for(lambda: len(children(site.pid) - {worker}) == 1 and not alive(worker), 5.0)
     assert all(answer == ["192.0.2.10"] for answer in ask_from_many(site.port, "www.example.com"))
     assert f"worker 1 (PID {worker}) exited unexpectedly (killed by signal 9)" in site.daemon.text
 
@@ -325,7 +308,7 @@ def test_sigkill_of_the_instance_leaves_no_worker(site_factory: Callable[..., Si
     workers = children(site.pid)
     assert workers
     os.kill(site.pid, signal.SIGKILL)
-    assert wait_until(lambda: not any(alive(pid) for pid in workers), 5.0), (
+    assert wait_for(lambda: not any(alive(pid) for pid in workers), 5.0), (
         [_stat(pid) for pid in workers],
         site.daemon.text[-2000:],
     )
