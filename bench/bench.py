@@ -14,9 +14,10 @@ with CASE among udp, latency, tcp, load-big, load-many (default: all).
   ``checkconf`` wall time and peak RSS, ``start``-to-``DNS listeners started``
   time and the serving process's peak RSS.
 
-Server CPU per query is utime+stime of the server process (all threads) over
-the dnsperf run divided by the queries answered: it is the stable figure on
-a 2-core machine where dnsperf itself needs about a core. Ratios are against
+Server CPU per query is utime+stime of the server process (all threads, and
+its worker processes) over the dnsperf run divided by the queries answered:
+it is the stable figure on a 2-core machine where dnsperf itself needs about
+a core. Ratios are against
 gdnsd in the same run.
 """
 
@@ -72,6 +73,8 @@ class Row:
     sent: int | None = None
     rcodes: str = ""
     rss_mb: float | None = None
+    cores: float | None = None  # server CPU seconds per second of the run
+    per_process: tuple[float, ...] = ()  # the same, per server process (pygdnsd's workers)
     note: str = ""
 
 
@@ -121,11 +124,19 @@ def serve_and_measure(
         if warmup:
             dnsperf.run(dnsperf.Load(mode=load.mode, seconds=warmup, clients=load.clients), port, datafile)
         user_before, sys_before = server.cpu()
+        by_process = server.cpu_by_process()
+        began = time.monotonic()
         result = dnsperf.run(load, port, datafile)
+        wall = time.monotonic() - began
         user_after, sys_after = server.cpu()
+        by_process_after = server.cpu_by_process()
         user, kernel = user_after - user_before, sys_after - sys_before
         cpu = user + kernel
         row.rss_mb = server.rss()
+    row.cores = cpu / wall if wall > 0 else None
+    row.per_process = tuple(
+        (after - by_process.get(pid, 0.0)) / wall for pid, after in by_process_after.items() if wall > 0
+    )
     row.qps = result.qps
     row.sent = result.sent
     row.lost = result.lost
@@ -228,6 +239,14 @@ def render_traffic(rows: Sequence[Row]) -> list[str]:
     # The same answers in kind from both servers, or the comparison means nothing.
     lines.append("")
     lines += [f"{r.case:<8} {r.variant.server.name:<8} {r.variant.threads:>7}  rcodes: {r.rcodes}" for r in rows]
+    # How many cores the server used while dnsperf ran (dnsperf's own run time, its
+    # timeout tail included), and how they split over pygdnsd's processes.
+    lines.append("")
+    lines += [
+        f"{r.case:<8} {r.variant.server.name:<8} {r.variant.threads:>7}  server cores: {_fmt(r.cores, '.2f')}"
+        f" (per process: {' + '.join(f'{c:.2f}' for c in r.per_process)})"
+        for r in rows
+    ]
     return lines
 
 

@@ -102,20 +102,24 @@ def debian_gdnsdctl(site: Site, *args: str, timeout: float = 60) -> subprocess.C
 
 
 def pids_serving(cfgdir: Path) -> list[int]:
-    """Live processes whose command line names ``cfgdir`` (our daemons of this test)."""
+    """Live daemons whose command line names ``cfgdir`` (our daemons of this test).
+
+    A daemon's worker processes (its children, same command line) are part
+    of it, not daemons of their own; a worker whose daemon is gone is listed.
+    """
     needle = str(cfgdir).encode()
-    found = []
+    parents: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             cmdline = (entry / "cmdline").read_bytes()
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if needle in cmdline.split(b"\0") and state not in ("Z", "X"):
-            found.append(int(entry.name))
-    return sorted(found)
+        if needle in cmdline.split(b"\0") and fields[0] not in ("Z", "X"):
+            parents[int(entry.name)] = int(fields[1])
+    return sorted(pid for pid, parent in parents.items() if parent not in parents)
 
 
 def alive(pid: int) -> bool:

@@ -233,6 +233,25 @@ def test_admin_state_forcing_applies_within_a_second(tmp_path: Path, tcp_port: i
         monitor.stop()
 
 
+def test_admin_state_written_between_the_first_round_and_start_is_applied(tmp_path: Path, tcp_port: int) -> None:
+    # The daemon runs the first round long before it starts the monitor (lock, bind,
+    # the fork of its workers come between): a file written then must not be missed.
+    config = f"""
+    service_types => {{ tcp => {{ plugin => tcp_connect, port => {tcp_port}, interval => 10 }} }}
+    plugins => {{ simplefo => {{ service_types => tcp, r => {{ primary => 127.0.0.1, secondary => 127.0.0.2 }} }} }}
+    """
+    monitor, _ = monitor_for(config, tmp_path)
+    monitor.initial_round()
+    assert not monitor.states["127.0.0.1/tcp"].down
+    (tmp_path / "admin_state").write_text("127.0.0.1/* => DOWN/30\n")
+    time.sleep(0.3)
+    monitor.start()
+    try:
+        assert wait_for(lambda: monitor.states["127.0.0.1/tcp"].down, 1.0)
+    finally:
+        monitor.stop()
+
+
 def test_runner_notices_a_backend_going_down(tmp_path: Path) -> None:
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))

@@ -20,6 +20,7 @@ from pygdnsd.config.options import load_config
 from pygdnsd.engine.responder import EngineSettings, Responder
 from pygdnsd.engine.stats import Stats
 from pygdnsd.errors import ConfigError
+from pygdnsd.lifecycle import workers
 from pygdnsd.plugins.setup import DynamicSetup, build_dynamic
 from pygdnsd.transport.listeners import UDP, Endpoint, ListenSocket, open_listeners
 from pygdnsd.transport.tcp import TcpLimits, TcpServer
@@ -207,13 +208,23 @@ class Instance:
         self.sockets: list[ListenSocket] = []
         self._udp: UdpServer | None = None
         self._tcp: TcpServer | None = None
+        self._workers: workers.WorkerPool | None = None
+
+    @property
+    def processes(self) -> int:
+        """How many processes serve: one per SO_REUSEPORT index any address has."""
+        return max((max(e.udp_threads, e.tcp_threads) for e in self.endpoints), default=1)
 
     def bind(self) -> list[ListenSocket]:
         """Open every listening socket the config asks for (raises BindError)."""
         return open_listeners(self.endpoints)
 
     def serve(self, sockets: Sequence[ListenSocket]) -> None:
-        """Start serving ``sockets``; returns once every serving thread runs."""
+        """Start serving ``sockets``; returns once every serving thread and worker runs.
+
+        Sockets of index 0 are served here; with more per address, worker
+        processes serve the others (``lifecycle.workers``).
+        """
         by_address = {(e.host, e.port): e for e in self.endpoints}
         self.sockets = list(sockets)
         udp = [s for s in self.sockets if s.spec.kind == UDP]
@@ -225,17 +236,40 @@ class Instance:
             if endpoint is None:
                 endpoint = Endpoint(listener.spec.host, listener.spec.port)
             tcp.append((listener, tcp_limits(endpoint)))
-        self._udp = UdpServer(udp, self.responder, self.stats)
-        self._tcp = TcpServer(tcp, self.responder, self.stats)
+        own, *others = workers.split(udp, tcp, self.processes)
+        # A share can be empty: systemd passed one socket where the config asks for more.
+        shares = [own, *(share for share in others if share.udp or share.tcp)]
+        self._udp = UdpServer(own.udp, self.responder, self.stats)
+        self._tcp = TcpServer(list(own.tcp), self.responder, self.stats)
         self._udp.start()
         self._tcp.start()
+        if len(shares) > 1:
+            monitor = self.dynamic.monitor if self.dynamic is not None else None
+            self._workers = workers.WorkerPool(shares, self.responder, self.stats, monitor)
+            self._workers.start()
+
+    def refresh_workers(self) -> None:
+        """After a zone reload: workers forked before it hold the old data."""
+        if self._workers is not None:
+            self._workers.restart()
+
+    def total_stats(self) -> Stats:
+        """Every answer counted, the workers' too."""
+        return workers.total(self.stats, self._workers)
 
     def stop(self) -> None:
-        """Stop reading, answer what TCP clients already sent; the sockets stay open."""
+        """Stop reading, answer what TCP clients already sent; the sockets stay open.
+
+        Workers stop too, and their counts join ``stats``.
+        """
         servers = [server for server in (self._udp, self._tcp) if server is not None]
-        # Both kinds wind down at once: TCP's final answers need not wait for UDP.
+        # Every kind and process winds down at once: TCP's final answers need not wait for UDP.
         for server in servers:
             server.request_stop()
+        pool, self._workers = self._workers, None
+        if pool is not None:
+            pool.close()
+            self.stats.absorb(pool.retired.snapshot())
         for server in servers:
             server.stop()
         self._udp = self._tcp = None

@@ -335,6 +335,11 @@ class SystemdContainer:
     def read_file(self, path: str) -> str:
         return self.run(["cat", path], check=True).stdout
 
+    def generation(self, pid: int) -> set[int]:
+        """``pid`` and its child processes: one daemon with its worker processes."""
+        found = self.run(["sh", "-c", f"cat /proc/{pid}/task/*/children"])
+        return {pid} | {int(child) for child in found.stdout.split()}
+
     def copy_in(self, src: Path, dst: str) -> None:
         """Copy a host file or directory tree to ``dst`` inside (a dir's contents go into dst)."""
         if not src.is_dir():

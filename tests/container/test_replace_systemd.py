@@ -92,6 +92,7 @@ def is_pygdnsd(argv: list[str]) -> bool:
 
 
 def unit_processes(container: SystemdContainer, control_group: str) -> set[int]:
+    """Every process of the unit: one daemon generation is MainPID and its worker processes."""
     procs = container.read_file(f"/sys/fs/cgroup{control_group}/cgroup.procs")
     return {int(pid) for pid in procs.split()}
 
@@ -255,7 +256,7 @@ def test_twenty_reloads_under_load_lose_nothing(running: SystemdContainer) -> No
             assert state.main_pid not in pids, f"reload {number} left MainPID at {state.main_pid}"
             assert is_pygdnsd(cmdline(container, state.main_pid)), f"reload {number}"
             # "exit 0 = new instance serving and old gone": nothing else is left in the unit.
-            assert unit_processes(container, state.control_group) == {state.main_pid}
+            assert unit_processes(container, state.control_group) == container.generation(state.main_pid)
             assert not cmdline(container, pids[-1]), f"old instance {pids[-1]} still alive"
             pids.append(state.main_pid)
             next_at = began + 2.0 + number * pace
@@ -297,7 +298,7 @@ def test_reload_with_a_broken_zone_fails_and_the_old_instance_serves(
     after = unit_state(container)
     assert (after.active, after.sub, after.main_pid) == ("active", "running", before.main_pid)
     assert after.reload_result != "success"
-    assert unit_processes(container, after.control_group) == {before.main_pid}
+    assert unit_processes(container, after.control_group) == container.generation(before.main_pid)
     assert_clean(outcome, "a failed reload")
     assert dig(container) == "192.0.2.10"
     journal = container.journal("-o", "cat")
@@ -325,7 +326,7 @@ def test_new_instance_killed_at_each_step_leaves_the_old_serving(
     after = unit_state(container)
     assert (after.active, after.sub, after.main_pid) == ("active", "running", before.main_pid)
     # The killed instance is gone and nothing else was left behind in the unit.
-    assert unit_processes(container, after.control_group) == {before.main_pid}
+    assert unit_processes(container, after.control_group) == container.generation(before.main_pid)
     # Queries the dying instance had read may be lost; nothing sent once it failed is.
     assert outcome.udp_losses_after(reload_returned) == [], outcome.result.summary()
     assert outcome.tcp_failures_after(reload_returned) == [], outcome.result.summary()
@@ -339,7 +340,7 @@ def test_new_instance_killed_at_each_step_leaves_the_old_serving(
     assert status == 0, f"reload after the crash {step}: {output}\n{journal_tail(container)}"
     recovered = unit_state(container)
     assert recovered.main_pid != before.main_pid and recovered.active == "active"
-    assert unit_processes(container, recovered.control_group) == {recovered.main_pid}
+    assert unit_processes(container, recovered.control_group) == container.generation(recovered.main_pid)
     assert_clean(outcome, f"the reload after a crash {step}")
 
 

@@ -4,7 +4,9 @@ The engine counts per-response outcomes (``stats``); the transports count
 per-socket events (``udp``, ``tcp``). Counters are plain ints bumped from the
 serving threads; losing an increment to a thread race is acceptable for
 statistics, and the GIL makes it rare. A replace carries the counters over
-(``snapshot``/``absorb``) so totals span every generation of the daemon.
+(``snapshot``/``absorb``) so totals span every generation of the daemon;
+worker processes (``lifecycle.workers``) count in their own copy, which the
+instance adds in the same way.
 """
 
 from __future__ import annotations
@@ -78,6 +80,12 @@ class Stats:
             "udp": dict(self.udp.values),
             "tcp": dict(self.tcp.values),
         }
+
+    def reset(self) -> None:
+        """Every counter back to 0, in place (the engine and transports hold the dicts)."""
+        for counters in (self.dns, self.udp, self.tcp):
+            for name in counters.values:
+                counters.values[name] = 0
 
     def absorb(self, snapshot: dict[str, Any]) -> None:
         """Add a previous generation's counters (from ``snapshot``) to ours."""

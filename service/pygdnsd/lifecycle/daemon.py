@@ -97,7 +97,10 @@ class Daemon:
         self.control_listener: socket.socket | None = None
         self.control: ControlServer | None = None
         self.pidfile: Pidfile | None = None
-        self.reloader: ZoneReloader | None = None
+        # From the start, so a SIGHUP from the moment the pidfile exists is kept as a
+        # request (its thread starts once serving).
+        dynamic = self.instance.dynamic
+        self.reloader = ZoneReloader(lambda: read_zones(self.config, dynamic), self._swap_zones)
         self.watcher: ZonesWatcher | None = None
         self._stop = threading.Event()
         self._stop_message = ""
@@ -225,14 +228,12 @@ class Daemon:
 
     def serve(self) -> None:
         instance = self.instance
+        dynamic = instance.dynamic
         heap.settle(collect=True)
         instance.serve(self.sockets)
-        dynamic = instance.dynamic
-        self.reloader = ZoneReloader(
-            lambda: read_zones(self.config, dynamic), self._swap_zones
-        )
         if dynamic is not None:
             dynamic.monitor.start()
+        # Only now: a reload replaces the workers, which must exist first.
         self.reloader.start()
         if self.control_listener is None:
             raise RuntimeError("serve() before bind()")
@@ -249,6 +250,7 @@ class Daemon:
     def _swap_zones(self, zones: ZoneSet) -> None:
         heap.settle(collect=False)
         self.instance.responder.set_zones(zones)
+        self.instance.refresh_workers()
 
     # --- running ---------------------------------------------------------------
 
@@ -261,8 +263,7 @@ class Daemon:
         self.request_stop(f"Exiting cleanly on receipt of terminating signal {signum}")
 
     def _on_reload_signal(self, _signum: int, _frame: FrameType | None) -> None:
-        if self.reloader is not None:
-            self.reloader.request()
+        self.reloader.request()
 
     def request_stop(self, message: str) -> None:
         if not self._stop.is_set():
@@ -302,8 +303,7 @@ class Daemon:
             self.control.close()
         elif self.control_listener is not None:
             self.control_listener.close()
-        if self.reloader is not None:
-            self.reloader.close()
+        self.reloader.close()
         if self.lock is not None:
             self.lock.release()
 
@@ -316,13 +316,13 @@ class Daemon:
         return len(self.instance.responder.zones.zones)
 
     def current_stats(self) -> Stats:
-        return self.instance.stats
+        return self.instance.total_stats()
 
     def uptime(self) -> int:
         return int(time.monotonic() - self.started_at)
 
     def stats_json(self) -> bytes:
-        return reports.stats_json(self.instance.stats, self.uptime())
+        return reports.stats_json(self.instance.total_stats(), self.uptime())
 
     def states_json(self) -> bytes:
         dynamic = self.instance.dynamic
@@ -331,8 +331,6 @@ class Daemon:
         return reports.states_json({})  # gdnsd's answer for no monitored services
 
     def reload_zones(self) -> Outcome:
-        if self.reloader is None:
-            return Outcome.FAIL
         with contextlib.suppress(notify.NotifyError):
             notify.reloading()
         try:
@@ -395,7 +393,7 @@ class Daemon:
         self.instance.stop()
 
     def final_stats(self) -> dict[str, dict[str, int]]:
-        return self.instance.stats.snapshot()
+        return self.instance.total_stats().snapshot()
 
     def takeover_failed(self, reason: str) -> None:
         log.error("%s: takeover failed (%s): serving on", OLD, reason)

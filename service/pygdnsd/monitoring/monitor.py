@@ -82,6 +82,10 @@ def _stamp(path: Path) -> tuple[int, int, int, int] | None:
     return (st.st_ino, st.st_mtime_ns, st.st_size, st.st_ctime_ns)
 
 
+def _changed(old: Mapping[str, Sttl], new: Mapping[str, Sttl]) -> frozenset[str]:
+    return frozenset(n for n in set(old) | set(new) if old.get(n) != new.get(n))
+
+
 @dataclass
 class Monitor:
     service_types: Mapping[str, ServiceType]
@@ -96,6 +100,10 @@ class Monitor:
     _thread: threading.Thread | None = None
     _loop: asyncio.AbstractEventLoop | None = None
     _stopping: threading.Event = field(default_factory=threading.Event)
+    # The admin_state file as last read: the watcher starts from it, so a change
+    # made between the startup read and ``start`` is not missed.
+    _admin_read: bool = False
+    _admin_stamp: tuple[int, int, int, int] | None = None
 
     # -- registration (config time) ----------------------------------------
 
@@ -165,10 +173,22 @@ class Monitor:
             if resource.real is not None:
                 new[name] = resource.real
         new.update(self._forced)
-        old = self._states
-        changed = frozenset(n for n in set(old) | set(new) if old.get(n) != new.get(n))
+        changed = _changed(self._states, new)
         self._states = MappingProxyType(new)
         return changed
+
+    def adopt(self, states: Mapping[str, Sttl]) -> None:
+        """Take a whole snapshot from elsewhere: how a worker process follows its instance.
+
+        A worker's monitor runs no checks (its threads did not survive the
+        fork); the instance pushes each new ``states`` and the worker's
+        subscribers hear the changed names as they would from a check. The
+        worker has no other writer, hence no lock (one held at fork time
+        would never be released there).
+        """
+        changed = _changed(self._states, states)
+        self._states = MappingProxyType(dict(states))
+        self._notify(changed)
 
     def _notify(self, changed: frozenset[str]) -> None:
         if not changed:
@@ -216,6 +236,8 @@ class Monitor:
         Logs what it does in gdnsd 3.8.1's words, which operators grep for.
         """
         path = self.state_dir / admin_state.FILE_NAME
+        # Taken before reading: a change made while reading shows at the next poll.
+        self._admin_read, self._admin_stamp = True, _stamp(path)
         exists = path.exists()
         if startup and not exists:
             log.info("admin_state: state file '%s' does not yet exist at startup", path)
@@ -457,10 +479,9 @@ class Monitor:
 
     async def _watch_admin_state(self) -> None:
         watch = _FileWatch(self.state_dir / admin_state.FILE_NAME)
-        watch.stamp = _stamp(watch.path)
+        watch.stamp = self._admin_stamp if self._admin_read else _stamp(watch.path)
         while True:
-            await asyncio.sleep(FILE_POLL_SECONDS)
-            stamp = _stamp(watch.path)
-            if stamp != watch.stamp:
-                watch.stamp = stamp
+            if _stamp(watch.path) != watch.stamp:
                 self.reload_admin_state()
+                watch.stamp = self._admin_stamp
+            await asyncio.sleep(FILE_POLL_SECONDS)
