@@ -57,6 +57,8 @@ sub NS ns.example.net.
 ns.sub A 192.0.2.9
 ns.sub AAAA 2001:db8::9
 t99 TYPE99 \\# 6 05763d737066
+Odd+Chars/1=x!y 60 A 192.0.2.33
+q TXT "semi;colon" "(paren)" unquoted"quoted"
 $TTL 300
 late A 192.0.2.30
 absolute.example.org. A 192.0.2.31
@@ -133,6 +135,8 @@ IRREGULAR = [
     "dyn DYNA weighted!pool",
     "esc TXT \"a\\065\"",
     "bad A 300.1.2.3",
+    'odd TXT "a" "b',  # an unterminated quote
+    "caf\u00e9 A 192.0.2.56",  # non-ASCII owner
     "@ SOA ns1 hostmaster 1 2 3 4 5",
 ]
 

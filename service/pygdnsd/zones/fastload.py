@@ -45,10 +45,12 @@ _TYPES = {
 _LOWER_TYPES = {**_TYPES, **{k.lower(): v for k, v in _TYPES.items()}}
 _TARGETED = frozenset((_NS, _CNAME, _PTR, _MX, _SRV))
 _ADDRESS = (_A, _AAAA)
-_PLAIN_RE = re.compile(r"[A-Za-z0-9_*-]+(?:\.[A-Za-z0-9_*-]+)*\.?")
 _DIRECTIVE_RE = re.compile(r"^\$[^\n]*", re.MULTILINE)
 _LABEL_RE = re.compile(r"[A-Za-z0-9_*-]+")
 _SPECIAL_RE = re.compile(r'["();\\\r]')
+_UNQUOTED_SPECIAL_RE = re.compile(r"[();\\]")
+# ``zonefile.tokenize`` for a line whose only special characters are balanced quotes.
+_QUOTED_RE = re.compile(r'"[^"]*"|[^\s"]+')
 _ACME = b"\x0f_acme-challenge"
 _WILDCARD = b"\x01*"
 _EMPTY: dict[int, model.RRset] = {}  # every empty non-terminal shares it: zones are never mutated
@@ -101,20 +103,20 @@ class _Names:
             self.cache = {}
 
     def wire(self, text: str) -> bytes:
-        """``text`` as a name; Irregular unless it is plain (letters, digits, ``-_*``), ``@`` or ``x.@Z``."""
-        if _PLAIN_RE.fullmatch(text) is not None:
+        """``text`` as a name; Irregular unless it is plain (see ``_plain``), ``@`` or ``x.@Z``."""
+        if _plain(text):
             low = text.lower()
+            if "." not in low:
+                if len(low) > names.MAX_LABEL:
+                    raise Irregular("long label")
+                wire = (chr(len(low)) + low).encode() + self.origin
+                if len(wire) > names.MAX_NAME:
+                    raise Irregular("long name")
+                return wire
             if low[-1] == ".":
                 parts = low[:-1].split(".")
                 tail = b"\x00"
             else:
-                if "." not in low:
-                    if len(low) > names.MAX_LABEL:
-                        raise Irregular("long label")
-                    wire = (chr(len(low)) + low).encode() + self.origin
-                    if len(wire) > names.MAX_NAME:
-                        raise Irregular("long name")
-                    return wire
                 parts = low.split(".")
                 tail = self.origin
             if max(map(len, parts)) > names.MAX_LABEL:
@@ -129,7 +131,7 @@ class _Names:
             return names.ROOT
         if text == "@Z":
             return self.apex
-        if text.endswith(".@Z") and _PLAIN_RE.fullmatch(text[:-3]) and not text[:-3].endswith("."):
+        if text.endswith(".@Z") and _plain(text[:-3]) and not text[:-3].endswith("."):
             saved = self.origin
             self.origin = self.apex
             try:
@@ -146,6 +148,21 @@ class _Names:
             if len(self.cache) < 100_000:
                 self.cache[text] = hit
         return hit
+
+
+def _plain(text: str) -> bool:
+    """A name written without escapes, quotes or ``@``: ASCII in non-empty labels, each byte standing for itself.
+
+    That is what the reference path reads literally too (``names.from_text_plain``).
+    """
+    return (
+        text.isascii()
+        and "@" not in text
+        and "\\" not in text
+        and '"' not in text
+        and text[:1] != "."
+        and ".." not in text
+    )
 
 
 def _txt(tokens: list[str]) -> bytes:
@@ -238,12 +255,30 @@ def split(text: str, apex: bytes, settings: ZoneSettings, parts: int) -> list[tu
     return pieces
 
 
+def _special_tokens(line: str) -> list[str]:
+    """The tokens of a line holding quotes, parentheses, a comment or escapes; Irregular for what the fast path leaves."""
+    if "\r" in line:
+        raise Irregular("carriage return")
+    if _UNQUOTED_SPECIAL_RE.search(line) is None and not line.count('"') & 1:
+        # Only (balanced) quotes, as in most TXT lines: what ``tokenize`` finds, without its loop.
+        return _QUOTED_RE.findall(line)
+    try:
+        tokens = tokenize(line)
+    except ValueError:
+        raise Irregular("tokens") from None
+    if "(" in tokens or ")" in tokens:
+        raise Irregular("parentheses")
+    return tokens
+
+
 def parse_piece(
     lines: Iterable[str], path: str, apex: bytes, settings: ZoneSettings, start: Start | None = None
 ) -> ZonePiece:
     """The lines of one file, or of one piece of it (see ``split``), read into per-name dicts.
 
-    Lines may keep their newline (``split()`` ignores it).
+    Lines may keep their newline (``split()`` ignores it). This loop is most
+    of the time a big zone takes to load: it avoids calls and temporaries
+    for the common lines (a plain owner, a known type, one-token rdata).
     """
     if start is None:
         start = Start(1, apex, settings.default_ttl)
@@ -261,49 +296,56 @@ def parse_piece(
     max_ttl = settings.max_ttl
     ttls: dict[str, int] = {}
     rtypes = _LOWER_TYPES
-    owner: bytes | None = None
+    targeted = _TARGETED
+    owner = b""  # none yet ("" is no name: the root is b"\x00")
+    owner_text = ""
     context = rdata.RdataContext(target_of, settings.text_autosplit)
     origin = start.origin
     label_max = min(names.MAX_LABEL, names.MAX_NAME - len(origin) - 1)
-    plain_label = _LABEL_RE.fullmatch
+    new = _NEW
+    rrset_class = model.RRset
+    set_rtype = _SET_RTYPE
+    set_ttl = _SET_TTL
+    set_rdatas = _SET_RDATAS
     for number, line in enumerate(lines, start.line):
-        if not line:
-            continue
         if special(line) is None:
             tokens = line.split()
         else:
-            if "\r" in line:
-                raise Irregular("carriage return")
-            try:
-                tokens = tokenize(line)
-            except ValueError:
-                raise Irregular("tokens") from None
-            if "(" in tokens or ")" in tokens:
-                raise Irregular("parentheses")
+            tokens = _special_tokens(line)
         if not tokens:
             continue
         lead = line[0]
         if lead == " " or lead == "\t":
-            if owner is None:
+            if not owner:
                 raise Irregular("blank owner")
             pos = 0
         else:
             first = tokens[0]
-            if lead == "$":
-                _directive(tokens, namer)
-                if tokens[0].upper() == "$TTL":
-                    default_ttl = parse_ttl(tokens[1])
+            if first != owner_text:
+                if lead == "$":
+                    _directive(tokens, namer)
+                    if tokens[0].upper() == "$TTL":
+                        default_ttl = parse_ttl(tokens[1])
+                    else:
+                        owner = b""  # as the reference: $ORIGIN forgets the owner, $TTL does not
+                        owner_text = ""
+                        origin = namer.origin
+                        label_max = min(names.MAX_LABEL, names.MAX_NAME - len(origin) - 1)
+                    continue
+                if (
+                    "." not in first
+                    and "@" not in first
+                    and first.isascii()
+                    and len(first) <= label_max
+                    and "\\" not in first
+                    and '"' not in first
+                ):
+                    owner = (chr(len(first)) + first.lower()).encode() + origin
                 else:
-                    owner = None  # as the reference: $ORIGIN forgets the owner, $TTL does not
-                    origin = namer.origin
-                    label_max = min(names.MAX_LABEL, names.MAX_NAME - len(origin) - 1)
-                continue
-            if plain_label(first) is not None and len(first) <= label_max:
-                owner = (chr(len(first)) + first.lower()).encode() + origin
-            else:
-                owner = wire_of(first)
-                if first[-1] == "." and not _within(owner, apex):
-                    raise Irregular("owner outside the zone")
+                    owner = wire_of(first)
+                    if first[-1] == "." and not _within(owner, apex):
+                        raise Irregular("owner outside the zone")
+                owner_text = first
             pos = 1
         count = len(tokens)
         if pos >= count:
@@ -315,53 +357,59 @@ def parse_piece(
             if pos >= count:
                 raise Irregular("no type")
             rtype = rtypes.get(tokens[pos]) or _generic_type(tokens[pos])
-            if ttl < min_ttl or ttl > max_ttl:
-                raise Irregular("ttl clamp")
         else:
             ttl = default_ttl
-            if ttl < min_ttl or ttl > max_ttl:
-                raise Irregular("ttl clamp")
-        args = tokens[pos + 1 :]
+        if ttl < min_ttl or ttl > max_ttl:
+            raise Irregular("ttl clamp")
+        pos += 1
+        fields = count - pos
         try:
             if rtype == _A:
-                if len(args) != 1:
+                if fields != 1:
                     raise Irregular("A")
-                wire = _inet_pton(_AF_INET, args[0])
+                wire = _inet_pton(_AF_INET, tokens[pos])
             elif rtype == _AAAA:
-                if len(args) != 1:
+                if fields != 1:
                     raise Irregular("AAAA")
-                wire = _inet_pton(_AF_INET6, args[0])
+                wire = _inet_pton(_AF_INET6, tokens[pos])
             elif rtype in (_CNAME, _NS, _PTR):
-                if len(args) != 1:
+                if fields != 1:
                     raise Irregular("target")
-                wire = target_of(args[0])
+                wire = target_of(tokens[pos])
             elif rtype == _MX:
-                if len(args) != 2:
+                if fields != 2:
                     raise Irregular("MX")
-                wire = _u16(args[0]) + target_of(args[1])
+                wire = _u16(tokens[pos]) + target_of(tokens[pos + 1])
             elif rtype == _SRV:
-                if len(args) != 4:
+                if fields != 4:
                     raise Irregular("SRV")
-                wire = _u16(args[0]) + _u16(args[1]) + _u16(args[2]) + target_of(args[3])
+                wire = (
+                    _u16(tokens[pos]) + _u16(tokens[pos + 1]) + _u16(tokens[pos + 2]) + target_of(tokens[pos + 3])
+                )
             elif rtype == _TXT:
-                if not args:
+                if not fields:
                     raise Irregular("TXT")
-                wire = _txt(args)
+                wire = _txt(tokens[pos:])
                 if owner.startswith(_ACME):
                     raise Irregular("ACME TXT")
             else:
                 if rtype == _SOA and (owner != apex or out.soa is not None):
                     raise Irregular("SOA")
-                wire = rdata.encode(rtype, tokens[pos].upper(), args, context)
+                wire = rdata.encode(rtype, tokens[pos - 1].upper(), tokens[pos:], context)
                 if rtype == _SOA:
                     out.soa = Record(owner, rtype, ttl, wire, path, number)
         except (OSError, ValueError, names.NameError_):
             raise Irregular("rdata") from None
-        if rtype in _TARGETED:
+        if rtype in targeted:
             targets.append((rtype, owner, wire))
         node = nodes.get(owner)
         if node is None:
-            nodes[owner] = {rtype: new_rrset(rtype, ttl, (wire,))}
+            # new_rrset, inlined: this runs once per record.
+            rrset = new(rrset_class)
+            set_rtype(rrset, rtype)
+            set_ttl(rrset, ttl)
+            set_rdatas(rrset, (wire,))
+            nodes[owner] = {rtype: rrset}
             continue
         have = node.get(rtype)
         if have is None:
