@@ -53,7 +53,7 @@ _UNQUOTED_SPECIAL_RE = re.compile(r"[();\\]")
 _QUOTED_RE = re.compile(r'"[^"]*"|[^\s"]+')
 _ACME = b"\x0f_acme-challenge"
 _WILDCARD = b"\x01*"
-_EMPTY: dict[int, model.RRset] = {}  # every empty non-terminal shares it: zones are never mutated
+EMPTY_NODE: dict[int, model.RRset] = {}  # every empty non-terminal shares it: zones are never mutated
 _inet_pton = socket.inet_pton
 _AF_INET = socket.AF_INET
 _AF_INET6 = socket.AF_INET6
@@ -530,29 +530,31 @@ def _check(zone: ZonePiece) -> tuple[set[bytes], set[bytes], list[bytes]]:
     if len(apex_ns.rdatas) > MAX_NS_RRSET:
         raise Irregular("too many NS")
 
-    # Owners all exist; add their missing ancestors (empty non-terminals).
+    # Owners all exist; add their missing ancestors (empty non-terminals). Set
+    # operations over every owner's parent, so the loop runs over the few missing.
     exists = set(nodes)
-    exists.add(apex)
+    parents = [owner[owner[0] + 1 :] for owner in nodes]
+    missing = set(parents).difference(exists)
+    missing.discard(apex[apex[0] + 1 :])  # the apex's parent is outside the zone
     ents: list[bytes] = []
-    for owner in nodes:
-        if owner == apex:
-            continue
-        name = owner[owner[0] + 1 :]
+    for name in missing:
         while name not in exists:
             exists.add(name)
             ents.append(name)
             name = name[name[0] + 1 :]
     if cuts:
-        for owner, node in nodes.items():
+        # Only a cut or a name deeper than the apex's children can be at or below a cut.
+        deep = [owner for owner, parent in zip(nodes, parents, strict=True) if parent != apex]
+        for owner in itertools.chain(cuts, deep):
             if owner in cuts:
                 above: bytes | None = owner
             elif owner == apex:
                 continue
             else:
-                parent = owner[owner[0] + 1 :]
-                above = None if parent == apex else _cut_above(parent, apex, cuts)
+                above = _cut_above(owner[owner[0] + 1 :], apex, cuts)
                 if above is None:
                     continue
+            node = nodes[owner]
             for rtype in node:
                 if rtype == _NS and owner == above:
                     continue
@@ -685,5 +687,5 @@ def finish(zone: ZonePiece, path: str, settings: ZoneSettings, report: Reporter)
     nodes = zone.nodes
     nodes[apex][_SOA] = soa
     for name in ents:
-        nodes[name] = _EMPTY
+        nodes[name] = EMPTY_NODE
     return model.Zone(apex, serial, soa, nodes, frozenset(cuts), path)
