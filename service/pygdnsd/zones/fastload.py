@@ -533,8 +533,7 @@ def _check(zone: ZonePiece) -> tuple[set[bytes], set[bytes], list[bytes]]:
     # Owners all exist; add their missing ancestors (empty non-terminals). Set
     # operations over every owner's parent, so the loop runs over the few missing.
     exists = set(nodes)
-    parents = [owner[owner[0] + 1 :] for owner in nodes]
-    missing = set(parents).difference(exists)
+    missing = {owner[owner[0] + 1 :] for owner in nodes}.difference(exists)
     missing.discard(apex[apex[0] + 1 :])  # the apex's parent is outside the zone
     ents: list[bytes] = []
     for name in missing:
@@ -543,8 +542,10 @@ def _check(zone: ZonePiece) -> tuple[set[bytes], set[bytes], list[bytes]]:
             ents.append(name)
             name = name[name[0] + 1 :]
     if cuts:
-        # Only a cut or a name deeper than the apex's children can be at or below a cut.
-        deep = [owner for owner, parent in zip(nodes, parents, strict=True) if parent != apex]
+        # Only a cut or a name deeper than the apex's children can be at or below a cut
+        # (every owner is within the apex: its length says whether it is a child).
+        child_length = len(apex) + 1
+        deep = [owner for owner in nodes if len(owner) != owner[0] + child_length]
         for owner in itertools.chain(cuts, deep):
             if owner in cuts:
                 above: bytes | None = owner
