@@ -262,3 +262,16 @@ def test_split_pieces_start_on_owner_lines(tmp_path: Path) -> None:
     irregular = RICH + "$ORIGIN elsewhere.example.net.\n" + text[len(RICH) :]
     with pytest.raises(fastload.Irregular):
         fastload.split(irregular, APEX, ZoneSettings(), 2)
+
+
+def test_split_first_piece_takes_its_share(tmp_path: Path) -> None:
+    text = RICH + "".join(f"m{i} A 10.0.{i // 256}.{i % 256}\n" for i in range(2000))
+    for parts, share in ((2, 0.56), (3, 0.4)):
+        pieces = fastload.split(text, APEX, ZoneSettings(), parts, share)
+        assert len(pieces) == parts
+        first = pieces[0][1] / len(text)
+        assert share <= first < share + 0.01
+        rest = [(end - begin) / len(text) for begin, end, _ in pieces[1:]]
+        assert max(rest) - min(rest) < 0.01
+    path = write(tmp_path, text)
+    assert forked._split(str(path), APEX, ZoneSettings(threads=3)) == reference(path, ZoneSettings())

@@ -221,12 +221,18 @@ class Start:
     default_ttl: int
 
 
-def split(text: str, apex: bytes, settings: ZoneSettings, parts: int) -> list[tuple[int, int, Start]]:
-    """``text`` cut into about ``parts`` (start, end, state) pieces, each starting on an owner line."""
+def split(
+    text: str, apex: bytes, settings: ZoneSettings, parts: int, first_share: float | None = None
+) -> list[tuple[int, int, Start]]:
+    """``text`` cut into about ``parts`` (start, end, state) pieces, each starting on an owner line.
+
+    The first piece is ``first_share`` of the text (by default, as large as the others).
+    """
     size = len(text)
+    first = 1 / parts if first_share is None else first_share
     cuts = [0]
     for i in range(1, parts):
-        pos = text.find("\n", size * i // parts)
+        pos = text.find("\n", int(size * (first + (1 - first) * (i - 1) / (parts - 1))))
         # Move on to a line that names its owner, so no piece starts with a blank owner.
         while pos != -1 and pos + 1 < size and text[pos + 1] in " \t\n;$":
             pos = text.find("\n", pos + 1)
