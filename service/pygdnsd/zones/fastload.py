@@ -104,7 +104,8 @@ class _Names:
 
     def wire(self, text: str) -> bytes:
         """``text`` as a name; Irregular unless it is plain (see ``_plain``), ``@`` or ``x.@Z``."""
-        if _plain(text):
+        # _plain, inlined: this runs for most names in rdata.
+        if text.isascii() and "@" not in text and "\\" not in text and '"' not in text:
             low = text.lower()
             if "." not in low:
                 if len(low) > names.MAX_LABEL:
@@ -113,18 +114,19 @@ class _Names:
                 if len(wire) > names.MAX_NAME:
                     raise Irregular("long name")
                 return wire
-            if low[-1] == ".":
-                parts = low[:-1].split(".")
-                tail = b"\x00"
-            else:
-                parts = low.split(".")
-                tail = self.origin
-            if max(map(len, parts)) > names.MAX_LABEL:
-                raise Irregular("long label")
-            wire = "".join([chr(len(part)) + part for part in parts]).encode() + tail
-            if len(wire) > names.MAX_NAME:
-                raise Irregular("long name")
-            return wire
+            if low[0] != "." and ".." not in low:
+                if low[-1] == ".":
+                    parts = low[:-1].split(".")
+                    tail = b"\x00"
+                else:
+                    parts = low.split(".")
+                    tail = self.origin
+                if max(map(len, parts)) > names.MAX_LABEL:
+                    raise Irregular("long label")
+                wire = "".join([chr(len(part)) + part for part in parts]).encode() + tail
+                if len(wire) > names.MAX_NAME:
+                    raise Irregular("long name")
+                return wire
         if text == "@":
             return self.origin
         if text == ".":
@@ -181,13 +183,15 @@ def _txt(tokens: list[str]) -> bytes:
     return bytes(out)
 
 
-def _u16(text: str) -> bytes:
+def _u16(text: str, cache: dict[str, bytes]) -> bytes:
+    """A 16-bit field (MX preference, SRV numbers), remembered in ``cache``: the same few values recur."""
     if not text.isdigit() or not text.isascii():
         raise Irregular("number")
     value = int(text)
     if value > 0xFFFF:
         raise Irregular("number")
-    return value.to_bytes(2, "big")
+    got = cache[text] = value.to_bytes(2, "big")
+    return got
 
 
 class ZonePiece:
@@ -301,6 +305,7 @@ def parse_piece(
     min_ttl = settings.min_ttl
     max_ttl = settings.max_ttl
     ttls: dict[str, int] = {}
+    u16s: dict[str, bytes] = {}
     rtypes = _LOWER_TYPES
     targeted = _TARGETED
     owner = b""  # none yet ("" is no name: the root is b"\x00")
@@ -385,13 +390,17 @@ def parse_piece(
             elif rtype == _MX:
                 if fields != 2:
                     raise Irregular("MX")
-                wire = _u16(tokens[pos]) + target_of(tokens[pos + 1])
+                head = u16s.get(tokens[pos]) or _u16(tokens[pos], u16s)
+                wire = head + target_of(tokens[pos + 1])
             elif rtype == _SRV:
                 if fields != 4:
                     raise Irregular("SRV")
-                wire = (
-                    _u16(tokens[pos]) + _u16(tokens[pos + 1]) + _u16(tokens[pos + 2]) + target_of(tokens[pos + 3])
+                head = (
+                    (u16s.get(tokens[pos]) or _u16(tokens[pos], u16s))
+                    + (u16s.get(tokens[pos + 1]) or _u16(tokens[pos + 1], u16s))
+                    + (u16s.get(tokens[pos + 2]) or _u16(tokens[pos + 2], u16s))
                 )
+                wire = head + target_of(tokens[pos + 3])
             elif rtype == _TXT:
                 if not fields:
                     raise Irregular("TXT")
