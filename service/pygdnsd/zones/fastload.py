@@ -4,7 +4,7 @@ The reference path (``zonefile.parse_zone_file`` then ``tree.build_zone``)
 makes a ``Record`` per line and runs each check over every record, keeping
 file and line for every message it may have to write: about 35 s for a
 1M-record zone. Nearly every big zone is clean, so this path reads the file
-line by line into the final per-name dicts directly (names and TTLs cached,
+line by line into the final per-name nodes directly (names and TTLs cached,
 no per-record objects, no line numbers) and only *detects* trouble: the
 first line it does not understand, or anything that would make the
 reference path warn or fail, raises ``Irregular``, and the caller loads that
@@ -199,7 +199,7 @@ class ZonePiece:
 
     def __init__(self, apex: bytes) -> None:
         self.apex = apex
-        self.nodes: dict[bytes, dict[int, model.RRset]] = {}
+        self.nodes: dict[bytes, model.Node] = {}
         self.multi: dict[tuple[bytes, int], list[bytes]] = {}
         self.targets: list[tuple[int, bytes, bytes]] = []
         self.soa: Record | None = None
@@ -284,7 +284,7 @@ def _special_tokens(line: str) -> list[str]:
 def parse_piece(
     lines: Iterable[str], path: str, apex: bytes, settings: ZoneSettings, start: Start | None = None
 ) -> ZonePiece:
-    """The lines of one file, or of one piece of it (see ``split``), read into per-name dicts.
+    """The lines of one file, or of one piece of it (see ``split``), read into per-name nodes.
 
     Lines may keep their newline (``split()`` ignores it). This loop is most
     of the time a big zone takes to load: it avoids calls and temporaries
@@ -424,13 +424,13 @@ def parse_piece(
             set_rtype(rrset, rtype)
             set_ttl(rrset, ttl)
             set_rdatas(rrset, (wire,))
-            nodes[owner] = {rtype: rrset}
+            nodes[owner] = rrset  # a name's only RRset is its node (model.node_of)
             continue
         have = node.get(rtype)
         if have is None:
             if rtype == _CNAME or _CNAME in node:
                 raise Irregular("CNAME and other data")
-            node[rtype] = new_rrset(rtype, ttl, (wire,))
+            nodes[owner] = _with(node, new_rrset(rtype, ttl, (wire,)))
         elif have.ttl != ttl:
             raise Irregular("TTLs disagree")
         else:
@@ -442,8 +442,18 @@ def parse_piece(
     for (name, rtype), more in multi.items():
         node = nodes[name]
         have = node[rtype]
-        node[rtype] = new_rrset(rtype, have.ttl, have.rdatas + tuple(more))
+        nodes[name] = _with(node, new_rrset(rtype, have.ttl, have.rdatas + tuple(more)))
     return out
+
+
+def _with(node: model.Node, rrset: model.RRset) -> model.Node:
+    """``node`` holding ``rrset`` too (in place of one of its type): a dict from the second type on."""
+    if isinstance(node, dict):
+        node[rrset.rtype] = rrset
+        return node
+    if node.rtype == rrset.rtype:
+        return rrset
+    return {node.rtype: node, rrset.rtype: rrset}
 
 
 def _generic_type(text: str) -> int:
@@ -509,7 +519,7 @@ def _cut_above(name: bytes, apex: bytes, cuts: set[bytes]) -> bytes | None:
     return None
 
 
-def _has_address(node: dict[int, model.RRset] | None) -> bool:
+def _has_address(node: model.Node | None) -> bool:
     return node is not None and (_A in node or _AAAA in node)
 
 
@@ -607,7 +617,7 @@ def _check(zone: ZonePiece) -> tuple[set[bytes], set[bytes], list[bytes]]:
 def _check_chain(
     target: bytes,
     apex: bytes,
-    nodes: dict[bytes, dict[int, model.RRset]],
+    nodes: dict[bytes, model.Node],
     exists: set[bytes],
     cuts: set[bytes],
 ) -> None:
@@ -680,11 +690,12 @@ def merge(into: ZonePiece, piece: ZonePiece) -> None:
             if have is None:
                 if rtype == _CNAME or _CNAME in node:
                     raise Irregular("CNAME and other data")
-                node[rtype] = rrset
+                node = _with(node, rrset)
             elif have.ttl != rrset.ttl:
                 raise Irregular("TTLs disagree")
             else:
-                node[rtype] = new_rrset(rtype, have.ttl, have.rdatas + rrset.rdatas)
+                node = _with(node, new_rrset(rtype, have.ttl, have.rdatas + rrset.rdatas))
+        nodes[name] = node
     nodes.update(later)
     into.targets.extend(piece.targets)
     if piece.soa is not None:
@@ -701,7 +712,9 @@ def finish(zone: ZonePiece, path: str, settings: ZoneSettings, report: Reporter)
     # After every Irregular, so no message is written twice.
     soa, serial = soa_rrset(apex, zone.soa, settings, report)
     nodes = zone.nodes
-    nodes[apex][_SOA] = soa
+    apex_node = nodes[apex]
+    assert isinstance(apex_node, dict)  # it holds the SOA and the NS at least
+    apex_node[_SOA] = soa
     for name in ents:
         nodes[name] = EMPTY_NODE
     return model.Zone(apex, serial, soa, nodes, frozenset(cuts), path)

@@ -48,25 +48,33 @@ def _own_share(processes: int) -> float:
     return OWN_WEIGHT / (OWN_WEIGHT + processes - 1)
 
 Warning_ = tuple[str, str, int | None]
-# What a worker sends: RRsets as (ttl, rdatas) under their type, per name.
-PortableNodes = dict[bytes, dict[int, tuple[int, tuple[bytes, ...]]]]
+# What a worker sends, per name: a lone RRset as (type, ttl, rdatas), else
+# {type: (ttl, rdatas)}.
+PortableNodes = dict[bytes, Any]
 
 
-def _portable_nodes(nodes: dict[bytes, dict[int, model.RRset]]) -> PortableNodes:
-    return {name: {rtype: (rrset.ttl, rrset.rdatas) for rtype, rrset in node.items()} for name, node in nodes.items()}
+def _portable_nodes(nodes: dict[bytes, model.Node]) -> PortableNodes:
+    return {
+        name: {rtype: (rrset.ttl, rrset.rdatas) for rtype, rrset in node.items()}
+        if isinstance(node, dict)
+        else (node.rtype, node.ttl, node.rdatas)
+        for name, node in nodes.items()
+    }
 
 
-def _rebuilt_nodes(portable: PortableNodes) -> dict[bytes, dict[int, model.RRset]]:
+def _rebuilt_nodes(portable: PortableNodes) -> dict[bytes, model.Node]:
     """``portable`` turned back into RRsets, in place (the dicts are fresh from marshal)."""
     new_rrset = fastload.new_rrset
-    nodes: dict[bytes, dict[int, Any]] = portable
+    nodes = portable
     empty = fastload.EMPTY_NODE
     for name, node in nodes.items():
-        if not node:
+        if type(node) is tuple:
+            nodes[name] = new_rrset(*node)
+        elif not node:
             nodes[name] = empty  # shared again, as the fast path builds it
-            continue
-        for rtype, (ttl, rdatas) in node.items():
-            node[rtype] = new_rrset(rtype, ttl, rdatas)
+        else:
+            for rtype, (ttl, rdatas) in node.items():
+                node[rtype] = new_rrset(rtype, ttl, rdatas)
     return nodes
 
 
@@ -80,8 +88,8 @@ def _rebuilt_zone(portable: tuple[Any, ...] | None) -> model.Zone | None:
     if portable is None:
         return None
     apex, serial, nodes, cuts, source = portable
-    nodes = _rebuilt_nodes(nodes)
-    return model.Zone(apex, serial, nodes[apex][model.SOA], nodes, frozenset(cuts), source)
+    rebuilt = _rebuilt_nodes(nodes)
+    return model.Zone(apex, serial, rebuilt[apex][model.SOA], rebuilt, frozenset(cuts), source)
 
 
 def _portable_piece(piece: fastload.ZonePiece | None) -> tuple[Any, ...] | None:
