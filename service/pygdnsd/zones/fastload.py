@@ -203,6 +203,9 @@ class ZonePiece:
         self.multi: dict[tuple[bytes, int], list[bytes]] = {}
         self.targets: list[tuple[int, bytes, bytes]] = []
         self.soa: Record | None = None
+        # Owners that are not children of the apex (the apex included): the
+        # only ones that can be below a cut or have a missing parent.
+        self.deep: list[bytes] = []
 
 
 def read_text(path: str) -> str:
@@ -312,6 +315,10 @@ def parse_piece(
     owner_text = ""
     context = rdata.RdataContext(target_of, settings.text_autosplit)
     origin = start.origin
+    origin_deep = origin != apex
+    owner_deep = False
+    child_length = len(apex) + 1  # the length of a child of the apex, less its first label
+    deep = out.deep
     label_max = min(names.MAX_LABEL, names.MAX_NAME - len(origin) - 1)
     new = _NEW
     rrset_class = model.RRset
@@ -341,6 +348,7 @@ def parse_piece(
                         owner = b""  # as the reference: $ORIGIN forgets the owner, $TTL does not
                         owner_text = ""
                         origin = namer.origin
+                        origin_deep = origin != apex
                         label_max = min(names.MAX_LABEL, names.MAX_NAME - len(origin) - 1)
                     continue
                 if (
@@ -352,10 +360,12 @@ def parse_piece(
                     and '"' not in first
                 ):
                     owner = (chr(len(first)) + first.lower()).encode() + origin
+                    owner_deep = origin_deep
                 else:
                     owner = wire_of(first)
                     if first[-1] == "." and not _within(owner, apex):
                         raise Irregular("owner outside the zone")
+                    owner_deep = len(owner) != owner[0] + child_length
                 owner_text = first
             pos = 1
         count = len(tokens)
@@ -425,6 +435,8 @@ def parse_piece(
             set_ttl(rrset, ttl)
             set_rdatas(rrset, (wire,))
             nodes[owner] = rrset  # a name's only RRset is its node (model.node_of)
+            if owner_deep:
+                deep.append(owner)
             continue
         have = node.get(rtype)
         if have is None:
@@ -520,7 +532,11 @@ def _cut_above(name: bytes, apex: bytes, cuts: set[bytes]) -> bytes | None:
 
 
 def _has_address(node: model.Node | None) -> bool:
-    return node is not None and (_A in node or _AAAA in node)
+    if node is None:
+        return False
+    if isinstance(node, dict):
+        return _A in node or _AAAA in node
+    return node.rtype == _A or node.rtype == _AAAA
 
 
 def _check(zone: ZonePiece) -> tuple[set[bytes], set[bytes], list[bytes]]:
@@ -555,10 +571,11 @@ def _check(zone: ZonePiece) -> tuple[set[bytes], set[bytes], list[bytes]]:
     if len(apex_ns.rdatas) > MAX_NS_RRSET:
         raise Irregular("too many NS")
 
-    # Owners all exist; add their missing ancestors (empty non-terminals). Set
-    # operations over every owner's parent, so the loop runs over the few missing.
+    # Owners all exist; add their missing ancestors (empty non-terminals). Only
+    # the deep owners' parents can be missing (the others' parent is the apex).
     exists = set(nodes)
-    missing = {owner[owner[0] + 1 :] for owner in nodes}.difference(exists)
+    deep = zone.deep
+    missing = {owner[owner[0] + 1 :] for owner in deep}.difference(exists)
     missing.discard(apex[apex[0] + 1 :])  # the apex's parent is outside the zone
     ents: list[bytes] = []
     for name in missing:
@@ -566,11 +583,9 @@ def _check(zone: ZonePiece) -> tuple[set[bytes], set[bytes], list[bytes]]:
             exists.add(name)
             ents.append(name)
             name = name[name[0] + 1 :]
+    # The owners at or below a cut: only a cut or a deep owner can be one.
+    below: set[bytes] = set()
     if cuts:
-        # Only a cut or a name deeper than the apex's children can be at or below a cut
-        # (every owner is within the apex: its length says whether it is a child).
-        child_length = len(apex) + 1
-        deep = [owner for owner in nodes if len(owner) != owner[0] + child_length]
         for owner in itertools.chain(cuts, deep):
             if owner in cuts:
                 above: bytes | None = owner
@@ -580,6 +595,7 @@ def _check(zone: ZonePiece) -> tuple[set[bytes], set[bytes], list[bytes]]:
                 above = _cut_above(owner[owner[0] + 1 :], apex, cuts)
                 if above is None:
                     continue
+            below.add(owner)
             node = nodes[owner]
             for rtype in node:
                 if rtype == _NS and owner == above:
@@ -589,27 +605,30 @@ def _check(zone: ZonePiece) -> tuple[set[bytes], set[bytes], list[bytes]]:
             if owner not in used and _has_address(node):
                 raise Irregular("unused glue")
 
+    # Targets that are owners take the short way (every owner is in the zone,
+    # and ``below`` says whether a cut is above it); the others the long one.
     for rtype, _owner, target in zone.targets:
         if rtype == _NS:
-            if (
-                cuts
-                and _within(target, apex)
-                and _cut_above(target, apex, cuts) is not None
-                and not _has_address(nodes.get(target))
-            ):
+            found = nodes.get(target)
+            if found is not None:
+                if target in below and not _has_address(found):
+                    raise Irregular("glue missing")
+            elif cuts and _within(target, apex) and _cut_above(target, apex, cuts) is not None:
                 raise Irregular("glue missing")
         elif rtype == _CNAME:
-            _check_chain(target, apex, nodes, exists, cuts)
+            found = nodes.get(target)
+            if found is None or target in below or _CNAME in found:
+                _check_chain(target, apex, nodes, exists, cuts)
         elif rtype == _PTR:
             if _within(target, apex):
                 raise Irregular("same-zone PTR")
         else:
             name = target[2:] if rtype == _MX else target[6:]
-            if (
-                _within(name, apex)
-                and (not cuts or _cut_above(name, apex, cuts) is None)
-                and not _has_address(nodes.get(name))
-            ):
+            found = nodes.get(name)
+            if found is not None:
+                if name not in below and not _has_address(found):
+                    raise Irregular("MX/SRV target without addresses")
+            elif _within(name, apex) and (not cuts or _cut_above(name, apex, cuts) is None):
                 raise Irregular("MX/SRV target without addresses")
     return cuts, exists, ents
 
@@ -698,6 +717,7 @@ def merge(into: ZonePiece, piece: ZonePiece) -> None:
         nodes[name] = node
     nodes.update(later)
     into.targets.extend(piece.targets)
+    into.deep.extend(piece.deep)
     if piece.soa is not None:
         if into.soa is not None:
             raise Irregular("SOA")

@@ -97,16 +97,17 @@ def _portable_piece(piece: fastload.ZonePiece | None) -> tuple[Any, ...] | None:
         return None
     soa = piece.soa
     record = None if soa is None else (soa.owner, soa.rtype, soa.ttl, soa.rdata, soa.path, soa.line, soa.dyn_min)
-    return (piece.apex, _portable_nodes(piece.nodes), piece.targets, record)
+    return (piece.apex, _portable_nodes(piece.nodes), piece.targets, record, piece.deep)
 
 
 def _rebuilt_piece(portable: object) -> fastload.ZonePiece | None:
     if not isinstance(portable, tuple):
         return None
-    apex, nodes, targets, record = portable
+    apex, nodes, targets, record, deep = portable
     piece = fastload.ZonePiece(apex)
     piece.nodes = _rebuilt_nodes(nodes)
     piece.targets = targets
+    piece.deep = deep
     piece.soa = None if record is None else Record(*record)
     return piece
 
