@@ -52,6 +52,7 @@ wild.* A 192.0.2.6
 * MX 20 mail
 *.w CNAME mail
 viawild CNAME x.w
+tocut CNAME ns.sub
 sub NS ns.sub
 sub NS ns.example.net.
 ns.sub A 192.0.2.9
@@ -125,6 +126,7 @@ IRREGULAR = [
     "dangling CNAME nowhere.p",  # CNAME to NXDOMAIN (no *.p)
     "ptr2 PTR mail.example.org.",  # same-zone PTR
     "mx2 MX 1 nothing",  # MX target without addresses
+    "mx3 MX 1 b.c.o",  # MX target that exists, without addresses
     "ns.sub TXT glue",  # data below a cut
     "deep.ns.sub A 192.0.2.53",  # unused glue
     "sub2 NS ns.sub2",  # missing glue
@@ -237,6 +239,9 @@ def test_split_file_equals_one_pass(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     for i in range(400):
         # Owners that come back in a later piece, $ORIGIN and $TTL changes across the cut points.
         lines.append(f"h{i % 50} A 10.0.{i // 256}.{i % 256}\n")
+        if i % 7 == 0:
+            # A second type for a name, maybe in another piece: a lone RRset becomes a dict.
+            lines.append(f"h{(i * 3) % 50} AAAA 2001:db8::{i:x}\n")
         if i % 97 == 0:
             lines.append(f"$TTL {300 + i}\n$ORIGIN s{i}.@Z\n@ TXT piece{i}\n")
     path = write(tmp_path, "".join(lines))
