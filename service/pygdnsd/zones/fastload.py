@@ -536,7 +536,7 @@ def _has_address(node: model.Node | None) -> bool:
         return False
     if isinstance(node, dict):
         return _A in node or _AAAA in node
-    return node.rtype == _A or node.rtype == _AAAA
+    return node.rtype in _ADDRESS
 
 
 def _check(zone: ZonePiece) -> tuple[set[bytes], set[bytes], list[bytes]]:
@@ -592,17 +592,25 @@ def _check(zone: ZonePiece) -> tuple[set[bytes], set[bytes], list[bytes]]:
             elif owner == apex:
                 continue
             else:
-                above = _cut_above(owner[owner[0] + 1 :], apex, cuts)
+                parent = owner[owner[0] + 1 :]
+                above = parent if parent in cuts else _cut_above(parent, apex, cuts)
                 if above is None:
                     continue
             below.add(owner)
             node = nodes[owner]
-            for rtype in node:
-                if rtype == _NS and owner == above:
-                    continue
-                if rtype != _A and rtype != _AAAA:
+            if isinstance(node, dict):
+                for rtype in node:
+                    if rtype == _NS and owner == above:
+                        continue
+                    if rtype != _A and rtype != _AAAA:
+                        raise Irregular("data below a delegation")
+                address = _A in node or _AAAA in node
+            else:
+                rtype = node.rtype
+                address = rtype in _ADDRESS
+                if not address and not (rtype == _NS and owner == above):
                     raise Irregular("data below a delegation")
-            if owner not in used and _has_address(node):
+            if address and owner not in used:
                 raise Irregular("unused glue")
 
     # Targets that are owners take the short way (every owner is in the zone,
