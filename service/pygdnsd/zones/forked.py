@@ -100,12 +100,28 @@ def _portable_piece(piece: fastload.ZonePiece | None) -> tuple[Any, ...] | None:
     return (piece.apex, _portable_nodes(piece.nodes), piece.targets, record, piece.deep)
 
 
-def _rebuilt_piece(portable: object) -> fastload.ZonePiece | None:
+def _rebuilt_piece(portable: object, known: dict[bytes, model.Node]) -> fastload.ZonePiece | None:
+    """A worker's piece; its names not in ``known`` (the earlier pieces) go straight there.
+
+    Only the names both hold stay in the piece, for ``fastload.merge``: no
+    second pass over the worker's names.
+    """
     if not isinstance(portable, tuple):
         return None
     apex, nodes, targets, record, deep = portable
+    new_rrset = fastload.new_rrset
+    shared: dict[bytes, model.Node] = {}
+    for name, node in nodes.items():
+        if type(node) is tuple:
+            built: model.Node = new_rrset(*node)
+        else:
+            built = {rtype: new_rrset(rtype, ttl, rdatas) for rtype, (ttl, rdatas) in node.items()}
+        if name in known:
+            shared[name] = built
+        else:
+            known[name] = built
     piece = fastload.ZonePiece(apex)
-    piece.nodes = _rebuilt_nodes(nodes)
+    piece.nodes = shared
     piece.targets = targets
     piece.deep = deep
     piece.soa = None if record is None else Record(*record)
@@ -257,7 +273,7 @@ def _split(path: str, apex: bytes, settings: ZoneSettings) -> model.Zone | None:
             return None
         with fastload.collector_paused():
             for answer in answers:
-                piece = _rebuilt_piece(answer)
+                piece = _rebuilt_piece(answer, first.nodes)
                 if piece is None:
                     return None
                 fastload.merge(first, piece)
