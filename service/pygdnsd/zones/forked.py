@@ -111,7 +111,8 @@ def _rebuilt_piece(portable: object, known: dict[bytes, model.Node]) -> fastload
     apex, nodes, targets, record, deep = portable
     new_rrset = fastload.new_rrset
     shared: dict[bytes, model.Node] = {}
-    for name, node in nodes.items():
+    while nodes:
+        name, node = nodes.popitem()  # each portable node is freed as soon as it is rebuilt
         if type(node) is tuple:
             built: model.Node = new_rrset(*node)
         else:
