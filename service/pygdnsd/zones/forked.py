@@ -5,7 +5,7 @@ interpreter lock, so this forks worker processes instead. A worker gets a
 run of small zone files, or a piece of one big file (``fastload.split``),
 reads it with the fast path and sends the result back with ``marshal``;
 meanwhile this process reads its own share. Results travel as plain dicts,
-tuples and bytes (``_portable``), which marshal writes and reads at C
+tuples and bytes (``_portable_*``), which marshal writes and reads at C
 speed, and RRsets are rebuilt here with ``fastload.new_rrset``: that is
 what makes the transfer cheaper than the reading.
 
@@ -45,6 +45,7 @@ OWN_WEIGHT = 1.27
 
 
 def _own_share(processes: int) -> float:
+    """This process's fraction of the reading when ``processes`` share it."""
     return OWN_WEIGHT / (OWN_WEIGHT + processes - 1)
 
 Warning_ = tuple[str, str, int | None]
