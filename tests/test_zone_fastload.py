@@ -52,11 +52,14 @@ wild.* A 192.0.2.6
 * MX 20 mail
 *.w CNAME mail
 viawild CNAME x.w
+tocut CNAME ns.sub
 sub NS ns.sub
 sub NS ns.example.net.
 ns.sub A 192.0.2.9
 ns.sub AAAA 2001:db8::9
 t99 TYPE99 \\# 6 05763d737066
+Odd+Chars/1=x!y 60 A 192.0.2.33
+q TXT "semi;colon" "(paren)" unquoted"quoted"
 $TTL 300
 late A 192.0.2.30
 absolute.example.org. A 192.0.2.31
@@ -123,6 +126,7 @@ IRREGULAR = [
     "dangling CNAME nowhere.p",  # CNAME to NXDOMAIN (no *.p)
     "ptr2 PTR mail.example.org.",  # same-zone PTR
     "mx2 MX 1 nothing",  # MX target without addresses
+    "mx3 MX 1 b.c.o",  # MX target that exists, without addresses
     "ns.sub TXT glue",  # data below a cut
     "deep.ns.sub A 192.0.2.53",  # unused glue
     "sub2 NS ns.sub2",  # missing glue
@@ -133,6 +137,8 @@ IRREGULAR = [
     "dyn DYNA weighted!pool",
     "esc TXT \"a\\065\"",
     "bad A 300.1.2.3",
+    'odd TXT "a" "b',  # an unterminated quote
+    "caf\u00e9 A 192.0.2.56",  # non-ASCII owner
     "@ SOA ns1 hostmaster 1 2 3 4 5",
 ]
 
@@ -233,6 +239,9 @@ def test_split_file_equals_one_pass(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     for i in range(400):
         # Owners that come back in a later piece, $ORIGIN and $TTL changes across the cut points.
         lines.append(f"h{i % 50} A 10.0.{i // 256}.{i % 256}\n")
+        if i % 7 == 0:
+            # A second type for a name, maybe in another piece: a lone RRset becomes a dict.
+            lines.append(f"h{(i * 3) % 50} AAAA 2001:db8::{i:x}\n")
         if i % 97 == 0:
             lines.append(f"$TTL {300 + i}\n$ORIGIN s{i}.@Z\n@ TXT piece{i}\n")
     path = write(tmp_path, "".join(lines))
@@ -258,3 +267,16 @@ def test_split_pieces_start_on_owner_lines(tmp_path: Path) -> None:
     irregular = RICH + "$ORIGIN elsewhere.example.net.\n" + text[len(RICH) :]
     with pytest.raises(fastload.Irregular):
         fastload.split(irregular, APEX, ZoneSettings(), 2)
+
+
+def test_split_first_piece_takes_its_share(tmp_path: Path) -> None:
+    text = RICH + "".join(f"m{i} A 10.0.{i // 256}.{i % 256}\n" for i in range(2000))
+    for parts, share in ((2, 0.56), (3, 0.4)):
+        pieces = fastload.split(text, APEX, ZoneSettings(), parts, share)
+        assert len(pieces) == parts
+        first = pieces[0][1] / len(text)
+        assert share <= first < share + 0.01
+        rest = [(end - begin) / len(text) for begin, end, _ in pieces[1:]]
+        assert max(rest) - min(rest) < 0.01
+    path = write(tmp_path, text)
+    assert forked._split(str(path), APEX, ZoneSettings(threads=3)) == reference(path, ZoneSettings())

@@ -194,3 +194,19 @@ def test_gdnsd_serves_what_we_loaded(
         theirs = [packed(rr.rdata) for rr in answers]
         # gdnsd rotates address RRsets, so compare as sorted lists (duplicates count).
         assert sorted(theirs) == sorted(ours.rdatas), (qname, qtype)
+
+
+def test_a_name_with_one_rrset_is_stored_as_that_rrset() -> None:
+    zone = load_zones(GOOD, ZoneSettings()).zones[n("example.com.")]
+    node = zone.nodes[n("alias.example.com.")]
+    assert isinstance(node, model.RRset)
+    cname = node[model.CNAME]
+    assert cname is node and node.get(model.CNAME) is node
+    assert node.get(model.A) is None and model.A not in node and model.CNAME in node
+    assert list(node) == [model.CNAME] and len(node) == 1
+    assert dict(node.items()) == {model.CNAME: node}
+    with pytest.raises(KeyError):
+        node[model.A]
+    # Names with more types keep a dict; empty non-terminals an empty one.
+    assert isinstance(zone.nodes[n("example.com.")], dict)
+    assert model.node_of({}) == {}

@@ -107,7 +107,7 @@ class Location:
     kind: str
     zone: Zone
     name: bytes
-    node: dict[int, RRset]
+    node: model.Node
 
 
 def locate(zone: Zone, qname: bytes) -> Location:

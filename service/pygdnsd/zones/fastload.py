@@ -4,7 +4,7 @@ The reference path (``zonefile.parse_zone_file`` then ``tree.build_zone``)
 makes a ``Record`` per line and runs each check over every record, keeping
 file and line for every message it may have to write: about 35 s for a
 1M-record zone. Nearly every big zone is clean, so this path reads the file
-line by line into the final per-name dicts directly (names and TTLs cached,
+line by line into the final per-name nodes directly (names and TTLs cached,
 no per-record objects, no line numbers) and only *detects* trouble: the
 first line it does not understand, or anything that would make the
 reference path warn or fail, raises ``Irregular``, and the caller loads that
@@ -45,13 +45,15 @@ _TYPES = {
 _LOWER_TYPES = {**_TYPES, **{k.lower(): v for k, v in _TYPES.items()}}
 _TARGETED = frozenset((_NS, _CNAME, _PTR, _MX, _SRV))
 _ADDRESS = (_A, _AAAA)
-_PLAIN_RE = re.compile(r"[A-Za-z0-9_*-]+(?:\.[A-Za-z0-9_*-]+)*\.?")
 _DIRECTIVE_RE = re.compile(r"^\$[^\n]*", re.MULTILINE)
 _LABEL_RE = re.compile(r"[A-Za-z0-9_*-]+")
 _SPECIAL_RE = re.compile(r'["();\\\r]')
+_UNQUOTED_SPECIAL_RE = re.compile(r"[();\\]")
+# ``zonefile.tokenize`` for a line whose only special characters are balanced quotes.
+_QUOTED_RE = re.compile(r'"[^"]*"|[^\s"]+')
 _ACME = b"\x0f_acme-challenge"
 _WILDCARD = b"\x01*"
-_EMPTY: dict[int, model.RRset] = {}  # every empty non-terminal shares it: zones are never mutated
+EMPTY_NODE: dict[int, model.RRset] = {}  # every empty non-terminal shares it: zones are never mutated
 _inet_pton = socket.inet_pton
 _AF_INET = socket.AF_INET
 _AF_INET6 = socket.AF_INET6
@@ -101,35 +103,37 @@ class _Names:
             self.cache = {}
 
     def wire(self, text: str) -> bytes:
-        """``text`` as a name; Irregular unless it is plain (letters, digits, ``-_*``), ``@`` or ``x.@Z``."""
-        if _PLAIN_RE.fullmatch(text) is not None:
+        """``text`` as a name; Irregular unless it is plain (see ``_plain``), ``@`` or ``x.@Z``."""
+        # _plain, inlined: this runs for most names in rdata.
+        if text.isascii() and "@" not in text and "\\" not in text and '"' not in text:
             low = text.lower()
-            if low[-1] == ".":
-                parts = low[:-1].split(".")
-                tail = b"\x00"
-            else:
-                if "." not in low:
-                    if len(low) > names.MAX_LABEL:
-                        raise Irregular("long label")
-                    wire = (chr(len(low)) + low).encode() + self.origin
-                    if len(wire) > names.MAX_NAME:
-                        raise Irregular("long name")
-                    return wire
-                parts = low.split(".")
-                tail = self.origin
-            if max(map(len, parts)) > names.MAX_LABEL:
-                raise Irregular("long label")
-            wire = "".join([chr(len(part)) + part for part in parts]).encode() + tail
-            if len(wire) > names.MAX_NAME:
-                raise Irregular("long name")
-            return wire
+            if "." not in low:
+                if len(low) > names.MAX_LABEL:
+                    raise Irregular("long label")
+                wire = (chr(len(low)) + low).encode() + self.origin
+                if len(wire) > names.MAX_NAME:
+                    raise Irregular("long name")
+                return wire
+            if low[0] != "." and ".." not in low:
+                if low[-1] == ".":
+                    parts = low[:-1].split(".")
+                    tail = b"\x00"
+                else:
+                    parts = low.split(".")
+                    tail = self.origin
+                if max(map(len, parts)) > names.MAX_LABEL:
+                    raise Irregular("long label")
+                wire = "".join([chr(len(part)) + part for part in parts]).encode() + tail
+                if len(wire) > names.MAX_NAME:
+                    raise Irregular("long name")
+                return wire
         if text == "@":
             return self.origin
         if text == ".":
             return names.ROOT
         if text == "@Z":
             return self.apex
-        if text.endswith(".@Z") and _PLAIN_RE.fullmatch(text[:-3]) and not text[:-3].endswith("."):
+        if text.endswith(".@Z") and _plain(text[:-3]) and not text[:-3].endswith("."):
             saved = self.origin
             self.origin = self.apex
             try:
@@ -148,6 +152,21 @@ class _Names:
         return hit
 
 
+def _plain(text: str) -> bool:
+    """A name written without escapes, quotes or ``@``: ASCII in non-empty labels, each byte standing for itself.
+
+    That is what the reference path reads literally too (``names.from_text_plain``).
+    """
+    return (
+        text.isascii()
+        and "@" not in text
+        and "\\" not in text
+        and '"' not in text
+        and text[:1] != "."
+        and ".." not in text
+    )
+
+
 def _txt(tokens: list[str]) -> bytes:
     """Plain TXT strings (no escapes, each under 256 bytes); others go to rdata.encode."""
     out = bytearray()
@@ -164,13 +183,15 @@ def _txt(tokens: list[str]) -> bytes:
     return bytes(out)
 
 
-def _u16(text: str) -> bytes:
+def _u16(text: str, cache: dict[str, bytes]) -> bytes:
+    """A 16-bit field (MX preference, SRV numbers), remembered in ``cache``: the same few values recur."""
     if not text.isdigit() or not text.isascii():
         raise Irregular("number")
     value = int(text)
     if value > 0xFFFF:
         raise Irregular("number")
-    return value.to_bytes(2, "big")
+    got = cache[text] = value.to_bytes(2, "big")
+    return got
 
 
 class ZonePiece:
@@ -178,10 +199,13 @@ class ZonePiece:
 
     def __init__(self, apex: bytes) -> None:
         self.apex = apex
-        self.nodes: dict[bytes, dict[int, model.RRset]] = {}
+        self.nodes: dict[bytes, model.Node] = {}
         self.multi: dict[tuple[bytes, int], list[bytes]] = {}
         self.targets: list[tuple[int, bytes, bytes]] = []
         self.soa: Record | None = None
+        # Owners that are not children of the apex (the apex included): the
+        # only ones that can be below a cut or have a missing parent.
+        self.deep: list[bytes] = []
 
 
 def read_text(path: str) -> str:
@@ -204,12 +228,18 @@ class Start:
     default_ttl: int
 
 
-def split(text: str, apex: bytes, settings: ZoneSettings, parts: int) -> list[tuple[int, int, Start]]:
-    """``text`` cut into about ``parts`` (start, end, state) pieces, each starting on an owner line."""
+def split(
+    text: str, apex: bytes, settings: ZoneSettings, parts: int, first_share: float | None = None
+) -> list[tuple[int, int, Start]]:
+    """``text`` cut into about ``parts`` (start, end, state) pieces, each starting on an owner line.
+
+    The first piece is ``first_share`` of the text (by default, as large as the others).
+    """
     size = len(text)
+    first = 1 / parts if first_share is None else first_share
     cuts = [0]
     for i in range(1, parts):
-        pos = text.find("\n", size * i // parts)
+        pos = text.find("\n", int(size * (first + (1 - first) * (i - 1) / (parts - 1))))
         # Move on to a line that names its owner, so no piece starts with a blank owner.
         while pos != -1 and pos + 1 < size and text[pos + 1] in " \t\n;$":
             pos = text.find("\n", pos + 1)
@@ -238,12 +268,30 @@ def split(text: str, apex: bytes, settings: ZoneSettings, parts: int) -> list[tu
     return pieces
 
 
+def _special_tokens(line: str) -> list[str]:
+    """The tokens of a line holding quotes, parentheses, a comment or escapes; Irregular for what the fast path leaves."""
+    if "\r" in line:
+        raise Irregular("carriage return")
+    if _UNQUOTED_SPECIAL_RE.search(line) is None and not line.count('"') & 1:
+        # Only (balanced) quotes, as in most TXT lines: what ``tokenize`` finds, without its loop.
+        return _QUOTED_RE.findall(line)
+    try:
+        tokens = tokenize(line)
+    except ValueError:
+        raise Irregular("tokens") from None
+    if "(" in tokens or ")" in tokens:
+        raise Irregular("parentheses")
+    return tokens
+
+
 def parse_piece(
     lines: Iterable[str], path: str, apex: bytes, settings: ZoneSettings, start: Start | None = None
 ) -> ZonePiece:
-    """The lines of one file, or of one piece of it (see ``split``), read into per-name dicts.
+    """The lines of one file, or of one piece of it (see ``split``), read into per-name nodes.
 
-    Lines may keep their newline (``split()`` ignores it).
+    Lines may keep their newline (``split()`` ignores it). This loop is most
+    of the time a big zone takes to load: it avoids calls and temporaries
+    for the common lines (a plain owner, a known type, one-token rdata).
     """
     if start is None:
         start = Start(1, apex, settings.default_ttl)
@@ -260,50 +308,65 @@ def parse_piece(
     min_ttl = settings.min_ttl
     max_ttl = settings.max_ttl
     ttls: dict[str, int] = {}
+    u16s: dict[str, bytes] = {}
     rtypes = _LOWER_TYPES
-    owner: bytes | None = None
+    targeted = _TARGETED
+    owner = b""  # none yet ("" is no name: the root is b"\x00")
+    owner_text = ""
     context = rdata.RdataContext(target_of, settings.text_autosplit)
     origin = start.origin
+    origin_deep = origin != apex
+    owner_deep = False
+    child_length = len(apex) + 1  # the length of a child of the apex, less its first label
+    deep = out.deep
     label_max = min(names.MAX_LABEL, names.MAX_NAME - len(origin) - 1)
-    plain_label = _LABEL_RE.fullmatch
+    new = _NEW
+    rrset_class = model.RRset
+    set_rtype = _SET_RTYPE
+    set_ttl = _SET_TTL
+    set_rdatas = _SET_RDATAS
     for number, line in enumerate(lines, start.line):
-        if not line:
-            continue
         if special(line) is None:
             tokens = line.split()
         else:
-            if "\r" in line:
-                raise Irregular("carriage return")
-            try:
-                tokens = tokenize(line)
-            except ValueError:
-                raise Irregular("tokens") from None
-            if "(" in tokens or ")" in tokens:
-                raise Irregular("parentheses")
+            tokens = _special_tokens(line)
         if not tokens:
             continue
         lead = line[0]
         if lead == " " or lead == "\t":
-            if owner is None:
+            if not owner:
                 raise Irregular("blank owner")
             pos = 0
         else:
             first = tokens[0]
-            if lead == "$":
-                _directive(tokens, namer)
-                if tokens[0].upper() == "$TTL":
-                    default_ttl = parse_ttl(tokens[1])
+            if first != owner_text:
+                if lead == "$":
+                    _directive(tokens, namer)
+                    if tokens[0].upper() == "$TTL":
+                        default_ttl = parse_ttl(tokens[1])
+                    else:
+                        owner = b""  # as the reference: $ORIGIN forgets the owner, $TTL does not
+                        owner_text = ""
+                        origin = namer.origin
+                        origin_deep = origin != apex
+                        label_max = min(names.MAX_LABEL, names.MAX_NAME - len(origin) - 1)
+                    continue
+                if (
+                    "." not in first
+                    and "@" not in first
+                    and first.isascii()
+                    and len(first) <= label_max
+                    and "\\" not in first
+                    and '"' not in first
+                ):
+                    owner = (chr(len(first)) + first.lower()).encode() + origin
+                    owner_deep = origin_deep
                 else:
-                    owner = None  # as the reference: $ORIGIN forgets the owner, $TTL does not
-                    origin = namer.origin
-                    label_max = min(names.MAX_LABEL, names.MAX_NAME - len(origin) - 1)
-                continue
-            if plain_label(first) is not None and len(first) <= label_max:
-                owner = (chr(len(first)) + first.lower()).encode() + origin
-            else:
-                owner = wire_of(first)
-                if first[-1] == "." and not _within(owner, apex):
-                    raise Irregular("owner outside the zone")
+                    owner = wire_of(first)
+                    if first[-1] == "." and not _within(owner, apex):
+                        raise Irregular("owner outside the zone")
+                    owner_deep = len(owner) != owner[0] + child_length
+                owner_text = first
             pos = 1
         count = len(tokens)
         if pos >= count:
@@ -315,59 +378,71 @@ def parse_piece(
             if pos >= count:
                 raise Irregular("no type")
             rtype = rtypes.get(tokens[pos]) or _generic_type(tokens[pos])
-            if ttl < min_ttl or ttl > max_ttl:
-                raise Irregular("ttl clamp")
         else:
             ttl = default_ttl
-            if ttl < min_ttl or ttl > max_ttl:
-                raise Irregular("ttl clamp")
-        args = tokens[pos + 1 :]
+        if ttl < min_ttl or ttl > max_ttl:
+            raise Irregular("ttl clamp")
+        pos += 1
+        fields = count - pos
         try:
             if rtype == _A:
-                if len(args) != 1:
+                if fields != 1:
                     raise Irregular("A")
-                wire = _inet_pton(_AF_INET, args[0])
+                wire = _inet_pton(_AF_INET, tokens[pos])
             elif rtype == _AAAA:
-                if len(args) != 1:
+                if fields != 1:
                     raise Irregular("AAAA")
-                wire = _inet_pton(_AF_INET6, args[0])
+                wire = _inet_pton(_AF_INET6, tokens[pos])
             elif rtype in (_CNAME, _NS, _PTR):
-                if len(args) != 1:
+                if fields != 1:
                     raise Irregular("target")
-                wire = target_of(args[0])
+                wire = target_of(tokens[pos])
             elif rtype == _MX:
-                if len(args) != 2:
+                if fields != 2:
                     raise Irregular("MX")
-                wire = _u16(args[0]) + target_of(args[1])
+                head = u16s.get(tokens[pos]) or _u16(tokens[pos], u16s)
+                wire = head + target_of(tokens[pos + 1])
             elif rtype == _SRV:
-                if len(args) != 4:
+                if fields != 4:
                     raise Irregular("SRV")
-                wire = _u16(args[0]) + _u16(args[1]) + _u16(args[2]) + target_of(args[3])
+                head = (
+                    (u16s.get(tokens[pos]) or _u16(tokens[pos], u16s))
+                    + (u16s.get(tokens[pos + 1]) or _u16(tokens[pos + 1], u16s))
+                    + (u16s.get(tokens[pos + 2]) or _u16(tokens[pos + 2], u16s))
+                )
+                wire = head + target_of(tokens[pos + 3])
             elif rtype == _TXT:
-                if not args:
+                if not fields:
                     raise Irregular("TXT")
-                wire = _txt(args)
+                wire = _txt(tokens[pos:])
                 if owner.startswith(_ACME):
                     raise Irregular("ACME TXT")
             else:
                 if rtype == _SOA and (owner != apex or out.soa is not None):
                     raise Irregular("SOA")
-                wire = rdata.encode(rtype, tokens[pos].upper(), args, context)
+                wire = rdata.encode(rtype, tokens[pos - 1].upper(), tokens[pos:], context)
                 if rtype == _SOA:
                     out.soa = Record(owner, rtype, ttl, wire, path, number)
         except (OSError, ValueError, names.NameError_):
             raise Irregular("rdata") from None
-        if rtype in _TARGETED:
+        if rtype in targeted:
             targets.append((rtype, owner, wire))
         node = nodes.get(owner)
         if node is None:
-            nodes[owner] = {rtype: new_rrset(rtype, ttl, (wire,))}
+            # new_rrset, inlined: this runs once per record.
+            rrset = new(rrset_class)
+            set_rtype(rrset, rtype)
+            set_ttl(rrset, ttl)
+            set_rdatas(rrset, (wire,))
+            nodes[owner] = rrset  # a name's only RRset is its node (model.node_of)
+            if owner_deep:
+                deep.append(owner)
             continue
         have = node.get(rtype)
         if have is None:
             if rtype == _CNAME or _CNAME in node:
                 raise Irregular("CNAME and other data")
-            node[rtype] = new_rrset(rtype, ttl, (wire,))
+            nodes[owner] = _with(node, new_rrset(rtype, ttl, (wire,)))
         elif have.ttl != ttl:
             raise Irregular("TTLs disagree")
         else:
@@ -379,8 +454,18 @@ def parse_piece(
     for (name, rtype), more in multi.items():
         node = nodes[name]
         have = node[rtype]
-        node[rtype] = new_rrset(rtype, have.ttl, have.rdatas + tuple(more))
+        nodes[name] = _with(node, new_rrset(rtype, have.ttl, have.rdatas + tuple(more)))
     return out
+
+
+def _with(node: model.Node, rrset: model.RRset) -> model.Node:
+    """``node`` holding ``rrset`` too (in place of one of its type): a dict from the second type on."""
+    if isinstance(node, dict):
+        node[rrset.rtype] = rrset
+        return node
+    if node.rtype == rrset.rtype:
+        return rrset
+    return {node.rtype: node, rrset.rtype: rrset}
 
 
 def _generic_type(text: str) -> int:
@@ -446,8 +531,12 @@ def _cut_above(name: bytes, apex: bytes, cuts: set[bytes]) -> bytes | None:
     return None
 
 
-def _has_address(node: dict[int, model.RRset] | None) -> bool:
-    return node is not None and (_A in node or _AAAA in node)
+def _has_address(node: model.Node | None) -> bool:
+    if node is None:
+        return False
+    if isinstance(node, dict):
+        return _A in node or _AAAA in node
+    return node.rtype in _ADDRESS
 
 
 def _check(zone: ZonePiece) -> tuple[set[bytes], set[bytes], list[bytes]]:
@@ -482,58 +571,72 @@ def _check(zone: ZonePiece) -> tuple[set[bytes], set[bytes], list[bytes]]:
     if len(apex_ns.rdatas) > MAX_NS_RRSET:
         raise Irregular("too many NS")
 
-    # Owners all exist; add their missing ancestors (empty non-terminals).
+    # Owners all exist; add their missing ancestors (empty non-terminals). Only
+    # the deep owners' parents can be missing (the others' parent is the apex).
     exists = set(nodes)
-    exists.add(apex)
+    deep = zone.deep
+    missing = {owner[owner[0] + 1 :] for owner in deep}.difference(exists)
+    missing.discard(apex[apex[0] + 1 :])  # the apex's parent is outside the zone
     ents: list[bytes] = []
-    for owner in nodes:
-        if owner == apex:
-            continue
-        name = owner[owner[0] + 1 :]
+    for name in missing:
         while name not in exists:
             exists.add(name)
             ents.append(name)
             name = name[name[0] + 1 :]
+    # The owners at or below a cut: only a cut or a deep owner can be one.
+    below: set[bytes] = set()
     if cuts:
-        for owner, node in nodes.items():
+        for owner in itertools.chain(cuts, deep):
             if owner in cuts:
                 above: bytes | None = owner
             elif owner == apex:
                 continue
             else:
                 parent = owner[owner[0] + 1 :]
-                above = None if parent == apex else _cut_above(parent, apex, cuts)
+                above = parent if parent in cuts else _cut_above(parent, apex, cuts)
                 if above is None:
                     continue
-            for rtype in node:
-                if rtype == _NS and owner == above:
-                    continue
-                if rtype != _A and rtype != _AAAA:
+            below.add(owner)
+            node = nodes[owner]
+            if isinstance(node, dict):
+                for rtype in node:
+                    if rtype == _NS and owner == above:
+                        continue
+                    if rtype != _A and rtype != _AAAA:
+                        raise Irregular("data below a delegation")
+                address = _A in node or _AAAA in node
+            else:
+                rtype = node.rtype
+                address = rtype in _ADDRESS
+                if not address and not (rtype == _NS and owner == above):
                     raise Irregular("data below a delegation")
-            if owner not in used and _has_address(node):
+            if address and owner not in used:
                 raise Irregular("unused glue")
 
+    # Targets that are owners take the short way (every owner is in the zone,
+    # and ``below`` says whether a cut is above it); the others the long one.
     for rtype, _owner, target in zone.targets:
         if rtype == _NS:
-            if (
-                cuts
-                and _within(target, apex)
-                and _cut_above(target, apex, cuts) is not None
-                and not _has_address(nodes.get(target))
-            ):
+            found = nodes.get(target)
+            if found is not None:
+                if target in below and not _has_address(found):
+                    raise Irregular("glue missing")
+            elif cuts and _within(target, apex) and _cut_above(target, apex, cuts) is not None:
                 raise Irregular("glue missing")
         elif rtype == _CNAME:
-            _check_chain(target, apex, nodes, exists, cuts)
+            found = nodes.get(target)
+            if found is None or target in below or _CNAME in found:
+                _check_chain(target, apex, nodes, exists, cuts)
         elif rtype == _PTR:
             if _within(target, apex):
                 raise Irregular("same-zone PTR")
         else:
             name = target[2:] if rtype == _MX else target[6:]
-            if (
-                _within(name, apex)
-                and (not cuts or _cut_above(name, apex, cuts) is None)
-                and not _has_address(nodes.get(name))
-            ):
+            found = nodes.get(name)
+            if found is not None:
+                if name not in below and not _has_address(found):
+                    raise Irregular("MX/SRV target without addresses")
+            elif _within(name, apex) and (not cuts or _cut_above(name, apex, cuts) is None):
                 raise Irregular("MX/SRV target without addresses")
     return cuts, exists, ents
 
@@ -541,7 +644,7 @@ def _check(zone: ZonePiece) -> tuple[set[bytes], set[bytes], list[bytes]]:
 def _check_chain(
     target: bytes,
     apex: bytes,
-    nodes: dict[bytes, dict[int, model.RRset]],
+    nodes: dict[bytes, model.Node],
     exists: set[bytes],
     cuts: set[bytes],
 ) -> None:
@@ -614,13 +717,15 @@ def merge(into: ZonePiece, piece: ZonePiece) -> None:
             if have is None:
                 if rtype == _CNAME or _CNAME in node:
                     raise Irregular("CNAME and other data")
-                node[rtype] = rrset
+                node = _with(node, rrset)
             elif have.ttl != rrset.ttl:
                 raise Irregular("TTLs disagree")
             else:
-                node[rtype] = new_rrset(rtype, have.ttl, have.rdatas + rrset.rdatas)
+                node = _with(node, new_rrset(rtype, have.ttl, have.rdatas + rrset.rdatas))
+        nodes[name] = node
     nodes.update(later)
     into.targets.extend(piece.targets)
+    into.deep.extend(piece.deep)
     if piece.soa is not None:
         if into.soa is not None:
             raise Irregular("SOA")
@@ -635,7 +740,9 @@ def finish(zone: ZonePiece, path: str, settings: ZoneSettings, report: Reporter)
     # After every Irregular, so no message is written twice.
     soa, serial = soa_rrset(apex, zone.soa, settings, report)
     nodes = zone.nodes
-    nodes[apex][_SOA] = soa
+    apex_node = nodes[apex]
+    assert isinstance(apex_node, dict)  # it holds the SOA and the NS at least
+    apex_node[_SOA] = soa
     for name in ents:
-        nodes[name] = _EMPTY
+        nodes[name] = EMPTY_NODE
     return model.Zone(apex, serial, soa, nodes, frozenset(cuts), path)

@@ -9,6 +9,7 @@ is built: reload-zones builds a new one and swaps the reference.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from pygdnsd.zones import names
@@ -61,6 +62,48 @@ class RRset:
     ttl: int
     rdatas: tuple[bytes, ...]
 
+    # An RRset is also the node of a name that holds only it (see ``Zone.nodes``):
+    # a read-only mapping of its own type to itself. Most names hold one RRset,
+    # and a dict per name would be half the memory of a big zone.
+
+    def get(self, rtype: int, default: RRset | None = None) -> RRset | None:
+        return self if rtype == self.rtype else default
+
+    def __getitem__(self, rtype: int) -> RRset:
+        if rtype != self.rtype:
+            raise KeyError(rtype)
+        return self
+
+    def __contains__(self, rtype: object) -> bool:
+        return rtype == self.rtype
+
+    def __iter__(self) -> Iterator[int]:
+        return iter((self.rtype,))
+
+    def __len__(self) -> int:
+        return 1
+
+    def keys(self) -> tuple[int]:
+        return (self.rtype,)
+
+    def values(self) -> tuple[RRset]:
+        return (self,)
+
+    def items(self) -> tuple[tuple[int, RRset]]:
+        return ((self.rtype, self),)
+
+
+# The RRsets at one name, by type: the RRset itself when it is the only one.
+Node = dict[int, RRset] | RRset
+
+
+def node_of(rrsets: dict[int, RRset]) -> Node:
+    """The node for a name holding ``rrsets`` (an empty dict for an empty non-terminal)."""
+    if len(rrsets) == 1:
+        for rrset in rrsets.values():
+            return rrset
+    return rrsets
+
 
 @dataclass(frozen=True, slots=True)
 class DynamicRRset(RRset):
@@ -80,8 +123,10 @@ class Zone:
     """One zone: every name in it, and where its delegations are.
 
     ``nodes`` maps each name of the zone (lowercase wire) to its RRsets by
-    type. It holds every name that exists in the DNS sense, empty
-    non-terminals included (with an empty dict), so the closest encloser of a
+    type (a ``Node``: a dict, or the RRset itself for a name holding only
+    one, see ``node_of``; read it with ``get`` and ``[]``). It holds every
+    name that exists in the DNS sense, empty non-terminals included (with an
+    empty dict), so the closest encloser of a
     missing name is its longest suffix found in ``nodes``. Names at or below a
     delegation point (``cuts``) hold only glue; the engine answers every name
     at or below a cut with a referral.
@@ -90,7 +135,7 @@ class Zone:
     apex: bytes
     serial: int
     soa: RRset
-    nodes: dict[bytes, dict[int, RRset]]
+    nodes: dict[bytes, Node]
     cuts: frozenset[bytes]
     source: str = ""
 

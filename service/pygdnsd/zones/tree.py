@@ -455,7 +455,8 @@ class _ZoneBuilder:
                     continue
                 ttl = _rrset_ttl(owner, rtype, rrs, self.settings, self.report)
                 out[rtype] = model.RRset(rtype, ttl, tuple(rec.rdata for rec in rrs))
-        return model.Zone(self.apex, serial, soa, nodes, frozenset(self.cuts), self.path)
+        compact = {name: model.node_of(rrsets) for name, rrsets in nodes.items()}
+        return model.Zone(self.apex, serial, soa, compact, frozenset(self.cuts), self.path)
 
 
 def dynamic_rrset(owner: bytes, rec: Record, settings: ZoneSettings, report: Reporter) -> model.DynamicRRset:
