@@ -248,8 +248,9 @@ class Daemon:
         log.info("DNS listeners started")
 
     def _swap_zones(self, zones: ZoneSet) -> None:
-        heap.settle(collect=False)
         self.instance.responder.set_zones(zones)
+        # After the swap, so the new generation's (still empty) caches are frozen too.
+        heap.settle(collect=False)
         self.instance.refresh_workers()
 
     # --- running ---------------------------------------------------------------

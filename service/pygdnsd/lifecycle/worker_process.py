@@ -40,6 +40,7 @@ STATES = "states"  # instance -> worker: {name: (down, ttl, forced)}
 STATS = "stats"  # instance -> worker: a request; worker -> instance: the counts
 STOP = "stop"  # instance -> worker
 FINAL = "final"  # worker -> instance: the counts, as it exits
+READY = "ready"  # worker -> instance: its threads read its sockets now
 
 PR_SET_PDEATHSIG = 1
 
@@ -159,6 +160,7 @@ def serve_share(share: Share, responder: Answerer, stats: Stats, monitor: Monito
     ]
     for server in servers:
         server.start()
+    conn.send((READY,))
     why = "told to stop"
     try:
         while True:

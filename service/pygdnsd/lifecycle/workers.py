@@ -58,6 +58,7 @@ from typing import NoReturn
 from pygdnsd.engine.stats import Stats
 from pygdnsd.lifecycle.worker_process import (
     FINAL,
+    READY,
     STATS,
     STOP,
     Counts,
@@ -72,6 +73,7 @@ from pygdnsd.transport.answerer import Answerer
 REPLY_SECONDS = 2.0  # a live worker answers a stats request in microseconds
 STOP_SECONDS = 15.0  # each serving thread gets 5 s to stop; then the worker is killed
 WATCH_SECONDS = 0.2  # how soon a dead worker is noticed
+READY_SECONDS = 10.0  # a forked worker starts its threads in milliseconds, unless the machine is swamped
 RESPAWN_FIRST = 1.0
 RESPAWN_MAX = 60.0
 
@@ -265,8 +267,31 @@ class WorkerPool:
                 self._schedule_respawn(number)
                 return
             theirs.close()
-            self._workers[number] = _Worker(number, pid, Connection(ours.detach()))
+            worker = self._workers[number] = _Worker(number, pid, Connection(ours.detach()))
+            self._await_ready(worker)
         log.info("worker %d (PID %d) serves %s", number, pid, _describe(share))
+
+    def _await_ready(self, worker: _Worker) -> None:
+        """Return once ``worker`` reads its sockets (or is known dead, or after READY_SECONDS).
+
+        ``start`` and ``restart`` return only then, so a replacing instance
+        says it is ready, and a reload is acknowledged, only once every share
+        is being read: until then the old instance (or nobody, for a moment
+        during a reload) reads it, and a share left unread while the machine
+        is busy overflows its socket's queue.
+        """
+        try:
+            if worker.conn.poll(READY_SECONDS):
+                message = worker.conn.recv()
+                if message[0] == READY:
+                    return
+                if message[0] == FINAL:  # stopped by a signal before it served
+                    self._retire(worker, message[1])
+                    _reap(worker.pid, time.monotonic() + STOP_SECONDS)
+                    return
+        except (OSError, EOFError):
+            return  # died before it served: the watcher retires it and forks another
+        log.warning("worker %d (PID %d) is not serving after %g s", worker.number, worker.pid, READY_SECONDS)
 
     def _become_worker(self, share: Share, pipe: socket.socket) -> NoReturn:
         status = 1
