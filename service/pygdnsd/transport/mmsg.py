@@ -237,8 +237,8 @@ class DatagramBatch:
         if it raises, ``failed(client_ip, error)`` is told and the datagram
         gets no answer. Every datagram is looked at once, in order.
         """
-        if self.control_space:
-            return self._answer_with_pktinfo(count, respond, failed)
+        # Wildcard sockets: each reply must leave from its query's destination address.
+        with_control = bool(self.control_space)
         # The per-message path: locals only, no attribute lookups in the loop.
         view = self._query_view
         lens = self._recv_lens
@@ -274,39 +274,8 @@ class DatagramBatch:
             bases[pending] = sent_at + used
             lens_out[pending] = size
             reply_names[pending] = names_at + at  # the reply goes where the query came from
-            used += size
-            pending += 1
-        if pending:
-            unsent += self._flush(pending)
-        return unsent
-
-    def _answer_with_pktinfo(self, count: int, respond: Respond, failed: Failed) -> int:
-        """``answer`` for wildcard sockets: each reply leaves from its query's destination address."""
-        pending = used = unsent = 0
-        space = len(self._sent)
-        for i in range(count):
-            start = i * self.max_query
-            at = i * NAME_SPACE
-            client_ip = bytes(self._names[at + self._ip_at : at + self._ip_at + self._ip_size])
-            try:
-                answer = respond(self._query_view[start : start + self._recv_lens[i]].tobytes(), client_ip, False)
-            except Exception as error:
-                failed(client_ip, error)
-                continue
-            if answer is None:
-                continue
-            size = len(answer)
-            if used + size > space:
-                unsent += self._flush(pending)
-                pending = used = 0
-                if size > space:
-                    unsent += 1
-                    continue
-            self._sent[used : used + size] = answer
-            self._iov_bases[pending] = self._sent_at + used
-            self._iov_lens[pending] = size
-            self._send_names[pending] = self._names_at + at
-            self._set_reply_control(pending, self._received_control(i))
+            if with_control:
+                self._set_reply_control(pending, self._received_control(i))
             used += size
             pending += 1
         if pending:
