@@ -127,23 +127,29 @@ def _group(records: Iterable[Record]) -> dict[bytes, dict[int, list[Record]]]:
     return grouped
 
 
+def _clamp_ttl(ttl: int, owner: bytes, what: str, rec: Record, settings: ZoneSettings, report: Reporter) -> int:
+    """``ttl`` within the min_ttl/max_ttl settings, warning (never fatal) when it is not.
+
+    ``what`` names the TTL in the message ("TTL", "DYNA TTL"); the owner's
+    text is only made for a message, since most records need none.
+    """
+    if ttl < settings.min_ttl:
+        report.warn(
+            f"name '{_text(owner)}': {what} {ttl} too small, clamped to min_ttl setting of {settings.min_ttl}",
+            rec.path, rec.line, strictable=False,
+        )
+        return settings.min_ttl
+    if ttl > settings.max_ttl:
+        report.warn(
+            f"name '{_text(owner)}': {what} {ttl} too large, clamped to max_ttl setting of {settings.max_ttl}",
+            rec.path, rec.line, strictable=False,
+        )
+        return settings.max_ttl
+    return ttl
+
+
 def _rrset_ttl(owner: bytes, rtype: int, rrs: list[Record], settings: ZoneSettings, report: Reporter) -> int:
-    ttls = []
-    for rec in rrs:
-        ttl = rec.ttl
-        if ttl < settings.min_ttl:
-            report.warn(
-                f"name '{_text(owner)}': TTL {ttl} too small, clamped to min_ttl setting of {settings.min_ttl}",
-                rec.path, rec.line, strictable=False,
-            )
-            ttl = settings.min_ttl
-        elif ttl > settings.max_ttl:
-            report.warn(
-                f"name '{_text(owner)}': TTL {ttl} too large, clamped to max_ttl setting of {settings.max_ttl}",
-                rec.path, rec.line, strictable=False,
-            )
-            ttl = settings.max_ttl
-        ttls.append(ttl)
+    ttls = [_clamp_ttl(rec.ttl, owner, "TTL", rec, settings, report) for rec in rrs]
     chosen = ttls[0]
     if rtype == model.TXT and names.labels(owner)[:1] == [_ACME_LABEL]:
         acme = settings.acme_challenge_dns_ttl
@@ -465,19 +471,7 @@ def dynamic_rrset(owner: bytes, rec: Record, settings: ZoneSettings, report: Rep
     name = _text(owner)
     wanted_max = rec.ttl
     wanted_min = rec.dyn_min or wanted_max // 2
-    high = wanted_max
-    if high < settings.min_ttl:
-        report.warn(
-            f"name '{name}': {kind} TTL {high} too small, clamped to min_ttl setting of {settings.min_ttl}",
-            rec.path, rec.line, strictable=False,
-        )
-        high = settings.min_ttl
-    elif high > settings.max_ttl:
-        report.warn(
-            f"name '{name}': {kind} TTL {high} too large, clamped to max_ttl setting of {settings.max_ttl}",
-            rec.path, rec.line, strictable=False,
-        )
-        high = settings.max_ttl
+    high = _clamp_ttl(wanted_max, owner, f"{kind} TTL", rec, settings, report)
     low = wanted_min
     if low < settings.min_ttl:
         report.warn(
