@@ -372,6 +372,14 @@ class SystemdContainer:
         """``journalctl --no-pager`` output inside, e.g. ``journal("-t", "gdnsd", "-o", "cat")``."""
         return self.run(["journalctl", "--no-pager", *args], check=True).stdout
 
+    def add_gdnsd_user(self) -> None:
+        """The ``gdnsd`` system user and group, as Debian's package creates them."""
+        self.run(
+            ["useradd", "--system", "--user-group", "--no-create-home",
+             "--home-dir", "/var/lib/gdnsd", "--shell", "/usr/sbin/nologin", "gdnsd"],
+            check=True,
+        )
+
     def install_pygdnsd_commands(self) -> None:
         """``gdnsd`` and ``gdnsdctl`` where Debian's package puts them, running the bound repo.
 

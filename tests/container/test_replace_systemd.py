@@ -190,11 +190,7 @@ def gdnsd_container(
     log_dir = tmp_path_factory.mktemp("replace-systemd")
     with SystemdContainer(container_rootfs, log_dir=log_dir) as container:
         container.install_pygdnsd_commands()
-        container.run(
-            ["useradd", "--system", "--user-group", "--no-create-home",
-             "--home-dir", "/var/lib/gdnsd", "--shell", "/usr/sbin/nologin", "gdnsd"],
-            check=True,
-        )
+        container.add_gdnsd_user()
         container.run(["install", "-d", "-o", "gdnsd", "-g", "gdnsd", "/var/lib/gdnsd"], check=True)
         container.write_file(f"{CONFIG_DIR}/config", CONFIG)
         container.write_file(ZONE_PATH, ZONE_TEXT)

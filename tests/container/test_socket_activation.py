@@ -65,11 +65,7 @@ def activated(container_rootfs: Path, tmp_path_factory: pytest.TempPathFactory) 
     log_dir = tmp_path_factory.mktemp("socket-activation")
     with SystemdContainer(container_rootfs, log_dir=log_dir) as container:
         container.install_pygdnsd_commands()
-        container.run(
-            ["useradd", "--system", "--user-group", "--no-create-home",
-             "--home-dir", "/var/lib/gdnsd", "--shell", "/usr/sbin/nologin", "gdnsd"],
-            check=True,
-        )
+        container.add_gdnsd_user()
         container.write_file(f"{CONFIG_DIR}/config", CONFIG)
         container.write_file(f"{CONFIG_DIR}/zones/{ZONE}", ZONE_TEXT)
         for unit in (SERVICE, SOCKET):

@@ -43,11 +43,7 @@ def unit_container(container_rootfs: Path, tmp_path_factory: pytest.TempPathFact
     log_dir = tmp_path_factory.mktemp("systemd-verbs")
     with SystemdContainer(container_rootfs, log_dir=log_dir) as container:
         container.install_pygdnsd_commands()
-        container.run(
-            ["useradd", "--system", "--user-group", "--no-create-home",
-             "--home-dir", "/var/lib/gdnsd", "--shell", "/usr/sbin/nologin", "gdnsd"],
-            check=True,
-        )
+        container.add_gdnsd_user()
         container.write_file(f"{CONFIG_DIR}/config", CONFIG)
         container.write_file(f"{CONFIG_DIR}/zones/{ZONE}", ZONE_TEXT)
         container.copy_in(REPO / "units" / UNIT, f"/etc/systemd/system/{UNIT}")
