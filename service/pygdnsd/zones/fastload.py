@@ -26,7 +26,7 @@ import itertools
 import re
 import socket
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pygdnsd.zones import model, names, rdata
 from pygdnsd.zones.rdata import parse_ttl
@@ -539,8 +539,155 @@ def _has_address(node: model.Node | None) -> bool:
     return node.rtype in _ADDRESS
 
 
-def _check(zone: ZonePiece) -> tuple[set[bytes], set[bytes], list[bytes]]:
-    """The zone's cuts, names and empty non-terminals; Irregular for anything the reference path would report."""
+@dataclass(slots=True)
+class Leads:
+    """What the pieces of a zone leave for the whole zone to settle (see ``piece_leads``).
+
+    A piece settles alone what no other piece can change: names only gain
+    RRsets when pieces merge, so a target found here with an address keeps
+    it, a name outside the zone is nowhere, and the owners below one of the
+    piece's own cuts are glue wherever the cut's other records are. What is
+    left is small, so the serial check after the pieces merge is too.
+    """
+
+    used: set[bytes]  # NS targets
+    unused: list[bytes]  # glue, and cuts with addresses, that no NS target of its piece names
+    ns: list[bytes]  # NS targets not settled
+    mx: list[bytes]  # MX and SRV target names not settled
+    chains: list[bytes]  # CNAME targets the chain rule must follow
+    plain: list[bytes]  # CNAME targets at names with other data, not at or below a cut of their piece
+    # Per piece: its cuts, and the proper ancestors of its owners that it does not hold (see ``_ancestors``).
+    parts: list[tuple[set[bytes], set[bytes]]]
+    shared: set[bytes] = field(default_factory=set)  # names more than one piece holds
+
+    def absorb(self, other: Leads) -> None:
+        self.used |= other.used
+        self.unused += other.unused
+        self.ns += other.ns
+        self.mx += other.mx
+        self.chains += other.chains
+        self.plain += other.plain
+        self.parts += other.parts
+        self.shared |= other.shared
+
+
+def piece_leads(piece: ZonePiece) -> Leads:
+    """The piece checked against its own names (Irregular if it is bad already), and what is left."""
+    apex = piece.apex
+    nodes = piece.nodes
+    within = _within
+    address = _ADDRESS
+    cuts: set[bytes] = set()
+    used: set[bytes] = set()
+    ns: list[bytes] = []
+    mx: list[bytes] = []
+    chains: list[bytes] = []
+    plain: list[bytes] = []
+    for rtype, owner, target in piece.targets:
+        if rtype == _NS:
+            used.add(target)
+            if owner != apex:
+                cuts.add(owner)
+            found = nodes.get(target)
+        elif rtype == _CNAME:
+            found = nodes.get(target)
+            if found is None:
+                if within(target, apex):
+                    chains.append(target)
+            elif _CNAME in found:
+                chains.append(target)
+            else:
+                plain.append(target)
+            continue
+        elif rtype == _PTR:
+            if within(target, apex):
+                raise Irregular("same-zone PTR")
+            continue
+        else:
+            target = target[2:] if rtype == _MX else target[6:]
+            found = nodes.get(target)
+        # NS, MX and SRV: a target holding an address here is fine anywhere.
+        if found is None:
+            if within(target, apex):
+                (ns if rtype == _NS else mx).append(target)
+        elif (_A not in found and _AAAA not in found) if isinstance(found, dict) else found.rtype not in address:
+            (ns if rtype == _NS else mx).append(target)
+    glue = _under_cuts(piece.deep, apex, cuts)
+    unused = _bad_glue(glue, cuts, nodes, used)
+    if plain and (glue or cuts):
+        # At or below a cut of this piece: the chain rule applies.
+        below = cuts.union(glue)
+        chains += [target for target in plain if target in below]
+        plain = [target for target in plain if target not in below]
+    return Leads(used, unused, ns, mx, chains, plain, [(cuts, _ancestors(piece.deep, nodes, apex))])
+
+
+def _bad_glue(glue: list[bytes], cuts: set[bytes], nodes: dict[bytes, model.Node], used: set[bytes]) -> list[bytes]:
+    """Irregular for data at or below a cut other than glue (and the cut's NS); the glue ``used`` does not hold."""
+    unused: list[bytes] = []
+    for cut in cuts:
+        node = nodes[cut]
+        if isinstance(node, dict):
+            if any(rtype != _NS and rtype != _A and rtype != _AAAA for rtype in node):
+                raise Irregular("data below a delegation")
+            if (_A in node or _AAAA in node) and cut not in used:
+                unused.append(cut)
+        if len(node[_NS].rdatas) > MAX_NS_RRSET:
+            raise Irregular("too many NS")
+    for owner in [owner for owner in glue if isinstance(node := nodes[owner], dict) or node.rtype not in _ADDRESS]:
+        node = nodes[owner]
+        if not isinstance(node, dict) or any(rtype != _A and rtype != _AAAA for rtype in node):
+            raise Irregular("data below a delegation")
+    unused += [owner for owner in glue if owner not in used]
+    return unused
+
+
+def _ancestors(deep: list[bytes], nodes: dict[bytes, model.Node], apex: bytes) -> set[bytes]:
+    """The proper ancestors of ``deep`` below the apex that are not in ``nodes``.
+
+    Less the names of every piece, that is the zone's empty non-terminals:
+    an ancestor above a name in ``nodes`` that is not a child of the apex is
+    reached from that name's own entry in ``deep``.
+    """
+    missing = {owner[owner[0] + 1 :] for owner in deep}.difference(nodes)
+    missing.discard(apex[apex[0] + 1 :])  # the apex's parent is outside the zone
+    out: set[bytes] = set()
+    for name in missing:
+        while name not in out and name != apex and name not in nodes:
+            out.add(name)
+            name = name[name[0] + 1 :]
+    return out
+
+
+def _under_cuts(deep: list[bytes], apex: bytes, cuts: set[bytes]) -> list[bytes]:
+    """The owners in ``deep`` strictly below a cut, less the cuts; one level up for all at a time."""
+    if not cuts:
+        return []
+    out: list[bytes] = []
+    level = [(owner, owner[owner[0] + 1 :]) for owner in deep if owner != apex and owner not in cuts]
+    while level:
+        out += [owner for owner, up in level if up in cuts]
+        level = [(owner, up[up[0] + 1 :]) for owner, up in level if up != apex and up not in cuts]
+    return out
+
+
+def _glue_across(leads: Leads, cuts: set[bytes]) -> bool:
+    """Whether a piece may hold names below another piece's cut, so its own glue check fell short.
+
+    Such a name's ancestor is either a name its piece does not hold (in the
+    piece's ancestors) or one it holds that is a cut elsewhere (a name two
+    pieces hold).
+    """
+    if any(part_cuts != cuts and not ancestors.isdisjoint(cuts.difference(part_cuts)) for part_cuts, ancestors in leads.parts):
+        return True
+    return any(not all(name in part_cuts for part_cuts, _ in leads.parts) for name in leads.shared.intersection(cuts))
+
+
+def _check(zone: ZonePiece, leads: Leads) -> tuple[set[bytes], set[bytes]]:
+    """The zone's cuts and empty non-terminals; Irregular for anything the reference path would report.
+
+    ``leads`` is what the pieces left (``piece_leads``), every piece's together.
+    """
     apex = zone.apex
     nodes = zone.nodes
     apex_node = nodes.get(apex)
@@ -555,97 +702,64 @@ def _check(zone: ZonePiece) -> tuple[set[bytes], set[bytes], list[bytes]]:
         pos += soa_rdata[pos] + 1
     if soa_rdata[: pos + 1] not in apex_ns.rdatas:
         raise Irregular("SOA MNAME")
-
-    cuts: set[bytes] = set()
-    used: set[bytes] = set()
-    for rtype, owner, target in zone.targets:
-        if rtype == _NS:
-            used.add(target)
-            if owner != apex:
-                cuts.add(owner)
-    for cut in cuts:
-        if len(nodes[cut][_NS].rdatas) > MAX_NS_RRSET:
-            raise Irregular("too many NS")
-        if _cut_above(cut[cut[0] + 1 :], apex, cuts) is not None:
-            raise Irregular("nested delegation")
     if len(apex_ns.rdatas) > MAX_NS_RRSET:
         raise Irregular("too many NS")
 
-    # Owners all exist; add their missing ancestors (empty non-terminals). Only
-    # the deep owners' parents can be missing (the others' parent is the apex).
-    exists = set(nodes)
-    deep = zone.deep
-    missing = {owner[owner[0] + 1 :] for owner in deep}.difference(exists)
-    missing.discard(apex[apex[0] + 1 :])  # the apex's parent is outside the zone
-    ents: list[bytes] = []
-    for name in missing:
-        while name not in exists:
-            exists.add(name)
-            ents.append(name)
-            name = name[name[0] + 1 :]
-    # The owners at or below a cut: only a cut or a deep owner can be one.
-    below: set[bytes] = set()
-    if cuts:
-        for owner in itertools.chain(cuts, deep):
-            if owner in cuts:
-                above: bytes | None = owner
-            elif owner == apex:
-                continue
-            else:
-                parent = owner[owner[0] + 1 :]
-                above = parent if parent in cuts else _cut_above(parent, apex, cuts)
-                if above is None:
-                    continue
-            below.add(owner)
-            node = nodes[owner]
-            if isinstance(node, dict):
-                for rtype in node:
-                    if rtype == _NS and owner == above:
-                        continue
-                    if rtype != _A and rtype != _AAAA:
-                        raise Irregular("data below a delegation")
-                address = _A in node or _AAAA in node
-            else:
-                rtype = node.rtype
-                address = rtype in _ADDRESS
-                if not address and not (rtype == _NS and owner == above):
-                    raise Irregular("data below a delegation")
-            if address and owner not in used:
-                raise Irregular("unused glue")
+    parts = leads.parts
+    cuts = parts[0][0] if len(parts) == 1 else set().union(*(part_cuts for part_cuts, _ in parts))
+    used = leads.used
+    # Only a cut below a child of the apex can be nested; each parent walked once.
+    parents = {cut[cut[0] + 1 :] for cut in cuts}
+    parents.discard(apex)
+    for parent in parents:
+        if _cut_above(parent, apex, cuts) is not None:
+            raise Irregular("nested delegation")
+    ents = parts[0][1] if len(parts) == 1 else set().union(*(ancestors for _, ancestors in parts))
+    ents = ents.difference(nodes)
 
-    # Targets that are owners take the short way (every owner is in the zone,
-    # and ``below`` says whether a cut is above it); the others the long one.
-    for rtype, _owner, target in zone.targets:
-        if rtype == _NS:
-            found = nodes.get(target)
-            if found is not None:
-                if target in below and not _has_address(found):
-                    raise Irregular("glue missing")
-            elif cuts and _within(target, apex) and _cut_above(target, apex, cuts) is not None:
+    if _glue_across(leads, cuts):
+        # The pieces' glue checks do not cover it all: the whole zone's, as one piece.
+        glue = _under_cuts(zone.deep, apex, cuts)
+        if not used.issuperset(_bad_glue(glue, cuts, nodes, used)):
+            raise Irregular("unused glue")
+        below = cuts.union(glue)
+        plain = below.intersection(leads.plain)
+    else:
+        if not used.issuperset(leads.unused):
+            raise Irregular("unused glue")
+        plain = cuts.intersection(leads.plain)  # the pieces set aside their own glue
+
+    def in_below(name: bytes) -> bool:
+        return name in nodes and _cut_above(name, apex, cuts) is not None
+
+    for target in set(leads.ns):
+        found = nodes.get(target)
+        if found is not None:
+            if not _has_address(found) and in_below(target):
                 raise Irregular("glue missing")
-        elif rtype == _CNAME:
-            found = nodes.get(target)
-            if found is None or target in below or _CNAME in found:
-                _check_chain(target, apex, nodes, exists, cuts)
-        elif rtype == _PTR:
-            if _within(target, apex):
-                raise Irregular("same-zone PTR")
-        else:
-            name = target[2:] if rtype == _MX else target[6:]
-            found = nodes.get(name)
-            if found is not None:
-                if name not in below and not _has_address(found):
-                    raise Irregular("MX/SRV target without addresses")
-            elif _within(name, apex) and (not cuts or _cut_above(name, apex, cuts) is None):
+        elif cuts and _within(target, apex) and _cut_above(target, apex, cuts) is not None:
+            raise Irregular("glue missing")
+    for name in set(leads.mx):
+        found = nodes.get(name)
+        if found is not None:
+            if not _has_address(found) and not in_below(name):
                 raise Irregular("MX/SRV target without addresses")
-    return cuts, exists, ents
+        elif _within(name, apex) and (not cuts or _cut_above(name, apex, cuts) is None):
+            raise Irregular("MX/SRV target without addresses")
+    for target in set(leads.chains):
+        found = nodes.get(target)
+        if found is None or _CNAME in found or in_below(target):
+            _check_chain(target, apex, nodes, ents, cuts)
+    for target in plain:
+        _check_chain(target, apex, nodes, ents, cuts)
+    return cuts, ents
 
 
 def _check_chain(
     target: bytes,
     apex: bytes,
     nodes: dict[bytes, model.Node],
-    exists: set[bytes],
+    ents: set[bytes],
     cuts: set[bytes],
 ) -> None:
     """tree's CNAME chain rule: NXDOMAIN first hops and over-long chains are Irregular."""
@@ -654,14 +768,16 @@ def _check_chain(
     while _within(target, apex):
         if cuts and _cut_above(target, apex, cuts) is not None:
             return
-        if target in exists:
-            node = nodes.get(target)
-            if node is None or _CNAME not in node:
+        node = nodes.get(target)
+        if node is not None:
+            if _CNAME not in node:
                 return
             nxt = node[_CNAME].rdatas[0]
+        elif target in ents:
+            return
         else:
             encloser = target[target[0] + 1 :]
-            while encloser not in exists:
+            while encloser not in nodes and encloser not in ents:
                 encloser = encloser[encloser[0] + 1 :]
             wild = nodes.get(_WILDCARD + encloser)
             if wild is None:
@@ -722,6 +838,8 @@ def merge(into: ZonePiece, piece: ZonePiece) -> None:
                 raise Irregular("TTLs disagree")
             else:
                 node = _with(node, new_rrset(rtype, have.ttl, have.rdatas + rrset.rdatas))
+                if rtype == _NS and len(have.rdatas) + len(rrset.rdatas) > MAX_NS_RRSET:
+                    raise Irregular("too many NS")  # each piece checked its own part only
         nodes[name] = node
     nodes.update(later)
     into.targets.extend(piece.targets)
@@ -732,10 +850,15 @@ def merge(into: ZonePiece, piece: ZonePiece) -> None:
         into.soa = piece.soa
 
 
-def finish(zone: ZonePiece, path: str, settings: ZoneSettings, report: Reporter) -> model.Zone:
-    """The checks, then the ``Zone``; only the SOA rules may still warn (through ``report``)."""
+def finish(
+    zone: ZonePiece, path: str, settings: ZoneSettings, report: Reporter, leads: Leads | None = None
+) -> model.Zone:
+    """The checks, then the ``Zone``; only the SOA rules may still warn (through ``report``).
+
+    ``leads`` are the pieces' (``piece_leads``) when ``zone`` was read in pieces.
+    """
     apex = zone.apex
-    cuts, _exists, ents = _check(zone)
+    cuts, ents = _check(zone, piece_leads(zone) if leads is None else leads)
     assert zone.soa is not None
     # After every Irregular, so no message is written twice.
     soa, serial = soa_rrset(apex, zone.soa, settings, report)
@@ -743,6 +866,5 @@ def finish(zone: ZonePiece, path: str, settings: ZoneSettings, report: Reporter)
     apex_node = nodes[apex]
     assert isinstance(apex_node, dict)  # it holds the SOA and the NS at least
     apex_node[_SOA] = soa
-    for name in ents:
-        nodes[name] = EMPTY_NODE
+    nodes.update(dict.fromkeys(ents, EMPTY_NODE))
     return model.Zone(apex, serial, soa, nodes, frozenset(cuts), path)

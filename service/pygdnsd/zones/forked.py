@@ -4,10 +4,13 @@ gdnsd reads zone files on threads; Python threads would share one
 interpreter lock, so this forks worker processes instead. A worker gets a
 run of small zone files, or a piece of one big file (``fastload.split``),
 reads it with the fast path and sends the result back with ``marshal``;
-meanwhile this process reads its own share. Results travel as plain dicts,
-tuples and bytes (``_portable_*``), which marshal writes and reads at C
-speed, and RRsets are rebuilt here with ``fastload.new_rrset``: that is
-what makes the transfer cheaper than the reading.
+meanwhile this process reads its own share. Results travel as plain lists,
+dicts, tuples and bytes (``_portable_*``), which marshal writes and reads at
+C speed, RRsets as columns that are rebuilt here in C loops (``_rrsets``):
+that is what makes the transfer cheaper than the reading. A piece of a big
+file is checked by its worker as far as it can be alone
+(``fastload.piece_leads``), so what runs here after the workers finish, on
+one core, is the rebuilding and the checks across pieces.
 
 Anything a worker cannot vouch for (``Irregular``, a strict-mode SOA
 warning, a worker that died) comes back as ``None`` and the caller loads
@@ -19,10 +22,13 @@ taken.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
+import itertools
 import logging
 import marshal
+import operator
 import os
 import signal
 from collections.abc import Callable, Iterator
@@ -49,34 +55,58 @@ def _own_share(processes: int) -> float:
     return OWN_WEIGHT / (OWN_WEIGHT + processes - 1)
 
 Warning_ = tuple[str, str, int | None]
-# What a worker sends, per name: a lone RRset as (type, ttl, rdatas), else
-# {type: (ttl, rdatas)}.
-PortableNodes = dict[bytes, Any]
+# What a worker sends for a dict of nodes: the lone RRsets as columns (names,
+# types, TTLs, rdatas), and the other nodes as {name: {type: (ttl, rdatas)}}.
+PortableNodes = tuple[list[bytes], list[int], list[int], list[tuple[bytes, ...]], dict[bytes, Any]]
+
+_RRSET_FIELDS = vars(model.RRset)
+_rtype_of = operator.attrgetter("rtype")
+_ttl_of = operator.attrgetter("ttl")
+_rdatas_of = operator.attrgetter("rdatas")
 
 
 def _portable_nodes(nodes: dict[bytes, model.Node]) -> PortableNodes:
-    return {
-        name: {rtype: (rrset.ttl, rrset.rdatas) for rtype, rrset in node.items()}
-        if isinstance(node, dict)
-        else (node.rtype, node.ttl, node.rdatas)
-        for name, node in nodes.items()
-    }
+    lone = [node for node in nodes.values() if not isinstance(node, dict)]
+    if len(lone) == len(nodes):
+        names = list(nodes)
+        others = {}
+    else:
+        names = [name for name, node in nodes.items() if not isinstance(node, dict)]
+        others = {
+            name: {rtype: (rrset.ttl, rrset.rdatas) for rtype, rrset in node.items()}
+            for name, node in nodes.items()
+            if isinstance(node, dict)
+        }
+    return names, list(map(_rtype_of, lone)), list(map(_ttl_of, lone)), list(map(_rdatas_of, lone)), others
 
 
-def _rebuilt_nodes(portable: PortableNodes) -> dict[bytes, model.Node]:
-    """``portable`` turned back into RRsets, in place (the dicts are fresh from marshal)."""
+def _rrsets(rtypes: list[int], ttls: list[int], rdatas: list[tuple[bytes, ...]]) -> list[model.RRset]:
+    """``fastload.new_rrset`` over columns, with the loops in C: no Python frame per RRset."""
+    out = list(map(model.RRset.__new__, itertools.repeat(model.RRset, len(rtypes))))
+    for field, values in (("rtype", rtypes), ("ttl", ttls), ("rdatas", rdatas)):
+        collections.deque(map(_RRSET_FIELDS[field].__set__, out, values), maxlen=0)
+    return out
+
+
+def _add_nodes(portable: PortableNodes, into: dict[bytes, model.Node]) -> dict[bytes, model.Node]:
+    """``portable``'s nodes added to ``into``, but for the names ``into`` holds already: those are returned."""
+    names, rtypes, ttls, rdatas, others = portable
+    rrsets = _rrsets(rtypes, ttls, rdatas)
+    # One hash lookup per name, in C: setdefault adds a new name and hands back a held one's node.
+    held = list(map(into.setdefault, names, rrsets))
+    shared: dict[bytes, model.Node] = {}
+    if not all(map(operator.is_, held, rrsets)):
+        shared = {name: rrset for name, have, rrset in zip(names, held, rrsets, strict=True) if have is not rrset}
     new_rrset = fastload.new_rrset
-    nodes = portable
-    empty = fastload.EMPTY_NODE
-    for name, node in nodes.items():
-        if type(node) is tuple:
-            nodes[name] = new_rrset(*node)
-        elif not node:
-            nodes[name] = empty  # shared again, as the fast path builds it
+    for name, node in others.items():  # the dicts are fresh from marshal: filled in place
+        if node:
+            for rtype, (ttl, data) in node.items():
+                node[rtype] = new_rrset(rtype, ttl, data)
         else:
-            for rtype, (ttl, rdatas) in node.items():
-                node[rtype] = new_rrset(rtype, ttl, rdatas)
-    return nodes
+            node = fastload.EMPTY_NODE  # shared again, as the fast path builds it
+        if into.setdefault(name, node) is not node:
+            shared[name] = node
+    return shared
 
 
 def _portable_zone(zone: model.Zone | None) -> tuple[Any, ...] | None:
@@ -89,45 +119,44 @@ def _rebuilt_zone(portable: tuple[Any, ...] | None) -> model.Zone | None:
     if portable is None:
         return None
     apex, serial, nodes, cuts, source = portable
-    rebuilt = _rebuilt_nodes(nodes)
+    rebuilt: dict[bytes, model.Node] = {}
+    _add_nodes(nodes, rebuilt)
     return model.Zone(apex, serial, rebuilt[apex][model.SOA], rebuilt, frozenset(cuts), source)
 
 
 def _portable_piece(piece: fastload.ZonePiece | None) -> tuple[Any, ...] | None:
+    """The piece and what its names leave to check (``fastload.piece_leads``): its targets stay here."""
     if piece is None:
+        return None
+    try:
+        leads = fastload.piece_leads(piece)
+    except fastload.Irregular:
         return None
     soa = piece.soa
     record = None if soa is None else (soa.owner, soa.rtype, soa.ttl, soa.rdata, soa.path, soa.line, soa.dyn_min)
-    return (piece.apex, _portable_nodes(piece.nodes), piece.targets, record, piece.deep)
+    ((cuts, ancestors),) = leads.parts
+    # Lists, not sets: marshal writes a set several times slower.
+    portable_leads = (list(leads.used), leads.unused, leads.ns, leads.mx, leads.chains, leads.plain, list(cuts), list(ancestors))
+    return (piece.apex, _portable_nodes(piece.nodes), record, piece.deep, portable_leads)
 
 
-def _rebuilt_piece(portable: object, known: dict[bytes, model.Node]) -> fastload.ZonePiece | None:
+def _rebuilt_piece(
+    portable: object, known: dict[bytes, model.Node]
+) -> tuple[fastload.ZonePiece, fastload.Leads] | None:
     """A worker's piece; its names not in ``known`` (the earlier pieces) go straight there.
 
-    Only the names both hold stay in the piece, for ``fastload.merge``: no
-    second pass over the worker's names.
+    Only the names both hold stay in the piece, for ``fastload.merge``.
     """
     if not isinstance(portable, tuple):
         return None
-    apex, nodes, targets, record, deep = portable
-    new_rrset = fastload.new_rrset
-    shared: dict[bytes, model.Node] = {}
-    while nodes:
-        name, node = nodes.popitem()  # each portable node is freed as soon as it is rebuilt
-        if type(node) is tuple:
-            built: model.Node = new_rrset(*node)
-        else:
-            built = {rtype: new_rrset(rtype, ttl, rdatas) for rtype, (ttl, rdatas) in node.items()}
-        if name in known:
-            shared[name] = built
-        else:
-            known[name] = built
+    apex, nodes, record, deep, leads = portable
+    shared = _add_nodes(nodes, known)
     piece = fastload.ZonePiece(apex)
     piece.nodes = shared
-    piece.targets = targets
     piece.deep = deep
     piece.soa = None if record is None else Record(*record)
-    return piece
+    used, unused, ns, mx, chains, plain, cuts, ancestors = leads
+    return piece, fastload.Leads(set(used), unused, ns, mx, chains, plain, [(set(cuts), set(ancestors))], set(shared))
 
 
 class _Deferred(Reporter):
@@ -275,16 +304,21 @@ def _split(path: str, apex: bytes, settings: ZoneSettings) -> model.Zone | None:
     try:
         first = read(*pieces[0])
         source.clear()
-        answers = [worker.result() for worker in workers]
         if first is None:
             return None
         with fastload.collector_paused():
-            for answer in answers:
-                piece = _rebuilt_piece(answer, first.nodes)
-                if piece is None:
+            # While the workers still read: the leads, and freeing what only they needed.
+            leads = fastload.piece_leads(first)
+            first.targets = []
+            first.multi = {}
+            for worker in workers:
+                got = _rebuilt_piece(worker.result(), first.nodes)
+                if got is None:
                     return None
+                piece, more = got
                 fastload.merge(first, piece)
-            return fastload.finish(first, path, settings, Reporter(settings.strict_data))
+                leads.absorb(more)
+            return fastload.finish(first, path, settings, Reporter(settings.strict_data), leads)
     except fastload.Irregular:
         return None
     finally:
