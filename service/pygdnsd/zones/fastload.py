@@ -575,6 +575,7 @@ def piece_leads(piece: ZonePiece) -> Leads:
     """The piece checked against its own names (Irregular if it is bad already), and what is left."""
     apex = piece.apex
     nodes = piece.nodes
+    get = nodes.get
     within = _within
     address = _ADDRESS
     cuts: set[bytes] = set()
@@ -588,9 +589,9 @@ def piece_leads(piece: ZonePiece) -> Leads:
             used.add(target)
             if owner != apex:
                 cuts.add(owner)
-            found = nodes.get(target)
+            found = get(target)
         elif rtype == _CNAME:
-            found = nodes.get(target)
+            found = get(target)
             if found is None:
                 if within(target, apex):
                     chains.append(target)
@@ -605,21 +606,21 @@ def piece_leads(piece: ZonePiece) -> Leads:
             continue
         else:
             target = target[2:] if rtype == _MX else target[6:]
-            found = nodes.get(target)
+            found = get(target)
         # NS, MX and SRV: a target holding an address here is fine anywhere.
         if found is None:
             if within(target, apex):
                 (ns if rtype == _NS else mx).append(target)
         elif (_A not in found and _AAAA not in found) if isinstance(found, dict) else found.rtype not in address:
             (ns if rtype == _NS else mx).append(target)
-    glue = _under_cuts(piece.deep, apex, cuts)
+    glue, ancestors = _deep_names(piece.deep, nodes, apex, cuts)
     unused = _bad_glue(glue, cuts, nodes, used)
     if plain and (glue or cuts):
         # At or below a cut of this piece: the chain rule applies.
         below = cuts.union(glue)
         chains += [target for target in plain if target in below]
         plain = [target for target in plain if target not in below]
-    return Leads(used, unused, ns, mx, chains, plain, [(cuts, _ancestors(piece.deep, nodes, apex))])
+    return Leads(used, unused, ns, mx, chains, plain, [(cuts, ancestors)])
 
 
 def _bad_glue(glue: list[bytes], cuts: set[bytes], nodes: dict[bytes, model.Node], used: set[bytes]) -> list[bytes]:
@@ -632,7 +633,8 @@ def _bad_glue(glue: list[bytes], cuts: set[bytes], nodes: dict[bytes, model.Node
                 raise Irregular("data below a delegation")
             if (_A in node or _AAAA in node) and cut not in used:
                 unused.append(cut)
-        if len(node[_NS].rdatas) > MAX_NS_RRSET:
+            node = node[_NS]
+        if len(node.rdatas) > MAX_NS_RRSET:  # a lone RRset at a cut is its NS
             raise Irregular("too many NS")
     for owner in [owner for owner in glue if isinstance(node := nodes[owner], dict) or node.rtype not in _ADDRESS]:
         node = nodes[owner]
@@ -642,33 +644,34 @@ def _bad_glue(glue: list[bytes], cuts: set[bytes], nodes: dict[bytes, model.Node
     return unused
 
 
-def _ancestors(deep: list[bytes], nodes: dict[bytes, model.Node], apex: bytes) -> set[bytes]:
-    """The proper ancestors of ``deep`` below the apex that are not in ``nodes``.
+def _deep_names(
+    deep: list[bytes], nodes: dict[bytes, model.Node], apex: bytes, cuts: set[bytes]
+) -> tuple[list[bytes], set[bytes]]:
+    """The owners in ``deep`` strictly below a cut (less the cuts), and their proper ancestors below the apex not in ``nodes``.
 
-    Less the names of every piece, that is the zone's empty non-terminals:
-    an ancestor above a name in ``nodes`` that is not a child of the apex is
-    reached from that name's own entry in ``deep``.
+    Less the names of every piece, the ancestors are the zone's empty
+    non-terminals. One walk up from each distinct parent, to the first
+    name already settled (or a cut): names share most of their ancestors.
+    A walk that stops at a cut leaves the names above it to the cut's own
+    entry in ``deep`` (a cut below a child of the apex is deep).
     """
-    missing = {owner[owner[0] + 1 :] for owner in deep}.difference(nodes)
-    missing.discard(apex[apex[0] + 1 :])  # the apex's parent is outside the zone
-    out: set[bytes] = set()
-    for name in missing:
-        while name not in out and name != apex and name not in nodes:
-            out.add(name)
+    parents = [owner[owner[0] + 1 :] for owner in deep]
+    under = set(cuts)  # at or below a cut
+    settled = under | {apex, apex[apex[0] + 1 :]}  # the apex's parent is the apex's own, outside the zone
+    walked: list[bytes] = []
+    for start in set(parents).difference(settled):
+        name = start
+        chain = []
+        while name not in settled:
+            chain.append(name)
             name = name[name[0] + 1 :]
-    return out
-
-
-def _under_cuts(deep: list[bytes], apex: bytes, cuts: set[bytes]) -> list[bytes]:
-    """The owners in ``deep`` strictly below a cut, less the cuts; one level up for all at a time."""
-    if not cuts:
-        return []
-    out: list[bytes] = []
-    level = [(owner, owner[owner[0] + 1 :]) for owner in deep if owner != apex and owner not in cuts]
-    while level:
-        out += [owner for owner, up in level if up in cuts]
-        level = [(owner, up[up[0] + 1 :]) for owner, up in level if up != apex and up not in cuts]
-    return out
+        settled.update(chain)
+        walked += chain
+        if name in under:
+            under.update(chain)
+    ancestors = set(walked).difference(nodes)
+    glue = [owner for owner, parent in zip(deep, parents, strict=True) if parent in under and owner not in cuts] if cuts else []
+    return glue, ancestors
 
 
 def _glue_across(leads: Leads, cuts: set[bytes]) -> bool:
@@ -719,7 +722,7 @@ def _check(zone: ZonePiece, leads: Leads) -> tuple[set[bytes], set[bytes]]:
 
     if _glue_across(leads, cuts):
         # The pieces' glue checks do not cover it all: the whole zone's, as one piece.
-        glue = _under_cuts(zone.deep, apex, cuts)
+        glue = _deep_names(zone.deep, nodes, apex, cuts)[0]
         if not used.issuperset(_bad_glue(glue, cuts, nodes, used)):
             raise Irregular("unused glue")
         below = cuts.union(glue)
