@@ -556,8 +556,9 @@ class Leads:
     mx: list[bytes]  # MX and SRV target names not settled
     chains: list[bytes]  # CNAME targets the chain rule must follow
     plain: list[bytes]  # CNAME targets at names with other data, not at or below a cut of their piece
-    # Per piece: its cuts, and the proper ancestors of its owners that it does not hold (see ``_ancestors``).
-    parts: list[tuple[set[bytes], set[bytes]]]
+    # Per piece: its cuts, the proper ancestors of its owners that it does not hold
+    # (see ``_deep_names``), and its cuts' parents other than the apex.
+    parts: list[tuple[set[bytes], set[bytes], set[bytes]]]
     shared: set[bytes] = field(default_factory=set)  # names more than one piece holds
 
     def absorb(self, other: Leads) -> None:
@@ -620,7 +621,9 @@ def piece_leads(piece: ZonePiece) -> Leads:
         below = cuts.union(glue)
         chains += [target for target in plain if target in below]
         plain = [target for target in plain if target not in below]
-    return Leads(used, unused, ns, mx, chains, plain, [(cuts, ancestors)])
+    cut_parents = {cut[cut[0] + 1 :] for cut in cuts}
+    cut_parents.discard(apex)
+    return Leads(used, unused, ns, mx, chains, plain, [(cuts, ancestors, cut_parents)])
 
 
 def _bad_glue(glue: list[bytes], cuts: set[bytes], nodes: dict[bytes, model.Node], used: set[bytes]) -> list[bytes]:
@@ -678,12 +681,12 @@ def _glue_across(leads: Leads, cuts: set[bytes]) -> bool:
     """Whether a piece may hold names below another piece's cut, so its own glue check fell short.
 
     Such a name's ancestor is either a name its piece does not hold (in the
-    piece's ancestors) or one it holds that is a cut elsewhere (a name two
-    pieces hold).
+    piece's ancestors, which hold none of its own cuts) or one it holds that
+    is a cut elsewhere (a name two pieces hold).
     """
-    if any(part_cuts != cuts and not ancestors.isdisjoint(cuts.difference(part_cuts)) for part_cuts, ancestors in leads.parts):
+    if any(not ancestors.isdisjoint(cuts) for _, ancestors, _ in leads.parts):
         return True
-    return any(not all(name in part_cuts for part_cuts, _ in leads.parts) for name in leads.shared.intersection(cuts))
+    return any(not all(name in part[0] for part in leads.parts) for name in leads.shared.intersection(cuts))
 
 
 def _check(zone: ZonePiece, leads: Leads) -> tuple[set[bytes], set[bytes]]:
@@ -709,16 +712,13 @@ def _check(zone: ZonePiece, leads: Leads) -> tuple[set[bytes], set[bytes]]:
         raise Irregular("too many NS")
 
     parts = leads.parts
-    cuts = parts[0][0] if len(parts) == 1 else set().union(*(part_cuts for part_cuts, _ in parts))
+    cuts = parts[0][0] if len(parts) == 1 else set().union(*(part[0] for part in parts))
     used = leads.used
     # Only a cut below a child of the apex can be nested; each parent walked once.
-    parents = {cut[cut[0] + 1 :] for cut in cuts}
-    parents.discard(apex)
-    for parent in parents:
+    for parent in set().union(*(part[2] for part in parts)):
         if _cut_above(parent, apex, cuts) is not None:
             raise Irregular("nested delegation")
-    ents = parts[0][1] if len(parts) == 1 else set().union(*(ancestors for _, ancestors in parts))
-    ents = ents.difference(nodes)
+    ents = set().union(*(part[1] for part in parts)).difference(nodes)
 
     if _glue_across(leads, cuts):
         # The pieces' glue checks do not cover it all: the whole zone's, as one piece.

@@ -134,9 +134,12 @@ def _portable_piece(piece: fastload.ZonePiece | None) -> tuple[Any, ...] | None:
         return None
     soa = piece.soa
     record = None if soa is None else (soa.owner, soa.rtype, soa.ttl, soa.rdata, soa.path, soa.line, soa.dyn_min)
-    ((cuts, ancestors),) = leads.parts
+    ((cuts, ancestors, cut_parents),) = leads.parts
     # Lists, not sets: marshal writes a set several times slower.
-    portable_leads = (list(leads.used), leads.unused, leads.ns, leads.mx, leads.chains, leads.plain, list(cuts), list(ancestors))
+    portable_leads = (
+        (list(leads.used), leads.unused, leads.ns, leads.mx, leads.chains, leads.plain),
+        (list(cuts), list(ancestors), list(cut_parents)),
+    )
     return (piece.apex, _portable_nodes(piece.nodes), record, piece.deep, portable_leads)
 
 
@@ -155,8 +158,9 @@ def _rebuilt_piece(
     piece.nodes = shared
     piece.deep = deep
     piece.soa = None if record is None else Record(*record)
-    used, unused, ns, mx, chains, plain, cuts, ancestors = leads
-    return piece, fastload.Leads(set(used), unused, ns, mx, chains, plain, [(set(cuts), set(ancestors))], set(shared))
+    (used, unused, ns, mx, chains, plain), (cuts, ancestors, cut_parents) = leads
+    part = (set(cuts), set(ancestors), set(cut_parents))
+    return piece, fastload.Leads(set(used), unused, ns, mx, chains, plain, [part], set(shared))
 
 
 class _Deferred(Reporter):
