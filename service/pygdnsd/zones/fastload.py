@@ -245,6 +245,7 @@ def split(
             pos = text.find("\n", pos + 1)
         if pos == -1 or pos + 1 >= size:
             break
+        pos = _clean_start(text, pos)
         if pos + 1 > cuts[-1]:
             cuts.append(pos + 1)
     cuts.append(size)
@@ -266,6 +267,35 @@ def split(
         done = begin
         pieces.append((begin, end, Start(line, namer.origin, default_ttl)))
     return pieces
+
+
+# How far ``_clean_start`` looks for a better place to cut.
+_CLEAN_LINES = 256
+
+
+def _clean_start(text: str, pos: int) -> int:
+    """``pos`` (the newline before an owner line), or a newline a few lines on before a new name below the origin.
+
+    A piece starting there parts no RRset and, in the usual layout (a cut's
+    NS records, then its glue), no cut from its glue: the pieces then
+    check their glue alone (see ``_glue_across``), and merge fewer names.
+    Only a preference: any owner line is a correct place to cut.
+    """
+    before = text[text.rfind("\n", 0, pos) + 1 : pos]
+    owner = before.split(None, 1)[0] if before[:1] not in ("", " ", "\t") else None
+    at = pos
+    for _ in range(_CLEAN_LINES):
+        end = text.find("\n", at + 1)
+        if end == -1:
+            break
+        line = text[at + 1 : end]
+        if line[:1] not in ("", " ", "\t", ";", "$"):
+            previous = owner
+            owner = line.split(None, 1)[0]
+            if owner != previous and "." not in owner and owner != "@":
+                return at
+        at = end
+    return pos
 
 
 def _special_tokens(line: str) -> list[str]:
