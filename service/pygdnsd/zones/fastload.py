@@ -229,17 +229,25 @@ class Start:
 
 
 def split(
-    text: str, apex: bytes, settings: ZoneSettings, parts: int, first_share: float | None = None
+    text: str,
+    apex: bytes,
+    settings: ZoneSettings,
+    parts: int,
+    first_share: float | None = None,
+    shares: list[float] | None = None,
 ) -> list[tuple[int, int, Start]]:
     """``text`` cut into about ``parts`` (start, end, state) pieces, each starting on an owner line.
 
-    The first piece is ``first_share`` of the text (by default, as large as the others).
+    The first piece is ``first_share`` of the text (by default, as large as
+    the others); or each piece its fraction of ``shares``, in order.
     """
     size = len(text)
-    first = 1 / parts if first_share is None else first_share
+    if shares is None:
+        first = 1 / parts if first_share is None else first_share
+        shares = [first] + [(1 - first) / (parts - 1)] * (parts - 1) if parts > 1 else [1.0]
     cuts = [0]
-    for i in range(1, parts):
-        pos = text.find("\n", int(size * (first + (1 - first) * (i - 1) / (parts - 1))))
+    for bound in itertools.accumulate(shares[:-1]):
+        pos = text.find("\n", int(size * bound))
         # Move on to a line that names its owner, so no piece starts with a blank owner.
         while pos != -1 and pos + 1 < size and text[pos + 1] in " \t\n;$":
             pos = text.find("\n", pos + 1)
