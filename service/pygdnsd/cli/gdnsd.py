@@ -133,8 +133,16 @@ def parse_timeout(text: str) -> float:
     return value
 
 
-def checkconf(options: Options) -> int:
-    load(options.cfgdir, options.strict_data)
+def checkconf(options: Options, own_process: bool = False) -> int:
+    loaded = load(options.cfgdir, options.strict_data)
+    if own_process:
+        # Nothing needs the zones freed, and freeing a big zone set object by
+        # object is a noticeable share of checkconf's time (0.2 s for 1M records).
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+    del loaded
     return 0
 
 
@@ -262,7 +270,7 @@ def refused_in_process(options: Options) -> str | None:
 def run(options: Options, err: TextIO, may_fork: bool = False) -> int:
     action = options.action
     if action == "checkconf":
-        return checkconf(options)
+        return checkconf(options, own_process=may_fork)
     if action in systemd_verbs.ROUTED_ACTIONS:
         # Under systemd, a daemon of gdnsd.service is stopped and replaced by
         # systemd (D-Bus), never behind its back: see lifecycle/systemd_unit.py.
