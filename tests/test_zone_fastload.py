@@ -280,3 +280,37 @@ def test_split_first_piece_takes_its_share(tmp_path: Path) -> None:
         assert max(rest) - min(rest) < 0.01
     path = write(tmp_path, text)
     assert forked._split(str(path), APEX, ZoneSettings(threads=3)) == reference(path, ZoneSettings())
+
+
+def _delegations_apart(glue: str = "", extra: str = "") -> str:
+    """Cuts at the top, their glue and the names pointing into them at the bottom: every piece holds a part."""
+    cuts = "".join(f"d{i} NS ns.d{i}\nd{i} NS ns.example.net.\n" for i in range(60))
+    cuts += "deep.e NS ns.deep.e\ndeep.e NS ns1\n"
+    filler = "".join(f"f{i} A 10.1.{i // 256}.{i % 256}\n" for i in range(600))
+    tail = "".join(f"ns.d{i} A 10.2.0.{i}\nm{i} MX 10 ns.d{i}\nc{i} CNAME x.d{i}\n" for i in range(60))
+    tail += "ns.deep.e AAAA 2001:db8::e\n"
+    return RICH + cuts + filler + tail + glue + extra
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        "",
+        "d7 NS ns2.d7\nns2.d7 A 10.3.0.7\n",  # a cut's NS records in two pieces
+        "ns.d3 TXT not glue\n",  # data below a cut, its cut in another piece
+        "unused.d5 A 10.3.0.5\n",  # glue no NS record names
+        "d9.d8 NS ns.example.net.\n",  # a cut below another piece's cut
+        "mx2 MX 10 d2\n",  # an MX target at a cut
+        "cn CNAME d4\n",  # a CNAME to a cut
+    ],
+)
+def test_split_delegations_across_pieces_equal_one_pass(tmp_path: Path, extra: str) -> None:
+    path = write(tmp_path, _delegations_apart(extra=extra))
+    try:
+        expected: model.Zone | None = fastload.load_zone(str(path), APEX, ZoneSettings())
+    except fastload.Irregular:
+        expected = None
+    else:
+        assert expected == reference(path, ZoneSettings())
+    for threads in (2, 3, 5):
+        assert forked._split(str(path), APEX, ZoneSettings(threads=threads)) == expected
