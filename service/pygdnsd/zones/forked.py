@@ -190,13 +190,16 @@ class _Deferred(Reporter):
         self.messages.append((message, path, line))
 
 
+_DONE = b"+"  # a worker's word on its pipe: the next answer is complete
+
+
 class _Worker:
     """A forked child computing each of ``jobs`` (plain data) in turn; ``result()`` is the next answer, or ``None``.
 
     Each answer goes to a file in memory of its own, so the child never
-    waits for this process to read one (it reads only once its own share
-    is done), and this process takes the first answers while the child
-    still computes the last.
+    waits on this process (which reads only once its own share is done),
+    and this process takes the first answers while the child still
+    computes the last.
     """
 
     def __init__(self, jobs: list[Callable[[], Any]]) -> None:
@@ -248,9 +251,6 @@ class _Worker:
         for fd in [self.read_fd, *self.files[self.taken :]]:
             os.close(fd)
         self.reaped = True
-
-
-_DONE = b"+"
 
 
 def _scratch_file() -> int:
