@@ -312,7 +312,7 @@ class Responder:
                     prepared = self._shared(generation, query, qend)
                     if prepared is None:
                         # Built for this query (maybe a plugin's answer): never remembered whole.
-                        prepared = self._lookup(generation, query, qend, client_ip, None)
+                        prepared = self._unshared(generation, query, qend, client_ip, None)
                         if edns:
                             return self._assemble_bare_edns(query, qend, prepared, client_ip, tcp, closing)
                         return self._assemble(query, qend, prepared, None, client_ip, tcp, closing)
@@ -351,6 +351,12 @@ class Responder:
         prepared = self._shared(generation, query, qend)
         if prepared is not None:
             return prepared
+        return self._unshared(generation, query, qend, client_ip, subnet)
+
+    def _unshared(
+        self, generation: _Generation, query: bytes, qend: int, client_ip: bytes, subnet: ClientSubnet | None
+    ) -> Prepared:
+        """``_lookup`` once ``_shared`` found nothing: the question's first time, or a plugin's answer."""
         qtype = (query[qend - 4] << 8) | query[qend - 3]
         if qtype in _NOTIMP_QTYPES:
             return _NOTIMP
