@@ -11,7 +11,8 @@ against the question) depends only on *where* the name falls in the zone
 and on the question's layout, so it is built once and cached:
 
 * ``by_question``: lowercased qname + qtype -> prepared tail, for repeated
-  questions (the common case); bounded, cleared when full.
+  questions (the common case); bounded, each of its parts (``_PARTS``)
+  cleared when full.
 * ``by_tail``: (decision content, the question suffixes the tail may point
   at and where they sit) -> prepared tail. Questions that reach the same
   records share a tail unless compression makes them differ: every A answer
