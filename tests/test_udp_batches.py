@@ -291,3 +291,43 @@ def test_layouts_match_linux_headers() -> None:
     assert ctypes.sizeof(mmsg.SockaddrIn) == 16
     assert ctypes.sizeof(mmsg.SockaddrIn6) == 28
     assert mmsg.SockaddrIn6.sin6_addr.offset == 8
+
+
+def test_one_datagram_per_wake_up_takes_the_single_reply_path(
+    monkeypatch: pytest.MonkeyPatch, batch_sizes: list[int], caplog: pytest.LogCaptureFixture
+) -> None:
+    # At low rates each read returns one datagram (DatagramBatch.answer_one):
+    # the same outcomes as in a batch, one query at a time.
+    calls = mmsg.load()
+    assert calls is not None
+    flaky = FlakySend(calls.sendmmsg)
+    monkeypatch.setattr(mmsg, "load", lambda: mmsg.MmsgCalls(calls.recvmmsg, flaky))
+    single = mmsg.DatagramBatch.answer_one
+    singles: list[bool] = []
+
+    def counted(self: mmsg.DatagramBatch, respond: mmsg.Respond, failed: mmsg.Failed) -> int:
+        singles.append(True)
+        return single(self, respond, failed)
+
+    monkeypatch.setattr(mmsg.DatagramBatch, "answer_one", counted)
+    with listening("127.0.0.1") as opened, client_socket("127.0.0.1") as client:
+        stats = Stats()
+        with caplog.at_level(logging.ERROR), serving(UdpServer(opened, Responder(), stats)):
+            client.sendto(b"q0", address(opened))
+            assert client.recv(4096) == b"ans:q0"  # its send was interrupted, then retried
+            client.sendto(b"q1", address(opened))
+            wait_for(lambda: stats.udp["sendfail"] == 1, "the send that fails with EAGAIN")
+            client.sendto(b"q2", address(opened))
+            assert client.recv(4096) == b"ans:q2"
+            client.sendto(b"BOOM", address(opened))
+            wait_for(lambda: stats.udp["reqs"] == 4, "the query the responder fails on")
+            client.sendto(b"BIG:70000", address(opened))
+            wait_for(lambda: stats.udp["sendfail"] == 2, "the answer too big to send")
+            client.sendto(b"last", address(opened))
+            assert client.recv(4096) == b"ans:last"
+    assert stats.udp["reqs"] == 6
+    assert flaky.calls == 5  # q0 twice, q1, q2, last
+    assert len(singles) == 6
+    assert set(batch_sizes) <= {0, 1}
+    failures = [record for record in caplog.records if "error answering a UDP query" in record.getMessage()]
+    assert len(failures) == 1

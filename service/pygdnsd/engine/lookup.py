@@ -52,18 +52,17 @@ class Decision:
     def signature(self) -> tuple[object, ...]:
         """Equal for decisions with the same content (RRsets by identity: zone data is immutable).
 
-        Built from lists, not generators: ``tuple(generator)`` allocates the
-        tuple before its items, and the cyclic collector only stops tracking
-        a tuple (see ``responder.Prepared``) when its items are untracked by
-        then, so such keys stayed tracked into slow full collections.
+        One flat tuple of atoms: each section's length, then (owner,
+        id(RRset)) per record. The cyclic collector stops tracking such a
+        tuple at the first collection that sees it; nested tuples could
+        stay tracked into the older generations (see ``responder.Prepared``).
         """
-        return (
-            self.rcode,
-            self.authoritative,
-            tuple([(record.owner, id(record.rrset)) for record in self.answer]),
-            tuple([(record.owner, id(record.rrset)) for record in self.authority]),
-            tuple([(record.owner, id(record.rrset)) for record in self.additional]),
-        )
+        flat: list[object] = [self.rcode, self.authoritative]
+        for section in (self.answer, self.authority, self.additional):
+            flat.append(len(section))
+            for record in section:
+                flat += (record.owner, id(record.rrset))
+        return tuple(flat)
 
 
 REFUSED = Decision(RCODE_REFUSED, False)

@@ -11,7 +11,8 @@ against the question) depends only on *where* the name falls in the zone
 and on the question's layout, so it is built once and cached:
 
 * ``by_question``: lowercased qname + qtype -> prepared tail, for repeated
-  questions (the common case); bounded, cleared when full.
+  questions (the common case); bounded, each of its parts (``_PARTS``)
+  cleared when full.
 * ``by_tail``: (decision content, the question suffixes the tail may point
   at and where they sit) -> prepared tail. Questions that reach the same
   records share a tail unless compression makes them differ: every A answer
@@ -25,8 +26,9 @@ precomputed outlives a reload.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from pygdnsd.engine import edns, lookup
 from pygdnsd.engine.edns import ClientSubnet, EdnsFormatError, EdnsRequest
@@ -87,13 +89,20 @@ class EngineSettings:
 
 
 # A response minus its header's ID and RD bit, its question and OPT:
-# (flags: the AA bit of header byte 2, rcode, (answer, authority, additional)
-# counts, tails: one per A/AAAA rotation, scope: the client-subnet scope to
-# echo, set by dynamic answers). A plain tuple, not a NamedTuple: the cyclic
-# garbage collector stops tracking an exact tuple that holds only atoms, while
-# a tuple subclass stays tracked, and full collections walking a few hundred
-# thousand cached answers stalled every query for tens of milliseconds.
-Prepared = tuple[int, int, tuple[int, int, int], tuple[bytes, ...], int]
+# (flags: the AA bit of header byte 2, rcode, answer, authority and
+# additional counts, scope: the client-subnet scope to echo, set by dynamic
+# answers, tails: one tail per A/AAAA rotation laid end to end (rotations
+# have the same length), turns: how many rotations).
+#
+# Flat, and only atoms, for the cyclic garbage collector: it stops tracking
+# an exact tuple of atoms at the first collection that sees it, whereas a
+# tuple holding tuples may be looked at before its items and so stays
+# tracked into older generations (a tuple subclass, such as a NamedTuple,
+# is never untracked). Cache entries built for first-seen questions then
+# piled up there, and each gen-1/gen-2 collection walked thousands of them:
+# pauses of 1-10 ms, most of pygdnsd's p99 latency. The caches' keys are
+# flat tuples of atoms for the same reason (``_tail_key``, ``Decision.signature``).
+Prepared = tuple[int, int, int, int, int, int, bytes, int]
 
 
 # Bounds the memory of whole responses: about 300 bytes each, so at most
@@ -101,8 +110,19 @@ Prepared = tuple[int, int, tuple[int, int, int], tuple[bytes, ...], int]
 _MAX_REMEMBERED = 200_000
 
 
-def prepared(flags: int, rcode: int, counts: tuple[int, int, int], tails: tuple[bytes, ...], scope: int = 0) -> Prepared:
-    return (flags, rcode, counts, tails, scope)
+def prepared(flags: int, rcode: int, counts: tuple[int, int, int], tails: list[bytes], scope: int = 0) -> Prepared:
+    an, ns, ar = counts
+    return (flags, rcode, an, ns, ar, scope, b"".join(tails), len(tails))
+
+
+def _tail(prepared: Prepared, rotation: int) -> bytes:
+    """Rotation number ``rotation`` (modulo how many there are) of a prepared answer's tail."""
+    tails, turns = prepared[6], prepared[7]
+    if turns == 1:
+        return tails
+    size = len(tails) // turns
+    at = rotation % turns * size
+    return tails[at : at + size]
 
 
 class DynamicSource(Protocol):
@@ -128,6 +148,30 @@ class _QueryProblem(Exception):
         self.bad_cookie = bad_cookie
 
 
+# Every cache is split into _PARTS dicts by key hash. A dict grows by copying
+# itself whole, and a full cache is emptied by freeing every entry: at
+# 100,000-200,000 entries either stalled every query for 5-20 ms (measured),
+# and a part does 1/_PARTS of that work at a time. Bounds apply per part.
+_PARTS = 64
+_PART_MASK = _PARTS - 1
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+Parts = list[dict[K, V]]
+
+
+def _parts(make: Callable[[], dict[K, V]]) -> Parts[K, V]:
+    return [make() for _ in range(_PARTS)]
+
+
+def _keep(parts: Parts[K, V], key: K, value: V, bound: int) -> None:
+    """Cache ``value`` under ``key``, first emptying its part if that holds its share of ``bound``."""
+    part = parts[hash(key) & _PART_MASK]
+    if len(part) >= max(bound // _PARTS, 1):
+        part.clear()
+    part[key] = value
+
+
 def _frozen_with_the_zones() -> dict[Any, Any]:
     """An empty cache that the freeze after loading (``lifecycle.heap``) exempts from collections.
 
@@ -150,20 +194,25 @@ class _Generation:
 
     def __init__(self, zones: ZoneSet) -> None:
         self.zones = zones
+        # Each cache is a list of parts (see ``_PARTS``): key ``k`` lives in
+        # part ``hash(k) & _PART_MASK``.
         # Tuple-valued caches: see ``_frozen_with_the_zones``.
-        self.by_question: dict[bytes, Prepared] = _frozen_with_the_zones()
-        self.by_tail: dict[tuple[object, ...], Prepared] = _frozen_with_the_zones()
+        # Lowercased qname + qtype -> Prepared.
+        self.by_question: Parts[bytes, Prepared] = _parts(_frozen_with_the_zones)
+        # ``_tail_key`` -> Prepared.
+        self.by_tail: Parts[tuple[object, ...], Prepared] = _parts(_frozen_with_the_zones)
         # id(RRset) -> its answer, for RRsets with no names to compress.
-        self.by_rrset: dict[int, Prepared] = _frozen_with_the_zones()
-        # Decision content -> (names its tail may compress against, whether
-        # any build of it pointed into the tail itself).
-        self.layouts: dict[tuple[object, ...], tuple[tuple[bytes, ...], bool]] = _frozen_with_the_zones()
+        self.by_rrset: Parts[int, Prepared] = _parts(_frozen_with_the_zones)
+        # Decision content -> whether any build of its tail pointed into the
+        # tail itself (``_INTERNAL``/``_EXTERNAL``), then the names its tail
+        # may compress against.
+        self.layouts: Parts[tuple[object, ...], tuple[bytes, ...]] = _parts(_frozen_with_the_zones)
         # Whole UDP responses: the query minus its ID -> the response minus
         # its ID (see ``_remember``). Per client family, since IPv4 and IPv6
         # may have different size limits. Bytes only, so the cyclic collector
         # never tracks these dicts (see Prepared).
-        self.answers_v4: dict[bytes, bytes] = {}
-        self.answers_v6: dict[bytes, bytes] = {}
+        self.answers_v4: Parts[bytes, bytes] = _parts(dict)
+        self.answers_v6: Parts[bytes, bytes] = _parts(dict)
 
 
 class Responder:
@@ -217,7 +266,8 @@ class Responder:
         # old generation's answer into the new one's caches.
         generation = self._generation
         if not tcp:
-            rest = (generation.answers_v6 if v6 else generation.answers_v4).get(query[2:])
+            key = query[2:]
+            rest = (generation.answers_v6 if v6 else generation.answers_v4)[hash(key) & _PART_MASK].get(key)
             if rest is not None:
                 # Count what building it counted (see ``_remember``).
                 counters[_RCODE_NAMES[rest[1]]] += 1
@@ -263,7 +313,7 @@ class Responder:
                     prepared = self._shared(generation, query, qend)
                     if prepared is None:
                         # Built for this query (maybe a plugin's answer): never remembered whole.
-                        prepared = self._lookup(generation, query, qend, client_ip, None)
+                        prepared = self._unshared(generation, query, qend, client_ip, None)
                         if edns:
                             return self._assemble_bare_edns(query, qend, prepared, client_ip, tcp, closing)
                         return self._assemble(query, qend, prepared, None, client_ip, tcp, closing)
@@ -271,7 +321,7 @@ class Responder:
                         response = self._assemble_bare_edns(query, qend, prepared, client_ip, tcp, closing)
                     else:
                         response = self._assemble(query, qend, prepared, None, client_ip, tcp, closing)
-                    if not tcp and len(prepared[3]) == 1:
+                    if not tcp and prepared[7] == 1:
                         _remember(generation, query, qend, response, v6)
                     return response
         try:
@@ -289,7 +339,8 @@ class Responder:
         qtc = query[qend - 4 : qend]
         qclass = (qtc[2] << 8) | qtc[3]
         if qclass == model.CLASS_IN or qclass == model.CLASS_ANY:
-            return generation.by_question.get(query[12 : qend - 4].translate(_LOWER) + qtc[:2])
+            key = query[12 : qend - 4].translate(_LOWER) + qtc[:2]
+            return generation.by_question[hash(key) & _PART_MASK].get(key)
         if qclass == model.CLASS_CH:
             return self._chaos_tail
         return _REFUSED
@@ -301,6 +352,12 @@ class Responder:
         prepared = self._shared(generation, query, qend)
         if prepared is not None:
             return prepared
+        return self._unshared(generation, query, qend, client_ip, subnet)
+
+    def _unshared(
+        self, generation: _Generation, query: bytes, qend: int, client_ip: bytes, subnet: ClientSubnet | None
+    ) -> Prepared:
+        """``_lookup`` once ``_shared`` found nothing: the question's first time, or a plugin's answer."""
         qtype = (query[qend - 4] << 8) | query[qend - 3]
         if qtype in _NOTIMP_QTYPES:
             return _NOTIMP
@@ -320,12 +377,10 @@ class Responder:
             request = EdnsRequest(512, 0, bool(do))
             return self._assemble(query, qend, prepared, request, client_ip, tcp, closing, counted=True)
         opt = self._bare_opts[(2 if do else 0) | (1 if tcp else 0) | (4 if closing else 0)]
-        flags, rcode, counts, tails, _scope = prepared
-        if len(tails) == 1:
-            tail = tails[0]
-        else:
+        flags, rcode, an, ns, ar, _scope, tail, turns = prepared
+        if turns != 1:
             self._rotation += 1
-            tail = tails[self._rotation % len(tails)]
+            tail = _tail(prepared, self._rotation)
         counters[_RCODE_NAMES[rcode]] += 1
         flags2 = 0x80 | flags | (query[2] & 0x01)
         question = query[12:qend]
@@ -345,7 +400,6 @@ class Responder:
                 )
             if size > 512:
                 self.stats.udp.bump("edns_big")
-        an, ns, ar = counts
         return b"".join((query[:2], bytes((flags2, rcode)), _COUNTS.pack(1, an, ns, ar + 1), question, tail, opt))
 
     def _assemble(
@@ -359,12 +413,10 @@ class Responder:
         closing: bool,
         counted: bool = False,
     ) -> bytes:
-        flags, rcode, (an, ns, ar), tails, scope = prepared
-        if len(tails) == 1:
-            tail = tails[0]
-        else:
+        flags, rcode, an, ns, ar, scope, tail, turns = prepared
+        if turns != 1:
             self._rotation += 1
-            tail = tails[self._rotation % len(tails)]
+            tail = _tail(prepared, self._rotation)
         counters = self.stats.dns.values
         counters[_RCODE_NAMES[rcode]] += 1
         flags2 = 0x80 | flags | (query[2] & 0x01)
@@ -495,10 +547,7 @@ class Responder:
                 client = ClientInfo(client_ip, _plugin_subnet(subnet))
                 return self._prepare_dynamic(generation, where, lname, qtype, record, client)
             prepared = self._prepare_static(generation, where, lname, qtype)
-        by_question = generation.by_question
-        if len(by_question) >= _MAX_CACHED_QUESTIONS:
-            by_question.clear()
-        by_question[lname + bytes((qtype >> 8, qtype & 0xFF))] = prepared
+        _keep(generation.by_question, lname + bytes((qtype >> 8, qtype & 0xFF)), prepared, _MAX_CACHED_QUESTIONS)
         return prepared
 
     def _prepare_static(
@@ -510,27 +559,28 @@ class Responder:
             if rrset is not None and rrset.rtype not in COMPRESSED_TYPES:
                 # The common answer: one RRset, owner the question, nothing to
                 # compress, so one tail serves every name holding this RRset.
-                prepared = generation.by_rrset.get(id(rrset))
+                part = generation.by_rrset[hash(id(rrset)) & _PART_MASK]
+                prepared = part.get(id(rrset))
                 if prepared is None:
-                    prepared = generation.by_rrset[id(rrset)] = _plain_answer(rrset)
+                    prepared = part[id(rrset)] = _plain_answer(rrset)
                 return prepared
         decision = lookup.decide_at(generation.zones, where, qtype, self._chain)
         content = decision.signature()
-        layout = generation.layouts.get(content)
+        layouts = generation.layouts[hash(content) & _PART_MASK]
+        layout = layouts.get(content)
         if layout is not None:
-            key = _tail_key(content, lname, *layout)
-            prepared = generation.by_tail.get(key)
+            key = _tail_key(content, lname, layout)
+            prepared = generation.by_tail[hash(key) & _PART_MASK].get(key)
             if prepared is not None:
                 return prepared
         prepared, built_wanted, internal = _build(decision, lname, 16 + len(lname))
-        # A tuple, not a frozenset: sets stay tracked by the cyclic collector (see Prepared).
-        wanted = tuple(built_wanted.union(layout[0])) if layout is not None else tuple(built_wanted)
         if layout is not None:
-            internal |= layout[1]
-        generation.layouts[content] = (wanted, internal)
-        if len(generation.by_tail) >= _MAX_CACHED_QUESTIONS:
-            generation.by_tail.clear()
-        generation.by_tail[_tail_key(content, lname, wanted, internal)] = prepared
+            built_wanted = built_wanted.union(layout[1:])
+            internal = internal or layout[0] == _INTERNAL
+        # A flat tuple of bytes (see Prepared): a set, or a tuple holding one, stays tracked.
+        layout = (_INTERNAL if internal else _EXTERNAL, *built_wanted)
+        layouts[content] = layout
+        _keep(generation.by_tail, _tail_key(content, lname, layout), prepared, _MAX_CACHED_QUESTIONS)
         return prepared
 
     def _prepare_dynamic(
@@ -556,15 +606,15 @@ class Responder:
         built, _, _ = _build(decision, lname, 16 + len(lname))
         if not scope:
             return built
-        flags, rcode, counts, tails, _ = built
-        return prepared(flags, rcode, counts, tails, scope)
+        flags, rcode, an, ns, ar, _, tails, turns = built
+        return (flags, rcode, an, ns, ar, scope, tails, turns)
 
     def _build_chaos_tail(self, text: bytes) -> Prepared:
         writer = SectionWriter(0, {})
         writer.pointer(12)
         writer.out += _RR_FIXED.pack(model.TXT, model.CLASS_CH, 0, len(text) + 1)
         writer.out += bytes((len(text),)) + text
-        return prepared(0, lookup.RCODE_NOERROR, (1, 0, 0), (writer.getvalue(),))
+        return prepared(0, lookup.RCODE_NOERROR, (1, 0, 0), [writer.getvalue()])
 
 
 def _remember(generation: _Generation, query: bytes, qend: int, response: bytes, v6: bool) -> None:
@@ -579,26 +629,27 @@ def _remember(generation: _Generation, query: bytes, qend: int, response: bytes,
     """
     if query[12:qend].translate(_LOWER) != query[12:qend]:
         return
-    answers = generation.answers_v6 if v6 else generation.answers_v4
-    if len(answers) >= _MAX_REMEMBERED:
-        answers.clear()
-    answers[query[2:]] = response[2:]
+    _keep(generation.answers_v6 if v6 else generation.answers_v4, query[2:], response[2:], _MAX_REMEMBERED)
 
 
-def _tail_key(content: tuple[object, ...], qname: bytes, wanted: tuple[bytes, ...], internal: bool) -> tuple[object, ...]:
-    """What a tail of ``content`` depends on for this qname.
+def _tail_key(content: tuple[object, ...], qname: bytes, layout: tuple[bytes, ...]) -> tuple[object, ...]:
+    """What a tail of ``content`` depends on for this qname (flat, see Prepared).
 
-    Compression can only point at question suffixes in ``wanted``, so those
-    (and their offsets) are part of the key; pointers into the tail itself
-    move with the question's length, which then joins the key too.
+    ``layout`` is ``_INTERNAL`` or ``_EXTERNAL`` then the names the tail
+    may compress against. Compression can only point at question suffixes
+    among those, so they (and their offsets) are part of the key; pointers
+    into the tail itself move with the question's length, which then joins
+    the key too. ``content`` has its own lengths, so the key reads back
+    unambiguously: content, the length or -1, then (suffix, offset) pairs.
     """
-    layout = []
+    key: list[object] = [*content, len(qname) if layout[0] == _INTERNAL else -1]
     pos = 0
     while qname[pos]:
-        if qname[pos:] in wanted:
-            layout.append((qname[pos:], pos))
+        suffix = qname[pos:]
+        if suffix in layout:
+            key += (suffix, pos)
         pos += qname[pos] + 1
-    return (content, tuple(layout), len(qname) if internal else -1)
+    return tuple(key)
 
 
 def _build(decision: Decision, qname: bytes, tail_at: int) -> tuple[Prepared, frozenset[bytes], bool]:
@@ -643,7 +694,7 @@ def _build(decision: Decision, qname: bytes, tail_at: int) -> tuple[Prepared, fr
         _record_count(decision.additional),
     )
     flags = _AA if decision.authoritative else 0
-    return prepared(flags, decision.rcode, counts, tuple(tails)), frozenset(writer.wanted), writer.internal
+    return prepared(flags, decision.rcode, counts, tails), frozenset(writer.wanted), writer.internal
 
 
 def _plain_answer(rrset: RRset) -> Prepared:
@@ -655,7 +706,7 @@ def _plain_answer(rrset: RRset) -> Prepared:
     if rrset.rtype in (model.A, model.AAAA) and len(chunks) > 1:
         rotating = [(0, len(tail), chunks)]
         tails = [_rotation(tail, rotating, turn) for turn in range(min(len(chunks), _MAX_ROTATIONS))]
-    return prepared(_AA, lookup.RCODE_NOERROR, (len(chunks), 0, 0), tuple(tails))
+    return prepared(_AA, lookup.RCODE_NOERROR, (len(chunks), 0, 0), tails)
 
 
 def _rotation(tail: bytes, rotating: list[tuple[int, int, list[bytes]]], turn: int) -> bytes:
@@ -696,8 +747,12 @@ def _record_count(section: tuple[Record, ...]) -> int:
     return sum(len(record.rrset.rdatas) for record in section)
 
 
-_REFUSED = prepared(0, lookup.RCODE_REFUSED, (0, 0, 0), (b"",))
-_NOTIMP = prepared(0, lookup.RCODE_NOTIMP, (0, 0, 0), (b"",))
+# Markers heading a layout (see ``_Generation.layouts``); never a wire name, which ends in b"\x00".
+_INTERNAL = b"internal"
+_EXTERNAL = b"external"
+
+_REFUSED = prepared(0, lookup.RCODE_REFUSED, (0, 0, 0), [b""])
+_NOTIMP = prepared(0, lookup.RCODE_NOTIMP, (0, 0, 0), [b""])
 
 
 # -- parsing the query --------------------------------------------------------

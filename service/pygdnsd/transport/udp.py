@@ -100,35 +100,48 @@ class UdpServer:
                 SEND_SPACE,
                 PKTINFO_SPACE if listener.spec.wildcard else 0,
             )
-            failed = functools.partial(log_failure, sock.family)
-            while not threads.stopping:
-                poller.poll()
-                self._drain_batches(batch, failed)
+            self._serve_batches(poller, batch, functools.partial(log_failure, sock.family))
             return
         drain = self._drain_pktinfo if listener.spec.wildcard else self._drain
         while not threads.stopping:
             poller.poll()
             drain(sock)
 
-    def _drain_batches(self, batch: mmsg.DatagramBatch, failed: mmsg.Failed) -> None:
+    def _serve_batches(self, poller: select.poll, batch: mmsg.DatagramBatch, failed: mmsg.Failed) -> None:
+        """Poll, then drain the socket in batches, until stopped.
+
+        One loop with everything bound once: at low query rates each wake-up
+        reads a single datagram, and per-wake-up set-up was a good part of
+        the cost of answering it.
+        """
         threads = self.threads
+        poll = poller.poll
+        receive = batch.receive
+        answer = batch.answer
+        # Control data (wildcard sockets) takes ``answer``'s general path.
+        answer_one = batch.answer_one if not batch.control_space else None
         respond = self.responder.respond
         counts = self.stats.udp.values
         size = batch.size
         while not threads.stopping:
-            try:
-                count = batch.receive()
-            except mmsg.BatchError:
-                counts["recvfail"] += 1
-                return
-            if not count:
-                return
-            counts["reqs"] += count
-            unsent = batch.answer(count, respond, failed)
-            if unsent:
-                counts["sendfail"] += unsent
-            if count < size:
-                return  # drained: whatever arrived since wakes the next poll
+            poll()
+            while not threads.stopping:
+                try:
+                    count = receive()
+                except mmsg.BatchError:
+                    counts["recvfail"] += 1
+                    break
+                if not count:
+                    break
+                counts["reqs"] += count
+                if count == 1 and answer_one is not None:
+                    unsent = answer_one(respond, failed)
+                else:
+                    unsent = answer(count, respond, failed)
+                if unsent:
+                    counts["sendfail"] += unsent
+                if count < size:
+                    break  # drained: whatever arrived since wakes the next poll
 
     def _drain(self, sock: socket.socket) -> None:
         threads = self.threads
