@@ -45,7 +45,8 @@ _TYPES = {
 }
 _LOWER_TYPES = {**_TYPES, **{k.lower(): v for k, v in _TYPES.items()}}
 _ONE_TARGET = frozenset((_CNAME, _NS, _PTR))
-_LENGTH_PREFIXES = tuple(bytes((length,)) for length in range(names.MAX_LABEL + 1))
+_LENGTH_BYTES = tuple(bytes((length,)) for length in range(256))
+_LENGTH_PREFIXES = _LENGTH_BYTES[: names.MAX_LABEL + 1]
 _ADDRESS = (_A, _AAAA)
 _DIRECTIVE_RE = re.compile(r"^\$[^\n]*", re.MULTILINE)
 _LABEL_RE = re.compile(r"[A-Za-z0-9_*-]+")
@@ -169,20 +170,23 @@ def _plain(text: str) -> bool:
     )
 
 
-def _txt(tokens: list[str]) -> bytes:
-    """Plain TXT strings (no escapes, each under 256 bytes); others go to rdata.encode."""
-    out = bytearray()
-    for tok in tokens:
-        if tok[:1] == '"':
-            tok = tok[1:-1]
-        data = tok.encode()
-        if len(data) > 255 or "\\" in tok:
-            raise Irregular("long or escaped TXT")
-        out.append(len(data))
-        out += data
-    if len(out) > rdata.MAX_TXT_RDATA:
+def _txt(strings: list[str]) -> bytes:
+    """Plain TXT strings (no escapes, each under 256 bytes); others go to rdata.encode.
+
+    A token holds quotes only at its ends (see ``tokenize``), so stripping them unquotes it.
+    """
+    if "\\" in "".join(strings):
+        raise Irregular("escaped TXT")
+    wire = b""
+    for text in strings:
+        data = text.strip('"').encode()
+        try:
+            wire += _LENGTH_BYTES[len(data)] + data
+        except IndexError:
+            raise Irregular("long TXT string") from None
+    if len(wire) > rdata.MAX_TXT_RDATA:
         raise Irregular("long TXT")
-    return bytes(out)
+    return wire
 
 
 def _u16(text: str, cache: dict[str, bytes]) -> bytes:
@@ -428,7 +432,8 @@ def parse_piece(
                             raise Irregular("long owner") from None
                         owner_deep = origin_deep
                     else:
-                        owner = wire_of(first)
+                        # Glue and other targets are owners too: the target cache may know them.
+                        owner = target_cache.get(first) or wire_of(first)
                         if first[-1] == "." and not _within(owner, apex):
                             raise Irregular("owner outside the zone")
                         owner_deep = len(owner) != owner[0] + child_length
