@@ -405,7 +405,21 @@ def parse_piece(
             else:
                 first = tokens[0]
                 if first != owner_text:
-                    if line[0] == "$":
+                    # A clean batch is ASCII without backslashes or quotes outside quoted tokens.
+                    if (clean and first.isalnum()) or (
+                        line[0] != "$"
+                        and "." not in first
+                        and "@" not in first
+                        and first.isascii()
+                        and "\\" not in first
+                        and '"' not in first
+                    ):
+                        try:
+                            owner = prefixes[len(first)] + first.encode().lower() + origin
+                        except IndexError:
+                            raise Irregular("long owner") from None
+                        owner_deep = origin_deep
+                    elif line[0] == "$":
                         _directive(tokens, namer)
                         if tokens[0].upper() == "$TTL":
                             default_ttl = parse_ttl(tokens[1])
@@ -418,19 +432,6 @@ def parse_piece(
                             prefixes = _label_prefixes(origin)
                             target_cache = namer.cache
                         continue
-                    # A clean batch is ASCII without backslashes or quotes outside quoted tokens.
-                    if (first.isalnum() and clean) or (
-                        "." not in first
-                        and "@" not in first
-                        and first.isascii()
-                        and "\\" not in first
-                        and '"' not in first
-                    ):
-                        try:
-                            owner = prefixes[len(first)] + first.encode().lower() + origin
-                        except IndexError:
-                            raise Irregular("long owner") from None
-                        owner_deep = origin_deep
                     else:
                         # Glue and other targets are owners too: the target cache may know them.
                         owner = target_cache.get(first) or wire_of(first)
