@@ -280,3 +280,27 @@ def test_split_first_piece_takes_its_share(tmp_path: Path) -> None:
         assert max(rest) - min(rest) < 0.01
     path = write(tmp_path, text)
     assert forked._split(str(path), APEX, ZoneSettings(threads=3)) == reference(path, ZoneSettings())
+
+
+def _piece_contents(piece: fastload.ZonePiece) -> tuple[object, ...]:
+    soa = piece.soa
+    return (piece.nodes, piece.targets, piece.deep, soa and (soa.owner, soa.ttl, soa.rdata, soa.line))
+
+
+@pytest.mark.parametrize(("block", "batch"), [(1, 1), (7, 3), (65536, 2048)])
+def test_parse_piece_reads_a_file_text_or_lines_alike(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block: int, batch: int
+) -> None:
+    # A comment in the middle: the batches around it are not clean, the others are.
+    text = RICH + "".join(f"n{i} A 10.0.0.{i}\n" for i in range(50)) + "; note\nlast A 10.0.1.1\n"
+    path = write(tmp_path, text)
+    monkeypatch.setattr(fastload, "_BLOCK", block)
+    monkeypatch.setattr(fastload, "_BATCH", batch)
+    with open(path, encoding="utf-8", newline="") as handle:
+        from_file = _piece_contents(fastload.parse_piece(handle, str(path), APEX, ZoneSettings()))
+    from_text = _piece_contents(fastload.parse_piece(text, str(path), APEX, ZoneSettings()))
+    from_lines = _piece_contents(
+        fastload.parse_piece(text.splitlines(keepends=True), str(path), APEX, ZoneSettings())
+    )
+    assert from_file == from_text == from_lines
+    assert from_file[3] is not None and from_file[3][3] == 2  # the SOA's line

@@ -306,23 +306,38 @@ _BATCH = 2048  # lines taken at a time from a list
 def _batches(lines: Iterable[str], number: int) -> Iterator[tuple[int, list[str], bool]]:
     """``lines`` in batches: (first line's number, lines, clean).
 
-    A clean batch is ASCII without ``();\\`` or a carriage return, which
-    the loop then need not look for line by line (a C scan of the batch costs
-    far less than a regex search of each line). A file is read in blocks,
-    which is cheaper than taking its lines one by one.
+    ``lines`` may also be an open file, or the text itself (a ``str``),
+    read in blocks: cheaper than taking lines one by one. A clean batch is
+    ASCII without ``();\\`` or a carriage return, which the loop then need
+    not look for line by line (a C scan of the batch costs far less than a
+    regex search of each line).
     """
-    if isinstance(lines, io.TextIOBase):
-        while block := lines.read(_BLOCK):
-            if block[-1] != "\n":
-                block += lines.readline()
+    if isinstance(lines, io.TextIOBase | str):
+        for block in _blocks(lines):
             batch = block.split("\n")
             yield number, batch, _clean(block)
-            number += len(batch) - 1
+            number += len(batch) - 1  # the last is the start of the next block's first line
         return
     source = iter(lines)
     while batch := list(itertools.islice(source, _BATCH)):
         yield number, batch, _clean("".join(batch))
         number += len(batch)
+
+
+def _blocks(source: io.TextIOBase | str) -> Iterator[str]:
+    """About ``_BLOCK`` characters at a time, in whole lines."""
+    if isinstance(source, str):
+        size = len(source)
+        begin = 0
+        while begin < size:
+            end = source.find("\n", begin + _BLOCK) + 1 or size
+            yield source[begin:end]
+            begin = end
+        return
+    while block := source.read(_BLOCK):
+        if block[-1] != "\n":
+            block += source.readline()
+        yield block
 
 
 def _clean(text: str) -> bool:
@@ -346,10 +361,10 @@ def parse_piece(
 ) -> ZonePiece:
     """The lines of one file, or of one piece of it (see ``split``), read into per-name nodes.
 
-    ``lines`` may be an open file, or lines that may keep their newline
-    (``split()`` ignores it). This loop is most of the time a big zone takes
-    to load: it avoids calls and temporaries for the common lines (a plain
-    owner, a known type, one-token rdata).
+    ``lines`` may be an open file, the text (a ``str``), or lines that may
+    keep their newline (``split()`` ignores it). This loop is most of the
+    time a big zone takes to load: it avoids calls and temporaries for the
+    common lines (a plain owner, a known type, one-token rdata).
     """
     if start is None:
         start = Start(1, apex, settings.default_ttl)
