@@ -45,6 +45,7 @@ _TYPES = {
 }
 _LOWER_TYPES = {**_TYPES, **{k.lower(): v for k, v in _TYPES.items()}}
 _ONE_TARGET = frozenset((_CNAME, _NS, _PTR))
+_TXT_NAMES = frozenset(name for name, rtype in _LOWER_TYPES.items() if rtype == _TXT)
 _LENGTH_BYTES = tuple(bytes((length,)) for length in range(256))
 _LENGTH_PREFIXES = _LENGTH_BYTES[: names.MAX_LABEL + 1]
 _ADDRESS = (_A, _AAAA)
@@ -292,10 +293,21 @@ def _special_tokens(line: str) -> list[str]:
 def _quoted_tokens(line: str) -> list[str]:
     """``tokenize`` for a line whose only special characters are quotes, as in most TXT lines, without its loop.
 
-    An odd quote is unterminated: ``tokenize`` would fail.
+    An odd quote is unterminated: ``tokenize`` would fail. In the commonest
+    shape, an owner (or a blank), ``TXT`` and quoted strings, the strings
+    come without their quotes, cheaper to cut out: ``_txt`` reads them alike.
     """
-    if line.count('"') & 1:
+    parts = line.split('"')
+    if not len(parts) & 1:
         raise Irregular("tokens")
+    head = parts[0].split()
+    if (
+        len(head) == (1 if line[0] in " \t" else 2)
+        and head[-1] in _TXT_NAMES
+        and not "".join(parts[2::2]).strip()
+    ):
+        head += parts[1::2]
+        return head
     return _QUOTED_RE.findall(line)
 
 
