@@ -304,3 +304,9 @@ def test_parse_piece_reads_a_file_text_or_lines_alike(
     )
     assert from_file == from_text == from_lines
     assert from_file[3] is not None and from_file[3][3] == 2  # the SOA's line
+
+
+def test_a_full_target_cache_starts_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fastload, "_TARGETS_CACHED", 2)
+    path = write(tmp_path, RICH + "$ORIGIN @Z\n" + "".join(f"c{i} CNAME {'mail' if i % 2 else 'ns1'}\n" for i in range(20)))
+    assert fastload.load_zone(str(path), APEX, ZoneSettings()) == reference(path, ZoneSettings())

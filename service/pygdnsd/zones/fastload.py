@@ -58,6 +58,7 @@ _QUOTED_RE = re.compile(r'"[^"]*"|[^\s"]+')
 _ACME = b"\x0f_acme-challenge"
 _WILDCARD = b"\x01*"
 EMPTY_NODE: dict[int, model.RRset] = {}  # every empty non-terminal shares it: zones are never mutated
+_TARGETS_CACHED = 100_000  # names, per origin: bounds the cache's memory
 _inet_pton = socket.inet_pton
 _AF_INET = socket.AF_INET
 _AF_INET6 = socket.AF_INET6
@@ -151,8 +152,10 @@ class _Names:
         hit = self.cache.get(text)
         if hit is None:
             hit = self.wire(text)
-            if len(self.cache) < 100_000:
-                self.cache[text] = hit
+            if len(self.cache) >= _TARGETS_CACHED:
+                # Start again rather than stop: the names used next are most likely recent ones.
+                self.cache.clear()
+            self.cache[text] = hit
         return hit
 
 
