@@ -455,7 +455,8 @@ def parse_piece(
                             default_ttl = parse_ttl(tokens[1])
                             default_clamped = not min_ttl <= default_ttl <= max_ttl
                         else:
-                            owner = b""  # as the reference: $ORIGIN forgets the owner, $TTL does not
+                            # As the reference: $ORIGIN forgets the owner, $TTL does not.
+                            owner = b""
                             owner_text = ""
                             origin = namer.origin
                             origin_deep = origin != apex
