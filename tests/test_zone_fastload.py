@@ -292,7 +292,9 @@ def test_parse_piece_reads_a_file_text_or_lines_alike(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block: int, batch: int
 ) -> None:
     # A comment in the middle: the batches around it are not clean, the others are.
-    text = RICH + "".join(f"n{i} A 10.0.0.{i}\n" for i in range(50)) + "; note\nlast A 10.0.1.1\n"
+    # The SOA on line 4, after a comment and a blank line.
+    head = "; head\n\n"
+    text = head + RICH + "".join(f"n{i} A 10.0.0.{i}\n" for i in range(50)) + "; note\nlast A 10.0.1.1\n"
     path = write(tmp_path, text)
     monkeypatch.setattr(fastload, "_BLOCK", block)
     monkeypatch.setattr(fastload, "_BATCH", batch)
@@ -303,7 +305,7 @@ def test_parse_piece_reads_a_file_text_or_lines_alike(
         fastload.parse_piece(text.splitlines(keepends=True), str(path), APEX, ZoneSettings())
     )
     assert from_file == from_text == from_lines
-    assert from_file[3] is not None and from_file[3][3] == 2  # the SOA's line
+    assert from_file[3] is not None and from_file[3][3] == 4  # the SOA's line
 
 
 def test_a_full_target_cache_starts_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
