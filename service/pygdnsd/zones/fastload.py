@@ -120,6 +120,14 @@ class _Names:
                     raise Irregular("long name")
                 return wire
             if low[0] != "." and ".." not in low:
+                head, _, rest = low.partition(".")
+                parent = self.cache.get(rest)
+                if parent is not None and len(head) <= names.MAX_LABEL:
+                    # A name below one already known, as glue below its delegation.
+                    wire = _LENGTH_PREFIXES[len(head)] + head.encode() + parent
+                    if len(wire) > names.MAX_NAME:
+                        raise Irregular("long name")
+                    return wire
                 if low[-1] == ".":
                     parts = low[:-1].split(".")
                     tail = b"\x00"
@@ -502,6 +510,9 @@ def parse_piece(
                 elif rtype in one_target:
                     if fields != 1:
                         raise Irregular("target")
+                    if rtype == _NS:
+                        # Its glue's names are below it: wire() finds it here.
+                        target_cache[owner_text] = owner
                     wire = target_cache.get(tokens[pos]) or target_of(tokens[pos])
                     targets.append((rtype, owner, wire))
                 elif rtype == _MX:
