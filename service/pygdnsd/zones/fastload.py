@@ -120,14 +120,6 @@ class _Names:
                     raise Irregular("long name")
                 return wire
             if low[0] != "." and ".." not in low:
-                head, _, rest = low.partition(".")
-                parent = self.cache.get(rest)
-                if parent is not None and len(head) <= names.MAX_LABEL:
-                    # A name below one already known, as glue below its delegation.
-                    wire = _LENGTH_PREFIXES[len(head)] + head.encode() + parent
-                    if len(wire) > names.MAX_NAME:
-                        raise Irregular("long name")
-                    return wire
                 if low[-1] == ".":
                     parts = low[:-1].split(".")
                     tail = b"\x00"
@@ -160,11 +152,27 @@ class _Names:
         hit = self.cache.get(text)
         if hit is None:
             hit = self.wire(text)
-            if len(self.cache) >= _TARGETS_CACHED:
-                # Start again rather than stop: the names used next are most likely recent ones.
-                self.cache.clear()
-            self.cache[text] = hit
+            self.remember(text, hit)
         return hit
+
+    def remember(self, text: str, wire: bytes) -> None:
+        if len(self.cache) >= _TARGETS_CACHED:
+            # Start again rather than stop: the names used next are most likely recent ones.
+            self.cache.clear()
+        self.cache[text] = wire
+
+
+    def glue(self, text: str) -> bytes:
+        """``target`` for an NS target, often a name below the NS owner (which the cache holds)."""
+        dot = text.find(".")
+        parent = self.cache.get(text[dot + 1 :])
+        if parent is None or dot > names.MAX_LABEL or not _plain(text):
+            return self.target(text)
+        wire = _LENGTH_PREFIXES[dot] + text[:dot].lower().encode() + parent
+        if len(wire) > names.MAX_NAME:
+            raise Irregular("long name")
+        self.remember(text, wire)  # for the glue's own line
+        return wire
 
 
 def _plain(text: str) -> bool:
@@ -399,6 +407,7 @@ def parse_piece(
     namer.set_origin(start.origin)
     wire_of = namer.wire
     target_of = namer.target
+    glue_of = namer.glue
     target_cache = namer.cache
     special = _SPECIAL_RE.search
     quoted = _quoted_tokens
@@ -510,10 +519,14 @@ def parse_piece(
                 elif rtype in one_target:
                     if fields != 1:
                         raise Irregular("target")
-                    if rtype == _NS:
-                        # Its glue's names are below it: wire() finds it here.
+                    if rtype != _NS:
+                        wire = target_cache.get(tokens[pos]) or target_of(tokens[pos])
+                    else:
+                        # Its glue's names end with it (namer.remember, inlined).
+                        if len(target_cache) >= _TARGETS_CACHED:
+                            target_cache.clear()
                         target_cache[owner_text] = owner
-                    wire = target_cache.get(tokens[pos]) or target_of(tokens[pos])
+                        wire = target_cache.get(tokens[pos]) or glue_of(tokens[pos])
                     targets.append((rtype, owner, wire))
                 elif rtype == _MX:
                     if fields != 2:
