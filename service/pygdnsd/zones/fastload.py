@@ -161,7 +161,6 @@ class _Names:
             self.cache.clear()
         self.cache[text] = wire
 
-
     def glue(self, text: str) -> bytes:
         """``target`` for an NS target, often a name below the NS owner (which the cache holds)."""
         dot = text.find(".")
