@@ -314,3 +314,38 @@ def test_split_delegations_across_pieces_equal_one_pass(tmp_path: Path, extra: s
         assert expected == reference(path, ZoneSettings())
     for threads in (2, 3, 5):
         assert forked._split(str(path), APEX, ZoneSettings(threads=threads)) == expected
+
+
+def _piece_contents(piece: fastload.ZonePiece) -> tuple[object, ...]:
+    soa = piece.soa
+    return (piece.nodes, piece.targets, piece.deep, soa and (soa.owner, soa.ttl, soa.rdata, soa.line))
+
+
+@pytest.mark.parametrize(("block", "batch"), [(1, 1), (7, 3), (65536, 2048)])
+def test_parse_piece_reads_a_file_text_or_lines_alike(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block: int, batch: int
+) -> None:
+    # A comment in the middle: the batches around it are not clean, the others are.
+    # The SOA on line 4, after a comment and a blank line.
+    head = "; head\n\n"
+    text = head + RICH + "".join(f"n{i} A 10.0.0.{i}\n" for i in range(50)) + "; note\nlast A 10.0.1.1\n"
+    path = write(tmp_path, text)
+    monkeypatch.setattr(fastload, "_BLOCK", block)
+    monkeypatch.setattr(fastload, "_BATCH", batch)
+    with open(path, encoding="utf-8", newline="") as handle:
+        from_file = _piece_contents(fastload.parse_piece(handle, str(path), APEX, ZoneSettings()))
+    from_text = _piece_contents(fastload.parse_piece(text, str(path), APEX, ZoneSettings()))
+    from_lines = _piece_contents(
+        fastload.parse_piece(text.splitlines(keepends=True), str(path), APEX, ZoneSettings())
+    )
+    assert from_file == from_text == from_lines
+    assert from_file[3] is not None and from_file[3][3] == 4  # the SOA's line
+
+
+def test_a_full_target_cache_starts_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fastload, "_TARGETS_CACHED", 2)
+    cnames = "".join(f"c{i} CNAME {'mail' if i % 2 else 'ns1'}\n" for i in range(20))
+    # Delegations whose glue names are built on the cached owner's (or not, once cleared).
+    cuts = "".join(f"d{i} NS ns1.d{i}\n  NS NS2.D{i}.example.org.\nns1.d{i} A 192.0.2.{i}\nns2.d{i} A 192.0.2.{i}\n" for i in range(6))
+    path = write(tmp_path, RICH + "$ORIGIN @Z\n" + cnames + cuts)
+    assert fastload.load_zone(str(path), APEX, ZoneSettings()) == reference(path, ZoneSettings())

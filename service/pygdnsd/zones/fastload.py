@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import io
 import itertools
 import re
 import socket
@@ -43,7 +44,10 @@ _TYPES = {
     "TXT": _TXT, "SOA": _SOA, "NAPTR": model.NAPTR, "CAA": model.CAA,
 }
 _LOWER_TYPES = {**_TYPES, **{k.lower(): v for k, v in _TYPES.items()}}
-_TARGETED = frozenset((_NS, _CNAME, _PTR, _MX, _SRV))
+_ONE_TARGET = frozenset((_CNAME, _NS, _PTR))
+_TXT_NAMES = frozenset(name for name, rtype in _LOWER_TYPES.items() if rtype == _TXT)
+_LENGTH_BYTES = tuple(bytes((length,)) for length in range(256))
+_LENGTH_PREFIXES = _LENGTH_BYTES[: names.MAX_LABEL + 1]
 _ADDRESS = (_A, _AAAA)
 _DIRECTIVE_RE = re.compile(r"^\$[^\n]*", re.MULTILINE)
 _LABEL_RE = re.compile(r"[A-Za-z0-9_*-]+")
@@ -54,6 +58,7 @@ _QUOTED_RE = re.compile(r'"[^"]*"|[^\s"]+')
 _ACME = b"\x0f_acme-challenge"
 _WILDCARD = b"\x01*"
 EMPTY_NODE: dict[int, model.RRset] = {}  # every empty non-terminal shares it: zones are never mutated
+_TARGETS_CACHED = 100_000  # names, per origin: bounds the cache's memory
 _inet_pton = socket.inet_pton
 _AF_INET = socket.AF_INET
 _AF_INET6 = socket.AF_INET6
@@ -147,9 +152,26 @@ class _Names:
         hit = self.cache.get(text)
         if hit is None:
             hit = self.wire(text)
-            if len(self.cache) < 100_000:
-                self.cache[text] = hit
+            self.remember(text, hit)
         return hit
+
+    def remember(self, text: str, wire: bytes) -> None:
+        if len(self.cache) >= _TARGETS_CACHED:
+            # Start again rather than stop: the names used next are most likely recent ones.
+            self.cache.clear()
+        self.cache[text] = wire
+
+    def glue(self, text: str) -> bytes:
+        """``target`` for an NS target, often a name below the NS owner (which the cache holds)."""
+        dot = text.find(".")
+        parent = self.cache.get(text[dot + 1 :])
+        if parent is None or dot > names.MAX_LABEL or not _plain(text):
+            return self.target(text)
+        wire = _LENGTH_PREFIXES[dot] + text[:dot].lower().encode() + parent
+        if len(wire) > names.MAX_NAME:
+            raise Irregular("long name")
+        self.remember(text, wire)  # for the glue's own line
+        return wire
 
 
 def _plain(text: str) -> bool:
@@ -167,20 +189,23 @@ def _plain(text: str) -> bool:
     )
 
 
-def _txt(tokens: list[str]) -> bytes:
-    """Plain TXT strings (no escapes, each under 256 bytes); others go to rdata.encode."""
-    out = bytearray()
-    for tok in tokens:
-        if tok[:1] == '"':
-            tok = tok[1:-1]
-        data = tok.encode()
-        if len(data) > 255 or "\\" in tok:
-            raise Irregular("long or escaped TXT")
-        out.append(len(data))
-        out += data
-    if len(out) > rdata.MAX_TXT_RDATA:
+def _txt(strings: list[str]) -> bytes:
+    """Plain TXT strings (no escapes, each under 256 bytes); others go to rdata.encode.
+
+    A token holds quotes only at its ends (see ``tokenize``), so stripping them unquotes it.
+    """
+    if "\\" in "".join(strings):
+        raise Irregular("escaped TXT")
+    wire = b""
+    for text in strings:
+        data = text.strip('"').encode()
+        try:
+            wire += _LENGTH_BYTES[len(data)] + data
+        except IndexError:
+            raise Irregular("long TXT string") from None
+    if len(wire) > rdata.MAX_TXT_RDATA:
         raise Irregular("long TXT")
-    return bytes(out)
+    return wire
 
 
 def _u16(text: str, cache: dict[str, bytes]) -> bytes:
@@ -310,9 +335,8 @@ def _special_tokens(line: str) -> list[str]:
     """The tokens of a line holding quotes, parentheses, a comment or escapes; Irregular for what the fast path leaves."""
     if "\r" in line:
         raise Irregular("carriage return")
-    if _UNQUOTED_SPECIAL_RE.search(line) is None and not line.count('"') & 1:
-        # Only (balanced) quotes, as in most TXT lines: what ``tokenize`` finds, without its loop.
-        return _QUOTED_RE.findall(line)
+    if _UNQUOTED_SPECIAL_RE.search(line) is None:
+        return _quoted_tokens(line)
     try:
         tokens = tokenize(line)
     except ValueError:
@@ -322,14 +346,93 @@ def _special_tokens(line: str) -> list[str]:
     return tokens
 
 
+def _quoted_tokens(line: str) -> list[str]:
+    """``tokenize`` for a line whose only special characters are quotes, as in most TXT lines, without its loop.
+
+    An odd quote is unterminated: ``tokenize`` would fail. In the commonest
+    shape, an owner (or a blank), ``TXT`` and quoted strings, the strings
+    come without their quotes, cheaper to cut out: ``_txt`` reads them alike.
+    """
+    parts = line.split('"')
+    if not len(parts) & 1:
+        raise Irregular("tokens")
+    head = parts[0].split()
+    if (
+        len(head) == (1 if line[0] in " \t" else 2)
+        and head[-1] in _TXT_NAMES
+        and not "".join(parts[2::2]).strip()
+    ):
+        head += parts[1::2]
+        return head
+    return _QUOTED_RE.findall(line)
+
+
+_BLOCK = 1 << 16  # characters read at a time from a file
+_BATCH = 2048  # lines taken at a time from a list
+
+
+def _batches(lines: Iterable[str], number: int) -> Iterator[tuple[int, list[str], bool]]:
+    """``lines`` in batches: (first line's number, lines, clean).
+
+    ``lines`` may also be an open file, or the text itself (a ``str``),
+    read in blocks: cheaper than taking lines one by one. A clean batch is
+    ASCII without ``();\\`` or a carriage return, which the loop then need
+    not look for line by line (a C scan of the batch costs far less than a
+    regex search of each line).
+    """
+    if isinstance(lines, io.TextIOBase | str):
+        for block in _blocks(lines):
+            batch = block.split("\n")
+            yield number, batch, _clean(block)
+            number += len(batch) - 1  # the last is the start of the next block's first line
+        return
+    source = iter(lines)
+    while batch := list(itertools.islice(source, _BATCH)):
+        yield number, batch, _clean("".join(batch))
+        number += len(batch)
+
+
+def _blocks(source: io.TextIOBase | str) -> Iterator[str]:
+    """About ``_BLOCK`` characters at a time, in whole lines."""
+    if isinstance(source, str):
+        size = len(source)
+        begin = 0
+        while begin < size:
+            end = source.find("\n", begin + _BLOCK) + 1 or size
+            yield source[begin:end]
+            begin = end
+        return
+    while block := source.read(_BLOCK):
+        if block[-1] != "\n":
+            block += source.readline()
+        yield block
+
+
+def _clean(text: str) -> bool:
+    return (
+        text.isascii()
+        and "\\" not in text
+        and ";" not in text
+        and "(" not in text
+        and ")" not in text
+        and "\r" not in text
+    )
+
+
+def _label_prefixes(origin: bytes) -> tuple[bytes, ...]:
+    """The length byte of each label that may stand before ``origin``: past the end is a label too long."""
+    return _LENGTH_PREFIXES[: min(names.MAX_LABEL, names.MAX_NAME - len(origin) - 1) + 1]
+
+
 def parse_piece(
     lines: Iterable[str], path: str, apex: bytes, settings: ZoneSettings, start: Start | None = None
 ) -> ZonePiece:
     """The lines of one file, or of one piece of it (see ``split``), read into per-name nodes.
 
-    Lines may keep their newline (``split()`` ignores it). This loop is most
-    of the time a big zone takes to load: it avoids calls and temporaries
-    for the common lines (a plain owner, a known type, one-token rdata).
+    ``lines`` may be an open file, the text (a ``str``), or lines that may
+    keep their newline (``split()`` ignores it). This loop is most of the
+    time a big zone takes to load: it avoids calls and temporaries for the
+    common lines (a plain owner, a known type, one-token rdata).
     """
     if start is None:
         start = Start(1, apex, settings.default_ttl)
@@ -341,14 +444,17 @@ def parse_piece(
     namer.set_origin(start.origin)
     wire_of = namer.wire
     target_of = namer.target
+    glue_of = namer.glue
+    target_cache = namer.cache
     special = _SPECIAL_RE.search
+    quoted = _quoted_tokens
     default_ttl = start.default_ttl
     min_ttl = settings.min_ttl
     max_ttl = settings.max_ttl
+    default_clamped = not min_ttl <= default_ttl <= max_ttl
     ttls: dict[str, int] = {}
     u16s: dict[str, bytes] = {}
     rtypes = _LOWER_TYPES
-    targeted = _TARGETED
     owner = b""  # none yet ("" is no name: the root is b"\x00")
     owner_text = ""
     context = rdata.RdataContext(target_of, settings.text_autosplit)
@@ -357,138 +463,163 @@ def parse_piece(
     owner_deep = False
     child_length = len(apex) + 1  # the length of a child of the apex, less its first label
     deep = out.deep
-    label_max = min(names.MAX_LABEL, names.MAX_NAME - len(origin) - 1)
+    prefixes = _label_prefixes(origin)
     new = _NEW
     rrset_class = model.RRset
     set_rtype = _SET_RTYPE
     set_ttl = _SET_TTL
     set_rdatas = _SET_RDATAS
-    for number, line in enumerate(lines, start.line):
-        if special(line) is None:
-            tokens = line.split()
-        else:
-            tokens = _special_tokens(line)
-        if not tokens:
-            continue
-        lead = line[0]
-        if lead == " " or lead == "\t":
-            if not owner:
-                raise Irregular("blank owner")
-            pos = 0
-        else:
-            first = tokens[0]
-            if first != owner_text:
-                if lead == "$":
-                    _directive(tokens, namer)
-                    if tokens[0].upper() == "$TTL":
-                        default_ttl = parse_ttl(tokens[1])
-                    else:
-                        owner = b""  # as the reference: $ORIGIN forgets the owner, $TTL does not
-                        owner_text = ""
-                        origin = namer.origin
-                        origin_deep = origin != apex
-                        label_max = min(names.MAX_LABEL, names.MAX_NAME - len(origin) - 1)
-                    continue
-                if (
-                    "." not in first
-                    and "@" not in first
-                    and first.isascii()
-                    and len(first) <= label_max
-                    and "\\" not in first
-                    and '"' not in first
-                ):
-                    owner = (chr(len(first)) + first.lower()).encode() + origin
-                    owner_deep = origin_deep
-                else:
-                    owner = wire_of(first)
-                    if first[-1] == "." and not _within(owner, apex):
-                        raise Irregular("owner outside the zone")
-                    owner_deep = len(owner) != owner[0] + child_length
-                owner_text = first
-            pos = 1
-        count = len(tokens)
-        if pos >= count:
-            raise Irregular("no type")
-        rtype = rtypes.get(tokens[pos])
-        if rtype is None:
-            # A TTL and/or the class first, in either order (as zonefile._Parser.record).
-            ttl, pos = _ttl_and_class(tokens, pos, default_ttl, ttls)
-            if pos >= count:
-                raise Irregular("no type")
-            rtype = rtypes.get(tokens[pos]) or _generic_type(tokens[pos])
-        else:
-            ttl = default_ttl
-        if ttl < min_ttl or ttl > max_ttl:
-            raise Irregular("ttl clamp")
-        pos += 1
-        fields = count - pos
-        try:
-            if rtype == _A:
-                if fields != 1:
-                    raise Irregular("A")
-                wire = _inet_pton(_AF_INET, tokens[pos])
-            elif rtype == _AAAA:
-                if fields != 1:
-                    raise Irregular("AAAA")
-                wire = _inet_pton(_AF_INET6, tokens[pos])
-            elif rtype in (_CNAME, _NS, _PTR):
-                if fields != 1:
-                    raise Irregular("target")
-                wire = target_of(tokens[pos])
-            elif rtype == _MX:
-                if fields != 2:
-                    raise Irregular("MX")
-                head = u16s.get(tokens[pos]) or _u16(tokens[pos], u16s)
-                wire = head + target_of(tokens[pos + 1])
-            elif rtype == _SRV:
-                if fields != 4:
-                    raise Irregular("SRV")
-                head = (
-                    (u16s.get(tokens[pos]) or _u16(tokens[pos], u16s))
-                    + (u16s.get(tokens[pos + 1]) or _u16(tokens[pos + 1], u16s))
-                    + (u16s.get(tokens[pos + 2]) or _u16(tokens[pos + 2], u16s))
-                )
-                wire = head + target_of(tokens[pos + 3])
-            elif rtype == _TXT:
-                if not fields:
-                    raise Irregular("TXT")
-                wire = _txt(tokens[pos:])
-                if owner.startswith(_ACME):
-                    raise Irregular("ACME TXT")
+    claim = nodes.setdefault
+    inet_pton = _inet_pton
+    one_target = _ONE_TARGET
+    for first_number, batch, clean in _batches(lines, start.line):
+        for line in batch:
+            if clean:
+                tokens = line.split() if '"' not in line else quoted(line)
+            elif special(line) is None:
+                tokens = line.split()
             else:
-                if rtype == _SOA and (owner != apex or out.soa is not None):
-                    raise Irregular("SOA")
-                wire = rdata.encode(rtype, tokens[pos - 1].upper(), tokens[pos:], context)
-                if rtype == _SOA:
-                    out.soa = Record(owner, rtype, ttl, wire, path, number)
-        except (OSError, ValueError, names.NameError_):
-            raise Irregular("rdata") from None
-        if rtype in targeted:
-            targets.append((rtype, owner, wire))
-        node = nodes.get(owner)
-        if node is None:
+                tokens = _special_tokens(line)
+            if not tokens:
+                continue
+            if line[0] in " \t":
+                if not owner:
+                    raise Irregular("blank owner")
+                pos = 0
+            else:
+                first = tokens[0]
+                if first != owner_text:
+                    # A clean batch is ASCII without backslashes or quotes outside quoted tokens.
+                    if (clean and first.isalnum()) or (
+                        line[0] != "$"
+                        and "." not in first
+                        and "@" not in first
+                        and first.isascii()
+                        and "\\" not in first
+                        and '"' not in first
+                    ):
+                        try:
+                            owner = prefixes[len(first)] + first.encode().lower() + origin
+                        except IndexError:
+                            raise Irregular("long owner") from None
+                        owner_deep = origin_deep
+                    elif line[0] == "$":
+                        _directive(tokens, namer)
+                        if tokens[0].upper() == "$TTL":
+                            default_ttl = parse_ttl(tokens[1])
+                            default_clamped = not min_ttl <= default_ttl <= max_ttl
+                        else:
+                            # As the reference: $ORIGIN forgets the owner, $TTL does not.
+                            owner = b""
+                            owner_text = ""
+                            origin = namer.origin
+                            origin_deep = origin != apex
+                            prefixes = _label_prefixes(origin)
+                            target_cache = namer.cache
+                        continue
+                    else:
+                        # Glue and other targets are owners too: the target cache may know them.
+                        owner = target_cache.get(first) or wire_of(first)
+                        if first[-1] == "." and not _within(owner, apex):
+                            raise Irregular("owner outside the zone")
+                        owner_deep = len(owner) != owner[0] + child_length
+                    owner_text = first
+                pos = 1
+            count = len(tokens)
+            try:
+                rtype = rtypes.get(tokens[pos])
+            except IndexError:
+                raise Irregular("no type") from None
+            if rtype is None:
+                # A TTL and/or the class first, in either order (as zonefile._Parser.record).
+                ttl, pos = _ttl_and_class(tokens, pos, default_ttl, ttls)
+                if pos >= count:
+                    raise Irregular("no type")
+                rtype = rtypes.get(tokens[pos]) or _generic_type(tokens[pos])
+                if ttl < min_ttl or ttl > max_ttl:
+                    raise Irregular("ttl clamp")
+            elif default_clamped:
+                raise Irregular("ttl clamp")
+            else:
+                ttl = default_ttl
+            pos += 1
+            fields = count - pos
+            try:
+                if rtype == _A:
+                    if fields != 1:
+                        raise Irregular("A")
+                    wire = inet_pton(_AF_INET, tokens[pos])
+                elif rtype == _AAAA:
+                    if fields != 1:
+                        raise Irregular("AAAA")
+                    wire = inet_pton(_AF_INET6, tokens[pos])
+                elif rtype in one_target:
+                    if fields != 1:
+                        raise Irregular("target")
+                    if rtype != _NS:
+                        wire = target_cache.get(tokens[pos]) or target_of(tokens[pos])
+                    else:
+                        # Its glue's names end with it (namer.remember, inlined).
+                        if len(target_cache) >= _TARGETS_CACHED:
+                            target_cache.clear()
+                        target_cache[owner_text] = owner
+                        wire = target_cache.get(tokens[pos]) or glue_of(tokens[pos])
+                    targets.append((rtype, owner, wire))
+                elif rtype == _MX:
+                    if fields != 2:
+                        raise Irregular("MX")
+                    wire = (u16s.get(tokens[pos]) or _u16(tokens[pos], u16s)) + (
+                        target_cache.get(tokens[pos + 1]) or target_of(tokens[pos + 1])
+                    )
+                    targets.append((rtype, owner, wire))
+                elif rtype == _SRV:
+                    if fields != 4:
+                        raise Irregular("SRV")
+                    wire = (
+                        (u16s.get(tokens[pos]) or _u16(tokens[pos], u16s))
+                        + (u16s.get(tokens[pos + 1]) or _u16(tokens[pos + 1], u16s))
+                        + (u16s.get(tokens[pos + 2]) or _u16(tokens[pos + 2], u16s))
+                        + (target_cache.get(tokens[pos + 3]) or target_of(tokens[pos + 3]))
+                    )
+                    targets.append((rtype, owner, wire))
+                elif rtype == _TXT:
+                    if not fields:
+                        raise Irregular("TXT")
+                    wire = _txt(tokens[pos:])
+                    if owner.startswith(_ACME):
+                        raise Irregular("ACME TXT")
+                else:
+                    if rtype == _SOA and (owner != apex or out.soa is not None):
+                        raise Irregular("SOA")
+                    wire = rdata.encode(rtype, tokens[pos - 1].upper(), tokens[pos:], context)
+                    if rtype == _SOA:
+                        number = first_number + batch.index(line)
+                        out.soa = Record(owner, rtype, ttl, wire, path, number)
+            except (OSError, ValueError, names.NameError_):
+                raise Irregular("rdata") from None
             # new_rrset, inlined: this runs once per record.
             rrset = new(rrset_class)
             set_rtype(rrset, rtype)
             set_ttl(rrset, ttl)
             set_rdatas(rrset, (wire,))
-            nodes[owner] = rrset  # a name's only RRset is its node (model.node_of)
-            if owner_deep:
-                deep.append(owner)
-            continue
-        have = node.get(rtype)
-        if have is None:
-            if rtype == _CNAME or _CNAME in node:
-                raise Irregular("CNAME and other data")
-            nodes[owner] = _with(node, new_rrset(rtype, ttl, (wire,)))
-        elif have.ttl != ttl:
-            raise Irregular("TTLs disagree")
-        else:
-            more = multi.get((owner, rtype))
-            if more is None:
-                multi[(owner, rtype)] = [wire]
+            node = claim(owner, rrset)  # a name's only RRset is its node (model.node_of)
+            if node is rrset:
+                if owner_deep:
+                    deep.append(owner)
+                continue
+            have = node.get(rtype)
+            if have is None:
+                if rtype == _CNAME or _CNAME in node:
+                    raise Irregular("CNAME and other data")
+                nodes[owner] = _with(node, rrset)
+            elif have.ttl != ttl:
+                raise Irregular("TTLs disagree")
             else:
-                more.append(wire)
+                more = multi.get((owner, rtype))
+                if more is None:
+                    multi[(owner, rtype)] = [wire]
+                else:
+                    more.append(wire)
     for (name, rtype), more in multi.items():
         node = nodes[name]
         have = node[rtype]
