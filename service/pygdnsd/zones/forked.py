@@ -6,7 +6,7 @@ run of small zone files, or a piece of one big file (``fastload.split``),
 reads it with the fast path and sends the result back with ``marshal``;
 meanwhile this process reads its own share. Results travel as plain lists,
 dicts, tuples and bytes (``_portable_*``), which marshal writes and reads at
-C speed, RRsets as columns that are rebuilt here in C loops (``_rrsets``):
+C speed, RRsets as columns that are rebuilt here in C loops (``fastload.new_rrsets``):
 that is what makes the transfer cheaper than the reading. A piece of a big
 file is checked by its worker as far as it can be alone
 (``fastload.piece_leads``), so what runs here after the workers finish, on
@@ -22,10 +22,8 @@ taken.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import functools
-import itertools
 import logging
 import marshal
 import mmap
@@ -73,7 +71,6 @@ Warning_ = tuple[str, str, int | None]
 # types, TTLs, rdatas), and the other nodes as {name: {type: (ttl, rdatas)}}.
 PortableNodes = tuple[list[bytes], list[int], list[int], list[tuple[bytes, ...]], dict[bytes, Any]]
 
-_RRSET_FIELDS = vars(model.RRset)
 _rtype_of = operator.attrgetter("rtype")
 _ttl_of = operator.attrgetter("ttl")
 _rdatas_of = operator.attrgetter("rdatas")
@@ -94,18 +91,10 @@ def _portable_nodes(nodes: dict[bytes, model.Node]) -> PortableNodes:
     return names, list(map(_rtype_of, lone)), list(map(_ttl_of, lone)), list(map(_rdatas_of, lone)), others
 
 
-def _rrsets(rtypes: list[int], ttls: list[int], rdatas: list[tuple[bytes, ...]]) -> list[model.RRset]:
-    """``fastload.new_rrset`` over columns, with the loops in C: no Python frame per RRset."""
-    out = list(map(model.RRset.__new__, itertools.repeat(model.RRset, len(rtypes))))
-    for field, values in (("rtype", rtypes), ("ttl", ttls), ("rdatas", rdatas)):
-        collections.deque(map(_RRSET_FIELDS[field].__set__, out, values), maxlen=0)
-    return out
-
-
 def _add_nodes(portable: PortableNodes, into: dict[bytes, model.Node]) -> dict[bytes, model.Node]:
     """``portable``'s nodes added to ``into``, but for the names ``into`` holds already: those are returned."""
     names, rtypes, ttls, rdatas, others = portable
-    rrsets = _rrsets(rtypes, ttls, rdatas)
+    rrsets = fastload.new_rrsets(rtypes, ttls, rdatas)
     # One hash lookup per name, in C: setdefault adds a new name and hands back a held one's node.
     held = list(map(into.setdefault, names, rrsets))
     shared: dict[bytes, model.Node] = {}
