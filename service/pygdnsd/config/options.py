@@ -109,6 +109,8 @@ KNOWN_OPTIONS = (
 LISTEN_BOOL_KEYS = ("tcp_proxy", "tcp_pad")
 LISTEN_UDP_KEYS = frozenset({"udp_threads", "udp_rcvbuf", "udp_sndbuf"})
 
+# The file of a config dir this module reads.
+CONFIG_FILE = "config"
 TOP_LEVEL_KEYS = ("options", "service_types", "plugins")
 CHAOS_RESPONSE_MAX = 254
 NSID_MAX_BYTES = 128
@@ -229,10 +231,6 @@ class Config(ListenOptions):
     def zones_dir(self) -> Path:
         return self.cfgdir / "zones"
 
-    @property
-    def config_path(self) -> Path:
-        return self.cfgdir / "config"
-
 
 # Option name -> its default: the ``Config`` field's.
 DEFAULTS: dict[str, object] = {
@@ -246,7 +244,7 @@ def load_config(cfgdir: Path, strict_data_override: bool = False) -> Config:
     ``strict_data_override`` (the command line's ``-S``) forces ``zones_strict_data``.
     """
     cfgdir = Path(cfgdir)
-    path = cfgdir / "config"
+    path = cfgdir / CONFIG_FILE
     if path.exists() or path.is_symlink():
         top = parse_file(path)
         if isinstance(top, ConfigList):

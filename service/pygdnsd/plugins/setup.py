@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pygdnsd.config.options import Config
+from pygdnsd.config.options import CONFIG_FILE, Config
 from pygdnsd.config.scalars import c_string
 from pygdnsd.config.vscf import ConfigHash, ConfigList, ConfigScalar, ConfigValue, Position
 from pygdnsd.errors import ConfigError
@@ -36,7 +36,7 @@ def build_dynamic(config: Config) -> DynamicSetup:
     """
     plugins = config.plugins
     state_dir = config.state_dir
-    config_file = str(config.config_path)
+    config_file = str(config.cfgdir / CONFIG_FILE)
     try:
         monitor = Monitor(
             parse_service_types(config.service_types, state_dir, defer_errors=True), state_dir
