@@ -185,9 +185,10 @@ class Config(ListenOptions):
     """Every option of ``man gdnsd.config`` plus pygdnsd's own (pidfile, username, zones_auto_reload).
 
     Its field defaults are gdnsd's defaults, the only place they are written:
-    the reader fills in what a config file leaves out from them, and the
-    settings built from a ``Config`` (``ZoneSettings``, ``EngineSettings``)
-    default to them.
+    the reader fills in what a config file leaves out from them (``DEFAULTS``),
+    and the settings built from a ``Config`` (``ZoneSettings``,
+    ``EngineSettings``) default to them as class attributes (``Config.min_ttl``),
+    which is why neither this class nor ``ListenOptions`` has ``slots``.
     """
 
     cfgdir: Path

@@ -85,7 +85,8 @@ class EngineSettings:
     edns_client_subnet: bool = Config.edns_client_subnet
     disable_cookies: bool = Config.disable_cookies
     max_nocookie_response: int = Config.max_nocookie_response
-    # Value of the edns-tcp-keepalive option we send, in units of 100 ms.
+    # Value of the edns-tcp-keepalive option we send, in units of 100 ms:
+    # the global tcp_timeout (per-address values do not reach it).
     tcp_keepalive: int = Config.tcp_timeout * 10
     # Pad every TCP answer. ``tcp_pad`` is a listen address's option: it
     # reaches that address's TCP server (``TcpLimits``), not this.
@@ -104,7 +105,7 @@ class EngineSettings:
             edns_client_subnet=config.edns_client_subnet,
             disable_cookies=config.disable_cookies,
             max_nocookie_response=config.max_nocookie_response,
-            tcp_keepalive=config.tcp_timeout * 10,
+            tcp_keepalive=config.tcp_timeout * 10,  # units of 100 ms
             cookie_secret=cookie_secret,
         )
 
