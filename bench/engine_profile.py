@@ -26,9 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import zonegen
 
-from pygdnsd.engine.responder import Responder
+from pygdnsd.engine.responder import EngineSettings, Responder
 from pygdnsd.engine.stats import Stats
-from pygdnsd.instance import engine_settings, load
+from pygdnsd.instance import load
 
 CLIENT_IP = bytes([127, 0, 0, 1])
 
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="pygdnsd-engine-") as tmp:
         zonegen.write_config(cfgdir, 53, Path(tmp), 1, 1)
         loaded = load(cfgdir)
-    responder = Responder(loaded.zones, engine_settings(loaded.config), Stats())
+    responder = Responder(loaded.zones, EngineSettings.from_config(loaded.config, cookie_secret=bytes(32)), Stats())
     queries = [
         (shape, n % 2 == 1, zonegen.query_wire(name, qtype, edns_do=n % 2 == 1))
         for n, (shape, name, qtype) in enumerate(zonegen.mixed_questions(args.queries, args.spread))

@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 
 from conftest import free_port, pygdnsd_python
+from pygdnsd.config.options import ListenAddress
 from pygdnsd.lifecycle import activation
 from pygdnsd.lifecycle.activation import ActivationError, PassedSocket
-from pygdnsd.transport.listeners import TCP, UDP, Endpoint, SocketSpec
+from pygdnsd.transport.listeners import TCP, UDP, SocketSpec
 from test_lifecycle_support import (
     Site,
     a_records,
@@ -140,8 +141,8 @@ def test_sockets_match_configured_addresses_by_their_bound_address(closing: list
     port = free_port()
     udp, tcp = udp_socket(port), tcp_socket(port)
     closing += [udp, tcp]
-    endpoint = Endpoint("127.0.0.1", port, udp_threads=3, tcp_threads=2)
-    other = Endpoint("127.0.0.1", free_port())
+    endpoint = ListenAddress("127.0.0.1", port, udp_threads=3, tcp_threads=2)
+    other = ListenAddress("127.0.0.1", free_port())
     got = activation.match([passed("dns-udp", udp), passed("dns-tcp", tcp, 4)], [other, endpoint], CONTROL_PATH)
     assert [s.spec for s in got.dns] == [
         SocketSpec("127.0.0.1", port, socket.AF_INET, UDP, 0),
@@ -157,7 +158,7 @@ def test_the_label_dns_takes_the_kind_from_the_socket_type(closing: list[socket.
     port = free_port()
     udp, tcp = udp_socket(port), tcp_socket(port)
     closing += [udp, tcp]
-    got = activation.match([passed("dns", tcp), passed("dns", udp, 4)], [Endpoint("127.0.0.1", port)], CONTROL_PATH)
+    got = activation.match([passed("dns", tcp), passed("dns", udp, 4)], [ListenAddress("127.0.0.1", port)], CONTROL_PATH)
     assert [(s.spec.kind, s.sock) for s in got.dns] == [(TCP, tcp), (UDP, udp)]
     assert activation.describe(got)[0].endswith("on the socket systemd passed (dns #0)")
 
@@ -166,7 +167,7 @@ def test_an_ipv6_socket_matches_the_configured_spelling(closing: list[socket.soc
     port = free_port("::1")
     udp = udp_socket(port, "::1")
     closing.append(udp)
-    got = activation.match([passed("dns-udp", udp)], [Endpoint("0:0::1", port)], CONTROL_PATH)
+    got = activation.match([passed("dns-udp", udp)], [ListenAddress("0:0::1", port)], CONTROL_PATH)
     assert got.dns[0].spec == SocketSpec("0:0::1", port, socket.AF_INET6, UDP, 0)
 
 
@@ -179,7 +180,7 @@ def test_the_same_address_passed_twice_gives_two_thread_sockets(closing: list[so
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(("127.0.0.1", port))
     got = activation.match([passed("dns-udp", first), passed("dns-udp", second, 4)],
-                           [Endpoint("127.0.0.1", port)], CONTROL_PATH)
+                           [ListenAddress("127.0.0.1", port)], CONTROL_PATH)
     assert [s.spec.index for s in got.dns] == [0, 1]
 
 
@@ -189,7 +190,7 @@ def test_an_unconfigured_address_is_refused_and_every_socket_closed(closing: lis
     closing += [udp, tcp]
     with pytest.raises(ActivationError, match=rf"TCP socket 127.0.0.1:{port} \(dns-tcp\) is not a configured"):
         activation.match([passed("dns-tcp", tcp), passed("dns-udp", udp, 4)],
-                         [Endpoint("127.0.0.1", port + 1)], CONTROL_PATH)
+                         [ListenAddress("127.0.0.1", port + 1)], CONTROL_PATH)
     assert udp.fileno() == -1 and tcp.fileno() == -1
 
 
@@ -198,7 +199,7 @@ def test_a_label_on_the_wrong_socket_type_is_refused(closing: list[socket.socket
     udp = udp_socket(port)
     closing.append(udp)
     with pytest.raises(ActivationError, match="fd 3 labelled 'dns-tcp' is not an IP stream socket"):
-        activation.match([passed("dns-tcp", udp)], [Endpoint("127.0.0.1", port)], CONTROL_PATH)
+        activation.match([passed("dns-tcp", udp)], [ListenAddress("127.0.0.1", port)], CONTROL_PATH)
 
 
 def test_an_unknown_label_is_refused(closing: list[socket.socket]) -> None:

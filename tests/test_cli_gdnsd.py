@@ -131,8 +131,9 @@ def test_log_lines_look_like_gdnsd() -> None:
 FAKE_START = textwrap.dedent(
     """
     import sys
-    from types import SimpleNamespace
+    from pathlib import Path
     from pygdnsd import instance
+    from pygdnsd.config.options import Config, ListenAddress
     from pygdnsd.cli import gdnsd
     from pygdnsd.zones.model import ZoneSet
 
@@ -145,8 +146,9 @@ FAKE_START = textwrap.dedent(
             return b"ans:" + query
 
     def fake_load(cfgdir, strict_data=False):
-        listen = [SimpleNamespace(host="127.0.0.1", port=port, udp_threads=1, tcp_threads=1)]
-        config = SimpleNamespace(listen=listen, run_dir=sys.argv[2], tcp_timeout=5)
+        listen = (ListenAddress("127.0.0.1", port, udp_threads=1, tcp_threads=1),)
+        run_dir = Path(sys.argv[2])
+        config = Config(Path(cfgdir), listen, run_dir=run_dir, pidfile=run_dir / "gdnsd.pid", tcp_timeout=5)
         return instance.Loaded(config, ZoneSet())
 
     gdnsd.load = fake_load

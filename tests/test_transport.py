@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import free_port
+from pygdnsd.config.options import ListenAddress
 from pygdnsd.engine.stats import Stats
 from pygdnsd.transport.listeners import (
     DEFAULT_UDP_RCVBUF,
@@ -19,7 +20,6 @@ from pygdnsd.transport.listeners import (
     TCP,
     UDP,
     BindError,
-    Endpoint,
     ListenSocket,
     SocketSpec,
     open_listeners,
@@ -51,8 +51,8 @@ class FakeResponder:
         return b"ans:" + query
 
 
-def endpoint(host: str, port: int, udp: int = 1, tcp: int = 1) -> Endpoint:
-    return Endpoint(host=host, port=port, udp_threads=udp, tcp_threads=tcp)
+def endpoint(host: str, port: int, udp: int = 1, tcp: int = 1) -> ListenAddress:
+    return ListenAddress(host=host, port=port, udp_threads=udp, tcp_threads=tcp)
 
 
 @pytest.fixture
@@ -103,7 +103,7 @@ def test_sockets_have_gdnsd_options() -> None:
 
 
 def test_udp_buffer_sizes_applied() -> None:
-    ep = Endpoint("127.0.0.1", free_port(), udp_threads=1, tcp_threads=0, udp_rcvbuf=65536, udp_sndbuf=32768)
+    ep = ListenAddress("127.0.0.1", free_port(), udp_threads=1, tcp_threads=0, udp_rcvbuf=65536, udp_sndbuf=32768)
     opened = open_listeners([ep])
     try:
         sock = opened[0].sock
@@ -115,7 +115,7 @@ def test_udp_buffer_sizes_applied() -> None:
 
 
 def test_udp_receive_queue_defaults_deeper_than_the_os() -> None:
-    ep = Endpoint("127.0.0.1", free_port(), udp_threads=1, tcp_threads=0)
+    ep = ListenAddress("127.0.0.1", free_port(), udp_threads=1, tcp_threads=0)
     opened = open_listeners([ep])
     try:
         rmem_max = int(Path("/proc/sys/net/core/rmem_max").read_text())

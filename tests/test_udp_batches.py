@@ -21,9 +21,10 @@ from typing import Any
 import pytest
 
 from conftest import free_port
+from pygdnsd.config.options import ListenAddress
 from pygdnsd.engine.stats import Stats
 from pygdnsd.transport import mmsg, udp
-from pygdnsd.transport.listeners import Endpoint, ListenSocket, open_listeners
+from pygdnsd.transport.listeners import ListenSocket, open_listeners
 from pygdnsd.transport.udp import UdpServer
 
 WAIT = 5.0
@@ -63,7 +64,7 @@ def client_socket(host: str) -> socket.socket:
 
 @contextmanager
 def listening(host: str, threads: int = 1) -> Iterator[list[ListenSocket]]:
-    opened = open_listeners([Endpoint(host, free_port(host), udp_threads=threads, tcp_threads=0)])
+    opened = open_listeners([ListenAddress(host, free_port(host), udp_threads=threads, tcp_threads=0)])
     try:
         yield opened
     finally:

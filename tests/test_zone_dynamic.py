@@ -19,7 +19,6 @@ import pytest
 
 from pygdnsd.config.options import load_config
 from pygdnsd.errors import ConfigError, ZoneError
-from pygdnsd.instance import zone_settings
 from pygdnsd.plugins.setup import DynamicSetup, build_dynamic
 from pygdnsd.zones import fastload, model, names
 from pygdnsd.zones.loader import load_zones
@@ -72,7 +71,7 @@ def config_dir(tmp_path: Path, body: str, options: str = "") -> Path:
 def ours(cfg: Path) -> tuple[model.ZoneSet, DynamicSetup]:
     config = load_config(cfg)
     setup = build_dynamic(config)
-    return load_zones(cfg / "zones", zone_settings(config), setup.resolvers), setup
+    return load_zones(cfg / "zones", ZoneSettings.from_config(config), setup.resolvers), setup
 
 
 def theirs(cfg: Path) -> subprocess.CompletedProcess[str]:
@@ -325,7 +324,7 @@ def test_dynamic_zone_among_many_parallel_zones(tmp_path: Path) -> None:
         (cfg / "zones" / f"z{i}.example").write_text(filler)
     config = load_config(cfg)
     setup = build_dynamic(config)
-    settings = zone_settings(config)
+    settings = ZoneSettings.from_config(config)
     assert sum(p.stat().st_size for p in (cfg / "zones").iterdir()) > 1 << 20  # forked.BATCH_BYTES
     assert settings.threads == 2
     zones = load_zones(cfg / "zones", settings, setup.resolvers)

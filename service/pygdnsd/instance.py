@@ -14,15 +14,14 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from pygdnsd.config.options import load_config
+from pygdnsd.config.options import Config, ListenAddress, load_config
 from pygdnsd.engine.responder import EngineSettings, Responder
 from pygdnsd.engine.stats import Stats
 from pygdnsd.errors import ConfigError
 from pygdnsd.lifecycle import workers
 from pygdnsd.plugins.setup import DynamicSetup, build_dynamic
-from pygdnsd.transport.listeners import UDP, Endpoint, ListenSocket, open_listeners
+from pygdnsd.transport.listeners import UDP, ListenSocket, open_listeners
 from pygdnsd.transport.tcp import TcpLimits, TcpServer
 from pygdnsd.transport.udp import UdpServer
 from pygdnsd.zones.loader import load_zones
@@ -35,97 +34,12 @@ COOKIE_KEY_SIZE = 32
 AUTOKEY_NAME = "cookie.autokey"
 
 
-def _option(config: Any, name: str, default: Any) -> Any:
-    value = getattr(config, name, None)
-    return default if value is None else value
-
-
-def zone_settings(config: Any) -> ZoneSettings:
-    defaults = ZoneSettings()
-    return ZoneSettings(
-        default_ttl=_option(config, "zones_default_ttl", defaults.default_ttl),
-        min_ttl=_option(config, "min_ttl", defaults.min_ttl),
-        max_ttl=_option(config, "max_ttl", defaults.max_ttl),
-        max_ncache_ttl=_option(config, "max_ncache_ttl", defaults.max_ncache_ttl),
-        strict_data=bool(_option(config, "zones_strict_data", defaults.strict_data)),
-        text_autosplit=not _option(config, "disable_text_autosplit", False),
-        acme_challenge_dns_ttl=_option(
-            config, "acme_challenge_dns_ttl", defaults.acme_challenge_dns_ttl
-        ),
-    )
-
-
-def _as_bytes(value: str | bytes) -> bytes:
-    return value if isinstance(value, bytes) else value.encode("utf-8")
-
-
-def nsid_bytes(config: Any) -> bytes | None:
-    """``nsid`` is hex text (or bytes already decoded); ``nsid_ascii`` is the bytes themselves."""
-    nsid = getattr(config, "nsid", None)
-    if nsid is not None:
-        return nsid if isinstance(nsid, bytes) else bytes.fromhex(nsid)
-    ascii_nsid = getattr(config, "nsid_ascii", None)
-    if ascii_nsid is not None:
-        return _as_bytes(ascii_nsid)
-    return None
-
-
-def engine_settings(config: Any, cookie_secret: bytes = b"\x00" * COOKIE_KEY_SIZE) -> EngineSettings:
-    defaults = EngineSettings()
-    return EngineSettings(
-        chaos_response=_as_bytes(_option(config, "chaos_response", defaults.chaos_response)),
-        nsid=nsid_bytes(config),
-        max_edns_response=_option(config, "max_edns_response", defaults.max_edns_response),
-        max_edns_response_v6=_option(config, "max_edns_response_v6", defaults.max_edns_response_v6),
-        experimental_no_chain=bool(
-            _option(config, "experimental_no_chain", defaults.experimental_no_chain)
-        ),
-        edns_client_subnet=bool(_option(config, "edns_client_subnet", defaults.edns_client_subnet)),
-        disable_cookies=bool(_option(config, "disable_cookies", defaults.disable_cookies)),
-        max_nocookie_response=_option(
-            config, "max_nocookie_response", defaults.max_nocookie_response
-        ),
-        # The edns-tcp-keepalive option counts in units of 100 ms.
-        tcp_keepalive=int(_option(config, "tcp_timeout", 37)) * 10,
-        cookie_secret=cookie_secret,
-    )
-
-
-def endpoints(config: Any) -> list[Endpoint]:
-    """The listen addresses, each with its per-address options (global ones as fallback)."""
-    out = []
-    for address in _option(config, "listen", ()):
-        def pick(name: str, default: int, address: Any = address) -> int:
-            return int(_option(address, name, _option(config, name, default)))
-
-        out.append(
-            Endpoint(
-                host=str(address.host),
-                port=int(address.port),
-                udp_threads=pick("udp_threads", 2),
-                tcp_threads=pick("tcp_threads", 2),
-                tcp_timeout=pick("tcp_timeout", 37),
-                tcp_clients_per_thread=pick("tcp_clients_per_thread", 256),
-                tcp_fastopen=pick("tcp_fastopen", 256),
-                tcp_backlog=pick("tcp_backlog", 0),
-                udp_rcvbuf=pick("udp_rcvbuf", 0),
-                udp_sndbuf=pick("udp_sndbuf", 0),
-            )
-        )
-    return out
-
-
-def tcp_limits(endpoint: Endpoint) -> TcpLimits:
-    # gdnsd.config(5): the server-side idle timeout is double tcp_timeout.
-    return TcpLimits(idle_timeout=2.0 * endpoint.tcp_timeout, max_clients=endpoint.tcp_clients_per_thread)
-
-
-def cookie_secret(config: Any) -> bytes:
+def cookie_secret(config: Config) -> bytes:
     """The server-cookie key: ``cookie_key_file``, else ``run_dir/cookie.autokey``, else new."""
-    key_file = getattr(config, "cookie_key_file", None)
+    key_file = config.cookie_key_file
     if key_file is not None:
         try:
-            key = Path(key_file).read_bytes()
+            key = key_file.read_bytes()
         except OSError as exc:
             raise ConfigError(f"cookie_key_file '{key_file}': cannot read: {exc.strerror}") from exc
         if len(key) != COOKIE_KEY_SIZE:
@@ -133,7 +47,7 @@ def cookie_secret(config: Any) -> bytes:
                 f"cookie_key_file '{key_file}': must hold exactly {COOKIE_KEY_SIZE} bytes, has {len(key)}"
             )
         return key
-    autokey = Path(_option(config, "run_dir", "/run/gdnsd")) / AUTOKEY_NAME
+    autokey = config.run_dir / AUTOKEY_NAME
     try:
         key = autokey.read_bytes()
         if len(key) == COOKIE_KEY_SIZE:
@@ -155,33 +69,30 @@ def cookie_secret(config: Any) -> bytes:
 class Loaded:
     """Everything read from the config dir."""
 
-    config: Any
+    config: Config
     zones: ZoneSet
     dynamic: DynamicSetup | None = None  # the monitor and plugins; None for static-only callers
 
 
-def read_config(cfgdir: Path, strict_data: bool = False) -> Any:
+def read_config(cfgdir: Path, strict_data: bool = False) -> Config:
     """Read and check the config; log its warnings and the listeners it configures."""
     config = load_config(cfgdir, strict_data_override=strict_data)
-    for warning in _option(config, "warnings", ()):
+    for warning in config.warnings:
         log.warning("%s", warning)
-    for endpoint in endpoints(config):
+    for address in config.listen:
         log.info(
             "DNS listener threads (%d UDP + %d TCP) configured for %s",
-            endpoint.udp_threads,
-            endpoint.tcp_threads,
-            endpoint.label,
+            address.udp_threads,
+            address.tcp_threads,
+            address.label,
         )
     return config
 
 
-def zones_dir(config: Any) -> Path:
-    return Path(_option(config, "zones_dir", Path(config.cfgdir) / "zones"))
-
-
-def read_zones(config: Any, dynamic: DynamicSetup | None = None) -> ZoneSet:
+def read_zones(config: Config, dynamic: DynamicSetup | None = None) -> ZoneSet:
     """Every zone of ``config``'s zones dir; ZoneError (file:line) on the first problem."""
-    return load_zones(zones_dir(config), zone_settings(config), dynamic.resolvers if dynamic else None)
+    resolvers = dynamic.resolvers if dynamic else None
+    return load_zones(config.zones_dir, ZoneSettings.from_config(config), resolvers)
 
 
 def load(cfgdir: Path, strict_data: bool = False) -> Loaded:
@@ -199,12 +110,12 @@ class Instance:
         self.stats = stats if stats is not None else Stats()
         key = secret if secret is not None else cookie_secret(loaded.config)
         self.dynamic = loaded.dynamic
-        settings = engine_settings(loaded.config, key)
+        settings = EngineSettings.from_config(loaded.config, key)
         if loaded.dynamic is None:
             self.responder = Responder(loaded.zones, settings, self.stats)
         else:
             self.responder = Responder(loaded.zones, settings, self.stats, dynamic=loaded.dynamic.resolvers)
-        self.endpoints = endpoints(loaded.config)
+        self.endpoints = loaded.config.listen
         self.sockets: list[ListenSocket] = []
         self._udp: UdpServer | None = None
         self._tcp: TcpServer | None = None
@@ -232,10 +143,10 @@ class Instance:
         for listener in self.sockets:
             if listener.spec.kind == UDP:
                 continue
-            endpoint = by_address.get((listener.spec.host, listener.spec.port))
-            if endpoint is None:
-                endpoint = Endpoint(listener.spec.host, listener.spec.port)
-            tcp.append((listener, tcp_limits(endpoint)))
+            address = by_address.get((listener.spec.host, listener.spec.port))
+            if address is None:
+                address = ListenAddress(listener.spec.host, listener.spec.port)
+            tcp.append((listener, TcpLimits.of(address)))
         own, *others = workers.split(udp, tcp, self.processes)
         # A share can be empty: systemd passed one socket where the config asks for more.
         shares = [own, *(share for share in others if share.udp or share.tcp)]

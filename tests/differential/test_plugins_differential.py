@@ -67,18 +67,19 @@ WIRED = "build_dynamic" in (REPO / "service" / "pygdnsd" / "instance.py").read_t
 LAUNCHER = """
 import logging, signal, sys, threading
 from pathlib import Path
-from pygdnsd.engine.responder import Responder
-from pygdnsd.instance import Instance, Loaded, cookie_secret, engine_settings, read_config, zone_settings, zones_dir
+from pygdnsd.engine.responder import EngineSettings, Responder
+from pygdnsd.instance import Instance, Loaded, cookie_secret, read_config
 from pygdnsd.plugins.setup import build_dynamic
 from pygdnsd.zones.loader import load_zones
+from pygdnsd.zones.settings import ZoneSettings
 
 logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s", stream=sys.stderr)
 config = read_config(Path(sys.argv[1]))
 setup = build_dynamic(config)
-zones = load_zones(zones_dir(config), zone_settings(config), setup.resolvers)
+zones = load_zones(config.zones_dir, ZoneSettings.from_config(config), setup.resolvers)
 secret = cookie_secret(config)
 instance = Instance(Loaded(config, zones), secret=secret)
-instance.responder = Responder(zones, engine_settings(config, secret), instance.stats, dynamic=setup.resolvers)
+instance.responder = Responder(zones, EngineSettings.from_config(config, secret), instance.stats, dynamic=setup.resolvers)
 setup.monitor.initial_round()
 setup.monitor.start()
 stop = threading.Event()

@@ -9,9 +9,9 @@ from dnslib import DNSRecord
 from conftest import prepare_config_dir
 from fuzz.mutator import Question, questions_from_zones
 from fuzz.strict import Message, parse_message
-from pygdnsd.engine.responder import Responder
+from pygdnsd.engine.responder import EngineSettings, Responder
 from pygdnsd.engine.stats import Stats
-from pygdnsd.instance import engine_settings, load
+from pygdnsd.instance import load
 from pygdnsd.zones import names
 
 REPO = Path(__file__).resolve().parent.parent.parent
@@ -26,7 +26,7 @@ def build_responder(work_dir: Path) -> tuple[Responder, list[Question]]:
     config_dir = prepare_config_dir(MAIN_CONFIG, work_dir, port=53)
     loaded = load(config_dir)
     secret = (config_dir / "cookie.key").read_bytes()
-    responder = Responder(loaded.zones, engine_settings(loaded.config, secret), Stats())
+    responder = Responder(loaded.zones, EngineSettings.from_config(loaded.config, secret), Stats())
     nodes = [
         (name, rrsets.keys())
         for zone in loaded.zones.zones.values()

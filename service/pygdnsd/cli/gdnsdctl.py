@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from pygdnsd import __version__
+from pygdnsd.config.options import CONFIG_FILE, DEFAULT_RUN_DIR
 from pygdnsd.config.scalars import c_string
 from pygdnsd.config.vscf import ConfigHash, ConfigList, ConfigScalar, parse_file
 from pygdnsd.control import protocol
@@ -38,7 +39,6 @@ EXIT_USAGE = 2
 EXIT_FATAL = 42  # gdnsd's log_fatal() status
 
 DEFAULT_CONFIG_DIR = "/etc/gdnsd"
-DEFAULT_RUN_DIR = "/run/gdnsd"
 DEFAULT_TIMEOUT = 47
 MIN_TIMEOUT, MAX_TIMEOUT = 5, 300
 
@@ -175,7 +175,7 @@ def run_dir_from_config(top: ConfigHash | ConfigList) -> str | None:
 
 
 def control_socket_path(config_dir: str, log: Log) -> str:
-    config_file = Path(config_dir) / "config"
+    config_file = Path(config_dir) / CONFIG_FILE
     if not config_file.exists():
         log.warning(f"No config file at '{config_file}', using defaults")
         return os.path.join(DEFAULT_RUN_DIR, "control.sock")

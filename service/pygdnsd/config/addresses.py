@@ -23,6 +23,11 @@ class SocketAddress:
     family: int
 
 
+def format_address(host: str, port: int) -> str:
+    """``192.0.2.1:53`` or ``[2001:db8::1]:53``, as gdnsd logs addresses."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 class AddressSpecError(ValueError):
     """The spec is not a numeric address (the message says why)."""
 

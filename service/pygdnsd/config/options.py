@@ -10,10 +10,10 @@ warning (``LEGACY_OPTIONS``).
 from __future__ import annotations
 
 import socket
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
-from pygdnsd.config.addresses import AddressSpecError, SocketAddress, resolve_spec
+from pygdnsd.config.addresses import AddressSpecError, SocketAddress, format_address, resolve_spec
 from pygdnsd.config.scalars import c_bool, c_bytes, c_string, strtoul
 from pygdnsd.config.vscf import (
     ConfigHash,
@@ -25,41 +25,43 @@ from pygdnsd.config.vscf import (
 )
 from pygdnsd.errors import ConfigError
 
-# name: (min, max, default)
-INT_OPTIONS: dict[str, tuple[int, int, int]] = {
-    "zones_default_ttl": (1, 2**31 - 1, 86400),
-    "max_ttl": (3600, 268435455, 3600000),
-    "min_ttl": (0, 86400, 5),
-    "max_ncache_ttl": (10, 86400, 10800),
-    "dns_port": (1, 65535, 53),
-    "tcp_threads": (1, 1024, 2),
-    "udp_threads": (1, 1024, 2),
-    "tcp_clients_per_thread": (16, 65535, 256),
-    "tcp_timeout": (5, 1800, 37),
-    "tcp_backlog": (0, 65535, 0),
-    "tcp_fastopen": (0, 1048576, 256),
+# name: (min, max). Every default is the ``Config`` field's.
+INT_OPTIONS: dict[str, tuple[int, int]] = {
+    "zones_default_ttl": (1, 2**31 - 1),
+    "max_ttl": (3600, 268435455),
+    "min_ttl": (0, 86400),
+    "max_ncache_ttl": (10, 86400),
+    "dns_port": (1, 65535),
+    "tcp_threads": (1, 1024),
+    "udp_threads": (1, 1024),
+    "tcp_clients_per_thread": (16, 65535),
+    "tcp_timeout": (5, 1800),
+    "tcp_backlog": (0, 65535),
+    "tcp_fastopen": (0, 1048576),
     # The default 0 (leave the OS default) cannot be written explicitly.
-    "udp_rcvbuf": (4096, 1048576, 0),
-    "udp_sndbuf": (4096, 1048576, 0),
-    "zones_rfc1035_threads": (1, 1024, 2),
-    "max_edns_response": (512, 16384, 1232),
-    "max_edns_response_v6": (512, 16384, 1232),
-    "acme_challenge_ttl": (60, 3600, 600),
-    "acme_challenge_dns_ttl": (0, 3600, 0),
-    "max_nocookie_response": (0, 1024, 0),
+    "udp_rcvbuf": (4096, 1048576),
+    "udp_sndbuf": (4096, 1048576),
+    "zones_rfc1035_threads": (1, 1024),
+    "max_edns_response": (512, 16384),
+    "max_edns_response_v6": (512, 16384),
+    "acme_challenge_ttl": (60, 3600),
+    "acme_challenge_dns_ttl": (0, 3600),
+    "max_nocookie_response": (0, 1024),
 }
 
-BOOL_OPTIONS: dict[str, bool] = {
-    "disable_tcp_dso": False,
-    "zones_strict_data": False,
-    "lock_mem": False,
-    "disable_text_autosplit": False,
-    "edns_client_subnet": True,
-    "experimental_no_chain": True,
-    "disable_cookies": False,
-    # pygdnsd's own: reload zones when files change (gdnsd 3 has no such option).
-    "zones_auto_reload": False,
-}
+BOOL_OPTIONS = frozenset(
+    {
+        "disable_tcp_dso",
+        "zones_strict_data",
+        "lock_mem",
+        "disable_text_autosplit",
+        "edns_client_subnet",
+        "experimental_no_chain",
+        "disable_cookies",
+        # pygdnsd's own: reload zones when files change (gdnsd 3 has no such option).
+        "zones_auto_reload",
+    }
+)
 
 STRING_OPTIONS = (
     "chaos_response",
@@ -104,47 +106,67 @@ KNOWN_OPTIONS = (
     frozenset(INT_OPTIONS) | frozenset(BOOL_OPTIONS) | frozenset(STRING_OPTIONS) | OTHER_OPTIONS
 )
 
-# Per-address keys in the hash form of ``listen``.
-LISTEN_INT_KEYS = (
-    "udp_threads",
-    "tcp_threads",
-    "tcp_timeout",
-    "tcp_clients_per_thread",
-    "tcp_fastopen",
-    "tcp_backlog",
-    "udp_rcvbuf",
-    "udp_sndbuf",
-)
 LISTEN_BOOL_KEYS = ("tcp_proxy", "tcp_pad")
 LISTEN_UDP_KEYS = frozenset({"udp_threads", "udp_rcvbuf", "udp_sndbuf"})
 
+# The file of a config dir this module reads.
+CONFIG_FILE = "config"
 TOP_LEVEL_KEYS = ("options", "service_types", "plugins")
 CHAOS_RESPONSE_MAX = 254
 NSID_MAX_BYTES = 128
+DEFAULT_RUN_DIR = Path("/run/gdnsd")
+PIDFILE_NAME = "gdnsd.pid"
 DEFAULT_LISTEN_WARNING = (
     "Defaulting to listen=>any for lack of explicit listen config. Please explicitly "
     "configure it, as default behaviors may change in future releases!"
 )
 
 
-@dataclass(frozen=True)
-class ListenAddress:
-    """One DNS listen socket address with its (per-address or global) settings."""
+@dataclass(frozen=True, kw_only=True)
+class ListenOptions:
+    """What every DNS listen address takes from the global options unless its own hash sets it.
 
-    host: str
-    port: int
-    family: int
+    ``Config`` holds the global values, each ``ListenAddress`` the values it
+    serves with; these fields are the one declaration of both and of their
+    defaults. ``disable_tcp_dso`` is global only (gdnsd refuses it per address).
+    """
+
     udp_threads: int = 2
     tcp_threads: int = 2
     tcp_timeout: int = 37
     tcp_clients_per_thread: int = 256
     tcp_fastopen: int = 256
     tcp_backlog: int = 0
-    tcp_proxy: bool = False
-    tcp_pad: bool = False
-    disable_tcp_dso: bool = False
     udp_rcvbuf: int = 0
     udp_sndbuf: int = 0
+    disable_tcp_dso: bool = False
+
+
+@dataclass(frozen=True)
+class ListenAddress(ListenOptions):
+    """One DNS listen address with the options its sockets and servers use.
+
+    ``tcp_proxy`` and ``tcp_pad`` exist per address only; ``tcp_pad``
+    defaults to ``tcp_proxy``'s value when the address's hash sets it.
+    """
+
+    host: str
+    port: int
+    tcp_proxy: bool = False
+    tcp_pad: bool = False
+
+    @property
+    def family(self) -> int:
+        return socket.AF_INET6 if ":" in self.host else socket.AF_INET
+
+    @property
+    def label(self) -> str:
+        return format_address(self.host, self.port)
+
+
+LISTEN_OPTIONS = tuple(option.name for option in fields(ListenOptions))
+# Per-address keys in the hash form of ``listen``, besides ``LISTEN_BOOL_KEYS``.
+LISTEN_INT_KEYS = tuple(name for name in LISTEN_OPTIONS if name in INT_OPTIONS)
 
 
 @dataclass(frozen=True)
@@ -159,8 +181,15 @@ class ControlAddress:
 
 
 @dataclass(frozen=True)
-class Config:
-    """Every option of ``man gdnsd.config`` plus pygdnsd's own (pidfile, username, zones_auto_reload)."""
+class Config(ListenOptions):
+    """Every option of ``man gdnsd.config`` plus pygdnsd's own (pidfile, username, zones_auto_reload).
+
+    Its field defaults are gdnsd's defaults, the only place they are written:
+    the reader fills in what a config file leaves out from them (``DEFAULTS``),
+    and the settings built from a ``Config`` (``ZoneSettings``,
+    ``EngineSettings``) default to them as class attributes (``Config.min_ttl``),
+    which is why neither this class nor ``ListenOptions`` has ``slots``.
+    """
 
     cfgdir: Path
     listen: tuple[ListenAddress, ...]
@@ -169,15 +198,6 @@ class Config:
     min_ttl: int = 5
     max_ncache_ttl: int = 10800
     dns_port: int = 53
-    tcp_threads: int = 2
-    udp_threads: int = 2
-    tcp_clients_per_thread: int = 256
-    tcp_timeout: int = 37
-    disable_tcp_dso: bool = False
-    tcp_backlog: int = 0
-    tcp_fastopen: int = 256
-    udp_rcvbuf: int = 0
-    udp_sndbuf: int = 0
     tcp_control: tuple[ControlAddress, ...] = ()
     zones_strict_data: bool = False
     zones_rfc1035_threads: int = 2
@@ -196,9 +216,10 @@ class Config:
     disable_cookies: bool = False
     max_nocookie_response: int = 0
     cookie_key_file: Path | None = None
-    run_dir: Path = Path("/run/gdnsd")
+    run_dir: Path = DEFAULT_RUN_DIR
     state_dir: Path = Path("/var/lib/gdnsd")
-    pidfile: Path = Path("/run/gdnsd/gdnsd.pid")
+    # Without a ``pidfile`` option: ``run_dir/gdnsd.pid``.
+    pidfile: Path = DEFAULT_RUN_DIR / PIDFILE_NAME
     username: str | None = None
     zones_auto_reload: bool = False
     # Raw data for the plugin and monitoring code (each value is a hash).
@@ -211,9 +232,11 @@ class Config:
     def zones_dir(self) -> Path:
         return self.cfgdir / "zones"
 
-    @property
-    def config_path(self) -> Path:
-        return self.cfgdir / "config"
+
+# Option name -> its default: the ``Config`` field's.
+DEFAULTS: dict[str, object] = {
+    option.name: option.default for option in fields(Config) if option.default is not MISSING
+}
 
 
 def load_config(cfgdir: Path, strict_data_override: bool = False) -> Config:
@@ -222,7 +245,7 @@ def load_config(cfgdir: Path, strict_data_override: bool = False) -> Config:
     ``strict_data_override`` (the command line's ``-S``) forces ``zones_strict_data``.
     """
     cfgdir = Path(cfgdir)
-    path = cfgdir / "config"
+    path = cfgdir / CONFIG_FILE
     if path.exists() or path.is_symlink():
         top = parse_file(path)
         if isinstance(top, ConfigList):
@@ -280,12 +303,12 @@ def _read_options(options: ConfigHash) -> dict[str, object]:
             )
         elif key not in KNOWN_OPTIONS:
             raise ConfigError(f"{options.key_pos[key]}: invalid options key {key!r}")
-    for key, (low, high, default) in INT_OPTIONS.items():
+    for key, (low, high) in INT_OPTIONS.items():
         given = options.get(key)
-        out[key] = default if given is None else read_int(key, given, low, high)
-    for key, bool_default in BOOL_OPTIONS.items():
+        out[key] = DEFAULTS[key] if given is None else read_int(key, given, low, high)
+    for key in BOOL_OPTIONS:
         given = options.get(key)
-        out[key] = bool_default if given is None else read_bool(key, given)
+        out[key] = DEFAULTS[key] if given is None else read_bool(key, given)
     _check_ttl_order(out)
     nocookie = out["max_nocookie_response"]
     if isinstance(nocookie, int) and 0 < nocookie < 128:
@@ -341,12 +364,12 @@ def _read_strings(options: ConfigHash, warnings: list[str]) -> dict[str, object]
         out["nsid"] = _nsid_ascii(strings["nsid_ascii"], options["nsid_ascii"].pos)
     if "cookie_key_file" in strings:
         out["cookie_key_file"] = Path(c_string(strings["cookie_key_file"]))
-    run_dir = Path(c_string(strings.get("run_dir", "/run/gdnsd")))
+    run_dir = Path(c_string(strings["run_dir"])) if "run_dir" in strings else DEFAULT_RUN_DIR
     out["run_dir"] = run_dir
     if "state_dir" in strings:
         out["state_dir"] = Path(c_string(strings["state_dir"]))
     pidfile = strings.get("pidfile")
-    out["pidfile"] = Path(c_string(pidfile)) if pidfile is not None else run_dir / "gdnsd.pid"
+    out["pidfile"] = Path(c_string(pidfile)) if pidfile is not None else run_dir / PIDFILE_NAME
     username = options.get("username")
     if isinstance(username, ConfigScalar):
         out["username"] = c_string(username)
@@ -414,29 +437,18 @@ def read_string(key: str, value: ConfigValue) -> str:
 def _read_listen(
     options: ConfigHash, dns_port: int, globals_: dict[str, object], warnings: list[str]
 ) -> tuple[ListenAddress, ...]:
-    defaults = {key: globals_[key] for key in (*LISTEN_INT_KEYS, "disable_tcp_dso")}
+    defaults = {key: globals_[key] for key in LISTEN_OPTIONS}
     value = options.get("listen")
     if value is None:
         warnings.append(DEFAULT_LISTEN_WARNING)
         return _listen_any(dns_port, defaults)
-    if isinstance(value, ConfigScalar):
-        if value == "any":
-            return _listen_any(dns_port, defaults)
-        specs: list[tuple[ConfigScalar, ConfigHash | None]] = [(value, None)]
-    elif isinstance(value, ConfigList):
-        specs = []
-        for item in value:
-            if not isinstance(item, ConfigScalar):
-                raise ConfigError(f"{item.pos}: option 'listen': all listen specs must be strings")
-            specs.append((item, None))
-    else:
-        specs = []
-        for key, per_address in value.items():
-            if not isinstance(per_address, ConfigHash):
-                raise ConfigError(
-                    f"{per_address.pos}: DNS listen address {key!r}: per-address options must be a hash"
-                )
-            specs.append((ConfigScalar(key, value.key_pos[key]), per_address))
+    if value == "any":
+        return _listen_any(dns_port, defaults)
+    specs = _address_specs(
+        value,
+        not_a_string="option 'listen': all listen specs must be strings",
+        not_a_hash="DNS listen address {key!r}: per-address options must be a hash",
+    )
     if not specs:
         # gdnsd 3.8.1 aborts on this (allocation of 0 listeners).
         raise ConfigError(f"{value.pos}: option 'listen': no addresses given")
@@ -445,9 +457,33 @@ def _read_listen(
 
 def _listen_any(dns_port: int, defaults: dict[str, object]) -> tuple[ListenAddress, ...]:
     return (
-        ListenAddress("0.0.0.0", dns_port, socket.AF_INET, **defaults),  # type: ignore[arg-type]
-        ListenAddress("::", dns_port, socket.AF_INET6, **defaults),  # type: ignore[arg-type]
+        ListenAddress("0.0.0.0", dns_port, **defaults),  # type: ignore[arg-type]
+        ListenAddress("::", dns_port, **defaults),  # type: ignore[arg-type]
     )
+
+
+def _address_specs(
+    value: ConfigValue, not_a_string: str, not_a_hash: str
+) -> list[tuple[ConfigScalar, ConfigHash | None]]:
+    """(spec, its own options or None) for each address of ``listen`` or ``tcp_control``.
+
+    Both take one spec, a list of specs, or a hash of spec => per-address
+    options; the messages (``not_a_hash`` may name the ``{key}``) are the
+    option's own, as gdnsd words them.
+    """
+    if isinstance(value, ConfigScalar):
+        return [(value, None)]
+    if isinstance(value, ConfigList):
+        for item in value:
+            if not isinstance(item, ConfigScalar):
+                raise ConfigError(f"{item.pos}: {not_a_string}")
+        return [(item, None) for item in value if isinstance(item, ConfigScalar)]
+    specs: list[tuple[ConfigScalar, ConfigHash | None]] = []
+    for key, per_address in value.items():
+        if not isinstance(per_address, ConfigHash):
+            raise ConfigError(f"{per_address.pos}: {not_a_hash.format(key=key)}")
+        specs.append((ConfigScalar(key, value.key_pos[key]), per_address))
+    return specs
 
 
 def _resolve(what: str, spec: ConfigScalar, default_port: int) -> SocketAddress:
@@ -474,7 +510,7 @@ def _listen_address(
                     f"tcp_proxy: {key!r}"
                 )
             if key in LISTEN_INT_KEYS:
-                low, high, _default = INT_OPTIONS[key]
+                low, high = INT_OPTIONS[key]
                 settings[key] = read_int(key, value, low, high)
             elif key in LISTEN_BOOL_KEYS:
                 settings[key] = read_bool(key, value)
@@ -483,32 +519,18 @@ def _listen_address(
                     f"{per_address.key_pos[key]}: invalid per-address listen option {key!r}"
                 )
         settings.setdefault("tcp_pad", proxy)
-    return ListenAddress(address.host, address.port, address.family, **settings)  # type: ignore[arg-type]
+    return ListenAddress(address.host, address.port, **settings)  # type: ignore[arg-type]
 
 
 # -- tcp_control --------------------------------------------------------------
 
 
 def _read_tcp_control(value: ConfigValue) -> tuple[ControlAddress, ...]:
-    entries: list[tuple[ConfigScalar, ConfigHash | None]]
-    if isinstance(value, ConfigScalar):
-        entries = [(value, None)]
-    elif isinstance(value, ConfigList):
-        entries = []
-        for item in value:
-            if not isinstance(item, ConfigScalar):
-                raise ConfigError(
-                    f"{item.pos}: option 'tcp_control': all address specs must be strings"
-                )
-            entries.append((item, None))
-    else:
-        entries = []
-        for key, per_address in value.items():
-            if not isinstance(per_address, ConfigHash):
-                raise ConfigError(
-                    f"{per_address.pos}: option 'tcp_control': per-address config must be a hash"
-                )
-            entries.append((ConfigScalar(key, value.key_pos[key]), per_address))
+    entries = _address_specs(
+        value,
+        not_a_string="option 'tcp_control': all address specs must be strings",
+        not_a_hash="option 'tcp_control': per-address config must be a hash",
+    )
     return tuple(_control_address(spec, extra) for spec, extra in entries)
 
 

@@ -30,6 +30,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+from pygdnsd.config.options import Config
 from pygdnsd.engine import edns, lookup
 from pygdnsd.engine.edns import ClientSubnet, EdnsFormatError, EdnsRequest
 from pygdnsd.engine.lookup import Decision, Record
@@ -71,21 +72,42 @@ _MAX_CACHED_QUESTIONS = 200_000
 
 @dataclass(frozen=True, slots=True)
 class EngineSettings:
-    """The config options that shape answers (see ``man gdnsd.config``)."""
+    """The config options that shape answers (see ``man gdnsd.config``).
 
-    chaos_response: bytes = b"gdnsd/3"
-    nsid: bytes | None = None
-    max_edns_response: int = 1232
-    max_edns_response_v6: int = 1232
-    experimental_no_chain: bool = True
-    edns_client_subnet: bool = True
-    disable_cookies: bool = False
-    max_nocookie_response: int = 0
-    # Value of the edns-tcp-keepalive option we send, in units of 100 ms.
-    tcp_keepalive: int = 370
+    ``from_config`` reads them from a config; the defaults are its defaults.
+    """
+
+    chaos_response: bytes = Config.chaos_response
+    nsid: bytes | None = Config.nsid
+    max_edns_response: int = Config.max_edns_response
+    max_edns_response_v6: int = Config.max_edns_response_v6
+    experimental_no_chain: bool = Config.experimental_no_chain
+    edns_client_subnet: bool = Config.edns_client_subnet
+    disable_cookies: bool = Config.disable_cookies
+    max_nocookie_response: int = Config.max_nocookie_response
+    # Value of the edns-tcp-keepalive option we send, in units of 100 ms:
+    # the global tcp_timeout (per-address values do not reach it).
+    tcp_keepalive: int = Config.tcp_timeout * 10
+    # Pad every TCP answer. ``tcp_pad`` is a listen address's option: it
+    # reaches that address's TCP server (``TcpLimits``), not this.
     tcp_pad: bool = False
     # 32-byte secret for server cookies; the daemon loads or creates it.
     cookie_secret: bytes = b"\x00" * 32
+
+    @classmethod
+    def from_config(cls, config: Config, cookie_secret: bytes) -> EngineSettings:
+        return cls(
+            chaos_response=config.chaos_response,
+            nsid=config.nsid,
+            max_edns_response=config.max_edns_response,
+            max_edns_response_v6=config.max_edns_response_v6,
+            experimental_no_chain=config.experimental_no_chain,
+            edns_client_subnet=config.edns_client_subnet,
+            disable_cookies=config.disable_cookies,
+            max_nocookie_response=config.max_nocookie_response,
+            tcp_keepalive=config.tcp_timeout * 10,  # units of 100 ms
+            cookie_secret=cookie_secret,
+        )
 
 
 # A response minus its header's ID and RD bit, its question and OPT:

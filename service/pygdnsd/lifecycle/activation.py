@@ -32,6 +32,8 @@ import socket
 from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 
+from pygdnsd.config.addresses import format_address
+from pygdnsd.config.options import ListenAddress
 from pygdnsd.errors import ConfigError
 from pygdnsd.transport.listeners import (
     IP_MTU_DISCOVER,
@@ -42,10 +44,8 @@ from pygdnsd.transport.listeners import (
     TCP_DEFER_SECONDS,
     UDP,
     BindError,
-    Endpoint,
     ListenSocket,
     SocketSpec,
-    format_address,
     open_tcp,
     open_udp,
     specs_for,
@@ -157,7 +157,7 @@ def _same_host(configured: str, bound: str) -> bool:
         return configured == bound
 
 
-def match(passed: Sequence[PassedSocket], endpoints: Sequence[Endpoint], control_path: str) -> Activated:
+def match(passed: Sequence[PassedSocket], endpoints: Sequence[ListenAddress], control_path: str) -> Activated:
     """Assign each passed socket to its configured address (see the module doc for the rule).
 
     On any mismatch every passed socket is closed and ActivationError names the socket.
@@ -213,7 +213,7 @@ def _check_control(item: PassedSocket, control_path: str) -> None:
         )
 
 
-def tune(sock: socket.socket, spec: SocketSpec, endpoint: Endpoint) -> None:
+def tune(sock: socket.socket, spec: SocketSpec, endpoint: ListenAddress) -> None:
     """The per-socket options we would have set binding it ourselves (those that apply after bind)."""
     if spec.kind == UDP:
         if spec.family == socket.AF_INET:
@@ -235,7 +235,7 @@ def tune(sock: socket.socket, spec: SocketSpec, endpoint: Endpoint) -> None:
 
 
 def activated(
-    endpoints: Sequence[Endpoint],
+    endpoints: Sequence[ListenAddress],
     control_path: str,
     environ: MutableMapping[str, str] | None = None,
     pid: int | None = None,
@@ -268,7 +268,7 @@ def keep_for(addresses: Mapping[tuple[str, int, str], int], wanted: Sequence[Soc
     return [s for s in wanted if s.index < addresses.get((s.host, s.port, s.kind), s.index + 1)]
 
 
-def open_unpassed(endpoints: Sequence[Endpoint], activation: Activated) -> list[ListenSocket]:
+def open_unpassed(endpoints: Sequence[ListenAddress], activation: Activated) -> list[ListenSocket]:
     """Bind the sockets of every configured address systemd passed nothing for.
 
     On a failure the sockets opened here are closed and BindError raised.

@@ -37,7 +37,7 @@ from pygdnsd.control.server import ControlServer, Outcome
 from pygdnsd.control.takeover import HandoffSet, TakenOver, plan_sockets
 from pygdnsd.engine.stats import Stats
 from pygdnsd.errors import GdnsdError
-from pygdnsd.instance import Instance, Loaded, read_zones, zones_dir
+from pygdnsd.instance import Instance, Loaded, read_zones
 from pygdnsd.instance import load as load_all
 from pygdnsd.lifecycle import activation, heap, notify, reports, succession
 from pygdnsd.lifecycle.daemonize import StartupReport
@@ -85,9 +85,8 @@ class Daemon:
         self.config = config
         self.run_dir = Path(config.run_dir)
         self.user: User | None = None
-        username = getattr(config, "username", None)
-        if username is not None:
-            self.user = lookup_user(username)
+        if config.username is not None:
+            self.user = lookup_user(config.username)
         self.started_at = time.monotonic()
         self.lock: InstanceLock | None = None
         self.instance = Instance(loaded)
@@ -196,7 +195,7 @@ class Daemon:
 
     @property
     def pidfile_path(self) -> Path:
-        return Path(getattr(self.config, "pidfile", None) or self.run_dir / "gdnsd.pid")
+        return self.config.pidfile
 
     def write_pidfile(self) -> None:
         old = self.pidfile
@@ -241,10 +240,10 @@ class Daemon:
         self.control.start()
         self.heartbeat = Heartbeat(self)
         self.heartbeat.start()
-        if getattr(self.config, "zones_auto_reload", False):
-            self.watcher = ZonesWatcher(zones_dir(self.config), self.reloader.request)
+        if self.config.zones_auto_reload:
+            self.watcher = ZonesWatcher(self.config.zones_dir, self.reloader.request)
             self.watcher.start()
-            log.info("zones_auto_reload: watching '%s' (%s)", zones_dir(self.config), self.watcher.mode)
+            log.info("zones_auto_reload: watching '%s' (%s)", self.config.zones_dir, self.watcher.mode)
         log.info("DNS listeners started")
 
     def _swap_zones(self, zones: ZoneSet) -> None:

@@ -14,7 +14,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from pygdnsd.config.options import load_config
 from pygdnsd.control.client import ControlClient, ControlError, DaemonNotRunning
@@ -39,9 +39,8 @@ class Where:
 
     @classmethod
     def of(cls, cfgdir: Path) -> Where:
-        config: Any = load_config(cfgdir)
-        run_dir = Path(config.run_dir)
-        return cls(run_dir / SOCKET_NAME, Path(config.pidfile))
+        config = load_config(cfgdir)
+        return cls(config.run_dir / SOCKET_NAME, config.pidfile)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,8 +10,8 @@ the way out. ``monitor.states_json()`` answers control request ``E``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
+from pygdnsd.config.options import CONFIG_FILE, Config
 from pygdnsd.config.scalars import c_string
 from pygdnsd.config.vscf import ConfigHash, ConfigList, ConfigScalar, ConfigValue, Position
 from pygdnsd.errors import ConfigError
@@ -28,19 +28,18 @@ class DynamicSetup:
     resolvers: Resolvers
 
 
-def build_dynamic(config: object) -> DynamicSetup:
-    """The monitor and resolvers of ``config`` (a ``config.options.Config``), nothing started.
+def build_dynamic(config: Config) -> DynamicSetup:
+    """The monitor and resolvers of ``config``, nothing started.
 
     Every ``ConfigError`` names the config file: messages the monitoring and
     plugin code word without a position get the file and the section prefixed.
     """
-    service_types = _section(config, "service_types")
-    plugins = _section(config, "plugins")
-    state_dir = Path(getattr(config, "state_dir", "/var/lib/gdnsd"))
-    config_file = _config_file(config)
+    plugins = config.plugins
+    state_dir = config.state_dir
+    config_file = str(config.cfgdir / CONFIG_FILE)
     try:
         monitor = Monitor(
-            parse_service_types(service_types, state_dir, defer_errors=True), state_dir
+            parse_service_types(config.service_types, state_dir, defer_errors=True), state_dir
         )
     except ConfigError as exc:
         raise _located(exc, config_file, "service_types") from None
@@ -78,22 +77,6 @@ def _service_type_reference(value: ConfigValue, name: str) -> Position | None:
         if found is not None:
             return found
     return None
-
-
-def _section(config: object, name: str) -> ConfigHash:
-    value = getattr(config, name, None)
-    if value is None:
-        return ConfigHash(Position(_config_file(config), 0))
-    if not isinstance(value, ConfigHash):
-        raise ConfigError(f"{_config_file(config)}: {name}: must be a hash")
-    return value
-
-
-def _config_file(config: object) -> str:
-    path = getattr(config, "config_path", None)
-    if path is None:
-        return str(Path(getattr(config, "cfgdir", ".")) / "config")
-    return str(path)
 
 
 def _located(exc: ConfigError, config_file: str, section: str) -> ConfigError:

@@ -16,6 +16,8 @@ import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from pygdnsd.config.addresses import format_address
+from pygdnsd.config.options import ListenAddress
 from pygdnsd.errors import GdnsdError
 
 log = logging.getLogger(__name__)
@@ -42,29 +44,6 @@ class BindError(GdnsdError):
 
 
 DEFAULT_UDP_RCVBUF = 1 << 20
-
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    """One ``listen`` address with the per-address options that shape its sockets."""
-
-    host: str
-    port: int
-    udp_threads: int = 2
-    tcp_threads: int = 2
-    tcp_timeout: int = 37
-    tcp_clients_per_thread: int = 256
-    tcp_fastopen: int = 256
-    tcp_backlog: int = 0
-    udp_rcvbuf: int = 0
-    udp_sndbuf: int = 0
-
-    @property
-    def family(self) -> int:
-        return socket.AF_INET6 if ":" in self.host else socket.AF_INET
-
-    @property
-    def label(self) -> str:
-        return format_address(self.host, self.port)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,22 +72,11 @@ class ListenSocket:
     sock: socket.socket
 
 
-def format_address(host: str, port: int) -> str:
-    """``192.0.2.1:53`` or ``[2001:db8::1]:53``, as gdnsd logs addresses."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def specs_for(endpoint: Endpoint) -> list[SocketSpec]:
+def specs_for(address: ListenAddress) -> list[SocketSpec]:
     """Every socket one listen address needs: its UDP ones, then its TCP ones."""
-    family = endpoint.family
-    udp = [
-        SocketSpec(endpoint.host, endpoint.port, family, UDP, i)
-        for i in range(endpoint.udp_threads)
-    ]
-    tcp = [
-        SocketSpec(endpoint.host, endpoint.port, family, TCP, i)
-        for i in range(endpoint.tcp_threads)
-    ]
+    family = address.family
+    udp = [SocketSpec(address.host, address.port, family, UDP, i) for i in range(address.udp_threads)]
+    tcp = [SocketSpec(address.host, address.port, family, TCP, i) for i in range(address.tcp_threads)]
     return udp + tcp
 
 
@@ -142,7 +110,7 @@ def _new_socket(spec: SocketSpec) -> socket.socket:
     return sock
 
 
-def open_udp(spec: SocketSpec, endpoint: Endpoint) -> socket.socket:
+def open_udp(spec: SocketSpec, address: ListenAddress) -> socket.socket:
     sock = _new_socket(spec)
     try:
         if spec.family == socket.AF_INET6:
@@ -163,10 +131,10 @@ def open_udp(spec: SocketSpec, endpoint: Endpoint) -> socket.socket:
         # we default to a deeper queue: measured, the default queue lost
         # hundreds of queries per minute at 5k qps on a loaded 2-core host,
         # 1 MiB lost none. The kernel caps it at net.core.rmem_max.
-        rcvbuf = endpoint.udp_rcvbuf or DEFAULT_UDP_RCVBUF
+        rcvbuf = address.udp_rcvbuf or DEFAULT_UDP_RCVBUF
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        if endpoint.udp_sndbuf:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, endpoint.udp_sndbuf)
+        if address.udp_sndbuf:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, address.udp_sndbuf)
         _bind(sock, spec)
         sock.setblocking(False)
     except OSError as exc:
@@ -175,22 +143,22 @@ def open_udp(spec: SocketSpec, endpoint: Endpoint) -> socket.socket:
     return sock
 
 
-def open_tcp(spec: SocketSpec, endpoint: Endpoint) -> socket.socket:
+def open_tcp(spec: SocketSpec, address: ListenAddress) -> socket.socket:
     sock = _new_socket(spec)
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         # The kernel holds a connection back until its first request arrives,
         # so accept() is followed by an immediate answer.
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, TCP_DEFER_SECONDS)
-        if endpoint.tcp_fastopen:
+        if address.tcp_fastopen:
             try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_FASTOPEN, endpoint.tcp_fastopen)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_FASTOPEN, address.tcp_fastopen)
             except OSError as exc:
                 log.warning("Failed to enable TCP Fastopen on %s: %s", spec.label, exc.strerror)
         if spec.family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, IPV6_MTU, IPV6_MIN_MTU)
         _bind(sock, spec)
-        sock.listen(endpoint.tcp_backlog or socket.SOMAXCONN)
+        sock.listen(address.tcp_backlog or socket.SOMAXCONN)
         sock.setblocking(False)
     except OSError as exc:
         sock.close()
@@ -198,14 +166,14 @@ def open_tcp(spec: SocketSpec, endpoint: Endpoint) -> socket.socket:
     return sock
 
 
-def open_listeners(endpoints: Iterable[Endpoint]) -> list[ListenSocket]:
-    """Open every socket of every endpoint; on any failure close the ones opened and raise."""
+def open_listeners(addresses: Iterable[ListenAddress]) -> list[ListenSocket]:
+    """Open every socket of every listen address; on any failure close the ones opened and raise."""
     opened: list[ListenSocket] = []
     try:
-        for endpoint in endpoints:
-            for spec in specs_for(endpoint):
+        for address in addresses:
+            for spec in specs_for(address):
                 opener = open_udp if spec.kind == UDP else open_tcp
-                opened.append(ListenSocket(spec, opener(spec, endpoint)))
+                opened.append(ListenSocket(spec, opener(spec, address)))
     except BindError:
         for listener in opened:
             listener.sock.close()

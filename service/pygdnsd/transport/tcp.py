@@ -28,6 +28,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from pygdnsd.config.options import ListenAddress
 from pygdnsd.engine.stats import Stats
 from pygdnsd.transport.answerer import Answerer
 from pygdnsd.transport.listeners import ListenSocket
@@ -45,10 +46,27 @@ _WAKE = object()
 
 @dataclass(frozen=True, slots=True)
 class TcpLimits:
-    """Per-listen-address TCP settings."""
+    """Per-listen-address TCP settings (``of`` reads them from the listen address)."""
 
     idle_timeout: float  # server side: gdnsd uses twice tcp_timeout
     max_clients: int  # tcp_clients_per_thread
+    # Carried here for the servers to act on; none of them is implemented
+    # yet (PROXY v2 headers, EDNS padding of this address's answers, DSO
+    # sessions): off, as when the address does not set them.
+    tcp_proxy: bool = False
+    tcp_pad: bool = False
+    disable_tcp_dso: bool = False
+
+    @classmethod
+    def of(cls, address: ListenAddress) -> TcpLimits:
+        # gdnsd.config(5): the server-side idle timeout is double tcp_timeout.
+        return cls(
+            idle_timeout=2.0 * address.tcp_timeout,
+            max_clients=address.tcp_clients_per_thread,
+            tcp_proxy=address.tcp_proxy,
+            tcp_pad=address.tcp_pad,
+            disable_tcp_dso=address.disable_tcp_dso,
+        )
 
 
 class _Connection:
