@@ -39,6 +39,7 @@ from dnslib import QTYPE, RCODE, DNSRecord
 
 from conftest import READY_LINE, REAL_GDNSD, REPO, ForegroundDaemon, free_port, pygdnsd_python
 from loadgen import LoadResult, LoadSpec, run_load
+from test_lifecycle_support import wait_for
 
 REAL_GDNSDCTL = Path("/usr/bin/gdnsdctl")
 PRIMARY, SECONDARY, NEVER = "127.0.0.2", "127.0.0.3", "127.0.0.4"
@@ -495,13 +496,20 @@ plugins => {{ simplefo => {{
     rows = _state_rows(states(cfg, "ours"))
     assert rows[f"{PRIMARY}/hang"]["state"] == "DOWN"
     assert rows[f"{PRIMARY}/fine"]["state"] == "UP"
-    # Two more rounds of checks while serving; every hung command but the ones
-    # started in the last timeout must be gone, and no child is a zombie.
-    time.sleep(4.5)
+    # Two more rounds of checks while serving (each hung command writes its pid as
+    # it starts: two a round); every hung command but the ones started in the last
+    # timeout must be gone, and no child is a zombie. The round just begun also ran
+    # /bin/true, which may be exiting this moment: half a second to reap it, as
+    # much as a check half an interval after the round allowed.
+    assert wait_for(lambda: len(pids.read_text().split()) >= 6, 15.0), pids.read_text()
     started = [int(p) for p in pids.read_text().split()]
     assert len(started) >= 4, started
-    children = _children(pid)
-    assert not [c for c in children if c[1] == "Z"], children
+
+    def zombies() -> list[tuple[int, str]]:
+        return [c for c in _children(pid) if c[1] == "Z"]
+
+    wait_for(lambda: not zombies(), 0.5)
+    assert not zombies(), _children(pid)
     alive = [p for p in started if Path(f"/proc/{p}").exists()]
     assert len(alive) <= 2, f"hung extmon commands outlived their timeout: {alive}"
     daemon.stop()
