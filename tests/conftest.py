@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import shutil
 import signal
 import socket
@@ -225,7 +226,10 @@ def blackhole_port() -> Iterator[int]:
         with contextlib.suppress(BlockingIOError):
             filler.connect(("127.0.0.1", port))
         fillers.append(filler)
-    time.sleep(0.1)
+    # The first connection, once accepted by the kernel, fills the backlog of 0:
+    # from then on SYNs are dropped. A connecting socket turns writable when done.
+    _, done, _ = select.select([], fillers[:1], [], 5.0)
+    assert done, "the first connection to the black hole did not complete"
     yield port
     for filler in fillers:
         filler.close()

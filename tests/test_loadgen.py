@@ -109,7 +109,7 @@ def test_detects_loss_when_the_server_is_sigkilled(config_source: Path, tmp_path
         spec = LoadSpec(port=server.port, qname="www.example.com", qps=2000, tcp_rate=50, duration=3, grace=0.5)
         runner = threading.Thread(target=lambda: outcome.append(run_load(spec)))
         runner.start()
-        time.sleep(1.5)
+        time.sleep(1.5)  # the kill comes 1.5 s into the load: the loss times below are measured against it
         assert server.proc is not None
         os.kill(server.proc.pid, signal.SIGKILL)
         runner.join(timeout=30)

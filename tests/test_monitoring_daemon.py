@@ -276,7 +276,7 @@ plugins => {{ simplefo => {{ service_types => tcp, sf => {{ primary => {PRIMARY}
     )
     loader = threading.Thread(target=lambda: load.append(run_load(spec)), daemon=True)
     loader.start()
-    time.sleep(0.5)
+    time.sleep(0.5)  # half a second of load before the primary fails: the failover happens under it
 
     backends[PRIMARY].down()
     switch, seen = wait_for_answer(cfg.dns_port, "sf.example.com", (SECONDARY,), 10)
