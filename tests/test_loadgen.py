@@ -15,7 +15,17 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, ServerProcess, free_port, gdnsd_available
-from loadgen import LoadResult, LoadSpec, answer_ok, encode_name, query, question, run_load
+from loadgen import (
+    LoadOutcome,
+    LoadResult,
+    LoadSpec,
+    answer_ok,
+    encode_name,
+    query,
+    question,
+    run_argv,
+    run_load,
+)
 
 needs_gdnsd = pytest.mark.skipif(not gdnsd_available(), reason="Debian's gdnsd is not installed")
 
@@ -137,3 +147,24 @@ def test_runs_as_a_script_with_json(config_source: Path, tmp_path: Path) -> None
     assert report["udp_lost"] == 0
 
 
+
+
+def test_a_run_in_its_own_process_reports_when_it_began() -> None:
+    # No server: every query is lost, each stamped relative to a start the caller can place.
+    spec = LoadSpec(port=free_port(), qps=200, duration=0.5, grace=0.2)
+    before = time.monotonic()
+    done = subprocess.run(
+        run_argv(sys.executable, str(REPO / "tests" / "loadgen.py"), spec),
+        capture_output=True, text=True, timeout=60,
+    )
+    after = time.monotonic()
+    assert done.returncode == 1, done.stderr  # not clean
+    outcome = LoadOutcome.from_report(done.stdout)
+    assert before < outcome.started < after
+    result = outcome.result
+    assert result.udp_sent > 0 and result.udp_lost == result.udp_sent == len(result.udp_loss_times)
+    assert outcome.udp_losses_after(before) == result.udp_loss_times
+    assert outcome.udp_losses_after(after) == []
+    assert outcome.tcp_failures_after(before) == []
+    with pytest.raises(ValueError, match="no report"):
+        LoadOutcome.from_report("\n")

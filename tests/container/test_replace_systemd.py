@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from container.background_load import BackgroundLoad, LoadOutcome
+from container.background_load import BackgroundLoad
 from container.systemd_container import REPO, SystemdContainer
-from loadgen import LoadSpec
+from loadgen import LoadOutcome, LoadSpec
 
 pytestmark = [pytest.mark.container, pytest.mark.timeout(900)]
 
