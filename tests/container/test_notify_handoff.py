@@ -95,8 +95,7 @@ TimeoutStopSec=5
 
 
 def show(container: SystemdContainer, *props: str) -> dict[str, str]:
-    out = container.run(["systemctl", "show", UNIT_NAME, *(f"--property={p}" for p in props)], check=True)
-    return dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
+    return container.unit_properties(UNIT_NAME, *props)
 
 
 def alive(container: SystemdContainer, pid: str) -> bool:

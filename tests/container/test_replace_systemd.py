@@ -66,11 +66,7 @@ class UnitState:
 
 
 def unit_state(container: SystemdContainer) -> UnitState:
-    props = ("ActiveState", "SubState", "MainPID", "ReloadResult", "ControlGroup")
-    out = container.run(
-        ["systemctl", "show", UNIT, *(f"--property={p}" for p in props)], check=True
-    ).stdout
-    values = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    values = container.unit_properties(UNIT, "ActiveState", "SubState", "MainPID", "ReloadResult", "ControlGroup")
     return UnitState(
         active=values["ActiveState"],
         sub=values["SubState"],
@@ -97,9 +93,8 @@ def unit_processes(container: SystemdContainer, control_group: str) -> set[int]:
     return {int(pid) for pid in procs.split()}
 
 
-def dig(container: SystemdContainer, qname: str = QNAME, tcp: bool = False) -> str:
-    argv = ["dig", "+short", "+time=2", "+tries=1", "@127.0.0.1", qname, "A"]
-    return container.run([*argv, "+tcp"] if tcp else argv, check=True).stdout.strip()
+def dig(container: SystemdContainer, tcp: bool = False) -> str:
+    return container.dig(QNAME, tcp=tcp)
 
 
 def reload(container: SystemdContainer) -> tuple[int, str]:
@@ -189,13 +184,8 @@ def gdnsd_container(
     """A booted container with pygdnsd installed as Debian's gdnsd.service (not started)."""
     log_dir = tmp_path_factory.mktemp("replace-systemd")
     with SystemdContainer(container_rootfs, log_dir=log_dir) as container:
-        container.install_pygdnsd_commands()
-        container.add_gdnsd_user()
+        container.install_gdnsd(CONFIG, {ZONE: ZONE_TEXT}, [UNIT])
         container.run(["install", "-d", "-o", "gdnsd", "-g", "gdnsd", "/var/lib/gdnsd"], check=True)
-        container.write_file(f"{CONFIG_DIR}/config", CONFIG)
-        container.write_file(ZONE_PATH, ZONE_TEXT)
-        container.copy_in(REPO / "units" / UNIT, f"/etc/systemd/system/{UNIT}")
-        container.run(["systemctl", "daemon-reload"], check=True)
         checked = container.run(["gdnsd", "-c", CONFIG_DIR, "checkconf"])
         assert checked.returncode == 0, checked.stderr
         yield container
