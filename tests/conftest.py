@@ -66,6 +66,24 @@ def server_command(kind: str, config_dir: Path) -> list[str]:
     raise ValueError(f"unknown server kind {kind!r}")
 
 
+ONE_ZONE_CONFIG = """options => {
+  listen => [ 127.0.0.1 ]
+  dns_port => @PORT@
+  run_dir => @RUN_DIR@
+  state_dir => @STATE_DIR@
+}
+"""
+
+
+def one_zone_source(source: Path, zone: str) -> Path:
+    """A config dir to start servers from (``ServerProcess``): loopback on a port
+    filled in at start, run and state dirs of their own, ``zone`` as example.com."""
+    (source / "zones").mkdir(parents=True)
+    (source / "config").write_text(ONE_ZONE_CONFIG)
+    (source / "zones" / "example.com").write_text(zone)
+    return source
+
+
 def prepare_config_dir(source: Path, dest: Path, port: int) -> Path:
     """Copy ``source`` to ``dest/config`` and fill in the placeholders."""
     config_dir = dest / "config"

@@ -3,31 +3,22 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from conftest import REAL_GDNSD, one_zone_source, pygdnsd_python
 from pygdnsd.cli.gdnsdctl import run_dir_from_config
 from pygdnsd.config.vscf import parse_bytes
+from test_lifecycle_support import env
 
-REPO = Path(__file__).resolve().parent.parent
-REAL_GDNSD = Path("/usr/sbin/gdnsd")
 REAL_GDNSDCTL = Path("/usr/bin/gdnsdctl")
 needs_gdnsd = pytest.mark.skipif(
     not (REAL_GDNSD.exists() and REAL_GDNSDCTL.exists()), reason="needs Debian's gdnsd 3.8.1"
 )
 
-CONFIG = """options => {
-  listen => [ 127.0.0.1 ]
-  dns_port => @PORT@
-  run_dir => @RUN_DIR@
-  state_dir => @STATE_DIR@
-}
-"""
 ZONE = """$TTL 3600
 @ SOA ns1 hostmaster 1 7200 1800 259200 900
 @ NS ns1
@@ -37,15 +28,12 @@ www A 192.0.2.2
 
 
 def our_gdnsdctl(*args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO / "service") + os.pathsep + env.get("PYTHONPATH", "")
-    python = REPO / ".venv" / "bin" / "python"
     return subprocess.run(
-        [str(python) if python.exists() else sys.executable, "-m", "pygdnsd.cli.gdnsdctl", *args],
+        [pygdnsd_python(), "-m", "pygdnsd.cli.gdnsdctl", *args],
         capture_output=True,
         text=True,
         timeout=60,
-        env=env,
+        env=env(),
         check=False,
     )
 
@@ -58,11 +46,7 @@ def debian_gdnsdctl(*args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture
 def source_dir(tmp_path: Path) -> Path:
-    source = tmp_path / "src"
-    (source / "zones").mkdir(parents=True)
-    (source / "config").write_text(CONFIG)
-    (source / "zones" / "example.com").write_text(ZONE)
-    return source
+    return one_zone_source(tmp_path / "src", ZONE)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, ServerProcess, free_port, gdnsd_available
+from conftest import REPO, ServerProcess, free_port, gdnsd_available, one_zone_source
 from loadgen import (
     LoadOutcome,
     LoadResult,
@@ -29,14 +29,6 @@ from loadgen import (
 
 needs_gdnsd = pytest.mark.skipif(not gdnsd_available(), reason="Debian's gdnsd is not installed")
 
-CONFIG = """\
-options => {
-  listen => [ 127.0.0.1 ]
-  dns_port => @PORT@
-  run_dir => @RUN_DIR@
-  state_dir => @STATE_DIR@
-}
-"""
 ZONE = """\
 @    SOA ns1 hostmaster 1 7200 1800 259200 900
 @    NS  ns1
@@ -47,11 +39,7 @@ www  A   192.0.2.2
 
 @pytest.fixture
 def config_source(tmp_path: Path) -> Path:
-    source = tmp_path / "source"
-    (source / "zones").mkdir(parents=True)
-    (source / "config").write_text(CONFIG)
-    (source / "zones" / "example.com").write_text(ZONE)
-    return source
+    return one_zone_source(tmp_path / "source", ZONE)
 
 
 def test_wire_format() -> None:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import socket
 import subprocess
@@ -37,20 +36,14 @@ from pathlib import Path
 import pytest
 from dnslib import QTYPE, RCODE, DNSRecord
 
-from conftest import READY_LINE, REAL_GDNSD, REPO, ForegroundDaemon, free_port, pygdnsd_python
+from conftest import READY_LINE, REAL_GDNSD, ForegroundDaemon, free_port, pygdnsd_python
 from loadgen import LoadResult, LoadSpec, run_load
-from test_lifecycle_support import wait_for
+from test_lifecycle_support import env, wait_for
 
 REAL_GDNSDCTL = Path("/usr/bin/gdnsdctl")
 PRIMARY, SECONDARY, NEVER = "127.0.0.2", "127.0.0.3", "127.0.0.4"
 SOA = "@ SOA ns1 hostmaster 1 7200 1800 259200 900\n@ NS ns1\n@ NS ns2\nns1 A 192.0.2.1\nns2 A 192.0.2.2\n"
 STARTUP_TIMEOUT = 30.0
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO / "service") + os.pathsep + env.get("PYTHONPATH", "")
-    return env
 
 
 # -- config dirs and the daemon ----------------------------------------------
@@ -83,7 +76,7 @@ class Daemon(ForegroundDaemon):
     def __init__(self, cfg: ConfigDir, args: tuple[str, ...] = (), kind: str = "pygdnsd") -> None:
         program = [str(REAL_GDNSD)] if kind == "gdnsd" else [pygdnsd_python(), "-m", "pygdnsd"]
         command = [*program, "-c", str(cfg.path), *args, "start"]
-        super().__init__(command, _env(), f"{kind} on {cfg.path}", STARTUP_TIMEOUT)
+        super().__init__(command, env(), f"{kind} on {cfg.path}", STARTUP_TIMEOUT)
         self.cfg = cfg
         self.kind = kind
 
@@ -235,7 +228,7 @@ def states(cfg: ConfigDir, ctl: str) -> str:
         capture_output=True,
         text=True,
         timeout=20,
-        env=_env(),
+        env=env(),
     )
     assert done.returncode == 0, f"{ctl} gdnsdctl states: {done.stderr}"
     return done.stdout
@@ -589,7 +582,7 @@ def checkconf(argv: list[str], cfg: ConfigDir) -> subprocess.CompletedProcess[st
         capture_output=True,
         text=True,
         timeout=60,
-        env=_env(),
+        env=env(),
     )
 
 
