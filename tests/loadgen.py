@@ -313,9 +313,13 @@ def _run_tcp(spec: LoadSpec, result: LoadResult, start: float) -> None:
         # Every connection is bounded by tcp_timeout; the pool drains on exit.
 
 
-def run_load(spec: LoadSpec) -> LoadResult:
-    """Run UDP and TCP load together for ``spec.duration`` (+ grace); return the tally."""
-    result = LoadResult()
+def run_load(spec: LoadSpec, result: LoadResult | None = None) -> LoadResult:
+    """Run UDP and TCP load together for ``spec.duration`` (+ grace); return the tally.
+
+    ``result``, if given, is the tally counted into as the run goes: another
+    thread may watch it (e.g. wait until the first answers came back).
+    """
+    result = result if result is not None else LoadResult()
     start = time.monotonic()
     threads = []
     if spec.tcp_rate > 0:

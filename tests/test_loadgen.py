@@ -74,6 +74,12 @@ def test_no_server_means_everything_lost_or_failed() -> None:
     assert not result.clean
 
 
+def test_counts_into_a_tally_the_caller_holds() -> None:
+    tally = LoadResult()
+    assert run_load(LoadSpec(port=free_port(), qps=100, duration=0.2, grace=0.1), tally) is tally
+    assert tally.udp_sent > 0 and tally.udp_lost == tally.udp_sent
+
+
 def gdnsd(source: Path, work: Path) -> ServerProcess:
     """Debian's gdnsd on a copy of ``source``; ``with`` starts it and kills it by PID."""
     return ServerProcess("gdnsd", source, work)

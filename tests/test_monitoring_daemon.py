@@ -267,9 +267,11 @@ plugins => {{ simplefo => {{ service_types => tcp, sf => {{ primary => {PRIMARY}
     spec = LoadSpec(
         port=cfg.dns_port, qname="sf.example.com", qps=500, tcp_rate=20, duration=14, grace=1
     )
-    loader = threading.Thread(target=lambda: load.append(run_load(spec)), daemon=True)
+    tally = LoadResult()
+    loader = threading.Thread(target=lambda: load.append(run_load(spec, tally)), daemon=True)
     loader.start()
-    time.sleep(0.5)  # half a second of load before the primary fails: the failover happens under it
+    # The failover happens under load: the primary fails once UDP and TCP answers come back.
+    assert wait_for(lambda: tally.udp_answered > 0 and tally.tcp_answered > 0, 10.0), tally.summary()
 
     backends[PRIMARY].down()
     switch, seen = wait_for_answer(cfg.dns_port, "sf.example.com", (SECONDARY,), 10)
