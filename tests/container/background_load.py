@@ -22,6 +22,7 @@ from pathlib import Path
 
 from container.systemd_container import CONTAINER_REPO, ContainerError, SystemdContainer
 from loadgen import LoadOutcome, LoadSpec, run_argv
+from test_lifecycle_support import wait_for
 
 
 class BackgroundLoad:
@@ -43,6 +44,20 @@ class BackgroundLoad:
             text=True,
         )
         return self
+
+    def wait_until_served(self, timeout: float = 30.0) -> None:
+        """Until the daemon's counters (``gdnsdctl stats``) grow by queries of each
+        kind the load sends: it reaches the daemon, so what a test does next is under load."""
+        kinds = [kind for kind, rate in (("udp", self.spec.qps), ("tcp", self.spec.tcp_rate)) if rate]
+
+        def counts() -> list[int]:
+            found = self.container.gdnsd_stats()
+            return [int(found[kind]["reqs"]) for kind in kinds]
+
+        first = counts()
+        served = wait_for(lambda: all(now > then for now, then in zip(counts(), first, strict=True)), timeout)
+        if not served:
+            raise ContainerError(f"the load did not reach the daemon within {timeout:.0f} s")
 
     def wait(self) -> LoadOutcome:
         """Wait for the run to end (bounded by its own duration plus slack) and parse it."""

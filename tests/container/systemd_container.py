@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import os
 import shutil
 import signal
@@ -38,7 +39,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from container.cgroup_parent import CgroupParent
 
@@ -377,6 +378,12 @@ class SystemdContainer:
         """``dig +short`` for ``qname``'s A records at 127.0.0.1 inside: one try of ``wait`` seconds."""
         argv = ["dig", "+short", f"+time={wait}", "+tries=1", "@127.0.0.1", qname, "A"]
         return self.run([*argv, "+tcp"] if tcp else argv, check=True).stdout.strip()
+
+    def gdnsd_stats(self) -> dict[str, Any]:
+        """``gdnsdctl stats`` of the daemon on /etc/gdnsd inside, parsed."""
+        out = self.run(["gdnsdctl", "-c", "/etc/gdnsd", "stats"], check=True).stdout
+        parsed: dict[str, Any] = json.loads(out)
+        return parsed
 
     def journal(self, *args: str) -> str:
         """``journalctl --no-pager`` output inside, e.g. ``journal("-t", "gdnsd", "-o", "cat")``."""

@@ -11,7 +11,6 @@ comes from tests/loadgen.py run inside the container (BackgroundLoad).
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Iterator, Sequence
@@ -100,12 +99,6 @@ def dig(container: SystemdContainer, tcp: bool = False) -> str:
 def reload(container: SystemdContainer) -> tuple[int, str]:
     done = container.run(["systemctl", "reload", UNIT], timeout=RELOAD_TIMEOUT)
     return done.returncode, done.stdout + done.stderr
-
-
-def stats(container: SystemdContainer) -> dict[str, dict[str, int]]:
-    out = container.run(["gdnsdctl", "-c", CONFIG_DIR, "stats"], check=True).stdout
-    parsed: dict[str, dict[str, int]] = json.loads(out)
-    return parsed
 
 
 def journal_tail(container: SystemdContainer) -> str:
@@ -228,10 +221,10 @@ def test_twenty_reloads_under_load_lose_nothing(running: SystemdContainer) -> No
     pace = (LOAD_SECONDS - 6.0) / RELOADS
     windows: list[tuple[float, float]] = []
     drops_before = queue_drops(container)
-    counted_before = stats(container)
+    counted_before = container.gdnsd_stats()
     with BackgroundLoad(container, spec) as load:
+        load.wait_until_served()
         began = time.monotonic()
-        time.sleep(2.0)  # let the load reach its rate before the first reload
         for number in range(1, RELOADS + 1):
             reload_began = time.monotonic()
             status, output = reload(container)
@@ -245,7 +238,7 @@ def test_twenty_reloads_under_load_lose_nothing(running: SystemdContainer) -> No
             assert unit_processes(container, state.control_group) == container.generation(state.main_pid)
             assert not cmdline(container, pids[-1]), f"old instance {pids[-1]} still alive"
             pids.append(state.main_pid)
-            next_at = began + 2.0 + number * pace
+            next_at = began + number * pace
             time.sleep(max(0.0, next_at - time.monotonic()))
         last_reload_done = time.monotonic()
         outcome = load.wait()
@@ -260,7 +253,7 @@ def test_twenty_reloads_under_load_lose_nothing(running: SystemdContainer) -> No
     assert_clean(outcome, f"{RELOADS} reloads", drops, windows)
     # The last generation's counters hold every generation's: at least every
     # answer the generator saw, at most every query it sent (none counted twice).
-    counted = stats(container)
+    counted = container.gdnsd_stats()
     udp_reqs = counted["udp"]["reqs"] - counted_before["udp"]["reqs"]
     tcp_reqs = counted["tcp"]["reqs"] - counted_before["tcp"]["reqs"]
     assert udp_reqs + tcp_reqs >= result.udp_answered + result.tcp_answered
@@ -277,7 +270,7 @@ def test_reload_with_a_broken_zone_fails_and_the_old_instance_serves(
     container.write_file(ZONE_PATH, ZONE_TEXT + "broken  A  192.0.2.300\n")
     spec = LoadSpec(qname=QNAME, qps=2000.0, tcp_rate=50.0, duration=8.0, grace=2.0)
     with BackgroundLoad(container, spec) as load:
-        time.sleep(1.0)
+        load.wait_until_served()
         status, output = reload(container)
         outcome = load.wait()
     assert status != 0, output
@@ -302,7 +295,7 @@ def test_new_instance_killed_at_each_step_leaves_the_old_serving(
     set_crash_step(container, step)
     spec = LoadSpec(qname=QNAME, qps=2000.0, tcp_rate=50.0, duration=8.0, grace=2.0)
     with BackgroundLoad(container, spec) as load:
-        time.sleep(1.0)
+        load.wait_until_served()
         status, output = reload(container)
         reload_returned = time.monotonic()
         outcome = load.wait()
@@ -320,7 +313,7 @@ def test_new_instance_killed_at_each_step_leaves_the_old_serving(
 
     set_crash_step(container, None)
     with BackgroundLoad(container, spec) as load:
-        time.sleep(1.0)
+        load.wait_until_served()
         status, output = reload(container)
         outcome = load.wait()
     assert status == 0, f"reload after the crash {step}: {output}\n{journal_tail(container)}"

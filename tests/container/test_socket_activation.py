@@ -85,8 +85,8 @@ def test_reloads_under_load_hand_the_passed_sockets_over_losing_nothing(activate
     pids = [main_pid(container)]
     spec = LoadSpec(qname=f"www.{ZONE}", qps=UDP_QPS, tcp_rate=TCP_RATE, duration=LOAD_SECONDS, grace=2.0)
     with BackgroundLoad(container, spec) as load:
+        load.wait_until_served()
         began = time.monotonic()
-        time.sleep(2.0)
         for number in range(1, RELOADS + 1):
             done = container.run(["systemctl", "reload", SERVICE], timeout=TIMEOUT)
             assert done.returncode == 0, f"reload {number}: {done.stderr}" + container.journal("-n", "40")
@@ -94,7 +94,7 @@ def test_reloads_under_load_hand_the_passed_sockets_over_losing_nothing(activate
             assert (state["ActiveState"], state["ReloadResult"]) == ("active", "success")
             assert int(state["MainPID"]) not in pids
             pids.append(int(state["MainPID"]))
-            time.sleep(max(0.0, began + 2.0 + number * (LOAD_SECONDS - 6.0) / RELOADS - time.monotonic()))
+            time.sleep(max(0.0, began + number * (LOAD_SECONDS - 6.0) / RELOADS - time.monotonic()))
         reloads_done = time.monotonic()
         outcome = load.wait()
     result = outcome.result
