@@ -31,6 +31,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 REAL_GDNSD = Path("/usr/sbin/gdnsd")
+REAL_GDNSDCTL = Path("/usr/bin/gdnsdctl")
 READY_LINE = "DNS listeners started"
 PLACEHOLDER_FILES = ("config",)
 

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from conftest import REAL_GDNSDCTL
 from pygdnsd.control import protocol
 from pygdnsd.control.client import ControlClient, RequestDenied, RequestFailed, TryLater
 from pygdnsd.control.server import ControlServer, Outcome, bind_unix_listener
 from test_lifecycle_support import wait_for
 
-REAL_GDNSDCTL = Path("/usr/bin/gdnsdctl")
 needs_gdnsdctl = pytest.mark.skipif(
     not REAL_GDNSDCTL.exists(), reason="Debian's gdnsdctl is the reference client"
 )

@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REAL_GDNSD, one_zone_source, pygdnsd_python
+from conftest import REAL_GDNSD, REAL_GDNSDCTL, one_zone_source, pygdnsd_python
 from pygdnsd.cli.gdnsdctl import run_dir_from_config
 from pygdnsd.config.vscf import parse_bytes
 from test_lifecycle_support import env
 
-REAL_GDNSDCTL = Path("/usr/bin/gdnsdctl")
 needs_gdnsd = pytest.mark.skipif(
     not (REAL_GDNSD.exists() and REAL_GDNSDCTL.exists()), reason="needs Debian's gdnsd 3.8.1"
 )
@@ -36,6 +35,13 @@ def our_gdnsdctl(*args: str) -> subprocess.CompletedProcess[str]:
         env=env(),
         check=False,
     )
+
+
+def said(cfg: str, *args: str) -> str:
+    """What our ``gdnsdctl -c CFG ARGS`` wrote to stderr; it must have succeeded."""
+    done = our_gdnsdctl("-c", cfg, *args)
+    assert done.returncode == 0, done.stderr
+    return done.stderr
 
 
 def debian_gdnsdctl(*args: str) -> subprocess.CompletedProcess[str]:
@@ -91,9 +97,7 @@ def test_json_dumps_match_debian(daemon: object, action: str) -> None:
 @needs_gdnsd
 def test_reload_zones_and_a_broken_zone(daemon: object) -> None:
     cfg = config_dir_of(daemon)
-    ok = our_gdnsdctl("-c", cfg, "reload-zones")
-    assert ok.returncode == 0, ok.stderr
-    assert ok.stderr == "info: Zone data reloaded\n"
+    assert said(cfg, "reload-zones") == "info: Zone data reloaded\n"
     with open(Path(cfg) / "zones" / "example.com", "a") as zone:
         zone.write("this is not a record\n")
     ours = our_gdnsdctl("-c", cfg, "reload-zones")
@@ -106,20 +110,14 @@ def test_reload_zones_and_a_broken_zone(daemon: object) -> None:
 def test_acme_add_and_flush(daemon: object) -> None:
     cfg = config_dir_of(daemon)
     payload = "0123456789012345678901234567890123456789012"
-    added = our_gdnsdctl("-c", cfg, "acme-dns-01", "www.example.com", payload)
-    assert added.returncode == 0, added.stderr
-    assert added.stderr == "info: ACME DNS-01 challenges accepted\n"
-    flushed = our_gdnsdctl("-c", cfg, "acme-dns-01-flush")
-    assert flushed.returncode == 0, flushed.stderr
-    assert flushed.stderr == "info: ACME DNS-01 challenges flushed\n"
+    assert said(cfg, "acme-dns-01", "www.example.com", payload) == "info: ACME DNS-01 challenges accepted\n"
+    assert said(cfg, "acme-dns-01-flush") == "info: ACME DNS-01 challenges flushed\n"
 
 
 @needs_gdnsd
 def test_stop_returns_after_the_daemon_exited(daemon: object) -> None:
     cfg = config_dir_of(daemon)
-    result = our_gdnsdctl("-c", cfg, "stop")
-    assert result.returncode == 0, result.stderr
-    assert result.stderr == "info: Stop command successful, daemon exited\n"
+    assert said(cfg, "stop") == "info: Stop command successful, daemon exited\n"
     # gdnsdctl returned only after the EOF, so the process is gone (or going).
     assert daemon.proc.wait(timeout=10) == 0  # type: ignore[attr-defined]
     again = our_gdnsdctl("-c", cfg, "status")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import REAL_GDNSD
 from pygdnsd.config.options import load_config
 from pygdnsd.errors import ConfigError, ZoneError
 from pygdnsd.instance import zone_settings
@@ -24,8 +25,6 @@ from pygdnsd.plugins.setup import DynamicSetup, build_dynamic
 from pygdnsd.zones import fastload, model, names
 from pygdnsd.zones.loader import load_zones
 from pygdnsd.zones.settings import ZoneSettings
-
-REAL_GDNSD = Path("/usr/sbin/gdnsd")
 
 PLUGINS = """
 service_types => {
