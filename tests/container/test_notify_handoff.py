@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 
 from container.systemd_container import CONTAINER_REPO, SystemdContainer
+from test_lifecycle_support import wait_for
 
 pytestmark = [pytest.mark.container, pytest.mark.timeout(600)]
 
@@ -125,11 +126,7 @@ def test_reload_moves_mainpid_to_a_new_process(systemd_container: SystemdContain
         args = container.run(["ps", "-o", "args=", "-p", new_pid], check=True).stdout
         assert args.startswith(f"/usr/bin/python3 {SCRIPT_PATH} new {generation} {pids[-1]}")
         # The old instance exited and systemd did not take the unit down with it.
-        for _ in range(50):
-            if not alive(container, pids[-1]):
-                break
-            container.run(["sleep", "0.1"])
-        assert not alive(container, pids[-1])
+        assert wait_for(lambda: not alive(container, pids[-1]), 10.0)
         assert state["StatusText"] == f"generation {generation} pid {new_pid}"
         pids.append(new_pid)
 
