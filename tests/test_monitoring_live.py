@@ -15,14 +15,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.conftest import REAL_GDNSD, free_port
-from tests.test_lifecycle_support import wait_for
 
+from conftest import REAL_GDNSD, free_port
 from pygdnsd.config.vscf import ConfigHash, parse_bytes
 from pygdnsd.monitoring.monitor import Monitor
 from pygdnsd.monitoring.service_types import parse_service_types
 from pygdnsd.monitoring.sttl import Sttl
 from pygdnsd.plugins.registry import load_plugins
+from test_lifecycle_support import wait_for
 
 REQUESTS: list[str] = []
 
