@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import re
 import shutil
@@ -50,7 +49,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from servers import free_port
+
+from loadgen import LoadOutcome, LoadResult, LoadSpec, run_argv
+from pygdnsd.lifecycle.verbs import process_gone, wait_gone
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = REPO / ".venv" / "bin" / "python"
@@ -63,17 +66,6 @@ READY_TIMEOUT = 60.0
 WARMUP = 2.0  # seconds of load before the first replace
 TAIL = 3.0  # seconds of load after the last planned replace
 STATUS_PID = re.compile(r"running at PID (\d+)")
-# Runs tests/loadgen.py and also reports the CLOCK_MONOTONIC at which it began,
-# so losses can be placed against the replace windows measured here.
-LOAD_RUNNER = """\
-import json, sys, time
-sys.path.insert(0, sys.argv[1])
-import loadgen
-spec = loadgen.LoadSpec(**json.loads(sys.argv[2]))
-started = time.monotonic()
-result = loadgen.run_load(spec)
-print(json.dumps({"started": started, "result": result.as_json()}), flush=True)
-"""
 
 
 @dataclass(frozen=True)
@@ -118,8 +110,8 @@ class Outcome:
     failures: list[str] = field(default_factory=list)
     late_replaces: int = 0  # replaces that ended after the load stopped sending
     windows: list[tuple[float, float]] = field(default_factory=list)  # monotonic start, end
-    load: dict[str, object] = field(default_factory=dict)
-    load_started: float = 0.0
+    # What the load saw (its loss times are placed against the windows); none if the run failed.
+    load: LoadOutcome = field(default_factory=lambda: LoadOutcome(0.0, LoadResult()))
     queue_drops: int = 0  # dropped on the server's full UDP socket queues during the load
     pids: list[int] = field(default_factory=list)
 
@@ -197,19 +189,6 @@ def server_queue_drops(port: int) -> int:
     return sum(int(count) for count in re.findall(r"skmem:\([^)]*\bd(\d+)\)", listed))
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    with contextlib.suppress(OSError):
-        # A zombie child of ours (the backgrounded "start") is as good as gone.
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    return False
-
-
 # --- one server's run --------------------------------------------------------------------
 
 
@@ -240,13 +219,12 @@ def run_one(contender: Contender, args: argparse.Namespace, root: Path) -> Outco
             outcome.pids.append(first)
 
         duration = WARMUP + args.replaces * args.interval + TAIL
-        spec = {
-            "port": port, "qname": QNAME, "qps": args.qps, "tcp_rate": args.tcp_rate,
-            "duration": duration, "grace": 2.0,
-        }
+        spec = LoadSpec(
+            port=port, qname=QNAME, qps=args.qps, tcp_rate=args.tcp_rate, duration=duration, grace=2.0
+        )
         drops_before = server_queue_drops(port)
         load = subprocess.Popen(
-            [sys.executable, "-c", LOAD_RUNNER, str(LOADGEN.parent), json.dumps(spec)],
+            run_argv(sys.executable, str(LOADGEN), spec),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -277,12 +255,10 @@ def run_one(contender: Contender, args: argparse.Namespace, root: Path) -> Outco
             next_at = load_began + WARMUP + (number + 1) * args.interval
             time.sleep(max(0.0, next_at - time.monotonic()))
         stdout, stderr = load.communicate(timeout=duration + 60)
-        lines = stdout.strip().splitlines()
-        if not lines:
-            raise RuntimeError(f"loadgen exited {load.returncode}: {stderr[-500:]}")
-        report = json.loads(lines[-1])
-        outcome.load = report["result"]
-        outcome.load_started = float(report["started"])
+        try:
+            outcome.load = LoadOutcome.from_report(stdout)
+        except ValueError:
+            raise RuntimeError(f"loadgen exited {load.returncode}: {stderr[-500:]}") from None
         outcome.queue_drops = server_queue_drops(port) - drops_before
     finally:
         if load is not None and load.poll() is None:
@@ -303,11 +279,12 @@ def stop(
         subprocess.run(
             contender.argv(contender.ctl, cfgdir, "stop"), capture_output=True, timeout=30
         )
+    # A zombie child of ours (the backgrounded "start") is as good as gone.
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(alive(pid) for pid in pids):
-        time.sleep(0.1)
     for pid in pids:
-        if alive(pid):
+        wait_gone(pid, max(0.0, deadline - time.monotonic()))
+    for pid in pids:
+        if not process_gone(pid):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
     if foreground is not None:
@@ -317,14 +294,6 @@ def stop(
 
 
 # --- the table ---------------------------------------------------------------------------
-
-
-def number(value: object) -> int:
-    return int(value) if isinstance(value, (int, float)) else 0
-
-
-def real(value: object) -> float:
-    return float(value) if isinstance(value, (int, float)) else 0.0
 
 
 def ratio(ours: float, theirs: float) -> str:
@@ -343,27 +312,24 @@ def durations(outcome: Outcome) -> tuple[float, float, float]:
 
 def losses_in_windows(outcome: Outcome) -> int:
     """Lost UDP queries sent while a replace command ran (of the first 1000 reported)."""
-    times = outcome.load.get("udp_loss_times")
-    if not isinstance(times, list):
-        return 0
-    sent = [outcome.load_started + float(t) for t in times]
+    sent = [outcome.load.started + t for t in outcome.load.result.udp_loss_times]
     return sum(1 for at in sent if any(start <= at <= end for start, end in outcome.windows))
 
 
 def metrics(outcome: Outcome) -> dict[str, float]:
     """The table's rows for one server; labels ending in (s) are seconds."""
-    load = outcome.load
+    load = outcome.load.result
     shortest, median, longest = durations(outcome)
     return {
         "replaces ok": float(outcome.replaced_ok),
-        "UDP sent": float(number(load.get("udp_sent"))),
-        "UDP qps": real(load.get("udp_qps")),
-        "UDP lost": float(number(load.get("udp_lost"))),
+        "UDP sent": float(load.udp_sent),
+        "UDP qps": load.udp_qps,
+        "UDP lost": float(load.udp_lost),
         "  of which during a replace*": float(losses_in_windows(outcome)),
         "  dropped on the server's full queues": float(outcome.queue_drops),
-        "UDP wrong answers": float(number(load.get("udp_failed"))),
-        "TCP sent": float(number(load.get("tcp_sent"))),
-        "TCP failed": float(number(load.get("tcp_failed"))),
+        "UDP wrong answers": float(load.udp_failed),
+        "TCP sent": float(load.tcp_sent),
+        "TCP failed": float(load.tcp_failed),
         "replace min (s)": shortest,
         "replace median (s)": median,
         "replace max (s)": longest,

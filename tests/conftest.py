@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import shutil
 import signal
 import socket
@@ -30,6 +31,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 REAL_GDNSD = Path("/usr/sbin/gdnsd")
+REAL_GDNSDCTL = Path("/usr/bin/gdnsdctl")
 READY_LINE = "DNS listeners started"
 PLACEHOLDER_FILES = ("config",)
 
@@ -63,6 +65,24 @@ def server_command(kind: str, config_dir: Path) -> list[str]:
     if kind == "pygdnsd":
         return [pygdnsd_python(), "-m", "pygdnsd", "-c", str(config_dir), "start"]
     raise ValueError(f"unknown server kind {kind!r}")
+
+
+ONE_ZONE_CONFIG = """options => {
+  listen => [ 127.0.0.1 ]
+  dns_port => @PORT@
+  run_dir => @RUN_DIR@
+  state_dir => @STATE_DIR@
+}
+"""
+
+
+def one_zone_source(source: Path, zone: str) -> Path:
+    """A config dir to start servers from (``ServerProcess``): loopback on a port
+    filled in at start, run and state dirs of their own, ``zone`` as example.com."""
+    (source / "zones").mkdir(parents=True)
+    (source / "config").write_text(ONE_ZONE_CONFIG)
+    (source / "zones" / "example.com").write_text(zone)
+    return source
 
 
 def prepare_config_dir(source: Path, dest: Path, port: int) -> Path:
@@ -225,7 +245,10 @@ def blackhole_port() -> Iterator[int]:
         with contextlib.suppress(BlockingIOError):
             filler.connect(("127.0.0.1", port))
         fillers.append(filler)
-    time.sleep(0.1)
+    # The first connection, once accepted by the kernel, fills the backlog of 0:
+    # from then on SYNs are dropped. A connecting socket turns writable when done.
+    _, done, _ = select.select([], fillers[:1], [], 5.0)
+    assert done, "the first connection to the black hole did not complete"
     yield port
     for filler in fillers:
         filler.close()

@@ -14,6 +14,11 @@ Loopback only: any other target is refused. Usable from pytest
 
     python3 loadgen.py --server 127.0.0.1:53 --qps 5000 --tcp-rate 300 \\
         --duration 20 --grace 2 --qname www.example.com --json
+
+A run in a process of its own, in the background of a test or a benchmark
+(``run_argv``), also reports the CLOCK_MONOTONIC value at which it began
+sending, so its losses can be placed against what the caller did meanwhile
+(``LoadOutcome.from_report``).
 """
 
 from __future__ import annotations
@@ -93,6 +98,35 @@ class LoadResult:
             f"lost {self.udp_lost} failed {self.udp_failed}; TCP sent {self.tcp_sent} "
             f"answered {self.tcp_answered} failed {self.tcp_failed} {dict(self.tcp_errors)}"
         )
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> LoadResult:
+        """The inverse of ``as_json``."""
+        return cls(**{key: value for key, value in data.items() if key != "udp_qps"})
+
+
+@dataclass(frozen=True)
+class LoadOutcome:
+    """What a run in a process of its own saw, and when (monotonic clock) it began sending."""
+
+    started: float
+    result: LoadResult
+
+    @classmethod
+    def from_report(cls, stdout: str) -> LoadOutcome:
+        """The report the last line of ``run_argv``'s output holds; ValueError if there is none."""
+        lines = stdout.strip().splitlines()
+        if not lines:
+            raise ValueError("loadgen printed no report")
+        report = json.loads(lines[-1])
+        return cls(started=float(report["started"]), result=LoadResult.from_json(report["result"]))
+
+    def udp_losses_after(self, moment: float) -> list[float]:
+        """Send times (relative to start) of lost UDP queries sent after ``moment``."""
+        return [t for t in self.result.udp_loss_times if self.started + t > moment]
+
+    def tcp_failures_after(self, moment: float) -> list[float]:
+        return [t for t in self.result.tcp_failure_times if self.started + t > moment]
 
 
 # --- DNS on the wire -----------------------------------------------------------
@@ -279,9 +313,13 @@ def _run_tcp(spec: LoadSpec, result: LoadResult, start: float) -> None:
         # Every connection is bounded by tcp_timeout; the pool drains on exit.
 
 
-def run_load(spec: LoadSpec) -> LoadResult:
-    """Run UDP and TCP load together for ``spec.duration`` (+ grace); return the tally."""
-    result = LoadResult()
+def run_load(spec: LoadSpec, result: LoadResult | None = None) -> LoadResult:
+    """Run UDP and TCP load together for ``spec.duration`` (+ grace); return the tally.
+
+    ``result``, if given, is the tally counted into as the run goes: another
+    thread may watch it (e.g. wait until the first answers came back).
+    """
+    result = result if result is not None else LoadResult()
     start = time.monotonic()
     threads = []
     if spec.tcp_rate > 0:
@@ -299,8 +337,16 @@ def run_load(spec: LoadSpec) -> LoadResult:
     return result
 
 
+def run_argv(python: str, script: str, spec: LoadSpec) -> list[str]:
+    """The command that runs ``spec`` with ``script`` (this file, wherever the runner
+    sees it) and prints the report ``LoadOutcome.from_report`` reads."""
+    return [python, script, "--spec", json.dumps(asdict(spec))]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--spec", help="a LoadSpec as JSON; the others are then ignored, and the "
+                        "report says when sending began (see run_argv)")
     parser.add_argument("--server", default="127.0.0.1:53", help="HOST:PORT or [V6]:PORT (loopback)")
     parser.add_argument("--qname", default="example.com")
     parser.add_argument("--qtype", type=int, default=QTYPE_A)
@@ -312,6 +358,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--udp-sockets", type=int, default=4)
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     args = parser.parse_args(argv)
+    if args.spec:
+        spec = LoadSpec(**json.loads(args.spec))
+        started = time.monotonic()
+        result = run_load(spec)
+        print(json.dumps({"started": started, "result": result.as_json()}), flush=True)
+        return 0 if result.clean else 1
     host, _, port = args.server.rpartition(":")
     spec = LoadSpec(
         host=host.strip("[]"),

@@ -11,18 +11,18 @@ import struct
 import subprocess
 import tempfile
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from conftest import REAL_GDNSDCTL
 from pygdnsd.control import protocol
 from pygdnsd.control.client import ControlClient, RequestDenied, RequestFailed, TryLater
 from pygdnsd.control.server import ControlServer, Outcome, bind_unix_listener
+from test_lifecycle_support import wait_for
 
-REAL_GDNSDCTL = Path("/usr/bin/gdnsdctl")
 needs_gdnsdctl = pytest.mark.skipif(
     not REAL_GDNSDCTL.exists(), reason="Debian's gdnsdctl is the reference client"
 )
@@ -276,10 +276,7 @@ def test_status_answers_while_a_reload_is_in_progress(served: Served) -> None:
     thread = threading.Thread(target=reload)
     thread.start()
     try:
-        for _ in range(200):
-            if "reload" in served.daemon.calls:
-                break
-            time.sleep(0.01)
+        assert wait_for(lambda: "reload" in served.daemon.calls, 2.0)
         with ControlClient(served.socket_path, 5) as client:
             assert client.status().pid == FAKE_PID
         assert not done.is_set()

@@ -3,31 +3,21 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from conftest import REAL_GDNSD, REAL_GDNSDCTL, one_zone_source, pygdnsd_python
 from pygdnsd.cli.gdnsdctl import run_dir_from_config
 from pygdnsd.config.vscf import parse_bytes
+from test_lifecycle_support import env
 
-REPO = Path(__file__).resolve().parent.parent
-REAL_GDNSD = Path("/usr/sbin/gdnsd")
-REAL_GDNSDCTL = Path("/usr/bin/gdnsdctl")
 needs_gdnsd = pytest.mark.skipif(
     not (REAL_GDNSD.exists() and REAL_GDNSDCTL.exists()), reason="needs Debian's gdnsd 3.8.1"
 )
 
-CONFIG = """options => {
-  listen => [ 127.0.0.1 ]
-  dns_port => @PORT@
-  run_dir => @RUN_DIR@
-  state_dir => @STATE_DIR@
-}
-"""
 ZONE = """$TTL 3600
 @ SOA ns1 hostmaster 1 7200 1800 259200 900
 @ NS ns1
@@ -37,17 +27,21 @@ www A 192.0.2.2
 
 
 def our_gdnsdctl(*args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO / "service") + os.pathsep + env.get("PYTHONPATH", "")
-    python = REPO / ".venv" / "bin" / "python"
     return subprocess.run(
-        [str(python) if python.exists() else sys.executable, "-m", "pygdnsd.cli.gdnsdctl", *args],
+        [pygdnsd_python(), "-m", "pygdnsd.cli.gdnsdctl", *args],
         capture_output=True,
         text=True,
         timeout=60,
-        env=env,
+        env=env(),
         check=False,
     )
+
+
+def said(cfg: str, *args: str) -> str:
+    """What our ``gdnsdctl -c CFG ARGS`` wrote to stderr; it must have succeeded."""
+    done = our_gdnsdctl("-c", cfg, *args)
+    assert done.returncode == 0, done.stderr
+    return done.stderr
 
 
 def debian_gdnsdctl(*args: str) -> subprocess.CompletedProcess[str]:
@@ -58,11 +52,7 @@ def debian_gdnsdctl(*args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture
 def source_dir(tmp_path: Path) -> Path:
-    source = tmp_path / "src"
-    (source / "zones").mkdir(parents=True)
-    (source / "config").write_text(CONFIG)
-    (source / "zones" / "example.com").write_text(ZONE)
-    return source
+    return one_zone_source(tmp_path / "src", ZONE)
 
 
 @pytest.fixture
@@ -107,9 +97,7 @@ def test_json_dumps_match_debian(daemon: object, action: str) -> None:
 @needs_gdnsd
 def test_reload_zones_and_a_broken_zone(daemon: object) -> None:
     cfg = config_dir_of(daemon)
-    ok = our_gdnsdctl("-c", cfg, "reload-zones")
-    assert ok.returncode == 0, ok.stderr
-    assert ok.stderr == "info: Zone data reloaded\n"
+    assert said(cfg, "reload-zones") == "info: Zone data reloaded\n"
     with open(Path(cfg) / "zones" / "example.com", "a") as zone:
         zone.write("this is not a record\n")
     ours = our_gdnsdctl("-c", cfg, "reload-zones")
@@ -122,20 +110,14 @@ def test_reload_zones_and_a_broken_zone(daemon: object) -> None:
 def test_acme_add_and_flush(daemon: object) -> None:
     cfg = config_dir_of(daemon)
     payload = "0123456789012345678901234567890123456789012"
-    added = our_gdnsdctl("-c", cfg, "acme-dns-01", "www.example.com", payload)
-    assert added.returncode == 0, added.stderr
-    assert added.stderr == "info: ACME DNS-01 challenges accepted\n"
-    flushed = our_gdnsdctl("-c", cfg, "acme-dns-01-flush")
-    assert flushed.returncode == 0, flushed.stderr
-    assert flushed.stderr == "info: ACME DNS-01 challenges flushed\n"
+    assert said(cfg, "acme-dns-01", "www.example.com", payload) == "info: ACME DNS-01 challenges accepted\n"
+    assert said(cfg, "acme-dns-01-flush") == "info: ACME DNS-01 challenges flushed\n"
 
 
 @needs_gdnsd
 def test_stop_returns_after_the_daemon_exited(daemon: object) -> None:
     cfg = config_dir_of(daemon)
-    result = our_gdnsdctl("-c", cfg, "stop")
-    assert result.returncode == 0, result.stderr
-    assert result.stderr == "info: Stop command successful, daemon exited\n"
+    assert said(cfg, "stop") == "info: Stop command successful, daemon exited\n"
     # gdnsdctl returned only after the EOF, so the process is gone (or going).
     assert daemon.proc.wait(timeout=10) == 0  # type: ignore[attr-defined]
     again = our_gdnsdctl("-c", cfg, "status")

@@ -14,19 +14,21 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, ServerProcess, free_port, gdnsd_available
-from loadgen import LoadResult, LoadSpec, answer_ok, encode_name, query, question, run_load
+from conftest import REPO, ServerProcess, free_port, gdnsd_available, one_zone_source
+from loadgen import (
+    LoadOutcome,
+    LoadResult,
+    LoadSpec,
+    answer_ok,
+    encode_name,
+    query,
+    question,
+    run_argv,
+    run_load,
+)
 
 needs_gdnsd = pytest.mark.skipif(not gdnsd_available(), reason="Debian's gdnsd is not installed")
 
-CONFIG = """\
-options => {
-  listen => [ 127.0.0.1 ]
-  dns_port => @PORT@
-  run_dir => @RUN_DIR@
-  state_dir => @STATE_DIR@
-}
-"""
 ZONE = """\
 @    SOA ns1 hostmaster 1 7200 1800 259200 900
 @    NS  ns1
@@ -37,11 +39,7 @@ www  A   192.0.2.2
 
 @pytest.fixture
 def config_source(tmp_path: Path) -> Path:
-    source = tmp_path / "source"
-    (source / "zones").mkdir(parents=True)
-    (source / "config").write_text(CONFIG)
-    (source / "zones" / "example.com").write_text(ZONE)
-    return source
+    return one_zone_source(tmp_path / "source", ZONE)
 
 
 def test_wire_format() -> None:
@@ -74,6 +72,12 @@ def test_no_server_means_everything_lost_or_failed() -> None:
     assert result.tcp_sent > 0 and result.tcp_failed == result.tcp_sent
     assert result.tcp_errors == {"refused": result.tcp_sent}
     assert not result.clean
+
+
+def test_counts_into_a_tally_the_caller_holds() -> None:
+    tally = LoadResult()
+    assert run_load(LoadSpec(port=free_port(), qps=100, duration=0.2, grace=0.1), tally) is tally
+    assert tally.udp_sent > 0 and tally.udp_lost == tally.udp_sent
 
 
 def gdnsd(source: Path, work: Path) -> ServerProcess:
@@ -109,7 +113,7 @@ def test_detects_loss_when_the_server_is_sigkilled(config_source: Path, tmp_path
         spec = LoadSpec(port=server.port, qname="www.example.com", qps=2000, tcp_rate=50, duration=3, grace=0.5)
         runner = threading.Thread(target=lambda: outcome.append(run_load(spec)))
         runner.start()
-        time.sleep(1.5)
+        time.sleep(1.5)  # the kill comes 1.5 s into the load: the loss times below are measured against it
         assert server.proc is not None
         os.kill(server.proc.pid, signal.SIGKILL)
         runner.join(timeout=30)
@@ -137,3 +141,24 @@ def test_runs_as_a_script_with_json(config_source: Path, tmp_path: Path) -> None
     assert report["udp_lost"] == 0
 
 
+
+
+def test_a_run_in_its_own_process_reports_when_it_began() -> None:
+    # No server: every query is lost, each stamped relative to a start the caller can place.
+    spec = LoadSpec(port=free_port(), qps=200, duration=0.5, grace=0.2)
+    before = time.monotonic()
+    done = subprocess.run(
+        run_argv(sys.executable, str(REPO / "tests" / "loadgen.py"), spec),
+        capture_output=True, text=True, timeout=60,
+    )
+    after = time.monotonic()
+    assert done.returncode == 1, done.stderr  # not clean
+    outcome = LoadOutcome.from_report(done.stdout)
+    assert before < outcome.started < after
+    result = outcome.result
+    assert result.udp_sent > 0 and result.udp_lost == result.udp_sent == len(result.udp_loss_times)
+    assert outcome.udp_losses_after(before) == result.udp_loss_times
+    assert outcome.udp_losses_after(after) == []
+    assert outcome.tcp_failures_after(before) == []
+    with pytest.raises(ValueError, match="no report"):
+        LoadOutcome.from_report("\n")

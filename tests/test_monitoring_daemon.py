@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import socket
 import subprocess
@@ -37,19 +36,20 @@ from pathlib import Path
 import pytest
 from dnslib import QTYPE, RCODE, DNSRecord
 
-from conftest import READY_LINE, REAL_GDNSD, REPO, ForegroundDaemon, free_port, pygdnsd_python
+from conftest import (
+    READY_LINE,
+    REAL_GDNSD,
+    REAL_GDNSDCTL,
+    ForegroundDaemon,
+    free_port,
+    pygdnsd_python,
+)
 from loadgen import LoadResult, LoadSpec, run_load
+from test_lifecycle_support import env, wait_for
 
-REAL_GDNSDCTL = Path("/usr/bin/gdnsdctl")
 PRIMARY, SECONDARY, NEVER = "127.0.0.2", "127.0.0.3", "127.0.0.4"
 SOA = "@ SOA ns1 hostmaster 1 7200 1800 259200 900\n@ NS ns1\n@ NS ns2\nns1 A 192.0.2.1\nns2 A 192.0.2.2\n"
 STARTUP_TIMEOUT = 30.0
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO / "service") + os.pathsep + env.get("PYTHONPATH", "")
-    return env
 
 
 # -- config dirs and the daemon ----------------------------------------------
@@ -82,7 +82,7 @@ class Daemon(ForegroundDaemon):
     def __init__(self, cfg: ConfigDir, args: tuple[str, ...] = (), kind: str = "pygdnsd") -> None:
         program = [str(REAL_GDNSD)] if kind == "gdnsd" else [pygdnsd_python(), "-m", "pygdnsd"]
         command = [*program, "-c", str(cfg.path), *args, "start"]
-        super().__init__(command, _env(), f"{kind} on {cfg.path}", STARTUP_TIMEOUT)
+        super().__init__(command, env(), f"{kind} on {cfg.path}", STARTUP_TIMEOUT)
         self.cfg = cfg
         self.kind = kind
 
@@ -234,7 +234,7 @@ def states(cfg: ConfigDir, ctl: str) -> str:
         capture_output=True,
         text=True,
         timeout=20,
-        env=_env(),
+        env=env(),
     )
     assert done.returncode == 0, f"{ctl} gdnsdctl states: {done.stderr}"
     return done.stdout
@@ -273,9 +273,11 @@ plugins => {{ simplefo => {{ service_types => tcp, sf => {{ primary => {PRIMARY}
     spec = LoadSpec(
         port=cfg.dns_port, qname="sf.example.com", qps=500, tcp_rate=20, duration=14, grace=1
     )
-    loader = threading.Thread(target=lambda: load.append(run_load(spec)), daemon=True)
+    tally = LoadResult()
+    loader = threading.Thread(target=lambda: load.append(run_load(spec, tally)), daemon=True)
     loader.start()
-    time.sleep(0.5)
+    # The failover happens under load: the primary fails once UDP and TCP answers come back.
+    assert wait_for(lambda: tally.udp_answered > 0 and tally.tcp_answered > 0, 10.0), tally.summary()
 
     backends[PRIMARY].down()
     switch, seen = wait_for_answer(cfg.dns_port, "sf.example.com", (SECONDARY,), 10)
@@ -495,13 +497,20 @@ plugins => {{ simplefo => {{
     rows = _state_rows(states(cfg, "ours"))
     assert rows[f"{PRIMARY}/hang"]["state"] == "DOWN"
     assert rows[f"{PRIMARY}/fine"]["state"] == "UP"
-    # Two more rounds of checks while serving; every hung command but the ones
-    # started in the last timeout must be gone, and no child is a zombie.
-    time.sleep(4.5)
+    # Two more rounds of checks while serving (each hung command writes its pid as
+    # it starts: two a round); every hung command but the ones started in the last
+    # timeout must be gone, and no child is a zombie. The round just begun also ran
+    # /bin/true, which may be exiting this moment: half a second to reap it, as
+    # much as a check half an interval after the round allowed.
+    assert wait_for(lambda: len(pids.read_text().split()) >= 6, 15.0), pids.read_text()
     started = [int(p) for p in pids.read_text().split()]
     assert len(started) >= 4, started
-    children = _children(pid)
-    assert not [c for c in children if c[1] == "Z"], children
+
+    def zombies() -> list[tuple[int, str]]:
+        return [c for c in _children(pid) if c[1] == "Z"]
+
+    wait_for(lambda: not zombies(), 0.5)
+    assert not zombies(), _children(pid)
     alive = [p for p in started if Path(f"/proc/{p}").exists()]
     assert len(alive) <= 2, f"hung extmon commands outlived their timeout: {alive}"
     daemon.stop()
@@ -581,7 +590,7 @@ def checkconf(argv: list[str], cfg: ConfigDir) -> subprocess.CompletedProcess[st
         capture_output=True,
         text=True,
         timeout=60,
-        env=_env(),
+        env=env(),
     )
 
 

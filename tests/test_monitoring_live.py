@@ -11,17 +11,18 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.conftest import REAL_GDNSD, free_port
 
+from conftest import REAL_GDNSD, free_port
 from pygdnsd.config.vscf import ConfigHash, parse_bytes
 from pygdnsd.monitoring.monitor import Monitor
 from pygdnsd.monitoring.service_types import parse_service_types
 from pygdnsd.monitoring.sttl import Sttl
 from pygdnsd.plugins.registry import load_plugins
+from test_lifecycle_support import wait_for
 
 REQUESTS: list[str] = []
 
@@ -82,15 +83,6 @@ def monitor_for(config: str, state_dir: Path) -> tuple[Monitor, object]:
     assert isinstance(stypes, ConfigHash) and isinstance(plugins, ConfigHash)
     monitor = Monitor(parse_service_types(stypes, state_dir), state_dir)
     return monitor, load_plugins(plugins, monitor)
-
-
-def wait_for(predicate: Callable[[], bool], seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 def test_tcp_and_http_checks(tmp_path: Path, tcp_port: int, http_port: int) -> None:
@@ -244,7 +236,7 @@ def test_admin_state_written_between_the_first_round_and_start_is_applied(tmp_pa
     monitor.initial_round()
     assert not monitor.states["127.0.0.1/tcp"].down
     (tmp_path / "admin_state").write_text("127.0.0.1/* => DOWN/30\n")
-    time.sleep(0.3)
+    time.sleep(0.3)  # the daemon's gap between the round and the start: not a wait for anything
     monitor.start()
     try:
         assert wait_for(lambda: monitor.states["127.0.0.1/tcp"].down, 1.0)

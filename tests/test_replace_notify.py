@@ -13,7 +13,6 @@ import socket
 import struct
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,8 +124,7 @@ def test_a_replace_claims_the_unit_and_the_old_daemon_never_says_stopping(
     assert [h.fds for h in systemd.heard if h.pid == new and h.message == "BARRIER=1"] == [1]
     # The old daemon left without STOPPING=1: systemd would have stopped the unit.
     assert not any("STOPPING=1" in message for message in systemd.messages_from(old))
-    # The watchdog interval came over with the sockets.
-    time.sleep(0.1)
+    # The watchdog interval came over with the sockets: two more pings from the new daemon.
     count = systemd.messages_from(new).count("WATCHDOG=1")
     assert wait_for(lambda: systemd.messages_from(new).count("WATCHDOG=1") >= count + 2, 5.0)
     assert wait_for(lambda: systemd.said(new, "STATUS=serving 1 zones, ") and any(

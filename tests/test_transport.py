@@ -27,6 +27,7 @@ from pygdnsd.transport.listeners import (
 )
 from pygdnsd.transport.tcp import TcpLimits, TcpServer
 from pygdnsd.transport.udp import UdpServer, reply_pktinfo
+from test_lifecycle_support import wait_for
 
 WAIT = 5.0
 
@@ -247,9 +248,7 @@ def test_udp_stop_leaves_queued_datagrams_in_socket(listeners_v4: list[ListenSoc
         for payload in queued:
             client.sendto(payload, ("127.0.0.1", port))
         stopper.start()
-        deadline = time.monotonic() + WAIT
-        while not server.threads.stopping and time.monotonic() < deadline:
-            time.sleep(0.01)
+        assert wait_for(lambda: server.threads.stopping, WAIT)
         responder.release.set()
         stopper.join(WAIT)
         assert not stopper.is_alive()
@@ -332,7 +331,7 @@ def test_tcp_framing(host: str) -> None:
         assert read_frame(client) == b"ans:hello"
         # A query split across writes is reassembled.
         client.sendall(frame(b"split")[:3])
-        time.sleep(0.05)
+        time.sleep(0.05)  # the two writes arrive apart: the pause is what is tested
         client.sendall(frame(b"split")[3:])
         assert read_frame(client) == b"ans:split"
     finally:
@@ -354,9 +353,7 @@ def test_tcp_client_close_counted(tcp: TcpFixture) -> None:
     client.sendall(frame(b"x"))
     read_frame(client)
     client.close()
-    deadline = time.monotonic() + WAIT
-    while tcp.stats.tcp["close_c"] == 0 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for(lambda: tcp.stats.tcp["close_c"] != 0, WAIT)
     assert tcp.stats.tcp["close_c"] == 1
 
 
@@ -419,9 +416,7 @@ def test_tcp_stop_answers_what_was_sent_then_closes(tcp: TcpFixture) -> None:
     client.sendall(frame(b"late"))
     stopper = threading.Thread(target=tcp.server.stop)
     stopper.start()
-    deadline = time.monotonic() + WAIT
-    while not tcp.server.threads.stopping and time.monotonic() < deadline:
-        time.sleep(0.01)
+    assert wait_for(lambda: tcp.server.threads.stopping, WAIT)
     tcp.responder.release.set()
     assert read_frame(client) == b"ans:HOLD"
     assert read_frame(client) == b"ans:late"

@@ -13,7 +13,6 @@ import errno
 import logging
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -26,6 +25,7 @@ from pygdnsd.engine.stats import Stats
 from pygdnsd.transport import mmsg, udp
 from pygdnsd.transport.listeners import ListenSocket, open_listeners
 from pygdnsd.transport.udp import UdpServer
+from test_lifecycle_support import wait_for
 
 WAIT = 5.0
 BATCHED = pytest.mark.parametrize("batched", [True, False], ids=["mmsg", "socket"])
@@ -84,13 +84,6 @@ def serving(server: UdpServer) -> Iterator[UdpServer]:
 def address(listeners: list[ListenSocket]) -> tuple[str, int]:
     spec = listeners[0].spec
     return spec.host, spec.port
-
-
-def wait_for(condition: Any, what: str) -> None:
-    deadline = time.monotonic() + WAIT
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
 
 
 @pytest.fixture
@@ -184,7 +177,7 @@ def test_unsendable_answers_are_counted_and_the_rest_still_sent(batched: bool) -
         stats = Stats()
         with serving(UdpServer(opened, Responder(), stats, batched=batched)):
             answers = [client.recv(4096) for _ in range(3)]
-            wait_for(lambda: stats.udp["sendfail"] == 2, "two failed sends")
+            assert wait_for(lambda: stats.udp["sendfail"] == 2, WAIT), "timed out waiting for two failed sends"
     assert answers == [b"ans:one", b"ans:two", b"ans:three"]
     assert stats.udp["reqs"] == 5
 
@@ -217,7 +210,7 @@ def test_a_batch_read_is_answered_whole_even_when_stop_comes_midway() -> None:
             client.sendto(query, address(opened))
         stopper = threading.Thread(target=server.stop)
         stopper.start()
-        wait_for(lambda: server.threads.stopping, "the stop request")
+        assert wait_for(lambda: server.threads.stopping, WAIT), "timed out waiting for the stop request"
         responder.release.set()
         stopper.join(WAIT)
         assert not stopper.is_alive()
@@ -261,7 +254,7 @@ def test_partial_and_failed_sends_skip_only_the_failed_answer(monkeypatch: pytes
         stats = Stats()
         with serving(UdpServer(opened, Responder(), stats)):
             answers = [client.recv(4096) for _ in range(5)]
-            wait_for(lambda: stats.udp["sendfail"] == 1, "one failed send")
+            assert wait_for(lambda: stats.udp["sendfail"] == 1, WAIT), "timed out waiting for one failed send"
     # Interrupted: retried whole; q0, q1 sent; q2 failed (EAGAIN); q3..q5 sent.
     assert answers == [b"ans:q0", b"ans:q1", b"ans:q3", b"ans:q4", b"ans:q5"]
     assert flaky.calls == 4
@@ -317,13 +310,13 @@ def test_one_datagram_per_wake_up_takes_the_single_reply_path(
             client.sendto(b"q0", address(opened))
             assert client.recv(4096) == b"ans:q0"  # its send was interrupted, then retried
             client.sendto(b"q1", address(opened))
-            wait_for(lambda: stats.udp["sendfail"] == 1, "the send that fails with EAGAIN")
+            assert wait_for(lambda: stats.udp["sendfail"] == 1, WAIT), "timed out waiting for the send that fails with EAGAIN"
             client.sendto(b"q2", address(opened))
             assert client.recv(4096) == b"ans:q2"
             client.sendto(b"BOOM", address(opened))
-            wait_for(lambda: stats.udp["reqs"] == 4, "the query the responder fails on")
+            assert wait_for(lambda: stats.udp["reqs"] == 4, WAIT), "timed out waiting for the query the responder fails on"
             client.sendto(b"BIG:70000", address(opened))
-            wait_for(lambda: stats.udp["sendfail"] == 2, "the answer too big to send")
+            assert wait_for(lambda: stats.udp["sendfail"] == 2, WAIT), "timed out waiting for the answer too big to send"
             client.sendto(b"last", address(opened))
             assert client.recv(4096) == b"ans:last"
     assert stats.udp["reqs"] == 6

@@ -24,14 +24,14 @@ from types import MappingProxyType
 import pytest
 from dnslib import QTYPE, DNSRecord
 
-from conftest import REPO, ForegroundDaemon, free_port, pygdnsd_python
+from conftest import ForegroundDaemon, free_port, pygdnsd_python
 from pygdnsd.engine.stats import Stats
 from pygdnsd.lifecycle.worker_process import Share, split, states_from, states_message
 from pygdnsd.monitoring.monitor import Monitor
 from pygdnsd.monitoring.sttl import Sttl
 from pygdnsd.transport.listeners import TCP, UDP, ListenSocket, SocketSpec
 from pygdnsd.transport.tcp import TcpLimits
-from test_lifecycle_support import alive, wait_for
+from test_lifecycle_support import alive, env, wait_for
 
 SOA = "@ SOA ns1 hostmaster 1 7200 1800 259200 900\n@ NS ns1\nns1 A 192.0.2.1\n"
 SOURCES = 40  # source ports per round: all on one socket has odds 2**-39
@@ -91,12 +91,6 @@ def test_stats_reset_keeps_the_dicts_the_servers_hold() -> None:
 # -- through the daemon ------------------------------------------------------------
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO / "service") + os.pathsep + env.get("PYTHONPATH", "")
-    return env
-
-
 class Site:
     """A config dir (2 UDP + 2 TCP threads) and the daemon serving it."""
 
@@ -112,7 +106,7 @@ class Site:
         )
         self.write_zone(zone)
         command = [pygdnsd_python(), "-m", "pygdnsd", "-c", str(self.cfg), "start"]
-        self.daemon = ForegroundDaemon(command, _env(), f"pygdnsd on {self.cfg}", 30.0)
+        self.daemon = ForegroundDaemon(command, env(), f"pygdnsd on {self.cfg}", 30.0)
 
     def write_zone(self, zone: str) -> None:
         (self.cfg / "zones" / "example.com").write_text(SOA + zone)
@@ -127,7 +121,7 @@ class Site:
             [pygdnsd_python(), "-m", "pygdnsd.cli.gdnsdctl", "-c", str(self.cfg), action],
             capture_output=True,
             text=True,
-            env=_env(),
+            env=env(),
             timeout=60,
         )
         assert done.returncode == 0, done.stderr

@@ -17,14 +17,13 @@ from pathlib import Path
 
 import pytest
 
+from conftest import REAL_GDNSD
 from pygdnsd.config.options import load_config
 from pygdnsd.errors import ConfigError, ZoneError
 from pygdnsd.plugins.setup import DynamicSetup, build_dynamic
 from pygdnsd.zones import fastload, model, names
 from pygdnsd.zones.loader import load_zones
 from pygdnsd.zones.settings import ZoneSettings
-
-REAL_GDNSD = Path("/usr/sbin/gdnsd")
 
 PLUGINS = """
 service_types => {
@@ -100,66 +99,63 @@ class Bad:
     body: str
     line: int  # of the zone file, counted from the first line after HEAD
     ours: str
-    theirs: str
+    theirs: str = ""  # gdnsd's words, where they are not ours
     options: str = ""
 
 
 BAD = [
-    Bad("dync_beside_mx", "www 300 DYNC static!cn\nwww MX 10 ns1", 1, "DYNC not allowed alongside other data",
+    Bad("dync_beside_mx", "www 300 DYNC static!cn\nwww MX 10 ns1", 1,
         "DYNC not allowed alongside other data"),
-    Bad("mx_then_dync", "www MX 10 ns1\nwww 300 DYNC static!cn", 2, "DYNC not allowed alongside other data",
-        "DYNC not allowed alongside other data"),
-    Bad("two_dync", "www 300 DYNC static!cn\nwww 300 DYNC static!cn", 2, "DYNC not allowed alongside other data",
+    Bad("mx_then_dync", "www MX 10 ns1\nwww 300 DYNC static!cn", 2, "DYNC not allowed alongside other data"),
+    Bad("two_dync", "www 300 DYNC static!cn\nwww 300 DYNC static!cn", 2,
         "DYNC not allowed alongside other data"),
     Bad("dyna_and_dync", "www 300 DYNA static!s\nwww 300 DYNC static!cn", 2,
-        "DYNC not allowed alongside other data", "DYNC not allowed alongside other data"),
-    Bad("cname_and_dync", "www CNAME foo\nwww 300 DYNC static!cn", 2, "DYNC not allowed alongside other data",
         "DYNC not allowed alongside other data"),
-    Bad("dync_at_apex", "@ 300 DYNC static!cn", 1, "DYNC not allowed alongside other data",
+    Bad("cname_and_dync", "www CNAME foo\nwww 300 DYNC static!cn", 2,
         "DYNC not allowed alongside other data"),
-    Bad("two_dyna", "www 300 DYNA static!s\nwww 300 DYNA static!six", 2, "DYNA defined twice for the same name",
+    Bad("dync_at_apex", "@ 300 DYNC static!cn", 1, "DYNC not allowed alongside other data"),
+    Bad("two_dyna", "www 300 DYNA static!s\nwww 300 DYNA static!six", 2,
         "DYNA defined twice for the same name"),
     Bad("dyna_beside_a", "www A 192.0.2.9\nwww 300 DYNA static!s", 1,
-        "DYNA cannot co-exist at the same name as A", "DYNA cannot co-exist at the same name as A"),
+        "DYNA cannot co-exist at the same name as A"),
     Bad("dyna_beside_aaaa", "www 300 DYNA static!s\nwww AAAA 2001:db8::9", 2,
-        "DYNA cannot co-exist at the same name as AAAA", "DYNA cannot co-exist at the same name as AAAA"),
-    Bad("dyna_beside_cname", "www CNAME foo\nwww 300 DYNA static!s", 2, "CNAME not allowed alongside other data",
+        "DYNA cannot co-exist at the same name as AAAA"),
+    Bad("dyna_beside_cname", "www CNAME foo\nwww 300 DYNA static!s", 2,
         "CNAME not allowed alongside other data"),
     Bad("dync_below_cut", "sub NS ns.sub\nns.sub A 192.0.2.9\nx.sub 300 DYNC static!cn", 3,
-        "inside a delegated subzone", "inside a delegated subzone"),
-    Bad("dyna_as_glue", "sub NS ns.sub\nns.sub 300 DYNA static!s", 1, "cannot have DYNA addresses",
-        "cannot have DYNA addresses"),
+        "inside a delegated subzone"),
+    Bad("dyna_as_glue", "sub NS ns.sub\nns.sub 300 DYNA static!s", 1, "cannot have DYNA addresses"),
     Bad("unknown_plugin", "www 300 DYNA nosuch!x", 1, "no such plugin 'nosuch'", "No such plugin 'nosuch'"),
-    Bad("monitor_plugin", "www 300 DYNA extfile!x", 1, "no such plugin 'extfile'",
-        "DYNA RR refers to a non-resolver plugin"),
-    Bad("unknown_resource", "www 300 DYNA simplefo!nosuch", 1, "rejected resource name 'nosuch'",
-        "rejected resource name 'nosuch'"),
-    Bad("resource_required", "www 300 DYNA static", 1, "rejected resource name ''",
-        "rejected resource name '(null)'"),
-    Bad("reflect_bad_mode", "www 300 DYNA reflect!zzz", 1, "rejected resource name 'zzz'",
-        "rejected resource name 'zzz'"),
-    Bad("metafo_unknown", "www 300 DYNA metafo!nosuch", 1, "rejected resource name 'nosuch'",
-        "rejected resource name 'nosuch'"),
-    Bad("static_cname_as_dyna", "www 300 DYNA static!cn", 1, "can only be used by DYNC",
-        "rejected resource name 'cn'"),
-    Bad("weighted_cname_as_dyna", "www 300 DYNA weighted!wc", 1, "can only be used by DYNC",
-        "rejected resource name 'wc'"),
+    Bad("monitor_plugin", "www 300 DYNA extfile!x", 1,
+        "no such plugin 'extfile'", "DYNA RR refers to a non-resolver plugin"),
+    Bad("unknown_resource", "www 300 DYNA simplefo!nosuch", 1, "rejected resource name 'nosuch'"),
+    Bad("resource_required", "www 300 DYNA static", 1,
+        "rejected resource name ''", "rejected resource name '(null)'"),
+    Bad("reflect_bad_mode", "www 300 DYNA reflect!zzz", 1, "rejected resource name 'zzz'"),
+    Bad("metafo_unknown", "www 300 DYNA metafo!nosuch", 1, "rejected resource name 'nosuch'"),
+    Bad("static_cname_as_dyna", "www 300 DYNA static!cn", 1,
+        "can only be used by DYNC", "rejected resource name 'cn'"),
+    Bad("weighted_cname_as_dyna", "www 300 DYNA weighted!wc", 1,
+        "can only be used by DYNC", "rejected resource name 'wc'"),
     Bad("empty_resource", "www 300 DYNA null!", 1, "must be plugin!resource", "General parse error"),
     Bad("two_bangs", "www 300 DYNA static!s!t", 1, "must be plugin!resource", "General parse error"),
     Bad("extra_token", "www 300 DYNA static!s extra", 1, "DYNA", "General parse error"),
     Bad("min_without_number", "www 300/ DYNA static!s", 1, "invalid DYNA/DYNC TTL", "General parse error"),
     Bad("min_ttl_on_a", "www 300/30 A 192.0.2.9", 1, "TTL", "General parse error"),
-    Bad("out_of_zone", "foo.example.net. 300 DYNA static!s", 1, "not within this zonefile's zone",
-        "is not within this zonefile's zone"),
+    Bad("out_of_zone", "foo.example.net. 300 DYNA static!s", 1,
+        "not within this zonefile's zone", "is not within this zonefile's zone"),
     Bad("strict_min_too_small", "www 300/1 DYNA simplefo!sf", 1,
-        "DYNA Min-TTL /1 too small, clamped to min_ttl setting of 5", "DYNA Min-TTL /1 too small",
-        "zones_strict_data => true"),
+        "DYNA Min-TTL /1 too small, clamped to min_ttl setting of 5",
+        "DYNA Min-TTL /1 too small",
+        options="zones_strict_data => true"),
     Bad("strict_min_above_max", "www 300/400 DYNA simplefo!sf", 1,
-        "DYNA Min-TTL /400 larger than Max-TTL 300, clamping to Max-TTL", "DYNA Min-TTL /400 larger than Max-TTL 300",
-        "zones_strict_data => true"),
+        "DYNA Min-TTL /400 larger than Max-TTL 300, clamping to Max-TTL",
+        "DYNA Min-TTL /400 larger than Max-TTL 300",
+        options="zones_strict_data => true"),
     Bad("strict_unused_dyna_glue", "sub NS ns.sub\nns.sub A 192.0.2.9\nsub 300 DYNA static!s", 3,
-        "glue address(es) at domainname 'sub.example.com.' are unused", "are unused and ignored",
-        "zones_strict_data => true"),
+        "glue address(es) at domainname 'sub.example.com.' are unused",
+        "are unused and ignored",
+        options="zones_strict_data => true"),
 ]
 
 
@@ -175,7 +171,7 @@ def test_bad_dynamic_zone_refused_by_both(case: Bad, tmp_path: Path) -> None:
     assert str(err).startswith(f"{err.path}:{err.line}: ")
     result = theirs(cfg)
     assert result.returncode != 0, result.stderr
-    assert case.theirs in result.stderr
+    assert (case.theirs or case.ours) in result.stderr
 
 
 def test_strict_cases_load_without_strict(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ listens on the container's own loopback) and reports, besides its tally, the
 CLOCK_MONOTONIC value at which it began sending. nspawn gives the container no
 time namespace, so that value compares directly with ``time.monotonic()`` on
 the host: a test can tell whether a lost query was sent before or after some
-action it took (``losses_after``).
+action it took (``LoadOutcome.udp_losses_after``).
 
     with BackgroundLoad(container, LoadSpec(qps=5000, duration=30)) as load:
         ...  # reload, crash, etc.
@@ -15,48 +15,14 @@ action it took (``losses_after``).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Any
 
 from container.systemd_container import CONTAINER_REPO, ContainerError, SystemdContainer
-from loadgen import LoadResult, LoadSpec
-
-# Imports the bound repo's loadgen, so host and container run the same code.
-_RUNNER = """\
-import json, sys, time
-sys.path.insert(0, sys.argv[1])
-import loadgen
-spec = loadgen.LoadSpec(**json.loads(sys.argv[2]))
-started = time.monotonic()
-result = loadgen.run_load(spec)
-print(json.dumps({"started": started, "result": result.as_json()}), flush=True)
-"""
-
-
-@dataclass(frozen=True)
-class LoadOutcome:
-    """What the generator saw, and when (host monotonic clock) it began sending."""
-
-    started: float
-    result: LoadResult
-
-    def udp_losses_after(self, moment: float) -> list[float]:
-        """Send times (relative to start) of lost UDP queries sent after ``moment``."""
-        return [t for t in self.result.udp_loss_times if self.started + t > moment]
-
-    def tcp_failures_after(self, moment: float) -> list[float]:
-        return [t for t in self.result.tcp_failure_times if self.started + t > moment]
-
-
-def result_from_json(data: dict[str, Any]) -> LoadResult:
-    fields = {key: value for key, value in data.items() if key != "udp_qps"}
-    return LoadResult(**fields)
+from loadgen import LoadOutcome, LoadSpec, run_argv
+from test_lifecycle_support import wait_for
 
 
 class BackgroundLoad:
@@ -68,7 +34,8 @@ class BackgroundLoad:
         self.process: subprocess.Popen[str] | None = None
 
     def __enter__(self) -> BackgroundLoad:
-        argv = ["python3", "-c", _RUNNER, f"{CONTAINER_REPO}/tests", json.dumps(asdict(self.spec))]
+        # The bound repo's loadgen, so host and container run the same code.
+        argv = run_argv("python3", f"{CONTAINER_REPO}/tests/loadgen.py", self.spec)
         self.process = subprocess.Popen(
             self.container.command(argv),
             stdin=subprocess.DEVNULL,
@@ -77,6 +44,20 @@ class BackgroundLoad:
             text=True,
         )
         return self
+
+    def wait_until_served(self, timeout: float = 30.0) -> None:
+        """Until the daemon's counters (``gdnsdctl stats``) grow by queries of each
+        kind the load sends: it reaches the daemon, so what a test does next is under load."""
+        kinds = [kind for kind, rate in (("udp", self.spec.qps), ("tcp", self.spec.tcp_rate)) if rate]
+
+        def counts() -> list[int]:
+            found = self.container.gdnsd_stats()
+            return [int(found[kind]["reqs"]) for kind in kinds]
+
+        first = counts()
+        served = wait_for(lambda: all(now > then for now, then in zip(counts(), first, strict=True)), timeout)
+        if not served:
+            raise ContainerError(f"the load did not reach the daemon within {timeout:.0f} s")
 
     def wait(self) -> LoadOutcome:
         """Wait for the run to end (bounded by its own duration plus slack) and parse it."""
@@ -88,11 +69,10 @@ class BackgroundLoad:
         except subprocess.TimeoutExpired:
             self.kill()
             raise ContainerError(f"loadgen did not finish within {limit:.0f} s") from None
-        lines = stdout.strip().splitlines()
-        if not lines:
-            raise ContainerError(f"loadgen exited {self.process.returncode}: {stderr}")
-        report = json.loads(lines[-1])
-        return LoadOutcome(started=float(report["started"]), result=result_from_json(report["result"]))
+        try:
+            return LoadOutcome.from_report(stdout)
+        except ValueError:
+            raise ContainerError(f"loadgen exited {self.process.returncode}: {stderr}") from None
 
     def kill(self) -> None:
         """Kill the generator (nsenter forks it: kill the child, then nsenter) and reap."""
@@ -107,10 +87,5 @@ class BackgroundLoad:
         process.kill()
         process.communicate(timeout=30)
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.kill()

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import os
 import shutil
 import signal
@@ -38,7 +39,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from container.cgroup_parent import CgroupParent
 
@@ -368,6 +369,22 @@ class SystemdContainer:
                 f"copying {src} to {self.machine}:{dst} failed: {packer_err!r} {unpacked.stderr!r}"
             )
 
+    def unit_properties(self, unit: str, *props: str) -> dict[str, str]:
+        """``systemctl show UNIT --property=...`` as a mapping."""
+        out = self.run(["systemctl", "show", unit, *(f"--property={p}" for p in props)], check=True)
+        return dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
+
+    def dig(self, qname: str, tcp: bool = False, wait: int = 2) -> str:
+        """``dig +short`` for ``qname``'s A records at 127.0.0.1 inside: one try of ``wait`` seconds."""
+        argv = ["dig", "+short", f"+time={wait}", "+tries=1", "@127.0.0.1", qname, "A"]
+        return self.run([*argv, "+tcp"] if tcp else argv, check=True).stdout.strip()
+
+    def gdnsd_stats(self) -> dict[str, Any]:
+        """``gdnsdctl stats`` of the daemon on /etc/gdnsd inside, parsed."""
+        out = self.run(["gdnsdctl", "-c", "/etc/gdnsd", "stats"], check=True).stdout
+        parsed: dict[str, Any] = json.loads(out)
+        return parsed
+
     def journal(self, *args: str) -> str:
         """``journalctl --no-pager`` output inside, e.g. ``journal("-t", "gdnsd", "-o", "cat")``."""
         return self.run(["journalctl", "--no-pager", *args], check=True).stdout
@@ -379,6 +396,18 @@ class SystemdContainer:
              "--home-dir", "/var/lib/gdnsd", "--shell", "/usr/sbin/nologin", "gdnsd"],
             check=True,
         )
+
+    def install_gdnsd(self, config: str, zones: Mapping[str, str], units: Sequence[str]) -> None:
+        """pygdnsd as Debian's gdnsd package: its commands, the ``gdnsd`` user,
+        /etc/gdnsd with ``config`` and ``zones`` (file name: text), the repo's ``units``."""
+        self.install_pygdnsd_commands()
+        self.add_gdnsd_user()
+        self.write_file("/etc/gdnsd/config", config)
+        for name, text in zones.items():
+            self.write_file(f"/etc/gdnsd/zones/{name}", text)
+        for unit in units:
+            self.copy_in(REPO / "units" / unit, f"/etc/systemd/system/{unit}")
+        self.run(["systemctl", "daemon-reload"], check=True)
 
     def install_pygdnsd_commands(self) -> None:
         """``gdnsd`` and ``gdnsdctl`` where Debian's package puts them, running the bound repo.

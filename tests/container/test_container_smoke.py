@@ -38,11 +38,6 @@ TimeoutStartSec={timeout}
 """
 
 
-def show(container: SystemdContainer, unit: str, *props: str) -> dict[str, str]:
-    out = container.run(["systemctl", "show", unit, *(f"--property={p}" for p in props)])
-    return dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
-
-
 def install_unit(container: SystemdContainer, name: str, script: str, timeout: int) -> None:
     script_path = f"/usr/local/lib/smoke/{name}.py"
     container.write_file(script_path, script)
@@ -76,8 +71,7 @@ def test_notify_unit_starts_active_and_stops(
 def check_notify_unit(container: SystemdContainer) -> None:
     install_unit(container, "smoke-notify", NOTIFY_SCRIPT, timeout=60)
     container.run(["systemctl", "start", "smoke-notify.service"], check=True)
-    state = show(
-        container,
+    state = container.unit_properties(
         "smoke-notify.service",
         "ActiveState",
         "SubState",
@@ -97,7 +91,7 @@ def check_notify_unit(container: SystemdContainer) -> None:
     )
 
     container.run(["systemctl", "stop", "smoke-notify.service"], check=True)
-    assert show(container, "smoke-notify.service", "ActiveState")["ActiveState"] == "inactive"
+    assert container.unit_properties("smoke-notify.service", "ActiveState")["ActiveState"] == "inactive"
     assert container.run(["ps", "-p", main_pid]).returncode != 0
 
 
@@ -106,7 +100,7 @@ def test_notify_unit_without_ready_fails_to_start(systemd_container: SystemdCont
     install_unit(systemd_container, "smoke-silent", "import time\ntime.sleep(600)\n", timeout=2)
     started = systemd_container.run(["systemctl", "start", "smoke-silent.service"])
     assert started.returncode != 0
-    state = show(systemd_container, "smoke-silent.service", "ActiveState", "Result")
+    state = systemd_container.unit_properties("smoke-silent.service", "ActiveState", "Result")
     assert state == {"ActiveState": "failed", "Result": "timeout"}
 
 
@@ -247,7 +241,7 @@ def test_unit_sandboxed_like_debian_gdnsd_runs_from_the_repo(
     systemd_container.write_file("/etc/systemd/system/smoke-sandboxed.service", SANDBOXED_UNIT)
     systemd_container.run(["systemctl", "daemon-reload"], check=True)
     systemd_container.run(["systemctl", "start", "smoke-sandboxed.service"], check=True)
-    status = show(systemd_container, "smoke-sandboxed.service", "StatusText")["StatusText"]
+    status = systemd_container.unit_properties("smoke-sandboxed.service", "StatusText")["StatusText"]
     assert status == f"uid={uid} port=53 {CONTAINER_REPO}/service/pygdnsd/__init__.py"
     sockets = systemd_container.run(["ss", "-Hlunp", "sport = :53"], check=True).stdout
     assert "127.0.0.1:53" in sockets

@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 
 from container.systemd_container import CONTAINER_REPO, SystemdContainer
+from test_lifecycle_support import wait_for
 
 pytestmark = [pytest.mark.container, pytest.mark.timeout(600)]
 
@@ -95,8 +96,7 @@ TimeoutStopSec=5
 
 
 def show(container: SystemdContainer, *props: str) -> dict[str, str]:
-    out = container.run(["systemctl", "show", UNIT_NAME, *(f"--property={p}" for p in props)], check=True)
-    return dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
+    return container.unit_properties(UNIT_NAME, *props)
 
 
 def alive(container: SystemdContainer, pid: str) -> bool:
@@ -126,11 +126,7 @@ def test_reload_moves_mainpid_to_a_new_process(systemd_container: SystemdContain
         args = container.run(["ps", "-o", "args=", "-p", new_pid], check=True).stdout
         assert args.startswith(f"/usr/bin/python3 {SCRIPT_PATH} new {generation} {pids[-1]}")
         # The old instance exited and systemd did not take the unit down with it.
-        for _ in range(50):
-            if not alive(container, pids[-1]):
-                break
-            container.run(["sleep", "0.1"])
-        assert not alive(container, pids[-1])
+        assert wait_for(lambda: not alive(container, pids[-1]), 10.0)
         assert state["StatusText"] == f"generation {generation} pid {new_pid}"
         pids.append(new_pid)
 

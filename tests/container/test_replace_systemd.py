@@ -11,7 +11,6 @@ comes from tests/loadgen.py run inside the container (BackgroundLoad).
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Iterator, Sequence
@@ -20,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from container.background_load import BackgroundLoad, LoadOutcome
+from container.background_load import BackgroundLoad
 from container.systemd_container import REPO, SystemdContainer
-from loadgen import LoadSpec
+from loadgen import LoadOutcome, LoadSpec
 
 pytestmark = [pytest.mark.container, pytest.mark.timeout(900)]
 
@@ -66,11 +65,7 @@ class UnitState:
 
 
 def unit_state(container: SystemdContainer) -> UnitState:
-    props = ("ActiveState", "SubState", "MainPID", "ReloadResult", "ControlGroup")
-    out = container.run(
-        ["systemctl", "show", UNIT, *(f"--property={p}" for p in props)], check=True
-    ).stdout
-    values = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    values = container.unit_properties(UNIT, "ActiveState", "SubState", "MainPID", "ReloadResult", "ControlGroup")
     return UnitState(
         active=values["ActiveState"],
         sub=values["SubState"],
@@ -97,20 +92,13 @@ def unit_processes(container: SystemdContainer, control_group: str) -> set[int]:
     return {int(pid) for pid in procs.split()}
 
 
-def dig(container: SystemdContainer, qname: str = QNAME, tcp: bool = False) -> str:
-    argv = ["dig", "+short", "+time=2", "+tries=1", "@127.0.0.1", qname, "A"]
-    return container.run([*argv, "+tcp"] if tcp else argv, check=True).stdout.strip()
+def dig(container: SystemdContainer, tcp: bool = False) -> str:
+    return container.dig(QNAME, tcp=tcp)
 
 
 def reload(container: SystemdContainer) -> tuple[int, str]:
     done = container.run(["systemctl", "reload", UNIT], timeout=RELOAD_TIMEOUT)
     return done.returncode, done.stdout + done.stderr
-
-
-def stats(container: SystemdContainer) -> dict[str, dict[str, int]]:
-    out = container.run(["gdnsdctl", "-c", CONFIG_DIR, "stats"], check=True).stdout
-    parsed: dict[str, dict[str, int]] = json.loads(out)
-    return parsed
 
 
 def journal_tail(container: SystemdContainer) -> str:
@@ -189,13 +177,8 @@ def gdnsd_container(
     """A booted container with pygdnsd installed as Debian's gdnsd.service (not started)."""
     log_dir = tmp_path_factory.mktemp("replace-systemd")
     with SystemdContainer(container_rootfs, log_dir=log_dir) as container:
-        container.install_pygdnsd_commands()
-        container.add_gdnsd_user()
+        container.install_gdnsd(CONFIG, {ZONE: ZONE_TEXT}, [UNIT])
         container.run(["install", "-d", "-o", "gdnsd", "-g", "gdnsd", "/var/lib/gdnsd"], check=True)
-        container.write_file(f"{CONFIG_DIR}/config", CONFIG)
-        container.write_file(ZONE_PATH, ZONE_TEXT)
-        container.copy_in(REPO / "units" / UNIT, f"/etc/systemd/system/{UNIT}")
-        container.run(["systemctl", "daemon-reload"], check=True)
         checked = container.run(["gdnsd", "-c", CONFIG_DIR, "checkconf"])
         assert checked.returncode == 0, checked.stderr
         yield container
@@ -238,10 +221,10 @@ def test_twenty_reloads_under_load_lose_nothing(running: SystemdContainer) -> No
     pace = (LOAD_SECONDS - 6.0) / RELOADS
     windows: list[tuple[float, float]] = []
     drops_before = queue_drops(container)
-    counted_before = stats(container)
+    counted_before = container.gdnsd_stats()
     with BackgroundLoad(container, spec) as load:
+        load.wait_until_served()
         began = time.monotonic()
-        time.sleep(2.0)  # let the load reach its rate before the first reload
         for number in range(1, RELOADS + 1):
             reload_began = time.monotonic()
             status, output = reload(container)
@@ -255,7 +238,7 @@ def test_twenty_reloads_under_load_lose_nothing(running: SystemdContainer) -> No
             assert unit_processes(container, state.control_group) == container.generation(state.main_pid)
             assert not cmdline(container, pids[-1]), f"old instance {pids[-1]} still alive"
             pids.append(state.main_pid)
-            next_at = began + 2.0 + number * pace
+            next_at = began + number * pace
             time.sleep(max(0.0, next_at - time.monotonic()))
         last_reload_done = time.monotonic()
         outcome = load.wait()
@@ -270,7 +253,7 @@ def test_twenty_reloads_under_load_lose_nothing(running: SystemdContainer) -> No
     assert_clean(outcome, f"{RELOADS} reloads", drops, windows)
     # The last generation's counters hold every generation's: at least every
     # answer the generator saw, at most every query it sent (none counted twice).
-    counted = stats(container)
+    counted = container.gdnsd_stats()
     udp_reqs = counted["udp"]["reqs"] - counted_before["udp"]["reqs"]
     tcp_reqs = counted["tcp"]["reqs"] - counted_before["tcp"]["reqs"]
     assert udp_reqs + tcp_reqs >= result.udp_answered + result.tcp_answered
@@ -287,7 +270,7 @@ def test_reload_with_a_broken_zone_fails_and_the_old_instance_serves(
     container.write_file(ZONE_PATH, ZONE_TEXT + "broken  A  192.0.2.300\n")
     spec = LoadSpec(qname=QNAME, qps=2000.0, tcp_rate=50.0, duration=8.0, grace=2.0)
     with BackgroundLoad(container, spec) as load:
-        time.sleep(1.0)
+        load.wait_until_served()
         status, output = reload(container)
         outcome = load.wait()
     assert status != 0, output
@@ -312,7 +295,7 @@ def test_new_instance_killed_at_each_step_leaves_the_old_serving(
     set_crash_step(container, step)
     spec = LoadSpec(qname=QNAME, qps=2000.0, tcp_rate=50.0, duration=8.0, grace=2.0)
     with BackgroundLoad(container, spec) as load:
-        time.sleep(1.0)
+        load.wait_until_served()
         status, output = reload(container)
         reload_returned = time.monotonic()
         outcome = load.wait()
@@ -330,7 +313,7 @@ def test_new_instance_killed_at_each_step_leaves_the_old_serving(
 
     set_crash_step(container, None)
     with BackgroundLoad(container, spec) as load:
-        time.sleep(1.0)
+        load.wait_until_served()
         status, output = reload(container)
         outcome = load.wait()
     assert status == 0, f"reload after the crash {step}: {output}\n{journal_tail(container)}"

@@ -25,8 +25,7 @@ TIMEOUT = 120.0
 
 
 def show(container: SystemdContainer, *props: str) -> dict[str, str]:
-    out = container.run(["systemctl", "show", UNIT, *(f"--property={p}" for p in props)], check=True).stdout
-    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    return container.unit_properties(UNIT, *props)
 
 
 def main_pid(container: SystemdContainer) -> int:
@@ -34,20 +33,14 @@ def main_pid(container: SystemdContainer) -> int:
 
 
 def dig(container: SystemdContainer) -> str:
-    argv = ["dig", "+short", "+time=2", "+tries=1", "@127.0.0.1", f"www.{ZONE}", "A"]
-    return container.run(argv, check=True).stdout.strip()
+    return container.dig(f"www.{ZONE}")
 
 
 @pytest.fixture(scope="module")
 def unit_container(container_rootfs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SystemdContainer]:
     log_dir = tmp_path_factory.mktemp("systemd-verbs")
     with SystemdContainer(container_rootfs, log_dir=log_dir) as container:
-        container.install_pygdnsd_commands()
-        container.add_gdnsd_user()
-        container.write_file(f"{CONFIG_DIR}/config", CONFIG)
-        container.write_file(f"{CONFIG_DIR}/zones/{ZONE}", ZONE_TEXT)
-        container.copy_in(REPO / "units" / UNIT, f"/etc/systemd/system/{UNIT}")
-        container.run(["systemctl", "daemon-reload"], check=True)
+        container.install_gdnsd(CONFIG, {ZONE: ZONE_TEXT}, [UNIT])
         started = container.run(["systemctl", "start", UNIT], timeout=TIMEOUT)
         assert started.returncode == 0, started.stderr + container.journal("-n", "40")
         yield container

@@ -52,7 +52,9 @@ DOWN_HTTP = "127.0.0.10"
 # Service types poll every 2 s; the second phase waits until both daemons
 # give answers that show every change (WITNESS: names -> first A rdata).
 NOTICE_TIMEOUT = 30.0
-SETTLE = 3.0  # an interval and a margin, so both daemons have polled since
+# Then an interval and a margin, so both daemons have polled every resource since:
+# a fixed wait, as gdnsd shows nothing (states, stats, log) for a poll that changes nothing.
+SETTLE = 3.0
 WITNESS = {
     "plugins-all": {"sf": "127.0.0.3", "sfweb": "127.0.0.11"},
     "plugins-options": {"sfhalf": "127.0.0.6", "sfslow": "127.0.0.3", "sfboth": "127.0.0.11"},
