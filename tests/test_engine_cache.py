@@ -7,9 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pygdnsd.engine.responder import Responder
-from pygdnsd.zones.model import ZoneSet
-from test_engine_support import (
+from engine_support import (
     DEFAULT_ZONES,
     EXAMPLE_COM,
     MX,
@@ -19,6 +17,8 @@ from test_engine_support import (
     V6,
     A,
     Message,
+    ask,
+    engine_fixture,
     opt_rr,
     option,
     parse,
@@ -26,21 +26,13 @@ from test_engine_support import (
     responder,
     wire_name,
     write_zones,
+    zones_fixture,
 )
+from pygdnsd.engine.responder import Responder
+from pygdnsd.zones.model import ZoneSet
 
-
-@pytest.fixture(scope="module")
-def zones(tmp_path_factory: pytest.TempPathFactory) -> ZoneSet:
-    return write_zones(tmp_path_factory.mktemp("engine-cache"), DEFAULT_ZONES)
-
-
-@pytest.fixture
-def engine(zones: ZoneSet) -> Responder:
-    return responder(zones)
-
-
-def ask(engine: Responder, name: str, qtype: int = A, tcp: bool = False) -> Message:
-    return parse(engine.respond(query(name, qtype), V4, tcp))
+zones = zones_fixture()
+engine = engine_fixture()
 
 
 def addresses(msg: Message) -> list[bytes]:
