@@ -30,13 +30,7 @@ from pygdnsd.engine.prepared import (
     plain_answer,
     rotated_tail,
 )
-from pygdnsd.engine.query import (
-    BADVERS,
-    LOWER,
-    QueryProblem,
-        parse,
-    question_end,
-)
+from pygdnsd.engine.query import BADVERS, LOWER, QueryProblem, parse, question_end
 from pygdnsd.engine.stats import Stats
 from pygdnsd.engine.wire import COMPRESSED_TYPES
 from pygdnsd.monitoring.sttl import clamp_ttl
@@ -207,7 +201,7 @@ class Responder:
         return self._assemble(query, qend, prepared, edns_req, client_ip, tcp, closing)
 
     def _prebuilt_answer(self, cache: AnswerCache, query: bytes, qend: int) -> Prepared | None:
-        """The question's tail if every client gets the same one (cached, CHAOS, REFUSED); else None."""
+        """The question's prebuilt answer, alike for every client (cached, CHAOS, REFUSED); else None."""
         qtc = query[qend - 4 : qend]
         qclass = (qtc[2] << 8) | qtc[3]
         if qclass == model.CLASS_IN or qclass == model.CLASS_ANY:
@@ -229,7 +223,7 @@ class Responder:
     def _build_answer(
         self, cache: AnswerCache, query: bytes, qend: int, client_ip: bytes, subnet: ClientSubnet | None
     ) -> Prepared:
-        """``_lookup`` once ``_prebuilt_answer`` found nothing: the question's first time, or a plugin's answer."""
+        """The answer ``_prebuilt_answer`` did not have: the question's first time, or a plugin's answer."""
         qtype = (query[qend - 4] << 8) | query[qend - 3]
         if qtype in _NOTIMP_QTYPES:
             return NOTIMP
@@ -249,8 +243,8 @@ class Responder:
             request = EdnsRequest(512, 0, bool(do))
             return self._assemble(query, qend, prepared, request, client_ip, tcp, closing, counted=True)
         opt = self._bare_opts[(2 if do else 0) | (1 if tcp else 0) | (4 if closing else 0)]
-        flags, rcode, an, ns, ar, _scope, tail, turns = prepared
-        if turns != 1:
+        flags, rcode, an, ns, ar, _scope, tail, rotations = prepared
+        if rotations != 1:
             self._rotation += 1
             tail = rotated_tail(prepared, self._rotation)
         counters[_RCODE_NAMES[rcode]] += 1
@@ -285,8 +279,8 @@ class Responder:
         closing: bool,
         counted: bool = False,
     ) -> bytes:
-        flags, rcode, an, ns, ar, scope, tail, turns = prepared
-        if turns != 1:
+        flags, rcode, an, ns, ar, scope, tail, rotations = prepared
+        if rotations != 1:
             self._rotation += 1
             tail = rotated_tail(prepared, self._rotation)
         counters = self.stats.dns.values
@@ -478,8 +472,8 @@ class Responder:
         built, _, _ = encode_decision(decision, lname, 16 + len(lname))
         if not scope:
             return built
-        flags, rcode, an, ns, ar, _, tails, turns = built
-        return (flags, rcode, an, ns, ar, scope, tails, turns)
+        flags, rcode, an, ns, ar, _, tails, rotations = built
+        return (flags, rcode, an, ns, ar, scope, tails, rotations)
 
 
 
