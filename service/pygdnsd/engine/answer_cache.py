@@ -54,10 +54,15 @@ def new_parts(make: Callable[[], dict[K, V]]) -> Parts[K, V]:
     return [make() for _ in range(PARTS)]
 
 
-def store(parts: Parts[K, V], key: K, value: V, bound: int) -> None:
-    """Cache ``value`` under ``key``, first emptying its part if that holds its share of ``bound``."""
+def per_part(bound: int) -> int:
+    """How many entries one part of a cache bounded by ``bound`` holds at most."""
+    return max(bound // PARTS, 1)
+
+
+def store(parts: Parts[K, V], key: K, value: V, part_bound: int) -> None:
+    """Cache ``value`` under ``key``, first emptying its part if that holds ``part_bound`` entries."""
     part = parts[hash(key) & PART_MASK]
-    if len(part) >= max(bound // PARTS, 1):
+    if len(part) >= part_bound:
         part.clear()
     part[key] = value
 
@@ -80,10 +85,23 @@ def _frozen_with_the_zones() -> dict[Any, Any]:
 class AnswerCache:
     """A ZoneSet with the caches built from it; replaced as a whole on reload."""
 
-    __slots__ = ("answers_v4", "answers_v6", "by_question", "by_rrset", "by_tail", "layouts", "zones")
+    __slots__ = (
+        "_question_part_bound",
+        "_remembered_part_bound",
+        "answers_v4",
+        "answers_v6",
+        "by_question",
+        "by_rrset",
+        "by_tail",
+        "layouts",
+        "zones",
+    )
 
     def __init__(self, zones: ZoneSet) -> None:
         self.zones = zones
+        # Read once here, off the per-query path.
+        self._question_part_bound = per_part(MAX_QUESTIONS)
+        self._remembered_part_bound = per_part(MAX_REMEMBERED)
         # Tuple-valued caches: see ``_frozen_with_the_zones``.
         # Lowercased qname + qtype -> Prepared.
         self.by_question: Parts[bytes, Prepared] = new_parts(_frozen_with_the_zones)
@@ -104,11 +122,11 @@ class AnswerCache:
 
     def add_question(self, key: bytes, prepared: Prepared) -> None:
         """Cache the answer to a question (lowercased qname + qtype)."""
-        store(self.by_question, key, prepared, MAX_QUESTIONS)
+        store(self.by_question, key, prepared, self._question_part_bound)
 
     def add_tail(self, key: tuple[object, ...], prepared: Prepared) -> None:
         """Cache a tail under its ``tail_key``."""
-        store(self.by_tail, key, prepared, MAX_QUESTIONS)
+        store(self.by_tail, key, prepared, self._question_part_bound)
 
     def remember(self, query: bytes, qend: int, response: bytes, v6: bool) -> None:
         """Keep a fast-path UDP response for the same query bytes (from any ID).
@@ -122,7 +140,7 @@ class AnswerCache:
         """
         if query[12:qend].translate(LOWER) != query[12:qend]:
             return
-        store(self.answers_v6 if v6 else self.answers_v4, query[2:], response[2:], MAX_REMEMBERED)
+        store(self.answers_v6 if v6 else self.answers_v4, query[2:], response[2:], self._remembered_part_bound)
 
 
 def tail_key(content: tuple[object, ...], qname: bytes, layout: tuple[bytes, ...]) -> tuple[object, ...]:
