@@ -419,7 +419,7 @@ class Responder:
     def _prepare_static(
         self, cache: AnswerCache, where: lookup.Location, lname: bytes, qtype: int
     ) -> Prepared:
-        """The shared tail for this decision and this question's layout (see the module doc)."""
+        """The shared tail for this decision and this question's layout (see ``answer_cache``)."""
         if where.kind == "node" or where.kind == "wildcard":
             rrset = where.node.get(qtype)
             if rrset is not None and rrset.rtype not in COMPRESSED_TYPES:
