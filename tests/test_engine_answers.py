@@ -7,10 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pygdnsd.engine.responder import Responder
-from pygdnsd.zones.model import ZoneSet
-from pygdnsd.zones.settings import ZoneSettings
-from test_engine_support import (
+from engine_support import (
     AAAA,
     ANY,
     CNAME,
@@ -26,28 +23,23 @@ from test_engine_support import (
     V4,
     A,
     Message,
-    parse,
+    ask,
+    engine_fixture,
     query,
     responder,
     wire_name,
     write_zones,
+    zones_fixture,
 )
+from pygdnsd.engine.responder import Responder
+from pygdnsd.zones.model import ZoneSet
+from pygdnsd.zones.settings import ZoneSettings
 
 DS = 43
 
 
-@pytest.fixture(scope="module")
-def zones(tmp_path_factory: pytest.TempPathFactory) -> ZoneSet:
-    return write_zones(tmp_path_factory.mktemp("engine-answers"), DEFAULT_ZONES)
-
-
-@pytest.fixture
-def engine(zones: ZoneSet) -> Responder:
-    return responder(zones)
-
-
-def ask(engine: Responder, name: str, qtype: int = A, qclass: int = 1) -> Message:
-    return parse(engine.respond(query(name, qtype, qclass), V4, False))
+zones = zones_fixture()
+engine = engine_fixture()
 
 
 def ipv4(rdata: bytes) -> str:

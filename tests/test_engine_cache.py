@@ -7,9 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pygdnsd.engine.responder import Responder
-from pygdnsd.zones.model import ZoneSet
-from test_engine_support import (
+from engine_support import (
     DEFAULT_ZONES,
     EXAMPLE_COM,
     MX,
@@ -19,6 +17,8 @@ from test_engine_support import (
     V6,
     A,
     Message,
+    ask,
+    engine_fixture,
     opt_rr,
     option,
     parse,
@@ -26,21 +26,13 @@ from test_engine_support import (
     responder,
     wire_name,
     write_zones,
+    zones_fixture,
 )
+from pygdnsd.engine.responder import Responder
+from pygdnsd.zones.model import ZoneSet
 
-
-@pytest.fixture(scope="module")
-def zones(tmp_path_factory: pytest.TempPathFactory) -> ZoneSet:
-    return write_zones(tmp_path_factory.mktemp("engine-cache"), DEFAULT_ZONES)
-
-
-@pytest.fixture
-def engine(zones: ZoneSet) -> Responder:
-    return responder(zones)
-
-
-def ask(engine: Responder, name: str, qtype: int = A, tcp: bool = False) -> Message:
-    return parse(engine.respond(query(name, qtype), V4, tcp))
+zones = zones_fixture()
+engine = engine_fixture()
 
 
 def addresses(msg: Message) -> list[bytes]:
@@ -193,9 +185,9 @@ def test_counters_bumped_per_response(zones: ZoneSet) -> None:
 
 
 def test_answers_stay_right_when_the_caches_are_flushed(zones: ZoneSet, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pygdnsd.engine import responder as responder_module
+    from pygdnsd.engine import answer_cache
 
-    monkeypatch.setattr(responder_module, "_MAX_CACHED_QUESTIONS", 2)
+    monkeypatch.setattr(answer_cache, "MAX_QUESTIONS", 2)
     engine = responder(zones)
     reference = responder(zones)
     names = ["a.nope.example.com", "b.nope.example.com", "mail.example.com", "q.wild.example.com", "c.nope.example.com"]
@@ -304,12 +296,12 @@ def test_caches_stay_out_of_garbage_collections_once_frozen(zones: ZoneSet) -> N
         for name in ("mail.example.com", "nope.example.com", "q.wild.example.com", "deleg.example.com"):
             for _ in range(3):
                 engine.respond(query(name, MX), V4, False)
-        generation = engine._generation
-        assert any(generation.answers_v4)  # remembered whole...
-        for part in generation.answers_v4:
+        cached = engine._cache
+        assert any(cached.answers_v4)  # remembered whole...
+        for part in cached.answers_v4:
             assert not gc.is_tracked(part)  # ...in dicts the collector ignores
         young = {id(obj) for obj in gc.get_objects()}
-        for cache in (generation.by_question, generation.by_tail, generation.by_rrset, generation.layouts):
+        for cache in (cached.by_question, cached.by_tail, cached.by_rrset, cached.layouts):
             assert cache
             for part in cache:
                 assert id(part) not in young
@@ -328,8 +320,8 @@ def test_cache_entries_leave_the_collector_at_its_first_look(zones: ZoneSet) -> 
         for qtype in (A, MX, TXT, SOA):
             engine.respond(query(name, qtype), V4, False)
     gc.collect(0)
-    generation = engine._generation
-    for cache in (generation.by_question, generation.by_tail, generation.by_rrset, generation.layouts):
+    cached = engine._cache
+    for cache in (cached.by_question, cached.by_tail, cached.by_rrset, cached.layouts):
         entries = [item for part in cache for item in part.items() if item[0] is not None]
         assert entries
         for key, value in entries:
@@ -338,15 +330,15 @@ def test_cache_entries_leave_the_collector_at_its_first_look(zones: ZoneSet) -> 
 
 
 def test_a_full_cache_part_is_emptied_alone(zones: ZoneSet, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Bounds apply per part, so reaching one empties 1/_PARTS of a cache:
+    # Bounds apply per part, so reaching one empties 1/PARTS of a cache:
     # emptying or growing a whole 200,000-entry dict stalled queries for ms.
-    from pygdnsd.engine import responder as responder_module
+    from pygdnsd.engine import answer_cache
 
-    monkeypatch.setattr(responder_module, "_MAX_CACHED_QUESTIONS", 2 * responder_module._PARTS)
+    monkeypatch.setattr(answer_cache, "MAX_QUESTIONS", 2 * answer_cache.PARTS)
     engine = responder(zones)
-    names = [f"n{i}.example.com" for i in range(8 * responder_module._PARTS)]
+    names = [f"n{i}.example.com" for i in range(8 * answer_cache.PARTS)]
     for name in names:
         engine.respond(query(name, TXT), V4, False)
-    parts = engine._generation.by_question
+    parts = engine._cache.by_question
     assert all(len(part) <= 2 for part in parts)
-    assert sum(len(part) for part in parts) > responder_module._PARTS  # most parts still hold entries
+    assert sum(len(part) for part in parts) > answer_cache.PARTS  # most parts still hold entries

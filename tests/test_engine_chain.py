@@ -4,41 +4,29 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
-from pygdnsd.engine import lookup
-from pygdnsd.engine.responder import Responder
-from pygdnsd.zones import model
-from pygdnsd.zones.model import RRset, Zone, ZoneSet
-from test_engine_support import (
+from engine_support import (
     CNAME,
-    DEFAULT_ZONES,
     MX,
     NS,
     SOA,
     V4,
     A,
     Message,
-    parse,
+    ask,
+    engine_fixture,
     query,
     responder,
     wire_name,
     write_zones,
+    zones_fixture,
 )
+from pygdnsd.engine import lookup
+from pygdnsd.engine.responder import Responder
+from pygdnsd.zones import model
+from pygdnsd.zones.model import RRset, Zone, ZoneSet
 
-
-@pytest.fixture(scope="module")
-def zones(tmp_path_factory: pytest.TempPathFactory) -> ZoneSet:
-    return write_zones(tmp_path_factory.mktemp("engine-chain"), DEFAULT_ZONES)
-
-
-@pytest.fixture
-def engine(zones: ZoneSet) -> Responder:
-    return responder(zones, experimental_no_chain=False)
-
-
-def ask(engine: Responder, name: str, qtype: int = A) -> Message:
-    return parse(engine.respond(query(name, qtype), V4, False))
+zones = zones_fixture()
+engine = engine_fixture(experimental_no_chain=False)
 
 
 def chain_of(msg: Message) -> list[tuple[bytes, int]]:

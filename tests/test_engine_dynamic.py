@@ -6,13 +6,13 @@ from dataclasses import dataclass, field
 
 from dnslib import DNSRecord
 
+from engine_support import opt_rr, option, parse, query
 from pygdnsd.engine.edns import OPT_CLIENT_SUBNET
 from pygdnsd.engine.responder import EngineSettings, Responder
 from pygdnsd.engine.stats import Stats
 from pygdnsd.plugins.result import ClientInfo, DynamicResult
 from pygdnsd.zones import model, names
 from pygdnsd.zones.model import DynamicRRset, RRset, Zone, ZoneSet
-from test_engine_support import opt_rr, option, parse, query
 
 V4 = b"\x7f\x00\x00\x01"
 A = model.A

@@ -6,23 +6,24 @@ import struct
 
 import pytest
 
-from pygdnsd.engine.responder import Responder
-from pygdnsd.zones.model import ZoneSet
-from test_engine_support import (
-    DEFAULT_ZONES,
+from engine_support import (
     TXT,
     V4,
     V6,
     A,
     Message,
+    engine_fixture,
     opt_rr,
     option,
     parse,
     query,
     responder,
     wire_name,
-    write_zones,
+    zones_fixture,
 )
+from engine_support import ask as ask_plain
+from pygdnsd.engine.responder import Responder
+from pygdnsd.zones.model import ZoneSet
 
 NSID, ECS, COOKIE, KEEPALIVE, PADDING = 3, 8, 10, 11, 12
 CLIENT_COOKIE = b"ABCDEFGH"
@@ -33,14 +34,8 @@ BIG_EDNS = 684
 BIG_PLAIN = 673
 
 
-@pytest.fixture(scope="module")
-def zones(tmp_path_factory: pytest.TempPathFactory) -> ZoneSet:
-    return write_zones(tmp_path_factory.mktemp("engine-edns"), DEFAULT_ZONES)
-
-
-@pytest.fixture
-def engine(zones: ZoneSet) -> Responder:
-    return responder(zones)
+zones = zones_fixture()
+engine = engine_fixture()
 
 
 def ask(
@@ -55,10 +50,6 @@ def ask(
 ) -> Message:
     edns = opt_rr(**opt)  # type: ignore[arg-type]
     return parse(engine.respond(query(name, qtype, edns=edns), client, tcp, closing))
-
-
-def ask_plain(engine: Responder, name: str = "www.example.com", qtype: int = A, tcp: bool = False) -> Message:
-    return parse(engine.respond(query(name, qtype), V4, tcp))
 
 
 def cookie_from(msg: Message) -> bytes:

@@ -6,35 +6,30 @@ import struct
 
 import pytest
 
-from pygdnsd.engine.responder import Responder
-from pygdnsd.zones.model import ZoneSet
-from test_engine_support import (
+from engine_support import (
     AAAA,
-    DEFAULT_ZONES,
     OPT,
     TXT,
     V4,
     A,
+    Message,
+    engine_fixture,
     opt_rr,
     option,
     parse,
     query,
     responder,
     wire_name,
-    write_zones,
+    zones_fixture,
 )
+from pygdnsd.engine.responder import Responder
+from pygdnsd.zones.model import ZoneSet
 
 QUESTION = wire_name("www.example.com") + struct.pack("!HH", A, 1)
 
 
-@pytest.fixture(scope="module")
-def zones(tmp_path_factory: pytest.TempPathFactory) -> ZoneSet:
-    return write_zones(tmp_path_factory.mktemp("engine-errors"), DEFAULT_ZONES)
-
-
-@pytest.fixture
-def engine(zones: ZoneSet) -> Responder:
-    return responder(zones, nsid=b"ns-1")
+zones = zones_fixture()
+engine = engine_fixture(nsid=b"ns-1")
 
 
 def header(ident: int, byte2: int, byte3: int, qd: int, an: int = 0, ns: int = 0, ar: int = 0) -> bytes:
@@ -297,6 +292,18 @@ def test_badvers_udp_bytes() -> None:
 # -- edns-client-subnet and cookie FORMERRs -------------------------------
 
 
+def ask_with_option(engine: Responder, code: int, data: bytes) -> Message:
+    """The answer to www.example.com A whose OPT carries the one option ``code`` with ``data``."""
+    return parse(engine.respond(query("www.example.com", edns=opt_rr(options=option(code, data))), V4, False))
+
+
+def check_formerr_with_opt(msg: Message) -> None:
+    """A malformed option's answer: FORMERR echoing the question, with our OPT."""
+    assert msg.rcode == 1
+    assert msg.question == QUESTION
+    assert msg.opt is not None
+
+
 @pytest.mark.parametrize(
     "data",
     [
@@ -309,20 +316,15 @@ def test_badvers_udp_bytes() -> None:
     ],
     ids=["scope", "long-address", "short-address", "family", "prefix", "short"],
 )
-def test_bad_client_subnet_is_formerr_with_opt(zones: ZoneSet, data: bytes) -> None:
-    engine = responder(zones, nsid=b"ns-1")
-    msg = parse(engine.respond(query("www.example.com", edns=opt_rr(options=option(8, data))), V4, False))
-    assert msg.rcode == 1
-    assert msg.question == QUESTION
-    assert msg.opt is not None
+def test_bad_client_subnet_is_formerr_with_opt(engine: Responder, data: bytes) -> None:
+    check_formerr_with_opt(ask_with_option(engine, 8, data))
     assert engine.stats.dns["formerr"] == 1
     assert engine.stats.dns["edns_cookie_formerr"] == 0
 
 
 def test_bad_client_subnet_is_ignored_when_the_option_is_off(zones: ZoneSet) -> None:
     engine = responder(zones, edns_client_subnet=False)
-    bad = option(8, struct.pack("!HBB", 3, 0, 9))
-    msg = parse(engine.respond(query("www.example.com", edns=opt_rr(options=bad)), V4, False))
+    msg = ask_with_option(engine, 8, struct.pack("!HBB", 3, 0, 9))
     assert msg.rcode == 0
     assert msg.options == []
     assert engine.stats.dns["edns_clientsub"] == 0
@@ -330,11 +332,7 @@ def test_bad_client_subnet_is_ignored_when_the_option_is_off(zones: ZoneSet) -> 
 
 @pytest.mark.parametrize("length", [0, 5, 9, 15, 41])
 def test_bad_cookie_length_is_formerr(engine: Responder, length: int) -> None:
-    bad = option(10, b"c" * length)
-    msg = parse(engine.respond(query("www.example.com", edns=opt_rr(options=bad)), V4, False))
-    assert msg.rcode == 1
-    assert msg.question == QUESTION
-    assert msg.opt is not None
+    check_formerr_with_opt(ask_with_option(engine, 10, b"c" * length))
     assert engine.stats.dns["edns_cookie_formerr"] == 1
     assert engine.stats.dns["formerr"] == 1
 

@@ -55,7 +55,7 @@ class Decision:
         One flat tuple of atoms: each section's length, then (owner,
         id(RRset)) per record. The cyclic collector stops tracking such a
         tuple at the first collection that sees it; nested tuples could
-        stay tracked into the older generations (see ``responder.Prepared``).
+        stay tracked into the older generations (see ``prepared.Prepared``).
         """
         flat: list[object] = [self.rcode, self.authoritative]
         for section in (self.answer, self.authority, self.additional):

@@ -90,22 +90,16 @@ class UdpServer:
         poller.register(sock.fileno(), select.POLLIN)
         threads = self.threads
         poller.register(threads.wake_fd, select.POLLIN)
+        control_space = PKTINFO_SPACE if listener.spec.wildcard else 0
         if self.mmsg_calls is not None:
             batch = mmsg.DatagramBatch(
-                self.mmsg_calls,
-                sock.fileno(),
-                sock.family,
-                BATCH,
-                MAX_QUERY,
-                SEND_SPACE,
-                PKTINFO_SPACE if listener.spec.wildcard else 0,
+                self.mmsg_calls, sock.fileno(), sock.family, BATCH, MAX_QUERY, SEND_SPACE, control_space
             )
             self._serve_batches(poller, batch, functools.partial(log_failure, sock.family))
             return
-        drain = self._drain_pktinfo if listener.spec.wildcard else self._drain
         while not threads.stopping:
             poller.poll()
-            drain(sock)
+            self._drain(sock, control_space)
 
     def _serve_batches(self, poller: select.poll, batch: mmsg.DatagramBatch, failed: mmsg.Failed) -> None:
         """Poll, then drain the socket in batches, until stopped.
@@ -143,18 +137,32 @@ class UdpServer:
                 if count < size:
                     break  # drained: whatever arrived since wakes the next poll
 
-    def _drain(self, sock: socket.socket) -> None:
+    def _drain(self, sock: socket.socket, control_space: int) -> None:
+        """Answer every datagram queued in ``sock``, one system call each way.
+
+        ``control_space`` is ``PKTINFO_SPACE`` on a wildcard socket: each
+        query's destination address comes with it, and its answer is sent
+        from that address (recvmsg/sendmsg); 0 elsewhere, where the cheaper
+        recvfrom/sendto serve (recvmsg/sendmsg cost about 2,700 more CPU
+        instructions per query, measured).
+        """
         threads = self.threads
         # The per-packet path: locals only, no method lookups in the loop.
         recvfrom = sock.recvfrom
         sendto = sock.sendto
+        recvmsg = sock.recvmsg
+        sendmsg = sock.sendmsg
         respond = self.responder.respond
         counts = self.stats.udp.values
         family = sock.family
         pton = socket.inet_pton
+        ancillary: list[tuple[int, int, bytes]] = []
         while not threads.stopping:
             try:
-                query, addr = recvfrom(MAX_QUERY)
+                if control_space:
+                    query, ancillary, _flags, addr = recvmsg(MAX_QUERY, control_space)
+                else:
+                    query, addr = recvfrom(MAX_QUERY)
             except BlockingIOError:
                 return
             except OSError:
@@ -170,41 +178,17 @@ class UdpServer:
             except Exception:
                 log.exception("error answering a UDP query from %s", addr[0])
                 continue
-            if answer is not None:
-                try:
-                    sendto(answer, addr)
-                except OSError:
-                    counts["sendfail"] += 1
-
-    def _drain_pktinfo(self, sock: socket.socket) -> None:
-        threads = self.threads
-        recvmsg = sock.recvmsg
-        sendmsg = sock.sendmsg
-        respond = self.responder.respond
-        counts = self.stats.udp.values
-        family = sock.family
-        while not threads.stopping:
-            try:
-                query, ancillary, _flags, addr = recvmsg(MAX_QUERY, PKTINFO_SPACE)
-            except BlockingIOError:
-                return
-            except OSError:
-                counts["recvfail"] += 1
-                return
-            counts["reqs"] += 1
-            try:
-                answer = respond(query, packed_ip(family, addr[0]), False)
-            except Exception:
-                log.exception("error answering a UDP query from %s", addr[0])
-                continue
             if answer is None:
                 continue
-            control = []
-            for level, kind, data in ancillary:
-                message = reply_pktinfo(level, kind, data)
-                if message is not None:
-                    control.append(message)
             try:
-                sendmsg([answer], control, 0, addr)
+                if control_space:
+                    control = []
+                    for level, kind, data in ancillary:
+                        message = reply_pktinfo(level, kind, data)
+                        if message is not None:
+                            control.append(message)
+                    sendmsg([answer], control, 0, addr)
+                else:
+                    sendto(answer, addr)
             except OSError:
                 counts["sendfail"] += 1

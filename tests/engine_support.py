@@ -2,13 +2,22 @@
 
 No tests live here. Responses are decoded by a small independent parser (not
 the engine's code) so the tests check the wire bytes the engine writes.
+
+A test module gets the usual fixtures by naming them::
+
+    zones = zones_fixture()  # DEFAULT_ZONES, loaded once per module
+    engine = engine_fixture(nsid=b"ns-1")  # a fresh Responder per test
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from pygdnsd.engine.responder import EngineSettings, Responder
 from pygdnsd.engine.stats import Stats
@@ -131,6 +140,26 @@ def responder(zones: ZoneSet, **settings: object) -> Responder:
     return Responder(zones, EngineSettings(**settings), Stats())  # type: ignore[arg-type]
 
 
+def zones_fixture() -> Callable[..., Any]:
+    """A module-scoped ``zones`` fixture: ``DEFAULT_ZONES`` written to a temp dir and loaded."""
+
+    @pytest.fixture(scope="module", name="zones")
+    def zones(tmp_path_factory: pytest.TempPathFactory) -> ZoneSet:
+        return write_zones(tmp_path_factory.mktemp("engine-zones"), DEFAULT_ZONES)
+
+    return zones
+
+
+def engine_fixture(**settings: object) -> Callable[..., Any]:
+    """An ``engine`` fixture: a fresh ``responder`` with ``settings`` over the module's ``zones``."""
+
+    @pytest.fixture(name="engine")
+    def engine(zones: ZoneSet) -> Responder:
+        return responder(zones, **settings)
+
+    return engine
+
+
 def wire_name(text: str) -> bytes:
     """Wire form of ``text`` (case kept); ``"."`` or ``""`` is the root."""
     labels = [label for label in text.rstrip(".").split(".") if label]
@@ -174,6 +203,11 @@ class RR:
     rdata_at: int  # offset of rdata in the message
 
 
+def _header_bit(mask: int) -> property:
+    """A bool property: whether ``mask``'s bit is set in a ``Message``'s 16-bit flags word."""
+    return property(lambda message: bool(message.flags & mask))
+
+
 @dataclass
 class Message:
     raw: bytes
@@ -186,29 +220,15 @@ class Message:
     authority: list[RR] = field(default_factory=list)
     additional: list[RR] = field(default_factory=list)
 
-    @property
-    def qr(self) -> bool:
-        return bool(self.flags & 0x8000)
+    qr = _header_bit(0x8000)
+    aa = _header_bit(0x0400)
+    tc = _header_bit(0x0200)
+    rd = _header_bit(0x0100)
+    ra = _header_bit(0x0080)
 
     @property
     def opcode(self) -> int:
         return (self.flags >> 11) & 0x0F
-
-    @property
-    def aa(self) -> bool:
-        return bool(self.flags & 0x0400)
-
-    @property
-    def tc(self) -> bool:
-        return bool(self.flags & 0x0200)
-
-    @property
-    def rd(self) -> bool:
-        return bool(self.flags & 0x0100)
-
-    @property
-    def ra(self) -> bool:
-        return bool(self.flags & 0x0080)
 
     @property
     def rcode(self) -> int:
@@ -281,3 +301,10 @@ def parse(msg: bytes | None) -> Message:
             pos = rdata_at + rdlen
     assert pos == len(msg), f"{len(msg) - pos} trailing bytes"
     return message
+
+
+def ask(
+    engine: Responder, name: str = "www.example.com", qtype: int = A, qclass: int = 1, *, tcp: bool = False
+) -> Message:
+    """The parsed answer to a plain query (no EDNS) from 127.0.0.1."""
+    return parse(engine.respond(query(name, qtype, qclass), V4, tcp))

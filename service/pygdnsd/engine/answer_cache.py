@@ -1,0 +1,163 @@
+"""The caches of prepared answers, and of whole UDP responses, for one ``ZoneSet``.
+
+* ``by_question``: lowercased qname + qtype -> prepared answer, for repeated
+  questions (the common case).
+* ``by_tail``: (decision content, the question suffixes the tail may point
+  at and where they sit) -> prepared answer. Questions that reach the same
+  records share a tail unless compression makes them differ: every A answer
+  of an RRset shares one, and a flood of random names in a zone shares a few
+  NXDOMAIN tails, so neither rebuilds a response.
+* ``by_rrset``, ``layouts``: what ``by_tail`` is looked up with (see
+  ``AnswerCache``).
+* ``answers_v4``/``answers_v6``: whole UDP responses by query bytes.
+
+Every cache belongs to one ``ZoneSet`` and is replaced with it
+(``Responder.set_zones``), so nothing precomputed outlives a reload. The
+per-packet path reads the caches directly (``cache.by_question[hash(key) &
+PART_MASK].get(key)``): a method call there would cost CPU on every query.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from typing import Any, TypeVar
+
+from pygdnsd.engine.prepared import Prepared
+from pygdnsd.engine.query import LOWER
+from pygdnsd.zones.model import ZoneSet
+
+# Every cache is split into PARTS dicts by key hash. A dict grows by copying
+# itself whole, and a full cache is emptied by freeing every entry: at
+# 100,000-200,000 entries either stalled every query for 5-20 ms (measured),
+# and a part does 1/PARTS of that work at a time. Bounds apply per part.
+PARTS = 64
+PART_MASK = PARTS - 1
+
+# Bounds the prepared answers cached by question and by tail.
+MAX_QUESTIONS = 200_000
+# Bounds the memory of whole responses: about 300 bytes each, so at most
+# ~60 MB per client family; cleared when full, like the question cache.
+MAX_REMEMBERED = 200_000
+
+# Markers heading a layout (see ``AnswerCache.layouts``); never a wire name, which ends in b"\x00".
+INTERNAL = b"internal"
+EXTERNAL = b"external"
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+# Key ``k`` lives in part ``hash(k) & PART_MASK``.
+Parts = list[dict[K, V]]
+
+
+def new_parts(make: Callable[[], dict[K, V]]) -> Parts[K, V]:
+    """An empty cache: PARTS dicts, each made by ``make``."""
+    return [make() for _ in range(PARTS)]
+
+
+def per_part(bound: int) -> int:
+    """How many entries one part of a cache bounded by ``bound`` holds at most."""
+    return max(bound // PARTS, 1)
+
+
+def store(parts: Parts[K, V], key: K, value: V, part_bound: int) -> None:
+    """Cache ``value`` under ``key``, first emptying its part if that holds ``part_bound`` entries."""
+    part = parts[hash(key) & PART_MASK]
+    if len(part) >= part_bound:
+        part.clear()
+    part[key] = value
+
+
+def _frozen_with_the_zones() -> dict[Any, Any]:
+    """An empty cache that the freeze after loading (``lifecycle.heap``) exempts from collections.
+
+    A dict holding only atoms is not tracked by the collector (an empty one
+    from the start; a full collection untracks one), so ``gc.freeze`` would
+    miss it, and the first tuple cached in it would track it as a young
+    object: every later full collection then walked its hundreds of
+    thousands of entries (measured: 30-90 ms stalls while the caches fill).
+    This one holds a list under ``None``, a key no query's key equals, so it
+    stays tracked until frozen, and frozen, it stays out of collections
+    however it fills or is cleared.
+    """
+    return {None: []}
+
+
+class AnswerCache:
+    """A ZoneSet with the caches built from it; replaced as a whole on reload."""
+
+    __slots__ = (
+        "_question_part_bound",
+        "_remembered_part_bound",
+        "answers_v4",
+        "answers_v6",
+        "by_question",
+        "by_rrset",
+        "by_tail",
+        "layouts",
+        "zones",
+    )
+
+    def __init__(self, zones: ZoneSet) -> None:
+        self.zones = zones
+        # Read once here, off the per-query path.
+        self._question_part_bound = per_part(MAX_QUESTIONS)
+        self._remembered_part_bound = per_part(MAX_REMEMBERED)
+        # Tuple-valued caches: see ``_frozen_with_the_zones``.
+        # Lowercased qname + qtype -> Prepared.
+        self.by_question: Parts[bytes, Prepared] = new_parts(_frozen_with_the_zones)
+        # ``tail_key`` -> Prepared.
+        self.by_tail: Parts[tuple[object, ...], Prepared] = new_parts(_frozen_with_the_zones)
+        # id(RRset) -> its answer, for RRsets with no names to compress.
+        self.by_rrset: Parts[int, Prepared] = new_parts(_frozen_with_the_zones)
+        # Decision content -> whether any build of its tail pointed into the
+        # tail itself (``INTERNAL``/``EXTERNAL``), then the names its tail
+        # may compress against.
+        self.layouts: Parts[tuple[object, ...], tuple[bytes, ...]] = new_parts(_frozen_with_the_zones)
+        # Whole UDP responses: the query minus its ID -> the response minus
+        # its ID (see ``remember``). Per client family, since IPv4 and IPv6
+        # may have different size limits. Bytes only, so the cyclic collector
+        # never tracks these dicts (see ``prepared.Prepared``).
+        self.answers_v4: Parts[bytes, bytes] = new_parts(dict)
+        self.answers_v6: Parts[bytes, bytes] = new_parts(dict)
+
+    def add_question(self, key: bytes, prepared: Prepared) -> None:
+        """Cache the answer to a question (lowercased qname + qtype)."""
+        store(self.by_question, key, prepared, self._question_part_bound)
+
+    def add_tail(self, key: tuple[object, ...], prepared: Prepared) -> None:
+        """Cache a tail under its ``tail_key``."""
+        store(self.by_tail, key, prepared, self._question_part_bound)
+
+    def remember(self, query: bytes, qend: int, response: bytes, v6: bool) -> None:
+        """Keep a fast-path UDP response for the same query bytes (from any ID).
+
+        Only for answers every client gets alike: a tail shared through the
+        caches and not rotated. Serving it again counts what building it
+        counted, read back from the query and response bytes (the rcode, TC,
+        size; EDNS and DO from the query). Names with capitals are left out:
+        resolvers that randomise case (0x20) make every such query unique,
+        and remembering them would only churn the memory.
+        """
+        if query[12:qend].translate(LOWER) != query[12:qend]:
+            return
+        store(self.answers_v6 if v6 else self.answers_v4, query[2:], response[2:], self._remembered_part_bound)
+
+
+def tail_key(content: tuple[object, ...], qname: bytes, layout: tuple[bytes, ...]) -> tuple[object, ...]:
+    """What a tail of ``content`` depends on for this qname (flat, see ``prepared.Prepared``).
+
+    ``layout`` is ``INTERNAL`` or ``EXTERNAL`` then the names the tail
+    may compress against. Compression can only point at question suffixes
+    among those, so they (and their offsets) are part of the key; pointers
+    into the tail itself move with the question's length, which then joins
+    the key too. ``content`` has its own lengths, so the key reads back
+    unambiguously: content, the length or -1, then (suffix, offset) pairs.
+    """
+    key: list[object] = [*content, len(qname) if layout[0] == INTERNAL else -1]
+    pos = 0
+    while qname[pos]:
+        suffix = qname[pos:]
+        if suffix in layout:
+            key += (suffix, pos)
+        pos += qname[pos] + 1
+    return tuple(key)

@@ -1,0 +1,157 @@
+"""Reading a query: its header, its one question, and its EDNS request.
+
+``Responder.respond`` recognises the shape nearly every query has (what
+resolvers and dnsperf send) in a few byte comparisons of its own, on the
+per-packet path. ``parse`` reads any other query, and says through
+``QueryProblem`` which error response (or none) it gets, following what
+gdnsd 3.8.1 does (docs/gdnsd-behaviour.md, "FORMERR").
+"""
+
+from __future__ import annotations
+
+import struct
+
+from pygdnsd.engine import edns, lookup
+from pygdnsd.engine.edns import EdnsFormatError, EdnsRequest
+from pygdnsd.zones import model, names
+
+# The extended rcode of a query whose OPT asks for an EDNS version above 0.
+BADVERS = 16
+# DNS Stateful Operations (RFC 8490).
+_OPCODE_DSO = 6
+
+_RR_FIXED = struct.Struct("!HHIH")
+
+# Lowercases a name's letters: names are matched and cached in lowercase.
+LOWER = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", b"abcdefghijklmnopqrstuvwxyz")
+
+
+class QueryProblem(Exception):
+    """The query gets an error response (or none) instead of an answer."""
+
+    def __init__(
+        self,
+        rcode: int | None,
+        with_question: bool = False,
+        request: EdnsRequest | None = None,
+        bad_cookie: bool = False,
+    ) -> None:
+        super().__init__(rcode)
+        self.rcode = rcode  # None: send nothing
+        self.with_question = with_question
+        self.edns = request  # answer with an OPT record when the query had a usable one
+        self.bad_cookie = bad_cookie
+
+
+def question_end(query: bytes, pos: int) -> int | None:
+    """Offset just past the question starting at ``pos``, or None if it is malformed."""
+    n = len(query)
+    start = pos
+    while True:
+        if pos >= n:
+            return None
+        length = query[pos]
+        if length == 0:
+            break
+        if length > 63:
+            return None
+        pos += length + 1
+    pos += 1
+    if pos - start > names.MAX_NAME or pos + 4 > n:
+        return None
+    return pos + 4
+
+
+def parse(query: bytes, tcp: bool, with_subnet: bool) -> tuple[int, EdnsRequest | None]:
+    """Check a query's header and question; return the question's end and its EDNS request.
+
+    Raises ``QueryProblem`` for a query that gets no answer, saying which
+    error responses echo the question and carry an OPT record.
+    """
+    if len(query) < 12 or query[2] & 0x80:
+        raise QueryProblem(None)
+    opcode = (query[2] >> 3) & 0x0F
+    qdcount = (query[4] << 8) | query[5]
+    if opcode == _OPCODE_DSO:
+        # Not spoken here; gdnsd stays silent on TCP session setup and calls
+        # it malformed over UDP.
+        raise QueryProblem(None if tcp and qdcount == 0 else lookup.RCODE_FORMERR)
+    if qdcount == 0:
+        raise QueryProblem(lookup.RCODE_FORMERR, False, _edns_or_none(query, 12, with_subnet))
+    qend = question_end(query, 12)
+    if qend is None:
+        raise QueryProblem(lookup.RCODE_FORMERR)
+    if qdcount > 1:
+        pos: int | None = qend
+        for _ in range(qdcount - 1):
+            pos = question_end(query, pos) if pos is not None else None
+        request = _edns_or_none(query, pos, with_subnet) if pos is not None else None
+        raise QueryProblem(lookup.RCODE_FORMERR, True, request)
+    if opcode != 0:
+        raise QueryProblem(lookup.RCODE_NOTIMP, True, _edns_or_none(query, qend, with_subnet))
+    if len(query) == qend and query[6:12] == b"\x00\x00\x00\x00\x00\x00":
+        return qend, None
+    try:
+        request = _parse_additional(query, qend, with_subnet)
+    except EdnsFormatError as bad:
+        raise QueryProblem(lookup.RCODE_FORMERR, True, bad.request, bad.cookie) from None
+    if request is not None and request.version != 0:
+        raise QueryProblem(BADVERS, True, request)
+    return qend, request
+
+
+def _edns_or_none(query: bytes, pos: int, with_subnet: bool) -> EdnsRequest | None:
+    """The query's EDNS request for an error response, if its records parse at all."""
+    try:
+        return _parse_additional(query, pos, with_subnet)
+    except QueryProblem:
+        return None
+    except EdnsFormatError as bad:
+        return bad.request
+
+
+def _skip_name(query: bytes, pos: int) -> int:
+    n = len(query)
+    while True:
+        if pos >= n:
+            raise QueryProblem(lookup.RCODE_FORMERR, True)
+        length = query[pos]
+        if length == 0:
+            return pos + 1
+        if length & 0xC0 == 0xC0:
+            return pos + 2
+        if length > 63:
+            raise QueryProblem(lookup.RCODE_FORMERR, True)
+        pos += length + 1
+
+
+def _parse_additional(query: bytes, pos: int, with_subnet: bool) -> EdnsRequest | None:
+    """Skip answer and authority records; find the OPT record among the additional ones.
+
+    An OPT-typed record in the answer or authority section, or with an owner
+    other than the root, is not EDNS and is skipped like any other record.
+    """
+    an, ns, ar = struct.unpack_from("!HHH", query, 6)
+    found: EdnsRequest | None = None
+    n = len(query)
+    for index in range(an + ns + ar):
+        owner_at = pos
+        pos = _skip_name(query, pos)
+        if pos + 10 > n:
+            raise QueryProblem(lookup.RCODE_FORMERR, True)
+        rtype, rclass, ttl, rdlength = _RR_FIXED.unpack_from(query, pos)
+        pos += 10
+        is_opt = rtype == model.OPT and index >= an + ns and query[owner_at] == 0
+        if pos + rdlength > n:
+            if is_opt:
+                # gdnsd still answers with an OPT once the OPT's fixed fields are there.
+                version = (ttl >> 16) & 0xFF
+                partial = EdnsRequest(max(rclass, 512), version, bool(ttl & 0x8000))
+                raise EdnsFormatError("OPT rdata runs past the end of the query", request=partial)
+            raise QueryProblem(lookup.RCODE_FORMERR, True)
+        if is_opt:
+            if found is not None:
+                raise EdnsFormatError("two OPT records", request=found)
+            found = edns.parse_opt(rclass, ttl, query[pos : pos + rdlength], with_subnet)
+        pos += rdlength
+    return found
