@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from conftest import REAL_GDNSD, free_port
-from test_lifecycle_support import (
+from daemon_support import (
     DEBIAN_GDNSDCTL,
     Site,
     a_records,

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import free_port
-from test_lifecycle_support import (
+from daemon_support import (
     DEBIAN_GDNSDCTL,
     Site,
     a_records,

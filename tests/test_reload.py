@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import free_port, pygdnsd_python
-from test_lifecycle_support import (
+from daemon_support import (
     DEBIAN_GDNSDCTL,
     Site,
     a_records,

@@ -24,10 +24,7 @@ from typing import Any
 import pytest
 
 from conftest import pygdnsd_python
-from loadgen import LoadResult, LoadSpec, run_load
-from pygdnsd.control.client import ControlClient
-from pygdnsd.lifecycle.pidfile import PidfileState, probe
-from test_lifecycle_support import (
+from daemon_support import (
     Site,
     a_records,
     alive,
@@ -39,6 +36,9 @@ from test_lifecycle_support import (
     site,
     wait_for,
 )
+from loadgen import LoadResult, LoadSpec, run_load
+from pygdnsd.control.client import ControlClient
+from pygdnsd.daemon.pidfile import PidfileState, probe
 
 __all__ = ["site"]  # the fixture
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from conftest import pygdnsd_python
-from test_lifecycle_support import Site, env, site, wait_for
+from daemon_support import Site, env, site, wait_for
 
 __all__ = ["site"]  # the fixture
 

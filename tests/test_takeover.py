@@ -1,4 +1,4 @@
-"""control.takeover in-process: both ends over a socketpair, with real UDP/TCP sockets handed over."""
+"""replace.takeover in-process: both ends over a socketpair, with real UDP/TCP sockets handed over."""
 
 from __future__ import annotations
 
@@ -13,16 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from pygdnsd.control import protocol, takeover
+from pygdnsd.control import protocol
 from pygdnsd.control.protocol import RequestKey
-from pygdnsd.control.takeover import (
+from pygdnsd.engine.stats import Stats
+from pygdnsd.replace import socket_plan, takeover
+from pygdnsd.replace.takeover import (
     HandoffSet,
     Outcome,
     TakeoverClient,
     TakeoverError,
     TakeoverRefused,
 )
-from pygdnsd.engine.stats import Stats
 from pygdnsd.transport.listeners import TCP, UDP, ListenSocket, SocketSpec
 
 CHALLENGE = protocol.AcmeChallenge(b"\x07example\x03com\x00", b"a" * 43)
@@ -333,7 +334,7 @@ def test_plan_sockets_reuses_matches_and_sorts_out_the_rest() -> None:
               fake(spec("127.0.0.1", UDP, 1))]
     try:
         wanted = [spec("::1", UDP), spec("127.0.0.1", UDP), spec("127.0.0.3", UDP)]
-        plan = takeover.plan_sockets(handed, wanted)
+        plan = socket_plan.plan_sockets(handed, wanted)
         assert [listener.spec for listener in plan.reuse] == wanted[:2]  # our spelling kept
         assert [listener.sock for listener in plan.reuse] == [handed[1].sock, handed[0].sock]
         assert [listener.spec for listener in plan.close] == [handed[2].spec, handed[3].spec]

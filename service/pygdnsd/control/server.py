@@ -33,8 +33,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from pygdnsd.control import protocol, takeover
+from pygdnsd.control import protocol
 from pygdnsd.control.protocol import RequestKey, ResponseKey
+from pygdnsd.replace import takeover
 
 log = logging.getLogger(__name__)
 

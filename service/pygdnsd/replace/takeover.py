@@ -1,22 +1,7 @@
 """The inter-daemon takeover conversation (ControlSocket.md), both ends.
 
-The new daemon connects to the old one's control socket and speaks, on ONE
-connection, with its PID in ``d`` of every takeover request:
-
-1. REQ_INFO            -> ACK (version, old PID): a health check.
-2. REQ_TAK1 (pid)      -> ACK; the old daemon is now locked onto this PID and
-                          answers other state-changing clients RESP_LATR
-                          (that part is the control server's).  LATR/FAIL: refused.
-3. REQ_TAK2 (pid)      -> ACK (v: count, d: bytes) + the live ACME challenges.
-4. REQ_TAKE (pid)      -> the old daemon stops accepting control connections
-                          and sends ACK (v: fd count, d: metadata bytes), the
-                          metadata JSON, and the descriptors as SCM_RIGHTS: the
-                          instance lock, the control listener, every DNS socket.
-   (the new daemon now serves on them, claims the unit with MAINPID+READY and
-   a barrier under systemd, or rewrites the pidfile otherwise)
-5. REQ_STOP            -> ACK; the old daemon stops reading its DNS sockets,
-                          answers what it already read, then pushes PSH_SHAND
-                          (its final counters, 64-bit each) and exits: EOF.
+The steps, one connection, the new daemon's PID in every request, are told in
+the ``replace`` package's docstring; this module speaks them.
 
 Deviations from gdnsd 3.8.1, and why:
 
@@ -24,7 +9,7 @@ Deviations from gdnsd 3.8.1, and why:
   and the SocketSpec of each DNS socket) plus the old daemon's start time and
   WatchdogSec; gdnsd sends ``d = 0`` and finds out what each socket is with
   getsockname. The description also lets the receiver check each socket is
-  what it claims (``fdpass.adopt``). A gdnsd peer would not understand our
+  what it claims (``fd_passing.adopt``). A gdnsd peer would not understand our
   TAKE ACK, and we would not understand its: mixed takeovers fail cleanly
   at TAKE and the old daemon resumes (gdnsd's own behaviour on failure).
 * The new daemon does its slow work (config, zones) *before* TAK1, not between
@@ -45,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import ipaddress
 import logging
 import os
 import socket
@@ -54,12 +38,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from pygdnsd.control import fdpass, protocol
-from pygdnsd.control.fdpass import FdDescription, FdRole, HandedOver
+from pygdnsd.control import protocol
 from pygdnsd.control.protocol import RequestKey, ResponseKey
 from pygdnsd.engine.stats import DNS_COUNTERS, TCP_COUNTERS, UDP_COUNTERS
 from pygdnsd.errors import GdnsdError
-from pygdnsd.transport.listeners import ListenSocket, SocketSpec
+from pygdnsd.replace import fd_passing
+from pygdnsd.replace.fd_passing import FdDescription, FdRole, HandedOver
+from pygdnsd.transport.listeners import ListenSocket
 
 log = logging.getLogger(__name__)
 
@@ -98,36 +83,6 @@ def snapshot_from_counters(counters: Sequence[int]) -> dict[str, dict[str, int]]
     for (group, name), value in zip(STATS_ORDER, counters, strict=False):
         out[group][name] = value
     return out
-
-
-# --- matching handed-over sockets to our own config --------------------------------
-
-
-def _key(spec: SocketSpec) -> tuple[Any, ...]:
-    return (ipaddress.ip_address(spec.host), spec.port, spec.family, spec.kind, spec.index)
-
-
-@dataclass(frozen=True)
-class SocketPlan:
-    """What to do with handed-over sockets given the sockets our config wants."""
-
-    reuse: list[ListenSocket]  # in the order of ``wanted``
-    close: list[ListenSocket]  # addresses gone from the config, or fewer threads: drain, close
-    open: list[SocketSpec]  # new addresses or more threads: bind fresh with SO_REUSEPORT
-
-
-def plan_sockets(handed: Sequence[ListenSocket], wanted: Sequence[SocketSpec]) -> SocketPlan:
-    available = {_key(listener.spec): listener for listener in handed}
-    reuse: list[ListenSocket] = []
-    missing: list[SocketSpec] = []
-    for spec in wanted:
-        listener = available.pop(_key(spec), None)
-        if listener is None:
-            missing.append(spec)
-        else:
-            # Keep our spelling of the address with the kernel socket we were given.
-            reuse.append(ListenSocket(spec, listener.sock))
-    return SocketPlan(reuse, list(available.values()), missing)
 
 
 # --- the new daemon's end ---------------------------------------------------------
@@ -224,7 +179,7 @@ class TakeoverClient:
         request = protocol.takeover_request(RequestKey.TAKE, self.pid)
         try:
             self.sock.sendall(request.encode())
-            raw_header, fds = fdpass.recv_with_fds(
+            raw_header, fds = fd_passing.recv_with_fds(
                 self.sock, protocol.HEADER_SIZE, MAX_HANDOFF_FDS, self.step_timeout
             )
         except OSError as exc:
@@ -237,17 +192,17 @@ class TakeoverClient:
                 )
             if header.d > _MAX_METADATA or header.count > MAX_HANDOFF_FDS:
                 raise TakeoverError(f"REQ_TAKE answer claims {header.count} fds, {header.d} bytes")
-            raw, more = fdpass.recv_with_fds(
+            raw, more = fd_passing.recv_with_fds(
                 self.sock, header.d, header.count - len(fds), self.step_timeout
             )
             fds.extend(more)
             if len(fds) != header.count:
                 raise TakeoverError(f"{len(fds)} descriptors arrived, {header.count} announced")
-            descriptions, extra = fdpass.decode_descriptions(raw)
+            descriptions, extra = fd_passing.decode_descriptions(raw)
         except BaseException:
-            fdpass.close_fds(fds)
+            fd_passing.close_fds(fds)
             raise
-        return TakenOver(fdpass.adopt(descriptions, fds), extra)
+        return TakenOver(fd_passing.adopt(descriptions, fds), extra)
 
     def stop_old(self, timeout: float | None = None) -> dict[str, dict[str, int]]:
         """REQ_STOP, then the old daemon's final counters (PSH_SHAND), then its exit (EOF).
@@ -405,10 +360,10 @@ def serve_takeover(
                 source.pause_control_accept()
                 took = True
                 handoff = source.handoff()
-                metadata = fdpass.encode_descriptions(handoff.descriptions(), dict(handoff.extra))
+                metadata = fd_passing.encode_descriptions(handoff.descriptions(), dict(handoff.extra))
                 fds = handoff.fds()
                 header = protocol.header_with_count(ResponseKey.ACK, len(fds), len(metadata))
-                fdpass.send_with_fds(conn, header.encode() + metadata, fds)
+                fd_passing.send_with_fds(conn, header.encode() + metadata, fds)
                 log.info("takeover: handed %d descriptors to PID %d", len(fds), pid)
             elif key == RequestKey.STOP and took:
                 _send(conn, protocol.response(ResponseKey.ACK))

@@ -1,4 +1,4 @@
-"""The lifecycle pieces one at a time: lock, pidfile, startup pipe, reloader, watcher, reports, verbs' parsing."""
+"""The daemon's pieces one at a time: lock, pidfile, startup pipe, reloader, watcher, JSON answers, verbs' parsing."""
 
 from __future__ import annotations
 
@@ -12,16 +12,16 @@ from pathlib import Path
 import pytest
 
 from pygdnsd.cli import gdnsd
+from pygdnsd.control import json_answers
+from pygdnsd.daemon.daemonize import READY, StartupReport, read_verdict
+from pygdnsd.daemon.lock import AlreadyRunning, InstanceLock, ensure_run_dir
+from pygdnsd.daemon.pidfile import Pidfile, PidfileState, probe
+from pygdnsd.daemon.privileges import lookup_user
 from pygdnsd.engine.stats import Stats
 from pygdnsd.errors import ConfigError, ZoneError
-from pygdnsd.lifecycle import reports
-from pygdnsd.lifecycle.daemonize import READY, StartupReport, read_verdict
-from pygdnsd.lifecycle.lock import AlreadyRunning, InstanceLock, ensure_run_dir
-from pygdnsd.lifecycle.pidfile import Pidfile, PidfileState, probe
-from pygdnsd.lifecycle.privileges import lookup_user
-from pygdnsd.lifecycle.reload import ZoneReloader
-from pygdnsd.lifecycle.watcher import ZonesWatcher
 from pygdnsd.zones.model import ZoneSet
+from pygdnsd.zones.reload import ZoneReloader
+from pygdnsd.zones.watcher import ZonesWatcher
 
 
 def test_lock_is_exclusive_and_released_on_close(tmp_path: Path) -> None:
@@ -174,10 +174,10 @@ def test_watcher_fires_once_per_settled_burst(tmp_path: Path, use_inotify: bool)
 def test_stats_json_is_gdnsd_layout() -> None:
     stats = Stats()
     stats.dns.bump("noerror", 3)
-    body = reports.stats_json(stats, 42).decode()
+    body = json_answers.stats_json(stats, 42).decode()
     assert body.startswith('{\n\t"uptime": 42,\n\t"stats": {\n\t\t"noerror": 3,\n\t\t"refused": 0,\n')
     assert body.endswith('\t\t"acceptfail": 0\n\t}\n}\n')
-    assert reports.states_json({}) == b"{\n\n}\n"
+    assert json_answers.states_json({}) == b"{\n\n}\n"
 
 
 def test_unknown_user_names_the_option() -> None:

@@ -31,31 +31,35 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+from pygdnsd.control import json_answers
 from pygdnsd.control import server as control_server
 from pygdnsd.control.protocol import COMPAT_VERSION, AcmeChallenge
 from pygdnsd.control.server import ControlServer, Outcome
-from pygdnsd.control.takeover import HandoffSet, TakenOver, plan_sockets
-from pygdnsd.engine.stats import Stats
-from pygdnsd.errors import GdnsdError
-from pygdnsd.instance import Instance, Loaded, read_zones, zones_dir
-from pygdnsd.instance import load as load_all
-from pygdnsd.lifecycle import activation, heap, notify, reports, succession
-from pygdnsd.lifecycle.daemonize import StartupReport
-from pygdnsd.lifecycle.heartbeat import Heartbeat
-from pygdnsd.lifecycle.lock import (
+from pygdnsd.daemon import gc_freeze
+from pygdnsd.daemon.daemonize import StartupReport
+from pygdnsd.daemon.lock import (
     LOCK_NAME,
     SOCKET_NAME,
     AlreadyRunning,
     InstanceLock,
     ensure_run_dir,
 )
-from pygdnsd.lifecycle.pidfile import Pidfile
-from pygdnsd.lifecycle.privileges import User, drop_to, lookup_user
-from pygdnsd.lifecycle.reload import ZoneReloader
-from pygdnsd.lifecycle.spawn import spawn_replacement
-from pygdnsd.lifecycle.watcher import ZonesWatcher
+from pygdnsd.daemon.pidfile import Pidfile
+from pygdnsd.daemon.privileges import User, drop_to, lookup_user
+from pygdnsd.engine.stats import Stats
+from pygdnsd.errors import GdnsdError
+from pygdnsd.instance import Instance, Loaded, read_zones, zones_dir
+from pygdnsd.instance import load as load_all
+from pygdnsd.replace import new_daemon
+from pygdnsd.replace.socket_plan import plan_sockets
+from pygdnsd.replace.spawn import spawn_replacement
+from pygdnsd.replace.takeover import HandoffSet, TakenOver
+from pygdnsd.systemd import notify, socket_activation
+from pygdnsd.systemd.watchdog import Heartbeat
 from pygdnsd.transport.listeners import UDP, ListenSocket, SocketSpec, open_tcp, open_udp, specs_for
 from pygdnsd.zones.model import ZoneSet
+from pygdnsd.zones.reload import ZoneReloader
+from pygdnsd.zones.watcher import ZonesWatcher
 
 log = logging.getLogger("gdnsd")
 
@@ -130,14 +134,14 @@ class Daemon:
         """The DNS sockets and the control socket, both bound while we may still be root."""
         path = self.run_dir / SOCKET_NAME
         # Socket activation (gdnsd.socket): use what systemd passed, by label.
-        passed = activation.activated(self.instance.endpoints, str(path))
+        passed = socket_activation.activated(self.instance.endpoints, str(path))
         if passed is None:
             self.sockets = self.instance.bind()
         else:
-            for line in activation.describe(passed):
+            for line in socket_activation.describe(passed):
                 log.info("%s", line)
             self.activated_counts = passed.counts
-            self.sockets = [*passed.dns, *activation.open_unpassed(self.instance.endpoints, passed)]
+            self.sockets = [*passed.dns, *socket_activation.open_unpassed(self.instance.endpoints, passed)]
             if passed.control is not None:
                 self.control_listener = passed.control
                 return
@@ -161,8 +165,8 @@ class Daemon:
             raise GdnsdError("the old daemon did not hand over its lock and control socket")
         wanted = [spec for endpoint in self.instance.endpoints for spec in specs_for(endpoint)]
         # Addresses systemd passed sockets for keep exactly those (activation's rule).
-        self.activated_counts = activation.counts_from_handoff(taken.extra.get("activated"))
-        wanted = activation.keep_for(self.activated_counts, wanted)
+        self.activated_counts = socket_activation.counts_from_handoff(taken.extra.get("activated"))
+        wanted = socket_activation.keep_for(self.activated_counts, wanted)
         plan = plan_sockets(handed.dns, wanted)
         fresh = [ListenSocket(spec, self._open(spec)) for spec in plan.open]
         addresses = {(spec.host, spec.port) for spec in wanted}
@@ -173,10 +177,10 @@ class Daemon:
                 # Fewer threads for a kept address: the kernel spreads its traffic over
                 # every socket of the group, so closing one would drop what is queued
                 # in it. It is served on until the next full restart.
-                log.info("%s: keeping surplus %s socket #%d of %s", succession.NEW, spec.kind.upper(), spec.index, spec.label)
+                log.info("%s: keeping surplus %s socket #%d of %s", new_daemon.NEW, spec.kind.upper(), spec.index, spec.label)
                 surplus.append(listener)
             else:
-                log.info("%s: closing the socket of removed address %s %s", succession.NEW, spec.kind.upper(), spec.label)
+                log.info("%s: closing the socket of removed address %s %s", new_daemon.NEW, spec.kind.upper(), spec.label)
                 listener.sock.close()
         self.lock = InstanceLock.adopt(handed.lock_fd, self.run_dir / LOCK_NAME)
         self.control_listener = handed.control
@@ -191,7 +195,7 @@ class Daemon:
 
     def _open(self, spec: SocketSpec) -> socket.socket:
         endpoint = next(e for e in self.instance.endpoints if (e.host, e.port) == (spec.host, spec.port))
-        log.info("%s: binding new address %s %s", succession.NEW, spec.kind.upper(), spec.label)
+        log.info("%s: binding new address %s %s", new_daemon.NEW, spec.kind.upper(), spec.label)
         return open_udp(spec, endpoint) if spec.kind == UDP else open_tcp(spec, endpoint)
 
     @property
@@ -229,7 +233,7 @@ class Daemon:
     def serve(self) -> None:
         instance = self.instance
         dynamic = instance.dynamic
-        heap.settle(collect=True)
+        gc_freeze.settle(collect=True)
         instance.serve(self.sockets)
         if dynamic is not None:
             dynamic.monitor.start()
@@ -250,7 +254,7 @@ class Daemon:
     def _swap_zones(self, zones: ZoneSet) -> None:
         self.instance.responder.set_zones(zones)
         # After the swap, so the new generation's (still empty) caches are frozen too.
-        heap.settle(collect=False)
+        gc_freeze.settle(collect=False)
         self.instance.refresh_workers()
 
     # --- running ---------------------------------------------------------------
@@ -323,13 +327,13 @@ class Daemon:
         return int(time.monotonic() - self.started_at)
 
     def stats_json(self) -> bytes:
-        return reports.stats_json(self.instance.total_stats(), self.uptime())
+        return json_answers.stats_json(self.instance.total_stats(), self.uptime())
 
     def states_json(self) -> bytes:
         dynamic = self.instance.dynamic
         if dynamic is not None and dynamic.monitor.names():
             return dynamic.monitor.states_json().encode("utf-8")
-        return reports.states_json({})  # gdnsd's answer for no monitored services
+        return json_answers.states_json({})  # gdnsd's answer for no monitored services
 
     def reload_zones(self) -> Outcome:
         with contextlib.suppress(notify.NotifyError):
@@ -377,7 +381,7 @@ class Daemon:
         extra = {
             "started": self.started_at,
             "watchdog_usec": self.watchdog_usec,
-            "activated": activation.counts_to_handoff(self.activated_counts),
+            "activated": socket_activation.counts_to_handoff(self.activated_counts),
         }
         return HandoffSet(self.lock.fd, self.control_listener.fileno(), list(self.sockets), extra)
 
@@ -435,8 +439,8 @@ def run(request: StartRequest, report: StartupReport | None = None, load: Loader
     """
     report = report if report is not None else StartupReport(None)
     daemon: Daemon | None = None
-    predecessor: succession.Predecessor | None = None
-    watch = succession.HelperWatch(report) if request.replace else None
+    predecessor: new_daemon.Predecessor | None = None
+    watch = new_daemon.HelperWatch(report) if request.replace else None
     try:
         if watch is not None:
             watch.start()
@@ -444,9 +448,9 @@ def run(request: StartRequest, report: StartupReport | None = None, load: Loader
         daemon.first_monitoring_round()
         daemon.install_signal_handlers()
         if request.replace:
-            succession.crash_point("after-load")
+            new_daemon.crash_point("after-load")
             daemon.replacing = True
-            predecessor = succession.take_over(daemon)
+            predecessor = new_daemon.take_over(daemon)
         else:
             try:
                 daemon.acquire_lock()
@@ -462,7 +466,7 @@ def run(request: StartRequest, report: StartupReport | None = None, load: Loader
         daemon.drop_privileges()
         daemon.serve()
         if predecessor is not None:
-            succession.crash_point("before-ready")
+            new_daemon.crash_point("before-ready")
         if watch is not None:
             watch.commit()
         if predecessor is None:
@@ -473,10 +477,10 @@ def run(request: StartRequest, report: StartupReport | None = None, load: Loader
             daemon.last_replace = time.time()
             log.info(
                 "%s: replace complete: serving as PID %d, the old daemon (PID %s) is gone",
-                succession.NEW,
+                new_daemon.NEW,
                 os.getpid(),
                 predecessor.old_pid,
-                extra=succession.event("replace-done", predecessor.old_pid),
+                extra=new_daemon.event("replace-done", predecessor.old_pid),
             )
         daemon.replacing = False
     except BaseException as exc:
@@ -486,7 +490,7 @@ def run(request: StartRequest, report: StartupReport | None = None, load: Loader
         if request.replace:
             old_pid = predecessor.old_pid if predecessor is not None else None
             log.error(
-                "%s: replace failed: %s", succession.NEW, reason, extra=succession.event("replace-failed", old_pid)
+                "%s: replace failed: %s", new_daemon.NEW, reason, extra=new_daemon.event("replace-failed", old_pid)
             )
         if predecessor is not None:
             predecessor.abandon()

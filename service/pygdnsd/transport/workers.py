@@ -56,7 +56,9 @@ from multiprocessing.connection import Connection
 from typing import NoReturn
 
 from pygdnsd.engine.stats import Stats
-from pygdnsd.lifecycle.worker_process import (
+from pygdnsd.monitoring.monitor import Monitor
+from pygdnsd.transport.answerer import Answerer
+from pygdnsd.transport.worker_process import (
     FINAL,
     READY,
     STATS,
@@ -67,8 +69,6 @@ from pygdnsd.lifecycle.worker_process import (
     split,
     states_message,
 )
-from pygdnsd.monitoring.monitor import Monitor
-from pygdnsd.transport.answerer import Answerer
 
 REPLY_SECONDS = 2.0  # a live worker answers a stats request in microseconds
 STOP_SECONDS = 15.0  # each serving thread gets 5 s to stop; then the worker is killed

@@ -32,16 +32,16 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Protocol
 
 from pygdnsd.control.protocol import ResponseKey
-from pygdnsd.control.takeover import TakeoverClient, TakeoverError, TakeoverRefused
+from pygdnsd.daemon.daemonize import StartupReport, reader_gone
+from pygdnsd.daemon.initscript_verbs import wait_gone
+from pygdnsd.daemon.lock import SOCKET_NAME, AlreadyRunning, InstanceLock
+from pygdnsd.daemon.pidfile import PidfileState, probe
 from pygdnsd.errors import GdnsdError
-from pygdnsd.lifecycle import notify
-from pygdnsd.lifecycle.daemonize import StartupReport, reader_gone
-from pygdnsd.lifecycle.lock import SOCKET_NAME, AlreadyRunning, InstanceLock
-from pygdnsd.lifecycle.pidfile import PidfileState, probe
-from pygdnsd.lifecycle.verbs import wait_gone
+from pygdnsd.replace.takeover import TakeoverClient, TakeoverError, TakeoverRefused
+from pygdnsd.systemd import notify
 
 if TYPE_CHECKING:
-    from pygdnsd.lifecycle.daemon import Daemon
+    from pygdnsd.daemon.daemon import Daemon
 
 log = logging.getLogger("gdnsd")
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TextIO
 
-from pygdnsd.lifecycle import verbs
-from pygdnsd.lifecycle.systemd_unit import (
+from pygdnsd.daemon import initscript_verbs
+from pygdnsd.systemd.unit import (
     Bus,
     SystemdUnit,
     SystemdUnitError,
@@ -28,7 +28,7 @@ def managing_unit(cfgdir: Path, bus: Bus | None = None) -> SystemdUnit | None:
     """gdnsd.service if systemd runs the daemon of ``cfgdir``, else None (act directly)."""
     if not systemd_booted() or in_unit_cgroup():
         return None  # no systemd here, or systemd is running us (ExecReload, ExecStop)
-    running = verbs.find_running(verbs.Where.of(cfgdir))
+    running = initscript_verbs.find_running(initscript_verbs.Where.of(cfgdir))
     return unit_of_daemon(running.pid if running is not None else None, bus)
 
 
@@ -38,7 +38,7 @@ def status(unit: SystemdUnit, cfgdir: Path, out: TextIO) -> int:
         print(unit.state().describe(), file=out)
     except SystemdUnitError as exc:
         print(f"{unit.name}: unknown ({exc})", file=out)
-    return verbs.status(cfgdir, out)
+    return initscript_verbs.status(cfgdir, out)
 
 
 def stop(unit: SystemdUnit, timeout: float, err: TextIO) -> int:
@@ -94,5 +94,5 @@ def run(unit: SystemdUnit, action: str, cfgdir: Path, replace_timeout: float, ou
     if action == "status":
         return status(unit, cfgdir, out)
     if action == "stop":
-        return stop(unit, verbs.DEFAULT_TIMEOUT, err)
+        return stop(unit, initscript_verbs.DEFAULT_TIMEOUT, err)
     return replace(unit, replace_timeout, err)

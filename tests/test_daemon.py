@@ -10,7 +10,7 @@ import subprocess
 import threading
 
 from conftest import pygdnsd_python
-from test_lifecycle_support import (
+from daemon_support import (
     Site,
     a_records,
     alive,

@@ -18,8 +18,8 @@ from typing import Any, TextIO
 
 from pygdnsd.config.options import load_config
 from pygdnsd.control.client import ControlClient, ControlError, DaemonNotRunning
-from pygdnsd.lifecycle.lock import SOCKET_NAME
-from pygdnsd.lifecycle.pidfile import PidfileState, probe
+from pygdnsd.daemon.lock import SOCKET_NAME
+from pygdnsd.daemon.pidfile import PidfileState, probe
 
 LSB_RUNNING = 0
 LSB_DEAD_WITH_PIDFILE = 1
