@@ -11,7 +11,9 @@ loads while the old one serves); racing starts all load, and the lock lets
 exactly one of them go on. The sockets are bound while still root; serving
 threads start only once the process runs as the configured user.
 
-A replace (``-R``, ``succession``) swaps "acquire lock" and "bind sockets"
+``run`` is that sequence for every start; what depends on what runs
+already is a ``daemon.start.Start``. A replace (``-R``,
+``replace.new_daemon.Replacement``) swaps "acquire lock" and "bind sockets"
 for the descriptors the old daemon hands over (``adopt``), and writes the
 pidfile only once it serves. The old daemon's side of that conversation is
 the ``TakeoverHost`` part of ``Daemon``.
@@ -40,12 +42,12 @@ from pygdnsd.daemon.daemonize import StartupReport
 from pygdnsd.daemon.lock import (
     LOCK_NAME,
     SOCKET_NAME,
-    AlreadyRunning,
     InstanceLock,
     ensure_run_dir,
 )
 from pygdnsd.daemon.pidfile import Pidfile
 from pygdnsd.daemon.privileges import User, drop_to, lookup_user
+from pygdnsd.daemon.start import FreshStart, Start
 from pygdnsd.engine.stats import Stats
 from pygdnsd.errors import GdnsdError
 from pygdnsd.instance import Instance, Loaded, read_zones, zones_dir
@@ -66,8 +68,8 @@ log = logging.getLogger("gdnsd")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 RELOAD_SIGNAL = signal.SIGHUP
 CONTROL_STOP_MESSAGE = "Exiting cleanly due to control socket client request"
-OLD = "REPLACE[old daemon]"
-HANDED_OVER_MESSAGE = f"{OLD}: Exiting cleanly at request of new daemon"
+OLD_DAEMON_LOG_PREFIX = "REPLACE[old daemon]"
+HANDED_OVER_MESSAGE = f"{OLD_DAEMON_LOG_PREFIX}: Exiting cleanly at request of new daemon"
 REPL_TIMEOUT = 300.0
 
 
@@ -128,11 +130,18 @@ class Daemon:
 
     def acquire_lock(self) -> None:
         ensure_run_dir(self.run_dir, self._owner)
+        self.take_lock()
+
+    def take_lock(self) -> None:
         self.lock = InstanceLock.acquire(self.run_dir)
+
+    @property
+    def control_path(self) -> Path:
+        return self.run_dir / SOCKET_NAME
 
     def bind(self) -> None:
         """The DNS sockets and the control socket, both bound while we may still be root."""
-        path = self.run_dir / SOCKET_NAME
+        path = self.control_path
         # Socket activation (gdnsd.socket): use what systemd passed, by label.
         passed = socket_activation.activated(self.instance.endpoints, str(path))
         if passed is None:
@@ -177,10 +186,10 @@ class Daemon:
                 # Fewer threads for a kept address: the kernel spreads its traffic over
                 # every socket of the group, so closing one would drop what is queued
                 # in it. It is served on until the next full restart.
-                log.info("%s: keeping surplus %s socket #%d of %s", new_daemon.NEW, spec.kind.upper(), spec.index, spec.label)
+                log.info("%s: keeping surplus %s socket #%d of %s", new_daemon.NEW_DAEMON_LOG_PREFIX, spec.kind.upper(), spec.index, spec.label)
                 surplus.append(listener)
             else:
-                log.info("%s: closing the socket of removed address %s %s", new_daemon.NEW, spec.kind.upper(), spec.label)
+                log.info("%s: closing the socket of removed address %s %s", new_daemon.NEW_DAEMON_LOG_PREFIX, spec.kind.upper(), spec.label)
                 listener.sock.close()
         self.lock = InstanceLock.adopt(handed.lock_fd, self.run_dir / LOCK_NAME)
         self.control_listener = handed.control
@@ -195,7 +204,7 @@ class Daemon:
 
     def _open(self, spec: SocketSpec) -> socket.socket:
         endpoint = next(e for e in self.instance.endpoints if (e.host, e.port) == (spec.host, spec.port))
-        log.info("%s: binding new address %s %s", new_daemon.NEW, spec.kind.upper(), spec.label)
+        log.info("%s: binding new address %s %s", new_daemon.NEW_DAEMON_LOG_PREFIX, spec.kind.upper(), spec.label)
         return open_udp(spec, endpoint) if spec.kind == UDP else open_tcp(spec, endpoint)
 
     @property
@@ -250,6 +259,9 @@ class Daemon:
             self.watcher.start()
             log.info("zones_auto_reload: watching '%s' (%s)", zones_dir(self.config), self.watcher.mode)
         log.info("DNS listeners started")
+
+    def absorb_stats(self, final: dict[str, dict[str, int]]) -> None:
+        self.instance.stats.absorb(final)
 
     def _swap_zones(self, zones: ZoneSet) -> None:
         self.instance.responder.set_zones(zones)
@@ -358,9 +370,9 @@ class Daemon:
                 return Outcome.ACK
             status = helper.poll()
             if status is not None and not self._successor_serving.wait(0.5):
-                log.error("%s: the replacement daemon failed to start (exit status %d)", OLD, status)
+                log.error("%s: the replacement daemon failed to start (exit status %d)", OLD_DAEMON_LOG_PREFIX, status)
                 return Outcome.FAIL
-        log.error("%s: the replacement daemon did not take over within %gs", OLD, REPL_TIMEOUT)
+        log.error("%s: the replacement daemon did not take over within %gs", OLD_DAEMON_LOG_PREFIX, REPL_TIMEOUT)
         return Outcome.FAIL
 
     # --- TakeoverHost (the old daemon's side of a replace) -------------------------
@@ -386,7 +398,7 @@ class Daemon:
         return HandoffSet(self.lock.fd, self.control_listener.fileno(), list(self.sockets), extra)
 
     def stop_serving(self) -> None:
-        log.info("%s: the new daemon serves: stopping here", OLD)
+        log.info("%s: the new daemon serves: stopping here", OLD_DAEMON_LOG_PREFIX)
         self._successor_serving.set()
         if self.heartbeat is not None:
             self.heartbeat.close()  # STATUS= is the new daemon's to say now
@@ -401,7 +413,7 @@ class Daemon:
         return self.instance.total_stats().snapshot()
 
     def takeover_failed(self, reason: str) -> None:
-        log.error("%s: takeover failed (%s): serving on", OLD, reason)
+        log.error("%s: takeover failed (%s): serving on", OLD_DAEMON_LOG_PREFIX, reason)
         if self.control is not None:
             self.control.resume_accepting()
 
@@ -438,62 +450,24 @@ def run(request: StartRequest, report: StartupReport | None = None, load: Loader
     reason startup failed. ``load`` reads config and zones (``instance.load``).
     """
     report = report if report is not None else StartupReport(None)
+    start: Start[Daemon] = (
+        new_daemon.Replacement(report) if request.replace else FreshStart(request.idempotent)
+    )
     daemon: Daemon | None = None
-    predecessor: new_daemon.Predecessor | None = None
-    watch = new_daemon.HelperWatch(report) if request.replace else None
     try:
-        if watch is not None:
-            watch.start()
+        start.begin()
         daemon = Daemon(load(request.cfgdir, request.strict_data))
         daemon.first_monitoring_round()
         daemon.install_signal_handlers()
-        if request.replace:
-            new_daemon.crash_point("after-load")
-            daemon.replacing = True
-            predecessor = new_daemon.take_over(daemon)
-        else:
-            try:
-                daemon.acquire_lock()
-            except AlreadyRunning:
-                if not request.idempotent:
-                    raise
-                log.info("Another instance is already running, success")
-                report.ready()
-                return 0
-            daemon.bind()
-        if predecessor is None:
-            daemon.write_pidfile()
+        if not start.acquire(daemon):
+            report.ready()
+            return 0
         daemon.drop_privileges()
         daemon.serve()
-        if predecessor is not None:
-            new_daemon.crash_point("before-ready")
-        if watch is not None:
-            watch.commit()
-        if predecessor is None:
-            with contextlib.suppress(notify.NotifyError):
-                notify.ready()
-        else:
-            predecessor.claim(daemon)
-            daemon.last_replace = time.time()
-            log.info(
-                "%s: replace complete: serving as PID %d, the old daemon (PID %s) is gone",
-                new_daemon.NEW,
-                os.getpid(),
-                predecessor.old_pid,
-                extra=new_daemon.event("replace-done", predecessor.old_pid),
-            )
-        daemon.replacing = False
+        start.claim(daemon)
     except BaseException as exc:
-        if watch is not None:
-            watch.commit()  # we are failing anyway: the watch must not race report.failed
         reason = str(exc) if isinstance(exc, GdnsdError) else f"startup failed: {exc!r}"
-        if request.replace:
-            old_pid = predecessor.old_pid if predecessor is not None else None
-            log.error(
-                "%s: replace failed: %s", new_daemon.NEW, reason, extra=new_daemon.event("replace-failed", old_pid)
-            )
-        if predecessor is not None:
-            predecessor.abandon()
+        start.abandon(reason)
         if daemon is not None:
             with contextlib.suppress(Exception):
                 daemon.shutdown()
