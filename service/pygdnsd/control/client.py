@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from pygdnsd.control import protocol
+from pygdnsd.control.deadline_read import ReadStopped, read_exactly
 from pygdnsd.control.protocol import RequestKey, ResponseKey
 from pygdnsd.errors import GdnsdError
 
@@ -272,21 +273,15 @@ class ControlClient:
 
     def _recv_exactly(self, size: int) -> bytes:
         sock = self._connected()
-        chunks = bytearray()
-        # Each recv returns at least one byte or ends the loop, so this is bounded by size.
-        while len(chunks) < size:
-            try:
-                sock.settimeout(self._remaining())
-                chunk = sock.recv(min(size - len(chunks), 1 << 20))
-            except TimeoutError as exc:
-                raise ControlTimeout("Operation timed out") from exc
-            except OSError as exc:
-                raise CommsError(f"{size}-byte recv() failed: {_reason(exc)}") from exc
-            if not chunk:
-                # Worded as gdnsdctl words it (its errno is 0 at EOF).
-                raise CommsError(f"{size}-byte recv() failed with retval {len(chunks)}: Success")
-            chunks += chunk
-        return bytes(chunks)
+        try:
+            return read_exactly(sock, size, self._deadline)
+        except ReadStopped as stop:
+            if stop.timed_out:
+                raise ControlTimeout("Operation timed out") from stop
+            # Worded as gdnsdctl words it (its errno is 0 at EOF).
+            raise CommsError(f"{size}-byte recv() failed with retval {stop.received}: Success") from stop
+        except OSError as exc:
+            raise CommsError(f"{size}-byte recv() failed: {_reason(exc)}") from exc
 
     def _await_exit(self) -> None:
         """Read until EOF: the daemon's exit closes the connection it acknowledged on."""

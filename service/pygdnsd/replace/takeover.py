@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pygdnsd.control import protocol
+from pygdnsd.control.deadline_read import ReadStopped, read_exactly
 from pygdnsd.control.protocol import RequestKey, ResponseKey
 from pygdnsd.engine.stats import DNS_COUNTERS, TCP_COUNTERS, UDP_COUNTERS
 from pygdnsd.errors import GdnsdError
@@ -120,24 +121,14 @@ class TakeoverClient:
         self.sock.close()
 
     def _recv_exact(self, size: int, deadline: float, what: str) -> bytes:
-        data = bytearray()
-        for _ in range(size + 1):
-            if len(data) >= size:
-                break
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TakeoverError(f"timed out waiting for {what}")
-            self.sock.settimeout(remaining)
-            try:
-                chunk = self.sock.recv(size - len(data))
-            except TimeoutError as exc:
-                raise TakeoverError(f"timed out waiting for {what}") from exc
-            except OSError as exc:
-                raise TakeoverError(f"connection failed waiting for {what}: {exc.strerror or exc}") from exc
-            if not chunk:
-                raise TakeoverError(f"the old daemon closed the connection before {what}")
-            data += chunk
-        return bytes(data)
+        try:
+            return read_exactly(self.sock, size, deadline)
+        except ReadStopped as stop:
+            if stop.timed_out:
+                raise TakeoverError(f"timed out waiting for {what}") from stop
+            raise TakeoverError(f"the old daemon closed the connection before {what}") from stop
+        except OSError as exc:
+            raise TakeoverError(f"connection failed waiting for {what}: {exc.strerror or exc}") from exc
 
     def _request(self, request: protocol.Request) -> protocol.Header:
         name = protocol.key_name(request.key)
