@@ -32,6 +32,8 @@ REPO = Path(__file__).resolve().parent.parent
 REAL_GDNSD = Path("/usr/sbin/gdnsd")
 READY_LINE = "DNS listeners started"
 PLACEHOLDER_FILES = ("config",)
+# The ``site`` fixture of the daemon, replace and systemd tests, for every module.
+pytest_plugins = ["daemon_support"]
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -19,11 +19,8 @@ from daemon_support import (
     gdnsd,
     pids_serving,
     query,
-    site,
     wait_for,
 )
-
-__all__ = ["site"]  # the fixture
 
 LOCKED = "Another instance is running and has the control socket locked, failing"  # gdnsd's words
 

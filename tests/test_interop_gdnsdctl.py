@@ -23,11 +23,8 @@ from daemon_support import (
     daemonize,
     debian_gdnsdctl,
     query,
-    site,
     wait_for,
 )
-
-__all__ = ["site"]  # the fixture
 
 pytestmark = pytest.mark.skipif(
     not (DEBIAN_GDNSDCTL.exists() and REAL_GDNSD.exists()),

@@ -26,11 +26,8 @@ from daemon_support import (
     gdnsd,
     kill_all,
     query,
-    site,
     wait_for,
 )
-
-__all__ = ["site"]  # the fixture
 
 
 def require_root() -> None:
