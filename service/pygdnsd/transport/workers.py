@@ -13,7 +13,7 @@ Why this shape:
   A replace hands over the instance's descriptors exactly as before, and the
   kernel keeps each socket's queue for whoever reads it next.
 * Workers get the Responder by fork (zone data shared copy-on-write; it is
-  frozen out of the cyclic collector first, see ``heap``). Data they cannot
+  frozen out of the cyclic collector first, see ``daemon.gc_freeze``). Data they cannot
   be sent is never changed in them: a zone reload stops every worker and
   forks new ones from the instance, which holds the new data by then. Stop
   before fork keeps the switch atomic: once the reload is acknowledged no
