@@ -17,6 +17,7 @@ from pygdnsd.daemon.daemonize import READY, StartupReport, read_verdict
 from pygdnsd.daemon.lock import AlreadyRunning, InstanceLock, ensure_run_dir
 from pygdnsd.daemon.pidfile import Pidfile, PidfileState, probe
 from pygdnsd.daemon.privileges import lookup_user
+from pygdnsd.daemon.start import FreshStart
 from pygdnsd.engine.stats import Stats
 from pygdnsd.errors import ConfigError, ZoneError
 from pygdnsd.zones.model import ZoneSet
@@ -34,6 +35,43 @@ def test_lock_is_exclusive_and_released_on_close(tmp_path: Path) -> None:
     first.release()
     InstanceLock.acquire(run_dir).release()
 
+
+
+class RecordedSteps:
+    """A daemon's start steps that only record their order; the lock may be taken already."""
+
+    def __init__(self, locked_elsewhere: bool = False) -> None:
+        self.locked_elsewhere = locked_elsewhere
+        self.steps: list[str] = []
+
+    def acquire_lock(self) -> None:
+        self.steps.append("lock")
+        if self.locked_elsewhere:
+            raise AlreadyRunning("locked")
+
+    def bind(self) -> None:
+        self.steps.append("bind")
+
+    def write_pidfile(self) -> None:
+        self.steps.append("pidfile")
+
+
+def test_a_fresh_start_locks_binds_and_writes_the_pidfile_in_that_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
+    daemon = RecordedSteps()
+    start = FreshStart()
+    start.begin()
+    assert start.acquire(daemon)
+    start.claim(daemon)  # READY=1: a no-op without $NOTIFY_SOCKET
+    assert daemon.steps == ["lock", "bind", "pidfile"]
+
+
+def test_a_fresh_start_beside_a_running_instance_fails_unless_idempotent() -> None:
+    with pytest.raises(AlreadyRunning):
+        FreshStart().acquire(RecordedSteps(locked_elsewhere=True))
+    daemon = RecordedSteps(locked_elsewhere=True)
+    assert not FreshStart(idempotent=True).acquire(daemon)
+    assert daemon.steps == ["lock"]
 
 def test_lock_travels_with_its_descriptor(tmp_path: Path) -> None:
     """What a replace relies on: the flock goes with an fd passed by SCM_RIGHTS."""
