@@ -181,12 +181,7 @@ class ControlClient:
 
     def stop(self) -> None:
         """Returns once the daemon acknowledged the stop and then exited (EOF)."""
-
-        def ask() -> None:
-            self._plain_request(RequestKey.STOP)
-            self._await_exit()
-
-        self._with_retries(ask)
+        self._with_retries(lambda: self._request_then_exit(RequestKey.STOP))
 
     def replace(self) -> DaemonStatus:
         """Replace the daemon and return the new one's status (see request_replace)."""
@@ -196,12 +191,7 @@ class ControlClient:
 
     def request_replace(self) -> None:
         """Returns once the old daemon acknowledged a successful replace and then exited."""
-
-        def ask() -> None:
-            self._plain_request(RequestKey.REPL)
-            self._await_exit()
-
-        self._with_retries(ask)
+        self._with_retries(lambda: self._request_then_exit(RequestKey.REPL))
 
     # --- mechanics -------------------------------------------------------
 
@@ -229,6 +219,11 @@ class ControlClient:
 
     def _plain_request(self, key: RequestKey) -> None:
         self._expect_ack(self._exchange(protocol.plain_request(key)))
+
+    def _request_then_exit(self, key: RequestKey) -> None:
+        """A request whose ACK the daemon follows by exiting: wait for that too."""
+        self._plain_request(key)
+        self._await_exit()
 
     def _data_request(self, key: RequestKey) -> bytes:
         reply = self._exchange(protocol.plain_request(key))
