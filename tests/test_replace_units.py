@@ -21,7 +21,8 @@ from pygdnsd.daemon import daemonize
 from pygdnsd.daemon.daemonize import StartupReport, parse_verdict, read_verdict, reader_gone
 from pygdnsd.engine.stats import Stats
 from pygdnsd.replace import new_daemon
-from pygdnsd.replace.takeover import HandoffSet, TakeoverClient, TakeoverRefused
+from pygdnsd.replace.old_daemon import HandoffSet
+from pygdnsd.replace.takeover import TakeoverClient, TakeoverRefused
 from pygdnsd.systemd import watchdog
 
 

@@ -1,4 +1,4 @@
-"""replace.takeover in-process: both ends over a socketpair, with real UDP/TCP sockets handed over."""
+"""The takeover conversation in-process: both ends (replace.takeover, replace.old_daemon) over a socketpair, with real UDP/TCP sockets handed over."""
 
 from __future__ import annotations
 
@@ -16,10 +16,9 @@ import pytest
 from pygdnsd.control import protocol
 from pygdnsd.control.protocol import RequestKey
 from pygdnsd.engine.stats import Stats
-from pygdnsd.replace import socket_plan, takeover
+from pygdnsd.replace import old_daemon, socket_plan, takeover
+from pygdnsd.replace.old_daemon import HandoffSet, Outcome
 from pygdnsd.replace.takeover import (
-    HandoffSet,
-    Outcome,
     TakeoverClient,
     TakeoverError,
     TakeoverRefused,
@@ -134,7 +133,7 @@ class Conversation:
                 if request.key == RequestKey.INFO:
                     self.server_conn.sendall(protocol.info_ack(protocol.COMPAT_VERSION, 777).encode())
                     continue
-                self.outcome = takeover.serve_takeover(
+                self.outcome = old_daemon.serve_takeover(
                     self.server_conn, request, self.old, expected_pid=expected_pid, step_timeout=step_timeout
                 )
                 return

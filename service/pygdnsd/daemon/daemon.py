@@ -53,9 +53,10 @@ from pygdnsd.errors import GdnsdError
 from pygdnsd.instance import Instance, Loaded, read_zones, zones_dir
 from pygdnsd.instance import load as load_all
 from pygdnsd.replace import new_daemon
+from pygdnsd.replace.old_daemon import HandoffSet
 from pygdnsd.replace.socket_plan import plan_sockets
 from pygdnsd.replace.spawn import spawn_replacement
-from pygdnsd.replace.takeover import HandoffSet, TakenOver
+from pygdnsd.replace.takeover import TakenOver
 from pygdnsd.systemd import notify, socket_activation
 from pygdnsd.systemd.watchdog import Heartbeat
 from pygdnsd.transport.listeners import UDP, ListenSocket, SocketSpec, open_tcp, open_udp, specs_for

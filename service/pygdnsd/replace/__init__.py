@@ -11,8 +11,8 @@ Who starts it:
 The new daemon (``new_daemon.take_over``, called by ``daemon.daemon.run``)
 loads config and zones first, while the old daemon serves on, then speaks to
 the old one's control socket on ONE connection, with its PID in ``d`` of
-every takeover request (``takeover``: ``TakeoverClient`` on the new side,
-``serve_takeover`` on the old):
+every takeover request (``takeover.TakeoverClient`` on the new side,
+``old_daemon.serve_takeover`` on the old):
 
 1. REQ_INFO            -> ACK (version, old PID): a health check.
 2. REQ_TAK1 (pid)      -> ACK; the old daemon is now locked onto this PID and
