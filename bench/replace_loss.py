@@ -53,7 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from servers import free_port
 
 from loadgen import LoadOutcome, LoadResult, LoadSpec, run_argv
-from pygdnsd.lifecycle.verbs import process_gone, wait_gone
+from pygdnsd.daemon.initscript_verbs import process_gone, wait_gone
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = REPO / ".venv" / "bin" / "python"

@@ -18,11 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import free_port, pygdnsd_python
-from pygdnsd.config.options import ListenAddress
-from pygdnsd.lifecycle import activation
-from pygdnsd.lifecycle.activation import ActivationError, PassedSocket
-from pygdnsd.transport.listeners import TCP, UDP, SocketSpec
-from test_lifecycle_support import (
+from daemon_support import (
     Site,
     a_records,
     env,
@@ -33,6 +29,10 @@ from test_lifecycle_support import (
     wait_for,
     zone_text,
 )
+from pygdnsd.config.options import ListenAddress
+from pygdnsd.systemd import socket_activation
+from pygdnsd.systemd.socket_activation import ActivationError, PassedSocket
+from pygdnsd.transport.listeners import TCP, UDP, SocketSpec
 
 CONTROL_PATH = "/nonexistent/control.sock"
 
@@ -68,19 +68,19 @@ def passed(label: str, sock: socket.socket, fd: int = 3) -> PassedSocket:
 
 
 def test_no_listen_variables_means_no_activation() -> None:
-    assert activation.passed_sockets({}, pid=1234) == []
+    assert socket_activation.passed_sockets({}, pid=1234) == []
 
 
 def test_variables_for_another_pid_are_ignored_and_removed() -> None:
     environ = {"LISTEN_PID": "999", "LISTEN_FDS": "2", "LISTEN_FDNAMES": "dns-udp:dns-tcp", "OTHER": "x"}
-    assert activation.passed_sockets(environ, pid=1234) == []
+    assert socket_activation.passed_sockets(environ, pid=1234) == []
     assert environ == {"OTHER": "x"}
 
 
 def test_a_name_count_that_disagrees_with_listen_fds_is_refused() -> None:
     environ = {"LISTEN_PID": "1234", "LISTEN_FDS": "2", "LISTEN_FDNAMES": "dns-udp"}
     with pytest.raises(ActivationError, match="LISTEN_FDS is 2 but LISTEN_FDNAMES has 1 names"):
-        activation.passed_sockets(environ, pid=1234)
+        socket_activation.passed_sockets(environ, pid=1234)
 
 
 def bash_activated(sockets: Sequence[socket.socket], names: Sequence[str], argv: Sequence[str]) -> list[str]:
@@ -106,12 +106,12 @@ def high_fds(sockets: Sequence[socket.socket], closing: list[socket.socket]) -> 
 CHILD = textwrap.dedent(
     """
     import json, os
-    from pygdnsd.lifecycle import activation
-    found = activation.passed_sockets()
+    from pygdnsd.systemd import socket_activation
+    found = socket_activation.passed_sockets()
     print(json.dumps({
         "passed": [[p.fd, p.label, p.sock.type, list(p.sock.getsockname())[:2], os.get_inheritable(p.fd)]
                    for p in found],
-        "env_left": [n for n in activation.ENV_NAMES if n in os.environ],
+        "env_left": [n for n in socket_activation.ENV_NAMES if n in os.environ],
     }))
     """
 )
@@ -143,7 +143,7 @@ def test_sockets_match_configured_addresses_by_their_bound_address(closing: list
     closing += [udp, tcp]
     endpoint = ListenAddress("127.0.0.1", port, udp_threads=3, tcp_threads=2)
     other = ListenAddress("127.0.0.1", free_port())
-    got = activation.match([passed("dns-udp", udp), passed("dns-tcp", tcp, 4)], [other, endpoint], CONTROL_PATH)
+    got = socket_activation.match([passed("dns-udp", udp), passed("dns-tcp", tcp, 4)], [other, endpoint], CONTROL_PATH)
     assert [s.spec for s in got.dns] == [
         SocketSpec("127.0.0.1", port, socket.AF_INET, UDP, 0),
         SocketSpec("127.0.0.1", port, socket.AF_INET, TCP, 0),
@@ -158,16 +158,16 @@ def test_the_label_dns_takes_the_kind_from_the_socket_type(closing: list[socket.
     port = free_port()
     udp, tcp = udp_socket(port), tcp_socket(port)
     closing += [udp, tcp]
-    got = activation.match([passed("dns", tcp), passed("dns", udp, 4)], [ListenAddress("127.0.0.1", port)], CONTROL_PATH)
+    got = socket_activation.match([passed("dns", tcp), passed("dns", udp, 4)], [ListenAddress("127.0.0.1", port)], CONTROL_PATH)
     assert [(s.spec.kind, s.sock) for s in got.dns] == [(TCP, tcp), (UDP, udp)]
-    assert activation.describe(got)[0].endswith("on the socket systemd passed (dns #0)")
+    assert socket_activation.describe(got)[0].endswith("on the socket systemd passed (dns #0)")
 
 
 def test_an_ipv6_socket_matches_the_configured_spelling(closing: list[socket.socket]) -> None:
     port = free_port("::1")
     udp = udp_socket(port, "::1")
     closing.append(udp)
-    got = activation.match([passed("dns-udp", udp)], [ListenAddress("0:0::1", port)], CONTROL_PATH)
+    got = socket_activation.match([passed("dns-udp", udp)], [ListenAddress("0:0::1", port)], CONTROL_PATH)
     assert got.dns[0].spec == SocketSpec("0:0::1", port, socket.AF_INET6, UDP, 0)
 
 
@@ -179,7 +179,7 @@ def test_the_same_address_passed_twice_gives_two_thread_sockets(closing: list[so
     for sock in (first, second):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(("127.0.0.1", port))
-    got = activation.match([passed("dns-udp", first), passed("dns-udp", second, 4)],
+    got = socket_activation.match([passed("dns-udp", first), passed("dns-udp", second, 4)],
                            [ListenAddress("127.0.0.1", port)], CONTROL_PATH)
     assert [s.spec.index for s in got.dns] == [0, 1]
 
@@ -189,7 +189,7 @@ def test_an_unconfigured_address_is_refused_and_every_socket_closed(closing: lis
     udp, tcp = udp_socket(port), tcp_socket(port)
     closing += [udp, tcp]
     with pytest.raises(ActivationError, match=rf"TCP socket 127.0.0.1:{port} \(dns-tcp\) is not a configured"):
-        activation.match([passed("dns-tcp", tcp), passed("dns-udp", udp, 4)],
+        socket_activation.match([passed("dns-tcp", tcp), passed("dns-udp", udp, 4)],
                          [ListenAddress("127.0.0.1", port + 1)], CONTROL_PATH)
     assert udp.fileno() == -1 and tcp.fileno() == -1
 
@@ -199,14 +199,14 @@ def test_a_label_on_the_wrong_socket_type_is_refused(closing: list[socket.socket
     udp = udp_socket(port)
     closing.append(udp)
     with pytest.raises(ActivationError, match="fd 3 labelled 'dns-tcp' is not an IP stream socket"):
-        activation.match([passed("dns-tcp", udp)], [ListenAddress("127.0.0.1", port)], CONTROL_PATH)
+        socket_activation.match([passed("dns-tcp", udp)], [ListenAddress("127.0.0.1", port)], CONTROL_PATH)
 
 
 def test_an_unknown_label_is_refused(closing: list[socket.socket]) -> None:
     udp = udp_socket(free_port())
     closing.append(udp)
     with pytest.raises(ActivationError, match="unknown label 'dns-sctp'"):
-        activation.match([passed("dns-sctp", udp)], [], CONTROL_PATH)
+        socket_activation.match([passed("dns-sctp", udp)], [], CONTROL_PATH)
 
 
 def test_the_control_socket_is_taken_when_its_path_is_the_configured_one(
@@ -217,23 +217,23 @@ def test_the_control_socket_is_taken_when_its_path_is_the_configured_one(
     closing.append(control)
     control.bind(path)
     control.listen(4)
-    assert activation.match([passed("control", control)], [], path).control is control
+    assert socket_activation.match([passed("control", control)], [], path).control is control
     with pytest.raises(ActivationError, match="the 'control' socket is"):
-        activation.match([passed("control", control)], [], str(tmp_path / "other.sock"))
+        socket_activation.match([passed("control", control)], [], str(tmp_path / "other.sock"))
 
 
 def test_activated_addresses_keep_only_their_passed_sockets() -> None:
     wanted = [SocketSpec("127.0.0.1", 53, socket.AF_INET, kind, i) for kind in (UDP, TCP) for i in range(3)]
-    kept = activation.keep_for({("127.0.0.1", 53, UDP): 1}, wanted)
+    kept = socket_activation.keep_for({("127.0.0.1", 53, UDP): 1}, wanted)
     assert [(s.kind, s.index) for s in kept] == [(UDP, 0), (TCP, 0), (TCP, 1), (TCP, 2)]
 
 
 def test_counts_survive_the_handoff_metadata_and_junk_is_none() -> None:
     counts = {("127.0.0.1", 53, UDP): 2, ("::1", 53, TCP): 1}
-    decoded = json.loads(json.dumps(activation.counts_to_handoff(counts)))
-    assert activation.counts_from_handoff(decoded) == counts
-    assert activation.counts_from_handoff(None) == {}
-    assert activation.counts_from_handoff([["127.0.0.1", 53, "sctp", 1], "x"]) == {}
+    decoded = json.loads(json.dumps(socket_activation.counts_to_handoff(counts)))
+    assert socket_activation.counts_from_handoff(decoded) == counts
+    assert socket_activation.counts_from_handoff(None) == {}
+    assert socket_activation.counts_from_handoff([["127.0.0.1", 53, "sctp", 1], "x"]) == {}
 
 
 # --- the daemon on passed sockets -------------------------------------------------------

@@ -75,7 +75,7 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 def test_process_changing_actions_refuse_to_run_inside_a_caller(argv: list[str]) -> None:
     # They fork or take over the running daemon: main(argv) from other Python
     # code (this test) must refuse instead of turning pytest into a daemon.
-    # The real verbs are covered in tests/test_lifecycle.py and tests/test_replace.py.
+    # The real verbs are covered in tests/test_daemon.py and tests/test_replace.py.
     status, err = run_main(argv)
     assert status == 1
     assert err.startswith("error: ")

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 
 from conftest import REAL_GDNSDCTL
+from daemon_support import wait_for
 from pygdnsd.control import protocol
 from pygdnsd.control.client import ControlClient, RequestDenied, RequestFailed, TryLater
 from pygdnsd.control.server import ControlServer, Outcome, bind_unix_listener
-from test_lifecycle_support import wait_for
 
 needs_gdnsdctl = pytest.mark.skipif(
     not REAL_GDNSDCTL.exists(), reason="Debian's gdnsdctl is the reference client"

@@ -286,7 +286,7 @@ def test_tcp_answers_are_not_remembered(engine: Responder) -> None:
 
 
 def test_caches_stay_out_of_garbage_collections_once_frozen(zones: ZoneSet) -> None:
-    # What lifecycle.heap.settle does after loading: collect, then freeze.
+    # What daemon.gc_freeze.settle does after loading: collect, then freeze.
     # Caches filled while serving must not become young objects that every
     # full collection walks again (that stalled every query for tens of ms).
     engine = responder(zones)

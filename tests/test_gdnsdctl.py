@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from conftest import REAL_GDNSD, REAL_GDNSDCTL, one_zone_source, pygdnsd_python
+from daemon_support import env
 from pygdnsd.cli.gdnsdctl import run_dir_from_config
 from pygdnsd.config.vscf import parse_bytes
-from test_lifecycle_support import env
 
 needs_gdnsd = pytest.mark.skipif(
     not (REAL_GDNSD.exists() and REAL_GDNSDCTL.exists()), reason="needs Debian's gdnsd 3.8.1"

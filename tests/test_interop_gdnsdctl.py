@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from conftest import REAL_GDNSD, free_port
-from test_lifecycle_support import (
+from daemon_support import (
     DEBIAN_GDNSDCTL,
     Site,
     a_records,
@@ -23,11 +23,8 @@ from test_lifecycle_support import (
     daemonize,
     debian_gdnsdctl,
     query,
-    site,
     wait_for,
 )
-
-__all__ = ["site"]  # the fixture
 
 pytestmark = pytest.mark.skipif(
     not (DEBIAN_GDNSDCTL.exists() and REAL_GDNSD.exists()),

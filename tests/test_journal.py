@@ -1,4 +1,4 @@
-"""lifecycle.journal: which fields an entry gets, and when the journal is chosen."""
+"""systemd.journal: which fields an entry gets, and when the journal is chosen."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from pygdnsd.lifecycle import journal
+from pygdnsd.systemd import journal
 
 
 def test_entry_fields_with_structured_extras() -> None:

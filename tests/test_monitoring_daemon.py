@@ -44,8 +44,8 @@ from conftest import (
     free_port,
     pygdnsd_python,
 )
+from daemon_support import env, wait_for
 from loadgen import LoadResult, LoadSpec, run_load
-from test_lifecycle_support import env, wait_for
 
 PRIMARY, SECONDARY, NEVER = "127.0.0.2", "127.0.0.3", "127.0.0.4"
 SOA = "@ SOA ns1 hostmaster 1 7200 1800 259200 900\n@ NS ns1\n@ NS ns2\nns1 A 192.0.2.1\nns2 A 192.0.2.2\n"

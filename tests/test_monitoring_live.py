@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 
 from conftest import REAL_GDNSD, free_port
+from daemon_support import wait_for
 from pygdnsd.config.vscf import ConfigHash, parse_bytes
 from pygdnsd.monitoring.monitor import Monitor
 from pygdnsd.monitoring.service_types import parse_service_types
 from pygdnsd.monitoring.sttl import Sttl
 from pygdnsd.plugins.registry import load_plugins
-from test_lifecycle_support import wait_for
 
 REQUESTS: list[str] = []
 

@@ -1,4 +1,4 @@
-"""lifecycle.notify against a fake systemd: a unix datagram socket we read ourselves."""
+"""systemd.notify against a fake systemd: a unix datagram socket we read ourselves."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from pygdnsd.lifecycle import notify
+from pygdnsd.systemd import notify
 
 
 @dataclass

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import free_port
-from test_lifecycle_support import (
+from daemon_support import (
     DEBIAN_GDNSDCTL,
     Site,
     a_records,
@@ -26,11 +26,8 @@ from test_lifecycle_support import (
     gdnsd,
     kill_all,
     query,
-    site,
     wait_for,
 )
-
-__all__ = ["site"]  # the fixture
 
 
 def require_root() -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import free_port, pygdnsd_python
-from test_lifecycle_support import (
+from daemon_support import (
     DEBIAN_GDNSDCTL,
     Site,
     a_records,
@@ -22,12 +22,9 @@ from test_lifecycle_support import (
     gdnsd,
     kill_all,
     query,
-    site,
     wait_for,
     zone_text,
 )
-
-__all__ = ["site"]  # the fixture
 
 OLD = ["192.0.2.10", "192.0.2.11"]
 NEW = ["192.0.2.20", "192.0.2.21"]

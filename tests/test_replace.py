@@ -24,10 +24,7 @@ from typing import Any
 import pytest
 
 from conftest import pygdnsd_python
-from loadgen import LoadResult, LoadSpec, run_load
-from pygdnsd.control.client import ControlClient
-from pygdnsd.lifecycle.pidfile import PidfileState, probe
-from test_lifecycle_support import (
+from daemon_support import (
     Site,
     a_records,
     alive,
@@ -36,11 +33,11 @@ from test_lifecycle_support import (
     gdnsd,
     pids_serving,
     query,
-    site,
     wait_for,
 )
-
-__all__ = ["site"]  # the fixture
+from loadgen import LoadResult, LoadSpec, run_load
+from pygdnsd.control.client import ControlClient
+from pygdnsd.daemon.pidfile import PidfileState, probe
 
 QNAME = "www.example.com"
 UDP_QPS = 5000.0
@@ -119,6 +116,25 @@ def stats(site: Site) -> dict[str, Any]:
         return parsed
 
 
+def serves_the_load(site: Site, udp: int = 250, tcp: int = 5, timeout: float = 20.0) -> None:
+    """Wait until the daemon has answered ``udp``/``tcp`` more queries than now (polling its stats).
+
+    Called with the load running, instead of sleeping: what comes next (a
+    replace) happens under load, on a daemon that is seen answering it. The
+    counters carry over a replace, so after one this is the new daemon's work.
+    """
+    before = stats(site)
+
+    def grown() -> bool:
+        now = stats(site)
+        return (
+            now["udp"]["reqs"] - before["udp"]["reqs"] >= udp
+            and now["tcp"]["reqs"] - before["tcp"]["reqs"] >= tcp
+        )
+
+    assert wait_for(grown, timeout), f"the daemon did not answer the load: {stats(site)}"
+
+
 def pidfile_names_locked(site: Site, pid: int) -> bool:
     found = probe(site.pidfile)
     return found.state is PidfileState.RUNNING and found.pid == pid
@@ -139,7 +155,7 @@ def test_twenty_replaces_under_load_lose_nothing(tuned: Site) -> None:
     site = tuned
     pid = daemonize(site)
     load = load_on(site.port, duration=45.0)
-    time.sleep(1.0)  # the load runs before the first replace
+    serves_the_load(site)  # the load runs before the first replace
     durations = []
     for number in range(20):
         began = time.monotonic()
@@ -174,7 +190,7 @@ def test_replace_with_a_broken_zone_fails_and_the_old_daemon_serves_on(tuned: Si
     site = tuned
     pid = daemonize(site)
     load = load_on(site.port, duration=6.0)
-    time.sleep(0.5)
+    serves_the_load(site)
     good = site.zone_file.read_text()
     site.zone_file.write_text(good + "www2 A 192.0.2.300\n")
     broken_line = len(good.splitlines()) + 1
@@ -197,16 +213,17 @@ def test_a_new_daemon_killed_at_any_step_leaves_the_old_one_serving(tuned: Site,
     site = tuned
     pid = daemonize(site)
     load = load_on(site.port, duration=8.0)
-    time.sleep(1.0)
+    serves_the_load(site)
     result = replace(site, extra_env={"PYGDNSD_TEST_CRASH_AT": step})
     crashed_at = load.since_start()
     assert result.returncode != 0
     assert "without saying why" in result.stderr, result.stderr
     assert int(site.pidfile.read_text()) == pid and pidfile_names_locked(site, pid)
     assert wait_for(lambda: pids_serving(site.cfgdir) == [pid], 5.0)
-    # The old daemon takes control requests again, and a replace now succeeds.
-    assert stats(site)["uptime"] >= 1
-    time.sleep(1.0)
+    # The old daemon takes control requests again (its uptime is whole seconds:
+    # polled, as it may be under one), and a replace now succeeds.
+    assert wait_for(lambda: stats(site)["uptime"] >= 1, 5.0)
+    serves_the_load(site)  # the old daemon alone, after the crash
     again_at = load.since_start()
     again = replace(site)
     again_done = load.since_start()
@@ -268,7 +285,7 @@ def test_a_replace_adds_one_address_and_removes_another(tuned: Site) -> None:
     assert a_records(dns_query_to("127.0.0.2", site.port)) == ["192.0.2.10"]
     assert not listening("127.0.0.3", site.port)
     load = load_on(site.port, duration=5.0)
-    time.sleep(1.0)
+    serves_the_load(site)
     write_listen(site, "127.0.0.1", "127.0.0.3")
     result = replace(site)
     assert result.returncode == 0, result.stderr
@@ -334,7 +351,7 @@ def test_gdnsdctl_replace_has_the_old_daemon_spawn_its_successor(tuned: Site, ki
         pytest.fail("Debian's gdnsdctl is part of this project's reference environment")
     pid = daemonize(site)
     load = load_on(site.port, duration=5.0)
-    time.sleep(1.0)
+    serves_the_load(site)
     result = gdnsdctl(kind, site, "replace")
     assert result.returncode == 0, result.stderr
     assert "SUCCESS" in result.stderr
@@ -395,12 +412,12 @@ def test_replaces_that_change_the_thread_counts_lose_nothing(tuned: Site) -> Non
     site = tuned
     daemonize(site)
     load = load_on(site.port, duration=6.0)
-    time.sleep(1.0)
+    serves_the_load(site)
     # More threads: fresh SO_REUSEPORT sockets join each address's group.
     set_threads(site, 3)
     more = replace(site)
     assert more.returncode == 0, more.stderr
-    time.sleep(1.0)
+    serves_the_load(site)  # on the new daemon's three sockets per address
     # Fewer: a surplus socket gets its share of the traffic until it is closed,
     # so the new daemon serves it on rather than drop what is queued in it.
     set_threads(site, 1)

@@ -20,9 +20,7 @@ from pathlib import Path
 import pytest
 
 from conftest import pygdnsd_python
-from test_lifecycle_support import Site, env, site, wait_for
-
-__all__ = ["site"]  # the fixture
+from daemon_support import Site, env, wait_for
 
 WATCHDOG_USEC = 1_000_000  # pings every 0.5 s
 

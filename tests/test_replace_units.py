@@ -17,10 +17,13 @@ from pygdnsd.control import protocol
 from pygdnsd.control.client import ControlClient, TryLater
 from pygdnsd.control.protocol import RequestKey, ResponseKey
 from pygdnsd.control.server import ControlServer, Outcome, bind_unix_listener
-from pygdnsd.control.takeover import HandoffSet, TakeoverClient, TakeoverRefused
+from pygdnsd.daemon import daemonize
+from pygdnsd.daemon.daemonize import StartupReport, parse_verdict, read_verdict, reader_gone
 from pygdnsd.engine.stats import Stats
-from pygdnsd.lifecycle import daemonize, heartbeat, succession
-from pygdnsd.lifecycle.daemonize import StartupReport, parse_verdict, read_verdict, reader_gone
+from pygdnsd.replace import new_daemon
+from pygdnsd.replace.old_daemon import HandoffSet
+from pygdnsd.replace.takeover import TakeoverClient, TakeoverRefused
+from pygdnsd.systemd import watchdog
 
 
 @dataclass
@@ -206,12 +209,12 @@ def test_a_live_helper_is_not_gone() -> None:
 
 
 def test_the_crash_hook_kills_only_at_its_step() -> None:
-    succession.crash_point("after-fds", {succession.CRASH_ENV: "after-load"})
-    succession.crash_point("after-fds", {})
+    new_daemon.crash_point("after-fds", {new_daemon.CRASH_ENV: "after-load"})
+    new_daemon.crash_point("after-fds", {})
     child = os.fork()
     if child == 0:
         try:
-            succession.crash_point("after-fds", {succession.CRASH_ENV: "after-fds"})
+            new_daemon.crash_point("after-fds", {new_daemon.CRASH_ENV: "after-fds"})
         finally:
             os._exit(3)
     _, status = os.waitpid(child, 0)
@@ -222,14 +225,14 @@ def test_the_crash_hook_kills_only_at_its_step() -> None:
 
 
 def test_status_summary_and_pace() -> None:
-    assert heartbeat.Summary(3, 5012.4, None).text() == "serving 3 zones, 5012 qps, no replace yet"
-    text = heartbeat.Summary(1, 0.0, time.time()).text()
+    assert watchdog.Summary(3, 5012.4, None).text() == "serving 3 zones, 5012 qps, no replace yet"
+    text = watchdog.Summary(1, 0.0, time.time()).text()
     assert text.startswith("serving 1 zones, 0 qps, last replace ")
     stats = Stats()
     stats.udp.bump("reqs", 5)
     stats.tcp.bump("reqs", 2)
-    assert heartbeat.answered(stats) == 7
+    assert watchdog.answered(stats) == 7
     # Half of WatchdogSec, never slower than the STATUS pace.
-    assert heartbeat.interval(4_000_000) == 2.0
-    assert heartbeat.interval(0) == heartbeat.STATUS_INTERVAL
-    assert heartbeat.interval(600_000_000) == heartbeat.STATUS_INTERVAL
+    assert watchdog.interval(4_000_000) == 2.0
+    assert watchdog.interval(0) == watchdog.STATUS_INTERVAL
+    assert watchdog.interval(600_000_000) == watchdog.STATUS_INTERVAL

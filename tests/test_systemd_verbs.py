@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from pygdnsd.lifecycle import systemd_unit, systemd_verbs
-from pygdnsd.lifecycle.systemd_unit import SYSTEMD, SystemdUnit, SystemdUnitError, UnitState
+from pygdnsd.systemd import unit as systemd_unit
+from pygdnsd.systemd import unit_verbs
+from pygdnsd.systemd.unit import SYSTEMD, SystemdUnit, SystemdUnitError, UnitState
 
 UNIT_PATH = "/org/freedesktop/systemd1/unit/gdnsd_2eservice"
 
@@ -107,7 +108,7 @@ def test_an_unknown_unit_is_an_error_naming_it() -> None:
 def test_replace_is_reloadunit_and_reports_the_new_main_pid() -> None:
     bus, manager = make(FakeUnit(MainPID=100), effect={"MainPID": 200, "ReloadResult": "success"})
     err = io.StringIO()
-    assert systemd_verbs.replace(SystemdUnit(bus), 30.0, err) == 0
+    assert unit_verbs.replace(SystemdUnit(bus), 30.0, err) == 0
     assert manager.calls == [("ReloadUnit", "gdnsd.service", "replace")]
     assert err.getvalue() == "info: systemd reloaded gdnsd.service: ReloadResult success, MainPID 100 -> 200\n"
 
@@ -115,7 +116,7 @@ def test_replace_is_reloadunit_and_reports_the_new_main_pid() -> None:
 def test_a_failed_reload_reports_systemds_reload_result() -> None:
     bus, _ = make(FakeUnit(MainPID=100), effect={"ReloadResult": "exit-code"})
     err = io.StringIO()
-    assert systemd_verbs.replace(SystemdUnit(bus), 30.0, err) == 1
+    assert unit_verbs.replace(SystemdUnit(bus), 30.0, err) == 1
     assert "ReloadResult exit-code, MainPID 100 -> 100, active (running)" in err.getvalue()
     assert "journalctl -u gdnsd.service" in err.getvalue()
 
@@ -123,14 +124,14 @@ def test_a_failed_reload_reports_systemds_reload_result() -> None:
 def test_a_job_not_finished_by_the_deadline_is_a_failure() -> None:
     bus, _ = make(polls_until_done=10**9)
     err = io.StringIO()
-    assert systemd_verbs.replace(SystemdUnit(bus), 0.2, err) == 1
+    assert unit_verbs.replace(SystemdUnit(bus), 0.2, err) == 1
     assert "has not finished within 0.2 s" in err.getvalue()
 
 
 def test_stop_is_stopunit_and_waits_for_the_unit_to_be_inactive() -> None:
     bus, manager = make(FakeUnit(MainPID=100), effect={"ActiveState": "inactive", "SubState": "dead", "MainPID": 0})
     err = io.StringIO()
-    assert systemd_verbs.stop(SystemdUnit(bus), 30.0, err) == 0
+    assert unit_verbs.stop(SystemdUnit(bus), 30.0, err) == 0
     assert manager.calls == [("StopUnit", "gdnsd.service", "replace")]
     assert err.getvalue() == (
         "info: systemd stopped gdnsd.service (was MainPID 100): inactive (dead), Result success\n"
@@ -140,7 +141,7 @@ def test_stop_is_stopunit_and_waits_for_the_unit_to_be_inactive() -> None:
 def test_a_refused_job_prints_what_systemd_said() -> None:
     bus, _ = make(refuse="org.freedesktop.DBus.Error.InteractiveAuthorizationRequired: Interactive authentication required.")
     err = io.StringIO()
-    assert systemd_verbs.stop(SystemdUnit(bus), 30.0, err) == 1
+    assert unit_verbs.stop(SystemdUnit(bus), 30.0, err) == 1
     assert err.getvalue() == (
         "error: systemd refused StopUnit gdnsd.service: org.freedesktop.DBus.Error."
         "InteractiveAuthorizationRequired: Interactive authentication required.\n"
@@ -156,9 +157,9 @@ def test_status_prints_the_unit_then_the_daemons_own_line(monkeypatch: pytest.Mo
         print("gdnsd is running at PID 4321", file=out)
         return 0
 
-    monkeypatch.setattr(systemd_verbs.verbs, "status", daemon_status)
+    monkeypatch.setattr(unit_verbs.initscript_verbs, "status", daemon_status)
     out = io.StringIO()
-    assert systemd_verbs.status(SystemdUnit(bus), Path("/etc/gdnsd"), out) == 0
+    assert unit_verbs.status(SystemdUnit(bus), Path("/etc/gdnsd"), out) == 0
     assert out.getvalue() == "gdnsd.service: active (running), MainPID 4321\ngdnsd is running at PID 4321\n"
     assert seen == [Path("/etc/gdnsd")]
 

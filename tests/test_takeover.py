@@ -1,4 +1,4 @@
-"""control.takeover in-process: both ends over a socketpair, with real UDP/TCP sockets handed over."""
+"""The takeover conversation in-process: both ends (replace.takeover, replace.old_daemon) over a socketpair, with real UDP/TCP sockets handed over."""
 
 from __future__ import annotations
 
@@ -13,16 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from pygdnsd.control import protocol, takeover
+from pygdnsd.control import protocol
 from pygdnsd.control.protocol import RequestKey
-from pygdnsd.control.takeover import (
-    HandoffSet,
-    Outcome,
+from pygdnsd.engine.stats import Stats
+from pygdnsd.replace import old_daemon, socket_plan, takeover
+from pygdnsd.replace.old_daemon import HandoffSet, Outcome
+from pygdnsd.replace.takeover import (
     TakeoverClient,
     TakeoverError,
     TakeoverRefused,
 )
-from pygdnsd.engine.stats import Stats
 from pygdnsd.transport.listeners import TCP, UDP, ListenSocket, SocketSpec
 
 CHALLENGE = protocol.AcmeChallenge(b"\x07example\x03com\x00", b"a" * 43)
@@ -133,7 +133,7 @@ class Conversation:
                 if request.key == RequestKey.INFO:
                     self.server_conn.sendall(protocol.info_ack(protocol.COMPAT_VERSION, 777).encode())
                     continue
-                self.outcome = takeover.serve_takeover(
+                self.outcome = old_daemon.serve_takeover(
                     self.server_conn, request, self.old, expected_pid=expected_pid, step_timeout=step_timeout
                 )
                 return
@@ -333,7 +333,7 @@ def test_plan_sockets_reuses_matches_and_sorts_out_the_rest() -> None:
               fake(spec("127.0.0.1", UDP, 1))]
     try:
         wanted = [spec("::1", UDP), spec("127.0.0.1", UDP), spec("127.0.0.3", UDP)]
-        plan = takeover.plan_sockets(handed, wanted)
+        plan = socket_plan.plan_sockets(handed, wanted)
         assert [listener.spec for listener in plan.reuse] == wanted[:2]  # our spelling kept
         assert [listener.sock for listener in plan.reuse] == [handed[1].sock, handed[0].sock]
         assert [listener.spec for listener in plan.close] == [handed[2].spec, handed[3].spec]

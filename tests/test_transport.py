@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import free_port
+from daemon_support import wait_for
 from pygdnsd.config.options import ListenAddress
 from pygdnsd.engine.stats import Stats
 from pygdnsd.transport.listeners import (
@@ -27,7 +28,6 @@ from pygdnsd.transport.listeners import (
 )
 from pygdnsd.transport.tcp import TcpLimits, TcpServer
 from pygdnsd.transport.udp import UdpServer, reply_pktinfo
-from test_lifecycle_support import wait_for
 
 WAIT = 5.0
 

@@ -20,12 +20,12 @@ from typing import Any
 import pytest
 
 from conftest import free_port
+from daemon_support import wait_for
 from pygdnsd.config.options import ListenAddress
 from pygdnsd.engine.stats import Stats
 from pygdnsd.transport import mmsg, udp
 from pygdnsd.transport.listeners import ListenSocket, open_listeners
 from pygdnsd.transport.udp import UdpServer
-from test_lifecycle_support import wait_for
 
 WAIT = 5.0
 BATCHED = pytest.mark.parametrize("batched", [True, False], ids=["mmsg", "socket"])

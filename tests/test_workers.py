@@ -1,4 +1,4 @@
-"""Worker processes (``lifecycle.workers``): udp_threads/tcp_threads of 2 means two processes.
+"""Worker processes (``transport.workers``): udp_threads/tcp_threads of 2 means two processes.
 
 Through the whole daemon on loopback: a worker answers while the instance
 itself is stopped (SIGSTOP), stats count every process's answers exactly,
@@ -25,13 +25,13 @@ import pytest
 from dnslib import QTYPE, DNSRecord
 
 from conftest import ForegroundDaemon, free_port, pygdnsd_python
+from daemon_support import alive, env, wait_for
 from pygdnsd.engine.stats import Stats
-from pygdnsd.lifecycle.worker_process import Share, split, states_from, states_message
 from pygdnsd.monitoring.monitor import Monitor
 from pygdnsd.monitoring.sttl import Sttl
 from pygdnsd.transport.listeners import TCP, UDP, ListenSocket, SocketSpec
 from pygdnsd.transport.tcp import TcpLimits
-from test_lifecycle_support import alive, env, wait_for
+from pygdnsd.transport.worker_process import Share, split, states_from, states_message
 
 SOA = "@ SOA ns1 hostmaster 1 7200 1800 259200 900\n@ NS ns1\nns1 A 192.0.2.1\n"
 SOURCES = 40  # source ports per round: all on one socket has odds 2**-39

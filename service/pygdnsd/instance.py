@@ -19,8 +19,8 @@ from pygdnsd.config.options import Config, ListenAddress, load_config
 from pygdnsd.engine.responder import EngineSettings, Responder
 from pygdnsd.engine.stats import Stats
 from pygdnsd.errors import ConfigError
-from pygdnsd.lifecycle import workers
 from pygdnsd.plugins.setup import DynamicSetup, build_dynamic
+from pygdnsd.transport import workers
 from pygdnsd.transport.listeners import UDP, ListenSocket, open_listeners
 from pygdnsd.transport.tcp import TcpLimits, TcpServer
 from pygdnsd.transport.udp import UdpServer
@@ -134,7 +134,7 @@ class Instance:
         """Start serving ``sockets``; returns once every serving thread and worker runs.
 
         Sockets of index 0 are served here; with more per address, worker
-        processes serve the others (``lifecycle.workers``).
+        processes serve the others (``transport.workers``).
         """
         by_address = {(e.host, e.port): e for e in self.endpoints}
         self.sockets = list(sockets)

@@ -7,7 +7,7 @@ the root logger to one sink:
   ``info: DNS listeners started``;
 * ``syslog`` (``-l``): facility daemon, ident ``gdnsd``, with the pid;
 * ``journal``: systemd's journal with structured fields
-  (``lifecycle.journal``), for running under systemd (chosen by the caller,
+  (``systemd.journal``), for running under systemd (chosen by the caller,
   see ``journal.journal_wanted``); syslog if no journal library is installed.
 
 ``-D`` adds debug-level lines.
@@ -77,7 +77,7 @@ class SyslogHandler(logging.Handler):
 
 
 def _journal_handler() -> logging.Handler:
-    from pygdnsd.lifecycle.journal import journal_handler
+    from pygdnsd.systemd.journal import journal_handler
 
     handler = journal_handler(IDENT)
     return handler if handler is not None else SyslogHandler()

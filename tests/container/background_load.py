@@ -21,8 +21,8 @@ import subprocess
 from pathlib import Path
 
 from container.systemd_container import CONTAINER_REPO, ContainerError, SystemdContainer
+from daemon_support import wait_for
 from loadgen import LoadOutcome, LoadSpec, run_argv
-from test_lifecycle_support import wait_for
 
 
 class BackgroundLoad:

@@ -1,6 +1,6 @@
-"""lifecycle.notify against a real systemd 252: ExecReload hands the unit to a new process.
+"""systemd.notify against a real systemd 252: ExecReload hands the unit to a new process.
 
-The unit's ExecStart is a tiny daemon using ``lifecycle.notify``; ExecReload
+The unit's ExecStart is a tiny daemon using ``systemd.notify``; ExecReload
 double-forks a new instance that claims the unit with ``ready_as_main`` (MAINPID
 and READY=1 together, then a barrier), signals the old one to exit, and reports
 back to the helper through a pipe. This is the hand-off the real daemon makes,
@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from container.systemd_container import CONTAINER_REPO, SystemdContainer
-from test_lifecycle_support import wait_for
+from daemon_support import wait_for
 
 pytestmark = [pytest.mark.container, pytest.mark.timeout(600)]
 
@@ -23,7 +23,7 @@ IDENTIFIER = "handoff-test"
 SCRIPT = """\
 import logging, os, select, signal, sys, time
 
-from pygdnsd.lifecycle import journal, notify
+from pygdnsd.systemd import journal, notify
 
 log = logging.getLogger("handoff")
 handler = journal.journal_handler("handoff-test")

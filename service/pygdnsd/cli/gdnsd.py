@@ -21,13 +21,14 @@ from pathlib import Path
 from typing import TextIO
 
 from pygdnsd import __version__, log
+from pygdnsd.daemon import daemon, initscript_verbs
+from pygdnsd.daemon.daemon import StartRequest
+from pygdnsd.daemon.daemonize import Verdict, detach
+from pygdnsd.daemon.pidfile import PidfileState, probe
 from pygdnsd.errors import GdnsdError
 from pygdnsd.instance import load
-from pygdnsd.lifecycle import daemon, systemd_verbs, verbs
-from pygdnsd.lifecycle.daemon import StartRequest
-from pygdnsd.lifecycle.daemonize import Verdict, detach
-from pygdnsd.lifecycle.journal import journal_wanted
-from pygdnsd.lifecycle.pidfile import PidfileState, probe
+from pygdnsd.systemd import unit_verbs
+from pygdnsd.systemd.journal import journal_wanted
 
 logger = logging.getLogger("gdnsd")
 
@@ -214,7 +215,7 @@ def replace(options: Options, err: TextIO, may_fork: bool) -> int:
         return EXIT_FAILURE
     # The pidfile's word, not a control-socket round trip: a hung old daemon
     # must not hold the helper up past -t.
-    found = probe(verbs.Where.of(options.cfgdir).pidfile)
+    found = probe(initscript_verbs.Where.of(options.cfgdir).pidfile)
     old_pid = found.pid if found.state is PidfileState.RUNNING else None
     fields: dict[str, object] = {"GDNSD_EVENT": "replace-begin"}
     if old_pid is not None:
@@ -271,26 +272,26 @@ def run(options: Options, err: TextIO, may_fork: bool = False) -> int:
     action = options.action
     if action == "checkconf":
         return checkconf(options, own_process=may_fork)
-    if action in systemd_verbs.ROUTED_ACTIONS:
+    if action in unit_verbs.ROUTED_ACTIONS:
         # Under systemd, a daemon of gdnsd.service is stopped and replaced by
-        # systemd (D-Bus), never behind its back: see lifecycle/systemd_unit.py.
-        unit = systemd_verbs.managing_unit(options.cfgdir)
+        # systemd (D-Bus), never behind its back: see systemd/unit.py.
+        unit = unit_verbs.managing_unit(options.cfgdir)
         if unit is not None:
-            return systemd_verbs.run(unit, action, options.cfgdir, options.timeout, sys.stdout, err)
+            return unit_verbs.run(unit, action, options.cfgdir, options.timeout, sys.stdout, err)
     if action == "start":
         return start(options)
     if action == "daemonize":
         return daemonize(options, err, may_fork)
     if action == "status":
-        return verbs.status(options.cfgdir)
+        return initscript_verbs.status(options.cfgdir)
     if action == "stop":
-        return verbs.stop(options.cfgdir, err=err)
+        return initscript_verbs.stop(options.cfgdir, err=err)
     if action == "reload-zones":
-        return verbs.reload_zones(options.cfgdir, err=err)
+        return initscript_verbs.reload_zones(options.cfgdir, err=err)
     if action in ("replace", "restart"):
         return RESTART(options, err, may_fork)
     # condrestart / try-restart: nothing running means nothing to do.
-    if not verbs.is_running(options.cfgdir):
+    if not initscript_verbs.is_running(options.cfgdir):
         print("info: gdnsd is not running, not restarting", file=err)
         return 0
     return RESTART(options, err, may_fork)

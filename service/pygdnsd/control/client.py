@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from pygdnsd.control import protocol
+from pygdnsd.control.deadline_read import ReadStopped, read_exactly
 from pygdnsd.control.protocol import RequestKey, ResponseKey
 from pygdnsd.errors import GdnsdError
 
@@ -180,12 +181,7 @@ class ControlClient:
 
     def stop(self) -> None:
         """Returns once the daemon acknowledged the stop and then exited (EOF)."""
-
-        def ask() -> None:
-            self._plain_request(RequestKey.STOP)
-            self._await_exit()
-
-        self._with_retries(ask)
+        self._with_retries(lambda: self._request_then_exit(RequestKey.STOP))
 
     def replace(self) -> DaemonStatus:
         """Replace the daemon and return the new one's status (see request_replace)."""
@@ -195,12 +191,7 @@ class ControlClient:
 
     def request_replace(self) -> None:
         """Returns once the old daemon acknowledged a successful replace and then exited."""
-
-        def ask() -> None:
-            self._plain_request(RequestKey.REPL)
-            self._await_exit()
-
-        self._with_retries(ask)
+        self._with_retries(lambda: self._request_then_exit(RequestKey.REPL))
 
     # --- mechanics -------------------------------------------------------
 
@@ -228,6 +219,11 @@ class ControlClient:
 
     def _plain_request(self, key: RequestKey) -> None:
         self._expect_ack(self._exchange(protocol.plain_request(key)))
+
+    def _request_then_exit(self, key: RequestKey) -> None:
+        """A request whose ACK the daemon follows by exiting: wait for that too."""
+        self._plain_request(key)
+        self._await_exit()
 
     def _data_request(self, key: RequestKey) -> bytes:
         reply = self._exchange(protocol.plain_request(key))
@@ -272,21 +268,15 @@ class ControlClient:
 
     def _recv_exactly(self, size: int) -> bytes:
         sock = self._connected()
-        chunks = bytearray()
-        # Each recv returns at least one byte or ends the loop, so this is bounded by size.
-        while len(chunks) < size:
-            try:
-                sock.settimeout(self._remaining())
-                chunk = sock.recv(min(size - len(chunks), 1 << 20))
-            except TimeoutError as exc:
-                raise ControlTimeout("Operation timed out") from exc
-            except OSError as exc:
-                raise CommsError(f"{size}-byte recv() failed: {_reason(exc)}") from exc
-            if not chunk:
-                # Worded as gdnsdctl words it (its errno is 0 at EOF).
-                raise CommsError(f"{size}-byte recv() failed with retval {len(chunks)}: Success")
-            chunks += chunk
-        return bytes(chunks)
+        try:
+            return read_exactly(sock, size, self._deadline)
+        except ReadStopped as stop:
+            if stop.timed_out:
+                raise ControlTimeout("Operation timed out") from stop
+            # Worded as gdnsdctl words it (its errno is 0 at EOF).
+            raise CommsError(f"{size}-byte recv() failed with retval {stop.received}: Success") from stop
+        except OSError as exc:
+            raise CommsError(f"{size}-byte recv() failed: {_reason(exc)}") from exc
 
     def _await_exit(self) -> None:
         """Read until EOF: the daemon's exit closes the connection it acknowledged on."""

@@ -8,7 +8,7 @@ is held open and never read again: the daemon's exit closes it, which is how
 the client observes the exit (ControlSocket.md).
 
 A REQ_TAK1 (a replacement daemon taking over) takes its connection out of the
-loop onto a thread of its own running ``takeover.serve_takeover``; until it
+loop onto a thread of its own running ``replace.old_daemon.serve_takeover``; until it
 ends, other state-changing requests and other takeovers are answered
 RESP_LATR (the client retries), as gdnsd does.
 
@@ -33,8 +33,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from pygdnsd.control import protocol, takeover
+from pygdnsd.control import protocol
 from pygdnsd.control.protocol import RequestKey, ResponseKey
+from pygdnsd.replace import old_daemon
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ class ControlHandler(Protocol):
     def acme_flush(self) -> Outcome: ...
 
 
-class TakeoverHost(takeover.TakeoverSource, Protocol):
+class TakeoverHost(old_daemon.TakeoverSource, Protocol):
     """A daemon that can hand itself over to a replacement."""
 
     def expected_replacement(self) -> int | None:
@@ -341,7 +342,7 @@ class ControlServer:
 
         def run() -> None:
             try:
-                outcome = takeover.serve_takeover(
+                outcome = old_daemon.serve_takeover(
                     sock, request, host, expected_pid=host.expected_replacement()
                 )
             except Exception:
@@ -349,7 +350,7 @@ class ControlServer:
                 sock.close()
                 host.takeover_failed("the takeover crashed")
                 return
-            if outcome is takeover.Outcome.DONE:
+            if outcome is old_daemon.Outcome.DONE:
                 self._handed_over = True
                 host.handed_over(sock)
 

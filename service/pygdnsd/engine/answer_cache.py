@@ -68,7 +68,7 @@ def store(parts: Parts[K, V], key: K, value: V, part_bound: int) -> None:
 
 
 def _frozen_with_the_zones() -> dict[Any, Any]:
-    """An empty cache that the freeze after loading (``lifecycle.heap``) exempts from collections.
+    """An empty cache that the freeze after loading (``daemon.gc_freeze``) exempts from collections.
 
     A dict holding only atoms is not tracked by the collector (an empty one
     from the start; a full collection untracks one), so ``gc.freeze`` would

@@ -5,7 +5,7 @@ per-socket events (``udp``, ``tcp``). Counters are plain ints bumped from the
 serving threads; losing an increment to a thread race is acceptable for
 statistics, and the GIL makes it rare. A replace carries the counters over
 (``snapshot``/``absorb``) so totals span every generation of the daemon;
-worker processes (``lifecycle.workers``) count in their own copy, which the
+worker processes (``transport.workers``) count in their own copy, which the
 instance adds in the same way.
 """
 

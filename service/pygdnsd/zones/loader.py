@@ -124,7 +124,7 @@ def _frozen_once_built() -> Iterator[None]:
     is built, then once more with every full collection while it is served
     (seconds for a million records). Zone data is acyclic and never
     mutated, so on success everything alive is moved to the permanent
-    generation (``gc.freeze``), as ``lifecycle.heap.settle`` does after a
+    generation (``gc.freeze``), as ``daemon.gc_freeze.settle`` does after a
     reload; replaced zone sets are still freed by reference counting.
     """
     was = gc.isenabled()

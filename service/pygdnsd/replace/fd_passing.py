@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pygdnsd.control.deadline_read import ReadStopped, read_exactly
 from pygdnsd.errors import GdnsdError
 from pygdnsd.transport.listeners import TCP, UDP, ListenSocket, SocketSpec
 
@@ -102,43 +103,35 @@ def recv_with_fds(
 
     The caller owns the returned descriptors. On any error all of them are closed.
     """
-    deadline = time.monotonic() + timeout
     ancillary_space = socket.CMSG_SPACE(MAX_FDS_PER_SENDMSG * _INT_SIZE)
-    data = bytearray()
     fds: list[int] = []
+
+    def receive(wanted: int) -> bytes:
+        chunk, ancillary, flags, _ = sock.recvmsg(wanted, ancillary_space, socket.MSG_CMSG_CLOEXEC)
+        got, unexpected = _fds_from(ancillary)
+        fds.extend(got)
+        if flags & socket.MSG_CTRUNC:
+            raise FdPassError("descriptors were truncated in transit (MSG_CTRUNC)")
+        if unexpected:
+            raise FdPassError("unexpected ancillary data arrived with the descriptors")
+        if len(fds) > max_fds:
+            raise FdPassError(f"peer sent {len(fds)} descriptors, at most {max_fds} expected")
+        return chunk
+
     try:
-        # Bounded: every round reads at least one byte or raises.
-        for _ in range(size + 1):
-            if len(data) >= size:
-                break
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise FdPassError(f"timed out after {len(data)} of {size} bytes with descriptors")
-            sock.settimeout(remaining)
-            chunk, ancillary, flags, _ = sock.recvmsg(
-                size - len(data), ancillary_space, socket.MSG_CMSG_CLOEXEC
-            )
-            got, unexpected = _fds_from(ancillary)
-            fds.extend(got)
-            if flags & socket.MSG_CTRUNC:
-                raise FdPassError("descriptors were truncated in transit (MSG_CTRUNC)")
-            if unexpected:
-                raise FdPassError("unexpected ancillary data arrived with the descriptors")
-            if len(fds) > max_fds:
-                raise FdPassError(f"peer sent {len(fds)} descriptors, at most {max_fds} expected")
-            if not chunk:
-                raise FdPassError(f"connection closed after {len(data)} of {size} bytes")
-            data += chunk
-    except TimeoutError as exc:
+        data = read_exactly(sock, size, time.monotonic() + timeout, receive)
+    except ReadStopped as stop:
         close_fds(fds)
-        raise FdPassError(f"timed out after {len(data)} of {size} bytes with descriptors") from exc
+        if stop.timed_out:
+            raise FdPassError(f"timed out after {stop.received} of {size} bytes with descriptors") from stop
+        raise FdPassError(f"connection closed after {stop.received} of {size} bytes") from stop
     except OSError as exc:
         close_fds(fds)
         raise FdPassError(f"receiving descriptors failed: {exc.strerror or exc}") from exc
     except BaseException:
         close_fds(fds)
         raise
-    return bytes(data), fds
+    return data, fds
 
 
 # --- what each descriptor is ------------------------------------------------------

@@ -1,4 +1,4 @@
-"""control.fdpass: descriptors over a socketpair, real DNS-like sockets, and every failure closing what arrived."""
+"""replace.fd_passing: descriptors over a socketpair, real DNS-like sockets, and every failure closing what arrived."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from pygdnsd.control import fdpass
-from pygdnsd.control.fdpass import FdDescription, FdPassError, FdRole
+from pygdnsd.replace import fd_passing
+from pygdnsd.replace.fd_passing import FdDescription, FdPassError, FdRole
 from pygdnsd.transport.listeners import TCP, UDP, SocketSpec
 
 
@@ -51,15 +51,15 @@ def test_bytes_and_fds_round_trip_exactly(pair: tuple[socket.socket, socket.sock
     left, right = pair
     r, w = os.pipe()
     try:
-        fdpass.send_with_fds(left, b"hello" + b"NEXT", [r, w])
-        data, fds = fdpass.recv_with_fds(right, 5, max_fds=2, timeout=5.0)
+        fd_passing.send_with_fds(left, b"hello" + b"NEXT", [r, w])
+        data, fds = fd_passing.recv_with_fds(right, 5, max_fds=2, timeout=5.0)
         assert data == b"hello"
         assert len(fds) == 2
         # Close-on-exec from the moment they arrived.
         assert all(fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC for fd in fds)
         os.write(fds[1], b"x")
         assert os.read(r, 1) == b"x"
-        fdpass.close_fds(fds)
+        fd_passing.close_fds(fds)
         # The bytes after our message were not consumed.
         assert right.recv(10) == b"NEXT"
     finally:
@@ -73,16 +73,16 @@ def test_more_fds_than_one_sendmsg_holds(pair: tuple[socket.socket, socket.socke
     dups = [os.dup(w) for _ in range(300)]
     try:
         data = b"x" * 20
-        sender = threading.Thread(target=fdpass.send_with_fds, args=(left, data, dups))
+        sender = threading.Thread(target=fd_passing.send_with_fds, args=(left, data, dups))
         sender.start()
-        got, fds = fdpass.recv_with_fds(right, len(data), max_fds=300, timeout=5.0)
+        got, fds = fd_passing.recv_with_fds(right, len(data), max_fds=300, timeout=5.0)
         sender.join(timeout=5.0)
         assert got == data
         assert len(fds) == 300
         assert {os.fstat(fd).st_ino for fd in fds} == {os.fstat(w).st_ino}
-        fdpass.close_fds(fds)
+        fd_passing.close_fds(fds)
     finally:
-        fdpass.close_fds([r, w, *dups])
+        fd_passing.close_fds([r, w, *dups])
 
 
 def test_too_few_bytes_for_the_fd_batches_is_refused(pair: tuple[socket.socket, socket.socket]) -> None:
@@ -90,9 +90,9 @@ def test_too_few_bytes_for_the_fd_batches_is_refused(pair: tuple[socket.socket, 
     r, w = os.pipe()
     try:
         with pytest.raises(FdPassError, match="bytes of data"):
-            fdpass.send_with_fds(left, b"", [r])
+            fd_passing.send_with_fds(left, b"", [r])
     finally:
-        fdpass.close_fds([r, w])
+        fd_passing.close_fds([r, w])
 
 
 def test_truncated_ancillary_data_closes_everything(pair: tuple[socket.socket, socket.socket]) -> None:
@@ -103,10 +103,10 @@ def test_truncated_ancillary_data_closes_everything(pair: tuple[socket.socket, s
         before = open_fd_count()
         left.sendmsg([b"abcd"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", dups))])
         with pytest.raises(FdPassError, match="MSG_CTRUNC"):
-            fdpass.recv_with_fds(right, 4, max_fds=300, timeout=5.0)
+            fd_passing.recv_with_fds(right, 4, max_fds=300, timeout=5.0)
         assert open_fd_count() == before
     finally:
-        fdpass.close_fds([r, w, *dups])
+        fd_passing.close_fds([r, w, *dups])
 
 
 def test_more_fds_than_expected_closes_everything(pair: tuple[socket.socket, socket.socket]) -> None:
@@ -114,12 +114,12 @@ def test_more_fds_than_expected_closes_everything(pair: tuple[socket.socket, soc
     r, w = os.pipe()
     try:
         before = open_fd_count()
-        fdpass.send_with_fds(left, b"abcd", [r, w, r])
+        fd_passing.send_with_fds(left, b"abcd", [r, w, r])
         with pytest.raises(FdPassError, match="at most 2"):
-            fdpass.recv_with_fds(right, 4, max_fds=2, timeout=5.0)
+            fd_passing.recv_with_fds(right, 4, max_fds=2, timeout=5.0)
         assert open_fd_count() == before
     finally:
-        fdpass.close_fds([r, w])
+        fd_passing.close_fds([r, w])
 
 
 def test_eof_and_timeout_close_what_arrived(pair: tuple[socket.socket, socket.socket]) -> None:
@@ -127,17 +127,17 @@ def test_eof_and_timeout_close_what_arrived(pair: tuple[socket.socket, socket.so
     r, w = os.pipe()
     try:
         before = open_fd_count()
-        fdpass.send_with_fds(left, b"ab", [r])
+        fd_passing.send_with_fds(left, b"ab", [r])
         with pytest.raises(FdPassError, match="timed out after 2 of 10"):
-            fdpass.recv_with_fds(right, 10, max_fds=2, timeout=0.2)
+            fd_passing.recv_with_fds(right, 10, max_fds=2, timeout=0.2)
         assert open_fd_count() == before
-        fdpass.send_with_fds(left, b"ab", [w])
+        fd_passing.send_with_fds(left, b"ab", [w])
         left.shutdown(socket.SHUT_WR)
         with pytest.raises(FdPassError, match="closed after 2 of 10"):
-            fdpass.recv_with_fds(right, 10, max_fds=2, timeout=5.0)
+            fd_passing.recv_with_fds(right, 10, max_fds=2, timeout=5.0)
         assert open_fd_count() == before
     finally:
-        fdpass.close_fds([r, w])
+        fd_passing.close_fds([r, w])
 
 
 def test_descriptions_round_trip() -> None:
@@ -147,8 +147,8 @@ def test_descriptions_round_trip() -> None:
         FdDescription(FdRole.DNS, SocketSpec("::1", 53, socket.AF_INET6, UDP, 1)),
         FdDescription(FdRole.DNS, SocketSpec("127.0.0.1", 5353, socket.AF_INET, TCP, 0)),
     ]
-    raw = fdpass.encode_descriptions(descriptions, {"started": 12.5})
-    assert fdpass.decode_descriptions(raw) == (descriptions, {"started": 12.5})
+    raw = fd_passing.encode_descriptions(descriptions, {"started": 12.5})
+    assert fd_passing.decode_descriptions(raw) == (descriptions, {"started": 12.5})
 
 
 @pytest.mark.parametrize(
@@ -166,7 +166,7 @@ def test_descriptions_round_trip() -> None:
 )
 def test_malformed_descriptions_are_refused(raw: bytes) -> None:
     with pytest.raises(FdPassError):
-        fdpass.decode_descriptions(raw)
+        fd_passing.decode_descriptions(raw)
 
 
 def test_a_spec_goes_with_dns_only() -> None:
@@ -188,7 +188,7 @@ def test_real_sockets_survive_the_handoff_with_their_queues(
     udp, udp6, tcp = bound_udp(), bound_udp("::1"), listening_tcp()
     client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     tcp_client = socket.create_connection(tcp.getsockname(), timeout=5.0)
-    handed: fdpass.HandedOver | None = None
+    handed: fd_passing.HandedOver | None = None
     try:
         # Queued before the hand-off: must be readable by the receiver after it.
         client.sendto(b"queued datagram", udp.getsockname())
@@ -199,16 +199,16 @@ def test_real_sockets_survive_the_handoff_with_their_queues(
             FdDescription(FdRole.DNS, spec_of(udp6, UDP)),
             FdDescription(FdRole.DNS, spec_of(tcp, TCP)),
         ]
-        meta = fdpass.encode_descriptions(descriptions, {})
-        fdpass.send_with_fds(left, meta, [lock_fd, control.fileno(), udp.fileno(), udp6.fileno(), tcp.fileno()])
+        meta = fd_passing.encode_descriptions(descriptions, {})
+        fd_passing.send_with_fds(left, meta, [lock_fd, control.fileno(), udp.fileno(), udp6.fileno(), tcp.fileno()])
         # The sender lets go of everything, as the old daemon does by exiting.
         os.close(lock_fd)
         for sock in (control, udp, udp6, tcp):
             sock.close()
 
-        raw, fds = fdpass.recv_with_fds(right, len(meta), max_fds=8, timeout=5.0)
-        got_descriptions, _ = fdpass.decode_descriptions(raw)
-        handed = fdpass.adopt(got_descriptions, fds)
+        raw, fds = fd_passing.recv_with_fds(right, len(meta), max_fds=8, timeout=5.0)
+        got_descriptions, _ = fd_passing.decode_descriptions(raw)
+        handed = fd_passing.adopt(got_descriptions, fds)
 
         assert handed.lock_fd is not None
         with pytest.raises(BlockingIOError):  # the lock travelled with the descriptor
@@ -248,16 +248,16 @@ def test_adopt_refuses_a_socket_that_is_not_what_it_claims() -> None:
             before = open_fd_count()
             dup_udp, dup_tcp = os.dup(udp.fileno()), os.dup(tcp.fileno())
             with pytest.raises(FdPassError):
-                fdpass.adopt([FdDescription(FdRole.DNS, spec_of(tcp, TCP)), description], [dup_tcp, dup_udp])
+                fd_passing.adopt([FdDescription(FdRole.DNS, spec_of(tcp, TCP)), description], [dup_tcp, dup_udp])
             assert open_fd_count() == before  # both closed, the good one too
         before = open_fd_count()
         with pytest.raises(FdPassError, match="not a socket"):
-            fdpass.adopt([FdDescription(FdRole.CONTROL)], [os.dup(r)])
+            fd_passing.adopt([FdDescription(FdRole.CONTROL)], [os.dup(r)])
         assert open_fd_count() == before
         with pytest.raises(FdPassError, match="arrived for"):
-            fdpass.adopt([], [os.dup(r)])
+            fd_passing.adopt([], [os.dup(r)])
         assert open_fd_count() == before
     finally:
         udp.close()
         tcp.close()
-        fdpass.close_fds([r, w])
+        fd_passing.close_fds([r, w])

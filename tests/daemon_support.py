@@ -1,4 +1,4 @@
-"""Shared pieces of the lifecycle tests: a config dir, the gdnsd command, daemon cleanup.
+"""Shared pieces of the daemon, replace and systemd tests: a config dir, the gdnsd command, daemon cleanup.
 
 Every daemon these tests start (daemonized, so not our child) is found by its
 pidfile or by its command line naming the test's config dir, and killed by PID

@@ -18,8 +18,8 @@ from typing import TextIO
 
 from pygdnsd.config.options import load_config
 from pygdnsd.control.client import ControlClient, ControlError, DaemonNotRunning
-from pygdnsd.lifecycle.lock import SOCKET_NAME
-from pygdnsd.lifecycle.pidfile import PidfileState, probe
+from pygdnsd.daemon.lock import SOCKET_NAME
+from pygdnsd.daemon.pidfile import PidfileState, probe
 
 LSB_RUNNING = 0
 LSB_DEAD_WITH_PIDFILE = 1
@@ -117,11 +117,7 @@ def stop(cfgdir: Path, timeout: float = DEFAULT_TIMEOUT, err: TextIO | None = No
     except ControlError as exc:
         print(f"error: stopping gdnsd failed: {exc}", file=err)
         return EXIT_FAILURE
-    if not wait_gone(pid, timeout):
-        print(f"error: gdnsd (PID {pid}) acknowledged the stop but has not exited", file=err)
-        return EXIT_FAILURE
-    print(f"info: gdnsd (PID {pid}) stopped", file=err)
-    return EXIT_OK
+    return _gone(pid, timeout, err, "acknowledged the stop but has not exited", "stopped")
 
 
 def _stop_by_signal(where: Where, timeout: float, err: TextIO) -> int:
@@ -132,10 +128,15 @@ def _stop_by_signal(where: Where, timeout: float, err: TextIO) -> int:
         return EXIT_OK
     with contextlib.suppress(ProcessLookupError):
         os.kill(found.pid, signal.SIGTERM)
-    if not wait_gone(found.pid, timeout):
-        print(f"error: gdnsd (PID {found.pid}) did not exit after SIGTERM", file=err)
+    return _gone(found.pid, timeout, err, "did not exit after SIGTERM", "stopped by SIGTERM")
+
+
+def _gone(pid: int, timeout: float, err: TextIO, stuck: str, stopped: str) -> int:
+    """Wait for the stopped daemon to exit, then say ``stopped``, or ``stuck`` if it did not."""
+    if not wait_gone(pid, timeout):
+        print(f"error: gdnsd (PID {pid}) {stuck}", file=err)
         return EXIT_FAILURE
-    print(f"info: gdnsd (PID {found.pid}) stopped by SIGTERM", file=err)
+    print(f"info: gdnsd (PID {pid}) {stopped}", file=err)
     return EXIT_OK
 
 

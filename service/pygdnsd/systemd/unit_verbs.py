@@ -7,12 +7,14 @@ reload-zones needs no routing: the daemon reloads in place, inside its unit.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
-from pygdnsd.lifecycle import verbs
-from pygdnsd.lifecycle.systemd_unit import (
+from pygdnsd.daemon import initscript_verbs
+from pygdnsd.systemd.unit import (
     Bus,
+    JobOutcome,
     SystemdUnit,
     SystemdUnitError,
     in_unit_cgroup,
@@ -28,7 +30,7 @@ def managing_unit(cfgdir: Path, bus: Bus | None = None) -> SystemdUnit | None:
     """gdnsd.service if systemd runs the daemon of ``cfgdir``, else None (act directly)."""
     if not systemd_booted() or in_unit_cgroup():
         return None  # no systemd here, or systemd is running us (ExecReload, ExecStop)
-    running = verbs.find_running(verbs.Where.of(cfgdir))
+    running = initscript_verbs.find_running(initscript_verbs.Where.of(cfgdir))
     return unit_of_daemon(running.pid if running is not None else None, bus)
 
 
@@ -38,19 +40,27 @@ def status(unit: SystemdUnit, cfgdir: Path, out: TextIO) -> int:
         print(unit.state().describe(), file=out)
     except SystemdUnitError as exc:
         print(f"{unit.name}: unknown ({exc})", file=out)
-    return verbs.status(cfgdir, out)
+    return initscript_verbs.status(cfgdir, out)
+
+
+def _finished(job: Callable[[float], JobOutcome], timeout: float, unfinished: str, err: TextIO) -> JobOutcome | None:
+    """Run a systemd job; None, said on ``err``, if systemd refused it or it has not finished in time."""
+    try:
+        outcome = job(timeout)
+    except SystemdUnitError as exc:
+        print(f"error: {exc}", file=err)
+        return None
+    if not outcome.finished:
+        print(f"error: {unfinished} within {timeout:g} s: {outcome.after.describe()}", file=err)
+        return None
+    return outcome
 
 
 def stop(unit: SystemdUnit, timeout: float, err: TextIO) -> int:
-    try:
-        outcome = unit.stop(timeout)
-    except SystemdUnitError as exc:
-        print(f"error: {exc}", file=err)
+    outcome = _finished(unit.stop, timeout, f"systemd has not stopped {unit.name}", err)
+    if outcome is None:
         return EXIT_FAILURE
     after = outcome.after
-    if not outcome.finished:
-        print(f"error: systemd has not stopped {unit.name} within {timeout:g} s: {after.describe()}", file=err)
-        return EXIT_FAILURE
     if after.running or after.main_pid:
         print(f"error: systemd did not stop {unit.name}: {after.describe()}, Result {after.result}", file=err)
         return EXIT_FAILURE
@@ -64,16 +74,10 @@ def stop(unit: SystemdUnit, timeout: float, err: TextIO) -> int:
 
 def replace(unit: SystemdUnit, timeout: float, err: TextIO) -> int:
     """ReloadUnit: the unit's ExecReload runs the overlapped replace inside the unit."""
-    try:
-        outcome = unit.reload(timeout)
-    except SystemdUnitError as exc:
-        print(f"error: {exc}", file=err)
+    outcome = _finished(unit.reload, timeout, f"systemd's reload of {unit.name} has not finished", err)
+    if outcome is None:
         return EXIT_FAILURE
     before, after = outcome.before, outcome.after
-    if not outcome.finished:
-        print(f"error: systemd's reload of {unit.name} has not finished within {timeout:g} s: "
-              f"{after.describe()}", file=err)
-        return EXIT_FAILURE
     pids = f"MainPID {before.main_pid} -> {after.main_pid}"
     if after.reload_result != "success" or not after.running:
         print(
@@ -94,5 +98,5 @@ def run(unit: SystemdUnit, action: str, cfgdir: Path, replace_timeout: float, ou
     if action == "status":
         return status(unit, cfgdir, out)
     if action == "stop":
-        return stop(unit, verbs.DEFAULT_TIMEOUT, err)
+        return stop(unit, initscript_verbs.DEFAULT_TIMEOUT, err)
     return replace(unit, replace_timeout, err)

@@ -11,7 +11,9 @@ loads while the old one serves); racing starts all load, and the lock lets
 exactly one of them go on. The sockets are bound while still root; serving
 threads start only once the process runs as the configured user.
 
-A replace (``-R``, ``succession``) swaps "acquire lock" and "bind sockets"
+``run`` is that sequence for every start; what depends on what runs
+already is a ``daemon.start.Start``. A replace (``-R``,
+``replace.new_daemon.Replacement``) swaps "acquire lock" and "bind sockets"
 for the descriptors the old daemon hands over (``adopt``), and writes the
 pidfile only once it serves. The old daemon's side of that conversation is
 the ``TakeoverHost`` part of ``Daemon``.
@@ -31,39 +33,44 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+from pygdnsd.control import json_answers
 from pygdnsd.control import server as control_server
 from pygdnsd.control.protocol import COMPAT_VERSION, AcmeChallenge
 from pygdnsd.control.server import ControlServer, Outcome
-from pygdnsd.control.takeover import HandoffSet, TakenOver, plan_sockets
+from pygdnsd.daemon import gc_freeze
+from pygdnsd.daemon.daemonize import StartupReport
+from pygdnsd.daemon.lock import (
+    LOCK_NAME,
+    SOCKET_NAME,
+    InstanceLock,
+    ensure_run_dir,
+)
+from pygdnsd.daemon.pidfile import Pidfile
+from pygdnsd.daemon.privileges import User, drop_to, lookup_user
+from pygdnsd.daemon.start import FreshStart, Start
 from pygdnsd.engine.stats import Stats
 from pygdnsd.errors import GdnsdError
 from pygdnsd.instance import Instance, Loaded, read_zones
 from pygdnsd.instance import load as load_all
-from pygdnsd.lifecycle import activation, heap, notify, reports, succession
-from pygdnsd.lifecycle.daemonize import StartupReport
-from pygdnsd.lifecycle.heartbeat import Heartbeat
-from pygdnsd.lifecycle.lock import (
-    LOCK_NAME,
-    SOCKET_NAME,
-    AlreadyRunning,
-    InstanceLock,
-    ensure_run_dir,
-)
-from pygdnsd.lifecycle.pidfile import Pidfile
-from pygdnsd.lifecycle.privileges import User, drop_to, lookup_user
-from pygdnsd.lifecycle.reload import ZoneReloader
-from pygdnsd.lifecycle.spawn import spawn_replacement
-from pygdnsd.lifecycle.watcher import ZonesWatcher
+from pygdnsd.replace import new_daemon
+from pygdnsd.replace.old_daemon import HandoffSet
+from pygdnsd.replace.socket_plan import plan_sockets
+from pygdnsd.replace.spawn import spawn_replacement
+from pygdnsd.replace.takeover import TakenOver
+from pygdnsd.systemd import notify, socket_activation
+from pygdnsd.systemd.watchdog import Heartbeat
 from pygdnsd.transport.listeners import UDP, ListenSocket, SocketSpec, open_tcp, open_udp, specs_for
 from pygdnsd.zones.model import ZoneSet
+from pygdnsd.zones.reload import ZoneReloader
+from pygdnsd.zones.watcher import ZonesWatcher
 
 log = logging.getLogger("gdnsd")
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 RELOAD_SIGNAL = signal.SIGHUP
 CONTROL_STOP_MESSAGE = "Exiting cleanly due to control socket client request"
-OLD = "REPLACE[old daemon]"
-HANDED_OVER_MESSAGE = f"{OLD}: Exiting cleanly at request of new daemon"
+OLD_DAEMON_LOG_PREFIX = "REPLACE[old daemon]"
+HANDED_OVER_MESSAGE = f"{OLD_DAEMON_LOG_PREFIX}: Exiting cleanly at request of new daemon"
 REPL_TIMEOUT = 300.0
 
 
@@ -123,20 +130,27 @@ class Daemon:
 
     def acquire_lock(self) -> None:
         ensure_run_dir(self.run_dir, self._owner)
+        self.take_lock()
+
+    def take_lock(self) -> None:
         self.lock = InstanceLock.acquire(self.run_dir)
+
+    @property
+    def control_path(self) -> Path:
+        return self.run_dir / SOCKET_NAME
 
     def bind(self) -> None:
         """The DNS sockets and the control socket, both bound while we may still be root."""
-        path = self.run_dir / SOCKET_NAME
+        path = self.control_path
         # Socket activation (gdnsd.socket): use what systemd passed, by label.
-        passed = activation.activated(self.instance.endpoints, str(path))
+        passed = socket_activation.activated(self.instance.endpoints, str(path))
         if passed is None:
             self.sockets = self.instance.bind()
         else:
-            for line in activation.describe(passed):
+            for line in socket_activation.describe(passed):
                 log.info("%s", line)
             self.activated_counts = passed.counts
-            self.sockets = [*passed.dns, *activation.open_unpassed(self.instance.endpoints, passed)]
+            self.sockets = [*passed.dns, *socket_activation.open_unpassed(self.instance.endpoints, passed)]
             if passed.control is not None:
                 self.control_listener = passed.control
                 return
@@ -160,8 +174,8 @@ class Daemon:
             raise GdnsdError("the old daemon did not hand over its lock and control socket")
         wanted = [spec for endpoint in self.instance.endpoints for spec in specs_for(endpoint)]
         # Addresses systemd passed sockets for keep exactly those (activation's rule).
-        self.activated_counts = activation.counts_from_handoff(taken.extra.get("activated"))
-        wanted = activation.keep_for(self.activated_counts, wanted)
+        self.activated_counts = socket_activation.counts_from_handoff(taken.extra.get("activated"))
+        wanted = socket_activation.keep_for(self.activated_counts, wanted)
         plan = plan_sockets(handed.dns, wanted)
         fresh = [ListenSocket(spec, self._open(spec)) for spec in plan.open]
         addresses = {(spec.host, spec.port) for spec in wanted}
@@ -172,10 +186,10 @@ class Daemon:
                 # Fewer threads for a kept address: the kernel spreads its traffic over
                 # every socket of the group, so closing one would drop what is queued
                 # in it. It is served on until the next full restart.
-                log.info("%s: keeping surplus %s socket #%d of %s", succession.NEW, spec.kind.upper(), spec.index, spec.label)
+                log.info("%s: keeping surplus %s socket #%d of %s", new_daemon.NEW_DAEMON_LOG_PREFIX, spec.kind.upper(), spec.index, spec.label)
                 surplus.append(listener)
             else:
-                log.info("%s: closing the socket of removed address %s %s", succession.NEW, spec.kind.upper(), spec.label)
+                log.info("%s: closing the socket of removed address %s %s", new_daemon.NEW_DAEMON_LOG_PREFIX, spec.kind.upper(), spec.label)
                 listener.sock.close()
         self.lock = InstanceLock.adopt(handed.lock_fd, self.run_dir / LOCK_NAME)
         self.control_listener = handed.control
@@ -190,7 +204,7 @@ class Daemon:
 
     def _open(self, spec: SocketSpec) -> socket.socket:
         endpoint = next(e for e in self.instance.endpoints if (e.host, e.port) == (spec.host, spec.port))
-        log.info("%s: binding new address %s %s", succession.NEW, spec.kind.upper(), spec.label)
+        log.info("%s: binding new address %s %s", new_daemon.NEW_DAEMON_LOG_PREFIX, spec.kind.upper(), spec.label)
         return open_udp(spec, endpoint) if spec.kind == UDP else open_tcp(spec, endpoint)
 
     @property
@@ -228,7 +242,7 @@ class Daemon:
     def serve(self) -> None:
         instance = self.instance
         dynamic = instance.dynamic
-        heap.settle(collect=True)
+        gc_freeze.settle(collect=True)
         instance.serve(self.sockets)
         if dynamic is not None:
             dynamic.monitor.start()
@@ -246,10 +260,13 @@ class Daemon:
             log.info("zones_auto_reload: watching '%s' (%s)", self.config.zones_dir, self.watcher.mode)
         log.info("DNS listeners started")
 
+    def absorb_stats(self, final: dict[str, dict[str, int]]) -> None:
+        self.instance.stats.absorb(final)
+
     def _swap_zones(self, zones: ZoneSet) -> None:
         self.instance.responder.set_zones(zones)
         # After the swap, so the new generation's (still empty) caches are frozen too.
-        heap.settle(collect=False)
+        gc_freeze.settle(collect=False)
         self.instance.refresh_workers()
 
     # --- running ---------------------------------------------------------------
@@ -322,13 +339,13 @@ class Daemon:
         return int(time.monotonic() - self.started_at)
 
     def stats_json(self) -> bytes:
-        return reports.stats_json(self.instance.total_stats(), self.uptime())
+        return json_answers.stats_json(self.instance.total_stats(), self.uptime())
 
     def states_json(self) -> bytes:
         dynamic = self.instance.dynamic
         if dynamic is not None and dynamic.monitor.names():
             return dynamic.monitor.states_json().encode("utf-8")
-        return reports.states_json({})  # gdnsd's answer for no monitored services
+        return json_answers.states_json({})  # gdnsd's answer for no monitored services
 
     def reload_zones(self) -> Outcome:
         with contextlib.suppress(notify.NotifyError):
@@ -353,9 +370,9 @@ class Daemon:
                 return Outcome.ACK
             status = helper.poll()
             if status is not None and not self._successor_serving.wait(0.5):
-                log.error("%s: the replacement daemon failed to start (exit status %d)", OLD, status)
+                log.error("%s: the replacement daemon failed to start (exit status %d)", OLD_DAEMON_LOG_PREFIX, status)
                 return Outcome.FAIL
-        log.error("%s: the replacement daemon did not take over within %gs", OLD, REPL_TIMEOUT)
+        log.error("%s: the replacement daemon did not take over within %gs", OLD_DAEMON_LOG_PREFIX, REPL_TIMEOUT)
         return Outcome.FAIL
 
     # --- TakeoverHost (the old daemon's side of a replace) -------------------------
@@ -376,12 +393,12 @@ class Daemon:
         extra = {
             "started": self.started_at,
             "watchdog_usec": self.watchdog_usec,
-            "activated": activation.counts_to_handoff(self.activated_counts),
+            "activated": socket_activation.counts_to_handoff(self.activated_counts),
         }
         return HandoffSet(self.lock.fd, self.control_listener.fileno(), list(self.sockets), extra)
 
     def stop_serving(self) -> None:
-        log.info("%s: the new daemon serves: stopping here", OLD)
+        log.info("%s: the new daemon serves: stopping here", OLD_DAEMON_LOG_PREFIX)
         self._successor_serving.set()
         if self.heartbeat is not None:
             self.heartbeat.close()  # STATUS= is the new daemon's to say now
@@ -396,7 +413,7 @@ class Daemon:
         return self.instance.total_stats().snapshot()
 
     def takeover_failed(self, reason: str) -> None:
-        log.error("%s: takeover failed (%s): serving on", OLD, reason)
+        log.error("%s: takeover failed (%s): serving on", OLD_DAEMON_LOG_PREFIX, reason)
         if self.control is not None:
             self.control.resume_accepting()
 
@@ -433,62 +450,24 @@ def run(request: StartRequest, report: StartupReport | None = None, load: Loader
     reason startup failed. ``load`` reads config and zones (``instance.load``).
     """
     report = report if report is not None else StartupReport(None)
+    start: Start[Daemon] = (
+        new_daemon.Replacement(report) if request.replace else FreshStart(request.idempotent)
+    )
     daemon: Daemon | None = None
-    predecessor: succession.Predecessor | None = None
-    watch = succession.HelperWatch(report) if request.replace else None
     try:
-        if watch is not None:
-            watch.start()
+        start.begin()
         daemon = Daemon(load(request.cfgdir, request.strict_data))
         daemon.first_monitoring_round()
         daemon.install_signal_handlers()
-        if request.replace:
-            succession.crash_point("after-load")
-            daemon.replacing = True
-            predecessor = succession.take_over(daemon)
-        else:
-            try:
-                daemon.acquire_lock()
-            except AlreadyRunning:
-                if not request.idempotent:
-                    raise
-                log.info("Another instance is already running, success")
-                report.ready()
-                return 0
-            daemon.bind()
-        if predecessor is None:
-            daemon.write_pidfile()
+        if not start.acquire(daemon):
+            report.ready()
+            return 0
         daemon.drop_privileges()
         daemon.serve()
-        if predecessor is not None:
-            succession.crash_point("before-ready")
-        if watch is not None:
-            watch.commit()
-        if predecessor is None:
-            with contextlib.suppress(notify.NotifyError):
-                notify.ready()
-        else:
-            predecessor.claim(daemon)
-            daemon.last_replace = time.time()
-            log.info(
-                "%s: replace complete: serving as PID %d, the old daemon (PID %s) is gone",
-                succession.NEW,
-                os.getpid(),
-                predecessor.old_pid,
-                extra=succession.event("replace-done", predecessor.old_pid),
-            )
-        daemon.replacing = False
+        start.claim(daemon)
     except BaseException as exc:
-        if watch is not None:
-            watch.commit()  # we are failing anyway: the watch must not race report.failed
         reason = str(exc) if isinstance(exc, GdnsdError) else f"startup failed: {exc!r}"
-        if request.replace:
-            old_pid = predecessor.old_pid if predecessor is not None else None
-            log.error(
-                "%s: replace failed: %s", succession.NEW, reason, extra=succession.event("replace-failed", old_pid)
-            )
-        if predecessor is not None:
-            predecessor.abandon()
+        start.abandon(reason)
         if daemon is not None:
             with contextlib.suppress(Exception):
                 daemon.shutdown()

@@ -1,7 +1,9 @@
 """The new daemon's half of a replace: take over from the old daemon, then retire it.
 
-``take_over`` runs after config and zones are loaded (the slow work, done
-while the old daemon serves on):
+``Replacement`` is the ``daemon.start.Start`` of ``gdnsd -R``. It watches the
+``gdnsd replace`` helper from the start (``HelperWatch``); once config and
+zones are loaded (the slow work, done while the old daemon serves on),
+``take_over`` finds what runs:
 
 * nothing runs (we get the instance lock): a plain start, as gdnsd -R does;
 * the old daemon answers on its control socket: TAK1, TAK2, TAKE hand us the
@@ -29,19 +31,18 @@ import signal
 import threading
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Protocol
+from pathlib import Path
+from typing import Protocol
 
 from pygdnsd.control.protocol import ResponseKey
-from pygdnsd.control.takeover import TakeoverClient, TakeoverError, TakeoverRefused
+from pygdnsd.daemon.daemonize import StartupReport, reader_gone
+from pygdnsd.daemon.initscript_verbs import wait_gone
+from pygdnsd.daemon.lock import AlreadyRunning
+from pygdnsd.daemon.pidfile import PidfileState, probe
+from pygdnsd.daemon.start import StartSteps, announce_ready
 from pygdnsd.errors import GdnsdError
-from pygdnsd.lifecycle import notify
-from pygdnsd.lifecycle.daemonize import StartupReport, reader_gone
-from pygdnsd.lifecycle.lock import SOCKET_NAME, AlreadyRunning, InstanceLock
-from pygdnsd.lifecycle.pidfile import PidfileState, probe
-from pygdnsd.lifecycle.verbs import wait_gone
-
-if TYPE_CHECKING:
-    from pygdnsd.lifecycle.daemon import Daemon
+from pygdnsd.replace.takeover import TakenOver, TakeoverClient, TakeoverError, TakeoverRefused
+from pygdnsd.systemd import notify
 
 log = logging.getLogger("gdnsd")
 
@@ -59,7 +60,7 @@ KILL_TIMEOUT = 5.0
 LOCK_TIMEOUT = 10.0
 WATCH_INTERVAL = 0.1
 
-NEW = "REPLACE[new daemon]"
+NEW_DAEMON_LOG_PREFIX = "REPLACE[new daemon]"
 
 
 def event(name: str, old_pid: int | None, **more: object) -> dict[str, object]:
@@ -75,7 +76,7 @@ def crash_point(step: str, environ: Mapping[str, str] | None = None) -> None:
     """The test hook: SIGKILL ourselves if ``$PYGDNSD_TEST_CRASH_AT`` names ``step``."""
     env = os.environ if environ is None else environ
     if env.get(CRASH_ENV) == step:
-        log.warning("%s: %s=%s: killing myself (test hook)", NEW, CRASH_ENV, step)
+        log.warning("%s: %s=%s: killing myself (test hook)", NEW_DAEMON_LOG_PREFIX, CRASH_ENV, step)
         os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -104,7 +105,7 @@ class HelperWatch:
             if reader_gone(fd):
                 log.error(
                     "%s: the replace helper went away before the takeover finished; aborting",
-                    NEW,
+                    NEW_DAEMON_LOG_PREFIX,
                     extra=event("replace-failed", None),
                 )
                 logging.shutdown()
@@ -116,12 +117,37 @@ class HelperWatch:
             self._thread.join()
 
 
+class Successor(StartSteps, Protocol):
+    """The new daemon, as its replace sees it (``Daemon`` is one)."""
+
+    replacing: bool  # True until we claimed: a failure now must not say STOPPING=1 to systemd
+    last_replace: float | None  # wall clock of our takeover, for STATUS=
+
+    @property
+    def control_path(self) -> Path: ...
+
+    @property
+    def pidfile_path(self) -> Path: ...
+
+    def adopt(self, taken: TakenOver) -> None:
+        """Instead of acquire_lock and bind: serve on what the old daemon handed over."""
+        ...
+
+    def take_lock(self) -> None:
+        """The instance lock alone (run_dir exists by now); AlreadyRunning while another holds it."""
+        ...
+
+    def absorb_stats(self, final: dict[str, dict[str, int]]) -> None:
+        """Add the old daemon's final counters to ours."""
+        ...
+
+
 class Predecessor(Protocol):
     """The old daemon, from the new one's side, once we hold what we need to serve."""
 
     old_pid: int | None
 
-    def claim(self, daemon: Daemon) -> None:
+    def claim(self, daemon: Successor) -> None:
         """We serve: claim the unit or the pidfile, then make the old daemon go."""
         ...
 
@@ -130,7 +156,7 @@ class Predecessor(Protocol):
         ...
 
 
-def _announce(daemon: Daemon) -> None:
+def _announce(daemon: Successor) -> None:
     """Tell the pidfile and systemd (if it runs us) that we are the daemon now.
 
     The pidfile first: it is the step that may fail, and failing is only safe
@@ -141,7 +167,7 @@ def _announce(daemon: Daemon) -> None:
         notify.ready_as_main(os.getpid())
     except notify.NotifyError as exc:
         # MAINPID went out but is unconfirmed: carry on, the old daemon must go anyway.
-        log.error("%s: %s", NEW, exc)
+        log.error("%s: %s", NEW_DAEMON_LOG_PREFIX, exc)
 
 
 class Handoff:
@@ -151,14 +177,14 @@ class Handoff:
         self.client = client
         self.old_pid: int | None = old_pid
 
-    def claim(self, daemon: Daemon) -> None:
+    def claim(self, daemon: Successor) -> None:
         _announce(daemon)
         try:
             final = self.client.stop_old(STOP_TIMEOUT)
         except GdnsdError as exc:
-            log.error("%s: stopping the old daemon (PID %s) failed: %s", NEW, self.old_pid, exc)
+            log.error("%s: stopping the old daemon (PID %s) failed: %s", NEW_DAEMON_LOG_PREFIX, self.old_pid, exc)
         else:
-            daemon.instance.stats.absorb(final)
+            daemon.absorb_stats(final)
         finally:
             self.client.close()
         # Past the point of no return: we serve on whatever happens to the old daemon.
@@ -178,12 +204,12 @@ class Overlap:
     def __init__(self, old_pid: int | None) -> None:
         self.old_pid = old_pid
 
-    def claim(self, daemon: Daemon) -> None:
+    def claim(self, daemon: Successor) -> None:
         _announce(daemon)
         # Past the point of no return: we serve on whatever happens to the old daemon.
         try:
             _make_gone(self.old_pid, wait_first=False)
-            daemon.lock = _lock_when_free(daemon)
+            _lock_when_free(daemon)
         except GdnsdError as exc:
             log.error("%s", exc)
 
@@ -204,34 +230,35 @@ def _make_gone(pid: int | None, wait_first: bool) -> None:
         steps.insert(0, (None, EXIT_TIMEOUT))
     for signum, patience in steps:
         if signum is not None:
-            log.warning("%s: sending %s to the old daemon (PID %d)", NEW, signum.name, pid)
+            log.warning("%s: sending %s to the old daemon (PID %d)", NEW_DAEMON_LOG_PREFIX, signum.name, pid)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)
                 os.kill(pid, signal.SIGCONT)
         if wait_gone(pid, patience):
             return
-    raise GdnsdError(f"{NEW}: the old daemon (PID {pid}) did not exit, even after SIGKILL")
+    raise GdnsdError(f"{NEW_DAEMON_LOG_PREFIX}: the old daemon (PID {pid}) did not exit, even after SIGKILL")
 
 
-def _lock_when_free(daemon: Daemon) -> InstanceLock:
+def _lock_when_free(daemon: Successor) -> None:
     deadline = time.monotonic() + LOCK_TIMEOUT
     for _ in range(int(LOCK_TIMEOUT / 0.05) + 1):
         try:
-            return InstanceLock.acquire(daemon.run_dir)
+            daemon.take_lock()
+            return
         except AlreadyRunning:
             if time.monotonic() > deadline:
                 break
             time.sleep(0.05)
-    raise GdnsdError(f"{NEW}: the instance lock is still held after the old daemon was stopped")
+    raise GdnsdError(f"{NEW_DAEMON_LOG_PREFIX}: the instance lock is still held after the old daemon was stopped")
 
 
-def _overlap(daemon: Daemon, why: str) -> Overlap:
+def _overlap(daemon: Successor, why: str) -> Overlap:
     found = probe(daemon.pidfile_path)
     old_pid = found.pid if found.state is PidfileState.RUNNING else None
     log.warning(
         "%s: the old daemon (PID %s) cannot be reached over its control socket (%s): "
         "binding fresh sockets beside its own and stopping it by signal; queries may be lost",
-        NEW,
+        NEW_DAEMON_LOG_PREFIX,
         old_pid if old_pid is not None else "unknown",
         why,
         extra=event("replace-overlap", old_pid),
@@ -240,17 +267,22 @@ def _overlap(daemon: Daemon, why: str) -> Overlap:
     return Overlap(old_pid)
 
 
-def take_over(daemon: Daemon) -> Predecessor | None:
-    """Get the lock, the control listener and the DNS sockets; None if nothing ran (a plain start)."""
+def take_over(daemon: Successor) -> Predecessor | None:
+    """Get the lock, the control listener and the DNS sockets; None if nothing ran.
+
+    Nothing running makes this a fresh start: the pidfile is written here,
+    and ``claim`` is only READY=1.
+    """
     try:
         daemon.acquire_lock()
     except AlreadyRunning:
         pass
     else:
-        log.info("%s: no daemon is running: starting normally", NEW)
+        log.info("%s: no daemon is running: starting normally", NEW_DAEMON_LOG_PREFIX)
         daemon.bind()
+        daemon.write_pidfile()  # as a fresh start does, before privileges drop
         return None
-    path = str(daemon.run_dir / SOCKET_NAME)
+    path = str(daemon.control_path)
     try:
         client = TakeoverClient.connect(path, os.getpid(), INFO_TIMEOUT)
     except TakeoverError as exc:
@@ -262,14 +294,14 @@ def take_over(daemon: Daemon) -> Predecessor | None:
         client.close()
         if exc.response == ResponseKey.LATR:
             raise GdnsdError(
-                f"{NEW}: another replace is in progress (the old daemon answered RESP_LATR); try again later"
+                f"{NEW_DAEMON_LOG_PREFIX}: another replace is in progress (the old daemon answered RESP_LATR); try again later"
             ) from exc
         return _overlap(daemon, str(exc))
     except TakeoverError as exc:
         client.close()
         return _overlap(daemon, str(exc))
     log.info(
-        "%s: taking over from the old daemon (PID %d)", NEW, old_pid, extra=event("replace-begin", old_pid)
+        "%s: taking over from the old daemon (PID %d)", NEW_DAEMON_LOG_PREFIX, old_pid, extra=event("replace-begin", old_pid)
     )
     client.step_timeout = STEP_TIMEOUT
     try:
@@ -287,3 +319,47 @@ def take_over(daemon: Daemon) -> Predecessor | None:
         handoff.abandon()
         raise
     return handoff
+
+
+class Replacement:
+    """The ``daemon.start.Start`` of ``gdnsd -R``: take over from the running daemon, then retire it."""
+
+    def __init__(self, report: StartupReport) -> None:
+        self.watch = HelperWatch(report)
+        self.predecessor: Predecessor | None = None
+
+    def begin(self) -> None:
+        self.watch.start()
+
+    def acquire(self, daemon: Successor) -> bool:
+        crash_point("after-load")
+        daemon.replacing = True
+        self.predecessor = take_over(daemon)
+        return True
+
+    def claim(self, daemon: Successor) -> None:
+        predecessor = self.predecessor
+        if predecessor is None:  # nothing ran: a fresh start after all
+            self.watch.commit()
+            announce_ready()
+        else:
+            crash_point("before-ready")
+            self.watch.commit()
+            predecessor.claim(daemon)
+            daemon.last_replace = time.time()
+            log.info(
+                "%s: replace complete: serving as PID %d, the old daemon (PID %s) is gone",
+                NEW_DAEMON_LOG_PREFIX,
+                os.getpid(),
+                predecessor.old_pid,
+                extra=event("replace-done", predecessor.old_pid),
+            )
+        daemon.replacing = False
+
+    def abandon(self, reason: str) -> None:
+        self.watch.commit()  # we are failing anyway: the watch must not race report.failed
+        predecessor = self.predecessor
+        old_pid = predecessor.old_pid if predecessor is not None else None
+        log.error("%s: replace failed: %s", NEW_DAEMON_LOG_PREFIX, reason, extra=event("replace-failed", old_pid))
+        if predecessor is not None:
+            predecessor.abandon()

@@ -1,4 +1,4 @@
-"""The lifecycle pieces one at a time: lock, pidfile, startup pipe, reloader, watcher, reports, verbs' parsing."""
+"""The daemon's pieces one at a time: lock, pidfile, startup pipe, reloader, watcher, JSON answers, verbs' parsing."""
 
 from __future__ import annotations
 
@@ -12,16 +12,17 @@ from pathlib import Path
 import pytest
 
 from pygdnsd.cli import gdnsd
+from pygdnsd.control import json_answers
+from pygdnsd.daemon.daemonize import READY, StartupReport, read_verdict
+from pygdnsd.daemon.lock import AlreadyRunning, InstanceLock, ensure_run_dir
+from pygdnsd.daemon.pidfile import Pidfile, PidfileState, probe
+from pygdnsd.daemon.privileges import lookup_user
+from pygdnsd.daemon.start import FreshStart
 from pygdnsd.engine.stats import Stats
 from pygdnsd.errors import ConfigError, ZoneError
-from pygdnsd.lifecycle import reports
-from pygdnsd.lifecycle.daemonize import READY, StartupReport, read_verdict
-from pygdnsd.lifecycle.lock import AlreadyRunning, InstanceLock, ensure_run_dir
-from pygdnsd.lifecycle.pidfile import Pidfile, PidfileState, probe
-from pygdnsd.lifecycle.privileges import lookup_user
-from pygdnsd.lifecycle.reload import ZoneReloader
-from pygdnsd.lifecycle.watcher import ZonesWatcher
 from pygdnsd.zones.model import ZoneSet
+from pygdnsd.zones.reload import ZoneReloader
+from pygdnsd.zones.watcher import ZonesWatcher
 
 
 def test_lock_is_exclusive_and_released_on_close(tmp_path: Path) -> None:
@@ -34,6 +35,43 @@ def test_lock_is_exclusive_and_released_on_close(tmp_path: Path) -> None:
     first.release()
     InstanceLock.acquire(run_dir).release()
 
+
+
+class RecordedSteps:
+    """A daemon's start steps that only record their order; the lock may be taken already."""
+
+    def __init__(self, locked_elsewhere: bool = False) -> None:
+        self.locked_elsewhere = locked_elsewhere
+        self.steps: list[str] = []
+
+    def acquire_lock(self) -> None:
+        self.steps.append("lock")
+        if self.locked_elsewhere:
+            raise AlreadyRunning("locked")
+
+    def bind(self) -> None:
+        self.steps.append("bind")
+
+    def write_pidfile(self) -> None:
+        self.steps.append("pidfile")
+
+
+def test_a_fresh_start_locks_binds_and_writes_the_pidfile_in_that_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
+    daemon = RecordedSteps()
+    start = FreshStart()
+    start.begin()
+    assert start.acquire(daemon)
+    start.claim(daemon)  # READY=1: a no-op without $NOTIFY_SOCKET
+    assert daemon.steps == ["lock", "bind", "pidfile"]
+
+
+def test_a_fresh_start_beside_a_running_instance_fails_unless_idempotent() -> None:
+    with pytest.raises(AlreadyRunning):
+        FreshStart().acquire(RecordedSteps(locked_elsewhere=True))
+    daemon = RecordedSteps(locked_elsewhere=True)
+    assert not FreshStart(idempotent=True).acquire(daemon)
+    assert daemon.steps == ["lock"]
 
 def test_lock_travels_with_its_descriptor(tmp_path: Path) -> None:
     """What a replace relies on: the flock goes with an fd passed by SCM_RIGHTS."""
@@ -174,10 +212,10 @@ def test_watcher_fires_once_per_settled_burst(tmp_path: Path, use_inotify: bool)
 def test_stats_json_is_gdnsd_layout() -> None:
     stats = Stats()
     stats.dns.bump("noerror", 3)
-    body = reports.stats_json(stats, 42).decode()
+    body = json_answers.stats_json(stats, 42).decode()
     assert body.startswith('{\n\t"uptime": 42,\n\t"stats": {\n\t\t"noerror": 3,\n\t\t"refused": 0,\n')
     assert body.endswith('\t\t"acceptfail": 0\n\t}\n}\n')
-    assert reports.states_json({}) == b"{\n\n}\n"
+    assert json_answers.states_json({}) == b"{\n\n}\n"
 
 
 def test_unknown_user_names_the_option() -> None:

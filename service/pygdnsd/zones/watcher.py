@@ -102,6 +102,7 @@ class ZonesWatcher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._fd = -1
+        self._listing: Snapshot = frozenset()  # the poll mode's last look at the directory (start)
         if use_inotify:
             try:
                 self._fd = open_inotify(directory)
@@ -113,6 +114,10 @@ class ZonesWatcher:
         return "inotify" if self._fd >= 0 else "poll"
 
     def start(self) -> None:
+        if self._fd < 0:
+            # Taken before start returns, as inotify's watch is: a change made
+            # once the daemon serves is never part of the first look.
+            self._listing = snapshot(self.directory)
         target = self._run_inotify if self._fd >= 0 else self._run_poll
         self._thread = threading.Thread(target=target, name="zones-watcher", daemon=True)
         self._thread.start()
@@ -152,7 +157,7 @@ class ZonesWatcher:
         return seen
 
     def _run_poll(self) -> None:
-        last = snapshot(self.directory)
+        last = self._listing
         changed_at: float | None = None
         while not self._stop.wait(min(POLL_INTERVAL, self.settle)):
             now = snapshot(self.directory)

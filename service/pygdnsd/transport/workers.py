@@ -13,7 +13,7 @@ Why this shape:
   A replace hands over the instance's descriptors exactly as before, and the
   kernel keeps each socket's queue for whoever reads it next.
 * Workers get the Responder by fork (zone data shared copy-on-write; it is
-  frozen out of the cyclic collector first, see ``heap``). Data they cannot
+  frozen out of the cyclic collector first, see ``daemon.gc_freeze``). Data they cannot
   be sent is never changed in them: a zone reload stops every worker and
   forks new ones from the instance, which holds the new data by then. Stop
   before fork keeps the switch atomic: once the reload is acknowledged no
@@ -56,7 +56,9 @@ from multiprocessing.connection import Connection
 from typing import NoReturn
 
 from pygdnsd.engine.stats import Stats
-from pygdnsd.lifecycle.worker_process import (
+from pygdnsd.monitoring.monitor import Monitor
+from pygdnsd.transport.answerer import Answerer
+from pygdnsd.transport.worker_process import (
     FINAL,
     READY,
     STATS,
@@ -67,8 +69,6 @@ from pygdnsd.lifecycle.worker_process import (
     split,
     states_message,
 )
-from pygdnsd.monitoring.monitor import Monitor
-from pygdnsd.transport.answerer import Answerer
 
 REPLY_SECONDS = 2.0  # a live worker answers a stats request in microseconds
 STOP_SECONDS = 15.0  # each serving thread gets 5 s to stop; then the worker is killed

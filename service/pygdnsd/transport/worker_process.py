@@ -1,4 +1,4 @@
-"""What runs in a worker process (``lifecycle.workers`` forks it): serve one share.
+"""What runs in a worker process (``transport.workers`` forks it): serve one share.
 
 After the fork the worker keeps only what it serves: its share's listening
 sockets and its pipe to the instance (plus stdio and the log daemons'

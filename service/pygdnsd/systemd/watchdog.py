@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from pygdnsd.engine.stats import Stats
-from pygdnsd.lifecycle import notify
+from pygdnsd.systemd import notify
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ import subprocess
 import threading
 
 from conftest import pygdnsd_python
-from test_lifecycle_support import (
+from daemon_support import (
     Site,
     a_records,
     alive,
@@ -19,11 +19,8 @@ from test_lifecycle_support import (
     gdnsd,
     pids_serving,
     query,
-    site,
     wait_for,
 )
-
-__all__ = ["site"]  # the fixture
 
 LOCKED = "Another instance is running and has the control socket locked, failing"  # gdnsd's words
 

@@ -1,1 +1,0 @@
-"""Process lifecycle: daemonizing, pidfile, socket takeover, sd_notify."""
