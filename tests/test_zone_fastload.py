@@ -1,8 +1,9 @@
 """The fast zone path builds exactly what the reference path builds, or steps aside.
 
 ``fastload.load_zone`` must either return a ``Zone`` equal to
-``tree.build_zone(parse_zone_file(...))`` or raise ``Irregular`` so the
-loader takes the reference path (which words every message).
+``tree.build_zone(parse_zone_file(...))``, having written the same warnings
+at the same lines, or raise ``Irregular`` so the loader takes the reference
+path (which words the errors).
 """
 
 from __future__ import annotations
@@ -116,6 +117,22 @@ def test_strict_soa_warning_is_the_same_error(tmp_path: Path) -> None:
     assert str(fast.value) == str(ref.value)
 
 
+# Each line, appended to RICH, makes the reference path warn: the fast
+# path writes the same warnings itself.
+WARNED = [
+    "dangling CNAME nowhere.p",  # CNAME to NXDOMAIN (no *.p)
+    "ptr2 PTR mail.example.org.",  # same-zone PTR
+    "mx2 MX 1 nothing",  # MX target without addresses
+    "mx3 MX 1 b.c.o",  # MX target that exists, without addresses
+    "srv2 SRV 1 2 3 nothing\nmx4 MX 1 nothing\n  MX 2 nothing",  # each record its warning
+]
+# Syntax the fast path reads too, however the record is laid out.
+LAID_OUT = [
+    "paren A ( 192.0.2.55 )",
+    "paren2 MX ( 10 ; a comment\n  mail )",
+    "paren3 IN 300 TXT ( \"a ( b\" ; (\n \"c\" )\nafter A 192.0.2.57",
+    "@ 3600 IN NS (\n ns3.example.net. )",
+]
 # Each line, appended to RICH, makes the reference path warn or fail (or is
 # syntax the fast path leaves to it): the fast path must step aside.
 IRREGULAR = [
@@ -123,16 +140,14 @@ IRREGULAR = [
     "multi 60 A 192.0.2.51",  # TTLs disagree
     "_acme-challenge TXT token",
     "alias A 192.0.2.52",  # CNAME beside data
-    "dangling CNAME nowhere.p",  # CNAME to NXDOMAIN (no *.p)
-    "ptr2 PTR mail.example.org.",  # same-zone PTR
-    "mx2 MX 1 nothing",  # MX target without addresses
-    "mx3 MX 1 b.c.o",  # MX target that exists, without addresses
     "ns.sub TXT glue",  # data below a cut
     "deep.ns.sub A 192.0.2.53",  # unused glue
     "sub2 NS ns.sub2",  # missing glue
     "x.sub NS ns.example.net.",  # nested delegation
     "out.example.net. A 192.0.2.54",  # out-of-zone glue
-    "paren A ( 192.0.2.55 )",
+    "paren A ( 192.0.2.55",  # '(' without ')'
+    "paren A 192.0.2.55 )",  # ')' without '('
+    "paren A ( ( 192.0.2.55 ) )",  # nested
     "$INCLUDE inc/other",
     "dyn DYNA weighted!pool",
     "esc TXT \"a\\065\"",
@@ -150,7 +165,40 @@ def test_irregular_zones_step_aside(tmp_path: Path, line: str) -> None:
         fastload.load_zone(str(path), APEX, ZoneSettings())
 
 
-@pytest.mark.parametrize("line", IRREGULAR)
+def _fast_and_reference(path: Path, settings: ZoneSettings, caplog: pytest.LogCaptureFixture) -> None:
+    """The fast path's zone and warnings (file:line) are the reference path's."""
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, "pygdnsd.zones"):
+        fast = fastload.load_zone(str(path), APEX, settings)
+    fast_log = [r.getMessage() for r in caplog.records]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, "pygdnsd.zones"):
+        ref = reference(path, settings)
+    assert fast == ref
+    assert fast_log == [r.getMessage() for r in caplog.records]
+
+
+@pytest.mark.parametrize("line", WARNED + LAID_OUT)
+def test_warnings_and_layouts_take_the_fast_path(tmp_path: Path, line: str, caplog: pytest.LogCaptureFixture) -> None:
+    path = write(tmp_path, RICH + "$ORIGIN @Z\n" + line + "\n")
+    _fast_and_reference(path, ZoneSettings(), caplog)
+
+
+@pytest.mark.parametrize("line", WARNED)
+def test_warnings_are_errors_when_strict_either_way(tmp_path: Path, line: str) -> None:
+    zones = tmp_path / "zones"
+    zones.mkdir()
+    path = write(zones, RICH.replace(" 900\n", " 86400\n", 1) + "$ORIGIN @Z\n" + line + "\n")
+    settings = ZoneSettings(strict_data=True)
+    with pytest.raises(ZoneError) as ref:
+        reference(path, settings)
+    with pytest.raises(ZoneError) as got:
+        load_zones(zones, settings)
+    assert str(got.value) == str(ref.value)
+    assert "(an error because zones_strict_data is set)" in str(ref.value)
+
+
+@pytest.mark.parametrize("line", IRREGULAR + WARNED + LAID_OUT)
 def test_loader_result_matches_the_reference_either_way(tmp_path: Path, line: str) -> None:
     zones = tmp_path / "zones"
     zones.mkdir()
@@ -168,13 +216,17 @@ def test_loader_result_matches_the_reference_either_way(tmp_path: Path, line: st
     assert got == expected
 
 
-def test_irregular_one_ns_and_mname(tmp_path: Path) -> None:
+def test_one_ns_and_mname_warned_on_the_fast_path(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     one_ns = RICH.replace("  NS NS2.example.org.\n", "")
-    with pytest.raises(fastload.Irregular):
-        fastload.load_zone(str(write(tmp_path, one_ns)), APEX, ZoneSettings())
+    _fast_and_reference(write(tmp_path, one_ns), ZoneSettings(), caplog)
+    assert "only has one NS record" in caplog.text
     other_mname = RICH.replace("SOA ns1 ", "SOA ns3 ")
-    with pytest.raises(fastload.Irregular):
-        fastload.load_zone(str(write(tmp_path, other_mname)), APEX, ZoneSettings())
+    _fast_and_reference(write(tmp_path, other_mname), ZoneSettings(), caplog)
+    assert "SOA MNAME does not match" in caplog.text
+    multi_line_soa = RICH.replace("SOA ns1 Hostmaster.Example.ORG. 2024010101", "SOA ns1 (\n Hostmaster.Example.ORG. ; who\n 2024010101")
+    multi_line_soa = multi_line_soa.replace(" 3w 900\n", " 3w\n 900 )\n")
+    _fast_and_reference(write(tmp_path, multi_line_soa), ZoneSettings(), caplog)
+    assert ":2: zone 'example.org.': SOA TTL 86400 > ncache field 900" in caplog.text
 
 
 def test_good_test_zones_equal_the_reference() -> None:

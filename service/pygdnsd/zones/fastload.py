@@ -33,7 +33,17 @@ from dataclasses import dataclass, field
 from pygdnsd.zones import model, names, rdata
 from pygdnsd.zones.rdata import parse_ttl
 from pygdnsd.zones.settings import ZoneSettings
-from pygdnsd.zones.tree import MAX_CNAME_CHAIN, MAX_NS_RRSET, Reporter, soa_rrset
+from pygdnsd.zones.tree import (
+    MAX_CNAME_CHAIN,
+    MAX_NS_RRSET,
+    Reporter,
+    cname_to_nxdomain,
+    mname_not_ns,
+    no_addresses,
+    only_one_ns,
+    same_zone_ptr,
+    soa_rrset,
+)
 from pygdnsd.zones.zonefile import Record, tokenize
 
 _A, _AAAA, _NS, _CNAME, _PTR, _MX, _SRV, _TXT, _SOA = (
@@ -235,7 +245,9 @@ class ZonePiece:
         self.apex = apex
         self.nodes: dict[bytes, model.Node] = {}
         self.multi: dict[tuple[bytes, int], list[bytes]] = {}
-        self.targets: list[tuple[int, bytes, bytes]] = []
+        # (type, owner, rdata, line) of each NS, CNAME, PTR, MX and SRV record: what the
+        # whole-zone rules follow, with the line a message about the record names.
+        self.targets: list[tuple[int, bytes, bytes, int]] = []
         self.soa: Record | None = None
         # Owners that are not children of the apex (the apex included): the
         # only ones that can be below a cut or have a missing parent.
@@ -288,7 +300,7 @@ def split(
         if pos == -1 or pos + 1 >= size:
             break
         pos = _clean_start(text, pos)
-        if pos + 1 > cuts[-1]:
+        if pos + 1 > cuts[-1] and not _inside_parentheses(text, pos):
             cuts.append(pos + 1)
     cuts.append(size)
     namer = _Names(apex)
@@ -309,6 +321,20 @@ def split(
         done = begin
         pieces.append((begin, end, Start(line, namer.origin, default_ttl)))
     return pieces
+
+
+def _inside_parentheses(text: str, pos: int) -> bool:
+    """Whether the line after ``pos`` continues a record in parentheses (no place to cut), or may.
+
+    Only when a ``(`` comes after the last ``)`` are the lines since read.
+    """
+    opened = text.rfind("(", 0, pos)
+    if opened <= text.rfind(")", 0, pos):
+        return False
+    try:
+        return bool(_join_parenthesized(text[text.rfind("\n", 0, opened) + 1 : pos].split("\n"))[1])
+    except Irregular:
+        return True
 
 
 # How far ``_clean_start`` looks for a better place to cut.
@@ -381,24 +407,100 @@ _BATCH = 2048  # lines taken at a time from a list
 
 
 def _batches(lines: Iterable[str], number: int) -> Iterator[tuple[int, list[str], bool]]:
-    """``lines`` in batches: (first line's number, lines, clean).
+    """``lines`` in batches: (first line's number, lines, clean), parenthesized records on one line.
 
     ``lines`` may also be an open file, or the text itself (a ``str``),
     read in blocks: cheaper than taking lines one by one. A clean batch is
     ASCII without ``();\\`` or a carriage return, which the loop then need
     not look for line by line (a C scan of the batch costs far less than a
-    regex search of each line).
+    regex search of each line). A record written over several lines in
+    parentheses (see ``_join_parenthesized``) comes as one line, where it
+    starts, and empty lines for the rest, so every line keeps its number.
     """
+    carry: list[str] = []  # the start of a parenthesized record the last batch did not close
     if isinstance(lines, io.TextIOBase | str):
         for block in _blocks(lines):
             batch = block.split("\n")
+            if carry or "(" in block:
+                number -= len(carry)
+                batch, carry = _join_parenthesized(carry + batch[:-1])
+                batch.append("")  # the start of the next block's first line, as above
+                yield number, batch, False
+                number += len(batch) - 1 + len(carry)
+                continue
             yield number, batch, _clean(block)
             number += len(batch) - 1  # the last is the start of the next block's first line
-        return
-    source = iter(lines)
-    while batch := list(itertools.islice(source, _BATCH)):
-        yield number, batch, _clean("".join(batch))
-        number += len(batch)
+    else:
+        source = iter(lines)
+        while batch := list(itertools.islice(source, _BATCH)):
+            text = "".join(batch)
+            if carry or "(" in text:
+                number -= len(carry)
+                batch, carry = _join_parenthesized(carry + batch)
+                yield number, batch, False
+                number += len(batch) + len(carry)
+                continue
+            yield number, batch, _clean(text)
+            number += len(batch)
+    if carry:
+        raise Irregular("'(' without ')'")
+
+
+def _join_parenthesized(lines: list[str]) -> tuple[list[str], list[str]]:
+    """``lines`` with each record written in parentheses over several lines on its first line, and what is left open.
+
+    The record's tokens (its parentheses and comments dropped) are joined
+    with spaces after the first line's leading blank, which reads back as
+    the same tokens (quotes and escapes stay inside their tokens); the lines
+    it took are left empty. Lines from an unclosed record's first on are
+    returned apart, for the next batch to finish. What the reference path
+    refuses (nested or unmatched parentheses, bad quoting) is Irregular.
+    """
+    out = lines
+    count = len(lines)
+    index = 0
+    while index < count:
+        line = lines[index]
+        if "(" not in line and ")" not in line:
+            index += 1
+            continue
+        if out is lines:
+            out = list(lines)
+        begin = index
+        kept: list[str] = []
+        depth = 0
+        while True:
+            for token in _tokens(lines[index]):
+                if token == "(":
+                    depth += 1
+                    if depth > 1:
+                        raise Irregular("nested parentheses")
+                elif token == ")":
+                    if not depth:
+                        raise Irregular("')' without '('")
+                    depth -= 1
+                else:
+                    kept.append(token)
+            index += 1
+            if not depth:
+                break
+            if index == count:
+                return out[:begin], lines[begin:]
+        blank = line[: len(line) - len(line.lstrip(" \t"))]
+        out[begin] = blank + " ".join(kept)
+        for taken in range(begin + 1, index):
+            out[taken] = ""
+    return out, []
+
+
+def _tokens(line: str) -> list[str]:
+    """``tokenize``, its refusals Irregular."""
+    if "\r" in line:
+        raise Irregular("carriage return")
+    try:
+        return tokenize(line)
+    except ValueError:
+        raise Irregular("tokens") from None
 
 
 def _blocks(source: io.TextIOBase | str) -> Iterator[str]:
@@ -482,7 +584,7 @@ def parse_piece(
     inet_pton = _inet_pton
     one_target = _ONE_TARGET
     for first_number, batch, clean in _batches(lines, start.line):
-        for line in batch:
+        for number, line in enumerate(batch, first_number):
             if clean:
                 tokens = line.split() if '"' not in line else quoted(line)
             elif special(line) is None:
@@ -573,14 +675,14 @@ def parse_piece(
                             target_cache.clear()
                         target_cache[owner_text] = owner
                         wire = target_cache.get(tokens[pos]) or glue_of(tokens[pos])
-                    targets.append((rtype, owner, wire))
+                    targets.append((rtype, owner, wire, number))
                 elif rtype == _MX:
                     if fields != 2:
                         raise Irregular("MX")
                     wire = (u16s.get(tokens[pos]) or _u16(tokens[pos], u16s)) + (
                         target_cache.get(tokens[pos + 1]) or target_of(tokens[pos + 1])
                     )
-                    targets.append((rtype, owner, wire))
+                    targets.append((rtype, owner, wire, number))
                 elif rtype == _SRV:
                     if fields != 4:
                         raise Irregular("SRV")
@@ -590,7 +692,7 @@ def parse_piece(
                         + (u16s.get(tokens[pos + 2]) or _u16(tokens[pos + 2], u16s))
                         + (target_cache.get(tokens[pos + 3]) or target_of(tokens[pos + 3]))
                     )
-                    targets.append((rtype, owner, wire))
+                    targets.append((rtype, owner, wire, number))
                 elif rtype == _TXT:
                     if not fields:
                         raise Irregular("TXT")
@@ -602,7 +704,6 @@ def parse_piece(
                         raise Irregular("SOA")
                     wire = rdata.encode(rtype, tokens[pos - 1].upper(), tokens[pos:], context)
                     if rtype == _SOA:
-                        number = first_number + batch.index(line)
                         out.soa = Record(owner, rtype, ttl, wire, path, number)
             except (OSError, ValueError, names.NameError_):
                 raise Irregular("rdata") from None
@@ -717,6 +818,12 @@ def _has_address(node: model.Node | None) -> bool:
     return node.rtype in _ADDRESS
 
 
+# A record the whole-zone rules may have to speak of: (target, type, owner, line).
+Pointer = tuple[bytes, int, bytes, int]
+# A warning to write: (line, message).
+Finding = tuple[int, str]
+
+
 @dataclass(slots=True)
 class Leads:
     """What the pieces of a zone leave for the whole zone to settle (see ``piece_leads``).
@@ -731,12 +838,14 @@ class Leads:
     used: set[bytes]  # NS targets
     unused: list[bytes]  # glue, and cuts with addresses, that no NS target of its piece names
     ns: list[bytes]  # NS targets not settled
-    mx: list[bytes]  # MX and SRV target names not settled
-    chains: list[bytes]  # CNAME targets the chain rule must follow
-    plain: list[bytes]  # CNAME targets at names with other data, not at or below a cut of their piece
+    mx: list[Pointer]  # MX and SRV records whose target is not settled
+    chains: list[Pointer]  # CNAME records the chain rule must follow
+    plain: list[Pointer]  # CNAMEs to names with other data, not at or below a cut of their piece
     # Per piece: its cuts, the proper ancestors of its owners that it does not hold
     # (see ``_deep_names``), and its cuts' parents other than the apex.
     parts: list[tuple[set[bytes], set[bytes], set[bytes]]]
+    warnings: list[Finding] = field(default_factory=list)  # settled within the piece
+    apex_ns_lines: list[int] = field(default_factory=list)
     shared: set[bytes] = field(default_factory=set)  # names more than one piece holds
 
     def absorb(self, other: Leads) -> None:
@@ -747,6 +856,8 @@ class Leads:
         self.chains += other.chains
         self.plain += other.plain
         self.parts += other.parts
+        self.warnings += other.warnings
+        self.apex_ns_lines += other.apex_ns_lines
         self.shared |= other.shared
 
 
@@ -760,48 +871,56 @@ def piece_leads(piece: ZonePiece) -> Leads:
     cuts: set[bytes] = set()
     used: set[bytes] = set()
     ns: list[bytes] = []
-    mx: list[bytes] = []
-    chains: list[bytes] = []
-    plain: list[bytes] = []
-    for rtype, owner, target in piece.targets:
+    mx: list[Pointer] = []
+    chains: list[Pointer] = []
+    plain: list[Pointer] = []
+    warnings: list[Finding] = []
+    apex_ns_lines: list[int] = []
+    for rtype, owner, target, line in piece.targets:
         if rtype == _NS:
             used.add(target)
             if owner != apex:
                 cuts.add(owner)
+            else:
+                apex_ns_lines.append(line)
             found = get(target)
+            # A target holding an address here is fine anywhere.
+            if found is None:
+                if within(target, apex):
+                    ns.append(target)
+            elif (_A not in found and _AAAA not in found) if isinstance(found, dict) else found.rtype not in address:
+                ns.append(target)
         elif rtype == _CNAME:
             found = get(target)
             if found is None:
                 if within(target, apex):
-                    chains.append(target)
+                    chains.append((target, rtype, owner, line))
             elif _CNAME in found:
-                chains.append(target)
+                chains.append((target, rtype, owner, line))
             else:
-                plain.append(target)
-            continue
+                plain.append((target, rtype, owner, line))
         elif rtype == _PTR:
             if within(target, apex):
-                raise Irregular("same-zone PTR")
-            continue
+                warnings.append((line, same_zone_ptr(owner, target)))
         else:
-            target = target[2:] if rtype == _MX else target[6:]
-            found = get(target)
-        # NS, MX and SRV: a target holding an address here is fine anywhere.
-        if found is None:
-            if within(target, apex):
-                (ns if rtype == _NS else mx).append(target)
-        elif (_A not in found and _AAAA not in found) if isinstance(found, dict) else found.rtype not in address:
-            (ns if rtype == _NS else mx).append(target)
+            name = target[2:] if rtype == _MX else target[6:]
+            found = get(name)
+            # A target holding an address here is fine anywhere.
+            if found is None:
+                if within(name, apex):
+                    mx.append((name, rtype, owner, line))
+            elif (_A not in found and _AAAA not in found) if isinstance(found, dict) else found.rtype not in address:
+                mx.append((name, rtype, owner, line))
     glue, ancestors = _deep_names(piece.deep, nodes, apex, cuts)
     unused = _bad_glue(glue, cuts, nodes, used)
     if plain and (glue or cuts):
         # At or below a cut of this piece: the chain rule applies.
         below = cuts.union(glue)
-        chains += [target for target in plain if target in below]
-        plain = [target for target in plain if target not in below]
+        chains += [entry for entry in plain if entry[0] in below]
+        plain = [entry for entry in plain if entry[0] not in below]
     cut_parents = {cut[cut[0] + 1 :] for cut in cuts}
     cut_parents.discard(apex)
-    return Leads(used, unused, ns, mx, chains, plain, [(cuts, ancestors, cut_parents)])
+    return Leads(used, unused, ns, mx, chains, plain, [(cuts, ancestors, cut_parents)], warnings, apex_ns_lines)
 
 
 def _bad_glue(glue: list[bytes], cuts: set[bytes], nodes: dict[bytes, model.Node], used: set[bytes]) -> list[bytes]:
@@ -867,10 +986,12 @@ def _glue_across(leads: Leads, cuts: set[bytes]) -> bool:
     return any(not all(name in part[0] for part in leads.parts) for name in leads.shared.intersection(cuts))
 
 
-def _check(zone: ZonePiece, leads: Leads) -> tuple[set[bytes], set[bytes]]:
-    """The zone's cuts and empty non-terminals; Irregular for anything the reference path would report.
+def _check(zone: ZonePiece, leads: Leads) -> tuple[set[bytes], set[bytes], list[Finding]]:
+    """The zone's cuts, its empty non-terminals and its warnings; Irregular for an error.
 
-    ``leads`` is what the pieces left (``piece_leads``), every piece's together.
+    ``leads`` is what the pieces left (``piece_leads``), every piece's
+    together. The warnings come in the reference path's order: the apex's,
+    then those about records, by line.
     """
     apex = zone.apex
     nodes = zone.nodes
@@ -878,14 +999,17 @@ def _check(zone: ZonePiece, leads: Leads) -> tuple[set[bytes], set[bytes]]:
     if apex_node is None or zone.soa is None:
         raise Irregular("no SOA")
     apex_ns = apex_node.get(_NS)
-    if apex_ns is None or len(apex_ns.rdatas) < 2:
-        raise Irregular("fewer than two apex NS")
+    if apex_ns is None:
+        raise Irregular("no apex NS")
+    at_apex: list[Finding] = []
+    if len(apex_ns.rdatas) == 1:
+        at_apex.append((min(leads.apex_ns_lines), only_one_ns(apex)))
     soa_rdata = zone.soa.rdata
     pos = 0
     while soa_rdata[pos]:
         pos += soa_rdata[pos] + 1
     if soa_rdata[: pos + 1] not in apex_ns.rdatas:
-        raise Irregular("SOA MNAME")
+        at_apex.append((zone.soa.line, mname_not_ns(apex)))
     if len(apex_ns.rdatas) > MAX_NS_RRSET:
         raise Irregular("too many NS")
 
@@ -904,11 +1028,11 @@ def _check(zone: ZonePiece, leads: Leads) -> tuple[set[bytes], set[bytes]]:
         if not used.issuperset(_bad_glue(glue, cuts, nodes, used)):
             raise Irregular("unused glue")
         below = cuts.union(glue)
-        plain = below.intersection(leads.plain)
+        plain = [entry for entry in leads.plain if entry[0] in below]
     else:
         if not used.issuperset(leads.unused):
             raise Irregular("unused glue")
-        plain = cuts.intersection(leads.plain)  # the pieces set aside their own glue
+        plain = [entry for entry in leads.plain if entry[0] in cuts]  # the pieces set aside their own glue
 
     def in_below(name: bytes) -> bool:
         return name in nodes and _cut_above(name, apex, cuts) is not None
@@ -920,20 +1044,52 @@ def _check(zone: ZonePiece, leads: Leads) -> tuple[set[bytes], set[bytes]]:
                 raise Irregular("glue missing")
         elif cuts and _within(target, apex) and _cut_above(target, apex, cuts) is not None:
             raise Irregular("glue missing")
-    for name in set(leads.mx):
-        found = nodes.get(name)
-        if found is not None:
-            if not _has_address(found) and not in_below(name):
-                raise Irregular("MX/SRV target without addresses")
-        elif _within(name, apex) and (not cuts or _cut_above(name, apex, cuts) is None):
-            raise Irregular("MX/SRV target without addresses")
-    for target in set(leads.chains):
-        found = nodes.get(target)
-        if found is None or _CNAME in found or in_below(target):
-            _check_chain(target, apex, nodes, ents, cuts)
-    for target in plain:
-        _check_chain(target, apex, nodes, ents, cuts)
-    return cuts, ents
+    # Per record, as the reference path words it; each target looked at once.
+    records: list[Finding] = list(leads.warnings)
+    addressless: dict[bytes, bool] = {}
+    for name, rtype, owner, line in leads.mx:
+        bad = addressless.get(name)
+        if bad is None:
+            node = nodes.get(name)
+            if node is not None:
+                bad = not _has_address(node) and not in_below(name)
+            else:
+                bad = _within(name, apex) and (not cuts or _cut_above(name, apex, cuts) is None)
+            addressless[name] = bad
+        if bad:
+            records.append((line, no_addresses(owner, rtype, name)))
+    dangling: dict[bytes, bool] = {}
+    for pointer in leads.chains:
+        target = pointer[0]
+        node = nodes.get(target)
+        if node is None or _CNAME in node or in_below(target):
+            _chain_finding(pointer, apex, nodes, ents, cuts, dangling, records)
+    for pointer in plain:
+        _chain_finding(pointer, apex, nodes, ents, cuts, dangling, records)
+    records.sort(key=_line_of)
+    return cuts, ents, at_apex + records
+
+
+def _line_of(finding: Finding) -> int:
+    return finding[0]
+
+
+def _chain_finding(
+    pointer: Pointer,
+    apex: bytes,
+    nodes: dict[bytes, model.Node],
+    ents: set[bytes],
+    cuts: set[bytes],
+    dangling: dict[bytes, bool],
+    into: list[Finding],
+) -> None:
+    """The chain rule for one CNAME record: its warning into ``into``; Irregular for an error."""
+    target, _rtype, owner, line = pointer
+    nx = dangling.get(target)
+    if nx is None:
+        nx = dangling[target] = _check_chain(target, apex, nodes, ents, cuts)
+    if nx:
+        into.append((line, cname_to_nxdomain(owner, target)))
 
 
 def _check_chain(
@@ -942,37 +1098,36 @@ def _check_chain(
     nodes: dict[bytes, model.Node],
     ents: set[bytes],
     cuts: set[bytes],
-) -> None:
-    """tree's CNAME chain rule: NXDOMAIN first hops and over-long chains are Irregular."""
+) -> bool:
+    """tree's CNAME chain rule: whether the first hop is a known NXDOMAIN (a warning); over-long chains are Irregular."""
     depth = 1
     first_hop = True
     while _within(target, apex):
         if cuts and _cut_above(target, apex, cuts) is not None:
-            return
+            return False
         node = nodes.get(target)
         if node is not None:
             if _CNAME not in node:
-                return
+                return False
             nxt = node[_CNAME].rdatas[0]
         elif target in ents:
-            return
+            return False
         else:
             encloser = target[target[0] + 1 :]
             while encloser not in nodes and encloser not in ents:
                 encloser = encloser[encloser[0] + 1 :]
             wild = nodes.get(_WILDCARD + encloser)
             if wild is None:
-                if first_hop:
-                    raise Irregular("CNAME to NXDOMAIN")
-                return
+                return first_hop
             if _CNAME not in wild:
-                return
+                return False
             nxt = wild[_CNAME].rdatas[0]
         depth += 1
         if depth > MAX_CNAME_CHAIN:
             raise Irregular("CNAME chain")
         target = nxt
         first_hop = False
+    return False
 
 
 def load_zone(path: str, apex: bytes, settings: ZoneSettings, report: Reporter | None = None) -> model.Zone:
@@ -1034,14 +1189,18 @@ def merge(into: ZonePiece, piece: ZonePiece) -> None:
 def finish(
     zone: ZonePiece, path: str, settings: ZoneSettings, report: Reporter, leads: Leads | None = None
 ) -> model.Zone:
-    """The checks, then the ``Zone``; only the SOA rules may still warn (through ``report``).
+    """The checks, then the ``Zone``; the warnings go to ``report``.
 
     ``leads`` are the pieces' (``piece_leads``) when ``zone`` was read in pieces.
     """
     apex = zone.apex
-    cuts, ents = _check(zone, piece_leads(zone) if leads is None else leads)
+    cuts, ents, warnings = _check(zone, piece_leads(zone) if leads is None else leads)
     assert zone.soa is not None
+    if warnings and settings.strict_data:
+        raise Irregular("a warning made an error")  # the reference path words the first
     # After every Irregular, so no message is written twice.
+    for line, message in warnings:
+        report.warn(message, path, line)
     soa, serial = soa_rrset(apex, zone.soa, settings, report)
     nodes = zone.nodes
     apex_node = nodes[apex]

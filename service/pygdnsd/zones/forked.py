@@ -142,6 +142,7 @@ def _portable_piece(piece: fastload.ZonePiece | None) -> tuple[Any, ...] | None:
     portable_leads = (
         (list(leads.used), leads.unused, leads.ns, leads.mx, leads.chains, leads.plain),
         (list(cuts), list(ancestors), list(cut_parents)),
+        (leads.warnings, leads.apex_ns_lines),
     )
     return (piece.apex, _portable_nodes(piece.nodes), record, piece.deep, portable_leads)
 
@@ -161,9 +162,11 @@ def _rebuilt_piece(
     piece.nodes = shared
     piece.deep = deep
     piece.soa = None if record is None else Record(*record)
-    (used, unused, ns, mx, chains, plain), (cuts, ancestors, cut_parents) = leads
+    (used, unused, ns, mx, chains, plain), (cuts, ancestors, cut_parents), (warnings, apex_ns_lines) = leads
     part = (set(cuts), set(ancestors), set(cut_parents))
-    return piece, fastload.Leads(set(used), unused, ns, mx, chains, plain, [part], set(shared))
+    return piece, fastload.Leads(
+        set(used), unused, ns, mx, chains, plain, [part], warnings, apex_ns_lines, set(shared)
+    )
 
 
 class _Deferred(Reporter):

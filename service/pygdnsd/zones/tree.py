@@ -113,6 +113,34 @@ def _text(name: bytes) -> str:
     return names.to_text(name)
 
 
+# The warnings both loaders write, worded once.
+
+
+def only_one_ns(apex: bytes) -> str:
+    return f"zone '{_text(apex)}' only has one NS record, this is (probably) bad practice"
+
+
+def mname_not_ns(apex: bytes) -> str:
+    return f"zone '{_text(apex)}': SOA MNAME does not match any NS records for this zone"
+
+
+def same_zone_ptr(owner: bytes, target: bytes) -> str:
+    return (
+        f"name '{_text(owner)}': PTR record points to same-zone name '{_text(target)}', "
+        "which is usually a mistake (missing terminal dot?)"
+    )
+
+
+def no_addresses(owner: bytes, rtype: int, target: bytes) -> str:
+    """An MX or SRV (``rtype``) record's target in the zone without addresses."""
+    kind = "MX" if rtype == model.MX else "SRV"
+    return f"in rrset '{_text(owner)} {kind}', same-zone target '{_text(target)}' has no addresses"
+
+
+def cname_to_nxdomain(owner: bytes, target: bytes) -> str:
+    return f"CNAME '{_text(owner)}' points to known same-zone NXDOMAIN '{_text(target)}'"
+
+
 def _group(records: Iterable[Record]) -> dict[bytes, dict[int, list[Record]]]:
     grouped: dict[bytes, dict[int, list[Record]]] = {}
     for rec in records:
@@ -267,16 +295,10 @@ class _ZoneBuilder:
         if not ns:
             raise ZoneError(f"zone '{_text(self.apex)}' has no NS records", self.path)
         if len(ns) == 1:
-            self.report.warn(
-                f"zone '{_text(self.apex)}' only has one NS record, this is (probably) bad practice",
-                ns[0].path, ns[0].line,
-            )
+            self.report.warn(only_one_ns(self.apex), ns[0].path, ns[0].line)
         mname = soas[0].rdata[: _name_length(soas[0].rdata)]
         if all(rec.rdata != mname for rec in ns):
-            self.report.warn(
-                f"zone '{_text(self.apex)}': SOA MNAME does not match any NS records for this zone",
-                soas[0].path, soas[0].line,
-            )
+            self.report.warn(mname_not_ns(self.apex), soas[0].path, soas[0].line)
 
     def check_types(self) -> None:
         for owner, node in self.data.items():
@@ -397,22 +419,15 @@ class _ZoneBuilder:
                 self.check_chain(owner, cnames[0])
             for rec in node.get(model.PTR, ()):
                 if names.is_within(rec.rdata, apex):
-                    self.report.warn(
-                        f"name '{_text(owner)}': PTR record points to same-zone name '{_text(rec.rdata)}', "
-                        "which is usually a mistake (missing terminal dot?)",
-                        rec.path, rec.line,
-                    )
-            for rtype, skip, kind in ((model.MX, 2, "MX"), (model.SRV, 6, "SRV")):
+                    self.report.warn(same_zone_ptr(owner, rec.rdata), rec.path, rec.line)
+            for rtype, skip in ((model.MX, 2), (model.SRV, 6)):
                 for rec in node.get(rtype, ()):
                     target = rec.rdata[skip:]
                     if not names.is_within(target, apex) or self.cut_above(target) is not None:
                         continue
                     have = self.data.get(target, {})
                     if not any(t in have for t in _ADDRESS_OR_DYNA):
-                        self.report.warn(
-                            f"in rrset '{_text(owner)} {kind}', same-zone target '{_text(target)}' has no addresses",
-                            rec.path, rec.line,
-                        )
+                        self.report.warn(no_addresses(owner, rtype, target), rec.path, rec.line)
 
     def check_chain(self, owner: bytes, rec: Record) -> None:
         target = rec.rdata
@@ -421,10 +436,7 @@ class _ZoneBuilder:
         while names.is_within(target, self.apex):
             kind, nxt = self.lookup(target)
             if kind == "nx" and first_hop:
-                self.report.warn(
-                    f"CNAME '{_text(owner)}' points to known same-zone NXDOMAIN '{_text(target)}'",
-                    rec.path, rec.line,
-                )
+                self.report.warn(cname_to_nxdomain(owner, target), rec.path, rec.line)
             if kind != "cname":
                 return
             depth += 1
