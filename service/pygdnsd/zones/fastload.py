@@ -37,12 +37,15 @@ from pygdnsd.zones.tree import (
     MAX_CNAME_CHAIN,
     MAX_NS_RRSET,
     Reporter,
+    acme_overridden,
+    clamp_ttl,
     cname_to_nxdomain,
     mname_not_ns,
     no_addresses,
     only_one_ns,
     same_zone_ptr,
     soa_rrset,
+    ttls_disagree,
 )
 from pygdnsd.zones.zonefile import Record, tokenize
 
@@ -249,6 +252,10 @@ class ZonePiece:
         # whole-zone rules follow, with the line a message about the record names.
         self.targets: list[tuple[int, bytes, bytes, int]] = []
         self.soa: Record | None = None
+        # The TTL warnings, written after the SOA's: clamps (never made errors), and
+        # ACME overrides and disagreeing TTLs in an RRset.
+        self.clamped: list[Finding] = []
+        self.ttl_warnings: list[Finding] = []
         # Owners that are not children of the apex (the apex included): the
         # only ones that can be below a cut or have a missing parent.
         self.deep: list[bytes] = []
@@ -564,6 +571,8 @@ def parse_piece(
     max_ttl = settings.max_ttl
     default_clamped = not min_ttl <= default_ttl <= max_ttl
     ttls: dict[str, int] = {}
+    acme_ttl = settings.acme_challenge_dns_ttl
+    disagreed: set[tuple[bytes, int]] = set()
     u16s: dict[str, bytes] = {}
     rtypes = _LOWER_TYPES
     owner = b""  # none yet ("" is no name: the root is b"\x00")
@@ -647,10 +656,10 @@ def parse_piece(
                 if pos >= count:
                     raise Irregular("no type")
                 rtype = rtypes.get(tokens[pos]) or _generic_type(tokens[pos])
-                if ttl < min_ttl or ttl > max_ttl:
-                    raise Irregular("ttl clamp")
-            elif default_clamped:
-                raise Irregular("ttl clamp")
+                if (ttl < min_ttl or ttl > max_ttl) and rtype != _SOA:  # soa_rrset words the SOA's
+                    ttl = _clamped(ttl, owner, number, settings, out.clamped)
+            elif default_clamped and rtype != _SOA:
+                ttl = _clamped(default_ttl, owner, number, settings, out.clamped)
             else:
                 ttl = default_ttl
             pos += 1
@@ -698,7 +707,10 @@ def parse_piece(
                         raise Irregular("TXT")
                     wire = _txt(tokens[pos:])
                     if owner.startswith(_ACME):
-                        raise Irregular("ACME TXT")
+                        # Served with the acme setting's TTL, whatever the file says.
+                        if ttl != acme_ttl:
+                            out.ttl_warnings.append((number, acme_overridden(owner, ttl, acme_ttl)))
+                        ttl = acme_ttl
                 else:
                     if rtype == _SOA and (owner != apex or out.soa is not None):
                         raise Irregular("SOA")
@@ -722,9 +734,11 @@ def parse_piece(
                 if rtype == _CNAME or _CNAME in node:
                     raise Irregular("CNAME and other data")
                 nodes[owner] = _with(node, rrset)
-            elif have.ttl != ttl:
-                raise Irregular("TTLs disagree")
             else:
+                if have.ttl != ttl and (owner, rtype) not in disagreed:
+                    # The first record's TTL serves; the reference words it once per RRset.
+                    disagreed.add((owner, rtype))
+                    out.ttl_warnings.append((number, ttls_disagree(owner, rtype, have.ttl)))
                 more = multi.get((owner, rtype))
                 if more is None:
                     multi[(owner, rtype)] = [wire]
@@ -745,6 +759,14 @@ def _with(node: model.Node, rrset: model.RRset) -> model.Node:
     if node.rtype == rrset.rtype:
         return rrset
     return {node.rtype: node, rrset.rtype: rrset}
+
+
+def _clamped(ttl: int, owner: bytes, line: int, settings: ZoneSettings, into: list[Finding]) -> int:
+    """``ttl`` clamped into the settings' range, the warning into ``into``."""
+    ttl, message = clamp_ttl(ttl, owner, "TTL", settings)
+    if message is not None:
+        into.append((line, message))
+    return ttl
 
 
 def _generic_type(text: str) -> int:
@@ -1180,6 +1202,8 @@ def merge(into: ZonePiece, piece: ZonePiece) -> None:
     nodes.update(later)
     into.targets.extend(piece.targets)
     into.deep.extend(piece.deep)
+    into.clamped.extend(piece.clamped)
+    into.ttl_warnings.extend(piece.ttl_warnings)
     if piece.soa is not None:
         if into.soa is not None:
             raise Irregular("SOA")
@@ -1196,12 +1220,14 @@ def finish(
     apex = zone.apex
     cuts, ents, warnings = _check(zone, piece_leads(zone) if leads is None else leads)
     assert zone.soa is not None
-    if warnings and settings.strict_data:
+    if settings.strict_data and (warnings or zone.ttl_warnings):
         raise Irregular("a warning made an error")  # the reference path words the first
     # After every Irregular, so no message is written twice.
     for line, message in warnings:
         report.warn(message, path, line)
     soa, serial = soa_rrset(apex, zone.soa, settings, report)
+    for line, message in sorted(zone.clamped + zone.ttl_warnings, key=_line_of):
+        report.warn(message, path, line, strictable=False)
     nodes = zone.nodes
     apex_node = nodes[apex]
     assert isinstance(apex_node, dict)  # it holds the SOA and the NS at least

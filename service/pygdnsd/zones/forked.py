@@ -144,7 +144,9 @@ def _portable_piece(piece: fastload.ZonePiece | None) -> tuple[Any, ...] | None:
         (list(cuts), list(ancestors), list(cut_parents)),
         (leads.warnings, leads.apex_ns_lines),
     )
-    return (piece.apex, _portable_nodes(piece.nodes), record, piece.deep, portable_leads)
+    return (
+        piece.apex, _portable_nodes(piece.nodes), record, piece.deep, portable_leads, piece.clamped, piece.ttl_warnings
+    )
 
 
 def _rebuilt_piece(
@@ -156,11 +158,13 @@ def _rebuilt_piece(
     """
     if not isinstance(portable, tuple):
         return None
-    apex, nodes, record, deep, leads = portable
+    apex, nodes, record, deep, leads, clamped, ttl_warnings = portable
     shared = _add_nodes(nodes, known)
     piece = fastload.ZonePiece(apex)
     piece.nodes = shared
     piece.deep = deep
+    piece.clamped = clamped
+    piece.ttl_warnings = ttl_warnings
     piece.soa = None if record is None else Record(*record)
     (used, unused, ns, mx, chains, plain), (cuts, ancestors, cut_parents), (warnings, apex_ns_lines) = leads
     part = (set(cuts), set(ancestors), set(cut_parents))

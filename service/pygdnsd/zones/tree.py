@@ -141,6 +141,20 @@ def cname_to_nxdomain(owner: bytes, target: bytes) -> str:
     return f"CNAME '{_text(owner)}' points to known same-zone NXDOMAIN '{_text(target)}'"
 
 
+def acme_overridden(owner: bytes, ttl: int, acme: int) -> str:
+    return (
+        f"name '{_text(owner)}': ACME challenge TXT record TTL {ttl} overridden to {acme} "
+        "from 'acme_challenge_dns_ttl' config setting"
+    )
+
+
+def ttls_disagree(owner: bytes, rtype: int, chosen: int) -> str:
+    return (
+        f"name '{_text(owner)}': all TTLs for {rdata.type_name(rtype)} records at the same name "
+        f"should agree (using {chosen})"
+    )
+
+
 def _group(records: Iterable[Record]) -> dict[bytes, dict[int, list[Record]]]:
     grouped: dict[bytes, dict[int, list[Record]]] = {}
     for rec in records:
@@ -161,19 +175,23 @@ def _clamp_ttl(ttl: int, owner: bytes, what: str, rec: Record, settings: ZoneSet
     ``what`` names the TTL in the message ("TTL", "DYNA TTL"); the owner's
     text is only made for a message, since most records need none.
     """
+    clamped, message = clamp_ttl(ttl, owner, what, settings)
+    if message is not None:
+        report.warn(message, rec.path, rec.line, strictable=False)
+    return clamped
+
+
+def clamp_ttl(ttl: int, owner: bytes, what: str, settings: ZoneSettings) -> tuple[int, str | None]:
+    """``ttl`` within the min_ttl/max_ttl settings, and the warning (never made an error) when it was not."""
     if ttl < settings.min_ttl:
-        report.warn(
-            f"name '{_text(owner)}': {what} {ttl} too small, clamped to min_ttl setting of {settings.min_ttl}",
-            rec.path, rec.line, strictable=False,
+        return settings.min_ttl, (
+            f"name '{_text(owner)}': {what} {ttl} too small, clamped to min_ttl setting of {settings.min_ttl}"
         )
-        return settings.min_ttl
     if ttl > settings.max_ttl:
-        report.warn(
-            f"name '{_text(owner)}': {what} {ttl} too large, clamped to max_ttl setting of {settings.max_ttl}",
-            rec.path, rec.line, strictable=False,
+        return settings.max_ttl, (
+            f"name '{_text(owner)}': {what} {ttl} too large, clamped to max_ttl setting of {settings.max_ttl}"
         )
-        return settings.max_ttl
-    return ttl
+    return ttl, None
 
 
 def _rrset_ttl(owner: bytes, rtype: int, rrs: list[Record], settings: ZoneSettings, report: Reporter) -> int:
@@ -183,18 +201,11 @@ def _rrset_ttl(owner: bytes, rtype: int, rrs: list[Record], settings: ZoneSettin
         acme = settings.acme_challenge_dns_ttl
         for rec, ttl in zip(rrs, ttls, strict=True):
             if ttl != acme:
-                report.warn(
-                    f"name '{_text(owner)}': ACME challenge TXT record TTL {ttl} overridden to {acme} "
-                    "from 'acme_challenge_dns_ttl' config setting",
-                    rec.path, rec.line,
-                )
+                report.warn(acme_overridden(owner, ttl, acme), rec.path, rec.line)
         return acme
     for rec, ttl in zip(rrs[1:], ttls[1:], strict=True):
         if ttl != chosen:
-            report.warn(
-                f"name '{_text(owner)}': all TTLs for {rdata.type_name(rtype)} records at the same name should agree (using {chosen})",
-                rec.path, rec.line,
-            )
+            report.warn(ttls_disagree(owner, rtype, chosen), rec.path, rec.line)
             break
     return chosen
 
