@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from pygdnsd.errors import ZoneError
-from pygdnsd.zones import forked
+from pygdnsd.zones import parallel
 from pygdnsd.zones.loader import ZoneSettings, load_zones
 
 BAD = Path(__file__).resolve().parent / "data" / "zones" / "bad"
@@ -150,7 +150,7 @@ def _prepared(
     if mode == "one process":
         return zones, dataclasses.replace(settings, threads=1)
     if mode == "workers":
-        monkeypatch.setattr(forked, "BATCH_BYTES", 1)
+        monkeypatch.setattr(parallel, "BATCH_BYTES", 1)
         spread = tmp_path / "spread"
         shutil.copytree(zones, spread)
         good = (BAD / "strict_one_ns" / EC).read_text().replace("@ NS ns1\n", "@ NS ns1\n@ NS ns2\n")
@@ -158,7 +158,7 @@ def _prepared(
             (spread / filler).write_text(good)
         zones = spread
     else:
-        monkeypatch.setattr(forked, "SPLIT_BYTES", 1)
+        monkeypatch.setattr(parallel, "SPLIT_BYTES", 1)
     return zones, dataclasses.replace(settings, threads=3)
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from pygdnsd.errors import ZoneError
-from pygdnsd.zones import fastload, forked, model, names
+from pygdnsd.zones import fastload, model, names, parallel, parsing, pieces
 from pygdnsd.zones.loader import load_zones
 from pygdnsd.zones.settings import ZoneSettings
 from pygdnsd.zones.tree import build_zone
@@ -257,9 +257,9 @@ def _many_zones(zones_dir: Path, count: int) -> dict[bytes, str]:
     return expected
 
 
-def test_forked_batch_equals_one_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+def test_parallel_batch_equals_one_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                          caplog: pytest.LogCaptureFixture) -> None:
-    monkeypatch.setattr(forked, "BATCH_BYTES", 1)
+    monkeypatch.setattr(parallel, "BATCH_BYTES", 1)
     zones_dir = tmp_path / "zones"
     expected = _many_zones(zones_dir, 12)
     with caplog.at_level(logging.WARNING, "pygdnsd.zones"):
@@ -276,8 +276,8 @@ def test_forked_batch_equals_one_process(tmp_path: Path, monkeypatch: pytest.Mon
     assert len(one_process_log) > 12
 
 
-def test_forked_batch_first_error_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(forked, "BATCH_BYTES", 1)
+def test_parallel_batch_first_error_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(parallel, "BATCH_BYTES", 1)
     zones_dir = tmp_path / "zones"
     _many_zones(zones_dir, 8)
     (zones_dir / "z6.example").write_text(RICH.replace("example.org", "z6.example") + "bad A 300.1.2.3\n")
@@ -291,7 +291,7 @@ def test_forked_batch_first_error_wins(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 def test_split_file_equals_one_pass(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(forked, "SPLIT_BYTES", 1)
+    monkeypatch.setattr(parallel, "SPLIT_BYTES", 1)
     lines = [RICH]
     for i in range(400):
         # Owners that come back in a later piece, $ORIGIN and $TTL changes across the cut points.
@@ -303,40 +303,53 @@ def test_split_file_equals_one_pass(tmp_path: Path, monkeypatch: pytest.MonkeyPa
             lines.append(f"$TTL {300 + i}\n$ORIGIN s{i}.@Z\n@ TXT piece{i}\n")
     path = write(tmp_path, "".join(lines))
     for threads in (2, 3, 7):
-        zone = forked._split(str(path), APEX, ZoneSettings(threads=threads))
+        zone = parallel._split(str(path), APEX, ZoneSettings(threads=threads))
         assert zone is not None
         assert zone == reference(path, ZoneSettings())
-    assert forked._split(str(path), APEX, ZoneSettings(threads=4)) == fastload.load_zone(
+    assert parallel._split(str(path), APEX, ZoneSettings(threads=4)) == fastload.load_zone(
         str(path), APEX, ZoneSettings()
     )
 
 
 def test_split_pieces_start_on_owner_lines(tmp_path: Path) -> None:
     text = RICH + "".join(f"m{i} A 10.0.0.{i}\n  AAAA 2001:db8::{i}\n" for i in range(100))
-    pieces = fastload.split(text, APEX, ZoneSettings(), 5)
-    assert len(pieces) == 5
-    assert pieces[0][0] == 0 and pieces[-1][1] == len(text)
-    ends = [begin for begin, _, _ in pieces[1:]] + [len(text)]
-    for (begin, end, start), following in zip(pieces, ends, strict=True):
+    cuts = pieces.split(text, APEX, ZoneSettings(), 5)
+    assert len(cuts) == 5
+    assert cuts[0][0] == 0 and cuts[-1][1] == len(text)
+    ends = [begin for begin, _, _ in cuts[1:]] + [len(text)]
+    for (begin, end, start), following in zip(cuts, ends, strict=True):
         assert end == following
         assert begin == 0 or text[begin] not in " \t$;"
         assert start.line == text.count("\n", 0, begin) + 1
     irregular = RICH + "$ORIGIN elsewhere.example.net.\n" + text[len(RICH) :]
     with pytest.raises(fastload.Irregular):
-        fastload.split(irregular, APEX, ZoneSettings(), 2)
+        pieces.split(irregular, APEX, ZoneSettings(), 2)
+
+
+def test_split_never_cuts_inside_parentheses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(parallel, "SPLIT_BYTES", 1)
+    # Continuation lines at the start of a line read like owner lines: no piece may start on one.
+    records = "".join(f"p{i} TXT ( \"a{i}\"\nb{i}\n\"c\" ) ; (\nq{i} A 10.0.0.{i % 256}\n" for i in range(300))
+    path = write(tmp_path, RICH + records)
+    text = path.read_text()
+    for parts in (2, 3, 7):
+        for begin, _end, _start in pieces.split(text, APEX, ZoneSettings(), parts)[1:]:
+            assert text[begin] in "pq"
+    for threads in (2, 3, 7):
+        assert parallel._split(str(path), APEX, ZoneSettings(threads=threads)) == reference(path, ZoneSettings())
 
 
 def test_split_first_piece_takes_its_share(tmp_path: Path) -> None:
     text = RICH + "".join(f"m{i} A 10.0.{i // 256}.{i % 256}\n" for i in range(2000))
     for parts, share in ((2, 0.56), (3, 0.4)):
-        pieces = fastload.split(text, APEX, ZoneSettings(), parts, share)
-        assert len(pieces) == parts
-        first = pieces[0][1] / len(text)
+        cuts = pieces.split(text, APEX, ZoneSettings(), parts, share)
+        assert len(cuts) == parts
+        first = cuts[0][1] / len(text)
         assert share <= first < share + 0.01
-        rest = [(end - begin) / len(text) for begin, end, _ in pieces[1:]]
+        rest = [(end - begin) / len(text) for begin, end, _ in cuts[1:]]
         assert max(rest) - min(rest) < 0.01
     path = write(tmp_path, text)
-    assert forked._split(str(path), APEX, ZoneSettings(threads=3)) == reference(path, ZoneSettings())
+    assert parallel._split(str(path), APEX, ZoneSettings(threads=3)) == reference(path, ZoneSettings())
 
 
 def _delegations_apart(glue: str = "", extra: str = "") -> str:
@@ -370,10 +383,10 @@ def test_split_delegations_across_pieces_equal_one_pass(tmp_path: Path, extra: s
     else:
         assert expected == reference(path, ZoneSettings())
     for threads in (2, 3, 5):
-        assert forked._split(str(path), APEX, ZoneSettings(threads=threads)) == expected
+        assert parallel._split(str(path), APEX, ZoneSettings(threads=threads)) == expected
 
 
-def _piece_contents(piece: fastload.ZonePiece) -> tuple[object, ...]:
+def _piece_contents(piece: parsing.ZonePiece) -> tuple[object, ...]:
     soa = piece.soa
     return (piece.nodes, piece.targets, piece.deep, soa and (soa.owner, soa.ttl, soa.rdata, soa.line))
 
@@ -387,20 +400,20 @@ def test_parse_piece_reads_a_file_text_or_lines_alike(
     head = "; head\n\n"
     text = head + RICH + "".join(f"n{i} A 10.0.0.{i}\n" for i in range(50)) + "; note\nlast A 10.0.1.1\n"
     path = write(tmp_path, text)
-    monkeypatch.setattr(fastload, "_BLOCK", block)
-    monkeypatch.setattr(fastload, "_BATCH", batch)
+    monkeypatch.setattr(parsing, "_BLOCK", block)
+    monkeypatch.setattr(parsing, "_BATCH", batch)
     with open(path, encoding="utf-8", newline="") as handle:
-        from_file = _piece_contents(fastload.parse_piece(handle, str(path), APEX, ZoneSettings()))
-    from_text = _piece_contents(fastload.parse_piece(text, str(path), APEX, ZoneSettings()))
+        from_file = _piece_contents(parsing.parse_piece(handle, str(path), APEX, ZoneSettings()))
+    from_text = _piece_contents(parsing.parse_piece(text, str(path), APEX, ZoneSettings()))
     from_lines = _piece_contents(
-        fastload.parse_piece(text.splitlines(keepends=True), str(path), APEX, ZoneSettings())
+        parsing.parse_piece(text.splitlines(keepends=True), str(path), APEX, ZoneSettings())
     )
     assert from_file == from_text == from_lines
     assert from_file[3] is not None and from_file[3][3] == 4  # the SOA's line
 
 
 def test_a_full_target_cache_starts_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fastload, "_TARGETS_CACHED", 2)
+    monkeypatch.setattr(parsing, "_TARGETS_CACHED", 2)
     cnames = "".join(f"c{i} CNAME {'mail' if i % 2 else 'ns1'}\n" for i in range(20))
     # Delegations whose glue names are built on the cached owner's (or not, once cleared).
     cuts = "".join(f"d{i} NS ns1.d{i}\n  NS NS2.D{i}.example.org.\nns1.d{i} A 192.0.2.{i}\nns2.d{i} A 192.0.2.{i}\n" for i in range(6))

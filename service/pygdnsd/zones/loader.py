@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from pygdnsd.errors import ZoneError
-from pygdnsd.zones import fastload, forked, model, names
+from pygdnsd.zones import fastload, model, names, parallel
 from pygdnsd.zones.settings import ZoneSettings
 from pygdnsd.zones.tree import DynamicTargets, build_zone
 from pygdnsd.zones.zonefile import ParseOptions, parse_zone_file
@@ -109,7 +109,7 @@ def load_zones(
     zones: dict[bytes, model.Zone] = {}
     with _frozen_once_built():
         # Zone by zone in file order, so the first error and the warnings come as without workers.
-        for path_text, apex, zone in forked.load(files, settings):
+        for path_text, apex, zone in parallel.load(files, settings):
             zones[apex] = zone if zone is not None else _reference(path_text, apex, settings, dynamic)
         if naming_error is not None:
             raise naming_error

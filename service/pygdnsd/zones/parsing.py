@@ -1,0 +1,704 @@
+"""Zone file text -> per-name nodes, fast: the lines of a file, or of a piece of one.
+
+The reference path (``zonefile.parse_zone_file`` then ``tree.build_zone``)
+makes a ``Record`` per line and runs each check over every record: about 35 s
+for a 1M-record zone. This parser reads the lines straight into the final
+per-name nodes (names and TTLs cached, no per-record objects), keeping the
+line of each record the whole-zone rules (``rules.py``) may speak of (NS,
+CNAME, PTR, MX, SRV), and writes down the warnings a record earns on its own
+(a TTL clamped, an ACME TXT's TTL overridden, TTLs that disagree in an
+RRset) with their lines. Records in parentheses over several lines are
+joined first. A line it does not read (an escape in a name, ``$INCLUDE``,
+DYNA/DYNC, anything the reference refuses) raises ``Irregular``: that zone
+is read by the reference path, which words the error.
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+import itertools
+import re
+import socket
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from pygdnsd.zones import model, names, rdata
+from pygdnsd.zones.rdata import parse_ttl
+from pygdnsd.zones.settings import ZoneSettings
+from pygdnsd.zones.tree import acme_overridden, clamp_ttl, ttls_disagree
+from pygdnsd.zones.zonefile import Record, tokenize
+
+_A, _AAAA, _NS, _CNAME, _PTR, _MX, _SRV, _TXT, _SOA = (
+    model.A, model.AAAA, model.NS, model.CNAME, model.PTR, model.MX, model.SRV, model.TXT, model.SOA,
+)
+# The types whose rdata this module encodes itself; others go through rdata.encode.
+_TYPES = {
+    "A": _A, "AAAA": _AAAA, "NS": _NS, "CNAME": _CNAME, "PTR": _PTR, "MX": _MX, "SRV": _SRV,
+    "TXT": _TXT, "SOA": _SOA, "NAPTR": model.NAPTR, "CAA": model.CAA,
+}
+_LOWER_TYPES = {**_TYPES, **{k.lower(): v for k, v in _TYPES.items()}}
+_ONE_TARGET = frozenset((_CNAME, _NS, _PTR))
+_TXT_NAMES = frozenset(name for name, rtype in _LOWER_TYPES.items() if rtype == _TXT)
+_LENGTH_BYTES = tuple(bytes((length,)) for length in range(256))
+_LENGTH_PREFIXES = _LENGTH_BYTES[: names.MAX_LABEL + 1]
+_SPECIAL_RE = re.compile(r'["();\\\r]')
+_UNQUOTED_SPECIAL_RE = re.compile(r"[();\\]")
+# ``zonefile.tokenize`` for a line whose only special characters are balanced quotes.
+_QUOTED_RE = re.compile(r'"[^"]*"|[^\s"]+')
+_ACME = b"\x0f_acme-challenge"
+EMPTY_NODE: dict[int, model.RRset] = {}  # every empty non-terminal shares it: zones are never mutated
+_TARGETS_CACHED = 100_000  # names, per origin: bounds the cache's memory
+_inet_pton = socket.inet_pton
+_AF_INET = socket.AF_INET
+_AF_INET6 = socket.AF_INET6
+
+
+_RRSET_SLOTS = vars(model.RRset)
+_SET_RTYPE = _RRSET_SLOTS["rtype"].__set__
+_SET_TTL = _RRSET_SLOTS["ttl"].__set__
+_SET_RDATAS = _RRSET_SLOTS["rdatas"].__set__
+_NEW = model.RRset.__new__
+
+
+# A warning to write: (line, message).
+Finding = tuple[int, str]
+
+
+def new_rrset(rtype: int, ttl: int, rdatas: tuple[bytes, ...]) -> model.RRset:
+    """``model.RRset(...)`` without the frozen dataclass's __init__: a third faster, same object."""
+    rrset = _NEW(model.RRset)
+    _SET_RTYPE(rrset, rtype)
+    _SET_TTL(rrset, ttl)
+    _SET_RDATAS(rrset, rdatas)
+    return rrset
+
+
+def new_rrsets(rtypes: list[int], ttls: list[int], rdatas: list[tuple[bytes, ...]]) -> list[model.RRset]:
+    """``new_rrset`` over columns, with the loops in C: no Python frame per RRset (``parallel``'s transfer)."""
+    out = list(map(_NEW, itertools.repeat(model.RRset, len(rtypes))))
+    for set_field, values in ((_SET_RTYPE, rtypes), (_SET_TTL, ttls), (_SET_RDATAS, rdatas)):
+        collections.deque(map(set_field, out, values), maxlen=0)
+    return out
+
+
+class Irregular(Exception):
+    """This zone needs the reference path (the message says why, for debugging)."""
+
+
+def within(name: bytes, apex: bytes) -> bool:
+    if not name.endswith(apex):
+        return False
+    cut = len(name) - len(apex)
+    pos = 0
+    while pos < cut:
+        pos += name[pos] + 1
+    return pos == cut
+
+
+class RelativeNames:
+    """Presentation names -> wire, relative to the current origin; targets cached."""
+
+    def __init__(self, apex: bytes) -> None:
+        self.apex = apex
+        self.origin = apex
+        self.cache: dict[str, bytes] = {}
+
+    def set_origin(self, origin: bytes) -> None:
+        if origin != self.origin:
+            self.origin = origin
+            self.cache = {}
+
+    def wire(self, text: str) -> bytes:
+        """``text`` as a name; Irregular unless it is plain (see ``_plain``), ``@`` or ``x.@Z``."""
+        # _plain, inlined: this runs for most names in rdata.
+        if text.isascii() and "@" not in text and "\\" not in text and '"' not in text:
+            low = text.lower()
+            if "." not in low:
+                if len(low) > names.MAX_LABEL:
+                    raise Irregular("long label")
+                wire = (chr(len(low)) + low).encode() + self.origin
+                if len(wire) > names.MAX_NAME:
+                    raise Irregular("long name")
+                return wire
+            if low[0] != "." and ".." not in low:
+                if low[-1] == ".":
+                    parts = low[:-1].split(".")
+                    tail = b"\x00"
+                else:
+                    parts = low.split(".")
+                    tail = self.origin
+                if max(map(len, parts)) > names.MAX_LABEL:
+                    raise Irregular("long label")
+                wire = "".join([chr(len(part)) + part for part in parts]).encode() + tail
+                if len(wire) > names.MAX_NAME:
+                    raise Irregular("long name")
+                return wire
+        if text == "@":
+            return self.origin
+        if text == ".":
+            return names.ROOT
+        if text == "@Z":
+            return self.apex
+        if text.endswith(".@Z") and _plain(text[:-3]) and not text[:-3].endswith("."):
+            saved = self.origin
+            self.origin = self.apex
+            try:
+                return self.wire(text[:-3])
+            finally:
+                self.origin = saved
+        raise Irregular(f"name {text!r}")
+
+    def target(self, text: str) -> bytes:
+        """``wire`` for names in rdata, which repeat (owners mostly do not)."""
+        hit = self.cache.get(text)
+        if hit is None:
+            hit = self.wire(text)
+            self.remember(text, hit)
+        return hit
+
+    def remember(self, text: str, wire: bytes) -> None:
+        if len(self.cache) >= _TARGETS_CACHED:
+            # Start again rather than stop: the names used next are most likely recent ones.
+            self.cache.clear()
+        self.cache[text] = wire
+
+    def glue(self, text: str) -> bytes:
+        """``target`` for an NS target, often a name below the NS owner (which the cache holds)."""
+        dot = text.find(".")
+        parent = self.cache.get(text[dot + 1 :])
+        if parent is None or dot > names.MAX_LABEL or not _plain(text):
+            return self.target(text)
+        wire = _LENGTH_PREFIXES[dot] + text[:dot].lower().encode() + parent
+        if len(wire) > names.MAX_NAME:
+            raise Irregular("long name")
+        self.remember(text, wire)  # for the glue's own line
+        return wire
+
+
+def _plain(text: str) -> bool:
+    """A name written without escapes, quotes or ``@``: ASCII in non-empty labels, each byte standing for itself.
+
+    That is what the reference path reads literally too (``names.from_text_plain``).
+    """
+    return (
+        text.isascii()
+        and "@" not in text
+        and "\\" not in text
+        and '"' not in text
+        and text[:1] != "."
+        and ".." not in text
+    )
+
+
+def _txt(strings: list[str]) -> bytes:
+    """Plain TXT strings (no escapes, each under 256 bytes); others go to rdata.encode.
+
+    A token holds quotes only at its ends (see ``tokenize``), so stripping them unquotes it.
+    """
+    if "\\" in "".join(strings):
+        raise Irregular("escaped TXT")
+    wire = b""
+    for text in strings:
+        data = text.strip('"').encode()
+        try:
+            wire += _LENGTH_BYTES[len(data)] + data
+        except IndexError:
+            raise Irregular("long TXT string") from None
+    if len(wire) > rdata.MAX_TXT_RDATA:
+        raise Irregular("long TXT")
+    return wire
+
+
+def _u16(text: str, cache: dict[str, bytes]) -> bytes:
+    """A 16-bit field (MX preference, SRV numbers), remembered in ``cache``: the same few values recur."""
+    if not text.isdigit() or not text.isascii():
+        raise Irregular("number")
+    value = int(text)
+    if value > 0xFFFF:
+        raise Irregular("number")
+    got = cache[text] = value.to_bytes(2, "big")
+    return got
+
+
+class ZonePiece:
+    """What one pass over a file (or a piece of it) gathers."""
+
+    def __init__(self, apex: bytes) -> None:
+        self.apex = apex
+        self.nodes: dict[bytes, model.Node] = {}
+        self.multi: dict[tuple[bytes, int], list[bytes]] = {}
+        # (type, owner, rdata, line) of each NS, CNAME, PTR, MX and SRV record: what the
+        # whole-zone rules follow, with the line a message about the record names.
+        self.targets: list[tuple[int, bytes, bytes, int]] = []
+        self.soa: Record | None = None
+        # The TTL warnings, written after the SOA's: clamps (never made errors), and
+        # ACME overrides and disagreeing TTLs in an RRset.
+        self.clamped: list[Finding] = []
+        self.ttl_warnings: list[Finding] = []
+        # Owners that are not children of the apex (the apex included): the
+        # only ones that can be below a cut or have a missing parent.
+        self.deep: list[bytes] = []
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    """Where a piece of a file starts: its first line's number and the $ORIGIN/$TTL in force."""
+
+    line: int
+    origin: bytes
+    default_ttl: int
+
+
+
+def _special_tokens(line: str) -> list[str]:
+    """The tokens of a line holding quotes, parentheses, a comment or escapes; Irregular for what the fast path leaves."""
+    if "\r" in line:
+        raise Irregular("carriage return")
+    if _UNQUOTED_SPECIAL_RE.search(line) is None:
+        return _quoted_tokens(line)
+    try:
+        tokens = tokenize(line)
+    except ValueError:
+        raise Irregular("tokens") from None
+    if "(" in tokens or ")" in tokens:
+        raise Irregular("parentheses")
+    return tokens
+
+
+def _quoted_tokens(line: str) -> list[str]:
+    """``tokenize`` for a line whose only special characters are quotes, as in most TXT lines, without its loop.
+
+    An odd quote is unterminated: ``tokenize`` would fail. In the commonest
+    shape, an owner (or a blank), ``TXT`` and quoted strings, the strings
+    come without their quotes, cheaper to cut out: ``_txt`` reads them alike.
+    """
+    parts = line.split('"')
+    if not len(parts) & 1:
+        raise Irregular("tokens")
+    head = parts[0].split()
+    if (
+        len(head) == (1 if line[0] in " \t" else 2)
+        and head[-1] in _TXT_NAMES
+        and not "".join(parts[2::2]).strip()
+    ):
+        head += parts[1::2]
+        return head
+    return _QUOTED_RE.findall(line)
+
+
+_BLOCK = 1 << 16  # characters read at a time from a file
+_BATCH = 2048  # lines taken at a time from a list
+
+
+def _batches(lines: Iterable[str], number: int) -> Iterator[tuple[int, list[str], bool]]:
+    """``lines`` in batches: (first line's number, lines, clean), parenthesized records on one line.
+
+    ``lines`` may also be an open file, or the text itself (a ``str``),
+    read in blocks: cheaper than taking lines one by one. A clean batch is
+    ASCII without ``();\\`` or a carriage return, which the loop then need
+    not look for line by line (a C scan of the batch costs far less than a
+    regex search of each line). A record written over several lines in
+    parentheses (see ``join_parenthesized``) comes as one line, where it
+    starts, and empty lines for the rest, so every line keeps its number.
+    """
+    carry: list[str] = []  # the start of a parenthesized record the last batch did not close
+    if isinstance(lines, io.TextIOBase | str):
+        for block in _blocks(lines):
+            batch = block.split("\n")
+            if carry or "(" in block:
+                number -= len(carry)
+                batch, carry = join_parenthesized(carry + batch[:-1])
+                batch.append("")  # the start of the next block's first line, as above
+                yield number, batch, False
+                number += len(batch) - 1 + len(carry)
+                continue
+            yield number, batch, _clean(block)
+            number += len(batch) - 1  # the last is the start of the next block's first line
+    else:
+        source = iter(lines)
+        while batch := list(itertools.islice(source, _BATCH)):
+            text = "".join(batch)
+            if carry or "(" in text:
+                number -= len(carry)
+                batch, carry = join_parenthesized(carry + batch)
+                yield number, batch, False
+                number += len(batch) + len(carry)
+                continue
+            yield number, batch, _clean(text)
+            number += len(batch)
+    if carry:
+        raise Irregular("'(' without ')'")
+
+
+def join_parenthesized(lines: list[str]) -> tuple[list[str], list[str]]:
+    """``lines`` with each record written in parentheses over several lines on its first line, and what is left open.
+
+    The record's tokens (its parentheses and comments dropped) are joined
+    with spaces after the first line's leading blank, which reads back as
+    the same tokens (quotes and escapes stay inside their tokens); the lines
+    it took are left empty. Lines from an unclosed record's first on are
+    returned apart, for the next batch to finish. What the reference path
+    refuses (nested or unmatched parentheses, bad quoting) is Irregular.
+    """
+    out = lines
+    count = len(lines)
+    index = 0
+    while index < count:
+        line = lines[index]
+        if "(" not in line and ")" not in line:
+            index += 1
+            continue
+        if out is lines:
+            out = list(lines)
+        begin = index
+        kept: list[str] = []
+        depth = 0
+        while True:
+            for token in _tokens(lines[index]):
+                if token == "(":
+                    depth += 1
+                    if depth > 1:
+                        raise Irregular("nested parentheses")
+                elif token == ")":
+                    if not depth:
+                        raise Irregular("')' without '('")
+                    depth -= 1
+                else:
+                    kept.append(token)
+            index += 1
+            if not depth:
+                break
+            if index == count:
+                return out[:begin], lines[begin:]
+        blank = line[: len(line) - len(line.lstrip(" \t"))]
+        out[begin] = blank + " ".join(kept)
+        for taken in range(begin + 1, index):
+            out[taken] = ""
+    return out, []
+
+
+def _tokens(line: str) -> list[str]:
+    """``tokenize``, its refusals Irregular."""
+    if "\r" in line:
+        raise Irregular("carriage return")
+    try:
+        return tokenize(line)
+    except ValueError:
+        raise Irregular("tokens") from None
+
+
+def _blocks(source: io.TextIOBase | str) -> Iterator[str]:
+    """About ``_BLOCK`` characters at a time, in whole lines."""
+    if isinstance(source, str):
+        size = len(source)
+        begin = 0
+        while begin < size:
+            end = source.find("\n", begin + _BLOCK) + 1 or size
+            yield source[begin:end]
+            begin = end
+        return
+    while block := source.read(_BLOCK):
+        if block[-1] != "\n":
+            block += source.readline()
+        yield block
+
+
+def _clean(text: str) -> bool:
+    return (
+        text.isascii()
+        and "\\" not in text
+        and ";" not in text
+        and "(" not in text
+        and ")" not in text
+        and "\r" not in text
+    )
+
+
+def _label_prefixes(origin: bytes) -> tuple[bytes, ...]:
+    """The length byte of each label that may stand before ``origin``: past the end is a label too long."""
+    return _LENGTH_PREFIXES[: min(names.MAX_LABEL, names.MAX_NAME - len(origin) - 1) + 1]
+
+
+def parse_piece(
+    lines: Iterable[str], path: str, apex: bytes, settings: ZoneSettings, start: Start | None = None
+) -> ZonePiece:
+    """The lines of one file, or of one piece of it (see ``split``), read into per-name nodes.
+
+    ``lines`` may be an open file, the text (a ``str``), or lines that may
+    keep their newline (``split()`` ignores it). This loop is most of the
+    time a big zone takes to load: it avoids calls and temporaries for the
+    common lines (a plain owner, a known type, one-token rdata).
+    """
+    if start is None:
+        start = Start(1, apex, settings.default_ttl)
+    out = ZonePiece(apex)
+    nodes = out.nodes
+    multi = out.multi
+    targets = out.targets
+    namer = RelativeNames(apex)
+    namer.set_origin(start.origin)
+    wire_of = namer.wire
+    target_of = namer.target
+    glue_of = namer.glue
+    target_cache = namer.cache
+    special = _SPECIAL_RE.search
+    quoted = _quoted_tokens
+    default_ttl = start.default_ttl
+    min_ttl = settings.min_ttl
+    max_ttl = settings.max_ttl
+    default_clamped = not min_ttl <= default_ttl <= max_ttl
+    ttls: dict[str, int] = {}
+    acme_ttl = settings.acme_challenge_dns_ttl
+    disagreed: set[tuple[bytes, int]] = set()
+    u16s: dict[str, bytes] = {}
+    rtypes = _LOWER_TYPES
+    owner = b""  # none yet ("" is no name: the root is b"\x00")
+    owner_text = ""
+    context = rdata.RdataContext(target_of, settings.text_autosplit)
+    origin = start.origin
+    origin_deep = origin != apex
+    owner_deep = False
+    child_length = len(apex) + 1  # the length of a child of the apex, less its first label
+    deep = out.deep
+    prefixes = _label_prefixes(origin)
+    new = _NEW
+    rrset_class = model.RRset
+    set_rtype = _SET_RTYPE
+    set_ttl = _SET_TTL
+    set_rdatas = _SET_RDATAS
+    claim = nodes.setdefault
+    inet_pton = _inet_pton
+    one_target = _ONE_TARGET
+    for first_number, batch, clean in _batches(lines, start.line):
+        for number, line in enumerate(batch, first_number):
+            if clean:
+                tokens = line.split() if '"' not in line else quoted(line)
+            elif special(line) is None:
+                tokens = line.split()
+            else:
+                tokens = _special_tokens(line)
+            if not tokens:
+                continue
+            if line[0] in " \t":
+                if not owner:
+                    raise Irregular("blank owner")
+                pos = 0
+            else:
+                first = tokens[0]
+                if first != owner_text:
+                    # A clean batch is ASCII without backslashes or quotes outside quoted tokens.
+                    if (clean and first.isalnum()) or (
+                        line[0] != "$"
+                        and "." not in first
+                        and "@" not in first
+                        and first.isascii()
+                        and "\\" not in first
+                        and '"' not in first
+                    ):
+                        try:
+                            owner = prefixes[len(first)] + first.encode().lower() + origin
+                        except IndexError:
+                            raise Irregular("long owner") from None
+                        owner_deep = origin_deep
+                    elif line[0] == "$":
+                        directive(tokens, namer)
+                        if tokens[0].upper() == "$TTL":
+                            default_ttl = parse_ttl(tokens[1])
+                            default_clamped = not min_ttl <= default_ttl <= max_ttl
+                        else:
+                            # As the reference: $ORIGIN forgets the owner, $TTL does not.
+                            owner = b""
+                            owner_text = ""
+                            origin = namer.origin
+                            origin_deep = origin != apex
+                            prefixes = _label_prefixes(origin)
+                            target_cache = namer.cache
+                        continue
+                    else:
+                        # Glue and other targets are owners too: the target cache may know them.
+                        owner = target_cache.get(first) or wire_of(first)
+                        if first[-1] == "." and not within(owner, apex):
+                            raise Irregular("owner outside the zone")
+                        owner_deep = len(owner) != owner[0] + child_length
+                    owner_text = first
+                pos = 1
+            count = len(tokens)
+            try:
+                rtype = rtypes.get(tokens[pos])
+            except IndexError:
+                raise Irregular("no type") from None
+            if rtype is None:
+                # A TTL and/or the class first, in either order (as zonefile._Parser.record).
+                ttl, pos = _ttl_and_class(tokens, pos, default_ttl, ttls)
+                if pos >= count:
+                    raise Irregular("no type")
+                rtype = rtypes.get(tokens[pos]) or _generic_type(tokens[pos])
+                if (ttl < min_ttl or ttl > max_ttl) and rtype != _SOA:  # soa_rrset words the SOA's
+                    ttl = _clamped(ttl, owner, number, settings, out.clamped)
+            elif default_clamped and rtype != _SOA:
+                ttl = _clamped(default_ttl, owner, number, settings, out.clamped)
+            else:
+                ttl = default_ttl
+            pos += 1
+            fields = count - pos
+            try:
+                if rtype == _A:
+                    if fields != 1:
+                        raise Irregular("A")
+                    wire = inet_pton(_AF_INET, tokens[pos])
+                elif rtype == _AAAA:
+                    if fields != 1:
+                        raise Irregular("AAAA")
+                    wire = inet_pton(_AF_INET6, tokens[pos])
+                elif rtype in one_target:
+                    if fields != 1:
+                        raise Irregular("target")
+                    if rtype != _NS:
+                        wire = target_cache.get(tokens[pos]) or target_of(tokens[pos])
+                    else:
+                        # Its glue's names end with it (namer.remember, inlined).
+                        if len(target_cache) >= _TARGETS_CACHED:
+                            target_cache.clear()
+                        target_cache[owner_text] = owner
+                        wire = target_cache.get(tokens[pos]) or glue_of(tokens[pos])
+                    targets.append((rtype, owner, wire, number))
+                elif rtype == _MX:
+                    if fields != 2:
+                        raise Irregular("MX")
+                    wire = (u16s.get(tokens[pos]) or _u16(tokens[pos], u16s)) + (
+                        target_cache.get(tokens[pos + 1]) or target_of(tokens[pos + 1])
+                    )
+                    targets.append((rtype, owner, wire, number))
+                elif rtype == _SRV:
+                    if fields != 4:
+                        raise Irregular("SRV")
+                    wire = (
+                        (u16s.get(tokens[pos]) or _u16(tokens[pos], u16s))
+                        + (u16s.get(tokens[pos + 1]) or _u16(tokens[pos + 1], u16s))
+                        + (u16s.get(tokens[pos + 2]) or _u16(tokens[pos + 2], u16s))
+                        + (target_cache.get(tokens[pos + 3]) or target_of(tokens[pos + 3]))
+                    )
+                    targets.append((rtype, owner, wire, number))
+                elif rtype == _TXT:
+                    if not fields:
+                        raise Irregular("TXT")
+                    wire = _txt(tokens[pos:])
+                    if owner.startswith(_ACME):
+                        # Served with the acme setting's TTL, whatever the file says.
+                        if ttl != acme_ttl:
+                            out.ttl_warnings.append((number, acme_overridden(owner, ttl, acme_ttl)))
+                        ttl = acme_ttl
+                else:
+                    if rtype == _SOA and (owner != apex or out.soa is not None):
+                        raise Irregular("SOA")
+                    wire = rdata.encode(rtype, tokens[pos - 1].upper(), tokens[pos:], context)
+                    if rtype == _SOA:
+                        out.soa = Record(owner, rtype, ttl, wire, path, number)
+            except (OSError, ValueError, names.NameError_):
+                raise Irregular("rdata") from None
+            # new_rrset, inlined: this runs once per record.
+            rrset = new(rrset_class)
+            set_rtype(rrset, rtype)
+            set_ttl(rrset, ttl)
+            set_rdatas(rrset, (wire,))
+            node = claim(owner, rrset)  # a name's only RRset is its node (model.node_of)
+            if node is rrset:
+                if owner_deep:
+                    deep.append(owner)
+                continue
+            have = node.get(rtype)
+            if have is None:
+                if rtype == _CNAME or _CNAME in node:
+                    raise Irregular("CNAME and other data")
+                nodes[owner] = with_rrset(node, rrset)
+            else:
+                if have.ttl != ttl and (owner, rtype) not in disagreed:
+                    # The first record's TTL serves; the reference words it once per RRset.
+                    disagreed.add((owner, rtype))
+                    out.ttl_warnings.append((number, ttls_disagree(owner, rtype, have.ttl)))
+                more = multi.get((owner, rtype))
+                if more is None:
+                    multi[(owner, rtype)] = [wire]
+                else:
+                    more.append(wire)
+    for (name, rtype), more in multi.items():
+        node = nodes[name]
+        have = node[rtype]
+        nodes[name] = with_rrset(node, new_rrset(rtype, have.ttl, have.rdatas + tuple(more)))
+    return out
+
+
+def with_rrset(node: model.Node, rrset: model.RRset) -> model.Node:
+    """``node`` holding ``rrset`` too (in place of one of its type): a dict from the second type on."""
+    if isinstance(node, dict):
+        node[rrset.rtype] = rrset
+        return node
+    if node.rtype == rrset.rtype:
+        return rrset
+    return {node.rtype: node, rrset.rtype: rrset}
+
+
+def _clamped(ttl: int, owner: bytes, line: int, settings: ZoneSettings, into: list[Finding]) -> int:
+    """``ttl`` clamped into the settings' range, the warning into ``into``."""
+    ttl, message = clamp_ttl(ttl, owner, "TTL", settings)
+    if message is not None:
+        into.append((line, message))
+    return ttl
+
+
+def _generic_type(text: str) -> int:
+    """RFC 3597 ``TYPEnnn`` (rdata.encode then checks what it may stand for)."""
+    if text[:4].upper() != "TYPE":
+        raise Irregular(f"type {text}")
+    try:
+        return rdata.type_code(text.upper())
+    except ValueError:
+        raise Irregular(f"type {text}") from None
+
+
+def _ttl_and_class(tokens: list[str], pos: int, ttl: int, cache: dict[str, int]) -> tuple[int, int]:
+    """The TTL (or ``ttl`` when none is written) and the position past the TTL and class fields."""
+    seen_ttl = False
+    seen_class = False
+    for _ in range(2):
+        if pos >= len(tokens):
+            break
+        tok = tokens[pos]
+        if not seen_ttl and tok[0].isdigit():
+            got = cache.get(tok)
+            if got is None:
+                try:
+                    got = cache[tok] = parse_ttl(tok)
+                except ValueError:
+                    raise Irregular("ttl") from None
+            ttl = got
+            seen_ttl = True
+            pos += 1
+        elif not seen_class and tok.upper() == "IN":
+            seen_class = True
+            pos += 1
+        else:
+            break
+    return ttl, pos
+
+
+def directive(tokens: list[str], namer: RelativeNames) -> None:
+    """$ORIGIN and $TTL (applied by the caller); anything else is Irregular."""
+    name = tokens[0].upper()
+    if len(tokens) != 2:
+        raise Irregular(name)
+    if name == "$TTL":
+        try:
+            parse_ttl(tokens[1])
+        except ValueError:
+            raise Irregular("$TTL") from None
+    elif name == "$ORIGIN":
+        origin = namer.wire(tokens[1])
+        if not within(origin, namer.apex):
+            raise Irregular("$ORIGIN outside the zone")
+        namer.set_origin(origin)
+    else:
+        raise Irregular(name)
+
+
