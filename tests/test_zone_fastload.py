@@ -130,6 +130,10 @@ WARNED = [
     "_acme-challenge TXT token",
     "_acme-challenge.x 2 TXT token\n 120 TXT again",  # clamped, then overridden
     "ttls A 192.0.2.1\nttls 60 A 192.0.2.2\nttls 70 A 192.0.2.3",  # one warning per RRset
+    "deep.ns.sub A 192.0.2.53",  # unused glue (dropped)
+    "sub A 192.0.2.54\nsub AAAA 2001:db8::54",  # unused addresses at a cut (dropped)
+    "out.example.net. A 192.0.2.54\n  AAAA 2001:db8::54",  # out-of-zone glue, unused (dropped)
+    "ns.example.net. AAAA 2001:db8::55\nns.example.net. A 192.0.2.55",  # out-of-zone glue an NS names (kept)
 ]
 # Syntax the fast path reads too, however the record is laid out.
 LAID_OUT = [
@@ -143,10 +147,9 @@ LAID_OUT = [
 IRREGULAR = [
     "alias A 192.0.2.52",  # CNAME beside data
     "ns.sub TXT glue",  # data below a cut
-    "deep.ns.sub A 192.0.2.53",  # unused glue
     "sub2 NS ns.sub2",  # missing glue
     "x.sub NS ns.example.net.",  # nested delegation
-    "out.example.net. A 192.0.2.54",  # out-of-zone glue
+    "out.example.net. TXT not glue",  # only addresses may be outside the zone
     "paren A ( 192.0.2.55",  # '(' without ')'
     "paren A 192.0.2.55 )",  # ')' without '('
     "paren A ( ( 192.0.2.55 ) )",  # nested

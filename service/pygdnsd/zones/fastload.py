@@ -22,8 +22,16 @@ from pygdnsd.zones.parsing import (
     new_rrset,
     parse_piece,
     with_rrset,
+    within,
 )
-from pygdnsd.zones.rules import Unsettled, check_piece, check_zone, line_of
+from pygdnsd.zones.rules import (
+    Unsettled,
+    check_piece,
+    check_zone,
+    drop_unused_glue,
+    glue_findings,
+    line_of,
+)
 from pygdnsd.zones.settings import ZoneSettings
 from pygdnsd.zones.tree import MAX_NS_RRSET, Reporter, soa_rrset
 
@@ -80,6 +88,7 @@ def merge(into: ZonePiece, piece: ZonePiece) -> None:
     nodes.update(later)
     into.targets.extend(piece.targets)
     into.deep.extend(piece.deep)
+    into.noted.extend(piece.noted)
     into.clamped.extend(piece.clamped)
     into.ttl_warnings.extend(piece.ttl_warnings)
     if piece.soa is not None:
@@ -96,7 +105,11 @@ def finish(
     ``unsettled`` is the pieces' (``check_piece``) when ``zone`` was read in pieces.
     """
     apex = zone.apex
-    cuts, ents, warnings = check_zone(zone, check_piece(zone) if unsettled is None else unsettled)
+    verdict = check_zone(zone, check_piece(zone) if unsettled is None else unsettled)
+    noted = zone.noted
+    if verdict.unused_glue:
+        noted = _watched(path, apex, settings, verdict.unused_glue)
+    warnings = verdict.at_apex + glue_findings(apex, noted, verdict) + verdict.records
     assert zone.soa is not None
     if settings.strict_data and (warnings or zone.ttl_warnings):
         raise Irregular("a warning made an error")  # the reference path words the first
@@ -107,9 +120,24 @@ def finish(
     for line, message in sorted(zone.clamped + zone.ttl_warnings, key=line_of):
         report.warn(message, path, line, strictable=False)
     nodes = zone.nodes
+    drop_unused_glue(nodes, apex, verdict, (owner for owner, _, _ in zone.noted if not within(owner, apex)))
     apex_node = nodes[apex]
     assert isinstance(apex_node, dict)  # it holds the SOA and the NS at least
     apex_node[model.SOA] = soa
-    nodes.update(dict.fromkeys(ents, EMPTY_NODE))
-    return model.Zone(apex, serial, soa, nodes, frozenset(cuts), path)
+    nodes.update(dict.fromkeys(verdict.ents, EMPTY_NODE))
+    return model.Zone(apex, serial, soa, nodes, frozenset(verdict.cuts), path)
+
+
+def _watched(path: str, apex: bytes, settings: ZoneSettings, owners: list[bytes]) -> list[tuple[bytes, int, int]]:
+    """The records at ``owners`` and outside the zone, with their lines: the file read again.
+
+    Only for unused glue, whose lines the first reading does not keep (it
+    would have to for every address record); rare enough for a second pass.
+    """
+    try:
+        handle = open(path, encoding="utf-8", errors="surrogateescape", newline="")  # noqa: SIM115 - closed below
+    except OSError:
+        raise Irregular("unreadable") from None
+    with handle:
+        return parse_piece(handle, path, apex, settings, watch=frozenset(owners)).noted
 

@@ -145,7 +145,8 @@ def _portable_piece(piece: parsing.ZonePiece | None) -> tuple[Any, ...] | None:
         (unsettled.warnings, unsettled.apex_ns_lines),
     )
     return (
-        piece.apex, _portable_nodes(piece.nodes), record, piece.deep, portable_unsettled, piece.clamped, piece.ttl_warnings
+        piece.apex, _portable_nodes(piece.nodes), record, piece.deep, portable_unsettled,
+        piece.clamped, piece.ttl_warnings, piece.noted,
     )
 
 
@@ -158,13 +159,14 @@ def _rebuilt_piece(
     """
     if not isinstance(portable, tuple):
         return None
-    apex, nodes, record, deep, unsettled, clamped, ttl_warnings = portable
+    apex, nodes, record, deep, unsettled, clamped, ttl_warnings, noted = portable
     shared = _add_nodes(nodes, known)
     piece = parsing.ZonePiece(apex)
     piece.nodes = shared
     piece.deep = deep
     piece.clamped = clamped
     piece.ttl_warnings = ttl_warnings
+    piece.noted = noted
     piece.soa = None if record is None else Record(*record)
     (used, unused, ns, mx, chains, plain), (cuts, ancestors, cut_parents), (warnings, apex_ns_lines) = unsettled
     part = (set(cuts), set(ancestors), set(cut_parents))

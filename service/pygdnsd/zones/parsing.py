@@ -239,6 +239,9 @@ class ZonePiece:
         # Owners that are not children of the apex (the apex included): the
         # only ones that can be below a cut or have a missing parent.
         self.deep: list[bytes] = []
+        # (owner, type, line) of each record at an owner outside the zone (glue, as
+        # gdnsd allows it), or at an owner ``parse_piece`` was asked to watch.
+        self.noted: list[tuple[bytes, int, int]] = []
 
 
 @dataclass(frozen=True, slots=True)
@@ -421,14 +424,20 @@ def _label_prefixes(origin: bytes) -> tuple[bytes, ...]:
 
 
 def parse_piece(
-    lines: Iterable[str], path: str, apex: bytes, settings: ZoneSettings, start: Start | None = None
+    lines: Iterable[str],
+    path: str,
+    apex: bytes,
+    settings: ZoneSettings,
+    start: Start | None = None,
+    watch: frozenset[bytes] = frozenset(),
 ) -> ZonePiece:
     """The lines of one file, or of one piece of it (see ``split``), read into per-name nodes.
 
     ``lines`` may be an open file, the text (a ``str``), or lines that may
     keep their newline (``split()`` ignores it). This loop is most of the
     time a big zone takes to load: it avoids calls and temporaries for the
-    common lines (a plain owner, a known type, one-token rdata).
+    common lines (a plain owner, a known type, one-token rdata). The lines
+    of the records at the owners in ``watch`` are noted (``ZonePiece.noted``).
     """
     if start is None:
         start = Start(1, apex, settings.default_ttl)
@@ -459,6 +468,8 @@ def parse_piece(
     origin = start.origin
     origin_deep = origin != apex
     owner_deep = False
+    noted = False  # whether the owner's records go to out.noted
+    watching = bool(watch)
     child_length = len(apex) + 1  # the length of a child of the apex, less its first label
     deep = out.deep
     prefixes = _label_prefixes(origin)
@@ -501,6 +512,7 @@ def parse_piece(
                         except IndexError:
                             raise Irregular("long owner") from None
                         owner_deep = origin_deep
+                        noted = watching and owner in watch
                     elif line[0] == "$":
                         directive(tokens, namer)
                         if tokens[0].upper() == "$TTL":
@@ -519,8 +531,11 @@ def parse_piece(
                         # Glue and other targets are owners too: the target cache may know them.
                         owner = target_cache.get(first) or wire_of(first)
                         if first[-1] == "." and not within(owner, apex):
-                            raise Irregular("owner outside the zone")
-                        owner_deep = len(owner) != owner[0] + child_length
+                            noted = True  # glue outside the zone: not deep, its walk up would leave the zone
+                            owner_deep = False
+                        else:
+                            noted = watching and owner in watch
+                            owner_deep = len(owner) != owner[0] + child_length
                     owner_text = first
                 pos = 1
             count = len(tokens)
@@ -542,6 +557,8 @@ def parse_piece(
                 ttl = default_ttl
             pos += 1
             fields = count - pos
+            if noted:
+                _note(out, owner, rtype, number)
             try:
                 if rtype == _A:
                     if fields != 1:
@@ -637,6 +654,13 @@ def with_rrset(node: model.Node, rrset: model.RRset) -> model.Node:
     if node.rtype == rrset.rtype:
         return rrset
     return {node.rtype: node, rrset.rtype: rrset}
+
+
+def _note(piece: ZonePiece, owner: bytes, rtype: int, line: int) -> None:
+    """A record at an owner outside the zone (A and AAAA only, as the reference reads), or a watched one."""
+    if rtype != _A and rtype != _AAAA and not within(owner, piece.apex):
+        raise Irregular("data outside the zone")
+    piece.noted.append((owner, rtype, line))
 
 
 def _clamped(ttl: int, owner: bytes, line: int, settings: ZoneSettings, into: list[Finding]) -> int:

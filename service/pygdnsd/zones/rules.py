@@ -7,6 +7,7 @@ line of the record they are about.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from pygdnsd.zones import model
@@ -18,7 +19,9 @@ from pygdnsd.zones.tree import (
     mname_not_ns,
     no_addresses,
     only_one_ns,
+    out_of_zone_glue,
     same_zone_ptr,
+    unused_glue,
 )
 
 _A, _AAAA, _NS, _CNAME, _PTR, _MX = model.A, model.AAAA, model.NS, model.CNAME, model.PTR, model.MX
@@ -207,12 +210,27 @@ def _glue_across(unsettled: Unsettled, cuts: set[bytes]) -> bool:
     return any(not all(name in part[0] for part in unsettled.per_piece) for name in unsettled.shared.intersection(cuts))
 
 
-def check_zone(zone: ZonePiece, unsettled: Unsettled) -> tuple[set[bytes], set[bytes], list[Finding]]:
-    """The zone's cuts, its empty non-terminals and its warnings; Irregular for an error.
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """A zone that passed the whole-zone rules: what it is made of, and what to warn about.
 
-    ``unsettled`` is what the pieces left (``check_piece``), every piece's
-    together. The warnings come in the reference path's order: the apex's,
+    The warnings come in the reference path's order: the apex's, the glue's
+    (``glue_findings``, which needs the lines of ``unused_glue``'s records),
     then those about records, by line.
+    """
+
+    cuts: set[bytes]
+    ents: set[bytes]  # empty non-terminals
+    at_apex: list[Finding]
+    used: set[bytes]  # NS targets
+    unused_glue: list[bytes]  # in the zone: names at or below a cut whose addresses no NS names
+    records: list[Finding]
+
+
+def check_zone(zone: ZonePiece, unsettled: Unsettled) -> Verdict:
+    """The zone's verdict; Irregular for an error.
+
+    ``unsettled`` is what the pieces left (``check_piece``), every piece's together.
     """
     apex = zone.apex
     nodes = zone.nodes
@@ -246,14 +264,13 @@ def check_zone(zone: ZonePiece, unsettled: Unsettled) -> tuple[set[bytes], set[b
     if _glue_across(unsettled, cuts):
         # The pieces' glue checks do not cover it all: the whole zone's, as one piece.
         glue = _deep_names(zone.deep, nodes, apex, cuts)[0]
-        if not used.issuperset(_bad_glue(glue, cuts, nodes, used)):
-            raise Irregular("unused glue")
+        unused = _bad_glue(glue, cuts, nodes, used)
         below = cuts.union(glue)
         plain = [entry for entry in unsettled.plain if entry[0] in below]
     else:
-        if not used.issuperset(unsettled.unused):
-            raise Irregular("unused glue")
+        unused = unsettled.unused
         plain = [entry for entry in unsettled.plain if entry[0] in cuts]  # the pieces set aside their own glue
+    unused_glue = [name for name in dict.fromkeys(unused) if name not in used]
 
     def in_below(name: bytes) -> bool:
         return name in nodes and _cut_above(name, apex, cuts) is not None
@@ -288,7 +305,50 @@ def check_zone(zone: ZonePiece, unsettled: Unsettled) -> tuple[set[bytes], set[b
     for pointer in plain:
         _chain_finding(pointer, apex, nodes, ents, cuts, dangling, records)
     records.sort(key=line_of)
-    return cuts, ents, at_apex + records
+    return Verdict(cuts, ents, at_apex, used, unused_glue, records)
+
+
+def glue_findings(apex: bytes, noted: list[tuple[bytes, int, int]], verdict: Verdict) -> list[Finding]:
+    """The warnings about glue: outside the zone, or unused (``noted`` holds their records' lines).
+
+    Per name, as the reference words them: each address type's first record
+    outside the zone, then, unused, the first address record; names in the
+    order of their first address record.
+    """
+    unused = set(verdict.unused_glue)
+    firsts: dict[bytes, dict[int, int]] = {}  # name -> address type -> its first record's line
+    for owner, rtype, line in noted:
+        if rtype in _ADDRESS:
+            firsts.setdefault(owner, {}).setdefault(rtype, line)
+    per_name: list[tuple[int, list[Finding]]] = []
+    for owner, types in firsts.items():
+        outside = not within(owner, apex)
+        if not outside and owner not in unused:
+            continue
+        found = [(line, out_of_zone_glue(owner, rtype, apex)) for rtype, line in types.items()] if outside else []
+        first = min(types.values())
+        if owner not in verdict.used:
+            found.append((first, unused_glue(owner)))
+        per_name.append((first, found))
+    per_name.sort(key=_first_of)
+    return [finding for _, found in per_name for finding in found]
+
+
+def _first_of(entry: tuple[int, list[Finding]]) -> int:
+    return entry[0]
+
+
+def drop_unused_glue(nodes: dict[bytes, model.Node], apex: bytes, verdict: Verdict, outside: Iterable[bytes]) -> None:
+    """As the reference: unused glue's addresses are not served; an unused name outside the zone goes."""
+    for owner in set(outside).difference(verdict.used):
+        del nodes[owner]
+    for owner in verdict.unused_glue:
+        node = nodes[owner]
+        if isinstance(node, dict):
+            rest = {rtype: rrset for rtype, rrset in node.items() if rtype != _A and rtype != _AAAA}
+            nodes[owner] = model.node_of(rest)
+        else:
+            nodes[owner] = {}
 
 
 def line_of(finding: Finding) -> int:

@@ -141,6 +141,19 @@ def cname_to_nxdomain(owner: bytes, target: bytes) -> str:
     return f"CNAME '{_text(owner)}' points to known same-zone NXDOMAIN '{_text(target)}'"
 
 
+def out_of_zone_glue(owner: bytes, rtype: int, apex: bytes) -> str:
+    """An A or AAAA (``rtype``) record outside the zone."""
+    kind = "A" if rtype == model.A else "AAAA"
+    return (
+        f"'{_text(owner)} {kind}' in zone '{_text(apex)}': pointless out of zone glue "
+        "will not be supported in a future version, please delete the record!"
+    )
+
+
+def unused_glue(owner: bytes) -> str:
+    return f"glue address(es) at domainname '{_text(owner)}' are unused and ignored"
+
+
 def acme_overridden(owner: bytes, ttl: int, acme: int) -> str:
     return (
         f"name '{_text(owner)}': ACME challenge TXT record TTL {ttl} overridden to {acme} "
@@ -375,17 +388,9 @@ class _ZoneBuilder:
             addresses = [rrs[0] for t, rrs in node.items() if t in _ADDRESS_OR_DYNA]
             if not in_zone:
                 for rec in addresses:
-                    kind = "A" if rec.rtype == model.A else "AAAA"
-                    self.report.warn(
-                        f"'{_text(owner)} {kind}' in zone '{_text(self.apex)}': pointless out of zone glue "
-                        "will not be supported in a future version, please delete the record!",
-                        rec.path, rec.line,
-                    )
+                    self.report.warn(out_of_zone_glue(owner, rec.rtype, self.apex), rec.path, rec.line)
             if addresses and owner not in used:
-                self.report.warn(
-                    f"glue address(es) at domainname '{_text(owner)}' are unused and ignored",
-                    addresses[0].path, addresses[0].line,
-                )
+                self.report.warn(unused_glue(owner), addresses[0].path, addresses[0].line)
                 for rtype in _ADDRESS_OR_DYNA:
                     node.pop(rtype, None)
                 if not in_zone:
