@@ -23,7 +23,7 @@ import socket
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from pygdnsd.zones import model, names, rdata
+from pygdnsd.zones import model, names, rdata, zonefile
 from pygdnsd.zones.rdata import parse_ttl
 from pygdnsd.zones.settings import ZoneSettings
 from pygdnsd.zones.tree import acme_overridden, clamp_ttl, ttls_disagree
@@ -39,6 +39,7 @@ _TYPES = {
 }
 _LOWER_TYPES = {**_TYPES, **{k.lower(): v for k, v in _TYPES.items()}}
 _ONE_TARGET = frozenset((_CNAME, _NS, _PTR))
+_POINTING = frozenset((_CNAME, _NS, _PTR, _MX, _SRV))  # the types whose records go to ZonePiece.targets
 _TXT_NAMES = frozenset(name for name, rtype in _LOWER_TYPES.items() if rtype == _TXT)
 _LENGTH_BYTES = tuple(bytes((length,)) for length in range(256))
 _LENGTH_PREFIXES = _LENGTH_BYTES[: names.MAX_LABEL + 1]
@@ -469,6 +470,7 @@ def parse_piece(
     origin_deep = origin != apex
     owner_deep = False
     noted = False  # whether the owner's records go to out.noted
+    one_by_one: _OneRecord | None = None
     watching = bool(watch)
     child_length = len(apex) + 1  # the length of a child of the apex, less its first label
     deep = out.deep
@@ -483,137 +485,156 @@ def parse_piece(
     one_target = _ONE_TARGET
     for first_number, batch, clean in _batches(lines, start.line):
         for number, line in enumerate(batch, first_number):
-            if clean:
-                tokens = line.split() if '"' not in line else quoted(line)
-            elif special(line) is None:
-                tokens = line.split()
-            else:
-                tokens = _special_tokens(line)
-            if not tokens:
-                continue
-            if line[0] in " \t":
-                if not owner:
-                    raise Irregular("blank owner")
-                pos = 0
-            else:
-                first = tokens[0]
-                if first != owner_text:
-                    # A clean batch is ASCII without backslashes or quotes outside quoted tokens.
-                    if (clean and first.isalnum()) or (
-                        line[0] != "$"
-                        and "." not in first
-                        and "@" not in first
-                        and first.isascii()
-                        and "\\" not in first
-                        and '"' not in first
-                    ):
-                        try:
-                            owner = prefixes[len(first)] + first.encode().lower() + origin
-                        except IndexError:
-                            raise Irregular("long owner") from None
-                        owner_deep = origin_deep
-                        noted = watching and owner in watch
-                    elif line[0] == "$":
-                        directive(tokens, namer)
-                        if tokens[0].upper() == "$TTL":
-                            default_ttl = parse_ttl(tokens[1])
-                            default_clamped = not min_ttl <= default_ttl <= max_ttl
-                        else:
-                            # As the reference: $ORIGIN forgets the owner, $TTL does not.
-                            owner = b""
-                            owner_text = ""
-                            origin = namer.origin
-                            origin_deep = origin != apex
-                            prefixes = _label_prefixes(origin)
-                            target_cache = namer.cache
-                        continue
-                    else:
-                        # Glue and other targets are owners too: the target cache may know them.
-                        owner = target_cache.get(first) or wire_of(first)
-                        if first[-1] == "." and not within(owner, apex):
-                            noted = True  # glue outside the zone: not deep, its walk up would leave the zone
-                            owner_deep = False
-                        else:
-                            noted = watching and owner in watch
-                            owner_deep = len(owner) != owner[0] + child_length
-                    owner_text = first
-                pos = 1
-            count = len(tokens)
             try:
-                rtype = rtypes.get(tokens[pos])
-            except IndexError:
-                raise Irregular("no type") from None
-            if rtype is None:
-                # A TTL and/or the class first, in either order (as zonefile._Parser.record).
-                ttl, pos = _ttl_and_class(tokens, pos, default_ttl, ttls)
-                if pos >= count:
-                    raise Irregular("no type")
-                rtype = rtypes.get(tokens[pos]) or _generic_type(tokens[pos])
-                if (ttl < min_ttl or ttl > max_ttl) and rtype != _SOA:  # soa_rrset words the SOA's
-                    ttl = _clamped(ttl, owner, number, settings, out.clamped)
-            elif default_clamped and rtype != _SOA:
-                ttl = _clamped(default_ttl, owner, number, settings, out.clamped)
-            else:
-                ttl = default_ttl
-            pos += 1
-            fields = count - pos
-            if noted:
-                _note(out, owner, rtype, number)
-            try:
-                if rtype == _A:
-                    if fields != 1:
-                        raise Irregular("A")
-                    wire = inet_pton(_AF_INET, tokens[pos])
-                elif rtype == _AAAA:
-                    if fields != 1:
-                        raise Irregular("AAAA")
-                    wire = inet_pton(_AF_INET6, tokens[pos])
-                elif rtype in one_target:
-                    if fields != 1:
-                        raise Irregular("target")
-                    if rtype != _NS:
-                        wire = target_cache.get(tokens[pos]) or target_of(tokens[pos])
-                    else:
-                        # Its glue's names end with it (namer.remember, inlined).
-                        if len(target_cache) >= _TARGETS_CACHED:
-                            target_cache.clear()
-                        target_cache[owner_text] = owner
-                        wire = target_cache.get(tokens[pos]) or glue_of(tokens[pos])
-                    targets.append((rtype, owner, wire, number))
-                elif rtype == _MX:
-                    if fields != 2:
-                        raise Irregular("MX")
-                    wire = (u16s.get(tokens[pos]) or _u16(tokens[pos], u16s)) + (
-                        target_cache.get(tokens[pos + 1]) or target_of(tokens[pos + 1])
-                    )
-                    targets.append((rtype, owner, wire, number))
-                elif rtype == _SRV:
-                    if fields != 4:
-                        raise Irregular("SRV")
-                    wire = (
-                        (u16s.get(tokens[pos]) or _u16(tokens[pos], u16s))
-                        + (u16s.get(tokens[pos + 1]) or _u16(tokens[pos + 1], u16s))
-                        + (u16s.get(tokens[pos + 2]) or _u16(tokens[pos + 2], u16s))
-                        + (target_cache.get(tokens[pos + 3]) or target_of(tokens[pos + 3]))
-                    )
-                    targets.append((rtype, owner, wire, number))
-                elif rtype == _TXT:
-                    if not fields:
-                        raise Irregular("TXT")
-                    wire = _txt(tokens[pos:])
-                    if owner.startswith(_ACME):
-                        # Served with the acme setting's TTL, whatever the file says.
-                        if ttl != acme_ttl:
-                            out.ttl_warnings.append((number, acme_overridden(owner, ttl, acme_ttl)))
-                        ttl = acme_ttl
+                if clean:
+                    tokens = line.split() if '"' not in line else quoted(line)
+                elif special(line) is None:
+                    tokens = line.split()
                 else:
-                    if rtype == _SOA and (owner != apex or out.soa is not None):
-                        raise Irregular("SOA")
-                    wire = rdata.encode(rtype, tokens[pos - 1].upper(), tokens[pos:], context)
-                    if rtype == _SOA:
-                        out.soa = Record(owner, rtype, ttl, wire, path, number)
-            except (OSError, ValueError, names.NameError_):
-                raise Irregular("rdata") from None
+                    tokens = _special_tokens(line)
+                if not tokens:
+                    continue
+                if line[0] in " \t":
+                    if not owner:
+                        raise Irregular("blank owner")
+                    pos = 0
+                else:
+                    first = tokens[0]
+                    if first != owner_text:
+                        # A clean batch is ASCII without backslashes or quotes outside quoted tokens.
+                        if (clean and first.isalnum()) or (
+                            line[0] != "$"
+                            and "." not in first
+                            and "@" not in first
+                            and first.isascii()
+                            and "\\" not in first
+                            and '"' not in first
+                        ):
+                            try:
+                                owner = prefixes[len(first)] + first.encode().lower() + origin
+                            except IndexError:
+                                raise Irregular("long owner") from None
+                            owner_deep = origin_deep
+                            noted = watching and owner in watch
+                        elif line[0] == "$":
+                            directive(tokens, namer)
+                            if tokens[0].upper() == "$TTL":
+                                default_ttl = parse_ttl(tokens[1])
+                                default_clamped = not min_ttl <= default_ttl <= max_ttl
+                            else:
+                                # As the reference: $ORIGIN forgets the owner, $TTL does not.
+                                owner = b""
+                                owner_text = ""
+                                origin = namer.origin
+                                origin_deep = origin != apex
+                                prefixes = _label_prefixes(origin)
+                                target_cache = namer.cache
+                            continue
+                        else:
+                            # Glue and other targets are owners too: the target cache may know them.
+                            owner = target_cache.get(first) or wire_of(first)
+                            if first[-1] == "." and not within(owner, apex):
+                                noted = True  # glue outside the zone: not deep, its walk up would leave the zone
+                                owner_deep = False
+                            else:
+                                noted = watching and owner in watch
+                                owner_deep = len(owner) != owner[0] + child_length
+                        owner_text = first
+                    pos = 1
+                count = len(tokens)
+                try:
+                    rtype = rtypes.get(tokens[pos])
+                except IndexError:
+                    raise Irregular("no type") from None
+                if rtype is None:
+                    # A TTL and/or the class first, in either order (as zonefile.Parser.record).
+                    ttl, pos = _ttl_and_class(tokens, pos, default_ttl, ttls)
+                    if pos >= count:
+                        raise Irregular("no type")
+                    rtype = rtypes.get(tokens[pos]) or _generic_type(tokens[pos])
+                    if (ttl < min_ttl or ttl > max_ttl) and rtype != _SOA:  # soa_rrset words the SOA's
+                        ttl = _clamped(ttl, owner, number, settings, out.clamped)
+                elif default_clamped and rtype != _SOA:
+                    ttl = _clamped(default_ttl, owner, number, settings, out.clamped)
+                else:
+                    ttl = default_ttl
+                pos += 1
+                fields = count - pos
+                if noted:
+                    _note(out, owner, rtype, number)
+                try:
+                    if rtype == _A:
+                        if fields != 1:
+                            raise Irregular("A")
+                        wire = inet_pton(_AF_INET, tokens[pos])
+                    elif rtype == _AAAA:
+                        if fields != 1:
+                            raise Irregular("AAAA")
+                        wire = inet_pton(_AF_INET6, tokens[pos])
+                    elif rtype in one_target:
+                        if fields != 1:
+                            raise Irregular("target")
+                        if rtype != _NS:
+                            wire = target_cache.get(tokens[pos]) or target_of(tokens[pos])
+                        else:
+                            # Its glue's names end with it (namer.remember, inlined).
+                            if len(target_cache) >= _TARGETS_CACHED:
+                                target_cache.clear()
+                            target_cache[owner_text] = owner
+                            wire = target_cache.get(tokens[pos]) or glue_of(tokens[pos])
+                        targets.append((rtype, owner, wire, number))
+                    elif rtype == _MX:
+                        if fields != 2:
+                            raise Irregular("MX")
+                        wire = (u16s.get(tokens[pos]) or _u16(tokens[pos], u16s)) + (
+                            target_cache.get(tokens[pos + 1]) or target_of(tokens[pos + 1])
+                        )
+                        targets.append((rtype, owner, wire, number))
+                    elif rtype == _SRV:
+                        if fields != 4:
+                            raise Irregular("SRV")
+                        wire = (
+                            (u16s.get(tokens[pos]) or _u16(tokens[pos], u16s))
+                            + (u16s.get(tokens[pos + 1]) or _u16(tokens[pos + 1], u16s))
+                            + (u16s.get(tokens[pos + 2]) or _u16(tokens[pos + 2], u16s))
+                            + (target_cache.get(tokens[pos + 3]) or target_of(tokens[pos + 3]))
+                        )
+                        targets.append((rtype, owner, wire, number))
+                    elif rtype == _TXT:
+                        if not fields:
+                            raise Irregular("TXT")
+                        wire = _txt(tokens[pos:])
+                        if owner.startswith(_ACME):
+                            # Served with the acme setting's TTL, whatever the file says.
+                            if ttl != acme_ttl:
+                                out.ttl_warnings.append((number, acme_overridden(owner, ttl, acme_ttl)))
+                            ttl = acme_ttl
+                    else:
+                        if rtype == _SOA and (owner != apex or out.soa is not None):
+                            raise Irregular("SOA")
+                        wire = rdata.encode(rtype, tokens[pos - 1].upper(), tokens[pos:], context)
+                        if rtype == _SOA:
+                            out.soa = Record(owner, rtype, ttl, wire, path, number)
+                except (OSError, ValueError, names.NameError_):
+                    raise Irregular("rdata") from None
+            except Irregular:
+                if line[:1] == "$":
+                    raise
+                # A record this loop does not read (escapes, a long TXT string, a type or
+                # layout it leaves aside): the reference parser reads that one record.
+                _forget_line(out, number)
+                if one_by_one is None:
+                    one_by_one = _OneRecord(apex, path, settings)
+                record, written_owner = one_by_one.read(line, number, namer.origin, default_ttl, owner)
+                owner = record.owner
+                rtype = record.rtype
+                wire = record.rdata
+                if written_owner is not None:
+                    owner_text = written_owner
+                    outside = not within(owner, apex)
+                    noted = outside or (watching and owner in watch)
+                    owner_deep = not outside and len(owner) != owner[0] + child_length
+                ttl = one_by_one.settle(out, record, noted)
             # new_rrset, inlined: this runs once per record.
             rrset = new(rrset_class)
             set_rtype(rrset, rtype)
@@ -654,6 +675,69 @@ def with_rrset(node: model.Node, rrset: model.RRset) -> model.Node:
     if node.rtype == rrset.rtype:
         return rrset
     return {node.rtype: node, rrset.rtype: rrset}
+
+
+def _forget_line(piece: ZonePiece, line: int) -> None:
+    """Undo what the fast loop noted for ``line`` before it gave the line up."""
+    while piece.targets and piece.targets[-1][3] == line:
+        piece.targets.pop()
+    while piece.noted and piece.noted[-1][2] == line:
+        piece.noted.pop()
+    for findings in (piece.clamped, piece.ttl_warnings):
+        while findings and findings[-1][0] == line:
+            findings.pop()
+
+
+class _OneRecord:
+    """The reference parser (``zonefile``) on one line: the slow path for one record, not the zone.
+
+    Its refusals are the zone's (``Irregular``: the reference path then
+    words them), as are the records whose rules only the reference path
+    checks (DYNA, DYNC) and a second SOA.
+    """
+
+    def __init__(self, apex: bytes, path: str, settings: ZoneSettings) -> None:
+        self.parser = zonefile.Parser(apex, zonefile.ParseOptions(settings.default_ttl, settings.text_autosplit))
+        self.state = zonefile.FileState(path, apex, apex, settings.default_ttl)
+        self.settings = settings
+
+    def read(self, line: str, number: int, origin: bytes, default_ttl: int, owner: bytes) -> tuple[Record, str | None]:
+        """The line's record, and its owner's text (``None`` for a blank owner)."""
+        if "\r" in line:
+            raise Irregular("carriage return")  # the reference refuses the file, not a record
+        state = self.state
+        state.origin = origin
+        state.default_ttl = default_ttl
+        state.owner = owner or None
+        try:
+            tokens = tokenize(line)
+            self.parser.record(tokens, line[0] in " \t", state, number)
+        except (ValueError, names.NameError_):
+            raise Irregular("the reference refuses a record") from None
+        record = self.parser.records.pop()
+        if record.rtype in (model.DYNA, model.DYNC):
+            raise Irregular("DYNA/DYNC")
+        return record, None if line[0] in " \t" else tokens[0]
+
+    def settle(self, piece: ZonePiece, record: Record, noted: bool) -> int:
+        """What the fast loop does for a record it reads, done for ``record``; the TTL it is served with."""
+        owner, rtype, ttl, line = record.owner, record.rtype, record.ttl, record.line
+        settings = self.settings
+        if rtype == _SOA:
+            if piece.soa is not None:
+                raise Irregular("SOA")
+            piece.soa = record  # soa_rrset clamps its TTL, and words it
+        elif not settings.min_ttl <= ttl <= settings.max_ttl:
+            ttl = _clamped(ttl, owner, line, settings, piece.clamped)
+        if rtype == _TXT and owner.startswith(_ACME):
+            if ttl != settings.acme_challenge_dns_ttl:
+                piece.ttl_warnings.append((line, acme_overridden(owner, ttl, settings.acme_challenge_dns_ttl)))
+            ttl = settings.acme_challenge_dns_ttl
+        if rtype in _POINTING:
+            piece.targets.append((rtype, owner, record.rdata, line))
+        if noted:
+            _note(piece, owner, rtype, line)
+        return ttl
 
 
 def _note(piece: ZonePiece, owner: bytes, rtype: int, line: int) -> None:
