@@ -160,7 +160,7 @@ IRREGULAR = [
     "paren A ( 192.0.2.55",  # '(' without ')'
     "paren A 192.0.2.55 )",  # ')' without '('
     "paren A ( ( 192.0.2.55 ) )",  # nested
-    "$INCLUDE inc/other",
+    "$INCLUDE inc/missing",
     "dyn DYNA weighted!pool",
     "bad A 300.1.2.3",
     'odd TXT "a" "b',  # an unterminated quote
@@ -227,6 +227,33 @@ def test_loader_result_matches_the_reference_either_way(tmp_path: Path, line: st
     except ZoneError as exc:
         got = str(exc)
     assert got == expected
+
+
+def test_includes_take_the_fast_path(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Included files' records, warnings (with their own file and line) and scoping, as the reference reads them."""
+    (tmp_path / "inc").mkdir()
+    (tmp_path / "inc" / "hosts").write_text(
+        "$TTL 120\n"  # stays inside
+        "inc A 192.0.2.60\n"
+        "@F TXT file-origin\n"
+        "mxi MX 10 nothing.@Z\n"  # a warning in this file
+        "t 1 A 192.0.2.61\n"  # clamped
+        "$INCLUDE deeper sub\n"  # relative to this file's directory, origin relative to the current one
+        "after CNAME nowhere.x.example.org.\n"
+    )
+    (tmp_path / "inc" / "deeper").write_text("@ A 192.0.2.62\nmulti A 192.0.2.63\nptr PTR mail.example.org.\n")
+    text = (
+        RICH
+        + "$ORIGIN o2.@Z\n$INCLUDE inc/hosts\n"
+        + "back A 192.0.2.64\n"  # $TTL 300 again
+        + "$INCLUDE \"inc/hosts\" other.@Z\n"
+        + "multi A 192.0.2.65\n"  # an RRset with records before, inside and after an include
+    )
+    path = write(tmp_path, text.replace("multi A 192.0.2.20\n", "multi A 192.0.2.20\n$INCLUDE inc/deeper @Z\n"))
+    _fast_and_reference(path, ZoneSettings(), caplog)
+    assert f"{tmp_path / 'inc' / 'hosts'}:4: in rrset 'mxi.o2.example.org. MX'" in caplog.text
+    assert f"{tmp_path / 'inc' / 'deeper'}:3: name 'ptr.example.org.': PTR" in caplog.text
+    assert f"{tmp_path / 'inc' / 'hosts'}:5: name 't.other.example.org.': TTL 1 too small" in caplog.text
 
 
 def test_one_ns_and_mname_warned_on_the_fast_path(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

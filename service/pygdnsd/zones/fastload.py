@@ -19,9 +19,7 @@ from pygdnsd.zones.parsing import (
     EMPTY_NODE,
     Irregular,
     ZonePiece,
-    new_rrset,
     parse_piece,
-    with_rrset,
     within,
 )
 from pygdnsd.zones.rules import (
@@ -33,9 +31,9 @@ from pygdnsd.zones.rules import (
     line_of,
 )
 from pygdnsd.zones.settings import ZoneSettings
-from pygdnsd.zones.tree import MAX_NS_RRSET, Reporter, soa_rrset
+from pygdnsd.zones.tree import Reporter, soa_rrset
 
-__all__ = ["Irregular", "collector_paused", "finish", "load_zone", "merge"]
+__all__ = ["Irregular", "collector_paused", "finish", "load_zone"]
 
 
 def load_zone(path: str, apex: bytes, settings: ZoneSettings, report: Reporter | None = None) -> model.Zone:
@@ -66,37 +64,6 @@ def collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def merge(into: ZonePiece, piece: ZonePiece) -> None:
-    """Add a later piece of the same file to ``into``, as if read in one pass."""
-    nodes = into.nodes
-    later = piece.nodes
-    for name in nodes.keys() & later.keys():
-        node = nodes[name]
-        for rtype, rrset in later.pop(name).items():
-            have = node.get(rtype)
-            if have is None:
-                if rtype == model.CNAME or model.CNAME in node:
-                    raise Irregular("CNAME and other data")
-                node = with_rrset(node, rrset)
-            elif have.ttl != rrset.ttl:
-                raise Irregular("TTLs disagree")
-            else:
-                node = with_rrset(node, new_rrset(rtype, have.ttl, have.rdatas + rrset.rdatas))
-                if rtype == model.NS and len(have.rdatas) + len(rrset.rdatas) > MAX_NS_RRSET:
-                    raise Irregular("too many NS")  # each piece checked its own part only
-        nodes[name] = node
-    nodes.update(later)
-    into.targets.extend(piece.targets)
-    into.deep.extend(piece.deep)
-    into.noted.extend(piece.noted)
-    into.clamped.extend(piece.clamped)
-    into.ttl_warnings.extend(piece.ttl_warnings)
-    if piece.soa is not None:
-        if into.soa is not None:
-            raise Irregular("SOA")
-        into.soa = piece.soa
-
-
 def finish(
     zone: ZonePiece, path: str, settings: ZoneSettings, report: Reporter, unsettled: Unsettled | None = None
 ) -> model.Zone:
@@ -114,11 +81,11 @@ def finish(
     if settings.strict_data and (warnings or zone.ttl_warnings):
         raise Irregular("a warning made an error")  # the reference path words the first
     # After every Irregular, so no message is written twice.
-    for line, message in warnings:
-        report.warn(message, path, line)
+    for position, message in warnings:
+        report.warn(message, *zone.where(path, position))
     soa, serial = soa_rrset(apex, zone.soa, settings, report)
-    for line, message in sorted(zone.clamped + zone.ttl_warnings, key=line_of):
-        report.warn(message, path, line, strictable=False)
+    for position, message in sorted(zone.clamped + zone.ttl_warnings, key=line_of):
+        report.warn(message, *zone.where(path, position), strictable=False)
     nodes = zone.nodes
     drop_unused_glue(nodes, apex, verdict, (owner for owner, _, _ in zone.noted if not within(owner, apex)))
     apex_node = nodes[apex]

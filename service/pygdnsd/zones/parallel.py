@@ -168,6 +168,7 @@ def _rebuilt_piece(
     piece.ttl_warnings = ttl_warnings
     piece.noted = noted
     piece.soa = None if record is None else Record(*record)
+    piece.soa_position = 0 if piece.soa is None else piece.soa.line  # a piece includes no file
     (used, unused, ns, mx, chains, plain), (cuts, ancestors, cut_parents), (warnings, apex_ns_lines) = unsettled
     part = (set(cuts), set(ancestors), set(cut_parents))
     return piece, rules.Unsettled(
@@ -327,7 +328,7 @@ def _split(path: str, apex: bytes, settings: ZoneSettings) -> model.Zone | None:
         text = pieces.read_text(path)
         cuts = pieces.split(text, apex, settings, 0, shares=_piece_shares(settings.threads))
     except parsing.Irregular:
-        return None
+        return _fast(path, apex, settings)  # e.g. an $INCLUDE: read in one piece
     source = [text]  # dropped once this process has read its piece
     del text
 
@@ -361,7 +362,7 @@ def _split(path: str, apex: bytes, settings: ZoneSettings) -> model.Zone | None:
                     if got is None:
                         return None
                     piece, more = got
-                    fastload.merge(first, piece)
+                    parsing.merge(first, piece)
                     unsettled.add(more)
             return fastload.finish(first, path, settings, Reporter(settings.strict_data), unsettled)
     except parsing.Irregular:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import collections
 import io
 import itertools
+import os
 import re
 import socket
 from collections.abc import Iterable, Iterator
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from pygdnsd.zones import model, names, rdata, zonefile
 from pygdnsd.zones.rdata import parse_ttl
 from pygdnsd.zones.settings import ZoneSettings
-from pygdnsd.zones.tree import acme_overridden, clamp_ttl, ttls_disagree
+from pygdnsd.zones.tree import MAX_NS_RRSET, acme_overridden, clamp_ttl, ttls_disagree
 from pygdnsd.zones.zonefile import Record, tokenize
 
 _A, _AAAA, _NS, _CNAME, _PTR, _MX, _SRV, _TXT, _SOA = (
@@ -62,8 +63,11 @@ _SET_RDATAS = _RRSET_SLOTS["rdatas"].__set__
 _NEW = model.RRset.__new__
 
 
-# A warning to write: (line, message).
+# A warning to write: (position, message).
 Finding = tuple[int, str]
+# Where a record is: its line, plus the number of the file it is in times this
+# (0: the zone file; n: an included one, ``ZonePiece.files[n - 1]``).
+POSITION_FILE = 1 << 32
 
 
 def new_rrset(rtype: int, ttl: int, rdatas: tuple[bytes, ...]) -> model.RRset:
@@ -243,15 +247,29 @@ class ZonePiece:
         # (owner, type, line) of each record at an owner outside the zone (glue, as
         # gdnsd allows it), or at an owner ``parse_piece`` was asked to watch.
         self.noted: list[tuple[bytes, int, int]] = []
+        # The files $INCLUDEd, in the order read: every "line" above is a position
+        # (see POSITION_FILE), the SOA's too.
+        self.files: list[str] = []
+        self.soa_position = 0
+
+    def where(self, path: str, position: int) -> tuple[str, int]:
+        """The file (``path`` for the zone's own) and line of a position."""
+        index = position // POSITION_FILE
+        return (path if not index else self.files[index - 1]), position % POSITION_FILE
 
 
 @dataclass(frozen=True, slots=True)
 class Start:
-    """Where a piece of a file starts: its first line's number and the $ORIGIN/$TTL in force."""
+    """Where a piece of a file starts: its first line's number and the $ORIGIN/$TTL in force.
+
+    ``file_origin`` is what ``@F`` stands for: the origin the file started
+    with (``None``: the apex, as for the zone's own file).
+    """
 
     line: int
     origin: bytes
     default_ttl: int
+    file_origin: bytes | None = None
 
 
 
@@ -431,6 +449,7 @@ def parse_piece(
     settings: ZoneSettings,
     start: Start | None = None,
     watch: frozenset[bytes] = frozenset(),
+    depth: int = 0,
 ) -> ZonePiece:
     """The lines of one file, or of one piece of it (see ``split``), read into per-name nodes.
 
@@ -439,6 +458,7 @@ def parse_piece(
     time a big zone takes to load: it avoids calls and temporaries for the
     common lines (a plain owner, a known type, one-token rdata). The lines
     of the records at the owners in ``watch`` are noted (``ZonePiece.noted``).
+    ``depth`` counts the $INCLUDEs this file is read under.
     """
     if start is None:
         start = Start(1, apex, settings.default_ttl)
@@ -517,6 +537,10 @@ def parse_piece(
                             owner_deep = origin_deep
                             noted = watching and owner in watch
                         elif line[0] == "$":
+                            if tokens[0].upper() == "$INCLUDE":
+                                _fold(nodes, multi)  # the records so far come first
+                                merge(out, *_included(tokens, path, namer, default_ttl, settings, watch, depth))
+                                continue
                             directive(tokens, namer)
                             if tokens[0].upper() == "$TTL":
                                 default_ttl = parse_ttl(tokens[1])
@@ -615,6 +639,7 @@ def parse_piece(
                         wire = rdata.encode(rtype, tokens[pos - 1].upper(), tokens[pos:], context)
                         if rtype == _SOA:
                             out.soa = Record(owner, rtype, ttl, wire, path, number)
+                            out.soa_position = number
                 except (OSError, ValueError, names.NameError_):
                     raise Irregular("rdata") from None
             except Irregular:
@@ -624,7 +649,7 @@ def parse_piece(
                 # layout it leaves aside): the reference parser reads that one record.
                 _forget_line(out, number)
                 if one_by_one is None:
-                    one_by_one = _OneRecord(apex, path, settings)
+                    one_by_one = _OneRecord(apex, path, settings, start.file_origin or apex)
                 record, written_owner = one_by_one.read(line, number, namer.origin, default_ttl, owner)
                 owner = record.owner
                 rtype = record.rtype
@@ -660,11 +685,92 @@ def parse_piece(
                     multi[(owner, rtype)] = [wire]
                 else:
                     more.append(wire)
+    _fold(nodes, multi)
+    return out
+
+
+def _fold(nodes: dict[bytes, model.Node], multi: dict[tuple[bytes, int], list[bytes]]) -> None:
+    """The RRsets' later records (kept apart while reading) into their RRsets, in order."""
     for (name, rtype), more in multi.items():
         node = nodes[name]
         have = node[rtype]
         nodes[name] = with_rrset(node, new_rrset(rtype, have.ttl, have.rdatas + tuple(more)))
-    return out
+    multi.clear()
+
+
+def _included(
+    tokens: list[str],
+    path: str,
+    namer: RelativeNames,
+    default_ttl: int,
+    settings: ZoneSettings,
+    watch: frozenset[bytes],
+    depth: int,
+) -> tuple[ZonePiece, str]:
+    """The file an ``$INCLUDE`` line names, read as the reference reads it (see ``zonefile``), and its path.
+
+    Its path is relative to the including file's directory; it starts with
+    the origin given (relative to the current one) or the current one, and
+    the current $TTL; what it changes of them stays inside it.
+    """
+    if len(tokens) not in (2, 3) or depth >= zonefile.MAX_INCLUDE_DEPTH:
+        raise Irregular("$INCLUDE")
+    included = os.path.join(os.path.dirname(path), tokens[1].strip('"'))
+    origin = namer.origin if len(tokens) == 2 else namer.wire(tokens[2])
+    if not within(origin, namer.apex):
+        raise Irregular("$INCLUDE origin outside the zone")
+    try:
+        handle = open(included, encoding="utf-8", errors="surrogateescape", newline="")  # noqa: SIM115 - closed below
+    except OSError:
+        raise Irregular("$INCLUDE unreadable") from None
+    with handle:
+        start = Start(1, origin, default_ttl, origin)
+        return parse_piece(handle, included, namer.apex, settings, start, watch, depth + 1), included
+
+
+def merge(into: ZonePiece, piece: ZonePiece, included: str | None = None) -> None:
+    """Add a later piece of the same file to ``into``, as if read in one pass; or a file it $INCLUDEs.
+
+    An included file's positions become positions in ``into`` (see ``POSITION_FILE``).
+    """
+    nodes = into.nodes
+    later = piece.nodes
+    for name in nodes.keys() & later.keys():
+        node = nodes[name]
+        for rtype, rrset in later.pop(name).items():
+            have = node.get(rtype)
+            if have is None:
+                if rtype == _CNAME or _CNAME in node:
+                    raise Irregular("CNAME and other data")
+                node = with_rrset(node, rrset)
+            elif have.ttl != rrset.ttl:
+                raise Irregular("TTLs disagree")
+            else:
+                node = with_rrset(node, new_rrset(rtype, have.ttl, have.rdatas + rrset.rdatas))
+                if rtype == _NS and len(have.rdatas) + len(rrset.rdatas) > MAX_NS_RRSET:
+                    raise Irregular("too many NS")  # each piece checked its own part only
+        nodes[name] = node
+    nodes.update(later)
+    shift = 0
+    if included is not None:
+        shift = (len(into.files) + 1) * POSITION_FILE
+        into.files += [included, *piece.files]
+    if shift:
+        into.targets += [(rtype, owner, wire, line + shift) for rtype, owner, wire, line in piece.targets]
+        into.noted += [(owner, rtype, line + shift) for owner, rtype, line in piece.noted]
+        into.clamped += [(line + shift, message) for line, message in piece.clamped]
+        into.ttl_warnings += [(line + shift, message) for line, message in piece.ttl_warnings]
+    else:
+        into.targets += piece.targets
+        into.noted += piece.noted
+        into.clamped += piece.clamped
+        into.ttl_warnings += piece.ttl_warnings
+    into.deep += piece.deep
+    if piece.soa is not None:
+        if into.soa is not None:
+            raise Irregular("SOA")
+        into.soa = piece.soa
+        into.soa_position = piece.soa_position + shift
 
 
 def with_rrset(node: model.Node, rrset: model.RRset) -> model.Node:
@@ -696,9 +802,9 @@ class _OneRecord:
     checks (DYNA, DYNC) and a second SOA.
     """
 
-    def __init__(self, apex: bytes, path: str, settings: ZoneSettings) -> None:
+    def __init__(self, apex: bytes, path: str, settings: ZoneSettings, file_origin: bytes) -> None:
         self.parser = zonefile.Parser(apex, zonefile.ParseOptions(settings.default_ttl, settings.text_autosplit))
-        self.state = zonefile.FileState(path, apex, apex, settings.default_ttl)
+        self.state = zonefile.FileState(path, apex, file_origin, settings.default_ttl)
         self.settings = settings
 
     def read(self, line: str, number: int, origin: bytes, default_ttl: int, owner: bytes) -> tuple[Record, str | None]:
@@ -727,6 +833,7 @@ class _OneRecord:
             if piece.soa is not None:
                 raise Irregular("SOA")
             piece.soa = record  # soa_rrset clamps its TTL, and words it
+            piece.soa_position = line
         elif not settings.min_ttl <= ttl <= settings.max_ttl:
             ttl = _clamped(ttl, owner, line, settings, piece.clamped)
         if rtype == _TXT and owner.startswith(_ACME):

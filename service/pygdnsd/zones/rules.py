@@ -248,7 +248,7 @@ def check_zone(zone: ZonePiece, unsettled: Unsettled) -> Verdict:
     while soa_rdata[pos]:
         pos += soa_rdata[pos] + 1
     if soa_rdata[: pos + 1] not in apex_ns.rdatas:
-        at_apex.append((zone.soa.line, mname_not_ns(apex)))
+        at_apex.append((zone.soa_position, mname_not_ns(apex)))
     if len(apex_ns.rdatas) > MAX_NS_RRSET:
         raise Irregular("too many NS")
 
