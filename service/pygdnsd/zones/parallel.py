@@ -12,12 +12,12 @@ file is checked by its worker as far as it can be alone
 (``rules.check_piece``), so what runs here after the workers finish, on
 one core, is the rebuilding and the checks across pieces.
 
-Anything a worker cannot vouch for (``Irregular``, a strict-mode SOA
-warning, a worker that died) comes back as ``None`` and the caller loads
-that zone with the reference path, in file order, so the first error and
-every warning read exactly as they would without workers. The SOA warnings
-of zones a worker read are logged here, in file order, when its result is
-taken.
+Anything a worker cannot vouch for (``Irregular``: an error, or what only
+the reference path reads; a worker that died) comes back as ``None`` and
+the caller loads that zone with the reference path, in file order, so the
+first error reads exactly as it would without workers. The warnings of
+zones a worker read are logged here, in file order, when its result is
+taken; those of a file read in pieces, once the pieces are merged.
 """
 
 from __future__ import annotations
@@ -177,7 +177,7 @@ def _rebuilt_piece(
 
 
 class _Deferred(Reporter):
-    """A worker's SOA warnings, kept to be logged by the parent in file order."""
+    """A worker's warnings, kept to be logged by the parent in file order."""
 
     def __init__(self, strict: bool) -> None:
         super().__init__(strict)
