@@ -332,7 +332,8 @@ def _batches(lines: Iterable[str], number: int) -> Iterator[tuple[int, list[str]
                 number -= len(carry)
                 batch, carry = join_parenthesized(carry + batch[:-1])
                 batch.append("")  # the start of the next block's first line, as above
-                yield number, batch, False
+                # Joined, the batch may be clean: an SOA in parentheses with comments in a small zone.
+                yield number, batch, _clean("\n".join(batch))
                 number += len(batch) - 1 + len(carry)
                 continue
             yield number, batch, _clean(block)
@@ -344,7 +345,7 @@ def _batches(lines: Iterable[str], number: int) -> Iterator[tuple[int, list[str]
             if carry or "(" in text:
                 number -= len(carry)
                 batch, carry = join_parenthesized(carry + batch)
-                yield number, batch, False
+                yield number, batch, _clean("".join(batch))
                 number += len(batch) + len(carry)
                 continue
             yield number, batch, _clean(text)
@@ -571,11 +572,27 @@ def parse_piece(
                 except IndexError:
                     raise Irregular("no type") from None
                 if rtype is None:
-                    # A TTL and/or the class first, in either order (as zonefile.Parser.record).
-                    ttl, pos = _ttl_and_class(tokens, pos, default_ttl, ttls)
-                    if pos >= count:
-                        raise Irregular("no type")
-                    rtype = rtypes.get(tokens[pos]) or _generic_type(tokens[pos])
+                    # A TTL and/or the class first. The commonest shapes without a call: the
+                    # class alone, or a TTL seen before then the class, or that TTL alone.
+                    head = tokens[pos]
+                    written = ttls.get(head)
+                    if head == "IN" and pos + 1 < count and (rtype := rtypes.get(tokens[pos + 1])) is not None:
+                        pos += 1
+                        ttl = default_ttl
+                    elif written is not None and pos + 2 < count and tokens[pos + 1] == "IN" and (
+                        (rtype := rtypes.get(tokens[pos + 2])) is not None
+                    ):
+                        pos += 2
+                        ttl = written
+                    elif written is not None and pos + 1 < count and (rtype := rtypes.get(tokens[pos + 1])) is not None:
+                        pos += 1
+                        ttl = written
+                    else:
+                        # Either order, any case (as zonefile.Parser.record).
+                        ttl, pos = _ttl_and_class(tokens, pos, default_ttl, ttls)
+                        if pos >= count:
+                            raise Irregular("no type")
+                        rtype = rtypes.get(tokens[pos]) or _generic_type(tokens[pos])
                     if (ttl < min_ttl or ttl > max_ttl) and rtype != _SOA:  # soa_rrset words the SOA's
                         ttl = _clamped(ttl, owner, number, settings, out.clamped)
                 elif default_clamped and rtype != _SOA:
