@@ -361,6 +361,23 @@ def test_split_pieces_start_on_owner_lines(tmp_path: Path) -> None:
         pieces.split(irregular, APEX, ZoneSettings(), 2)
 
 
+def test_split_rrset_with_disagreeing_ttls_in_two_pieces_warns_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(parallel, "SPLIT_BYTES", 1)
+    filler = "".join(f"f{i} A 10.0.{i // 256}.{i % 256}\n" for i in range(400))
+    mixed = "mixed 300 A 192.0.2.1\nmixed 600 A 192.0.2.2\n"
+    path = write(tmp_path, RICH + mixed + filler + mixed.replace(".1\n", ".3\n").replace(".2\n", ".4\n") + filler.replace("f", "g"))
+    with caplog.at_level(logging.WARNING, "pygdnsd.zones"):
+        expected = reference(path, ZoneSettings())
+    reference_log = [r.getMessage() for r in caplog.records]
+    for threads in (2, 3):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, "pygdnsd.zones"):
+            assert parallel._split(str(path), APEX, ZoneSettings(threads=threads)) == expected
+        assert [r.getMessage() for r in caplog.records] == reference_log
+
+
 def test_split_never_cuts_inside_parentheses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(parallel, "SPLIT_BYTES", 1)
     # Continuation lines at the start of a line read like owner lines: no piece may start on one.

@@ -772,6 +772,10 @@ def merge(into: ZonePiece, piece: ZonePiece, included: str | None = None) -> Non
     if included is not None:
         shift = (len(into.files) + 1) * POSITION_FILE
         into.files += [included, *piece.files]
+    if piece.ttl_warnings and into.ttl_warnings:
+        # An RRset whose TTLs disagree in both: the reference words it once, at the first.
+        worded = {message for _, message in into.ttl_warnings}
+        piece.ttl_warnings = [finding for finding in piece.ttl_warnings if finding[1] not in worded]
     if shift:
         into.targets += [(rtype, owner, wire, line + shift) for rtype, owner, wire, line in piece.targets]
         into.noted += [(owner, rtype, line + shift) for owner, rtype, line in piece.noted]
