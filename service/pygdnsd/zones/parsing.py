@@ -8,9 +8,13 @@ line of each record the whole-zone rules (``rules.py``) may speak of (NS,
 CNAME, PTR, MX, SRV), and writes down the warnings a record earns on its own
 (a TTL clamped, an ACME TXT's TTL overridden, TTLs that disagree in an
 RRset) with their lines. Records in parentheses over several lines are
-joined first. A line it does not read (an escape in a name, ``$INCLUDE``,
-DYNA/DYNC, anything the reference refuses) raises ``Irregular``: that zone
-is read by the reference path, which words the error.
+joined first; ``$INCLUDE``d files are read as pieces of their own and
+merged where they are included. A record the loop does not read itself (an
+escape in a name or a TXT string, a TXT string to split, an odd layout)
+is read by the reference parser, that record alone (``_OneRecord``). What
+the reference refuses, and DYNA/DYNC (whose rules only ``tree`` checks),
+raise ``Irregular``: that zone is read by the reference path, which words
+the error.
 """
 
 from __future__ import annotations
