@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from pygdnsd.errors import ZoneError
-from pygdnsd.zones import fastload, model, names, parallel, parsing, pieces
+from pygdnsd.zones import fastload, loader, model, names, parallel, parsing, pieces
 from pygdnsd.zones.loader import load_zones
 from pygdnsd.zones.settings import ZoneSettings
 from pygdnsd.zones.tree import build_zone
@@ -254,6 +254,29 @@ def test_includes_take_the_fast_path(tmp_path: Path, caplog: pytest.LogCaptureFi
     assert f"{tmp_path / 'inc' / 'hosts'}:4: in rrset 'mxi.o2.example.org. MX'" in caplog.text
     assert f"{tmp_path / 'inc' / 'deeper'}:3: name 'ptr.example.org.': PTR" in caplog.text
     assert f"{tmp_path / 'inc' / 'hosts'}:5: name 't.other.example.org.': TTL 1 too small" in caplog.text
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_refused_record_is_reported_without_reading_the_zone_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, threads: int
+) -> None:
+    monkeypatch.setattr(parallel, "SPLIT_BYTES", 1)
+    zones = tmp_path / "zones"
+    zones.mkdir()
+    filler = "".join(f"f{i} A 10.0.{i // 256}.{i % 256}\n" for i in range(300))
+    path = write(zones, RICH + "$ORIGIN @Z\nbad A 300.1.2.3\n" + filler + "worse A 1.2.3\n")
+    with pytest.raises(ZoneError) as ref:
+        reference(path, ZoneSettings())
+    expected = str(ref.value)
+
+    def no_reference(*_args: object) -> None:
+        raise AssertionError("the zone was read again by the reference path")
+
+    monkeypatch.setattr(loader, "_reference", no_reference)
+    with pytest.raises(ZoneError) as got:
+        load_zones(zones, ZoneSettings(threads=threads))
+    assert str(got.value) == expected
+    assert f"{path}:{RICH.count(chr(10)) + 2}: IPv4 address '300.1.2.3' invalid" in expected
 
 
 def test_one_ns_and_mname_warned_on_the_fast_path(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -263,8 +263,11 @@ def _scratch_file() -> int:
 
 
 def _fast(path: str, apex: bytes, settings: ZoneSettings) -> model.Zone | None:
+    """The zone on the fast path, or ``None``; a refused record is the zone's first error (raised)."""
     try:
         return fastload.load_zone(path, apex, settings)
+    except parsing.RefusedRecord:
+        raise
     except parsing.Irregular:
         return None
 
@@ -336,6 +339,10 @@ def _split(path: str, apex: bytes, settings: ZoneSettings) -> model.Zone | None:
         try:
             with fastload.collector_paused():
                 return parsing.parse_piece(source[0][begin:end].split("\n"), path, apex, settings, start)
+        except parsing.RefusedRecord:
+            if begin:
+                return None  # a later piece's: an earlier piece may hold an earlier error
+            raise
         except parsing.Irregular:
             return None
 
@@ -365,6 +372,8 @@ def _split(path: str, apex: bytes, settings: ZoneSettings) -> model.Zone | None:
                     parsing.merge(first, piece)
                     unsettled.add(more)
             return fastload.finish(first, path, settings, Reporter(settings.strict_data), unsettled)
+    except parsing.RefusedRecord:
+        raise  # from the first piece (see read): the zone's first error
     except parsing.Irregular:
         return None
     finally:

@@ -28,6 +28,7 @@ import socket
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from pygdnsd.errors import ZoneError
 from pygdnsd.zones import model, names, rdata, zonefile
 from pygdnsd.zones.rdata import parse_ttl
 from pygdnsd.zones.settings import ZoneSettings
@@ -93,6 +94,16 @@ def new_rrsets(rtypes: list[int], ttls: list[int], rdatas: list[tuple[bytes, ...
 
 class Irregular(Exception):
     """This zone needs the reference path (the message says why, for debugging)."""
+
+
+class RefusedRecord(ZoneError, Irregular):
+    """A record the reference parser refuses, worded as it words it (its own code read the record).
+
+    Read from the start of the zone's file in one pass, the first such
+    record is the zone's first error, as the reference path would find it:
+    the caller may report it without reading the zone again. Read in a
+    later piece of the file, it is only ``Irregular``.
+    """
 
 
 def within(name: bytes, apex: bytes) -> bool:
@@ -843,8 +854,8 @@ class _OneRecord:
         try:
             tokens = tokenize(line)
             self.parser.record(tokens, line[0] in " \t", state, number)
-        except (ValueError, names.NameError_):
-            raise Irregular("the reference refuses a record") from None
+        except (ValueError, names.NameError_) as exc:
+            raise RefusedRecord(str(exc), state.path, number) from None
         record = self.parser.records.pop()
         if record.rtype in (model.DYNA, model.DYNC):
             raise Irregular("DYNA/DYNC")
