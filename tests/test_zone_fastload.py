@@ -463,7 +463,9 @@ def test_split_delegations_across_pieces_equal_one_pass(tmp_path: Path, extra: s
 
 def _piece_contents(piece: parsing.ZonePiece) -> tuple[object, ...]:
     soa = piece.soa
-    return (piece.nodes, piece.targets, piece.deep, soa and (soa.owner, soa.ttl, soa.rdata, soa.line))
+    return (
+        piece.nodes, piece.targets, list(piece.target_lines), piece.deep, soa and (soa.owner, soa.ttl, soa.rdata, soa.line)
+    )
 
 
 @pytest.mark.parametrize(("block", "batch"), [(1, 1), (7, 3), (65536, 2048)])
@@ -484,7 +486,7 @@ def test_parse_piece_reads_a_file_text_or_lines_alike(
         parsing.parse_piece(text.splitlines(keepends=True), str(path), APEX, ZoneSettings())
     )
     assert from_file == from_text == from_lines
-    assert from_file[3] is not None and from_file[3][3] == 4  # the SOA's line
+    assert from_file[4] is not None and from_file[4][3] == 4  # the SOA's line
 
 
 def test_a_full_target_cache_starts_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

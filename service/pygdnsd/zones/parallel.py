@@ -22,6 +22,7 @@ taken; those of a file read in pieces, once the pieces are merged.
 
 from __future__ import annotations
 
+import array
 import contextlib
 import functools
 import logging
@@ -362,6 +363,7 @@ def _split(path: str, apex: bytes, settings: ZoneSettings) -> model.Zone | None:
             # While the workers still read: what is unsettled, and freeing what only they needed.
             unsettled = rules.check_piece(first)
             first.targets = []
+            first.target_lines = array.array("q")
             first.multi = {}
             for worker, group in zip(workers, groups, strict=True):
                 for _ in group:

@@ -19,6 +19,7 @@ the error.
 
 from __future__ import annotations
 
+import array
 import collections
 import io
 import itertools
@@ -248,9 +249,11 @@ class ZonePiece:
         self.apex = apex
         self.nodes: dict[bytes, model.Node] = {}
         self.multi: dict[tuple[bytes, int], list[bytes]] = {}
-        # (type, owner, rdata, line) of each NS, CNAME, PTR, MX and SRV record: what the
-        # whole-zone rules follow, with the line a message about the record names.
-        self.targets: list[tuple[int, bytes, bytes, int]] = []
+        # (type, owner, rdata) of each NS, CNAME, PTR, MX and SRV record: what the
+        # whole-zone rules follow; and, apart, its line, for a message about the
+        # record (an array: a tuple slot and an int object each would cost 5 times more).
+        self.targets: list[tuple[int, bytes, bytes]] = []
+        self.target_lines = array.array("q")
         self.soa: Record | None = None
         # The TTL warnings, written after the SOA's: clamps (never made errors), and
         # ACME overrides and disagreeing TTLs in an RRset.
@@ -482,6 +485,7 @@ def parse_piece(
     nodes = out.nodes
     multi = out.multi
     targets = out.targets
+    target_line = out.target_lines.append
     namer = RelativeNames(apex)
     namer.set_origin(start.origin)
     wire_of = namer.wire
@@ -638,14 +642,16 @@ def parse_piece(
                                 target_cache.clear()
                             target_cache[owner_text] = owner
                             wire = target_cache.get(tokens[pos]) or glue_of(tokens[pos])
-                        targets.append((rtype, owner, wire, number))
+                        targets.append((rtype, owner, wire))
+                        target_line(number)
                     elif rtype == _MX:
                         if fields != 2:
                             raise Irregular("MX")
                         wire = (u16s.get(tokens[pos]) or _u16(tokens[pos], u16s)) + (
                             target_cache.get(tokens[pos + 1]) or target_of(tokens[pos + 1])
                         )
-                        targets.append((rtype, owner, wire, number))
+                        targets.append((rtype, owner, wire))
+                        target_line(number)
                     elif rtype == _SRV:
                         if fields != 4:
                             raise Irregular("SRV")
@@ -655,7 +661,8 @@ def parse_piece(
                             + (u16s.get(tokens[pos + 2]) or _u16(tokens[pos + 2], u16s))
                             + (target_cache.get(tokens[pos + 3]) or target_of(tokens[pos + 3]))
                         )
-                        targets.append((rtype, owner, wire, number))
+                        targets.append((rtype, owner, wire))
+                        target_line(number)
                     elif rtype == _TXT:
                         if not fields:
                             raise Irregular("TXT")
@@ -791,13 +798,14 @@ def merge(into: ZonePiece, piece: ZonePiece, included: str | None = None) -> Non
         # An RRset whose TTLs disagree in both: the reference words it once, at the first.
         worded = {message for _, message in into.ttl_warnings}
         piece.ttl_warnings = [finding for finding in piece.ttl_warnings if finding[1] not in worded]
+    into.targets += piece.targets
     if shift:
-        into.targets += [(rtype, owner, wire, line + shift) for rtype, owner, wire, line in piece.targets]
+        into.target_lines.extend(line + shift for line in piece.target_lines)
         into.noted += [(owner, rtype, line + shift) for owner, rtype, line in piece.noted]
         into.clamped += [(line + shift, message) for line, message in piece.clamped]
         into.ttl_warnings += [(line + shift, message) for line, message in piece.ttl_warnings]
     else:
-        into.targets += piece.targets
+        into.target_lines += piece.target_lines
         into.noted += piece.noted
         into.clamped += piece.clamped
         into.ttl_warnings += piece.ttl_warnings
@@ -821,8 +829,9 @@ def with_rrset(node: model.Node, rrset: model.RRset) -> model.Node:
 
 def _forget_line(piece: ZonePiece, line: int) -> None:
     """Undo what the fast loop noted for ``line`` before it gave the line up."""
-    while piece.targets and piece.targets[-1][3] == line:
+    while piece.target_lines and piece.target_lines[-1] == line:
         piece.targets.pop()
+        piece.target_lines.pop()
     while piece.noted and piece.noted[-1][2] == line:
         piece.noted.pop()
     for findings in (piece.clamped, piece.ttl_warnings):
@@ -877,7 +886,8 @@ class _OneRecord:
                 piece.ttl_warnings.append((line, acme_overridden(owner, ttl, settings.acme_challenge_dns_ttl)))
             ttl = settings.acme_challenge_dns_ttl
         if rtype in _POINTING:
-            piece.targets.append((rtype, owner, record.rdata, line))
+            piece.targets.append((rtype, owner, record.rdata))
+            piece.target_lines.append(line)
         if noted:
             _note(piece, owner, rtype, line)
         return ttl

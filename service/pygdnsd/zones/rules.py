@@ -100,7 +100,7 @@ def check_piece(piece: ZonePiece) -> Unsettled:
     plain: list[Pointer] = []
     warnings: list[Finding] = []
     apex_ns_lines: list[int] = []
-    for rtype, owner, target, line in piece.targets:
+    for (rtype, owner, target), line in zip(piece.targets, piece.target_lines, strict=True):
         if rtype == _NS:
             used.add(target)
             if owner != apex:
