@@ -310,15 +310,16 @@ def _quoted_tokens(line: str) -> list[str]:
     """``tokenize`` for a line whose only special characters are quotes, as in most TXT lines, without its loop.
 
     An odd quote is unterminated: ``tokenize`` would fail. In the commonest
-    shape, an owner (or a blank), ``TXT`` and quoted strings, the strings
-    come without their quotes, cheaper to cut out: ``_txt`` reads them alike.
+    shape, an owner (or a blank), maybe a TTL and class, ``TXT`` and quoted
+    strings, the strings come without their quotes, cheaper to cut out:
+    ``_txt`` reads them alike.
     """
     parts = line.split('"')
     if not len(parts) & 1:
         raise Irregular("tokens")
     head = parts[0].split()
     if (
-        len(head) == (1 if line[0] in " \t" else 2)
+        len(head) >= (1 if line[0] in " \t" else 2)
         and head[-1] in _TXT_NAMES
         and not "".join(parts[2::2]).strip()
     ):
