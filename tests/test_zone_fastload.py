@@ -279,6 +279,39 @@ def test_a_refused_record_is_reported_without_reading_the_zone_again(
     assert f"{path}:{RICH.count(chr(10)) + 2}: IPv4 address '300.1.2.3' invalid" in expected
 
 
+@pytest.mark.parametrize("mode", ["one process", "workers", "pieces"])
+def test_every_warning_the_same_however_loaded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, mode: str
+) -> None:
+    """Each warning, with its file and line, as the reference path writes it, in each loading mode."""
+    zones = tmp_path / "zones"
+    zones.mkdir()
+    filler = "".join(f"f{i} A 10.0.{i // 256}.{i % 256}\n" for i in range(200))
+    text = RICH.replace("  NS NS2.example.org.\n", "").replace("SOA ns1 ", "SOA ns3 ")  # one NS; MNAME
+    for line in WARNED:
+        text += "$ORIGIN @Z\n" + line + "\n" + filler.replace("f", f"f{len(text)}-")
+    path = write(zones, text)
+    for name in ("a.example", "z.example"):  # more zones, so that several share the workers
+        (zones / name).write_text(RICH.replace("example.org", name))
+    with caplog.at_level(logging.WARNING, "pygdnsd.zones"):
+        expected = reference(path, ZoneSettings())
+    reference_log = [r.getMessage() for r in caplog.records]
+    assert len(reference_log) > len(WARNED)
+    threads = 1
+    if mode == "workers":
+        monkeypatch.setattr(parallel, "BATCH_BYTES", 1)
+        threads = 3
+    elif mode == "pieces":
+        monkeypatch.setattr(parallel, "SPLIT_BYTES", len(text) // 2)
+        threads = 3
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, "pygdnsd.zones"):
+        got = load_zones(zones, ZoneSettings(threads=threads)).zones[APEX]
+    assert got == expected
+    own = [message for message in (r.getMessage() for r in caplog.records) if message.startswith(str(path))]
+    assert own == reference_log
+
+
 def test_one_ns_and_mname_warned_on_the_fast_path(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     one_ns = RICH.replace("  NS NS2.example.org.\n", "")
     _fast_and_reference(write(tmp_path, one_ns), ZoneSettings(), caplog)

@@ -28,7 +28,7 @@ from pygdnsd.zones.rules import (
     check_zone,
     drop_unused_glue,
     glue_findings,
-    line_of,
+    in_data_order,
 )
 from pygdnsd.zones.settings import ZoneSettings
 from pygdnsd.zones.tree import Reporter, soa_rrset
@@ -76,15 +76,16 @@ def finish(
     noted = zone.noted
     if verdict.unused_glue:
         noted = _watched(path, apex, settings, verdict.unused_glue)
-    warnings = verdict.at_apex + glue_findings(apex, noted, verdict) + verdict.records
+    glue = glue_findings(apex, noted, verdict)
     assert zone.soa is not None
-    if settings.strict_data and (warnings or zone.ttl_warnings):
+    if settings.strict_data and (verdict.at_apex or glue or verdict.records or zone.ttl_warnings):
         raise Irregular("a warning made an error")  # the reference path words the first
+    before_soa, after_soa = in_data_order(zone.nodes, glue, verdict.records, zone.clamped, zone.ttl_warnings)
     # After every Irregular, so no message is written twice.
-    for position, message in warnings:
+    for position, message in verdict.at_apex + before_soa:
         report.warn(message, *zone.where(path, position))
     soa, serial = soa_rrset(apex, zone.soa, settings, report)
-    for position, message in sorted(zone.clamped + zone.ttl_warnings, key=line_of):
+    for position, message in after_soa:
         report.warn(message, *zone.where(path, position), strictable=False)
     nodes = zone.nodes
     drop_unused_glue(nodes, apex, verdict, (owner for owner, _, _ in zone.noted if not within(owner, apex)))

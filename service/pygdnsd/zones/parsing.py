@@ -71,6 +71,9 @@ _NEW = model.RRset.__new__
 
 # A warning to write: (position, message).
 Finding = tuple[int, str]
+# A warning about a record: (owner, type, position, message). The reference
+# writes them name by name in the order names first appear, then type by type.
+Remark = tuple[bytes, int, int, str]
 # Where a record is: its line, plus the number of the file it is in times this
 # (0: the zone file; n: an included one, ``ZonePiece.files[n - 1]``).
 POSITION_FILE = 1 << 32
@@ -257,8 +260,8 @@ class ZonePiece:
         self.soa: Record | None = None
         # The TTL warnings, written after the SOA's: clamps (never made errors), and
         # ACME overrides and disagreeing TTLs in an RRset.
-        self.clamped: list[Finding] = []
-        self.ttl_warnings: list[Finding] = []
+        self.clamped: list[Remark] = []
+        self.ttl_warnings: list[Remark] = []
         # Owners that are not children of the apex (the apex included): the
         # only ones that can be below a cut or have a missing parent.
         self.deep: list[bytes] = []
@@ -614,9 +617,9 @@ def parse_piece(
                             raise Irregular("no type")
                         rtype = rtypes.get(tokens[pos]) or _generic_type(tokens[pos])
                     if (ttl < min_ttl or ttl > max_ttl) and rtype != _SOA:  # soa_rrset words the SOA's
-                        ttl = _clamped(ttl, owner, number, settings, out.clamped)
+                        ttl = _clamped(ttl, owner, rtype, number, settings, out.clamped)
                 elif default_clamped and rtype != _SOA:
-                    ttl = _clamped(default_ttl, owner, number, settings, out.clamped)
+                    ttl = _clamped(default_ttl, owner, rtype, number, settings, out.clamped)
                 else:
                     ttl = default_ttl
                 pos += 1
@@ -671,7 +674,7 @@ def parse_piece(
                         if owner.startswith(_ACME):
                             # Served with the acme setting's TTL, whatever the file says.
                             if ttl != acme_ttl:
-                                out.ttl_warnings.append((number, acme_overridden(owner, ttl, acme_ttl)))
+                                out.ttl_warnings.append((owner, rtype, number, acme_overridden(owner, ttl, acme_ttl)))
                             ttl = acme_ttl
                     else:
                         if rtype == _SOA and (owner != apex or out.soa is not None):
@@ -719,7 +722,7 @@ def parse_piece(
                 if have.ttl != ttl and (owner, rtype) not in disagreed:
                     # The first record's TTL serves; the reference words it once per RRset.
                     disagreed.add((owner, rtype))
-                    out.ttl_warnings.append((number, ttls_disagree(owner, rtype, have.ttl)))
+                    out.ttl_warnings.append((owner, rtype, number, ttls_disagree(owner, rtype, have.ttl)))
                 more = multi.get((owner, rtype))
                 if more is None:
                     multi[(owner, rtype)] = [wire]
@@ -797,14 +800,14 @@ def merge(into: ZonePiece, piece: ZonePiece, included: str | None = None) -> Non
         into.files += [included, *piece.files]
     if piece.ttl_warnings and into.ttl_warnings:
         # An RRset whose TTLs disagree in both: the reference words it once, at the first.
-        worded = {message for _, message in into.ttl_warnings}
-        piece.ttl_warnings = [finding for finding in piece.ttl_warnings if finding[1] not in worded]
+        worded = {remark[3] for remark in into.ttl_warnings}
+        piece.ttl_warnings = [remark for remark in piece.ttl_warnings if remark[3] not in worded]
     into.targets += piece.targets
     if shift:
         into.target_lines.extend(line + shift for line in piece.target_lines)
         into.noted += [(owner, rtype, line + shift) for owner, rtype, line in piece.noted]
-        into.clamped += [(line + shift, message) for line, message in piece.clamped]
-        into.ttl_warnings += [(line + shift, message) for line, message in piece.ttl_warnings]
+        into.clamped += [(owner, rtype, line + shift, message) for owner, rtype, line, message in piece.clamped]
+        into.ttl_warnings += [(owner, rtype, line + shift, message) for owner, rtype, line, message in piece.ttl_warnings]
     else:
         into.target_lines += piece.target_lines
         into.noted += piece.noted
@@ -835,9 +838,9 @@ def _forget_line(piece: ZonePiece, line: int) -> None:
         piece.target_lines.pop()
     while piece.noted and piece.noted[-1][2] == line:
         piece.noted.pop()
-    for findings in (piece.clamped, piece.ttl_warnings):
-        while findings and findings[-1][0] == line:
-            findings.pop()
+    for remarks in (piece.clamped, piece.ttl_warnings):
+        while remarks and remarks[-1][2] == line:
+            remarks.pop()
 
 
 class _OneRecord:
@@ -881,10 +884,10 @@ class _OneRecord:
             piece.soa = record  # soa_rrset clamps its TTL, and words it
             piece.soa_position = line
         elif not settings.min_ttl <= ttl <= settings.max_ttl:
-            ttl = _clamped(ttl, owner, line, settings, piece.clamped)
+            ttl = _clamped(ttl, owner, rtype, line, settings, piece.clamped)
         if rtype == _TXT and owner.startswith(_ACME):
             if ttl != settings.acme_challenge_dns_ttl:
-                piece.ttl_warnings.append((line, acme_overridden(owner, ttl, settings.acme_challenge_dns_ttl)))
+                piece.ttl_warnings.append((owner, rtype, line, acme_overridden(owner, ttl, settings.acme_challenge_dns_ttl)))
             ttl = settings.acme_challenge_dns_ttl
         if rtype in _POINTING:
             piece.targets.append((rtype, owner, record.rdata))
@@ -901,11 +904,11 @@ def _note(piece: ZonePiece, owner: bytes, rtype: int, line: int) -> None:
     piece.noted.append((owner, rtype, line))
 
 
-def _clamped(ttl: int, owner: bytes, line: int, settings: ZoneSettings, into: list[Finding]) -> int:
+def _clamped(ttl: int, owner: bytes, rtype: int, line: int, settings: ZoneSettings, into: list[Remark]) -> int:
     """``ttl`` clamped into the settings' range, the warning into ``into``."""
     ttl, message = clamp_ttl(ttl, owner, "TTL", settings)
     if message is not None:
-        into.append((line, message))
+        into.append((owner, rtype, line, message))
     return ttl
 
 

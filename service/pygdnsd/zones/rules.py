@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from pygdnsd.zones import model
-from pygdnsd.zones.parsing import Finding, Irregular, ZonePiece, within
+from pygdnsd.zones.parsing import Finding, Irregular, Remark, ZonePiece, within
 from pygdnsd.zones.tree import (
     MAX_CNAME_CHAIN,
     MAX_NS_RRSET,
@@ -69,7 +69,7 @@ class Unsettled:
     # Per piece: its cuts, the proper ancestors of its owners that it does not hold
     # (see ``_deep_names``), and its cuts' parents other than the apex.
     per_piece: list[tuple[set[bytes], set[bytes], set[bytes]]]
-    warnings: list[Finding] = field(default_factory=list)  # settled within the piece
+    warnings: list[Remark] = field(default_factory=list)  # settled within the piece
     apex_ns_lines: list[int] = field(default_factory=list)
     shared: set[bytes] = field(default_factory=set)  # names more than one piece holds
 
@@ -98,7 +98,7 @@ def check_piece(piece: ZonePiece) -> Unsettled:
     mx: list[Pointer] = []
     chains: list[Pointer] = []
     plain: list[Pointer] = []
-    warnings: list[Finding] = []
+    warnings: list[Remark] = []
     apex_ns_lines: list[int] = []
     for (rtype, owner, target), line in zip(piece.targets, piece.target_lines, strict=True):
         if rtype == _NS:
@@ -125,7 +125,7 @@ def check_piece(piece: ZonePiece) -> Unsettled:
                 plain.append((target, rtype, owner, line))
         elif rtype == _PTR:
             if within(target, apex):
-                warnings.append((line, same_zone_ptr(owner, target)))
+                warnings.append((owner, rtype, line, same_zone_ptr(owner, target)))
         else:
             name = target[2:] if rtype == _MX else target[6:]
             found = get(name)
@@ -216,7 +216,8 @@ class Verdict:
 
     The warnings come in the reference path's order: the apex's, the glue's
     (``glue_findings``, which needs the lines of ``unused_glue``'s records),
-    then those about records, by line.
+    then those about records (to be put in the order of their names, see
+    ``in_data_order``).
     """
 
     cuts: set[bytes]
@@ -224,7 +225,7 @@ class Verdict:
     at_apex: list[Finding]
     used: set[bytes]  # NS targets
     unused_glue: list[bytes]  # in the zone: names at or below a cut whose addresses no NS names
-    records: list[Finding]
+    records: list[Remark]
 
 
 def check_zone(zone: ZonePiece, unsettled: Unsettled) -> Verdict:
@@ -283,7 +284,7 @@ def check_zone(zone: ZonePiece, unsettled: Unsettled) -> Verdict:
         elif cuts and within(target, apex) and _cut_above(target, apex, cuts) is not None:
             raise Irregular("glue missing")
     # Per record, as the reference path words it; each target looked at once.
-    records: list[Finding] = list(unsettled.warnings)
+    records: list[Remark] = list(unsettled.warnings)
     addressless: dict[bytes, bool] = {}
     for name, rtype, owner, line in unsettled.mx:
         bad = addressless.get(name)
@@ -295,7 +296,7 @@ def check_zone(zone: ZonePiece, unsettled: Unsettled) -> Verdict:
                 bad = within(name, apex) and (not cuts or _cut_above(name, apex, cuts) is None)
             addressless[name] = bad
         if bad:
-            records.append((line, no_addresses(owner, rtype, name)))
+            records.append((owner, rtype, line, no_addresses(owner, rtype, name)))
     dangling: dict[bytes, bool] = {}
     for pointer in unsettled.chains:
         target = pointer[0]
@@ -304,38 +305,64 @@ def check_zone(zone: ZonePiece, unsettled: Unsettled) -> Verdict:
             _chain_finding(pointer, apex, nodes, ents, cuts, dangling, records)
     for pointer in plain:
         _chain_finding(pointer, apex, nodes, ents, cuts, dangling, records)
-    records.sort(key=line_of)
     return Verdict(cuts, ents, at_apex, used, unused_glue, records)
 
 
-def glue_findings(apex: bytes, noted: list[tuple[bytes, int, int]], verdict: Verdict) -> list[Finding]:
-    """The warnings about glue: outside the zone, or unused (``noted`` holds their records' lines).
+def glue_findings(apex: bytes, noted: list[tuple[bytes, int, int]], verdict: Verdict) -> dict[bytes, list[Finding]]:
+    """The warnings about glue, per name: outside the zone, or unused (``noted`` holds their records' lines).
 
-    Per name, as the reference words them: each address type's first record
-    outside the zone, then, unused, the first address record; names in the
-    order of their first address record.
+    As the reference words them: each address type's first record outside
+    the zone, then, unused, the first address record.
     """
     unused = set(verdict.unused_glue)
     firsts: dict[bytes, dict[int, int]] = {}  # name -> address type -> its first record's line
     for owner, rtype, line in noted:
         if rtype in _ADDRESS:
             firsts.setdefault(owner, {}).setdefault(rtype, line)
-    per_name: list[tuple[int, list[Finding]]] = []
+    per_name: dict[bytes, list[Finding]] = {}
     for owner, types in firsts.items():
         outside = not within(owner, apex)
         if not outside and owner not in unused:
             continue
         found = [(line, out_of_zone_glue(owner, rtype, apex)) for rtype, line in types.items()] if outside else []
-        first = min(types.values())
         if owner not in verdict.used:
-            found.append((first, unused_glue(owner)))
-        per_name.append((first, found))
-    per_name.sort(key=_first_of)
-    return [finding for _, found in per_name for finding in found]
+            found.append((min(types.values()), unused_glue(owner)))
+        per_name[owner] = found
+    return per_name
 
 
-def _first_of(entry: tuple[int, list[Finding]]) -> int:
-    return entry[0]
+def in_data_order(
+    nodes: dict[bytes, model.Node],
+    glue: dict[bytes, list[Finding]],
+    records: list[Remark],
+    clamped: list[Remark],
+    ttl_warnings: list[Remark],
+) -> tuple[list[Finding], list[Finding]]:
+    """The warnings about glue and records, and those about TTLs, in the order the reference writes them.
+
+    It goes through the names in the order they first appear (``nodes``'
+    order): all of them for glue, then for records (per name: CNAME, PTR,
+    MX, SRV, as the type numbers go), then, after the SOA's warnings, for
+    TTLs (per name, type by type as they first appear at it: the clamps,
+    then the ACME and disagreeing TTLs).
+    """
+    owners = set(glue).union(*([remark[0] for remark in remarks] for remarks in (records, clamped, ttl_warnings)))
+    if not owners:
+        return [], []
+    rank = {name: index for index, name in enumerate(nodes) if name in owners}
+    by_glue = [finding for owner in sorted(glue, key=rank.__getitem__) for finding in glue[owner]]
+    records = sorted(records, key=lambda remark: (rank[remark[0]], remark[1], remark[2]))
+
+    def ttl_order(remark: Remark, phase: int) -> tuple[int, int, int, int]:
+        node = nodes[remark[0]]
+        types = list(node) if isinstance(node, dict) else [node.rtype]
+        return rank[remark[0]], types.index(remark[1]), phase, remark[2]
+
+    ttls = sorted([(ttl_order(remark, 0), remark) for remark in clamped] + [(ttl_order(remark, 1), remark) for remark in ttl_warnings])
+    return (
+        by_glue + [(position, message) for _, _, position, message in records],
+        [(position, message) for _, (_, _, position, message) in ttls],
+    )
 
 
 def drop_unused_glue(nodes: dict[bytes, model.Node], apex: bytes, verdict: Verdict, outside: Iterable[bytes]) -> None:
@@ -351,10 +378,6 @@ def drop_unused_glue(nodes: dict[bytes, model.Node], apex: bytes, verdict: Verdi
             nodes[owner] = {}
 
 
-def line_of(finding: Finding) -> int:
-    return finding[0]
-
-
 def _chain_finding(
     pointer: Pointer,
     apex: bytes,
@@ -362,7 +385,7 @@ def _chain_finding(
     ents: set[bytes],
     cuts: set[bytes],
     dangling: dict[bytes, bool],
-    into: list[Finding],
+    into: list[Remark],
 ) -> None:
     """The chain rule for one CNAME record: its warning into ``into``; Irregular for an error."""
     target, _rtype, owner, line = pointer
@@ -370,7 +393,7 @@ def _chain_finding(
     if nx is None:
         nx = dangling[target] = _check_chain(target, apex, nodes, ents, cuts)
     if nx:
-        into.append((line, cname_to_nxdomain(owner, target)))
+        into.append((owner, _CNAME, line, cname_to_nxdomain(owner, target)))
 
 
 def _check_chain(
