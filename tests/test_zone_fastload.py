@@ -131,6 +131,7 @@ WARNED = [
     "_acme-challenge.x 2 TXT token\n 120 TXT again",  # clamped, then overridden
     "ttls A 192.0.2.1\nttls 60 A 192.0.2.2\nttls 70 A 192.0.2.3",  # one warning per RRset
     "deep.ns.sub A 192.0.2.53",  # unused glue (dropped)
+    "deep2.ns.sub 2 A 192.0.2.70\nout2.example.net. 2 A 192.0.2.71",  # dropped: their TTLs earn no warning
     "sub A 192.0.2.54\nsub AAAA 2001:db8::54",  # unused addresses at a cut (dropped)
     "out.example.net. A 192.0.2.54\n  AAAA 2001:db8::54",  # out-of-zone glue, unused (dropped)
     "ns.example.net. AAAA 2001:db8::55\nns.example.net. A 192.0.2.55",  # out-of-zone glue an NS names (kept)

@@ -18,6 +18,7 @@ from pygdnsd.zones import model
 from pygdnsd.zones.parsing import (
     EMPTY_NODE,
     Irregular,
+    Remark,
     ZonePiece,
     parse_piece,
     within,
@@ -77,10 +78,16 @@ def finish(
     if verdict.unused_glue:
         noted = _watched(path, apex, settings, verdict.unused_glue)
     glue = glue_findings(apex, noted, verdict)
+    # Unused glue outside the zone goes, and unused glue's addresses are not served: the
+    # reference drops them before it looks at TTLs, so their TTLs earn no warning.
+    outside_unused = {owner for owner, _, _ in zone.noted if not within(owner, apex)}.difference(verdict.used)
+    dropped = outside_unused.union(verdict.unused_glue)
+    clamped = [remark for remark in zone.clamped if not _served_no_more(remark, dropped)]
+    ttl_warnings = [remark for remark in zone.ttl_warnings if not _served_no_more(remark, dropped)]
     assert zone.soa is not None
-    if settings.strict_data and (verdict.at_apex or glue or verdict.records or zone.ttl_warnings):
+    if settings.strict_data and (verdict.at_apex or glue or verdict.records or ttl_warnings):
         raise Irregular("a warning made an error")  # the reference path words the first
-    before_soa, after_soa = in_data_order(zone.nodes, glue, verdict.records, zone.clamped, zone.ttl_warnings)
+    before_soa, after_soa = in_data_order(zone.nodes, glue, verdict.records, clamped, ttl_warnings)
     # After every Irregular, so no message is written twice.
     for position, message in verdict.at_apex + before_soa:
         report.warn(message, *zone.where(path, position))
@@ -88,12 +95,16 @@ def finish(
     for position, message in after_soa:
         report.warn(message, *zone.where(path, position), strictable=False)
     nodes = zone.nodes
-    drop_unused_glue(nodes, apex, verdict, (owner for owner, _, _ in zone.noted if not within(owner, apex)))
+    drop_unused_glue(nodes, verdict, outside_unused)
     apex_node = nodes[apex]
     assert isinstance(apex_node, dict)  # it holds the SOA and the NS at least
     apex_node[model.SOA] = soa
     nodes.update(dict.fromkeys(verdict.ents, EMPTY_NODE))
     return model.Zone(apex, serial, soa, nodes, frozenset(verdict.cuts), path)
+
+
+def _served_no_more(remark: Remark, dropped: set[bytes]) -> bool:
+    return remark[0] in dropped and remark[1] in (model.A, model.AAAA)
 
 
 def _watched(path: str, apex: bytes, settings: ZoneSettings, owners: list[bytes]) -> list[tuple[bytes, int, int]]:

@@ -365,9 +365,9 @@ def in_data_order(
     )
 
 
-def drop_unused_glue(nodes: dict[bytes, model.Node], apex: bytes, verdict: Verdict, outside: Iterable[bytes]) -> None:
+def drop_unused_glue(nodes: dict[bytes, model.Node], verdict: Verdict, outside_unused: Iterable[bytes]) -> None:
     """As the reference: unused glue's addresses are not served; an unused name outside the zone goes."""
-    for owner in set(outside).difference(verdict.used):
+    for owner in outside_unused:
         del nodes[owner]
     for owner in verdict.unused_glue:
         node = nodes[owner]
