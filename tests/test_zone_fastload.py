@@ -435,6 +435,25 @@ def test_split_rrset_with_disagreeing_ttls_in_two_pieces_warns_once(
         assert [r.getMessage() for r in caplog.records] == reference_log
 
 
+def test_split_rrset_whose_first_ttls_disagree_across_pieces_is_read_in_one_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(parallel, "SPLIT_BYTES", 1)
+    monkeypatch.setattr(loader, "_reference", None)  # not the reference path: it would fail
+    zones = tmp_path / "zones"
+    zones.mkdir()
+    filler = "".join(f"f{i} A 10.0.{i // 256}.{i % 256}\n" for i in range(400))
+    path = write(zones, RICH + "mixed 300 A 192.0.2.1\n" + filler + "mixed 600 A 192.0.2.2\n" + filler.replace("f", "g"))
+    with caplog.at_level(logging.WARNING, "pygdnsd.zones"):
+        expected = reference(path, ZoneSettings())
+    reference_log = [r.getMessage() for r in caplog.records]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, "pygdnsd.zones"):
+        assert load_zones(zones, ZoneSettings(threads=3)).zones[APEX] == expected
+    assert [r.getMessage() for r in caplog.records] == reference_log
+    assert any("should agree (using 300)" in message for message in reference_log)
+
+
 def test_split_never_cuts_inside_parentheses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(parallel, "SPLIT_BYTES", 1)
     # Continuation lines at the start of a line read like owner lines: no piece may start on one.

@@ -326,13 +326,26 @@ def _batch(
             worker.reap()
 
 
+class _OnePass(Exception):
+    """The pieces do not go together (an RRset whose TTLs disagree across them, a piece a worker
+    could not read), but one pass over the whole file may still read the zone."""
+
+
 def _split(path: str, apex: bytes, settings: ZoneSettings) -> model.Zone | None:
-    """One big file read in pieces, one per process, merged in file order."""
+    """One big file read in pieces, one per process, merged in file order; else in one pass."""
+    try:
+        return _in_pieces(path, apex, settings)
+    except _OnePass:
+        pass  # out of the except block first: its traceback would keep the pieces alive
+    return _fast(path, apex, settings)
+
+
+def _in_pieces(path: str, apex: bytes, settings: ZoneSettings) -> model.Zone | None:
     try:
         text = pieces.read_text(path)
         cuts = pieces.split(text, apex, settings, 0, shares=_piece_shares(settings.threads))
     except parsing.Irregular:
-        return _fast(path, apex, settings)  # e.g. an $INCLUDE: read in one piece
+        raise _OnePass from None  # e.g. an $INCLUDE
     source = [text]  # dropped once this process has read its piece
     del text
 
@@ -369,9 +382,12 @@ def _split(path: str, apex: bytes, settings: ZoneSettings) -> model.Zone | None:
                 for _ in group:
                     got = _rebuilt_piece(worker.result(), first.nodes)
                     if got is None:
-                        return None
+                        raise _OnePass  # one pass finds the first error, if that was one
                     piece, more = got
-                    parsing.merge(first, piece)
+                    try:
+                        parsing.merge(first, piece)
+                    except parsing.Irregular:
+                        raise _OnePass from None
                     unsettled.add(more)
             return fastload.finish(first, path, settings, Reporter(settings.strict_data), unsettled)
     except parsing.RefusedRecord:
