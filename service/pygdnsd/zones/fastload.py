@@ -3,9 +3,10 @@
 A zone read here equals what the reference path (``zonefile`` then
 ``tree.build_zone``) builds, with the same warnings at the same lines, in
 the same order (``tests/test_zone_fastload.py`` checks both). What the fast
-path leaves to the reference path raises ``Irregular``: syntax it does not
-read, and errors (the zone is refused then, so speed no longer matters), so
-the reference path words every error.
+path leaves to the reference path raises ``Irregular``: DYNA/DYNC, and
+errors (the zone is refused then, so speed no longer matters), which the
+reference path words; but a record the reference parser refuses is already
+worded as it would be (``parsing.RefusedRecord``).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ __all__ = ["Irregular", "collector_paused", "finish", "load_zone"]
 def load_zone(path: str, apex: bytes, settings: ZoneSettings, report: Reporter | None = None) -> model.Zone:
     """The zone in ``path``, built as ``tree.build_zone`` would; ``Irregular`` when it can't vouch.
 
-    The SOA warnings go to ``report`` (by default, the log).
+    The warnings go to ``report`` (by default, the log).
     """
     if report is None:
         report = Reporter(settings.strict_data)
