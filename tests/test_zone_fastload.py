@@ -142,6 +142,7 @@ LAID_OUT = [
     "paren2 MX ( 10 ; a comment\n  mail )",
     "paren3 IN 300 TXT ( \"a ( b\" ; (\n \"c\" )\nafter A 192.0.2.57",
     "@ 3600 IN NS (\n ns3.example.net. )",
+    'txt2 300 IN TXT "a b" "" c\n  IN TXT "blank owner"\n  600 TXT "and a TTL"',  # TTL and class before strings
     # Records the fast loop leaves to the reference parser, that record alone.
     "esc TXT \"a\\065\"",
     "caf\u00e9 A 192.0.2.56",  # non-ASCII owner
