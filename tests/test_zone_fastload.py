@@ -455,6 +455,36 @@ def test_split_rrset_whose_first_ttls_disagree_across_pieces_is_read_in_one_pass
     assert any("should agree (using 300)" in message for message in reference_log)
 
 
+@pytest.mark.parametrize(
+    "tail",
+    [
+        # In a worker's piece, a name with two types (a dict node) before a name with one.
+        "{filler}q1 A 192.0.2.8\nq1 2 TXT t\nzz 2 A 192.0.2.9\n{filler}",
+        # ACME TXT records in several pieces: each its own warning.
+        "_acme-challenge TXT one\n{filler}_acme-challenge TXT two\n{filler}_acme-challenge TXT three\n",
+        # An $INCLUDE in the last piece.
+        "{filler}{filler}$INCLUDE inc/part\n",
+    ],
+)
+def test_split_warnings_as_one_pass_writes_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tail: str
+) -> None:
+    monkeypatch.setattr(parallel, "SPLIT_BYTES", 1)
+    filler = "".join(f"f{i} A 10.0.{i // 256}.{i % 256}\n" for i in range(150))
+    (tmp_path / "inc").mkdir()
+    (tmp_path / "inc" / "part").write_text("inc 2 A 192.0.2.60\nmx MX 1 nowhere\n")
+    text = RICH + "$ORIGIN @Z\n" + tail.replace("{filler}", filler)
+    path = write(tmp_path, text)
+    with caplog.at_level(logging.WARNING, "pygdnsd.zones"):
+        expected = reference(path, ZoneSettings())
+    reference_log = [r.getMessage() for r in caplog.records]
+    for threads in (2, 3):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, "pygdnsd.zones"):
+            assert parallel._split(str(path), APEX, ZoneSettings(threads=threads)) == expected
+        assert [r.getMessage() for r in caplog.records] == reference_log
+
+
 def test_split_never_cuts_inside_parentheses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(parallel, "SPLIT_BYTES", 1)
     # Continuation lines at the start of a line read like owner lines: no piece may start on one.

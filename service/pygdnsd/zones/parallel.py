@@ -70,7 +70,7 @@ def _piece_shares(processes: int) -> list[float]:
 Warning_ = tuple[str, str, int | None]
 # What a worker sends for a dict of nodes: the lone RRsets as columns (names,
 # types, TTLs, rdatas), and the other nodes as {name: {type: (ttl, rdatas)}}.
-PortableNodes = tuple[list[bytes], list[int], list[int], list[tuple[bytes, ...]], dict[bytes, Any]]
+PortableNodes = tuple[list[bytes], list[int], list[int], list[tuple[bytes, ...]], dict[bytes, Any], list[int]]
 
 _rtype_of = operator.attrgetter("rtype")
 _ttl_of = operator.attrgetter("ttl")
@@ -78,38 +78,52 @@ _rdatas_of = operator.attrgetter("rdatas")
 
 
 def _portable_nodes(nodes: dict[bytes, model.Node]) -> PortableNodes:
+    """The nodes as columns, and the others with, for each, how many lone names come before it.
+
+    The places keep the names' order, which is the order they first appear
+    in the file: the order the reference writes warnings in (``rules.in_data_order``).
+    """
     lone = [node for node in nodes.values() if not isinstance(node, dict)]
+    names: list[bytes] = []
+    others: dict[bytes, Any] = {}
+    places: list[int] = []
     if len(lone) == len(nodes):
         names = list(nodes)
-        others = {}
     else:
-        names = [name for name, node in nodes.items() if not isinstance(node, dict)]
-        others = {
-            name: {rtype: (rrset.ttl, rrset.rdatas) for rtype, rrset in node.items()}
-            for name, node in nodes.items()
-            if isinstance(node, dict)
-        }
-    return names, list(map(_rtype_of, lone)), list(map(_ttl_of, lone)), list(map(_rdatas_of, lone)), others
+        for name, node in nodes.items():
+            if isinstance(node, dict):
+                others[name] = {rtype: (rrset.ttl, rrset.rdatas) for rtype, rrset in node.items()}
+                places.append(len(names))
+            else:
+                names.append(name)
+    columns = list(map(_rtype_of, lone)), list(map(_ttl_of, lone)), list(map(_rdatas_of, lone))
+    return names, *columns, others, places
 
 
 def _add_nodes(portable: PortableNodes, into: dict[bytes, model.Node]) -> dict[bytes, model.Node]:
-    """``portable``'s nodes added to ``into``, but for the names ``into`` holds already: those are returned."""
-    names, rtypes, ttls, rdatas, others = portable
+    """``portable``'s nodes added to ``into`` in their order, but for the names ``into`` holds already: those are returned."""
+    names, rtypes, ttls, rdatas, others, places = portable
     rrsets = parsing.new_rrsets(rtypes, ttls, rdatas)
     # One hash lookup per name, in C: setdefault adds a new name and hands back a held one's node.
-    held = list(map(into.setdefault, names, rrsets))
+    claim = into.setdefault
     shared: dict[bytes, model.Node] = {}
-    if not all(map(operator.is_, held, rrsets)):
-        shared = {name: rrset for name, have, rrset in zip(names, held, rrsets, strict=True) if have is not rrset}
+    held: list[model.Node] = []
+    done = 0
     new_rrset = parsing.new_rrset
-    for name, node in others.items():  # the dicts are fresh from marshal: filled in place
+    for (name, node), place in zip(others.items(), places, strict=True):  # the dicts are fresh from marshal
+        if place > done:
+            held += map(claim, names[done:place], rrsets[done:place])
+            done = place
         if node:
             for rtype, (ttl, data) in node.items():
                 node[rtype] = new_rrset(rtype, ttl, data)
         else:
             node = parsing.EMPTY_NODE  # shared again, as the fast path builds it
-        if into.setdefault(name, node) is not node:
+        if claim(name, node) is not node:
             shared[name] = node
+    held += map(claim, names[done:], rrsets[done:]) if done else map(claim, names, rrsets)
+    if not all(map(operator.is_, held, rrsets)):
+        shared.update((name, rrset) for name, have, rrset in zip(names, held, rrsets, strict=True) if have is not rrset)
     return shared
 
 
@@ -130,8 +144,8 @@ def _rebuilt_zone(portable: tuple[Any, ...] | None) -> model.Zone | None:
 
 def _portable_piece(piece: parsing.ZonePiece | None) -> tuple[Any, ...] | None:
     """The piece and what its names leave to check (``rules.check_piece``): its targets stay here."""
-    if piece is None:
-        return None
+    if piece is None or piece.files:
+        return None  # a piece that $INCLUDEs (the last: split looks at the others' directives) is read in one pass
     try:
         unsettled = rules.check_piece(piece)
     except parsing.Irregular:

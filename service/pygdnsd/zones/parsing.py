@@ -800,8 +800,13 @@ def merge(into: ZonePiece, piece: ZonePiece, included: str | None = None) -> Non
         into.files += [included, *piece.files]
     if piece.ttl_warnings and into.ttl_warnings:
         # An RRset whose TTLs disagree in both: the reference words it once, at the first.
-        worded = {remark[3] for remark in into.ttl_warnings}
-        piece.ttl_warnings = [remark for remark in piece.ttl_warnings if remark[3] not in worded]
+        # (An ACME TXT's TTLs never disagree: each of its records has its own warning.)
+        worded = {(owner, rtype) for owner, rtype, _, _ in into.ttl_warnings}
+        piece.ttl_warnings = [
+            remark
+            for remark in piece.ttl_warnings
+            if (remark[0], remark[1]) not in worded or (remark[1] == _TXT and remark[0].startswith(_ACME))
+        ]
     into.targets += piece.targets
     if shift:
         into.target_lines.extend(line + shift for line in piece.target_lines)
