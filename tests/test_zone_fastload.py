@@ -314,6 +314,16 @@ def test_every_warning_the_same_however_loaded(
     assert own == reference_log
 
 
+def test_warnings_about_an_rrset_in_reading_order_across_an_include(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "inc").mkdir()
+    (tmp_path / "inc" / "part").write_text("a 2 TXT inside\n")
+    path = write(tmp_path, RICH + "$ORIGIN @Z\na 2 TXT before\n$INCLUDE inc/part\na 2 TXT after\n")
+    _fast_and_reference(path, ZoneSettings(), caplog)
+    assert [r.getMessage().split(":")[0] for r in caplog.records][-3:] == [str(path), str(tmp_path / "inc" / "part"), str(path)]
+
+
 def test_one_ns_and_mname_warned_on_the_fast_path(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     one_ns = RICH.replace("  NS NS2.example.org.\n", "")
     _fast_and_reference(write(tmp_path, one_ns), ZoneSettings(), caplog)

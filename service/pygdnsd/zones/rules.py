@@ -351,17 +351,20 @@ def in_data_order(
         return [], []
     rank = {name: index for index, name in enumerate(nodes) if name in owners}
     by_glue = [finding for owner in sorted(glue, key=rank.__getitem__) for finding in glue[owner]]
-    records = sorted(records, key=lambda remark: (rank[remark[0]], remark[1], remark[2]))
+    # Sorts are stable, and each list is in reading order ($INCLUDEd records where they are
+    # included): within an RRset, that is the reference's order (positions are not).
+    records = sorted(records, key=lambda remark: (rank[remark[0]], remark[1]))
 
-    def ttl_order(remark: Remark, phase: int) -> tuple[int, int, int, int]:
+    def ttl_order(remark: Remark) -> tuple[int, int]:
         node = nodes[remark[0]]
         types = list(node) if isinstance(node, dict) else [node.rtype]
-        return rank[remark[0]], types.index(remark[1]), phase, remark[2]
+        return rank[remark[0]], types.index(remark[1])
 
-    ttls = sorted([(ttl_order(remark, 0), remark) for remark in clamped] + [(ttl_order(remark, 1), remark) for remark in ttl_warnings])
+    # Per RRset, its clamps come before its other TTL warnings.
+    ttls = sorted(clamped + ttl_warnings, key=ttl_order)
     return (
         by_glue + [(position, message) for _, _, position, message in records],
-        [(position, message) for _, (_, _, position, message) in ttls],
+        [(position, message) for _, _, position, message in ttls],
     )
 
 
