@@ -1,7 +1,8 @@
 """gdnsd 3.8.1 vs pygdnsd, side by side on the same zones and queries; prints one table.
 
 Usage: ``.venv/bin/python bench/bench.py [CASE ...] [--seconds N] [--out DIR]``
-with CASE among udp, latency, tcp, load-big, load-many (default: all).
+with CASE among udp, latency, tcp, load-big, load-warn, load-styles, load-many,
+load-many-plain (default: all).
 
 * udp: the mixed query file (binary, dnsperf ``-B``: half the queries with
   EDNS+DO, a third mixed-case), open loop for N seconds.
@@ -12,7 +13,10 @@ with CASE among udp, latency, tcp, load-big, load-many (default: all).
 * tcp: the same file over TCP, several pipelining connections.
 * load-big / load-many: a 1M-record zone, and 1,000 zones x 1,000 records:
   ``checkconf`` wall time and peak RSS, ``start``-to-``DNS listeners started``
-  time and the serving process's peak RSS.
+  time and the serving process's peak RSS. load-warn is load-big with about
+  77,000 warnings (MX targets without addresses); load-styles is load-big
+  with a multi-line SOA and TTL and class columns; load-many is in that
+  everyday style (one warning per zone), load-many-plain the one-line style.
 
 Server CPU per query is utime+stime of the server process (all threads, and
 its worker processes) over the dnsperf run divided by the queries answered:
@@ -168,8 +172,11 @@ def traffic_case(
     return rows
 
 
-def load_case(name: str, build: Callable[[Path], None], zone: str, out: Path, scratch: Path) -> list[LoadRow]:
-    cfgdir = out / name
+def load_case(
+    name: str, build: Callable[[Path], None], zone: str, out: Path, scratch: Path, data: str | None = None
+) -> list[LoadRow]:
+    """``data``: the generated config dir's name under ``out``, when not the case's (its data changed)."""
+    cfgdir = out / (data or name)
     print(f"bench: {name}: generating zones in {cfgdir} ...", file=sys.stderr, flush=True)
     build(cfgdir)
     rows = []
@@ -254,7 +261,7 @@ def render_loads(loads: Sequence[LoadRow]) -> list[str]:
     lines = []
     if loads:
         head = (
-            f"{'case':<10} {'server':<8} {'checkconf s':>11} {'x gd':>6} {'RSS MB':>7} {'x gd':>6} "
+            f"{'case':<15} {'server':<8} {'checkconf s':>11} {'x gd':>6} {'RSS MB':>7} {'x gd':>6} "
             f"{'start s':>8} {'x gd':>6} {'RSS MB':>7} {'x gd':>6}"
         )
         lines += [head, "-" * len(head)]
@@ -262,7 +269,7 @@ def render_loads(loads: Sequence[LoadRow]) -> list[str]:
         for r in loads:
             g = lbase.get(r.case)
             lines.append(
-                f"{r.case:<10} {r.server.name:<8} {_fmt(r.checkconf_s, '11.2f')} "
+                f"{r.case:<15} {r.server.name:<8} {_fmt(r.checkconf_s, '11.2f')} "
                 f"{_ratio(r.checkconf_s, g.checkconf_s if g else None):>6} "
                 f"{_fmt(r.checkconf_rss, '7.0f')} {_ratio(r.checkconf_rss, g.checkconf_rss if g else None):>6} "
                 f"{_fmt(r.start_s, '8.2f')} {_ratio(r.start_s, g.start_s if g else None):>6} "
@@ -272,7 +279,7 @@ def render_loads(loads: Sequence[LoadRow]) -> list[str]:
     return lines
 
 
-CASES = ("udp", "udp-hot", "latency", "tcp", "load-big", "load-many")
+CASES = ("udp", "udp-hot", "latency", "tcp", "load-big", "load-warn", "load-styles", "load-many", "load-many-plain")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -312,9 +319,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             report.rows += traffic_case("tcp", variants, load, args.out, scratch, args.warmup)
         if "load-big" in cases:
             report.loads += load_case("load-big", zonegen.build_big, zonegen.BIG_ZONE, args.out, scratch)
+        if "load-warn" in cases:
+            report.loads += load_case("load-warn", zonegen.build_warn, zonegen.BIG_ZONE, args.out, scratch)
+        if "load-styles" in cases:
+            report.loads += load_case("load-styles", zonegen.build_styles, zonegen.BIG_ZONE, args.out, scratch)
         if "load-many" in cases:
             report.loads += load_case(
-                "load-many", zonegen.build_many, "z999.example", args.out, scratch
+                "load-many", zonegen.build_everyday, "z999.example", args.out, scratch, data="load-many-everyday"
+            )
+        if "load-many-plain" in cases:
+            report.loads += load_case(
+                "load-many-plain", zonegen.build_many, "z999.example", args.out, scratch, data="load-many"
             )
     print(render(report))
     print(f"\n(total {time.monotonic() - began:.0f} s; udp/tcp = the config's udp_threads/tcp_threads)")

@@ -14,6 +14,13 @@ Three data sets:
 * ``big``: one zone of about 1M records of mixed types (A, AAAA, MX, TXT,
   CNAME, SRV, NS delegations with glue).
 * ``many``: 1,000 zones of 1,000 records each.
+* ``warn``: ``big`` with every MX pointing at a name without addresses:
+  about 100,000 "same-zone target has no addresses" warnings, as gdnsd
+  prints them too.
+* ``styles``: ``big``'s records written as people write them: a
+  parenthesized multi-line SOA, and the TTL and class columns on every line.
+* ``everyday``: ``many``'s zones in that style, a TTL column on some owners
+  only; each zone warns once (its SOA TTL is above the negative-cache field).
 """
 
 from __future__ import annotations
@@ -156,8 +163,25 @@ def write_mixed_queries(path: Path, count: int = MIXED_QUERIES, spread: int = MI
     path.write_bytes(bytes(out))
 
 
-def big_zone_lines(records: int) -> Iterator[str]:
-    """About ``records`` records cycling through the mixed types (delegations count NS + glue)."""
+# The SOA and apex records of the ``styles`` and ``everyday`` sets: the SOA over three lines, with comments.
+STYLED_SOA_AND_NS = """\
+$TTL 3600
+@ 3600 IN SOA ns1 hostmaster (
+        1       ; serial
+        7200 1800 259200
+        900 )   ; minimum
+@ 3600 IN NS ns1
+@ 3600 IN NS ns2
+ns1 3600 IN A 192.0.2.1
+ns2 3600 IN A 192.0.2.2
+"""
+
+
+def big_zone_lines(records: int, mx_without_address: bool = False) -> Iterator[str]:
+    """About ``records`` records cycling through the mixed types (delegations count NS + glue).
+
+    ``mx_without_address``: every MX points at a name holding no address (one warning each).
+    """
     yield SOA_AND_NS
     n = 5
     i = 0
@@ -170,7 +194,7 @@ def big_zone_lines(records: int) -> Iterator[str]:
             yield f"a{i} AAAA {_host_v6(i)}\n"
             n += 1
         elif kind == 5:
-            yield f"m{i} MX 10 a{i - 5}\n"
+            yield f"m{i} MX 10 {'nx' if mx_without_address else 'a'}{i - 5}\n"
             n += 1
         elif kind == 6:
             yield f"t{i} TXT \"v=spf1 ip4:{_host_v4(i)} -all\" \"record {i}\"\n"
@@ -185,6 +209,23 @@ def big_zone_lines(records: int) -> Iterator[str]:
             yield f"d{i} NS ns1.d{i}\nd{i} NS ns2.d{i}\nns1.d{i} A {_host_v4(i)}\nns2.d{i} AAAA {_host_v6(i)}\n"
             n += 4
         i += 1
+
+
+def styled(lines: Iterator[str], ttl_column: Callable[[str], bool]) -> Iterator[str]:
+    """``big_zone_lines``'s records with the styled SOA and an ``IN`` class column on every line.
+
+    A TTL column (the $TTL's value, so the records stay the same) goes on the
+    lines whose owner ``ttl_column`` picks.
+    """
+    header = next(lines)
+    assert header == SOA_AND_NS
+    yield STYLED_SOA_AND_NS
+    for chunk in lines:
+        out = []
+        for line in chunk.splitlines(keepends=True):
+            owner, rest = line.split(" ", 1)
+            out.append(f"{owner} 3600 IN {rest}" if ttl_column(owner) else f"{owner} IN {rest}")
+        yield "".join(out)
 
 
 def write_zone(path: Path, lines: Iterator[str]) -> None:
@@ -219,3 +260,23 @@ def build_many(cfgdir: Path, zones: int = MANY_ZONES, records: int = MANY_RECORD
         target = cfgdir / "zones" / f"z{z}.example"
         if not target.exists():
             write_zone(target, big_zone_lines(records))
+
+
+def build_warn(cfgdir: Path, records: int = BIG_RECORDS) -> None:
+    target = cfgdir / "zones" / BIG_ZONE
+    if not target.exists():
+        write_zone(target, big_zone_lines(records, mx_without_address=True))
+
+
+def build_styles(cfgdir: Path, records: int = BIG_RECORDS) -> None:
+    target = cfgdir / "zones" / BIG_ZONE
+    if not target.exists():
+        write_zone(target, styled(big_zone_lines(records), lambda owner: True))
+
+
+def build_everyday(cfgdir: Path, zones: int = MANY_ZONES, records: int = MANY_RECORDS) -> None:
+    """``build_many`` in everyday style: a TTL column on one owner in ten."""
+    for z in range(zones):
+        target = cfgdir / "zones" / f"z{z}.example"
+        if not target.exists():
+            write_zone(target, styled(big_zone_lines(records), lambda owner: owner.endswith("3")))

@@ -2,12 +2,16 @@
 
 Every case is a zones directory under ``tests/data/zones/bad/<case>/``. We
 load it with ``load_zones`` and check the error names the file, the line and
-the problem; then ``gdnsd checkconf`` runs on the same directory and must
-fail too, for the same reason (a fragment of its message is checked).
+the problem, however the zone is loaded: by this process alone, by one of
+several worker processes, or in pieces read by several; then ``gdnsd
+checkconf`` runs on the same directory and must fail too, for the same
+reason (a fragment of its message is checked). Every whole-zone rule has a
+case (the warnings' as errors under ``zones_strict_data``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -16,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from pygdnsd.errors import ZoneError
+from pygdnsd.zones import parallel
 from pygdnsd.zones.loader import ZoneSettings, load_zones
 
 BAD = Path(__file__).resolve().parent / "data" / "zones" / "bad"
@@ -36,6 +41,13 @@ class Case:
 
 STRICT = ZoneSettings(strict_data=True)
 EC = "example.com"
+
+
+def strict(name: str, line: int | None, ours: str, theirs: str) -> Case:
+    """A warning's case: an error only under ``zones_strict_data``, in gdnsd as here."""
+    return Case(name, EC, line, ours, theirs, "zones_strict_data => true", STRICT)
+
+
 CASES = [
     Case("no_soa", EC, None, "has no SOA record", "has no SOA record"),
     Case("two_soa", EC, 6, "SOA defined twice", "SOA defined twice"),
@@ -84,20 +96,23 @@ CASES = [
     Case("label_too_long", EC, 6, "label longer than 63", "unparseable domainname"),
     Case("unclosed_paren", EC, 6, "'(' without a matching ')'", "Unterminated open parentheses"),
     Case("dyna_record", EC, 6, "DYNA/DYNC need the monitoring/plugins support", "rejected resource name"),
-    Case("strict_acme_ttl", EC, 6, "ACME challenge TXT record TTL 300 overridden to 0", "ACME challenge TXT",
-         "zones_strict_data => true", STRICT),
-    Case("strict_ttl_mismatch", EC, 7, "all TTLs for A records at the same name should agree", "should agree",
-         "zones_strict_data => true", STRICT),
-    Case("strict_one_ns", EC, 2, "only has one NS record", "only has one NS record",
-         "zones_strict_data => true", STRICT),
-    Case("strict_unused_glue", EC, 8, "glue address(es) at domainname 'www.sub.example.com.' are unused",
-         "are unused and ignored", "zones_strict_data => true", STRICT),
-    Case("strict_soa_ttl_over_ncache", EC, 1, "SOA TTL 3600 > ncache field 300", "SOA TTL 3600 > ncache field 300",
-         "zones_strict_data => true", STRICT),
-    Case("strict_ptr_same_zone", EC, 6, "PTR record points to same-zone name", "PTR record points to same-zone",
-         "zones_strict_data => true", STRICT),
-    Case("strict_out_of_zone_glue", EC, 6, "pointless out of zone glue", "pointless out of zone glue",
-         "zones_strict_data => true", STRICT),
+    strict("strict_acme_ttl", 6, "ACME challenge TXT record TTL 300 overridden to 0", "ACME challenge TXT"),
+    strict("strict_ttl_mismatch", 7, "all TTLs for A records at the same name should agree", "should agree"),
+    strict("strict_one_ns", 2, "only has one NS record", "only has one NS record"),
+    strict("strict_unused_glue", 8, "glue address(es) at domainname 'www.sub.example.com.' are unused",
+           "are unused and ignored"),
+    strict("strict_soa_ttl_over_ncache", 1, "SOA TTL 3600 > ncache field 300", "SOA TTL 3600 > ncache field 300"),
+    strict("strict_soa_ncache_too_large", 1, "SOA negative-cache field 86400 too large, clamped to max_ncache_ttl",
+           "SOA negative-cache field 86400 too large"),
+    strict("strict_mname_not_ns", 1, "SOA MNAME does not match any NS records", "SOA MNAME does not match"),
+    strict("strict_ptr_same_zone", 6, "PTR record points to same-zone name", "PTR record points to same-zone"),
+    strict("strict_out_of_zone_glue", 6, "pointless out of zone glue", "pointless out of zone glue"),
+    strict("strict_mx_no_address", 6, "in rrset 'mail.example.com. MX', same-zone target 'nothing.example.com.' "
+           "has no addresses", "same-zone target 'nothing.example.com.' has no addresses"),
+    strict("strict_srv_no_address", 6, "in rrset '_sip._tcp.example.com. SRV', same-zone target "
+           "'nothing.example.com.' has no addresses", "same-zone target 'nothing.example.com.' has no addresses"),
+    strict("strict_cname_nxdomain", 6, "CNAME 'www.example.com.' points to known same-zone NXDOMAIN "
+           "'nothing.example.com.'", "points to known same-zone NXDOMAIN 'nothing.example.com.'"),
     Case("sub_zone", "sub.example.com", None, "is a sub-zone of zone 'example.com.'", "is a sub-zone"),
     Case("duplicate_zone", "example.com", None, "is a duplicate of an existing zone", "is a duplicate"),
 ]
@@ -122,11 +137,37 @@ def test_cases_cover_every_data_dir() -> None:
     assert sorted(case.name for case in CASES) == sorted(p.name for p in BAD.iterdir())
 
 
+# How a zone is loaded: this process alone; each zone file whole by one of several
+# processes (beside good zones, so there are several to share); or each file in
+# pieces read by several processes.
+MODES = ("one process", "workers", "pieces")
+
+
+def _prepared(
+    mode: str, zones: Path, settings: ZoneSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Path, ZoneSettings]:
+    """The zones dir and settings that load ``zones`` as ``mode`` says."""
+    if mode == "one process":
+        return zones, dataclasses.replace(settings, threads=1)
+    if mode == "workers":
+        monkeypatch.setattr(parallel, "BATCH_BYTES", 1)
+        spread = tmp_path / "spread"
+        shutil.copytree(zones, spread)
+        good = (BAD / "strict_one_ns" / EC).read_text().replace("@ NS ns1\n", "@ NS ns1\n@ NS ns2\n")
+        for filler in ("a0.filler.test", "a1.filler.test", "zz.filler.test"):
+            (spread / filler).write_text(good)
+        zones = spread
+    else:
+        monkeypatch.setattr(parallel, "SPLIT_BYTES", 1)
+    return zones, dataclasses.replace(settings, threads=3)
+
+
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
-def test_bad_zone_rejected(case: Case, tmp_path: Path) -> None:
-    zones = BAD / case.name
+def test_bad_zone_rejected(case: Case, mode: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    zones, settings = _prepared(mode, BAD / case.name, case.settings, tmp_path, monkeypatch)
     with pytest.raises(ZoneError) as info:
-        load_zones(zones, case.settings)
+        load_zones(zones, settings)
     err = info.value
     assert err.path is not None
     assert Path(err.path).resolve() == (zones / case.file).resolve()

@@ -101,3 +101,18 @@ def test_dynamic_records_parse(tmp_path: Path) -> None:
         (model.DYNA, 600, b"geoip!www"), (model.DYNC, 86400, b"weighted!x"),
     ]
 
+
+
+@pytest.mark.parametrize(
+    ("wire", "text"),
+    [
+        (b"\x00", "."),
+        (b"\x03www\x07Example\x03com\x00", "www.Example.com."),
+        (b"\x01*\x04_sip\x04_tcp\x00", "*._sip._tcp."),
+        (b"\x03a.b\x02c\\\x00", "a\\.b.c\\\\."),  # a dot and a backslash inside labels
+        (b'\x05a b"@\x03;$(\x00', 'a\\ b\\"\\@.\\;\\$\\(.'),
+        (b"\x02\x00\xff\x01\x7f\x00", "\\000\\255.\\127."),
+    ],
+)
+def test_names_to_text_escapes_only_what_needs_it(wire: bytes, text: str) -> None:
+    assert names.to_text(wire) == text

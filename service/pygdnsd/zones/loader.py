@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from pygdnsd.errors import ZoneError
-from pygdnsd.zones import fastload, forked, model, names
+from pygdnsd.zones import model, names, parallel
 from pygdnsd.zones.settings import ZoneSettings
 from pygdnsd.zones.tree import DynamicTargets, build_zone
 from pygdnsd.zones.zonefile import ParseOptions, parse_zone_file
@@ -71,8 +71,9 @@ def load_zones(
     """Every zone in ``zones_dir``; the first problem raises ``ZoneError`` (file:line).
 
     ``dynamic`` (the resolver plugins) checks DYNA/DYNC targets; without it a
-    zone holding one is refused. Such zones never load on the fast path (it
-    does not know DYNA/DYNC), so the reference path checks them.
+    zone holding one is refused. Such zones never load on the fast path (its
+    rules do not know DYNA/DYNC), so the reference path checks them; so it
+    does every zone the fast path refuses, to word the error.
     """
     files: list[tuple[str, bytes]] = []
     naming_error: ZoneError | None = None
@@ -109,7 +110,7 @@ def load_zones(
     zones: dict[bytes, model.Zone] = {}
     with _frozen_once_built():
         # Zone by zone in file order, so the first error and the warnings come as without workers.
-        for path_text, apex, zone in forked.load(files, settings):
+        for path_text, apex, zone in parallel.load(files, settings):
             zones[apex] = zone if zone is not None else _reference(path_text, apex, settings, dynamic)
         if naming_error is not None:
             raise naming_error
@@ -148,21 +149,4 @@ def _ancestors(name: bytes) -> list[bytes]:
 
 def _reference(path: str, apex: bytes, settings: ZoneSettings, dynamic: DynamicTargets | None) -> model.Zone:
     options = ParseOptions(default_ttl=settings.default_ttl, text_autosplit=settings.text_autosplit)
-    return build_zone(apex, parse_zone_file(path, apex, options), settings, path, dynamic)
-
-
-def load_zone_file(
-    path: str,
-    apex: bytes,
-    settings: ZoneSettings,
-    options: ParseOptions | None = None,
-    dynamic: DynamicTargets | None = None,
-) -> model.Zone:
-    """One zone: the fast path when it can vouch for the file, else the reference path (which words the messages)."""
-    try:
-        return fastload.load_zone(path, apex, settings)
-    except fastload.Irregular as why:
-        log.debug("%s: zone read by the reference path (%s)", path, why)
-    if options is None:
-        options = ParseOptions(default_ttl=settings.default_ttl, text_autosplit=settings.text_autosplit)
     return build_zone(apex, parse_zone_file(path, apex, options), settings, path, dynamic)

@@ -74,6 +74,10 @@ def label_count(name: bytes) -> int:
     return len(label_offsets(name)) - 1
 
 
+# The bytes ``_escape_label`` writes as themselves.
+_UNESCAPED = bytes(byte for byte in range(0x21, 0x7F) if byte not in b".\\\"()@;$ ")
+
+
 def _escape_label(label: bytes) -> str:
     out = []
     for byte in label:
@@ -92,6 +96,9 @@ def to_text(name: bytes) -> str:
     parts = labels(name)
     if not parts:
         return "."
+    if not b"".join(parts).translate(None, _UNESCAPED):
+        # Every byte stands for itself (as in nearly every name): no escaping, label by label.
+        return b".".join(parts).decode("ascii") + "."
     return ".".join(_escape_label(p) for p in parts) + "."
 
 

@@ -113,6 +113,61 @@ def _text(name: bytes) -> str:
     return names.to_text(name)
 
 
+# The warnings both loaders write, worded once.
+
+
+def only_one_ns(apex: bytes) -> str:
+    return f"zone '{_text(apex)}' only has one NS record, this is (probably) bad practice"
+
+
+def mname_not_ns(apex: bytes) -> str:
+    return f"zone '{_text(apex)}': SOA MNAME does not match any NS records for this zone"
+
+
+def same_zone_ptr(owner: bytes, target: bytes) -> str:
+    return (
+        f"name '{_text(owner)}': PTR record points to same-zone name '{_text(target)}', "
+        "which is usually a mistake (missing terminal dot?)"
+    )
+
+
+def no_addresses(owner: bytes, rtype: int, target: bytes) -> str:
+    """An MX or SRV (``rtype``) record's target in the zone without addresses."""
+    kind = "MX" if rtype == model.MX else "SRV"
+    return f"in rrset '{_text(owner)} {kind}', same-zone target '{_text(target)}' has no addresses"
+
+
+def cname_to_nxdomain(owner: bytes, target: bytes) -> str:
+    return f"CNAME '{_text(owner)}' points to known same-zone NXDOMAIN '{_text(target)}'"
+
+
+def out_of_zone_glue(owner: bytes, rtype: int, apex: bytes) -> str:
+    """An A or AAAA (``rtype``) record outside the zone."""
+    kind = "A" if rtype == model.A else "AAAA"
+    return (
+        f"'{_text(owner)} {kind}' in zone '{_text(apex)}': pointless out of zone glue "
+        "will not be supported in a future version, please delete the record!"
+    )
+
+
+def unused_glue(owner: bytes) -> str:
+    return f"glue address(es) at domainname '{_text(owner)}' are unused and ignored"
+
+
+def acme_overridden(owner: bytes, ttl: int, acme: int) -> str:
+    return (
+        f"name '{_text(owner)}': ACME challenge TXT record TTL {ttl} overridden to {acme} "
+        "from 'acme_challenge_dns_ttl' config setting"
+    )
+
+
+def ttls_disagree(owner: bytes, rtype: int, chosen: int) -> str:
+    return (
+        f"name '{_text(owner)}': all TTLs for {rdata.type_name(rtype)} records at the same name "
+        f"should agree (using {chosen})"
+    )
+
+
 def _group(records: Iterable[Record]) -> dict[bytes, dict[int, list[Record]]]:
     grouped: dict[bytes, dict[int, list[Record]]] = {}
     for rec in records:
@@ -133,19 +188,23 @@ def _clamp_ttl(ttl: int, owner: bytes, what: str, rec: Record, settings: ZoneSet
     ``what`` names the TTL in the message ("TTL", "DYNA TTL"); the owner's
     text is only made for a message, since most records need none.
     """
+    clamped, message = clamp_ttl(ttl, owner, what, settings)
+    if message is not None:
+        report.warn(message, rec.path, rec.line, strictable=False)
+    return clamped
+
+
+def clamp_ttl(ttl: int, owner: bytes, what: str, settings: ZoneSettings) -> tuple[int, str | None]:
+    """``ttl`` within the min_ttl/max_ttl settings, and the warning (never made an error) when it was not."""
     if ttl < settings.min_ttl:
-        report.warn(
-            f"name '{_text(owner)}': {what} {ttl} too small, clamped to min_ttl setting of {settings.min_ttl}",
-            rec.path, rec.line, strictable=False,
+        return settings.min_ttl, (
+            f"name '{_text(owner)}': {what} {ttl} too small, clamped to min_ttl setting of {settings.min_ttl}"
         )
-        return settings.min_ttl
     if ttl > settings.max_ttl:
-        report.warn(
-            f"name '{_text(owner)}': {what} {ttl} too large, clamped to max_ttl setting of {settings.max_ttl}",
-            rec.path, rec.line, strictable=False,
+        return settings.max_ttl, (
+            f"name '{_text(owner)}': {what} {ttl} too large, clamped to max_ttl setting of {settings.max_ttl}"
         )
-        return settings.max_ttl
-    return ttl
+    return ttl, None
 
 
 def _rrset_ttl(owner: bytes, rtype: int, rrs: list[Record], settings: ZoneSettings, report: Reporter) -> int:
@@ -155,18 +214,11 @@ def _rrset_ttl(owner: bytes, rtype: int, rrs: list[Record], settings: ZoneSettin
         acme = settings.acme_challenge_dns_ttl
         for rec, ttl in zip(rrs, ttls, strict=True):
             if ttl != acme:
-                report.warn(
-                    f"name '{_text(owner)}': ACME challenge TXT record TTL {ttl} overridden to {acme} "
-                    "from 'acme_challenge_dns_ttl' config setting",
-                    rec.path, rec.line,
-                )
+                report.warn(acme_overridden(owner, ttl, acme), rec.path, rec.line)
         return acme
     for rec, ttl in zip(rrs[1:], ttls[1:], strict=True):
         if ttl != chosen:
-            report.warn(
-                f"name '{_text(owner)}': all TTLs for {rdata.type_name(rtype)} records at the same name should agree (using {chosen})",
-                rec.path, rec.line,
-            )
+            report.warn(ttls_disagree(owner, rtype, chosen), rec.path, rec.line)
             break
     return chosen
 
@@ -267,16 +319,10 @@ class _ZoneBuilder:
         if not ns:
             raise ZoneError(f"zone '{_text(self.apex)}' has no NS records", self.path)
         if len(ns) == 1:
-            self.report.warn(
-                f"zone '{_text(self.apex)}' only has one NS record, this is (probably) bad practice",
-                ns[0].path, ns[0].line,
-            )
+            self.report.warn(only_one_ns(self.apex), ns[0].path, ns[0].line)
         mname = soas[0].rdata[: _name_length(soas[0].rdata)]
         if all(rec.rdata != mname for rec in ns):
-            self.report.warn(
-                f"zone '{_text(self.apex)}': SOA MNAME does not match any NS records for this zone",
-                soas[0].path, soas[0].line,
-            )
+            self.report.warn(mname_not_ns(self.apex), soas[0].path, soas[0].line)
 
     def check_types(self) -> None:
         for owner, node in self.data.items():
@@ -342,17 +388,9 @@ class _ZoneBuilder:
             addresses = [rrs[0] for t, rrs in node.items() if t in _ADDRESS_OR_DYNA]
             if not in_zone:
                 for rec in addresses:
-                    kind = "A" if rec.rtype == model.A else "AAAA"
-                    self.report.warn(
-                        f"'{_text(owner)} {kind}' in zone '{_text(self.apex)}': pointless out of zone glue "
-                        "will not be supported in a future version, please delete the record!",
-                        rec.path, rec.line,
-                    )
+                    self.report.warn(out_of_zone_glue(owner, rec.rtype, self.apex), rec.path, rec.line)
             if addresses and owner not in used:
-                self.report.warn(
-                    f"glue address(es) at domainname '{_text(owner)}' are unused and ignored",
-                    addresses[0].path, addresses[0].line,
-                )
+                self.report.warn(unused_glue(owner), addresses[0].path, addresses[0].line)
                 for rtype in _ADDRESS_OR_DYNA:
                     node.pop(rtype, None)
                 if not in_zone:
@@ -397,22 +435,15 @@ class _ZoneBuilder:
                 self.check_chain(owner, cnames[0])
             for rec in node.get(model.PTR, ()):
                 if names.is_within(rec.rdata, apex):
-                    self.report.warn(
-                        f"name '{_text(owner)}': PTR record points to same-zone name '{_text(rec.rdata)}', "
-                        "which is usually a mistake (missing terminal dot?)",
-                        rec.path, rec.line,
-                    )
-            for rtype, skip, kind in ((model.MX, 2, "MX"), (model.SRV, 6, "SRV")):
+                    self.report.warn(same_zone_ptr(owner, rec.rdata), rec.path, rec.line)
+            for rtype, skip in ((model.MX, 2), (model.SRV, 6)):
                 for rec in node.get(rtype, ()):
                     target = rec.rdata[skip:]
                     if not names.is_within(target, apex) or self.cut_above(target) is not None:
                         continue
                     have = self.data.get(target, {})
                     if not any(t in have for t in _ADDRESS_OR_DYNA):
-                        self.report.warn(
-                            f"in rrset '{_text(owner)} {kind}', same-zone target '{_text(target)}' has no addresses",
-                            rec.path, rec.line,
-                        )
+                        self.report.warn(no_addresses(owner, rtype, target), rec.path, rec.line)
 
     def check_chain(self, owner: bytes, rec: Record) -> None:
         target = rec.rdata
@@ -421,10 +452,7 @@ class _ZoneBuilder:
         while names.is_within(target, self.apex):
             kind, nxt = self.lookup(target)
             if kind == "nx" and first_hop:
-                self.report.warn(
-                    f"CNAME '{_text(owner)}' points to known same-zone NXDOMAIN '{_text(target)}'",
-                    rec.path, rec.line,
-                )
+                self.report.warn(cname_to_nxdomain(owner, target), rec.path, rec.line)
             if kind != "cname":
                 return
             depth += 1

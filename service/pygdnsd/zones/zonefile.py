@@ -120,7 +120,7 @@ def _logical_lines(text: str) -> Iterator[tuple[int, bool, list[str]]]:
 
 
 @dataclass
-class _FileState:
+class FileState:
     path: str
     origin: bytes
     file_origin: bytes
@@ -129,13 +129,13 @@ class _FileState:
     context: rdata.RdataContext | None = None
 
 
-class _Parser:
+class Parser:
     def __init__(self, apex: bytes, options: ParseOptions) -> None:
         self.apex = apex
         self.options = options
         self.records: list[Record] = []
 
-    def resolve(self, text: str, state: _FileState) -> bytes:
+    def resolve(self, text: str, state: FileState) -> bytes:
         """A name from the file: ``@``, ``@Z``, ``@F`` and relative names resolved."""
         if text.startswith('"') and text.endswith('"') and len(text) >= 2:
             text = text[1:-1]
@@ -150,7 +150,7 @@ class _Parser:
         plain = names.from_text_plain(text, state.origin)
         return plain if plain is not None else names.from_text(text, state.origin)
 
-    def in_zone_name(self, text: str, state: _FileState, what: str) -> bytes:
+    def in_zone_name(self, text: str, state: FileState, what: str) -> bytes:
         name = self.resolve(text, state)
         if not names.is_within(name, self.apex):
             raise ValueError(
@@ -158,7 +158,7 @@ class _Parser:
             )
         return name
 
-    def parse_file(self, path: str, state: _FileState, depth: int) -> None:
+    def parse_file(self, path: str, state: FileState, depth: int) -> None:
         try:
             with open(path, encoding="utf-8", errors="surrogateescape", newline="") as handle:
                 text = handle.read()
@@ -181,7 +181,7 @@ class _Parser:
             except (ValueError, names.NameError_) as exc:
                 raise ZoneError(str(exc), path, number) from None
 
-    def directive(self, tokens: list[str], state: _FileState, depth: int, number: int) -> None:
+    def directive(self, tokens: list[str], state: FileState, depth: int, number: int) -> None:
         name = tokens[0].upper()
         args = tokens[1:]
         if name == "$TTL":
@@ -203,7 +203,7 @@ class _Parser:
             origin = state.origin
             if len(args) == 2:
                 origin = self.in_zone_name(args[1], state, "origin")
-            inner = _FileState(include_path, origin, origin, state.default_ttl)
+            inner = FileState(include_path, origin, origin, state.default_ttl)
             try:
                 self.parse_file(include_path, inner, depth + 1)
             except ZoneError as exc:
@@ -213,7 +213,7 @@ class _Parser:
         else:
             raise ValueError(f"unsupported directive {tokens[0]} (gdnsd knows $TTL, $ORIGIN, $INCLUDE)")
 
-    def record(self, tokens: list[str], blank: bool, state: _FileState, number: int) -> None:
+    def record(self, tokens: list[str], blank: bool, state: FileState, number: int) -> None:
         pos = 0
         if blank:
             if state.owner is None:
@@ -277,6 +277,6 @@ def parse_zone_file(path: str, apex: bytes, options: ParseOptions) -> list[Recor
 
     Raises ``ZoneError`` naming file and line for the first syntax problem.
     """
-    parser = _Parser(apex, options)
-    parser.parse_file(path, _FileState(path, apex, apex, options.default_ttl), 0)
+    parser = Parser(apex, options)
+    parser.parse_file(path, FileState(path, apex, apex, options.default_ttl), 0)
     return parser.records

@@ -1,27 +1,28 @@
-"""Zone files read by several processes at once (``zones_rfc1035_threads``).
+"""Zone files read by several processes at once (``zones_rfc1035_threads``): parallel loading.
 
 gdnsd reads zone files on threads; Python threads would share one
 interpreter lock, so this forks worker processes instead. A worker gets a
-run of small zone files, or a piece of one big file (``fastload.split``),
+run of small zone files, or a piece of one big file (``pieces.split``),
 reads it with the fast path and sends the result back with ``marshal``;
 meanwhile this process reads its own share. Results travel as plain lists,
 dicts, tuples and bytes (``_portable_*``), which marshal writes and reads at
-C speed, RRsets as columns that are rebuilt here in C loops (``fastload.new_rrsets``):
+C speed, RRsets as columns that are rebuilt here in C loops (``parsing.new_rrsets``):
 that is what makes the transfer cheaper than the reading. A piece of a big
 file is checked by its worker as far as it can be alone
-(``fastload.piece_leads``), so what runs here after the workers finish, on
+(``rules.check_piece``), so what runs here after the workers finish, on
 one core, is the rebuilding and the checks across pieces.
 
-Anything a worker cannot vouch for (``Irregular``, a strict-mode SOA
-warning, a worker that died) comes back as ``None`` and the caller loads
-that zone with the reference path, in file order, so the first error and
-every warning read exactly as they would without workers. The SOA warnings
-of zones a worker read are logged here, in file order, when its result is
-taken.
+Anything a worker cannot vouch for (``Irregular``: an error, or what only
+the reference path reads; a worker that died) comes back as ``None`` and
+the caller loads that zone with the reference path, in file order, so the
+first error reads exactly as it would without workers. The warnings of
+zones a worker read are logged here, in file order, when its result is
+taken; those of a file read in pieces, once the pieces are merged.
 """
 
 from __future__ import annotations
 
+import array
 import contextlib
 import functools
 import logging
@@ -35,7 +36,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from pygdnsd.errors import ZoneError
-from pygdnsd.zones import fastload, model
+from pygdnsd.zones import fastload, model, parsing, pieces, rules
 from pygdnsd.zones.settings import ZoneSettings
 from pygdnsd.zones.tree import Reporter
 from pygdnsd.zones.zonefile import Record
@@ -69,7 +70,7 @@ def _piece_shares(processes: int) -> list[float]:
 Warning_ = tuple[str, str, int | None]
 # What a worker sends for a dict of nodes: the lone RRsets as columns (names,
 # types, TTLs, rdatas), and the other nodes as {name: {type: (ttl, rdatas)}}.
-PortableNodes = tuple[list[bytes], list[int], list[int], list[tuple[bytes, ...]], dict[bytes, Any]]
+PortableNodes = tuple[list[bytes], list[int], list[int], list[tuple[bytes, ...]], dict[bytes, Any], list[int]]
 
 _rtype_of = operator.attrgetter("rtype")
 _ttl_of = operator.attrgetter("ttl")
@@ -77,38 +78,52 @@ _rdatas_of = operator.attrgetter("rdatas")
 
 
 def _portable_nodes(nodes: dict[bytes, model.Node]) -> PortableNodes:
+    """The nodes as columns, and the others with, for each, how many lone names come before it.
+
+    The places keep the names' order, which is the order they first appear
+    in the file: the order the reference writes warnings in (``rules.in_data_order``).
+    """
     lone = [node for node in nodes.values() if not isinstance(node, dict)]
+    names: list[bytes] = []
+    others: dict[bytes, Any] = {}
+    places: list[int] = []
     if len(lone) == len(nodes):
         names = list(nodes)
-        others = {}
     else:
-        names = [name for name, node in nodes.items() if not isinstance(node, dict)]
-        others = {
-            name: {rtype: (rrset.ttl, rrset.rdatas) for rtype, rrset in node.items()}
-            for name, node in nodes.items()
-            if isinstance(node, dict)
-        }
-    return names, list(map(_rtype_of, lone)), list(map(_ttl_of, lone)), list(map(_rdatas_of, lone)), others
+        for name, node in nodes.items():
+            if isinstance(node, dict):
+                others[name] = {rtype: (rrset.ttl, rrset.rdatas) for rtype, rrset in node.items()}
+                places.append(len(names))
+            else:
+                names.append(name)
+    columns = list(map(_rtype_of, lone)), list(map(_ttl_of, lone)), list(map(_rdatas_of, lone))
+    return names, *columns, others, places
 
 
 def _add_nodes(portable: PortableNodes, into: dict[bytes, model.Node]) -> dict[bytes, model.Node]:
-    """``portable``'s nodes added to ``into``, but for the names ``into`` holds already: those are returned."""
-    names, rtypes, ttls, rdatas, others = portable
-    rrsets = fastload.new_rrsets(rtypes, ttls, rdatas)
+    """``portable``'s nodes added to ``into`` in their order, but for the names ``into`` holds already: those are returned."""
+    names, rtypes, ttls, rdatas, others, places = portable
+    rrsets = parsing.new_rrsets(rtypes, ttls, rdatas)
     # One hash lookup per name, in C: setdefault adds a new name and hands back a held one's node.
-    held = list(map(into.setdefault, names, rrsets))
+    claim = into.setdefault
     shared: dict[bytes, model.Node] = {}
-    if not all(map(operator.is_, held, rrsets)):
-        shared = {name: rrset for name, have, rrset in zip(names, held, rrsets, strict=True) if have is not rrset}
-    new_rrset = fastload.new_rrset
-    for name, node in others.items():  # the dicts are fresh from marshal: filled in place
+    held: list[model.Node] = []
+    done = 0
+    new_rrset = parsing.new_rrset
+    for (name, node), place in zip(others.items(), places, strict=True):  # the dicts are fresh from marshal
+        if place > done:
+            held += map(claim, names[done:place], rrsets[done:place])
+            done = place
         if node:
             for rtype, (ttl, data) in node.items():
                 node[rtype] = new_rrset(rtype, ttl, data)
         else:
-            node = fastload.EMPTY_NODE  # shared again, as the fast path builds it
-        if into.setdefault(name, node) is not node:
+            node = parsing.EMPTY_NODE  # shared again, as the fast path builds it
+        if claim(name, node) is not node:
             shared[name] = node
+    held += map(claim, names[done:], rrsets[done:]) if done else map(claim, names, rrsets)
+    if not all(map(operator.is_, held, rrsets)):
+        shared.update((name, rrset) for name, have, rrset in zip(names, held, rrsets, strict=True) if have is not rrset)
     return shared
 
 
@@ -127,47 +142,57 @@ def _rebuilt_zone(portable: tuple[Any, ...] | None) -> model.Zone | None:
     return model.Zone(apex, serial, rebuilt[apex][model.SOA], rebuilt, frozenset(cuts), source)
 
 
-def _portable_piece(piece: fastload.ZonePiece | None) -> tuple[Any, ...] | None:
-    """The piece and what its names leave to check (``fastload.piece_leads``): its targets stay here."""
-    if piece is None:
-        return None
+def _portable_piece(piece: parsing.ZonePiece | None) -> tuple[Any, ...] | None:
+    """The piece and what its names leave to check (``rules.check_piece``): its targets stay here."""
+    if piece is None or piece.files:
+        return None  # a piece that $INCLUDEs (the last: split looks at the others' directives) is read in one pass
     try:
-        leads = fastload.piece_leads(piece)
-    except fastload.Irregular:
+        unsettled = rules.check_piece(piece)
+    except parsing.Irregular:
         return None
     soa = piece.soa
     record = None if soa is None else (soa.owner, soa.rtype, soa.ttl, soa.rdata, soa.path, soa.line, soa.dyn_min)
-    ((cuts, ancestors, cut_parents),) = leads.parts
+    ((cuts, ancestors, cut_parents),) = unsettled.per_piece
     # Lists, not sets: marshal writes a set several times slower.
-    portable_leads = (
-        (list(leads.used), leads.unused, leads.ns, leads.mx, leads.chains, leads.plain),
+    portable_unsettled = (
+        (list(unsettled.used), unsettled.unused, unsettled.ns, unsettled.mx, unsettled.chains, unsettled.plain),
         (list(cuts), list(ancestors), list(cut_parents)),
+        (unsettled.warnings, unsettled.apex_ns_lines),
     )
-    return (piece.apex, _portable_nodes(piece.nodes), record, piece.deep, portable_leads)
+    return (
+        piece.apex, _portable_nodes(piece.nodes), record, piece.deep, portable_unsettled,
+        piece.clamped, piece.ttl_warnings, piece.noted,
+    )
 
 
 def _rebuilt_piece(
     portable: object, known: dict[bytes, model.Node]
-) -> tuple[fastload.ZonePiece, fastload.Leads] | None:
+) -> tuple[parsing.ZonePiece, rules.Unsettled] | None:
     """A worker's piece; its names not in ``known`` (the earlier pieces) go straight there.
 
     Only the names both hold stay in the piece, for ``fastload.merge``.
     """
     if not isinstance(portable, tuple):
         return None
-    apex, nodes, record, deep, leads = portable
+    apex, nodes, record, deep, unsettled, clamped, ttl_warnings, noted = portable
     shared = _add_nodes(nodes, known)
-    piece = fastload.ZonePiece(apex)
+    piece = parsing.ZonePiece(apex)
     piece.nodes = shared
     piece.deep = deep
+    piece.clamped = clamped
+    piece.ttl_warnings = ttl_warnings
+    piece.noted = noted
     piece.soa = None if record is None else Record(*record)
-    (used, unused, ns, mx, chains, plain), (cuts, ancestors, cut_parents) = leads
+    piece.soa_position = 0 if piece.soa is None else piece.soa.line  # a piece includes no file
+    (used, unused, ns, mx, chains, plain), (cuts, ancestors, cut_parents), (warnings, apex_ns_lines) = unsettled
     part = (set(cuts), set(ancestors), set(cut_parents))
-    return piece, fastload.Leads(set(used), unused, ns, mx, chains, plain, [part], set(shared))
+    return piece, rules.Unsettled(
+        set(used), unused, ns, mx, chains, plain, [part], warnings, apex_ns_lines, set(shared)
+    )
 
 
 class _Deferred(Reporter):
-    """A worker's SOA warnings, kept to be logged by the parent in file order."""
+    """A worker's warnings, kept to be logged by the parent in file order."""
 
     def __init__(self, strict: bool) -> None:
         super().__init__(strict)
@@ -253,9 +278,12 @@ def _scratch_file() -> int:
 
 
 def _fast(path: str, apex: bytes, settings: ZoneSettings) -> model.Zone | None:
+    """The zone on the fast path, or ``None``; a refused record is the zone's first error (raised)."""
     try:
         return fastload.load_zone(path, apex, settings)
-    except fastload.Irregular:
+    except parsing.RefusedRecord:
+        raise
+    except parsing.Irregular:
         return None
 
 
@@ -266,7 +294,7 @@ def _read_group(group: list[tuple[str, bytes]], settings: ZoneSettings) -> list[
         report = _Deferred(settings.strict_data)
         try:
             out.append((_portable_zone(fastload.load_zone(path, apex, settings, report)), report.messages))
-        except (fastload.Irregular, ZoneError):
+        except (parsing.Irregular, ZoneError):
             out.append((None, []))
     return out
 
@@ -312,50 +340,73 @@ def _batch(
             worker.reap()
 
 
+class _OnePass(Exception):
+    """The pieces do not go together (an RRset whose TTLs disagree across them, a piece a worker
+    could not read), but one pass over the whole file may still read the zone."""
+
+
 def _split(path: str, apex: bytes, settings: ZoneSettings) -> model.Zone | None:
-    """One big file read in pieces, one per process, merged in file order."""
+    """One big file read in pieces, one per process, merged in file order; else in one pass."""
     try:
-        text = fastload.read_text(path)
-        pieces = fastload.split(text, apex, settings, 0, shares=_piece_shares(settings.threads))
-    except fastload.Irregular:
-        return None
+        return _in_pieces(path, apex, settings)
+    except _OnePass:
+        pass  # out of the except block first: its traceback would keep the pieces alive
+    return _fast(path, apex, settings)
+
+
+def _in_pieces(path: str, apex: bytes, settings: ZoneSettings) -> model.Zone | None:
+    try:
+        text = pieces.read_text(path)
+        cuts = pieces.split(text, apex, settings, 0, shares=_piece_shares(settings.threads))
+    except parsing.Irregular:
+        raise _OnePass from None  # e.g. an $INCLUDE
     source = [text]  # dropped once this process has read its piece
     del text
 
-    def read(begin: int, end: int, start: fastload.Start) -> fastload.ZonePiece | None:
+    def read(begin: int, end: int, start: parsing.Start) -> parsing.ZonePiece | None:
         try:
             with fastload.collector_paused():
-                return fastload.parse_piece(source[0][begin:end].split("\n"), path, apex, settings, start)
-        except fastload.Irregular:
+                return parsing.parse_piece(source[0][begin:end].split("\n"), path, apex, settings, start)
+        except parsing.RefusedRecord:
+            if begin:
+                return None  # a later piece's: an earlier piece may hold an earlier error
+            raise
+        except parsing.Irregular:
             return None
 
-    def read_portable(begin: int, end: int, start: fastload.Start) -> tuple[Any, ...] | None:
+    def read_portable(begin: int, end: int, start: parsing.Start) -> tuple[Any, ...] | None:
         return _portable_piece(read(begin, end, start))
 
     # Each worker reads two pieces, the second smaller: this process rebuilds the
     # first while the worker reads it, and only a little is left once it ends.
-    groups = [pieces[i : i + 2] for i in range(1, len(pieces), 2)]
+    groups = [cuts[i : i + 2] for i in range(1, len(cuts), 2)]
     workers = [_Worker([functools.partial(read_portable, *piece) for piece in group]) for group in groups]
     try:
-        first = read(*pieces[0])
+        first = read(*cuts[0])
         source.clear()
         if first is None:
             return None
         with fastload.collector_paused():
-            # While the workers still read: the leads, and freeing what only they needed.
-            leads = fastload.piece_leads(first)
+            # While the workers still read: what is unsettled, and freeing what only they needed.
+            unsettled = rules.check_piece(first)
             first.targets = []
+            first.target_lines = array.array("q")
             first.multi = {}
             for worker, group in zip(workers, groups, strict=True):
                 for _ in group:
                     got = _rebuilt_piece(worker.result(), first.nodes)
                     if got is None:
-                        return None
+                        raise _OnePass  # one pass finds the first error, if that was one
                     piece, more = got
-                    fastload.merge(first, piece)
-                    leads.absorb(more)
-            return fastload.finish(first, path, settings, Reporter(settings.strict_data), leads)
-    except fastload.Irregular:
+                    try:
+                        parsing.merge(first, piece)
+                    except parsing.Irregular:
+                        raise _OnePass from None
+                    unsettled.add(more)
+            return fastload.finish(first, path, settings, Reporter(settings.strict_data), unsettled)
+    except parsing.RefusedRecord:
+        raise  # from the first piece (see read): the zone's first error
+    except parsing.Irregular:
         return None
     finally:
         for worker in workers:

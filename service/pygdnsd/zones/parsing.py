@@ -1,0 +1,974 @@
+"""Zone file text -> per-name nodes, fast: the lines of a file, or of a piece of one.
+
+The reference path (``zonefile.parse_zone_file`` then ``tree.build_zone``)
+makes a ``Record`` per line and runs each check over every record: about 35 s
+for a 1M-record zone. This parser reads the lines straight into the final
+per-name nodes (names and TTLs cached, no per-record objects), keeping the
+line of each record the whole-zone rules (``rules.py``) may speak of (NS,
+CNAME, PTR, MX, SRV), and writes down the warnings a record earns on its own
+(a TTL clamped, an ACME TXT's TTL overridden, TTLs that disagree in an
+RRset) with their lines. Records in parentheses over several lines are
+joined first; ``$INCLUDE``d files are read as pieces of their own and
+merged where they are included. A record the loop does not read itself (an
+escape in a name or a TXT string, a TXT string to split, an odd layout)
+is read by the reference parser, that record alone (``_OneRecord``). What
+the reference refuses, and DYNA/DYNC (whose rules only ``tree`` checks),
+raise ``Irregular``: that zone is read by the reference path, which words
+the error.
+"""
+
+from __future__ import annotations
+
+import array
+import collections
+import io
+import itertools
+import os
+import re
+import socket
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from pygdnsd.errors import ZoneError
+from pygdnsd.zones import model, names, rdata, zonefile
+from pygdnsd.zones.rdata import parse_ttl
+from pygdnsd.zones.settings import ZoneSettings
+from pygdnsd.zones.tree import MAX_NS_RRSET, acme_overridden, clamp_ttl, ttls_disagree
+from pygdnsd.zones.zonefile import Record, tokenize
+
+_A, _AAAA, _NS, _CNAME, _PTR, _MX, _SRV, _TXT, _SOA = (
+    model.A, model.AAAA, model.NS, model.CNAME, model.PTR, model.MX, model.SRV, model.TXT, model.SOA,
+)
+# The types whose rdata this module encodes itself; others go through rdata.encode.
+_TYPES = {
+    "A": _A, "AAAA": _AAAA, "NS": _NS, "CNAME": _CNAME, "PTR": _PTR, "MX": _MX, "SRV": _SRV,
+    "TXT": _TXT, "SOA": _SOA, "NAPTR": model.NAPTR, "CAA": model.CAA,
+}
+_LOWER_TYPES = {**_TYPES, **{k.lower(): v for k, v in _TYPES.items()}}
+_ONE_TARGET = frozenset((_CNAME, _NS, _PTR))
+_POINTING = frozenset((_CNAME, _NS, _PTR, _MX, _SRV))  # the types whose records go to ZonePiece.targets
+_TXT_NAMES = frozenset(name for name, rtype in _LOWER_TYPES.items() if rtype == _TXT)
+_LENGTH_BYTES = tuple(bytes((length,)) for length in range(256))
+_LENGTH_PREFIXES = _LENGTH_BYTES[: names.MAX_LABEL + 1]
+_SPECIAL_RE = re.compile(r'["();\\\r]')
+_UNQUOTED_SPECIAL_RE = re.compile(r"[();\\]")
+# ``zonefile.tokenize`` for a line whose only special characters are balanced quotes.
+_QUOTED_RE = re.compile(r'"[^"]*"|[^\s"]+')
+_ACME = b"\x0f_acme-challenge"
+EMPTY_NODE: dict[int, model.RRset] = {}  # every empty non-terminal shares it: zones are never mutated
+_TARGETS_CACHED = 100_000  # names, per origin: bounds the cache's memory
+_inet_pton = socket.inet_pton
+_AF_INET = socket.AF_INET
+_AF_INET6 = socket.AF_INET6
+
+
+_RRSET_SLOTS = vars(model.RRset)
+_SET_RTYPE = _RRSET_SLOTS["rtype"].__set__
+_SET_TTL = _RRSET_SLOTS["ttl"].__set__
+_SET_RDATAS = _RRSET_SLOTS["rdatas"].__set__
+_NEW = model.RRset.__new__
+
+
+# A warning to write: (position, message).
+Finding = tuple[int, str]
+# A warning about a record: (owner, type, position, message). The reference
+# writes them name by name in the order names first appear, then type by type.
+Remark = tuple[bytes, int, int, str]
+# Where a record is: its line, plus the number of the file it is in times this
+# (0: the zone file; n: an included one, ``ZonePiece.files[n - 1]``).
+POSITION_FILE = 1 << 32
+
+
+def new_rrset(rtype: int, ttl: int, rdatas: tuple[bytes, ...]) -> model.RRset:
+    """``model.RRset(...)`` without the frozen dataclass's __init__: a third faster, same object."""
+    rrset = _NEW(model.RRset)
+    _SET_RTYPE(rrset, rtype)
+    _SET_TTL(rrset, ttl)
+    _SET_RDATAS(rrset, rdatas)
+    return rrset
+
+
+def new_rrsets(rtypes: list[int], ttls: list[int], rdatas: list[tuple[bytes, ...]]) -> list[model.RRset]:
+    """``new_rrset`` over columns, with the loops in C: no Python frame per RRset (``parallel``'s transfer)."""
+    out = list(map(_NEW, itertools.repeat(model.RRset, len(rtypes))))
+    for set_field, values in ((_SET_RTYPE, rtypes), (_SET_TTL, ttls), (_SET_RDATAS, rdatas)):
+        collections.deque(map(set_field, out, values), maxlen=0)
+    return out
+
+
+class Irregular(Exception):
+    """This zone needs the reference path (the message says why, for debugging)."""
+
+
+class RefusedRecord(ZoneError, Irregular):
+    """A record the reference parser refuses, worded as it words it (its own code read the record).
+
+    Read from the start of the zone's file in one pass, the first such
+    record is the zone's first error, as the reference path would find it:
+    the caller may report it without reading the zone again. Read in a
+    later piece of the file, it is only ``Irregular``.
+    """
+
+
+def within(name: bytes, apex: bytes) -> bool:
+    if not name.endswith(apex):
+        return False
+    cut = len(name) - len(apex)
+    pos = 0
+    while pos < cut:
+        pos += name[pos] + 1
+    return pos == cut
+
+
+class RelativeNames:
+    """Presentation names -> wire, relative to the current origin; targets cached."""
+
+    def __init__(self, apex: bytes) -> None:
+        self.apex = apex
+        self.origin = apex
+        self.cache: dict[str, bytes] = {}
+
+    def set_origin(self, origin: bytes) -> None:
+        if origin != self.origin:
+            self.origin = origin
+            self.cache = {}
+
+    def wire(self, text: str) -> bytes:
+        """``text`` as a name; Irregular unless it is plain (see ``_plain``), ``@`` or ``x.@Z``."""
+        # _plain, inlined: this runs for most names in rdata.
+        if text.isascii() and "@" not in text and "\\" not in text and '"' not in text:
+            low = text.lower()
+            if "." not in low:
+                if len(low) > names.MAX_LABEL:
+                    raise Irregular("long label")
+                wire = (chr(len(low)) + low).encode() + self.origin
+                if len(wire) > names.MAX_NAME:
+                    raise Irregular("long name")
+                return wire
+            if low[0] != "." and ".." not in low:
+                if low[-1] == ".":
+                    parts = low[:-1].split(".")
+                    tail = b"\x00"
+                else:
+                    parts = low.split(".")
+                    tail = self.origin
+                if max(map(len, parts)) > names.MAX_LABEL:
+                    raise Irregular("long label")
+                wire = "".join([chr(len(part)) + part for part in parts]).encode() + tail
+                if len(wire) > names.MAX_NAME:
+                    raise Irregular("long name")
+                return wire
+        if text == "@":
+            return self.origin
+        if text == ".":
+            return names.ROOT
+        if text == "@Z":
+            return self.apex
+        if text.endswith(".@Z") and _plain(text[:-3]) and not text[:-3].endswith("."):
+            saved = self.origin
+            self.origin = self.apex
+            try:
+                return self.wire(text[:-3])
+            finally:
+                self.origin = saved
+        raise Irregular(f"name {text!r}")
+
+    def target(self, text: str) -> bytes:
+        """``wire`` for names in rdata, which repeat (owners mostly do not)."""
+        hit = self.cache.get(text)
+        if hit is None:
+            hit = self.wire(text)
+            self.remember(text, hit)
+        return hit
+
+    def remember(self, text: str, wire: bytes) -> None:
+        if len(self.cache) >= _TARGETS_CACHED:
+            # Start again rather than stop: the names used next are most likely recent ones.
+            self.cache.clear()
+        self.cache[text] = wire
+
+    def glue(self, text: str) -> bytes:
+        """``target`` for an NS target, often a name below the NS owner (which the cache holds)."""
+        dot = text.find(".")
+        parent = self.cache.get(text[dot + 1 :])
+        if parent is None or dot > names.MAX_LABEL or not _plain(text):
+            return self.target(text)
+        wire = _LENGTH_PREFIXES[dot] + text[:dot].lower().encode() + parent
+        if len(wire) > names.MAX_NAME:
+            raise Irregular("long name")
+        self.remember(text, wire)  # for the glue's own line
+        return wire
+
+
+def _plain(text: str) -> bool:
+    """A name written without escapes, quotes or ``@``: ASCII in non-empty labels, each byte standing for itself.
+
+    That is what the reference path reads literally too (``names.from_text_plain``).
+    """
+    return (
+        text.isascii()
+        and "@" not in text
+        and "\\" not in text
+        and '"' not in text
+        and text[:1] != "."
+        and ".." not in text
+    )
+
+
+def _txt(strings: list[str]) -> bytes:
+    """Plain TXT strings (no escapes, each under 256 bytes); others go to rdata.encode.
+
+    A token holds quotes only at its ends (see ``tokenize``), so stripping them unquotes it.
+    """
+    if "\\" in "".join(strings):
+        raise Irregular("escaped TXT")
+    wire = b""
+    for text in strings:
+        data = text.strip('"').encode()
+        try:
+            wire += _LENGTH_BYTES[len(data)] + data
+        except IndexError:
+            raise Irregular("long TXT string") from None
+    if len(wire) > rdata.MAX_TXT_RDATA:
+        raise Irregular("long TXT")
+    return wire
+
+
+def _u16(text: str, cache: dict[str, bytes]) -> bytes:
+    """A 16-bit field (MX preference, SRV numbers), remembered in ``cache``: the same few values recur."""
+    if not text.isdigit() or not text.isascii():
+        raise Irregular("number")
+    value = int(text)
+    if value > 0xFFFF:
+        raise Irregular("number")
+    got = cache[text] = value.to_bytes(2, "big")
+    return got
+
+
+class ZonePiece:
+    """What one pass over a file (or a piece of it) gathers."""
+
+    def __init__(self, apex: bytes) -> None:
+        self.apex = apex
+        self.nodes: dict[bytes, model.Node] = {}
+        self.multi: dict[tuple[bytes, int], list[bytes]] = {}
+        # (type, owner, rdata) of each NS, CNAME, PTR, MX and SRV record: what the
+        # whole-zone rules follow; and, apart, its line, for a message about the
+        # record (an array: a tuple slot and an int object each would cost 5 times more).
+        self.targets: list[tuple[int, bytes, bytes]] = []
+        self.target_lines = array.array("q")
+        self.soa: Record | None = None
+        # The TTL warnings, written after the SOA's: clamps (never made errors), and
+        # ACME overrides and disagreeing TTLs in an RRset.
+        self.clamped: list[Remark] = []
+        self.ttl_warnings: list[Remark] = []
+        # Owners that are not children of the apex (the apex included): the
+        # only ones that can be below a cut or have a missing parent.
+        self.deep: list[bytes] = []
+        # (owner, type, line) of each record at an owner outside the zone (glue, as
+        # gdnsd allows it), or at an owner ``parse_piece`` was asked to watch.
+        self.noted: list[tuple[bytes, int, int]] = []
+        # The files $INCLUDEd, in the order read: every "line" above is a position
+        # (see POSITION_FILE), the SOA's too.
+        self.files: list[str] = []
+        self.soa_position = 0
+
+    def where(self, path: str, position: int) -> tuple[str, int]:
+        """The file (``path`` for the zone's own) and line of a position."""
+        index = position // POSITION_FILE
+        return (path if not index else self.files[index - 1]), position % POSITION_FILE
+
+
+@dataclass(frozen=True, slots=True)
+class Start:
+    """Where a piece of a file starts: its first line's number and the $ORIGIN/$TTL in force.
+
+    ``file_origin`` is what ``@F`` stands for: the origin the file started
+    with (``None``: the apex, as for the zone's own file).
+    """
+
+    line: int
+    origin: bytes
+    default_ttl: int
+    file_origin: bytes | None = None
+
+
+
+def _special_tokens(line: str) -> list[str]:
+    """The tokens of a line holding quotes, parentheses, a comment or escapes; Irregular for what the fast path leaves."""
+    if "\r" in line:
+        raise Irregular("carriage return")
+    if _UNQUOTED_SPECIAL_RE.search(line) is None:
+        return _quoted_tokens(line)
+    try:
+        tokens = tokenize(line)
+    except ValueError:
+        raise Irregular("tokens") from None
+    if "(" in tokens or ")" in tokens:
+        raise Irregular("parentheses")
+    return tokens
+
+
+def _quoted_tokens(line: str) -> list[str]:
+    """``tokenize`` for a line whose only special characters are quotes, as in most TXT lines, without its loop.
+
+    An odd quote is unterminated: ``tokenize`` would fail. In the commonest
+    shape, an owner (or a blank), maybe a TTL and class, ``TXT`` and quoted
+    strings, the strings come without their quotes, cheaper to cut out:
+    ``_txt`` reads them alike.
+    """
+    parts = line.split('"')
+    if not len(parts) & 1:
+        raise Irregular("tokens")
+    head = parts[0].split()
+    if (
+        len(head) >= (1 if line[0] in " \t" else 2)
+        and head[-1] in _TXT_NAMES
+        and not "".join(parts[2::2]).strip()
+    ):
+        head += parts[1::2]
+        return head
+    return _QUOTED_RE.findall(line)
+
+
+_BLOCK = 1 << 16  # characters read at a time from a file
+_BATCH = 2048  # lines taken at a time from a list
+
+
+def _batches(lines: Iterable[str], number: int) -> Iterator[tuple[int, list[str], bool]]:
+    """``lines`` in batches: (first line's number, lines, clean), parenthesized records on one line.
+
+    ``lines`` may also be an open file, or the text itself (a ``str``),
+    read in blocks: cheaper than taking lines one by one. A clean batch is
+    ASCII without ``();\\`` or a carriage return, which the loop then need
+    not look for line by line (a C scan of the batch costs far less than a
+    regex search of each line). A record written over several lines in
+    parentheses (see ``join_parenthesized``) comes as one line, where it
+    starts, and empty lines for the rest, so every line keeps its number.
+    """
+    carry: list[str] = []  # the start of a parenthesized record the last batch did not close
+    if isinstance(lines, io.TextIOBase | str):
+        for block in _blocks(lines):
+            batch = block.split("\n")
+            if carry or "(" in block:
+                number -= len(carry)
+                batch, carry = join_parenthesized(carry + batch[:-1])
+                batch.append("")  # the start of the next block's first line, as above
+                # Joined, the batch may be clean: an SOA in parentheses with comments in a small zone.
+                yield number, batch, _clean("\n".join(batch))
+                number += len(batch) - 1 + len(carry)
+                continue
+            yield number, batch, _clean(block)
+            number += len(batch) - 1  # the last is the start of the next block's first line
+    else:
+        source = iter(lines)
+        while batch := list(itertools.islice(source, _BATCH)):
+            text = "".join(batch)
+            if carry or "(" in text:
+                number -= len(carry)
+                batch, carry = join_parenthesized(carry + batch)
+                yield number, batch, _clean("".join(batch))
+                number += len(batch) + len(carry)
+                continue
+            yield number, batch, _clean(text)
+            number += len(batch)
+    if carry:
+        raise Irregular("'(' without ')'")
+
+
+def join_parenthesized(lines: list[str]) -> tuple[list[str], list[str]]:
+    """``lines`` with each record written in parentheses over several lines on its first line, and what is left open.
+
+    The record's tokens (its parentheses and comments dropped) are joined
+    with spaces after the first line's leading blank, which reads back as
+    the same tokens (quotes and escapes stay inside their tokens); the lines
+    it took are left empty. Lines from an unclosed record's first on are
+    returned apart, for the next batch to finish. What the reference path
+    refuses (nested or unmatched parentheses, bad quoting) is Irregular.
+    """
+    out = lines
+    count = len(lines)
+    index = 0
+    while index < count:
+        line = lines[index]
+        if "(" not in line and ")" not in line:
+            index += 1
+            continue
+        if out is lines:
+            out = list(lines)
+        begin = index
+        kept: list[str] = []
+        depth = 0
+        while True:
+            for token in _tokens(lines[index]):
+                if token == "(":
+                    depth += 1
+                    if depth > 1:
+                        raise Irregular("nested parentheses")
+                elif token == ")":
+                    if not depth:
+                        raise Irregular("')' without '('")
+                    depth -= 1
+                else:
+                    kept.append(token)
+            index += 1
+            if not depth:
+                break
+            if index == count:
+                return out[:begin], lines[begin:]
+        blank = line[: len(line) - len(line.lstrip(" \t"))]
+        out[begin] = blank + " ".join(kept)
+        for taken in range(begin + 1, index):
+            out[taken] = ""
+    return out, []
+
+
+def _tokens(line: str) -> list[str]:
+    """``tokenize``, its refusals Irregular."""
+    if "\r" in line:
+        raise Irregular("carriage return")
+    try:
+        return tokenize(line)
+    except ValueError:
+        raise Irregular("tokens") from None
+
+
+def _blocks(source: io.TextIOBase | str) -> Iterator[str]:
+    """About ``_BLOCK`` characters at a time, in whole lines."""
+    if isinstance(source, str):
+        size = len(source)
+        begin = 0
+        while begin < size:
+            end = source.find("\n", begin + _BLOCK) + 1 or size
+            yield source[begin:end]
+            begin = end
+        return
+    while block := source.read(_BLOCK):
+        if block[-1] != "\n":
+            block += source.readline()
+        yield block
+
+
+def _clean(text: str) -> bool:
+    return (
+        text.isascii()
+        and "\\" not in text
+        and ";" not in text
+        and "(" not in text
+        and ")" not in text
+        and "\r" not in text
+    )
+
+
+def _label_prefixes(origin: bytes) -> tuple[bytes, ...]:
+    """The length byte of each label that may stand before ``origin``: past the end is a label too long."""
+    return _LENGTH_PREFIXES[: min(names.MAX_LABEL, names.MAX_NAME - len(origin) - 1) + 1]
+
+
+def parse_piece(
+    lines: Iterable[str],
+    path: str,
+    apex: bytes,
+    settings: ZoneSettings,
+    start: Start | None = None,
+    watch: frozenset[bytes] = frozenset(),
+    depth: int = 0,
+) -> ZonePiece:
+    """The lines of one file, or of one piece of it (see ``split``), read into per-name nodes.
+
+    ``lines`` may be an open file, the text (a ``str``), or lines that may
+    keep their newline (``split()`` ignores it). This loop is most of the
+    time a big zone takes to load: it avoids calls and temporaries for the
+    common lines (a plain owner, a known type, one-token rdata). The lines
+    of the records at the owners in ``watch`` are noted (``ZonePiece.noted``).
+    ``depth`` counts the $INCLUDEs this file is read under.
+    """
+    if start is None:
+        start = Start(1, apex, settings.default_ttl)
+    out = ZonePiece(apex)
+    nodes = out.nodes
+    multi = out.multi
+    targets = out.targets
+    target_line = out.target_lines.append
+    namer = RelativeNames(apex)
+    namer.set_origin(start.origin)
+    wire_of = namer.wire
+    target_of = namer.target
+    glue_of = namer.glue
+    target_cache = namer.cache
+    special = _SPECIAL_RE.search
+    quoted = _quoted_tokens
+    default_ttl = start.default_ttl
+    min_ttl = settings.min_ttl
+    max_ttl = settings.max_ttl
+    default_clamped = not min_ttl <= default_ttl <= max_ttl
+    ttls: dict[str, int] = {}
+    acme_ttl = settings.acme_challenge_dns_ttl
+    disagreed: set[tuple[bytes, int]] = set()
+    u16s: dict[str, bytes] = {}
+    rtypes = _LOWER_TYPES
+    owner = b""  # none yet ("" is no name: the root is b"\x00")
+    owner_text = ""
+    context = rdata.RdataContext(target_of, settings.text_autosplit)
+    origin = start.origin
+    origin_deep = origin != apex
+    owner_deep = False
+    noted = False  # whether the owner's records go to out.noted
+    one_by_one: _OneRecord | None = None
+    watching = bool(watch)
+    child_length = len(apex) + 1  # the length of a child of the apex, less its first label
+    deep = out.deep
+    prefixes = _label_prefixes(origin)
+    new = _NEW
+    rrset_class = model.RRset
+    set_rtype = _SET_RTYPE
+    set_ttl = _SET_TTL
+    set_rdatas = _SET_RDATAS
+    claim = nodes.setdefault
+    inet_pton = _inet_pton
+    one_target = _ONE_TARGET
+    for first_number, batch, clean in _batches(lines, start.line):
+        for number, line in enumerate(batch, first_number):
+            try:
+                if clean:
+                    tokens = line.split() if '"' not in line else quoted(line)
+                elif special(line) is None:
+                    tokens = line.split()
+                else:
+                    tokens = _special_tokens(line)
+                if not tokens:
+                    continue
+                if line[0] in " \t":
+                    if not owner:
+                        raise Irregular("blank owner")
+                    pos = 0
+                else:
+                    first = tokens[0]
+                    if first != owner_text:
+                        # A clean batch is ASCII without backslashes or quotes outside quoted tokens.
+                        if (clean and first.isalnum()) or (
+                            line[0] != "$"
+                            and "." not in first
+                            and "@" not in first
+                            and first.isascii()
+                            and "\\" not in first
+                            and '"' not in first
+                        ):
+                            try:
+                                owner = prefixes[len(first)] + first.encode().lower() + origin
+                            except IndexError:
+                                raise Irregular("long owner") from None
+                            owner_deep = origin_deep
+                            noted = watching and owner in watch
+                        elif line[0] == "$":
+                            if tokens[0].upper() == "$INCLUDE":
+                                _fold(nodes, multi)  # the records so far come first
+                                merge(out, *_included(tokens, path, namer, default_ttl, settings, watch, depth))
+                                continue
+                            directive(tokens, namer)
+                            if tokens[0].upper() == "$TTL":
+                                default_ttl = parse_ttl(tokens[1])
+                                default_clamped = not min_ttl <= default_ttl <= max_ttl
+                            else:
+                                # As the reference: $ORIGIN forgets the owner, $TTL does not.
+                                owner = b""
+                                owner_text = ""
+                                origin = namer.origin
+                                origin_deep = origin != apex
+                                prefixes = _label_prefixes(origin)
+                                target_cache = namer.cache
+                            continue
+                        else:
+                            # Glue and other targets are owners too: the target cache may know them.
+                            owner = target_cache.get(first) or wire_of(first)
+                            if first[-1] == "." and not within(owner, apex):
+                                noted = True  # glue outside the zone: not deep, its walk up would leave the zone
+                                owner_deep = False
+                            else:
+                                noted = watching and owner in watch
+                                owner_deep = len(owner) != owner[0] + child_length
+                        owner_text = first
+                    pos = 1
+                count = len(tokens)
+                try:
+                    rtype = rtypes.get(tokens[pos])
+                except IndexError:
+                    raise Irregular("no type") from None
+                if rtype is None:
+                    # A TTL and/or the class first. The commonest shapes without a call: the
+                    # class alone, or a TTL seen before then the class, or that TTL alone.
+                    head = tokens[pos]
+                    written = ttls.get(head)
+                    if head == "IN" and pos + 1 < count and (rtype := rtypes.get(tokens[pos + 1])) is not None:
+                        pos += 1
+                        ttl = default_ttl
+                    elif written is not None and pos + 2 < count and tokens[pos + 1] == "IN" and (
+                        (rtype := rtypes.get(tokens[pos + 2])) is not None
+                    ):
+                        pos += 2
+                        ttl = written
+                    elif written is not None and pos + 1 < count and (rtype := rtypes.get(tokens[pos + 1])) is not None:
+                        pos += 1
+                        ttl = written
+                    else:
+                        # Either order, any case (as zonefile.Parser.record).
+                        ttl, pos = _ttl_and_class(tokens, pos, default_ttl, ttls)
+                        if pos >= count:
+                            raise Irregular("no type")
+                        rtype = rtypes.get(tokens[pos]) or _generic_type(tokens[pos])
+                    if (ttl < min_ttl or ttl > max_ttl) and rtype != _SOA:  # soa_rrset words the SOA's
+                        ttl = _clamped(ttl, owner, rtype, number, settings, out.clamped)
+                elif default_clamped and rtype != _SOA:
+                    ttl = _clamped(default_ttl, owner, rtype, number, settings, out.clamped)
+                else:
+                    ttl = default_ttl
+                pos += 1
+                fields = count - pos
+                if noted:
+                    _note(out, owner, rtype, number)
+                try:
+                    if rtype == _A:
+                        if fields != 1:
+                            raise Irregular("A")
+                        wire = inet_pton(_AF_INET, tokens[pos])
+                    elif rtype == _AAAA:
+                        if fields != 1:
+                            raise Irregular("AAAA")
+                        wire = inet_pton(_AF_INET6, tokens[pos])
+                    elif rtype in one_target:
+                        if fields != 1:
+                            raise Irregular("target")
+                        if rtype != _NS:
+                            wire = target_cache.get(tokens[pos]) or target_of(tokens[pos])
+                        else:
+                            # Its glue's names end with it (namer.remember, inlined).
+                            if len(target_cache) >= _TARGETS_CACHED:
+                                target_cache.clear()
+                            target_cache[owner_text] = owner
+                            wire = target_cache.get(tokens[pos]) or glue_of(tokens[pos])
+                        targets.append((rtype, owner, wire))
+                        target_line(number)
+                    elif rtype == _MX:
+                        if fields != 2:
+                            raise Irregular("MX")
+                        wire = (u16s.get(tokens[pos]) or _u16(tokens[pos], u16s)) + (
+                            target_cache.get(tokens[pos + 1]) or target_of(tokens[pos + 1])
+                        )
+                        targets.append((rtype, owner, wire))
+                        target_line(number)
+                    elif rtype == _SRV:
+                        if fields != 4:
+                            raise Irregular("SRV")
+                        wire = (
+                            (u16s.get(tokens[pos]) or _u16(tokens[pos], u16s))
+                            + (u16s.get(tokens[pos + 1]) or _u16(tokens[pos + 1], u16s))
+                            + (u16s.get(tokens[pos + 2]) or _u16(tokens[pos + 2], u16s))
+                            + (target_cache.get(tokens[pos + 3]) or target_of(tokens[pos + 3]))
+                        )
+                        targets.append((rtype, owner, wire))
+                        target_line(number)
+                    elif rtype == _TXT:
+                        if not fields:
+                            raise Irregular("TXT")
+                        wire = _txt(tokens[pos:])
+                        if owner.startswith(_ACME):
+                            # Served with the acme setting's TTL, whatever the file says.
+                            if ttl != acme_ttl:
+                                out.ttl_warnings.append((owner, rtype, number, acme_overridden(owner, ttl, acme_ttl)))
+                            ttl = acme_ttl
+                    else:
+                        if rtype == _SOA and (owner != apex or out.soa is not None):
+                            raise Irregular("SOA")
+                        wire = rdata.encode(rtype, tokens[pos - 1].upper(), tokens[pos:], context)
+                        if rtype == _SOA:
+                            out.soa = Record(owner, rtype, ttl, wire, path, number)
+                            out.soa_position = number
+                except (OSError, ValueError, names.NameError_):
+                    raise Irregular("rdata") from None
+            except Irregular:
+                if line[:1] == "$":
+                    raise
+                # A record this loop does not read (escapes, a long TXT string, a type or
+                # layout it leaves aside): the reference parser reads that one record.
+                _forget_line(out, number)
+                if one_by_one is None:
+                    one_by_one = _OneRecord(apex, path, settings, start.file_origin or apex)
+                record, written_owner = one_by_one.read(line, number, namer.origin, default_ttl, owner)
+                owner = record.owner
+                rtype = record.rtype
+                wire = record.rdata
+                if written_owner is not None:
+                    owner_text = written_owner
+                    outside = not within(owner, apex)
+                    noted = outside or (watching and owner in watch)
+                    owner_deep = not outside and len(owner) != owner[0] + child_length
+                ttl = one_by_one.settle(out, record, noted)
+            # new_rrset, inlined: this runs once per record.
+            rrset = new(rrset_class)
+            set_rtype(rrset, rtype)
+            set_ttl(rrset, ttl)
+            set_rdatas(rrset, (wire,))
+            node = claim(owner, rrset)  # a name's only RRset is its node (model.node_of)
+            if node is rrset:
+                if owner_deep:
+                    deep.append(owner)
+                continue
+            have = node.get(rtype)
+            if have is None:
+                if rtype == _CNAME or _CNAME in node:
+                    raise Irregular("CNAME and other data")
+                nodes[owner] = with_rrset(node, rrset)
+            else:
+                if have.ttl != ttl and (owner, rtype) not in disagreed:
+                    # The first record's TTL serves; the reference words it once per RRset.
+                    disagreed.add((owner, rtype))
+                    out.ttl_warnings.append((owner, rtype, number, ttls_disagree(owner, rtype, have.ttl)))
+                more = multi.get((owner, rtype))
+                if more is None:
+                    multi[(owner, rtype)] = [wire]
+                else:
+                    more.append(wire)
+    _fold(nodes, multi)
+    return out
+
+
+def _fold(nodes: dict[bytes, model.Node], multi: dict[tuple[bytes, int], list[bytes]]) -> None:
+    """The RRsets' later records (kept apart while reading) into their RRsets, in order."""
+    for (name, rtype), more in multi.items():
+        node = nodes[name]
+        have = node[rtype]
+        nodes[name] = with_rrset(node, new_rrset(rtype, have.ttl, have.rdatas + tuple(more)))
+    multi.clear()
+
+
+def _included(
+    tokens: list[str],
+    path: str,
+    namer: RelativeNames,
+    default_ttl: int,
+    settings: ZoneSettings,
+    watch: frozenset[bytes],
+    depth: int,
+) -> tuple[ZonePiece, str]:
+    """The file an ``$INCLUDE`` line names, read as the reference reads it (see ``zonefile``), and its path.
+
+    Its path is relative to the including file's directory; it starts with
+    the origin given (relative to the current one) or the current one, and
+    the current $TTL; what it changes of them stays inside it.
+    """
+    if len(tokens) not in (2, 3) or depth >= zonefile.MAX_INCLUDE_DEPTH:
+        raise Irregular("$INCLUDE")
+    included = os.path.join(os.path.dirname(path), tokens[1].strip('"'))
+    origin = namer.origin if len(tokens) == 2 else namer.wire(tokens[2])
+    if not within(origin, namer.apex):
+        raise Irregular("$INCLUDE origin outside the zone")
+    try:
+        handle = open(included, encoding="utf-8", errors="surrogateescape", newline="")  # noqa: SIM115 - closed below
+    except OSError:
+        raise Irregular("$INCLUDE unreadable") from None
+    with handle:
+        start = Start(1, origin, default_ttl, origin)
+        return parse_piece(handle, included, namer.apex, settings, start, watch, depth + 1), included
+
+
+def merge(into: ZonePiece, piece: ZonePiece, included: str | None = None) -> None:
+    """Add a later piece of the same file to ``into``, as if read in one pass; or a file it $INCLUDEs.
+
+    An included file's positions become positions in ``into`` (see ``POSITION_FILE``).
+    """
+    nodes = into.nodes
+    later = piece.nodes
+    for name in nodes.keys() & later.keys():
+        node = nodes[name]
+        for rtype, rrset in later.pop(name).items():
+            have = node.get(rtype)
+            if have is None:
+                if rtype == _CNAME or _CNAME in node:
+                    raise Irregular("CNAME and other data")
+                node = with_rrset(node, rrset)
+            elif have.ttl != rrset.ttl:
+                raise Irregular("TTLs disagree")
+            else:
+                node = with_rrset(node, new_rrset(rtype, have.ttl, have.rdatas + rrset.rdatas))
+                if rtype == _NS and len(have.rdatas) + len(rrset.rdatas) > MAX_NS_RRSET:
+                    raise Irregular("too many NS")  # each piece checked its own part only
+        nodes[name] = node
+    nodes.update(later)
+    shift = 0
+    if included is not None:
+        shift = (len(into.files) + 1) * POSITION_FILE
+        into.files += [included, *piece.files]
+    if piece.ttl_warnings and into.ttl_warnings:
+        # An RRset whose TTLs disagree in both: the reference words it once, at the first.
+        # (An ACME TXT's TTLs never disagree: each of its records has its own warning.)
+        worded = {(owner, rtype) for owner, rtype, _, _ in into.ttl_warnings}
+        piece.ttl_warnings = [
+            remark
+            for remark in piece.ttl_warnings
+            if (remark[0], remark[1]) not in worded or (remark[1] == _TXT and remark[0].startswith(_ACME))
+        ]
+    into.targets += piece.targets
+    if shift:
+        into.target_lines.extend(line + shift for line in piece.target_lines)
+        into.noted += [(owner, rtype, line + shift) for owner, rtype, line in piece.noted]
+        into.clamped += [(owner, rtype, line + shift, message) for owner, rtype, line, message in piece.clamped]
+        into.ttl_warnings += [(owner, rtype, line + shift, message) for owner, rtype, line, message in piece.ttl_warnings]
+    else:
+        into.target_lines += piece.target_lines
+        into.noted += piece.noted
+        into.clamped += piece.clamped
+        into.ttl_warnings += piece.ttl_warnings
+    into.deep += piece.deep
+    if piece.soa is not None:
+        if into.soa is not None:
+            raise Irregular("SOA")
+        into.soa = piece.soa
+        into.soa_position = piece.soa_position + shift
+
+
+def with_rrset(node: model.Node, rrset: model.RRset) -> model.Node:
+    """``node`` holding ``rrset`` too (in place of one of its type): a dict from the second type on."""
+    if isinstance(node, dict):
+        node[rrset.rtype] = rrset
+        return node
+    if node.rtype == rrset.rtype:
+        return rrset
+    return {node.rtype: node, rrset.rtype: rrset}
+
+
+def _forget_line(piece: ZonePiece, line: int) -> None:
+    """Undo what the fast loop noted for ``line`` before it gave the line up."""
+    while piece.target_lines and piece.target_lines[-1] == line:
+        piece.targets.pop()
+        piece.target_lines.pop()
+    while piece.noted and piece.noted[-1][2] == line:
+        piece.noted.pop()
+    for remarks in (piece.clamped, piece.ttl_warnings):
+        while remarks and remarks[-1][2] == line:
+            remarks.pop()
+
+
+class _OneRecord:
+    """The reference parser (``zonefile``) on one line: the slow path for one record, not the zone.
+
+    Its refusals are the zone's (``Irregular``: the reference path then
+    words them), as are the records whose rules only the reference path
+    checks (DYNA, DYNC) and a second SOA.
+    """
+
+    def __init__(self, apex: bytes, path: str, settings: ZoneSettings, file_origin: bytes) -> None:
+        self.parser = zonefile.Parser(apex, zonefile.ParseOptions(settings.default_ttl, settings.text_autosplit))
+        self.state = zonefile.FileState(path, apex, file_origin, settings.default_ttl)
+        self.settings = settings
+
+    def read(self, line: str, number: int, origin: bytes, default_ttl: int, owner: bytes) -> tuple[Record, str | None]:
+        """The line's record, and its owner's text (``None`` for a blank owner)."""
+        if "\r" in line:
+            raise Irregular("carriage return")  # the reference refuses the file, not a record
+        state = self.state
+        state.origin = origin
+        state.default_ttl = default_ttl
+        state.owner = owner or None
+        try:
+            tokens = tokenize(line)
+            self.parser.record(tokens, line[0] in " \t", state, number)
+        except (ValueError, names.NameError_) as exc:
+            raise RefusedRecord(str(exc), state.path, number) from None
+        record = self.parser.records.pop()
+        if record.rtype in (model.DYNA, model.DYNC):
+            raise Irregular("DYNA/DYNC")
+        return record, None if line[0] in " \t" else tokens[0]
+
+    def settle(self, piece: ZonePiece, record: Record, noted: bool) -> int:
+        """What the fast loop does for a record it reads, done for ``record``; the TTL it is served with."""
+        owner, rtype, ttl, line = record.owner, record.rtype, record.ttl, record.line
+        settings = self.settings
+        if rtype == _SOA:
+            if piece.soa is not None:
+                raise Irregular("SOA")
+            piece.soa = record  # soa_rrset clamps its TTL, and words it
+            piece.soa_position = line
+        elif not settings.min_ttl <= ttl <= settings.max_ttl:
+            ttl = _clamped(ttl, owner, rtype, line, settings, piece.clamped)
+        if rtype == _TXT and owner.startswith(_ACME):
+            if ttl != settings.acme_challenge_dns_ttl:
+                piece.ttl_warnings.append((owner, rtype, line, acme_overridden(owner, ttl, settings.acme_challenge_dns_ttl)))
+            ttl = settings.acme_challenge_dns_ttl
+        if rtype in _POINTING:
+            piece.targets.append((rtype, owner, record.rdata))
+            piece.target_lines.append(line)
+        if noted:
+            _note(piece, owner, rtype, line)
+        return ttl
+
+
+def _note(piece: ZonePiece, owner: bytes, rtype: int, line: int) -> None:
+    """A record at an owner outside the zone (A and AAAA only, as the reference reads), or a watched one."""
+    if rtype != _A and rtype != _AAAA and not within(owner, piece.apex):
+        raise Irregular("data outside the zone")
+    piece.noted.append((owner, rtype, line))
+
+
+def _clamped(ttl: int, owner: bytes, rtype: int, line: int, settings: ZoneSettings, into: list[Remark]) -> int:
+    """``ttl`` clamped into the settings' range, the warning into ``into``."""
+    ttl, message = clamp_ttl(ttl, owner, "TTL", settings)
+    if message is not None:
+        into.append((owner, rtype, line, message))
+    return ttl
+
+
+def _generic_type(text: str) -> int:
+    """RFC 3597 ``TYPEnnn`` (rdata.encode then checks what it may stand for)."""
+    if text[:4].upper() != "TYPE":
+        raise Irregular(f"type {text}")
+    try:
+        return rdata.type_code(text.upper())
+    except ValueError:
+        raise Irregular(f"type {text}") from None
+
+
+def _ttl_and_class(tokens: list[str], pos: int, ttl: int, cache: dict[str, int]) -> tuple[int, int]:
+    """The TTL (or ``ttl`` when none is written) and the position past the TTL and class fields."""
+    seen_ttl = False
+    seen_class = False
+    for _ in range(2):
+        if pos >= len(tokens):
+            break
+        tok = tokens[pos]
+        if not seen_ttl and tok[0].isdigit():
+            got = cache.get(tok)
+            if got is None:
+                try:
+                    got = cache[tok] = parse_ttl(tok)
+                except ValueError:
+                    raise Irregular("ttl") from None
+            ttl = got
+            seen_ttl = True
+            pos += 1
+        elif not seen_class and tok.upper() == "IN":
+            seen_class = True
+            pos += 1
+        else:
+            break
+    return ttl, pos
+
+
+def directive(tokens: list[str], namer: RelativeNames) -> None:
+    """$ORIGIN and $TTL (applied by the caller); anything else is Irregular."""
+    name = tokens[0].upper()
+    if len(tokens) != 2:
+        raise Irregular(name)
+    if name == "$TTL":
+        try:
+            parse_ttl(tokens[1])
+        except ValueError:
+            raise Irregular("$TTL") from None
+    elif name == "$ORIGIN":
+        origin = namer.wire(tokens[1])
+        if not within(origin, namer.apex):
+            raise Irregular("$ORIGIN outside the zone")
+        namer.set_origin(origin)
+    else:
+        raise Irregular(name)
+
+

@@ -1,0 +1,439 @@
+"""The whole-zone rules of the fast path: each piece checked alone, then what is left across pieces.
+
+Errors raise ``Irregular`` (the reference path, ``tree``, then words them);
+warnings come back as findings, worded by ``tree``'s functions, with the
+line of the record they are about.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from pygdnsd.zones import model
+from pygdnsd.zones.parsing import Finding, Irregular, Remark, ZonePiece, within
+from pygdnsd.zones.tree import (
+    MAX_CNAME_CHAIN,
+    MAX_NS_RRSET,
+    cname_to_nxdomain,
+    mname_not_ns,
+    no_addresses,
+    only_one_ns,
+    out_of_zone_glue,
+    same_zone_ptr,
+    unused_glue,
+)
+
+_A, _AAAA, _NS, _CNAME, _PTR, _MX = model.A, model.AAAA, model.NS, model.CNAME, model.PTR, model.MX
+_ADDRESS = (_A, _AAAA)
+_WILDCARD = b"\x01*"
+
+
+def _cut_above(name: bytes, apex: bytes, cuts: set[bytes]) -> bytes | None:
+    while name != apex:
+        if name in cuts:
+            return name
+        name = name[name[0] + 1 :]
+    return None
+
+
+def _has_address(node: model.Node | None) -> bool:
+    if node is None:
+        return False
+    if isinstance(node, dict):
+        return _A in node or _AAAA in node
+    return node.rtype in _ADDRESS
+
+
+# A record the whole-zone rules may have to speak of: (target, type, owner, line).
+Pointer = tuple[bytes, int, bytes, int]
+
+
+@dataclass(slots=True)
+class Unsettled:
+    """What the pieces of a zone leave for the whole zone to settle (see ``check_piece``).
+
+    A piece settles alone what no other piece can change: names only gain
+    RRsets when pieces merge, so a target found here with an address keeps
+    it, a name outside the zone is nowhere, and the owners below one of the
+    piece's own cuts are glue wherever the cut's other records are. What is
+    left is small, so the serial check after the pieces merge is too.
+    """
+
+    used: set[bytes]  # NS targets
+    unused: list[bytes]  # glue, and cuts with addresses, that no NS target of its piece names
+    ns: list[bytes]  # NS targets not settled
+    mx: list[Pointer]  # MX and SRV records whose target is not settled
+    chains: list[Pointer]  # CNAME records the chain rule must follow
+    plain: list[Pointer]  # CNAMEs to names with other data, not at or below a cut of their piece
+    # Per piece: its cuts, the proper ancestors of its owners that it does not hold
+    # (see ``_deep_names``), and its cuts' parents other than the apex.
+    per_piece: list[tuple[set[bytes], set[bytes], set[bytes]]]
+    warnings: list[Remark] = field(default_factory=list)  # settled within the piece
+    apex_ns_lines: list[int] = field(default_factory=list)
+    shared: set[bytes] = field(default_factory=set)  # names more than one piece holds
+
+    def add(self, other: Unsettled) -> None:
+        self.used |= other.used
+        self.unused += other.unused
+        self.ns += other.ns
+        self.mx += other.mx
+        self.chains += other.chains
+        self.plain += other.plain
+        self.per_piece += other.per_piece
+        self.warnings += other.warnings
+        self.apex_ns_lines += other.apex_ns_lines
+        self.shared |= other.shared
+
+
+def check_piece(piece: ZonePiece) -> Unsettled:
+    """The piece checked against its own names (Irregular if it is bad already), and what is left."""
+    apex = piece.apex
+    nodes = piece.nodes
+    get = nodes.get
+    address = _ADDRESS
+    cuts: set[bytes] = set()
+    used: set[bytes] = set()
+    ns: list[bytes] = []
+    mx: list[Pointer] = []
+    chains: list[Pointer] = []
+    plain: list[Pointer] = []
+    warnings: list[Remark] = []
+    apex_ns_lines: list[int] = []
+    for (rtype, owner, target), line in zip(piece.targets, piece.target_lines, strict=True):
+        if rtype == _NS:
+            used.add(target)
+            if owner != apex:
+                cuts.add(owner)
+            else:
+                apex_ns_lines.append(line)
+            found = get(target)
+            # A target holding an address here is fine anywhere.
+            if found is None:
+                if within(target, apex):
+                    ns.append(target)
+            elif (_A not in found and _AAAA not in found) if isinstance(found, dict) else found.rtype not in address:
+                ns.append(target)
+        elif rtype == _CNAME:
+            found = get(target)
+            if found is None:
+                if within(target, apex):
+                    chains.append((target, rtype, owner, line))
+            elif _CNAME in found:
+                chains.append((target, rtype, owner, line))
+            else:
+                plain.append((target, rtype, owner, line))
+        elif rtype == _PTR:
+            if within(target, apex):
+                warnings.append((owner, rtype, line, same_zone_ptr(owner, target)))
+        else:
+            name = target[2:] if rtype == _MX else target[6:]
+            found = get(name)
+            # A target holding an address here is fine anywhere.
+            if found is None:
+                if within(name, apex):
+                    mx.append((name, rtype, owner, line))
+            elif (_A not in found and _AAAA not in found) if isinstance(found, dict) else found.rtype not in address:
+                mx.append((name, rtype, owner, line))
+    glue, ancestors = _deep_names(piece.deep, nodes, apex, cuts)
+    unused = _bad_glue(glue, cuts, nodes, used)
+    if plain and (glue or cuts):
+        # At or below a cut of this piece: the chain rule applies.
+        below = cuts.union(glue)
+        chains += [entry for entry in plain if entry[0] in below]
+        plain = [entry for entry in plain if entry[0] not in below]
+    cut_parents = {cut[cut[0] + 1 :] for cut in cuts}
+    cut_parents.discard(apex)
+    return Unsettled(used, unused, ns, mx, chains, plain, [(cuts, ancestors, cut_parents)], warnings, apex_ns_lines)
+
+
+def _bad_glue(glue: list[bytes], cuts: set[bytes], nodes: dict[bytes, model.Node], used: set[bytes]) -> list[bytes]:
+    """Irregular for data at or below a cut other than glue (and the cut's NS); the glue ``used`` does not hold."""
+    unused: list[bytes] = []
+    for cut in cuts:
+        node = nodes[cut]
+        if isinstance(node, dict):
+            if any(rtype != _NS and rtype != _A and rtype != _AAAA for rtype in node):
+                raise Irregular("data below a delegation")
+            if (_A in node or _AAAA in node) and cut not in used:
+                unused.append(cut)
+            node = node[_NS]
+        if len(node.rdatas) > MAX_NS_RRSET:  # a lone RRset at a cut is its NS
+            raise Irregular("too many NS")
+    for owner in [owner for owner in glue if isinstance(node := nodes[owner], dict) or node.rtype not in _ADDRESS]:
+        node = nodes[owner]
+        if not isinstance(node, dict) or any(rtype != _A and rtype != _AAAA for rtype in node):
+            raise Irregular("data below a delegation")
+    unused += [owner for owner in glue if owner not in used]
+    return unused
+
+
+def _deep_names(
+    deep: list[bytes], nodes: dict[bytes, model.Node], apex: bytes, cuts: set[bytes]
+) -> tuple[list[bytes], set[bytes]]:
+    """The owners in ``deep`` strictly below a cut (less the cuts), and their proper ancestors below the apex not in ``nodes``.
+
+    Less the names of every piece, the ancestors are the zone's empty
+    non-terminals. One walk up from each distinct parent, to the first
+    name already settled (or a cut): names share most of their ancestors.
+    A walk that stops at a cut leaves the names above it to the cut's own
+    entry in ``deep`` (a cut below a child of the apex is deep).
+    """
+    parents = [owner[owner[0] + 1 :] for owner in deep]
+    under = set(cuts)  # at or below a cut
+    settled = under | {apex, apex[apex[0] + 1 :]}  # the apex's parent is the apex's own, outside the zone
+    walked: list[bytes] = []
+    for start in set(parents).difference(settled):
+        name = start
+        chain = []
+        while name not in settled:
+            chain.append(name)
+            name = name[name[0] + 1 :]
+        settled.update(chain)
+        walked += chain
+        if name in under:
+            under.update(chain)
+    ancestors = set(walked).difference(nodes)
+    glue = [owner for owner, parent in zip(deep, parents, strict=True) if parent in under and owner not in cuts] if cuts else []
+    return glue, ancestors
+
+
+def _glue_across(unsettled: Unsettled, cuts: set[bytes]) -> bool:
+    """Whether a piece may hold names below another piece's cut, so its own glue check fell short.
+
+    Such a name's ancestor is either a name its piece does not hold (in the
+    piece's ancestors, which hold none of its own cuts) or one it holds that
+    is a cut elsewhere (a name two pieces hold).
+    """
+    if any(not ancestors.isdisjoint(cuts) for _, ancestors, _ in unsettled.per_piece):
+        return True
+    return any(not all(name in part[0] for part in unsettled.per_piece) for name in unsettled.shared.intersection(cuts))
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """A zone that passed the whole-zone rules: what it is made of, and what to warn about.
+
+    The warnings come in the reference path's order: the apex's, the glue's
+    (``glue_findings``, which needs the lines of ``unused_glue``'s records),
+    then those about records (to be put in the order of their names, see
+    ``in_data_order``).
+    """
+
+    cuts: set[bytes]
+    ents: set[bytes]  # empty non-terminals
+    at_apex: list[Finding]
+    used: set[bytes]  # NS targets
+    unused_glue: list[bytes]  # in the zone: names at or below a cut whose addresses no NS names
+    records: list[Remark]
+
+
+def check_zone(zone: ZonePiece, unsettled: Unsettled) -> Verdict:
+    """The zone's verdict; Irregular for an error.
+
+    ``unsettled`` is what the pieces left (``check_piece``), every piece's together.
+    """
+    apex = zone.apex
+    nodes = zone.nodes
+    apex_node = nodes.get(apex)
+    if apex_node is None or zone.soa is None:
+        raise Irregular("no SOA")
+    apex_ns = apex_node.get(_NS)
+    if apex_ns is None:
+        raise Irregular("no apex NS")
+    at_apex: list[Finding] = []
+    if len(apex_ns.rdatas) == 1:
+        at_apex.append((min(unsettled.apex_ns_lines), only_one_ns(apex)))
+    soa_rdata = zone.soa.rdata
+    pos = 0
+    while soa_rdata[pos]:
+        pos += soa_rdata[pos] + 1
+    if soa_rdata[: pos + 1] not in apex_ns.rdatas:
+        at_apex.append((zone.soa_position, mname_not_ns(apex)))
+    if len(apex_ns.rdatas) > MAX_NS_RRSET:
+        raise Irregular("too many NS")
+
+    per_piece = unsettled.per_piece
+    cuts = per_piece[0][0] if len(per_piece) == 1 else set().union(*(part[0] for part in per_piece))
+    used = unsettled.used
+    # Only a cut below a child of the apex can be nested; each parent walked once.
+    for parent in set().union(*(part[2] for part in per_piece)):
+        if _cut_above(parent, apex, cuts) is not None:
+            raise Irregular("nested delegation")
+    ents = set().union(*(part[1] for part in per_piece)).difference(nodes)
+
+    if _glue_across(unsettled, cuts):
+        # The pieces' glue checks do not cover it all: the whole zone's, as one piece.
+        glue = _deep_names(zone.deep, nodes, apex, cuts)[0]
+        unused = _bad_glue(glue, cuts, nodes, used)
+        below = cuts.union(glue)
+        plain = [entry for entry in unsettled.plain if entry[0] in below]
+    else:
+        unused = unsettled.unused
+        plain = [entry for entry in unsettled.plain if entry[0] in cuts]  # the pieces set aside their own glue
+    unused_glue = [name for name in dict.fromkeys(unused) if name not in used]
+
+    def in_below(name: bytes) -> bool:
+        return name in nodes and _cut_above(name, apex, cuts) is not None
+
+    for target in set(unsettled.ns):
+        found = nodes.get(target)
+        if found is not None:
+            if not _has_address(found) and in_below(target):
+                raise Irregular("glue missing")
+        elif cuts and within(target, apex) and _cut_above(target, apex, cuts) is not None:
+            raise Irregular("glue missing")
+    # Per record, as the reference path words it; each target looked at once.
+    records: list[Remark] = list(unsettled.warnings)
+    addressless: dict[bytes, bool] = {}
+    for name, rtype, owner, line in unsettled.mx:
+        bad = addressless.get(name)
+        if bad is None:
+            node = nodes.get(name)
+            if node is not None:
+                bad = not _has_address(node) and not in_below(name)
+            else:
+                bad = within(name, apex) and (not cuts or _cut_above(name, apex, cuts) is None)
+            addressless[name] = bad
+        if bad:
+            records.append((owner, rtype, line, no_addresses(owner, rtype, name)))
+    dangling: dict[bytes, bool] = {}
+    for pointer in unsettled.chains:
+        target = pointer[0]
+        node = nodes.get(target)
+        if node is None or _CNAME in node or in_below(target):
+            _chain_finding(pointer, apex, nodes, ents, cuts, dangling, records)
+    for pointer in plain:
+        _chain_finding(pointer, apex, nodes, ents, cuts, dangling, records)
+    return Verdict(cuts, ents, at_apex, used, unused_glue, records)
+
+
+def glue_findings(apex: bytes, noted: list[tuple[bytes, int, int]], verdict: Verdict) -> dict[bytes, list[Finding]]:
+    """The warnings about glue, per name: outside the zone, or unused (``noted`` holds their records' lines).
+
+    As the reference words them: each address type's first record outside
+    the zone, then, unused, the first address record.
+    """
+    unused = set(verdict.unused_glue)
+    firsts: dict[bytes, dict[int, int]] = {}  # name -> address type -> its first record's line
+    for owner, rtype, line in noted:
+        if rtype in _ADDRESS:
+            firsts.setdefault(owner, {}).setdefault(rtype, line)
+    per_name: dict[bytes, list[Finding]] = {}
+    for owner, types in firsts.items():
+        outside = not within(owner, apex)
+        if not outside and owner not in unused:
+            continue
+        found = [(line, out_of_zone_glue(owner, rtype, apex)) for rtype, line in types.items()] if outside else []
+        if owner not in verdict.used:
+            found.append((min(types.values()), unused_glue(owner)))
+        per_name[owner] = found
+    return per_name
+
+
+def in_data_order(
+    nodes: dict[bytes, model.Node],
+    glue: dict[bytes, list[Finding]],
+    records: list[Remark],
+    clamped: list[Remark],
+    ttl_warnings: list[Remark],
+) -> tuple[list[Finding], list[Finding]]:
+    """The warnings about glue and records, and those about TTLs, in the order the reference writes them.
+
+    It goes through the names in the order they first appear (``nodes``'
+    order): all of them for glue, then for records (per name: CNAME, PTR,
+    MX, SRV, as the type numbers go), then, after the SOA's warnings, for
+    TTLs (per name, type by type as they first appear at it: the clamps,
+    then the ACME and disagreeing TTLs).
+    """
+    owners = set(glue).union(*([remark[0] for remark in remarks] for remarks in (records, clamped, ttl_warnings)))
+    if not owners:
+        return [], []
+    rank = {name: index for index, name in enumerate(nodes) if name in owners}
+    by_glue = [finding for owner in sorted(glue, key=rank.__getitem__) for finding in glue[owner]]
+    # Sorts are stable, and each list is in reading order ($INCLUDEd records where they are
+    # included): within an RRset, that is the reference's order (positions are not).
+    records = sorted(records, key=lambda remark: (rank[remark[0]], remark[1]))
+
+    def ttl_order(remark: Remark) -> tuple[int, int]:
+        node = nodes[remark[0]]
+        types = list(node) if isinstance(node, dict) else [node.rtype]
+        return rank[remark[0]], types.index(remark[1])
+
+    # Per RRset, its clamps come before its other TTL warnings.
+    ttls = sorted(clamped + ttl_warnings, key=ttl_order)
+    return (
+        by_glue + [(position, message) for _, _, position, message in records],
+        [(position, message) for _, _, position, message in ttls],
+    )
+
+
+def drop_unused_glue(nodes: dict[bytes, model.Node], verdict: Verdict, outside_unused: Iterable[bytes]) -> None:
+    """As the reference: unused glue's addresses are not served; an unused name outside the zone goes."""
+    for owner in outside_unused:
+        del nodes[owner]
+    for owner in verdict.unused_glue:
+        node = nodes[owner]
+        if isinstance(node, dict):
+            rest = {rtype: rrset for rtype, rrset in node.items() if rtype != _A and rtype != _AAAA}
+            nodes[owner] = model.node_of(rest)
+        else:
+            nodes[owner] = {}
+
+
+def _chain_finding(
+    pointer: Pointer,
+    apex: bytes,
+    nodes: dict[bytes, model.Node],
+    ents: set[bytes],
+    cuts: set[bytes],
+    dangling: dict[bytes, bool],
+    into: list[Remark],
+) -> None:
+    """The chain rule for one CNAME record: its warning into ``into``; Irregular for an error."""
+    target, _rtype, owner, line = pointer
+    nx = dangling.get(target)
+    if nx is None:
+        nx = dangling[target] = _check_chain(target, apex, nodes, ents, cuts)
+    if nx:
+        into.append((owner, _CNAME, line, cname_to_nxdomain(owner, target)))
+
+
+def _check_chain(
+    target: bytes,
+    apex: bytes,
+    nodes: dict[bytes, model.Node],
+    ents: set[bytes],
+    cuts: set[bytes],
+) -> bool:
+    """tree's CNAME chain rule: whether the first hop is a known NXDOMAIN (a warning); over-long chains are Irregular."""
+    depth = 1
+    first_hop = True
+    while within(target, apex):
+        if cuts and _cut_above(target, apex, cuts) is not None:
+            return False
+        node = nodes.get(target)
+        if node is not None:
+            if _CNAME not in node:
+                return False
+            nxt = node[_CNAME].rdatas[0]
+        elif target in ents:
+            return False
+        else:
+            encloser = target[target[0] + 1 :]
+            while encloser not in nodes and encloser not in ents:
+                encloser = encloser[encloser[0] + 1 :]
+            wild = nodes.get(_WILDCARD + encloser)
+            if wild is None:
+                return first_hop
+            if _CNAME not in wild:
+                return False
+            nxt = wild[_CNAME].rdatas[0]
+        depth += 1
+        if depth > MAX_CNAME_CHAIN:
+            raise Irregular("CNAME chain")
+        target = nxt
+        first_hop = False
+    return False
+
+
