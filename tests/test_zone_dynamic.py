@@ -321,7 +321,7 @@ def test_dynamic_zone_among_many_parallel_zones(tmp_path: Path) -> None:
     config = load_config(cfg)
     setup = build_dynamic(config)
     settings = ZoneSettings.from_config(config)
-    assert sum(p.stat().st_size for p in (cfg / "zones").iterdir()) > 1 << 20  # forked.BATCH_BYTES
+    assert sum(p.stat().st_size for p in (cfg / "zones").iterdir()) > 1 << 20  # parallel.BATCH_BYTES
     assert settings.threads == 2
     zones = load_zones(cfg / "zones", settings, setup.resolvers)
     assert www(zones)[model.DYNA] == model.DynamicRRset(model.DYNA, 300, (), "simplefo", "sf", 30)
