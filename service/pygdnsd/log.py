@@ -11,13 +11,24 @@ the root logger to one sink:
   see ``journal.journal_wanted``); syslog if no journal library is installed.
 
 ``-D`` adds debug-level lines.
+
+While zones load (``warnings_held``), stderr's warning lines are written
+together, many to a ``write``, instead of one ``write`` each: a zone may
+warn 100,000 times. Anything else logged, the end of the load and the
+handler's flush (``logging.shutdown``, at exit) write them first, so the
+order and the lines stay as they were. Syslog and the journal still get
+one message per warning.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import syslog
+import threading
+import weakref
+from collections.abc import Iterator
 from typing import Literal, TextIO
 
 Sink = Literal["stderr", "syslog", "journal"]
@@ -55,10 +66,108 @@ class GdnsdFormatter(logging.Formatter):
     """``level: message``, tracebacks (if any) on the following lines."""
 
     def format(self, record: logging.LogRecord) -> str:
-        text = f"{level_word(record.levelno)}: {record.getMessage()}"
+        # The dict first: level_word's loop was a sixth of a warning line's cost.
+        word = LEVEL_WORDS.get(record.levelno) or level_word(record.levelno)
+        text = f"{word}: {record.getMessage()}"
         if record.exc_info:
             text += "\n" + self.formatException(record.exc_info)
         return text
+
+
+# At most this many characters of warning lines wait for one write: about 500
+# lines, so a load warning 77,000 times writes some 150 times, and an operator
+# tailing stderr sees them come in batches while the zone is still checked.
+HELD_CHARS = 64 * 1024
+
+_holding = 0  # how many warnings_held blocks are open, in any thread
+_holding_lock = threading.Lock()
+_holders: weakref.WeakSet[StderrHandler] = weakref.WeakSet()
+
+
+@contextlib.contextmanager
+def warnings_held() -> Iterator[None]:
+    """stderr's warning lines are written together until the block ends (see the module's docstring)."""
+    global _holding
+    with _holding_lock:
+        _holding += 1
+    try:
+        yield
+    finally:
+        with _holding_lock:
+            _holding -= 1
+            last = _holding == 0
+        if last:
+            for handler in list(_holders):
+                handler.flush()
+
+
+class StderrHandler(logging.StreamHandler[TextIO]):
+    """gdnsd's ``level: message`` lines; warnings wait in ``held`` inside ``warnings_held``.
+
+    A write per line was about 3.5 us of a warning's 9.6 us when 77,000 of
+    them went to a file (bench ``load-warn``).
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__(stream)
+        self.setFormatter(GdnsdFormatter())
+        self.held: list[str] = []
+        self.held_chars = 0
+        _holders.add(self)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + self.terminator
+            if _holding and record.levelno == logging.WARNING:
+                self.held.append(line)
+                self.held_chars += len(line)
+                if self.held_chars < HELD_CHARS:
+                    return
+                line = ""
+            self._write(line)
+        except RecursionError:  # as logging's own handlers: never swallowed
+            raise
+        except Exception:
+            self.handleError(record)
+
+    def _write(self, text: str) -> None:
+        """The held lines, then ``text``, in one write; called with the handler's lock held."""
+        if self.held:
+            self.held.append(text)
+            text = "".join(self.held)
+            self.held.clear()
+            self.held_chars = 0
+        if text:
+            self.stream.write(text)
+        self.stream.flush()
+
+    def flush(self) -> None:
+        with self.lock or contextlib.nullcontext():
+            self._write("")
+
+    def close(self) -> None:
+        if self.held:  # it goes out before the handler does
+            self.flush()
+        super().close()
+
+
+def warning(logger: logging.Logger, message: str) -> None:
+    """``logger.warning(message)``, the same record for every handler, made for less.
+
+    The caller's file, line and function (the journal's CODE_* fields) come
+    from the calling frame, not from ``Logger.findCaller``'s walk, and the
+    message has no %-arguments: together 1.5 us of a warning's 5.5 us (77,000
+    zone warnings, measured without the write).
+    """
+    if not logger.isEnabledFor(logging.WARNING):
+        return
+    caller = sys._getframe(1)
+    code = caller.f_code
+    logger.handle(
+        logger.makeRecord(
+            logger.name, logging.WARNING, code.co_filename, caller.f_lineno, message, (), None, code.co_name
+        )
+    )
 
 
 class SyslogHandler(logging.Handler):
@@ -88,9 +197,7 @@ def make_handler(sink: Sink, stream: TextIO | None = None) -> logging.Handler:
         return SyslogHandler()
     if sink == "journal":
         return _journal_handler()
-    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
-    handler.setFormatter(GdnsdFormatter())
-    return handler
+    return StderrHandler(stream if stream is not None else sys.stderr)
 
 
 def setup(sink: Sink = "stderr", debug: bool = False, stream: TextIO | None = None) -> None:

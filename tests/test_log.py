@@ -1,0 +1,157 @@
+"""log: held warning lines keep their order and are never lost; the cheaper warning record."""
+
+from __future__ import annotations
+
+import io
+import logging
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from pygdnsd import log
+from pygdnsd.systemd import journal
+
+
+class CountingStream(io.StringIO):
+    """A stream that counts its writes (one ``write`` per held batch, not per line)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+@pytest.fixture
+def stream() -> Iterator[CountingStream]:
+    out = CountingStream()
+    log.setup("stderr", stream=out)
+    yield out
+    log.setup("stderr", stream=io.StringIO())
+
+
+LOGGER = logging.getLogger("pygdnsd.test.log")
+
+
+def test_held_warnings_wait_for_the_end_of_the_block(stream: CountingStream) -> None:
+    with log.warnings_held():
+        LOGGER.warning("one")
+        log.warning(LOGGER, "two")
+        assert stream.getvalue() == ""
+    assert stream.getvalue() == "warning: one\nwarning: two\n"
+    assert stream.writes == 1
+
+
+def test_anything_else_logged_writes_the_held_lines_first(stream: CountingStream) -> None:
+    with log.warnings_held():
+        LOGGER.warning("one")
+        LOGGER.info("between")
+        assert stream.getvalue() == "warning: one\ninfo: between\n"
+        LOGGER.warning("two")
+        LOGGER.error("broken")
+        LOGGER.warning("three")
+    assert stream.getvalue().splitlines() == [
+        "warning: one",
+        "info: between",
+        "warning: two",
+        "error: broken",
+        "warning: three",
+    ]
+
+
+def test_nested_blocks_hold_until_the_outer_one_ends(stream: CountingStream) -> None:
+    with log.warnings_held():
+        with log.warnings_held():
+            LOGGER.warning("inner")
+        assert stream.getvalue() == ""
+    assert stream.getvalue() == "warning: inner\n"
+
+
+def test_many_warnings_go_out_in_bounded_batches(stream: CountingStream) -> None:
+    line = "x" * 99  # 109 characters with "warning: " and the newline
+    count = 3 * log.HELD_CHARS // 109
+    with log.warnings_held():
+        for _ in range(count):
+            log.warning(LOGGER, line)
+        assert 2 <= stream.writes <= 3  # written while still held: memory stays bounded
+    assert stream.getvalue() == f"warning: {line}\n" * count
+    assert stream.writes <= 4
+
+
+def test_a_flush_or_close_writes_what_is_held(stream: CountingStream) -> None:
+    with log.warnings_held():
+        LOGGER.warning("flushed")
+        logging.getLogger().handlers[0].flush()
+        assert stream.getvalue() == "warning: flushed\n"
+        LOGGER.warning("closed")
+        log.setup("stderr", stream=io.StringIO())  # closes the handler holding it
+    assert stream.getvalue() == "warning: flushed\nwarning: closed\n"
+
+
+def test_held_lines_reach_stderr_when_the_process_exits() -> None:
+    # checkconf ends with logging.shutdown() and os._exit(): nothing held may be lost.
+    script = textwrap.dedent(
+        """
+        import logging, os
+        from pygdnsd import log
+        log.setup("stderr")
+        held = log.warnings_held()
+        held.__enter__()
+        log.warning(logging.getLogger("pygdnsd.zones"), "still written")
+        logging.shutdown()
+        os._exit(0)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stderr == "warning: still written\n"
+
+
+def test_outside_a_block_each_line_is_written_at_once(stream: CountingStream) -> None:
+    LOGGER.warning("now")
+    assert stream.getvalue() == "warning: now\n"
+
+
+def _records(emit: Any) -> list[logging.LogRecord]:
+    seen: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    keep = Keep()
+    LOGGER.addHandler(keep)
+    try:
+        emit()
+    finally:
+        LOGGER.removeHandler(keep)
+    return seen
+
+
+def test_the_cheaper_warning_is_the_same_record() -> None:
+    def both() -> None:
+        LOGGER.warning("50% sure")
+        log.warning(LOGGER, "50% sure")
+
+    plain, cheap = _records(both)
+    assert cheap.getMessage() == plain.getMessage() == "50% sure"
+    assert (cheap.levelno, cheap.levelname, cheap.name) == (plain.levelno, plain.levelname, plain.name)
+    # The caller, as findCaller gives it: this function, one line further down.
+    assert (cheap.pathname, cheap.funcName) == (plain.pathname, plain.funcName) == (__file__, "both")
+    assert cheap.lineno == plain.lineno + 1
+    plain_fields = journal.journal_fields(plain, plain.getMessage())
+    cheap_fields = journal.journal_fields(cheap, cheap.getMessage())
+    assert {**cheap_fields, "CODE_LINE": ""} == {**plain_fields, "CODE_LINE": ""}
+
+
+def test_the_cheaper_warning_respects_the_level() -> None:
+    LOGGER.setLevel(logging.ERROR)
+    try:
+        assert _records(lambda: log.warning(LOGGER, "hidden")) == []
+    finally:
+        LOGGER.setLevel(logging.NOTSET)
