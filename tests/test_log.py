@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import subprocess
@@ -37,6 +38,19 @@ def stream() -> Iterator[CountingStream]:
 
 
 LOGGER = logging.getLogger("pygdnsd.test.log")
+
+
+@contextlib.contextmanager
+def only_ours() -> Iterator[logging.Handler]:
+    """The root logger with log.setup's handler alone, as outside pytest (whose capture handlers come off)."""
+    root = logging.getLogger()
+    was = list(root.handlers)
+    ours: list[logging.Handler] = [handler for handler in was if isinstance(handler, log.StderrHandler)]
+    root.handlers = ours
+    try:
+        yield ours[0]
+    finally:
+        root.handlers = was
 
 
 def test_held_warnings_wait_for_the_end_of_the_block(stream: CountingStream) -> None:
@@ -155,3 +169,53 @@ def test_the_cheaper_warning_respects_the_level() -> None:
         assert _records(lambda: log.warning(LOGGER, "hidden")) == []
     finally:
         LOGGER.setLevel(logging.NOTSET)
+
+
+def test_the_direct_line_is_the_line_a_record_gives(stream: CountingStream) -> None:
+    with only_ours() as ours:
+        assert log.sole_stderr_handler(LOGGER) is ours
+        LOGGER.warning("50%% sure: %s", "x")
+        log.warning(LOGGER, "50% sure: x")
+        with log.warnings_held():
+            log.warning(LOGGER, "held")
+            assert stream.getvalue().count("\n") == 2
+            LOGGER.info("then")
+    assert stream.getvalue().splitlines() == ["warning: 50% sure: x"] * 2 + ["warning: held", "info: then"]
+
+
+def test_any_other_listener_gets_records() -> None:
+    # A second handler on the way up (a test's capture, or one added by an
+    # embedding program), a filter, or another formatter: no direct line.
+    out = CountingStream()
+    log.setup("stderr", stream=out)
+    with only_ours() as root_handler:
+        seen = _records(lambda: log.warning(LOGGER, "seen"))
+        assert [r.getMessage() for r in seen] == ["seen"]
+        assert out.getvalue() == "warning: seen\n"
+        root_handler.addFilter(lambda record: True)
+        assert log.sole_stderr_handler(LOGGER) is None
+        root_handler.filters.clear()
+        root_handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+        assert log.sole_stderr_handler(LOGGER) is None
+        log.warning(LOGGER, "formatted")
+        assert out.getvalue().splitlines()[-1] == "WARNING formatted"
+    log.setup("stderr", stream=io.StringIO())
+
+
+def test_a_logger_that_does_not_propagate_is_followed() -> None:
+    out = CountingStream()
+    log.setup("stderr", stream=out)
+    alone = logging.getLogger("pygdnsd.test.log.alone")
+    alone.propagate = False
+    try:
+        assert log.sole_stderr_handler(alone) is None
+        log.warning(alone, "nowhere")  # logging's last resort, as for alone.warning
+        own = log.StderrHandler(out)
+        alone.addHandler(own)
+        assert log.sole_stderr_handler(alone) is own
+        log.warning(alone, "own")
+        assert out.getvalue() == "warning: own\n"
+    finally:
+        alone.handlers.clear()
+        alone.propagate = True
+        log.setup("stderr", stream=io.StringIO())

@@ -117,18 +117,21 @@ class StderrHandler(logging.StreamHandler[TextIO]):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            line = self.format(record) + self.terminator
-            if _holding and record.levelno == logging.WARNING:
-                self.held.append(line)
-                self.held_chars += len(line)
-                if self.held_chars < HELD_CHARS:
-                    return
-                line = ""
-            self._write(line)
+            self.put(self.format(record) + self.terminator, record.levelno == logging.WARNING)
         except RecursionError:  # as logging's own handlers: never swallowed
             raise
         except Exception:
             self.handleError(record)
+
+    def put(self, line: str, warning: bool) -> None:
+        """``line`` written, or held if it is a ``warning`` in ``warnings_held``; with the handler's lock held."""
+        if _holding and warning:
+            self.held.append(line)
+            self.held_chars += len(line)
+            if self.held_chars < HELD_CHARS:
+                return
+            line = ""
+        self._write(line)
 
     def _write(self, text: str) -> None:
         """The held lines, then ``text``, in one write; called with the handler's lock held."""
@@ -152,14 +155,26 @@ class StderrHandler(logging.StreamHandler[TextIO]):
 
 
 def warning(logger: logging.Logger, message: str) -> None:
-    """``logger.warning(message)``, the same record for every handler, made for less.
+    """``logger.warning(message)`` for a message that may come 100,000 times, made for less.
 
-    The caller's file, line and function (the journal's CODE_* fields) come
-    from the calling frame, not from ``Logger.findCaller``'s walk, and the
-    message has no %-arguments: together 1.5 us of a warning's 5.5 us (77,000
-    zone warnings, measured without the write).
+    When the one place it would go is a ``StderrHandler`` (the usual
+    ``checkconf`` or daemon set-up, see ``sole_stderr_handler``), its line
+    goes straight there: no ``LogRecord``, no handler dispatch. Otherwise the
+    same record as ``logger.warning``'s goes to every handler (the journal's
+    fields, a test's capture), its caller (CODE_FILE/LINE/FUNC) taken from
+    the calling frame rather than by ``Logger.findCaller``'s walk.
+
+    Measured with bench ``load-warn``'s 77,000 zone warnings written to a
+    file: 9.6 us a warning through ``logger.warning``; 4 us as a record made
+    here, its line held (``warnings_held``); 1.0-1.3 us as a direct line.
     """
     if not logger.isEnabledFor(logging.WARNING):
+        return
+    handler = sole_stderr_handler(logger)
+    if handler is not None:
+        line = f"{LEVEL_WORDS[logging.WARNING]}: {message}{handler.terminator}"  # GdnsdFormatter's line
+        with handler.lock or contextlib.nullcontext():
+            handler.put(line, True)
         return
     caller = sys._getframe(1)
     code = caller.f_code
@@ -168,6 +183,32 @@ def warning(logger: logging.Logger, message: str) -> None:
             logger.name, logging.WARNING, code.co_filename, caller.f_lineno, message, (), None, code.co_name
         )
     )
+
+
+def sole_stderr_handler(logger: logging.Logger) -> StderrHandler | None:
+    """The ``StderrHandler`` that alone would see ``logger``'s warnings, unchanged, or None.
+
+    As ``Logger.handle`` and ``callHandlers`` decide: no logger filter or
+    handler on the way up, then exactly one handler, ours, without filters,
+    formatting as ``GdnsdFormatter`` does.
+    """
+    if logger.disabled or logger.filters:
+        return None
+    found: StderrHandler | None = None
+    current: logging.Logger | None = logger
+    while current is not None:
+        for handler in current.handlers:
+            if (
+                found is not None
+                or type(handler) is not StderrHandler
+                or handler.filters
+                or handler.level > logging.WARNING
+                or type(handler.formatter) is not GdnsdFormatter
+            ):
+                return None
+            found = handler
+        current = current.parent if current.propagate else None
+    return found
 
 
 class SyslogHandler(logging.Handler):
