@@ -219,3 +219,26 @@ def test_a_logger_that_does_not_propagate_is_followed() -> None:
         alone.handlers.clear()
         alone.propagate = True
         log.setup("stderr", stream=io.StringIO())
+
+
+def test_a_forked_child_writes_its_own_lines_only() -> None:
+    # Zone-loading workers are forked while the parent holds warnings: a line
+    # the child logs must not repeat the parent's, nor wait for a flush that
+    # never comes (workers leave with os._exit).
+    script = textwrap.dedent(
+        """
+        import logging, os
+        from pygdnsd import log
+        log.setup("stderr")
+        zones = logging.getLogger("pygdnsd.zones")
+        with log.warnings_held():
+            log.warning(zones, "parent")
+            pid = os.fork()
+            if pid == 0:
+                log.warning(zones, "child")
+                os._exit(0)
+            os.waitpid(pid, 0)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stderr == "warning: child\nwarning: parent\n"

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 import syslog
 import threading
@@ -82,6 +83,18 @@ HELD_CHARS = 64 * 1024
 _holding = 0  # how many warnings_held blocks are open, in any thread
 _holding_lock = threading.Lock()
 _holders: weakref.WeakSet[StderrHandler] = weakref.WeakSet()
+
+
+def _forked() -> None:
+    """In a forked child (a zone-loading worker): the parent's held lines are the parent's to write."""
+    global _holding
+    _holding = 0
+    for handler in list(_holders):
+        handler.held.clear()
+        handler.held_chars = 0
+
+
+os.register_at_fork(after_in_child=_forked)
 
 
 @contextlib.contextmanager
