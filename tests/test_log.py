@@ -242,3 +242,21 @@ def test_a_forked_child_writes_its_own_lines_only() -> None:
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
     assert done.stderr == "warning: child\nwarning: parent\n"
+
+
+class BrokenStream(io.StringIO):
+    def write(self, text: str) -> int:
+        raise OSError("no space left")
+
+
+def test_a_broken_stderr_is_reported_and_the_load_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    # As logging's own handlers do: handleError, not an exception into the zone loader.
+    reported: list[logging.LogRecord] = []
+    monkeypatch.setattr(log.StderrHandler, "handleError", lambda self, record: reported.append(record))
+    log.setup("stderr", stream=BrokenStream())
+    with only_ours():
+        log.warning(LOGGER, "direct")
+        with log.warnings_held():
+            log.warning(LOGGER, "held")
+    log.setup("stderr", stream=io.StringIO())
+    assert [record.getMessage() for record in reported] == ["direct", "held warning lines"]

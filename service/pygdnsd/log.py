@@ -30,6 +30,7 @@ import syslog
 import threading
 import weakref
 from collections.abc import Iterator
+from types import FrameType
 from typing import Literal, TextIO
 
 Sink = Literal["stderr", "syslog", "journal"]
@@ -111,7 +112,7 @@ def warnings_held() -> Iterator[None]:
             last = _holding == 0
         if last:
             for handler in list(_holders):
-                handler.flush()
+                handler.write_held()
 
 
 class StderrHandler(logging.StreamHandler[TextIO]):
@@ -161,6 +162,15 @@ class StderrHandler(logging.StreamHandler[TextIO]):
         with self.lock or contextlib.nullcontext():
             self._write("")
 
+    def write_held(self) -> None:
+        """``flush``, a failed write reported as ``emit`` reports one: the load that held them goes on."""
+        try:
+            self.flush()
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(logging.makeLogRecord({"msg": "held warning lines", "levelno": logging.WARNING}))
+
     def close(self) -> None:
         if self.held:  # it goes out before the handler does
             self.flush()
@@ -183,18 +193,26 @@ def warning(logger: logging.Logger, message: str) -> None:
     """
     if not logger.isEnabledFor(logging.WARNING):
         return
-    handler = sole_stderr_handler(logger)
-    if handler is not None:
-        line = f"{LEVEL_WORDS[logging.WARNING]}: {message}{handler.terminator}"  # GdnsdFormatter's line
-        with handler.lock or contextlib.nullcontext():
-            handler.put(line, True)
-        return
     caller = sys._getframe(1)
+    handler = sole_stderr_handler(logger)
+    if handler is None:
+        logger.handle(_record(logger, message, caller))
+        return
+    line = f"{LEVEL_WORDS[logging.WARNING]}: {message}{handler.terminator}"  # GdnsdFormatter's line
+    with handler.lock or contextlib.nullcontext():
+        try:
+            handler.put(line, True)
+        except RecursionError:
+            raise
+        except Exception:  # reported as emit reports it, and the load goes on
+            handler.handleError(_record(logger, message, caller))
+
+
+def _record(logger: logging.Logger, message: str, caller: FrameType) -> logging.LogRecord:
+    """The record ``logger.warning(message)`` would make, called from ``caller``."""
     code = caller.f_code
-    logger.handle(
-        logger.makeRecord(
-            logger.name, logging.WARNING, code.co_filename, caller.f_lineno, message, (), None, code.co_name
-        )
+    return logger.makeRecord(
+        logger.name, logging.WARNING, code.co_filename, caller.f_lineno, message, (), None, code.co_name
     )
 
 
