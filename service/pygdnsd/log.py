@@ -193,10 +193,9 @@ def warning(logger: logging.Logger, message: str) -> None:
     """
     if not logger.isEnabledFor(logging.WARNING):
         return
-    caller = sys._getframe(1)
     handler = sole_stderr_handler(logger)
     if handler is None:
-        logger.handle(_record(logger, message, caller))
+        logger.handle(_record(logger, message, sys._getframe(1)))
         return
     line = f"{LEVEL_WORDS[logging.WARNING]}: {message}{handler.terminator}"  # GdnsdFormatter's line
     with handler.lock or contextlib.nullcontext():
@@ -205,7 +204,7 @@ def warning(logger: logging.Logger, message: str) -> None:
         except RecursionError:
             raise
         except Exception:  # reported as emit reports it, and the load goes on
-            handler.handleError(_record(logger, message, caller))
+            handler.handleError(_record(logger, message, sys._getframe(1)))
 
 
 def _record(logger: logging.Logger, message: str, caller: FrameType) -> logging.LogRecord:
