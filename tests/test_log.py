@@ -56,7 +56,7 @@ def only_ours() -> Iterator[logging.Handler]:
 def test_held_warnings_wait_for_the_end_of_the_block(stream: CountingStream) -> None:
     with log.warnings_held():
         LOGGER.warning("one")
-        log.warning(LOGGER, "two")
+        log.frequent_warning(LOGGER, "two")
         assert stream.getvalue() == ""
     assert stream.getvalue() == "warning: one\nwarning: two\n"
     assert stream.writes == 1
@@ -92,7 +92,7 @@ def test_many_warnings_go_out_in_bounded_batches(stream: CountingStream) -> None
     count = 3 * log.HELD_CHARS // 109
     with log.warnings_held():
         for _ in range(count):
-            log.warning(LOGGER, line)
+            log.frequent_warning(LOGGER, line)
         assert 2 <= stream.writes <= 3  # written while still held: memory stays bounded
     assert stream.getvalue() == f"warning: {line}\n" * count
     assert stream.writes <= 4
@@ -117,7 +117,7 @@ def test_held_lines_reach_stderr_when_the_process_exits() -> None:
         log.setup("stderr")
         held = log.warnings_held()
         held.__enter__()
-        log.warning(logging.getLogger("pygdnsd.zones"), "still written")
+        log.frequent_warning(logging.getLogger("pygdnsd.zones"), "still written")
         logging.shutdown()
         os._exit(0)
         """
@@ -150,7 +150,7 @@ def _records(emit: Any) -> list[logging.LogRecord]:
 def test_the_cheaper_warning_is_the_same_record() -> None:
     def both() -> None:
         LOGGER.warning("50% sure")
-        log.warning(LOGGER, "50% sure")
+        log.frequent_warning(LOGGER, "50% sure")
 
     plain, cheap = _records(both)
     assert cheap.getMessage() == plain.getMessage() == "50% sure"
@@ -166,7 +166,7 @@ def test_the_cheaper_warning_is_the_same_record() -> None:
 def test_the_cheaper_warning_respects_the_level() -> None:
     LOGGER.setLevel(logging.ERROR)
     try:
-        assert _records(lambda: log.warning(LOGGER, "hidden")) == []
+        assert _records(lambda: log.frequent_warning(LOGGER, "hidden")) == []
     finally:
         LOGGER.setLevel(logging.NOTSET)
 
@@ -175,9 +175,9 @@ def test_the_direct_line_is_the_line_a_record_gives(stream: CountingStream) -> N
     with only_ours() as ours:
         assert log.sole_stderr_handler(LOGGER) is ours
         LOGGER.warning("50%% sure: %s", "x")
-        log.warning(LOGGER, "50% sure: x")
+        log.frequent_warning(LOGGER, "50% sure: x")
         with log.warnings_held():
-            log.warning(LOGGER, "held")
+            log.frequent_warning(LOGGER, "held")
             assert stream.getvalue().count("\n") == 2
             LOGGER.info("then")
     assert stream.getvalue().splitlines() == ["warning: 50% sure: x"] * 2 + ["warning: held", "info: then"]
@@ -189,7 +189,7 @@ def test_any_other_listener_gets_records() -> None:
     out = CountingStream()
     log.setup("stderr", stream=out)
     with only_ours() as root_handler:
-        seen = _records(lambda: log.warning(LOGGER, "seen"))
+        seen = _records(lambda: log.frequent_warning(LOGGER, "seen"))
         assert [r.getMessage() for r in seen] == ["seen"]
         assert out.getvalue() == "warning: seen\n"
         root_handler.addFilter(lambda record: True)
@@ -197,7 +197,7 @@ def test_any_other_listener_gets_records() -> None:
         root_handler.filters.clear()
         root_handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
         assert log.sole_stderr_handler(LOGGER) is None
-        log.warning(LOGGER, "formatted")
+        log.frequent_warning(LOGGER, "formatted")
         assert out.getvalue().splitlines()[-1] == "WARNING formatted"
     log.setup("stderr", stream=io.StringIO())
 
@@ -209,11 +209,11 @@ def test_a_logger_that_does_not_propagate_is_followed() -> None:
     alone.propagate = False
     try:
         assert log.sole_stderr_handler(alone) is None
-        log.warning(alone, "nowhere")  # logging's last resort, as for alone.warning
+        log.frequent_warning(alone, "nowhere")  # logging's last resort, as for alone.warning
         own = log.StderrHandler(out)
         alone.addHandler(own)
         assert log.sole_stderr_handler(alone) is own
-        log.warning(alone, "own")
+        log.frequent_warning(alone, "own")
         assert out.getvalue() == "warning: own\n"
     finally:
         alone.handlers.clear()
@@ -232,10 +232,10 @@ def test_a_forked_child_writes_its_own_lines_only() -> None:
         log.setup("stderr")
         zones = logging.getLogger("pygdnsd.zones")
         with log.warnings_held():
-            log.warning(zones, "parent")
+            log.frequent_warning(zones, "parent")
             pid = os.fork()
             if pid == 0:
-                log.warning(zones, "child")
+                log.frequent_warning(zones, "child")
                 os._exit(0)
             os.waitpid(pid, 0)
         """
@@ -255,8 +255,8 @@ def test_a_broken_stderr_is_reported_and_the_load_goes_on(monkeypatch: pytest.Mo
     monkeypatch.setattr(log.StderrHandler, "handleError", lambda self, record: reported.append(record))
     log.setup("stderr", stream=BrokenStream())
     with only_ours():
-        log.warning(LOGGER, "direct")
+        log.frequent_warning(LOGGER, "direct")
         with log.warnings_held():
-            log.warning(LOGGER, "held")
+            log.frequent_warning(LOGGER, "held")
     log.setup("stderr", stream=io.StringIO())
     assert [record.getMessage() for record in reported] == ["direct", "held warning lines"]

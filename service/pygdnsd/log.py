@@ -177,7 +177,7 @@ class StderrHandler(logging.StreamHandler[TextIO]):
         super().close()
 
 
-def warning(logger: logging.Logger, message: str) -> None:
+def frequent_warning(logger: logging.Logger, message: str) -> None:
     """``logger.warning(message)`` for a message that may come 100,000 times, made for less.
 
     When the one place it would go is a ``StderrHandler`` (the usual
