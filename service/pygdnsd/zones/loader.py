@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from pygdnsd.errors import ZoneError
+from pygdnsd.log import warnings_held
 from pygdnsd.zones import model, names, parallel
 from pygdnsd.zones.settings import ZoneSettings
 from pygdnsd.zones.tree import DynamicTargets, build_zone
@@ -108,7 +109,7 @@ def load_zones(
             below.setdefault(ancestor, apex)
         files.append((str(path), apex))
     zones: dict[bytes, model.Zone] = {}
-    with _frozen_once_built():
+    with _frozen_once_built(), warnings_held():
         # Zone by zone in file order, so the first error and the warnings come as without workers.
         for path_text, apex, zone in parallel.load(files, settings):
             zones[apex] = zone if zone is not None else _reference(path_text, apex, settings, dynamic)

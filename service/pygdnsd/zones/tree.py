@@ -55,6 +55,7 @@ from collections.abc import Iterable
 from typing import Protocol, runtime_checkable
 
 from pygdnsd.errors import ConfigError, ZoneError
+from pygdnsd.log import frequent_warning
 from pygdnsd.zones import model, names, rdata
 from pygdnsd.zones.settings import ZoneSettings
 from pygdnsd.zones.zonefile import Record
@@ -106,7 +107,7 @@ class Reporter:
         if self.strict and strictable:
             raise ZoneError(message + " (an error because zones_strict_data is set)", path, line)
         where = f"{path}:{line}: " if line is not None else f"{path}: "
-        log.warning("%s%s", where, message)
+        frequent_warning(log, where + message)  # a zone may warn 100,000 times
 
 
 def _text(name: bytes) -> str:
