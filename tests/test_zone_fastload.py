@@ -151,13 +151,18 @@ LAID_OUT = [
     "x.\\@ 1 PTR host.example.net.\n  PTR o\\.dd.example.net.",
     "mx9 MX 1 \\110othing",  # a warning about a record read by the reference
 ]
-# Each line, appended to RICH, makes the reference path warn or fail (or is
-# syntax the fast path leaves to it): the fast path must step aside.
-IRREGULAR = [
+# Each line, appended to RICH, breaks a whole-zone rule: the fast path
+# refuses the zone with the reference path's error, worded by ``rules``.
+BROKEN = [
     "alias A 192.0.2.52",  # CNAME beside data
     "ns.sub TXT glue",  # data below a cut
     "sub2 NS ns.sub2",  # missing glue
     "x.sub NS ns.example.net.",  # nested delegation
+    "@ SOA ns1 hostmaster 1 2 3 4 5",  # a second SOA
+]
+# Each line, appended to RICH, makes the reference path fail (or is syntax
+# the fast path leaves to it): the fast path must step aside.
+IRREGULAR = [
     "out.example.net. TXT not glue",  # only addresses may be outside the zone
     "paren A ( 192.0.2.55",  # '(' without ')'
     "paren A 192.0.2.55 )",  # ')' without '('
@@ -166,7 +171,6 @@ IRREGULAR = [
     "dyn DYNA weighted!pool",
     "bad A 300.1.2.3",
     'odd TXT "a" "b',  # an unterminated quote
-    "@ SOA ns1 hostmaster 1 2 3 4 5",
 ]
 
 
@@ -175,6 +179,16 @@ def test_irregular_zones_step_aside(tmp_path: Path, line: str) -> None:
     path = write(tmp_path, RICH + "$ORIGIN @Z\n" + line + "\n")
     with pytest.raises(fastload.Irregular):
         fastload.load_zone(str(path), APEX, ZoneSettings())
+
+
+@pytest.mark.parametrize("line", BROKEN)
+def test_broken_zones_are_refused_as_the_reference_refuses_them(tmp_path: Path, line: str) -> None:
+    path = write(tmp_path, RICH + "$ORIGIN @Z\n" + line + "\n")
+    with pytest.raises(ZoneError) as fast:
+        fastload.load_zone(str(path), APEX, ZoneSettings())
+    with pytest.raises(ZoneError) as ref:
+        reference(path, ZoneSettings())
+    assert str(fast.value) == str(ref.value)
 
 
 def _fast_and_reference(path: Path, settings: ZoneSettings, caplog: pytest.LogCaptureFixture) -> None:
@@ -213,7 +227,7 @@ def test_warnings_are_errors_when_strict_either_way(tmp_path: Path, line: str) -
     assert RICH.count("\n") + 2 <= line_number <= RICH.count("\n") + 1 + len(line.splitlines())  # a line appended
 
 
-@pytest.mark.parametrize("line", IRREGULAR + WARNED + LAID_OUT)
+@pytest.mark.parametrize("line", BROKEN + IRREGULAR + WARNED + LAID_OUT)
 def test_loader_result_matches_the_reference_either_way(tmp_path: Path, line: str) -> None:
     zones = tmp_path / "zones"
     zones.mkdir()
@@ -546,13 +560,22 @@ def _delegations_apart(glue: str = "", extra: str = "") -> str:
 def test_split_delegations_across_pieces_equal_one_pass(tmp_path: Path, extra: str) -> None:
     path = write(tmp_path, _delegations_apart(extra=extra))
     try:
-        expected: model.Zone | None = fastload.load_zone(str(path), APEX, ZoneSettings())
+        expected: model.Zone | str | None = fastload.load_zone(str(path), APEX, ZoneSettings())
+    except ZoneError as exc:  # a broken rule: the reference's error, however the zone is read
+        expected = str(exc)
+        with pytest.raises(ZoneError) as ref:
+            reference(path, ZoneSettings())
+        assert expected == str(ref.value)
     except fastload.Irregular:
         expected = None
     else:
         assert expected == reference(path, ZoneSettings())
     for threads in (2, 3, 5):
-        assert parallel._split(str(path), APEX, ZoneSettings(threads=threads)) == expected
+        try:
+            got: model.Zone | str | None = parallel._split(str(path), APEX, ZoneSettings(threads=threads))
+        except ZoneError as exc:
+            got = str(exc)
+        assert got == expected
 
 
 def _piece_contents(piece: parsing.ZonePiece) -> tuple[object, ...]:

@@ -2,11 +2,11 @@
 
 A zone read here equals what the reference path (``zonefile`` then
 ``tree.build_zone``) builds, with the same warnings at the same lines, in
-the same order (``tests/test_zone_fastload.py`` checks both). What the fast
-path leaves to the reference path raises ``Irregular``: DYNA/DYNC, and
-errors (the zone is refused then, so speed no longer matters), which the
-reference path words; but a record the reference parser refuses is already
-worded as it would be (``parsing.RefusedRecord``).
+the same order (``tests/test_zone_fastload.py`` checks both). A zone that
+breaks a whole-zone rule raises ``ZoneError``, worded by ``rules.worded``;
+a record the reference parser refuses is worded as it would be
+(``parsing.RefusedRecord``). What the fast path leaves to the reference
+path raises ``Irregular``: DYNA/DYNC.
 """
 
 from __future__ import annotations
@@ -15,9 +15,11 @@ import contextlib
 import gc
 from collections.abc import Iterator
 
+from pygdnsd.errors import ZoneError
 from pygdnsd.zones import model
 from pygdnsd.zones.parsing import (
     EMPTY_NODE,
+    Broken,
     Irregular,
     Remark,
     ZonePiece,
@@ -31,6 +33,7 @@ from pygdnsd.zones.rules import (
     drop_unused_glue,
     glue_findings,
     in_data_order,
+    worded,
 )
 from pygdnsd.zones.settings import ZoneSettings
 from pygdnsd.zones.tree import Reporter, soa_rrset
@@ -51,7 +54,11 @@ def load_zone(path: str, apex: bytes, settings: ZoneSettings, report: Reporter |
         raise Irregular("unreadable") from None
     # The file's lines one at a time: no copy of the text, no list of its lines.
     with handle, collector_paused():
-        return finish(parse_piece(handle, path, apex, settings), path, settings, report)
+        try:
+            zone = parse_piece(handle, path, apex, settings)
+        except Broken as broken:
+            raise _worded(broken, path, apex, settings) from None
+        return finish(zone, path, settings, report)
 
 
 @contextlib.contextmanager
@@ -74,7 +81,10 @@ def finish(
     ``unsettled`` is the pieces' (``check_piece``) when ``zone`` was read in pieces.
     """
     apex = zone.apex
-    verdict = check_zone(zone, check_piece(zone) if unsettled is None else unsettled)
+    try:
+        verdict = check_zone(zone, check_piece(zone) if unsettled is None else unsettled)
+    except Broken as broken:
+        raise _worded(broken, path, apex, settings) from None
     noted = zone.noted
     if verdict.unused_glue:
         noted = _watched(path, apex, settings, verdict.unused_glue)
@@ -108,16 +118,28 @@ def _served_no_more(remark: Remark, dropped: set[bytes]) -> bool:
     return remark[0] in dropped and remark[1] in (model.A, model.AAAA)
 
 
+def _worded(broken: Broken, path: str, apex: bytes, settings: ZoneSettings) -> ZoneError:
+    return worded(broken, apex, path, lambda owners: _reread(path, apex, settings, owners))
+
+
 def _watched(path: str, apex: bytes, settings: ZoneSettings, owners: list[bytes]) -> list[tuple[bytes, int, int]]:
     """The records at ``owners`` and outside the zone, with their lines: the file read again.
 
     Only for unused glue, whose lines the first reading does not keep (it
     would have to for every address record); rare enough for a second pass.
     """
+    return _reread(path, apex, settings, frozenset(owners)).noted
+
+
+def _reread(path: str, apex: bytes, settings: ZoneSettings, owners: frozenset[bytes]) -> ZonePiece:
+    """The file read again, noting the records at ``owners``, for the lines of records a message names.
+
+    The rules checked while reading are let pass (the zone is known to break one).
+    """
     try:
         handle = open(path, encoding="utf-8", errors="surrogateescape", newline="")  # noqa: SIM115 - closed below
     except OSError:
         raise Irregular("unreadable") from None
     with handle:
-        return parse_piece(handle, path, apex, settings, watch=frozenset(owners)).noted
+        return parse_piece(handle, path, apex, settings, watch=owners, lenient=True)
 

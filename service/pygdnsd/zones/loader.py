@@ -72,8 +72,7 @@ def load_zones(
 
     ``dynamic`` (the resolver plugins) checks DYNA/DYNC targets; without it a
     zone holding one is refused. Such zones never load on the fast path (its
-    rules do not know DYNA/DYNC), so the reference path checks them; so it
-    does every zone the fast path refuses, to word the error.
+    rules do not know DYNA/DYNC), so the reference path checks them.
     """
     files: list[tuple[str, bytes]] = []
     naming_error: ZoneError | None = None

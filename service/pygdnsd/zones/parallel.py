@@ -12,10 +12,12 @@ file is checked by its worker as far as it can be alone
 (``rules.check_piece``), so what runs here after the workers finish, on
 one core, is the rebuilding and the checks across pieces.
 
-Anything a worker cannot vouch for (``Irregular``: an error, or what only
-the reference path reads; a worker that died) comes back as ``None`` and
-the caller loads that zone with the reference path, in file order, so the
-first error reads exactly as it would without workers. The warnings of
+A zone a worker finds in error comes back worded (``PortableError``) and
+is raised here in its turn, in file order, so the first error reads
+exactly as it would without workers; a file read in pieces that does not
+go together (an error, a worker that died) is read again in one pass.
+What a worker cannot vouch for (``Irregular``: what only the reference
+path reads) comes back as ``None``, for the caller's reference path. The warnings of
 zones a worker read are logged here, in file order, when its result is
 taken; those of a file read in pieces, once the pieces are merged.
 """
@@ -287,15 +289,26 @@ def _fast(path: str, apex: bytes, settings: ZoneSettings) -> model.Zone | None:
         return None
 
 
-def _read_group(group: list[tuple[str, bytes]], settings: ZoneSettings) -> list[tuple[Any, list[Warning_]]]:
-    """Each zone of ``group`` (portable, or None) with its deferred warnings."""
-    out: list[tuple[Any, list[Warning_]]] = []
+# A zone's error as a worker sends it: (problem, path, line).
+PortableError = tuple[str, "str | None", "int | None"]
+
+
+def _read_group(
+    group: list[tuple[str, bytes]], settings: ZoneSettings
+) -> list[tuple[Any, list[Warning_], PortableError | None]]:
+    """Each zone of ``group`` (portable, or None) with its deferred warnings, and its error if it has one.
+
+    A zone's error is sent as worded, for this process to raise in its turn.
+    """
+    out: list[tuple[Any, list[Warning_], PortableError | None]] = []
     for path, apex in group:
         report = _Deferred(settings.strict_data)
         try:
-            out.append((_portable_zone(fastload.load_zone(path, apex, settings, report)), report.messages))
-        except (parsing.Irregular, ZoneError):
-            out.append((None, []))
+            out.append((_portable_zone(fastload.load_zone(path, apex, settings, report)), report.messages, None))
+        except ZoneError as exc:
+            out.append((None, report.messages, (exc.problem, exc.path, exc.line)))
+        except parsing.Irregular:
+            out.append((None, [], None))
     return out
 
 
@@ -327,11 +340,14 @@ def _batch(
             yield path, apex, _fast(path, apex, settings)
         for group, worker in zip((g for g in groups[1:] if g), workers, strict=True):
             answer = worker.result()
-            results = answer if isinstance(answer, list) and len(answer) == len(group) else [(None, [])] * len(group)
+            fallback: list[tuple[Any, list[Warning_], PortableError | None]] = [(None, [], None)] * len(group)
+            results = answer if isinstance(answer, list) and len(answer) == len(group) else fallback
             replay = Reporter(False)
-            for (path, apex), (portable, messages) in zip(group, results, strict=True):
+            for (path, apex), (portable, messages, error) in zip(group, results, strict=True):
                 for message, where, line in messages:
                     replay.warn(message, where, line, strictable=False)
+                if error is not None:
+                    raise ZoneError(*error)
                 with fastload.collector_paused():
                     zone = _rebuilt_zone(portable)
                 yield path, apex, zone
@@ -385,7 +401,7 @@ def _in_pieces(path: str, apex: bytes, settings: ZoneSettings) -> model.Zone | N
         first = read(*cuts[0])
         source.clear()
         if first is None:
-            return None
+            raise _OnePass  # one pass finds the first error, if that was one
         with fastload.collector_paused():
             # While the workers still read: what is unsettled, and freeing what only they needed.
             unsettled = rules.check_piece(first)
@@ -407,7 +423,7 @@ def _in_pieces(path: str, apex: bytes, settings: ZoneSettings) -> model.Zone | N
     except parsing.RefusedRecord:
         raise  # from the first piece (see read): the zone's first error
     except parsing.Irregular:
-        return None
+        raise _OnePass from None  # one pass words the error, or steps aside
     finally:
         for worker in workers:
             worker.reap()

@@ -12,9 +12,11 @@ joined first; ``$INCLUDE``d files are read as pieces of their own and
 merged where they are included. A record the loop does not read itself (an
 escape in a name or a TXT string, a TXT string to split, an odd layout)
 is read by the reference parser, that record alone (``_OneRecord``). What
-the reference refuses, and DYNA/DYNC (whose rules only ``tree`` checks),
-raise ``Irregular``: that zone is read by the reference path, which words
-the error.
+the reference refuses is worded as it words it (``RefusedRecord``); a
+whole-zone rule found broken while reading (a CNAME beside other data, a
+second SOA) raises ``Broken``, for ``rules.worded``; DYNA/DYNC (whose
+rules only ``tree`` checks) raise ``Irregular``: that zone is read by the
+reference path.
 """
 
 from __future__ import annotations
@@ -98,6 +100,38 @@ def new_rrsets(rtypes: list[int], ttls: list[int], rdatas: list[tuple[bytes, ...
 
 class Irregular(Exception):
     """This zone needs the reference path (the message says why, for debugging)."""
+
+
+class Broken(Irregular):
+    """A whole-zone rule the zone breaks, as found: ``rules.worded`` makes the operator's message.
+
+    ``owner`` is the name the rule speaks of, ``targets`` the names it may
+    speak of (NS targets without glue, cuts inside other delegations);
+    ``at`` the file and line when the finder knows them, else the message's
+    line is looked up when it is worded.
+    """
+
+    def __init__(
+        self, rule: str, owner: bytes = b"", targets: tuple[bytes, ...] = (), at: tuple[str, int] | None = None
+    ) -> None:
+        super().__init__(rule)
+        self.rule = rule
+        self.owner = owner
+        self.targets = targets
+        self.at = at
+
+
+# The rules ``Broken`` names (``rules.worded`` words each).
+NO_SOA = "no SOA"
+SECOND_SOA = "SOA defined twice"
+NO_NS = "no NS"
+CNAME_BESIDE_DATA = "CNAME beside data"
+TOO_MANY_NS = "too many NS"
+NESTED_DELEGATION = "nested delegation"
+DATA_AT_CUT = "data at a delegation"
+DATA_BELOW_CUT = "data below a delegation"
+GLUE_MISSING = "glue missing"
+CNAME_CHAIN = "CNAME chain"
 
 
 class RefusedRecord(ZoneError, Irregular):
@@ -473,6 +507,7 @@ def parse_piece(
     start: Start | None = None,
     watch: frozenset[bytes] = frozenset(),
     depth: int = 0,
+    lenient: bool = False,
 ) -> ZonePiece:
     """The lines of one file, or of one piece of it (see ``split``), read into per-name nodes.
 
@@ -481,7 +516,9 @@ def parse_piece(
     time a big zone takes to load: it avoids calls and temporaries for the
     common lines (a plain owner, a known type, one-token rdata). The lines
     of the records at the owners in ``watch`` are noted (``ZonePiece.noted``).
-    ``depth`` counts the $INCLUDEs this file is read under.
+    ``depth`` counts the $INCLUDEs this file is read under. ``lenient``
+    lets the rules it checks as it reads pass (``Broken`` is not raised):
+    a second reading, for the lines an error message names.
     """
     if start is None:
         start = Start(1, apex, settings.default_ttl)
@@ -563,7 +600,8 @@ def parse_piece(
                         elif line[0] == "$":
                             if tokens[0].upper() == "$INCLUDE":
                                 _fold(nodes, multi)  # the records so far come first
-                                merge(out, *_included(tokens, path, namer, default_ttl, settings, watch, depth))
+                                included = _included(tokens, path, namer, default_ttl, settings, watch, depth, lenient)
+                                merge(out, *included, lenient=lenient)
                                 continue
                             directive(tokens, namer)
                             if tokens[0].upper() == "$TTL":
@@ -692,7 +730,7 @@ def parse_piece(
                 # layout it leaves aside): the reference parser reads that one record.
                 _forget_line(out, number)
                 if one_by_one is None:
-                    one_by_one = _OneRecord(apex, path, settings, start.file_origin or apex)
+                    one_by_one = _OneRecord(apex, path, settings, start.file_origin or apex, lenient)
                 record, written_owner = one_by_one.read(line, number, namer.origin, default_ttl, owner)
                 owner = record.owner
                 rtype = record.rtype
@@ -715,8 +753,8 @@ def parse_piece(
                 continue
             have = node.get(rtype)
             if have is None:
-                if rtype == _CNAME or _CNAME in node:
-                    raise Irregular("CNAME and other data")
+                if (rtype == _CNAME or _CNAME in node) and not lenient:
+                    raise Broken(CNAME_BESIDE_DATA, owner)
                 nodes[owner] = with_rrset(node, rrset)
             else:
                 if have.ttl != ttl and (owner, rtype) not in disagreed:
@@ -749,6 +787,7 @@ def _included(
     settings: ZoneSettings,
     watch: frozenset[bytes],
     depth: int,
+    lenient: bool,
 ) -> tuple[ZonePiece, str]:
     """The file an ``$INCLUDE`` line names, read as the reference reads it (see ``zonefile``), and its path.
 
@@ -768,13 +807,14 @@ def _included(
         raise Irregular("$INCLUDE unreadable") from None
     with handle:
         start = Start(1, origin, default_ttl, origin)
-        return parse_piece(handle, included, namer.apex, settings, start, watch, depth + 1), included
+        return parse_piece(handle, included, namer.apex, settings, start, watch, depth + 1, lenient), included
 
 
-def merge(into: ZonePiece, piece: ZonePiece, included: str | None = None) -> None:
+def merge(into: ZonePiece, piece: ZonePiece, included: str | None = None, lenient: bool = False) -> None:
     """Add a later piece of the same file to ``into``, as if read in one pass; or a file it $INCLUDEs.
 
     An included file's positions become positions in ``into`` (see ``POSITION_FILE``).
+    ``lenient`` as for ``parse_piece``.
     """
     nodes = into.nodes
     later = piece.nodes
@@ -783,15 +823,15 @@ def merge(into: ZonePiece, piece: ZonePiece, included: str | None = None) -> Non
         for rtype, rrset in later.pop(name).items():
             have = node.get(rtype)
             if have is None:
-                if rtype == _CNAME or _CNAME in node:
-                    raise Irregular("CNAME and other data")
+                if (rtype == _CNAME or _CNAME in node) and not lenient:
+                    raise Broken(CNAME_BESIDE_DATA, name)
                 node = with_rrset(node, rrset)
             elif have.ttl != rrset.ttl:
                 raise Irregular("TTLs disagree")
             else:
                 node = with_rrset(node, new_rrset(rtype, have.ttl, have.rdatas + rrset.rdatas))
-                if rtype == _NS and len(have.rdatas) + len(rrset.rdatas) > MAX_NS_RRSET:
-                    raise Irregular("too many NS")  # each piece checked its own part only
+                if rtype == _NS and len(have.rdatas) + len(rrset.rdatas) > MAX_NS_RRSET and not lenient:
+                    raise Broken(TOO_MANY_NS, name)  # each piece checked its own part only
         nodes[name] = node
     nodes.update(later)
     shift = 0
@@ -821,7 +861,9 @@ def merge(into: ZonePiece, piece: ZonePiece, included: str | None = None) -> Non
     into.deep += piece.deep
     if piece.soa is not None:
         if into.soa is not None:
-            raise Irregular("SOA")
+            if lenient:
+                return
+            raise Broken(SECOND_SOA, into.apex, at=(piece.soa.path, piece.soa.line))
         into.soa = piece.soa
         into.soa_position = piece.soa_position + shift
 
@@ -856,10 +898,11 @@ class _OneRecord:
     checks (DYNA, DYNC) and a second SOA.
     """
 
-    def __init__(self, apex: bytes, path: str, settings: ZoneSettings, file_origin: bytes) -> None:
+    def __init__(self, apex: bytes, path: str, settings: ZoneSettings, file_origin: bytes, lenient: bool) -> None:
         self.parser = zonefile.Parser(apex, zonefile.ParseOptions(settings.default_ttl, settings.text_autosplit))
         self.state = zonefile.FileState(path, apex, file_origin, settings.default_ttl)
         self.settings = settings
+        self.lenient = lenient
 
     def read(self, line: str, number: int, origin: bytes, default_ttl: int, owner: bytes) -> tuple[Record, str | None]:
         """The line's record, and its owner's text (``None`` for a blank owner)."""
@@ -883,9 +926,10 @@ class _OneRecord:
         """What the fast loop does for a record it reads, done for ``record``; the TTL it is served with."""
         owner, rtype, ttl, line = record.owner, record.rtype, record.ttl, record.line
         settings = self.settings
-        if rtype == _SOA:
-            if piece.soa is not None:
-                raise Irregular("SOA")
+        if rtype == _SOA and piece.soa is not None:
+            if not self.lenient:
+                raise Broken(SECOND_SOA, piece.apex, at=(record.path, line))
+        elif rtype == _SOA:
             piece.soa = record  # soa_rrset clamps its TTL, and words it
             piece.soa_position = line
         elif not settings.min_ttl <= ttl <= settings.max_ttl:

@@ -1,17 +1,35 @@
 """The whole-zone rules of the fast path: each piece checked alone, then what is left across pieces.
 
-Errors raise ``Irregular`` (the reference path, ``tree``, then words them);
-warnings come back as findings, worded by ``tree``'s functions, with the
-line of the record they are about.
+Errors raise ``parsing.Broken``, which ``worded`` turns into the operator's
+message (file:line of the record gdnsd's message names); warnings come back
+as findings, worded by ``tree``'s functions, with the line of the record
+they are about.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from pygdnsd.zones import model
-from pygdnsd.zones.parsing import Finding, Irregular, Remark, ZonePiece, within
+from pygdnsd.errors import ZoneError
+from pygdnsd.zones import model, names
+from pygdnsd.zones.parsing import (
+    CNAME_BESIDE_DATA,
+    CNAME_CHAIN,
+    DATA_AT_CUT,
+    DATA_BELOW_CUT,
+    GLUE_MISSING,
+    NESTED_DELEGATION,
+    NO_NS,
+    NO_SOA,
+    SECOND_SOA,
+    TOO_MANY_NS,
+    Broken,
+    Finding,
+    Remark,
+    ZonePiece,
+    within,
+)
 from pygdnsd.zones.tree import (
     MAX_CNAME_CHAIN,
     MAX_NS_RRSET,
@@ -87,7 +105,7 @@ class Unsettled:
 
 
 def check_piece(piece: ZonePiece) -> Unsettled:
-    """The piece checked against its own names (Irregular if it is bad already), and what is left."""
+    """The piece checked against its own names (``Broken`` if it is bad already), and what is left."""
     apex = piece.apex
     nodes = piece.nodes
     get = nodes.get
@@ -148,22 +166,22 @@ def check_piece(piece: ZonePiece) -> Unsettled:
 
 
 def _bad_glue(glue: list[bytes], cuts: set[bytes], nodes: dict[bytes, model.Node], used: set[bytes]) -> list[bytes]:
-    """Irregular for data at or below a cut other than glue (and the cut's NS); the glue ``used`` does not hold."""
+    """``Broken`` for data at or below a cut other than glue (and the cut's NS); the glue ``used`` does not hold."""
     unused: list[bytes] = []
     for cut in cuts:
         node = nodes[cut]
         if isinstance(node, dict):
             if any(rtype != _NS and rtype != _A and rtype != _AAAA for rtype in node):
-                raise Irregular("data below a delegation")
+                raise Broken(DATA_AT_CUT, cut)
             if (_A in node or _AAAA in node) and cut not in used:
                 unused.append(cut)
             node = node[_NS]
         if len(node.rdatas) > MAX_NS_RRSET:  # a lone RRset at a cut is its NS
-            raise Irregular("too many NS")
+            raise Broken(TOO_MANY_NS, cut)
     for owner in [owner for owner in glue if isinstance(node := nodes[owner], dict) or node.rtype not in _ADDRESS]:
         node = nodes[owner]
         if not isinstance(node, dict) or any(rtype != _A and rtype != _AAAA for rtype in node):
-            raise Irregular("data below a delegation")
+            raise Broken(DATA_BELOW_CUT, owner)
     unused += [owner for owner in glue if owner not in used]
     return unused
 
@@ -198,6 +216,18 @@ def _deep_names(
     return glue, ancestors
 
 
+def _inside_cuts(
+    per_piece: list[tuple[set[bytes], set[bytes], set[bytes]]], apex: bytes, cuts: set[bytes]
+) -> set[bytes]:
+    """The parents of cuts (other than the apex) that are at or below another cut: their cuts are nested.
+
+    Only a cut below a child of the apex can be nested; each parent walked once.
+    """
+    return {
+        parent for parent in set().union(*(part[2] for part in per_piece)) if _cut_above(parent, apex, cuts) is not None
+    }
+
+
 def _glue_across(unsettled: Unsettled, cuts: set[bytes]) -> bool:
     """Whether a piece may hold names below another piece's cut, so its own glue check fell short.
 
@@ -229,7 +259,7 @@ class Verdict:
 
 
 def check_zone(zone: ZonePiece, unsettled: Unsettled) -> Verdict:
-    """The zone's verdict; Irregular for an error.
+    """The zone's verdict; ``Broken`` for an error.
 
     ``unsettled`` is what the pieces left (``check_piece``), every piece's together.
     """
@@ -237,10 +267,10 @@ def check_zone(zone: ZonePiece, unsettled: Unsettled) -> Verdict:
     nodes = zone.nodes
     apex_node = nodes.get(apex)
     if apex_node is None or zone.soa is None:
-        raise Irregular("no SOA")
+        raise Broken(NO_SOA, apex)
     apex_ns = apex_node.get(_NS)
     if apex_ns is None:
-        raise Irregular("no apex NS")
+        raise Broken(NO_NS, apex)
     at_apex: list[Finding] = []
     if len(apex_ns.rdatas) == 1:
         at_apex.append((min(unsettled.apex_ns_lines), only_one_ns(apex)))
@@ -251,15 +281,14 @@ def check_zone(zone: ZonePiece, unsettled: Unsettled) -> Verdict:
     if soa_rdata[: pos + 1] not in apex_ns.rdatas:
         at_apex.append((zone.soa_position, mname_not_ns(apex)))
     if len(apex_ns.rdatas) > MAX_NS_RRSET:
-        raise Irregular("too many NS")
+        raise Broken(TOO_MANY_NS, apex)
 
     per_piece = unsettled.per_piece
     cuts = per_piece[0][0] if len(per_piece) == 1 else set().union(*(part[0] for part in per_piece))
     used = unsettled.used
-    # Only a cut below a child of the apex can be nested; each parent walked once.
-    for parent in set().union(*(part[2] for part in per_piece)):
-        if _cut_above(parent, apex, cuts) is not None:
-            raise Irregular("nested delegation")
+    inside = _inside_cuts(per_piece, apex, cuts)
+    if inside:
+        raise Broken(NESTED_DELEGATION, targets=tuple(cut for cut in cuts if cut[cut[0] + 1 :] in inside))
     ents = set().union(*(part[1] for part in per_piece)).difference(nodes)
 
     if _glue_across(unsettled, cuts):
@@ -276,13 +305,16 @@ def check_zone(zone: ZonePiece, unsettled: Unsettled) -> Verdict:
     def in_below(name: bytes) -> bool:
         return name in nodes and _cut_above(name, apex, cuts) is not None
 
+    unglued = []
     for target in set(unsettled.ns):
         found = nodes.get(target)
         if found is not None:
             if not _has_address(found) and in_below(target):
-                raise Irregular("glue missing")
+                unglued.append(target)
         elif cuts and within(target, apex) and _cut_above(target, apex, cuts) is not None:
-            raise Irregular("glue missing")
+            unglued.append(target)
+    if unglued:
+        raise Broken(GLUE_MISSING, targets=tuple(unglued))
     # Per record, as the reference path words it; each target looked at once.
     records: list[Remark] = list(unsettled.warnings)
     addressless: dict[bytes, bool] = {}
@@ -390,13 +422,20 @@ def _chain_finding(
     dangling: dict[bytes, bool],
     into: list[Remark],
 ) -> None:
-    """The chain rule for one CNAME record: its warning into ``into``; Irregular for an error."""
+    """The chain rule for one CNAME record: its warning into ``into``; ``Broken`` for an error."""
     target, _rtype, owner, line = pointer
     nx = dangling.get(target)
     if nx is None:
-        nx = dangling[target] = _check_chain(target, apex, nodes, ents, cuts)
+        try:
+            nx = dangling[target] = _check_chain(target, apex, nodes, ents, cuts)
+        except _TooDeep:
+            raise Broken(CNAME_CHAIN, owner) from None
     if nx:
         into.append((owner, _CNAME, line, cname_to_nxdomain(owner, target)))
+
+
+class _TooDeep(Exception):
+    """A CNAME chain longer than gdnsd allows (``_chain_finding`` says whose)."""
 
 
 def _check_chain(
@@ -406,7 +445,7 @@ def _check_chain(
     ents: set[bytes],
     cuts: set[bytes],
 ) -> bool:
-    """tree's CNAME chain rule: whether the first hop is a known NXDOMAIN (a warning); over-long chains are Irregular."""
+    """The CNAME chain rule: whether the first hop is a known NXDOMAIN (a warning); _TooDeep for an over-long chain."""
     depth = 1
     first_hop = True
     while within(target, apex):
@@ -431,9 +470,89 @@ def _check_chain(
             nxt = wild[_CNAME].rdatas[0]
         depth += 1
         if depth > MAX_CNAME_CHAIN:
-            raise Irregular("CNAME chain")
+            raise _TooDeep
         target = nxt
         first_hop = False
     return False
 
 
+
+
+def worded(broken: Broken, apex: bytes, path: str, reread: Callable[[frozenset[bytes]], ZonePiece]) -> ZoneError:
+    """The error ``broken`` as the operator reads it: gdnsd's verdict, at the line of the record it names.
+
+    Only the lines of NS, CNAME, PTR, MX and SRV records are kept on the
+    way (``ZonePiece.targets``); the others a message may name (the first
+    record of a type at a name) are found by ``reread``, a second fast
+    reading of the zone's file that notes every record at the names given.
+    A zone that breaks a rule is refused: this runs once, never for a zone
+    that loads.
+    """
+    rule = broken.rule
+    owner = broken.owner
+    if rule == NO_SOA:
+        return ZoneError(f"zone '{_text(apex)}' has no SOA record", path)
+    if rule == NO_NS:
+        return ZoneError(f"zone '{_text(apex)}' has no NS records", path)
+    if rule == SECOND_SOA:
+        assert broken.at is not None
+        return ZoneError(f"zone '{_text(apex)}': SOA defined twice", *broken.at)
+    watched = frozenset((owner,)) if owner else frozenset()
+    zone = reread(watched)
+
+    def first(rtype: int, owners: set[bytes]) -> tuple[bytes, bytes, int]:
+        """The first (owner, target, position) of an ``rtype`` record at one of ``owners``, in the reference's order."""
+        rank = {name: index for index, name in enumerate(zone.nodes) if name in owners}
+        found = [
+            (rank[at], position, at, target)
+            for (kind, at, target), position in zip(zone.targets, zone.target_lines, strict=True)
+            if kind == rtype and at in owners
+        ]
+        _, position, at, target = min(found)
+        return at, target, position
+
+    if rule == CNAME_BESIDE_DATA:
+        position = next(line for at, rtype, line in zone.noted if at == owner and rtype != _CNAME)
+        return ZoneError(
+            f"name '{_text(owner)}': CNAME not allowed alongside other data", *zone.where(path, position)
+        )
+    if rule in (DATA_AT_CUT, DATA_BELOW_CUT):
+        allowed = (_NS, _A, _AAAA) if rule == DATA_AT_CUT else _ADDRESS
+        position = next(line for at, rtype, line in zone.noted if at == owner and rtype not in allowed)
+        return ZoneError(
+            f"name '{_text(owner)}' is inside a delegated subzone, and can only have NS "
+            "and/or address records as appropriate",
+            *zone.where(path, position),
+        )
+    if rule == TOO_MANY_NS:
+        lines = [line for (kind, at, _), line in zip(zone.targets, zone.target_lines, strict=True)
+                 if kind == _NS and at == owner]
+        return ZoneError(
+            f"name '{_text(owner)}': too many NS records in one NS RRset ({len(lines)} > {MAX_NS_RRSET})",
+            *zone.where(path, lines[MAX_NS_RRSET]),
+        )
+    if rule == NESTED_DELEGATION:
+        cut, _, position = first(_NS, set(broken.targets))
+        return ZoneError(f"delegation '{_text(cut)}' is within another delegation", *zone.where(path, position))
+    if rule == GLUE_MISSING:
+        unglued = set(broken.targets)
+        rank = {name: index for index, name in enumerate(zone.nodes)}
+        _, position, at, target = min(
+            (rank[at], position, at, target)
+            for (kind, at, target), position in zip(zone.targets, zone.target_lines, strict=True)
+            if kind == _NS and target in unglued
+        )
+        return ZoneError(
+            f"missing A and/or AAAA records for target nameserver in '{_text(at)} NS {_text(target)}'",
+            *zone.where(path, position),
+        )
+    assert rule == CNAME_CHAIN, rule
+    _, _, position = first(_CNAME, {owner})
+    return ZoneError(
+        f"CNAME '{_text(owner)}' leads to a CNAME chain more than {MAX_CNAME_CHAIN} deep (a loop?) within the zone",
+        *zone.where(path, position),
+    )
+
+
+def _text(name: bytes) -> str:
+    return names.to_text(name)
