@@ -227,6 +227,18 @@ def test_warnings_are_errors_when_strict_either_way(tmp_path: Path, line: str) -
     assert RICH.count("\n") + 2 <= line_number <= RICH.count("\n") + 1 + len(line.splitlines())  # a line appended
 
 
+@pytest.mark.parametrize("line", [line for line in WARNED if line != "t2 2 A 192.0.2.50"])  # a clamp never is
+def test_strict_warnings_are_errors_on_the_fast_path(tmp_path: Path, line: str) -> None:
+    path = write(tmp_path, RICH.replace("@ 1D IN SOA", "@ 900 IN SOA") + "$ORIGIN @Z\n" + line + "\n")
+    settings = ZoneSettings(strict_data=True)
+    with pytest.raises(ZoneError) as fast:
+        fastload.load_zone(str(path), APEX, settings)
+    assert not isinstance(fast.value, fastload.Irregular)  # worded here, not left to the reference path
+    with pytest.raises(ZoneError) as ref:
+        reference(path, settings)
+    assert str(fast.value) == str(ref.value)
+
+
 @pytest.mark.parametrize("line", BROKEN + IRREGULAR + WARNED + LAID_OUT)
 def test_loader_result_matches_the_reference_either_way(tmp_path: Path, line: str) -> None:
     zones = tmp_path / "zones"

@@ -96,15 +96,14 @@ def finish(
     clamped = [remark for remark in zone.clamped if not _served_no_more(remark, dropped)]
     ttl_warnings = [remark for remark in zone.ttl_warnings if not _served_no_more(remark, dropped)]
     assert zone.soa is not None
-    if settings.strict_data and (verdict.at_apex or glue or verdict.records or ttl_warnings):
-        raise Irregular("a warning made an error")  # the reference path words the first
     before_soa, after_soa = in_data_order(zone.nodes, glue, verdict.records, clamped, ttl_warnings)
-    # After every Irregular, so no message is written twice.
+    # In the reference's order; under zones_strict_data the first that may be an error is
+    # (``report`` raises it), the TTL clamps before it written as warnings.
     for position, message in verdict.at_apex + before_soa:
         report.warn(message, *zone.where(path, position))
     soa, serial = soa_rrset(apex, zone.soa, settings, report)
-    for position, message in after_soa:
-        report.warn(message, *zone.where(path, position), strictable=False)
+    for position, message, strictable in after_soa:
+        report.warn(message, *zone.where(path, position), strictable=strictable)
     nodes = zone.nodes
     drop_unused_glue(nodes, verdict, outside_unused)
     apex_node = nodes[apex]

@@ -369,14 +369,15 @@ def in_data_order(
     records: list[Remark],
     clamped: list[Remark],
     ttl_warnings: list[Remark],
-) -> tuple[list[Finding], list[Finding]]:
+) -> tuple[list[Finding], list[tuple[int, str, bool]]]:
     """The warnings about glue and records, and those about TTLs, in the order the reference writes them.
 
     It goes through the names in the order they first appear (``nodes``'
     order): all of them for glue, then for records (per name: CNAME, PTR,
     MX, SRV, as the type numbers go), then, after the SOA's warnings, for
     TTLs (per name, type by type as they first appear at it: the clamps,
-    then the ACME and disagreeing TTLs).
+    then the ACME and disagreeing TTLs). Each TTL warning says whether
+    ``zones_strict_data`` makes it an error (a clamp never is).
     """
     owners = set(glue).union(*([remark[0] for remark in remarks] for remarks in (records, clamped, ttl_warnings)))
     if not owners:
@@ -393,10 +394,13 @@ def in_data_order(
         return rank[remark[0]], types.index(remark[1])
 
     # Per RRset, its clamps come before its other TTL warnings.
-    ttls = sorted(clamped + ttl_warnings, key=ttl_order)
+    ttls = sorted(
+        [(remark, False) for remark in clamped] + [(remark, True) for remark in ttl_warnings],
+        key=lambda pair: ttl_order(pair[0]),
+    )
     return (
         by_glue + [(position, message) for _, _, position, message in records],
-        [(position, message) for _, _, position, message in ttls],
+        [(position, message, strictable) for (_, _, position, message), strictable in ttls],
     )
 
 
