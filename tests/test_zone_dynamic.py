@@ -21,9 +21,11 @@ from conftest import REAL_GDNSD
 from pygdnsd.config.options import load_config
 from pygdnsd.errors import ConfigError, ZoneError
 from pygdnsd.plugins.setup import DynamicSetup, build_dynamic
-from pygdnsd.zones import fastload, model, names
+from pygdnsd.zones import fastload, loader, model, names
 from pygdnsd.zones.loader import load_zones
 from pygdnsd.zones.settings import ZoneSettings
+from pygdnsd.zones.tree import build_zone
+from pygdnsd.zones.zonefile import ParseOptions, parse_zone_file
 
 PLUGINS = """
 service_types => {
@@ -306,10 +308,44 @@ def test_unused_dyna_glue_is_dropped(tmp_path: Path, caplog: pytest.LogCaptureFi
 # -- the fast path ---------------------------------------------------------
 
 
-def test_fast_path_sends_dynamic_zones_to_the_reference(tmp_path: Path) -> None:
-    cfg = config_dir(tmp_path, "www 300/30 DYNA simplefo!sf")
-    with pytest.raises(fastload.Irregular):
-        fastload.load_zone(str(cfg / "zones" / "example.com"), APEX, ZoneSettings())
+def test_fast_path_loads_dynamic_zones(tmp_path: Path) -> None:
+    """DYNA/DYNC zones are checked and built by the fast path, as the reference path builds them."""
+    cfg = config_dir(tmp_path, "www 300/30 DYNA simplefo!sf\nx MX 10 www\nc 300 DYNC static!cn")
+    config = load_config(cfg)
+    setup = build_dynamic(config)
+    settings = ZoneSettings.from_config(config)
+    path = str(cfg / "zones" / "example.com")
+    fast = fastload.load_zone(path, APEX, settings, plugins=setup.resolvers)
+    options = ParseOptions(default_ttl=settings.default_ttl, text_autosplit=settings.text_autosplit)
+    assert fast == build_zone(APEX, parse_zone_file(path, APEX, options), settings, path, setup.resolvers)
+    assert www(model.ZoneSet({APEX: fast}))[model.DYNA] == model.DynamicRRset(model.DYNA, 300, (), "simplefo", "sf", 30)
+
+
+@pytest.mark.parametrize("case", BAD, ids=lambda case: case.name)
+def test_bad_dynamic_zone_refused_without_the_reference_path(
+    case: Bad, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(loader, "_reference", _no_reference)
+    cfg = config_dir(tmp_path, case.body, case.options)
+    with pytest.raises(ZoneError) as info:
+        ours(cfg)
+    assert info.value.line == FIRST_LINE + case.line - 1
+    assert case.ours in info.value.problem
+
+
+@pytest.mark.parametrize("case", GOOD, ids=lambda case: case.name)
+def test_good_dynamic_zone_without_the_reference_path(
+    case: Good, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(loader, "_reference", _no_reference)
+    zones, _ = ours(config_dir(tmp_path, case.body))
+    assert www(zones, case.owner)[case.rtype] == model.DynamicRRset(
+        case.rtype, case.ttl, (), case.plugin, case.resource, case.min_ttl
+    )
+
+
+def _no_reference(*_: object) -> model.Zone:
+    raise AssertionError("a DYNA/DYNC zone went to the reference path")
 
 
 def test_dynamic_zone_among_many_parallel_zones(tmp_path: Path) -> None:

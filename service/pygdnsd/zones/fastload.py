@@ -5,8 +5,9 @@ A zone read here equals what the reference path (``zonefile`` then
 the same order (``tests/test_zone_fastload.py`` checks both). A zone that
 breaks a whole-zone rule raises ``ZoneError``, worded by ``rules.worded``;
 a record the reference parser refuses is worded as it would be
-(``parsing.RefusedRecord``). What the fast path leaves to the reference
-path raises ``Irregular``: DYNA/DYNC.
+(``parsing.RefusedRecord``). DYNA/DYNC are checked here too, with the
+resolver plugins. What the fast path leaves to the reference path raises
+``Irregular``.
 """
 
 from __future__ import annotations
@@ -36,15 +37,25 @@ from pygdnsd.zones.rules import (
     worded,
 )
 from pygdnsd.zones.settings import ZoneSettings
-from pygdnsd.zones.tree import Reporter, soa_rrset
+from pygdnsd.zones.tree import DynamicTargets, Reporter, soa_rrset
 
 __all__ = ["Irregular", "collector_paused", "finish", "load_zone"]
 
 
-def load_zone(path: str, apex: bytes, settings: ZoneSettings, report: Reporter | None = None) -> model.Zone:
+def load_zone(
+    path: str,
+    apex: bytes,
+    settings: ZoneSettings,
+    report: Reporter | None = None,
+    plugins: DynamicTargets | None = None,
+    dynamic: bool = True,
+) -> model.Zone:
     """The zone in ``path``, built as ``tree.build_zone`` would; ``Irregular`` when it can't vouch.
 
-    The warnings go to ``report`` (by default, the log).
+    The warnings go to ``report`` (by default, the log). ``plugins`` check
+    DYNA/DYNC targets (without them, a zone holding one is refused); with
+    ``dynamic`` False a zone holding one is ``Irregular`` (a worker process
+    does not send DYNA/DYNC RRsets: the zone is read where it is served).
     """
     if report is None:
         report = Reporter(settings.strict_data)
@@ -58,7 +69,9 @@ def load_zone(path: str, apex: bytes, settings: ZoneSettings, report: Reporter |
             zone = parse_piece(handle, path, apex, settings)
         except Broken as broken:
             raise _worded(broken, path, apex, settings) from None
-        return finish(zone, path, settings, report)
+        if zone.dynamic and not dynamic:
+            raise Irregular("DYNA/DYNC")
+        return finish(zone, path, settings, report, plugins=plugins)
 
 
 @contextlib.contextmanager
@@ -74,15 +87,21 @@ def collector_paused() -> Iterator[None]:
 
 
 def finish(
-    zone: ZonePiece, path: str, settings: ZoneSettings, report: Reporter, unsettled: Unsettled | None = None
+    zone: ZonePiece,
+    path: str,
+    settings: ZoneSettings,
+    report: Reporter,
+    unsettled: Unsettled | None = None,
+    plugins: DynamicTargets | None = None,
 ) -> model.Zone:
     """The checks, then the ``Zone``; the warnings go to ``report``.
 
-    ``unsettled`` is the pieces' (``check_piece``) when ``zone`` was read in pieces.
+    ``unsettled`` is the pieces' (``check_piece``) when ``zone`` was read in
+    pieces; ``plugins`` check DYNA/DYNC targets.
     """
     apex = zone.apex
     try:
-        verdict = check_zone(zone, check_piece(zone) if unsettled is None else unsettled)
+        verdict = check_zone(zone, check_piece(zone) if unsettled is None else unsettled, plugins)
     except Broken as broken:
         raise _worded(broken, path, apex, settings) from None
     noted = zone.noted
@@ -114,7 +133,7 @@ def finish(
 
 
 def _served_no_more(remark: Remark, dropped: set[bytes]) -> bool:
-    return remark[0] in dropped and remark[1] in (model.A, model.AAAA)
+    return remark[0] in dropped and remark[1] in (model.A, model.AAAA, model.DYNA)
 
 
 def _worded(broken: Broken, path: str, apex: bytes, settings: ZoneSettings) -> ZoneError:

@@ -71,8 +71,7 @@ def load_zones(
     """Every zone in ``zones_dir``; the first problem raises ``ZoneError`` (file:line).
 
     ``dynamic`` (the resolver plugins) checks DYNA/DYNC targets; without it a
-    zone holding one is refused. Such zones never load on the fast path (its
-    rules do not know DYNA/DYNC), so the reference path checks them.
+    zone holding one is refused.
     """
     files: list[tuple[str, bytes]] = []
     naming_error: ZoneError | None = None
@@ -109,7 +108,7 @@ def load_zones(
     zones: dict[bytes, model.Zone] = {}
     with _frozen_once_built():
         # Zone by zone in file order, so the first error and the warnings come as without workers.
-        for path_text, apex, zone in parallel.load(files, settings):
+        for path_text, apex, zone in parallel.load(files, settings, dynamic):
             zones[apex] = zone if zone is not None else _reference(path_text, apex, settings, dynamic)
         if naming_error is not None:
             raise naming_error

@@ -40,7 +40,7 @@ from typing import Any
 from pygdnsd.errors import ZoneError
 from pygdnsd.zones import fastload, model, parsing, pieces, rules
 from pygdnsd.zones.settings import ZoneSettings
-from pygdnsd.zones.tree import Reporter
+from pygdnsd.zones.tree import DynamicTargets, Reporter
 from pygdnsd.zones.zonefile import Record
 
 log = logging.getLogger("pygdnsd.zones")
@@ -146,8 +146,10 @@ def _rebuilt_zone(portable: tuple[Any, ...] | None) -> model.Zone | None:
 
 def _portable_piece(piece: parsing.ZonePiece | None) -> tuple[Any, ...] | None:
     """The piece and what its names leave to check (``rules.check_piece``): its targets stay here."""
-    if piece is None or piece.files:
-        return None  # a piece that $INCLUDEs (the last: split looks at the others' directives) is read in one pass
+    if piece is None or piece.files or piece.dynamic:
+        # A piece that $INCLUDEs (the last: split looks at the others' directives), or holds
+        # DYNA/DYNC (their RRsets do not travel), is read in one pass.
+        return None
     try:
         unsettled = rules.check_piece(piece)
     except parsing.Irregular:
@@ -279,10 +281,10 @@ def _scratch_file() -> int:
         return handle
 
 
-def _fast(path: str, apex: bytes, settings: ZoneSettings) -> model.Zone | None:
+def _fast(path: str, apex: bytes, settings: ZoneSettings, plugins: DynamicTargets | None) -> model.Zone | None:
     """The zone on the fast path, or ``None``; a refused record is the zone's first error (raised)."""
     try:
-        return fastload.load_zone(path, apex, settings)
+        return fastload.load_zone(path, apex, settings, plugins=plugins)
     except parsing.RefusedRecord:
         raise
     except parsing.Irregular:
@@ -304,7 +306,8 @@ def _read_group(
     for path, apex in group:
         report = _Deferred(settings.strict_data)
         try:
-            out.append((_portable_zone(fastload.load_zone(path, apex, settings, report)), report.messages, None))
+            zone = fastload.load_zone(path, apex, settings, report, dynamic=False)
+            out.append((_portable_zone(zone), report.messages, None))
         except ZoneError as exc:
             out.append((None, report.messages, (exc.problem, exc.path, exc.line)))
         except parsing.Irregular:
@@ -331,13 +334,13 @@ def _groups(files: list[tuple[str, bytes]], sizes: list[int], count: int) -> lis
 
 
 def _batch(
-    files: list[tuple[str, bytes]], sizes: list[int], settings: ZoneSettings
+    files: list[tuple[str, bytes]], sizes: list[int], settings: ZoneSettings, plugins: DynamicTargets | None
 ) -> Iterator[tuple[str, bytes, model.Zone | None]]:
     groups = _groups(files, sizes, settings.threads)
     workers = [_Worker([functools.partial(_read_group, group, settings)]) for group in groups[1:] if group]
     try:
         for path, apex in groups[0]:
-            yield path, apex, _fast(path, apex, settings)
+            yield path, apex, _fast(path, apex, settings, plugins)
         for group, worker in zip((g for g in groups[1:] if g), workers, strict=True):
             answer = worker.result()
             fallback: list[tuple[Any, list[Warning_], PortableError | None]] = [(None, [], None)] * len(group)
@@ -348,6 +351,10 @@ def _batch(
                     replay.warn(message, where, line, strictable=False)
                 if error is not None:
                     raise ZoneError(*error)
+                if portable is None:
+                    # What the worker left (DYNA/DYNC, whose RRsets do not travel; a worker that died): read here.
+                    yield path, apex, _fast(path, apex, settings, plugins)
+                    continue
                 with fastload.collector_paused():
                     zone = _rebuilt_zone(portable)
                 yield path, apex, zone
@@ -361,16 +368,16 @@ class _OnePass(Exception):
     could not read), but one pass over the whole file may still read the zone."""
 
 
-def _split(path: str, apex: bytes, settings: ZoneSettings) -> model.Zone | None:
+def _split(path: str, apex: bytes, settings: ZoneSettings, plugins: DynamicTargets | None = None) -> model.Zone | None:
     """One big file read in pieces, one per process, merged in file order; else in one pass."""
     try:
-        return _in_pieces(path, apex, settings)
+        return _in_pieces(path, apex, settings, plugins)
     except _OnePass:
         pass  # out of the except block first: its traceback would keep the pieces alive
-    return _fast(path, apex, settings)
+    return _fast(path, apex, settings, plugins)
 
 
-def _in_pieces(path: str, apex: bytes, settings: ZoneSettings) -> model.Zone | None:
+def _in_pieces(path: str, apex: bytes, settings: ZoneSettings, plugins: DynamicTargets | None) -> model.Zone:
     try:
         text = pieces.read_text(path)
         cuts = pieces.split(text, apex, settings, 0, shares=_piece_shares(settings.threads))
@@ -419,7 +426,7 @@ def _in_pieces(path: str, apex: bytes, settings: ZoneSettings) -> model.Zone | N
                     except parsing.Irregular:
                         raise _OnePass from None
                     unsettled.add(more)
-            return fastload.finish(first, path, settings, Reporter(settings.strict_data), unsettled)
+            return fastload.finish(first, path, settings, Reporter(settings.strict_data), unsettled, plugins)
     except parsing.RefusedRecord:
         raise  # from the first piece (see read): the zone's first error
     except parsing.Irregular:
@@ -429,8 +436,13 @@ def _in_pieces(path: str, apex: bytes, settings: ZoneSettings) -> model.Zone | N
             worker.reap()
 
 
-def load(files: list[tuple[str, bytes]], settings: ZoneSettings) -> Iterator[tuple[str, bytes, model.Zone | None]]:
-    """(path, apex, zone) per file in order; ``None`` where the reference path must read it."""
+def load(
+    files: list[tuple[str, bytes]], settings: ZoneSettings, plugins: DynamicTargets | None = None
+) -> Iterator[tuple[str, bytes, model.Zone | None]]:
+    """(path, apex, zone) per file in order; ``None`` where the reference path must read it.
+
+    ``plugins`` check DYNA/DYNC targets (without them, a zone holding one is refused).
+    """
     sizes = []
     for path, _apex in files:
         try:
@@ -442,15 +454,15 @@ def load(files: list[tuple[str, bytes]], settings: ZoneSettings) -> Iterator[tup
     while i < len(files):
         if parallel and sizes[i] >= SPLIT_BYTES:
             path, apex = files[i]
-            yield path, apex, _split(path, apex, settings)
+            yield path, apex, _split(path, apex, settings, plugins)
             i += 1
             continue
         j = i
         while j < len(files) and not (parallel and sizes[j] >= SPLIT_BYTES):
             j += 1
         if parallel and j - i > 1 and sum(sizes[i:j]) >= BATCH_BYTES:
-            yield from _batch(files[i:j], sizes[i:j], settings)
+            yield from _batch(files[i:j], sizes[i:j], settings, plugins)
         else:
             for path, apex in files[i:j]:
-                yield path, apex, _fast(path, apex, settings)
+                yield path, apex, _fast(path, apex, settings, plugins)
         i = j

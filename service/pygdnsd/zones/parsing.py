@@ -35,12 +35,19 @@ from pygdnsd.errors import ZoneError
 from pygdnsd.zones import model, names, rdata, zonefile
 from pygdnsd.zones.rdata import parse_ttl
 from pygdnsd.zones.settings import ZoneSettings
-from pygdnsd.zones.tree import MAX_NS_RRSET, acme_overridden, clamp_ttl, ttls_disagree
+from pygdnsd.zones.tree import (
+    MAX_NS_RRSET,
+    acme_overridden,
+    clamp_ttl,
+    dynamic_rrset_and_warnings,
+    ttls_disagree,
+)
 from pygdnsd.zones.zonefile import Record, tokenize
 
 _A, _AAAA, _NS, _CNAME, _PTR, _MX, _SRV, _TXT, _SOA = (
     model.A, model.AAAA, model.NS, model.CNAME, model.PTR, model.MX, model.SRV, model.TXT, model.SOA,
 )
+_DYNA, _DYNC = model.DYNA, model.DYNC
 # The types whose rdata this module encodes itself; others go through rdata.encode.
 _TYPES = {
     "A": _A, "AAAA": _AAAA, "NS": _NS, "CNAME": _CNAME, "PTR": _PTR, "MX": _MX, "SRV": _SRV,
@@ -132,6 +139,7 @@ DATA_AT_CUT = "data at a delegation"
 DATA_BELOW_CUT = "data below a delegation"
 GLUE_MISSING = "glue missing"
 CNAME_CHAIN = "CNAME chain"
+DYNA_BESIDE_ADDRESS = "DYNA beside A or AAAA"
 
 
 class RefusedRecord(ZoneError, Irregular):
@@ -306,6 +314,9 @@ class ZonePiece:
         # (see POSITION_FILE), the SOA's too.
         self.files: list[str] = []
         self.soa_position = 0
+        # Every DYNA and DYNC record, in reading order (a name's first is in ``nodes``;
+        # the rules refuse a second): the rules check each with the plugins.
+        self.dynamic: list[Record] = []
 
     def where(self, path: str, position: int) -> tuple[str, int]:
         """The file (``path`` for the zone's own) and line of a position."""
@@ -740,6 +751,18 @@ def parse_piece(
                     outside = not within(owner, apex)
                     noted = outside or (watching and owner in watch)
                     owner_deep = not outside and len(owner) != owner[0] + child_length
+                if rtype in (_DYNA, _DYNC):
+                    dynamic = one_by_one.dynamic(out, record, noted)
+                    node = nodes.get(owner)
+                    if node is None:
+                        nodes[owner] = dynamic
+                        if owner_deep:
+                            deep.append(owner)
+                    elif rtype not in node:
+                        if _CNAME in node and not lenient:
+                            raise Broken(CNAME_BESIDE_DATA, owner) from None
+                        nodes[owner] = with_rrset(node, dynamic)
+                    continue  # a second one at the name: the rules refuse it
                 ttl = one_by_one.settle(out, record, noted)
             # new_rrset, inlined: this runs once per record.
             rrset = new(rrset_class)
@@ -826,6 +849,8 @@ def merge(into: ZonePiece, piece: ZonePiece, included: str | None = None, lenien
                 if (rtype == _CNAME or _CNAME in node) and not lenient:
                     raise Broken(CNAME_BESIDE_DATA, name)
                 node = with_rrset(node, rrset)
+            elif rtype in (_DYNA, _DYNC):
+                pass  # a second one at the name: the rules refuse it (both are in ``dynamic``)
             elif have.ttl != rrset.ttl:
                 raise Irregular("TTLs disagree")
             else:
@@ -859,6 +884,7 @@ def merge(into: ZonePiece, piece: ZonePiece, included: str | None = None, lenien
         into.clamped += piece.clamped
         into.ttl_warnings += piece.ttl_warnings
     into.deep += piece.deep
+    into.dynamic += piece.dynamic
     if piece.soa is not None:
         if into.soa is not None:
             if lenient:
@@ -893,9 +919,8 @@ def _forget_line(piece: ZonePiece, line: int) -> None:
 class _OneRecord:
     """The reference parser (``zonefile``) on one line: the slow path for one record, not the zone.
 
-    Its refusals are the zone's (``Irregular``: the reference path then
-    words them), as are the records whose rules only the reference path
-    checks (DYNA, DYNC) and a second SOA.
+    Its refusals are the zone's, worded as it words them (``RefusedRecord``).
+    DYNA and DYNC records are only read here.
     """
 
     def __init__(self, apex: bytes, path: str, settings: ZoneSettings, file_origin: bytes, lenient: bool) -> None:
@@ -918,9 +943,20 @@ class _OneRecord:
         except (ValueError, names.NameError_) as exc:
             raise RefusedRecord(str(exc), state.path, number) from None
         record = self.parser.records.pop()
-        if record.rtype in (model.DYNA, model.DYNC):
-            raise Irregular("DYNA/DYNC")
         return record, None if line[0] in " \t" else tokens[0]
+
+    def dynamic(self, piece: ZonePiece, record: Record, noted: bool) -> model.DynamicRRset:
+        """A DYNA or DYNC record's RRset, its TTLs' warnings noted as the loop notes others'."""
+        owner, rtype, line = record.owner, record.rtype, record.line
+        rrset, clamp, below = dynamic_rrset_and_warnings(owner, record, self.settings)
+        if clamp is not None:
+            piece.clamped.append((owner, rtype, line, clamp))
+        if below is not None:
+            piece.ttl_warnings.append((owner, rtype, line, below))
+        piece.dynamic.append(record)
+        if noted:
+            _note(piece, owner, rtype, line)
+        return rrset
 
     def settle(self, piece: ZonePiece, record: Record, noted: bool) -> int:
         """What the fast loop does for a record it reads, done for ``record``; the TTL it is served with."""

@@ -11,13 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from pygdnsd.errors import ZoneError
+from pygdnsd.errors import ConfigError, ZoneError
 from pygdnsd.zones import model, names
 from pygdnsd.zones.parsing import (
     CNAME_BESIDE_DATA,
     CNAME_CHAIN,
     DATA_AT_CUT,
     DATA_BELOW_CUT,
+    DYNA_BESIDE_ADDRESS,
     GLUE_MISSING,
     NESTED_DELEGATION,
     NO_NS,
@@ -33,7 +34,10 @@ from pygdnsd.zones.parsing import (
 from pygdnsd.zones.tree import (
     MAX_CNAME_CHAIN,
     MAX_NS_RRSET,
+    CnameTargets,
+    DynamicTargets,
     cname_to_nxdomain,
+    dynamic_reference,
     mname_not_ns,
     no_addresses,
     only_one_ns,
@@ -41,9 +45,13 @@ from pygdnsd.zones.tree import (
     same_zone_ptr,
     unused_glue,
 )
+from pygdnsd.zones.zonefile import Record
 
 _A, _AAAA, _NS, _CNAME, _PTR, _MX = model.A, model.AAAA, model.NS, model.CNAME, model.PTR, model.MX
+_DYNA, _DYNC = model.DYNA, model.DYNC
 _ADDRESS = (_A, _AAAA)
+# Addresses as glue and MX/SRV targets see them: a DYNA has some (gdnsd 3.8.1, checkconf).
+_ADDRESS_OR_DYNA = (_A, _AAAA, _DYNA)
 _WILDCARD = b"\x01*"
 
 
@@ -56,8 +64,16 @@ def _cut_above(name: bytes, apex: bytes, cuts: set[bytes]) -> bytes | None:
 
 
 def _has_address(node: model.Node | None) -> bool:
+    """Whether an MX or SRV target has addresses (a DYNA counts)."""
     if node is None:
         return False
+    if isinstance(node, dict):
+        return _A in node or _AAAA in node or _DYNA in node
+    return node.rtype in _ADDRESS_OR_DYNA
+
+
+def _has_glue(node: model.Node) -> bool:
+    """Whether an NS target below a cut has the addresses a referral needs (a DYNA's do not count)."""
     if isinstance(node, dict):
         return _A in node or _AAAA in node
     return node.rtype in _ADDRESS
@@ -151,7 +167,7 @@ def check_piece(piece: ZonePiece) -> Unsettled:
             if found is None:
                 if within(name, apex):
                     mx.append((name, rtype, owner, line))
-            elif (_A not in found and _AAAA not in found) if isinstance(found, dict) else found.rtype not in address:
+            elif not _has_address(found):
                 mx.append((name, rtype, owner, line))
     glue, ancestors = _deep_names(piece.deep, nodes, apex, cuts)
     unused = _bad_glue(glue, cuts, nodes, used)
@@ -171,16 +187,16 @@ def _bad_glue(glue: list[bytes], cuts: set[bytes], nodes: dict[bytes, model.Node
     for cut in cuts:
         node = nodes[cut]
         if isinstance(node, dict):
-            if any(rtype != _NS and rtype != _A and rtype != _AAAA for rtype in node):
+            if any(rtype != _NS and rtype not in _ADDRESS_OR_DYNA for rtype in node):
                 raise Broken(DATA_AT_CUT, cut)
-            if (_A in node or _AAAA in node) and cut not in used:
+            if (_A in node or _AAAA in node or _DYNA in node) and cut not in used:
                 unused.append(cut)
             node = node[_NS]
         if len(node.rdatas) > MAX_NS_RRSET:  # a lone RRset at a cut is its NS
             raise Broken(TOO_MANY_NS, cut)
-    for owner in [owner for owner in glue if isinstance(node := nodes[owner], dict) or node.rtype not in _ADDRESS]:
+    for owner in [owner for owner in glue if isinstance(node := nodes[owner], dict) or node.rtype not in _ADDRESS_OR_DYNA]:
         node = nodes[owner]
-        if not isinstance(node, dict) or any(rtype != _A and rtype != _AAAA for rtype in node):
+        if not isinstance(node, dict) or any(rtype not in _ADDRESS_OR_DYNA for rtype in node):
             raise Broken(DATA_BELOW_CUT, owner)
     unused += [owner for owner in glue if owner not in used]
     return unused
@@ -214,6 +230,62 @@ def _deep_names(
     ancestors = set(walked).difference(nodes)
     glue = [owner for owner, parent in zip(deep, parents, strict=True) if parent in under and owner not in cuts] if cuts else []
     return glue, ancestors
+
+
+def _check_dynamic(zone: ZonePiece, plugins: DynamicTargets | None) -> None:
+    """Where DYNA and DYNC may be, name by name as the names first appear; then each target with the plugins."""
+    nodes = zone.nodes
+    at: dict[bytes, list[Record]] = {}
+    for record in zone.dynamic:
+        at.setdefault(record.owner, []).append(record)
+    for owner in [name for name in nodes if name in at] if len(at) > 1 else at:
+        node = nodes[owner]
+        types = list(node) if isinstance(node, dict) else [node.rtype]
+        records = at[owner]
+        dyncs = [record for record in records if record.rtype == _DYNC]
+        if dyncs and (len(types) > 1 or len(dyncs) > 1):
+            # The DYNC's own line (or the second DYNC's): the apex's SOA line would mislead.
+            record = dyncs[1] if len(dyncs) > 1 else dyncs[0]
+            raise ZoneError(
+                f"name '{_text(owner)}': DYNC not allowed alongside other data", record.path, record.line
+            )
+        dynas = [record for record in records if record.rtype == _DYNA]
+        if dynas:
+            if _CNAME in types:
+                continue  # the CNAME rule words it
+            if len(dynas) > 1:
+                raise ZoneError(
+                    f"name '{_text(owner)}': DYNA defined twice for the same name", dynas[1].path, dynas[1].line
+                )
+            if _A in types or _AAAA in types:
+                raise Broken(DYNA_BESIDE_ADDRESS, owner)
+        for record in records:
+            _check_target(zone.apex, record, plugins)
+
+
+def _check_target(apex: bytes, record: Record, plugins: DynamicTargets | None) -> None:
+    """A DYNA or DYNC target checked with the plugins (gdnsd's words for their refusals)."""
+    owner = record.owner
+    kind = "DYNC" if record.rtype == _DYNC else "DYNA"
+    if plugins is None:
+        raise ZoneError(
+            f"name '{_text(owner)}': {kind} record: DYNA/DYNC need the monitoring/plugins support, "
+            "which this zone load was not given",
+            record.path, record.line,
+        )
+    plugin, resource = dynamic_reference(record.rdata)
+    try:
+        plugins.check(plugin, resource, record.rtype == _DYNC)
+    except ConfigError as exc:
+        raise ZoneError(f"name '{_text(owner)}': {kind} {plugin}!{resource}: {exc}", record.path, record.line) from None
+    if record.rtype == _DYNC and isinstance(plugins, CnameTargets):
+        for target in plugins.cname_targets(plugin, resource):
+            if names.is_within(target, apex):
+                raise ZoneError(
+                    f"name '{_text(owner)}': DYNC {plugin}!{resource}: CNAME value '{_text(target)}' "
+                    f"cannot be used within zone '{_text(apex)}'",
+                    record.path, record.line,
+                )
 
 
 def _inside_cuts(
@@ -258,10 +330,12 @@ class Verdict:
     records: list[Remark]
 
 
-def check_zone(zone: ZonePiece, unsettled: Unsettled) -> Verdict:
-    """The zone's verdict; ``Broken`` for an error.
+def check_zone(zone: ZonePiece, unsettled: Unsettled, plugins: DynamicTargets | None = None) -> Verdict:
+    """The zone's verdict; ``Broken`` for an error (``ZoneError`` for one whose line is known here).
 
-    ``unsettled`` is what the pieces left (``check_piece``), every piece's together.
+    ``unsettled`` is what the pieces left (``check_piece``), every piece's
+    together; ``plugins`` check DYNA/DYNC targets (without them, a zone
+    holding one is refused).
     """
     apex = zone.apex
     nodes = zone.nodes
@@ -280,6 +354,8 @@ def check_zone(zone: ZonePiece, unsettled: Unsettled) -> Verdict:
         pos += soa_rdata[pos] + 1
     if soa_rdata[: pos + 1] not in apex_ns.rdatas:
         at_apex.append((zone.soa_position, mname_not_ns(apex)))
+    if zone.dynamic:
+        _check_dynamic(zone, plugins)
     if len(apex_ns.rdatas) > MAX_NS_RRSET:
         raise Broken(TOO_MANY_NS, apex)
 
@@ -309,7 +385,7 @@ def check_zone(zone: ZonePiece, unsettled: Unsettled) -> Verdict:
     for target in set(unsettled.ns):
         found = nodes.get(target)
         if found is not None:
-            if not _has_address(found) and in_below(target):
+            if not _has_glue(found) and in_below(target):
                 unglued.append(target)
         elif cuts and within(target, apex) and _cut_above(target, apex, cuts) is not None:
             unglued.append(target)
@@ -349,7 +425,7 @@ def glue_findings(apex: bytes, noted: list[tuple[bytes, int, int]], verdict: Ver
     unused = set(verdict.unused_glue)
     firsts: dict[bytes, dict[int, int]] = {}  # name -> address type -> its first record's line
     for owner, rtype, line in noted:
-        if rtype in _ADDRESS:
+        if rtype in _ADDRESS_OR_DYNA:
             firsts.setdefault(owner, {}).setdefault(rtype, line)
     per_name: dict[bytes, list[Finding]] = {}
     for owner, types in firsts.items():
@@ -411,7 +487,7 @@ def drop_unused_glue(nodes: dict[bytes, model.Node], verdict: Verdict, outside_u
     for owner in verdict.unused_glue:
         node = nodes[owner]
         if isinstance(node, dict):
-            rest = {rtype: rrset for rtype, rrset in node.items() if rtype != _A and rtype != _AAAA}
+            rest = {rtype: rrset for rtype, rrset in node.items() if rtype not in _ADDRESS_OR_DYNA}
             nodes[owner] = model.node_of(rest)
         else:
             nodes[owner] = {}
@@ -516,6 +592,12 @@ def worded(broken: Broken, apex: bytes, path: str, reread: Callable[[frozenset[b
         return at, target, position
 
     if rule == CNAME_BESIDE_DATA:
+        dyncs = [record for record in zone.dynamic if record.owner == owner and record.rtype == _DYNC]
+        if dyncs:  # gdnsd checks where DYNC may be first
+            record = dyncs[1] if len(dyncs) > 1 else dyncs[0]
+            return ZoneError(
+                f"name '{_text(owner)}': DYNC not allowed alongside other data", record.path, record.line
+            )
         position = next(line for at, rtype, line in zone.noted if at == owner and rtype != _CNAME)
         return ZoneError(
             f"name '{_text(owner)}': CNAME not allowed alongside other data", *zone.where(path, position)
@@ -526,6 +608,12 @@ def worded(broken: Broken, apex: bytes, path: str, reread: Callable[[frozenset[b
         return ZoneError(
             f"name '{_text(owner)}' is inside a delegated subzone, and can only have NS "
             "and/or address records as appropriate",
+            *zone.where(path, position),
+        )
+    if rule == DYNA_BESIDE_ADDRESS:
+        position, rtype = next((line, rtype) for at, rtype, line in zone.noted if at == owner and rtype in _ADDRESS)
+        return ZoneError(
+            f"name '{_text(owner)}': DYNA cannot co-exist at the same name as {'A' if rtype == _A else 'AAAA'}",
             *zone.where(path, position),
         )
     if rule == TOO_MANY_NS:
@@ -546,6 +634,12 @@ def worded(broken: Broken, apex: bytes, path: str, reread: Callable[[frozenset[b
             for (kind, at, target), position in zip(zone.targets, zone.target_lines, strict=True)
             if kind == _NS and target in unglued
         )
+        node = zone.nodes.get(target)
+        if node is not None and _DYNA in (node if isinstance(node, dict) else (node.rtype,)):
+            return ZoneError(
+                f"target nameserver in '{_text(at)} NS {_text(target)}' cannot have DYNA addresses",
+                *zone.where(path, position),
+            )
         return ZoneError(
             f"missing A and/or AAAA records for target nameserver in '{_text(at)} NS {_text(target)}'",
             *zone.where(path, position),

@@ -495,26 +495,34 @@ class _ZoneBuilder:
 
 def dynamic_rrset(owner: bytes, rec: Record, settings: ZoneSettings, report: Reporter) -> model.DynamicRRset:
     """A DYNA/DYNC record with its MAX and MIN TTLs clamped as gdnsd does."""
+    rrset, clamp, below = dynamic_rrset_and_warnings(owner, rec, settings)
+    if clamp is not None:
+        report.warn(clamp, rec.path, rec.line, strictable=False)
+    if below is not None:
+        report.warn(below, rec.path, rec.line)
+    return rrset
+
+
+def dynamic_rrset_and_warnings(
+    owner: bytes, rec: Record, settings: ZoneSettings
+) -> tuple[model.DynamicRRset, str | None, str | None]:
+    """A DYNA/DYNC record's RRset, its MAX TTL's clamp (never an error) and its MIN TTL's warning, if any."""
     kind = "DYNC" if rec.rtype == model.DYNC else "DYNA"
-    name = _text(owner)
     wanted_max = rec.ttl
     wanted_min = rec.dyn_min or wanted_max // 2
-    high = _clamp_ttl(wanted_max, owner, f"{kind} TTL", rec, settings, report)
+    high, clamp = clamp_ttl(wanted_max, owner, f"{kind} TTL", settings)
     low = wanted_min
+    below = None
     if low < settings.min_ttl:
-        report.warn(
-            f"name '{name}': {kind} Min-TTL /{low} too small, clamped to min_ttl setting of {settings.min_ttl}",
-            rec.path, rec.line,
+        below = (
+            f"name '{_text(owner)}': {kind} Min-TTL /{low} too small, clamped to min_ttl setting of {settings.min_ttl}"
         )
         low = settings.min_ttl
     elif low > high:
-        report.warn(
-            f"name '{name}': {kind} Min-TTL /{low} larger than Max-TTL {high}, clamping to Max-TTL",
-            rec.path, rec.line,
-        )
+        below = f"name '{_text(owner)}': {kind} Min-TTL /{low} larger than Max-TTL {high}, clamping to Max-TTL"
         low = high
     plugin, resource = dynamic_reference(rec.rdata)
-    return model.DynamicRRset(rec.rtype, high, (), plugin, resource, low)
+    return model.DynamicRRset(rec.rtype, high, (), plugin, resource, low), clamp, below
 
 
 def soa_rrset(apex: bytes, rec: Record, settings: ZoneSettings, report: Reporter) -> tuple[model.RRset, int]:
