@@ -21,7 +21,7 @@ from conftest import REAL_GDNSD
 from pygdnsd.config.options import load_config
 from pygdnsd.errors import ConfigError, ZoneError
 from pygdnsd.plugins.setup import DynamicSetup, build_dynamic
-from pygdnsd.zones import fastload, loader, model, names
+from pygdnsd.zones import fastload, model, names
 from pygdnsd.zones.loader import load_zones
 from pygdnsd.zones.settings import ZoneSettings
 from pygdnsd.zones.tree import build_zone
@@ -322,10 +322,10 @@ def test_fast_path_loads_dynamic_zones(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("case", BAD, ids=lambda case: case.name)
-def test_bad_dynamic_zone_refused_without_the_reference_path(
+def test_bad_dynamic_zone_refused_on_the_fast_path(
     case: Bad, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(loader, "_reference", _no_reference)
+    monkeypatch.setattr(fastload, "load_slowly", _no_slow_path)
     cfg = config_dir(tmp_path, case.body, case.options)
     with pytest.raises(ZoneError) as info:
         ours(cfg)
@@ -334,18 +334,18 @@ def test_bad_dynamic_zone_refused_without_the_reference_path(
 
 
 @pytest.mark.parametrize("case", GOOD, ids=lambda case: case.name)
-def test_good_dynamic_zone_without_the_reference_path(
+def test_good_dynamic_zone_on_the_fast_path(
     case: Good, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(loader, "_reference", _no_reference)
+    monkeypatch.setattr(fastload, "load_slowly", _no_slow_path)
     zones, _ = ours(config_dir(tmp_path, case.body))
     assert www(zones, case.owner)[case.rtype] == model.DynamicRRset(
         case.rtype, case.ttl, (), case.plugin, case.resource, case.min_ttl
     )
 
 
-def _no_reference(*_: object) -> model.Zone:
-    raise AssertionError("a DYNA/DYNC zone went to the reference path")
+def _no_slow_path(*_: object, **__: object) -> model.Zone:
+    raise AssertionError("a DYNA/DYNC zone went to the slow whole-file path")
 
 
 def test_dynamic_zone_among_many_parallel_zones(tmp_path: Path) -> None:

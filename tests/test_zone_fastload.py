@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from pygdnsd.errors import ZoneError
-from pygdnsd.zones import fastload, loader, model, names, parallel, parsing, pieces
+from pygdnsd.zones import fastload, model, names, parallel, parsing, pieces
 from pygdnsd.zones.loader import load_zones
 from pygdnsd.zones.settings import ZoneSettings
 from pygdnsd.zones.tree import build_zone
@@ -297,10 +297,10 @@ def test_a_refused_record_is_reported_without_reading_the_zone_again(
         reference(path, ZoneSettings())
     expected = str(ref.value)
 
-    def no_reference(*_args: object) -> None:
-        raise AssertionError("the zone was read again by the reference path")
+    def no_reference(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("the zone was read again by the slow whole-file path")
 
-    monkeypatch.setattr(loader, "_reference", no_reference)
+    monkeypatch.setattr(fastload, "load_slowly", no_reference)
     with pytest.raises(ZoneError) as got:
         load_zones(zones, ZoneSettings(threads=threads))
     assert str(got.value) == expected
@@ -476,7 +476,7 @@ def test_split_rrset_whose_first_ttls_disagree_across_pieces_is_read_in_one_pass
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setattr(parallel, "SPLIT_BYTES", 1)
-    monkeypatch.setattr(loader, "_reference", None)  # not the reference path: it would fail
+    monkeypatch.setattr(fastload, "load_slowly", None)  # not the slow whole-file path: it would fail
     zones = tmp_path / "zones"
     zones.mkdir()
     filler = "".join(f"f{i} A 10.0.{i // 256}.{i % 256}\n" for i in range(400))
@@ -625,3 +625,23 @@ def test_a_full_target_cache_starts_again(tmp_path: Path, monkeypatch: pytest.Mo
     cuts = "".join(f"d{i} NS ns1.d{i}\n  NS NS2.D{i}.example.org.\nns1.d{i} A 192.0.2.{i}\nns2.d{i} A 192.0.2.{i}\n" for i in range(6))
     path = write(tmp_path, RICH + "$ORIGIN @Z\n" + cnames + cuts)
     assert fastload.load_zone(str(path), APEX, ZoneSettings()) == reference(path, ZoneSettings())
+
+
+def test_a_layout_the_fast_loop_refuses_is_read_slowly_with_the_same_rules(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An RRset whose TTLs disagree across an $INCLUDE: the slow reader, then the rules, as the reference."""
+    (tmp_path / "inc").mkdir()
+    (tmp_path / "inc" / "more").write_text("$ORIGIN @Z\nmulti 60 A 192.0.2.99\nmx5 MX 1 nothing\n")
+    path = write(tmp_path, RICH + "$ORIGIN @Z\n$INCLUDE inc/more\n$ORIGIN x\\.y.@Z\nq A 192.0.2.1\n")
+    with pytest.raises(fastload.Irregular):
+        fastload.load_zone(str(path), APEX, ZoneSettings())
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, "pygdnsd.zones"):
+        slow = fastload.load_slowly(str(path), APEX, ZoneSettings())
+    slow_log = [r.getMessage() for r in caplog.records]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, "pygdnsd.zones"):
+        assert slow == reference(path, ZoneSettings())
+    assert slow_log == [r.getMessage() for r in caplog.records]
+    assert any("should agree" in message for message in slow_log)

@@ -25,6 +25,7 @@ from pygdnsd.zones.parsing import (
     Remark,
     ZonePiece,
     parse_piece,
+    piece_of_records,
     within,
 )
 from pygdnsd.zones.rules import (
@@ -38,8 +39,9 @@ from pygdnsd.zones.rules import (
 )
 from pygdnsd.zones.settings import ZoneSettings
 from pygdnsd.zones.tree import DynamicTargets, Reporter, soa_rrset
+from pygdnsd.zones.zonefile import ParseOptions, parse_zone_file
 
-__all__ = ["Irregular", "collector_paused", "finish", "load_zone"]
+__all__ = ["Irregular", "collector_paused", "finish", "load_slowly", "load_zone"]
 
 
 def load_zone(
@@ -72,6 +74,30 @@ def load_zone(
         if zone.dynamic and not dynamic:
             raise Irregular("DYNA/DYNC")
         return finish(zone, path, settings, report, plugins=plugins)
+
+
+def load_slowly(
+    path: str, apex: bytes, settings: ZoneSettings, report: Reporter | None = None, plugins: DynamicTargets | None = None
+) -> model.Zone:
+    """The zone in ``path`` read by the slow reader (``zonefile``), checked by the same rules as ``load_zone``.
+
+    For the files ``load_zone`` refuses as a whole (``Irregular``: a layout
+    its loop does not read); the slow reader words their syntax errors.
+    """
+    if report is None:
+        report = Reporter(settings.strict_data)
+    with collector_paused():
+        records = parse_zone_file(path, apex, _slow_options(settings))
+        try:
+            zone = piece_of_records(records, path, apex, settings)
+        except Broken as broken:
+            raise _worded(broken, path, apex, settings) from None
+        del records
+        return finish(zone, path, settings, report, plugins=plugins)
+
+
+def _slow_options(settings: ZoneSettings) -> ParseOptions:
+    return ParseOptions(default_ttl=settings.default_ttl, text_autosplit=settings.text_autosplit)
 
 
 @contextlib.contextmanager
@@ -159,5 +185,10 @@ def _reread(path: str, apex: bytes, settings: ZoneSettings, owners: frozenset[by
     except OSError:
         raise Irregular("unreadable") from None
     with handle:
-        return parse_piece(handle, path, apex, settings, watch=owners, lenient=True)
+        try:
+            return parse_piece(handle, path, apex, settings, watch=owners, lenient=True)
+        except Irregular:
+            pass  # a file the fast loop refuses: it was read slowly the first time too
+    records = parse_zone_file(path, apex, _slow_options(settings))
+    return piece_of_records(records, path, apex, settings, watch=owners, lenient=True)
 

@@ -1052,3 +1052,81 @@ def directive(tokens: list[str], namer: RelativeNames) -> None:
         raise Irregular(name)
 
 
+
+
+def piece_of_records(
+    records: Iterable[Record],
+    path: str,
+    apex: bytes,
+    settings: ZoneSettings,
+    watch: frozenset[bytes] = frozenset(),
+    lenient: bool = False,
+) -> ZonePiece:
+    """Records read by the slow reader (``zonefile``), gathered as ``parse_piece`` gathers a file's.
+
+    For a file whose layout the fast loop refuses as a whole (a carriage
+    return, unbalanced parentheses or quotes, a directive it does not read,
+    an RRset whose TTLs disagree across an ``$INCLUDE``): the slow reader
+    words its syntax errors, and what it reads goes to the same rules
+    (``rules``) as any zone. ``watch`` and ``lenient`` as for ``parse_piece``.
+    """
+    out = ZonePiece(apex)
+    nodes = out.nodes
+    multi = out.multi
+    files: dict[str, int] = {path: 0}
+    disagreed: set[tuple[bytes, int]] = set()
+    child_length = len(apex) + 1
+    acme_ttl = settings.acme_challenge_dns_ttl
+    for record in records:
+        owner, rtype, ttl = record.owner, record.rtype, record.ttl
+        index = files.get(record.path)
+        if index is None:
+            index = files[record.path] = len(files)
+            out.files.append(record.path)
+        position = index * POSITION_FILE + record.line
+        outside = not within(owner, apex)
+        if outside or owner in watch:
+            out.noted.append((owner, rtype, position))
+        rrset: model.RRset
+        if rtype in (_DYNA, _DYNC):
+            rrset, clamp, below = dynamic_rrset_and_warnings(owner, record, settings)
+            if clamp is not None:
+                out.clamped.append((owner, rtype, position, clamp))
+            if below is not None:
+                out.ttl_warnings.append((owner, rtype, position, below))
+            out.dynamic.append(record)
+        else:
+            if rtype == _SOA:
+                if out.soa is not None:
+                    if lenient:
+                        continue
+                    raise Broken(SECOND_SOA, apex, at=(record.path, record.line))
+                out.soa = record  # soa_rrset clamps its TTL, and words it
+                out.soa_position = position
+            elif not settings.min_ttl <= ttl <= settings.max_ttl:
+                ttl = _clamped(ttl, owner, rtype, position, settings, out.clamped)
+            if rtype == _TXT and owner.startswith(_ACME):
+                if ttl != acme_ttl:
+                    out.ttl_warnings.append((owner, rtype, position, acme_overridden(owner, ttl, acme_ttl)))
+                ttl = acme_ttl
+            if rtype in _POINTING:
+                out.targets.append((rtype, owner, record.rdata))
+                out.target_lines.append(position)
+            rrset = new_rrset(rtype, ttl, (record.rdata,))
+        node = nodes.setdefault(owner, rrset)
+        if node is rrset:
+            if not outside and len(owner) != owner[0] + child_length:
+                out.deep.append(owner)
+            continue
+        have = node.get(rtype)
+        if have is None:
+            if (rtype == _CNAME or _CNAME in node) and not lenient:
+                raise Broken(CNAME_BESIDE_DATA, owner)
+            nodes[owner] = with_rrset(node, rrset)
+        elif rtype not in (_DYNA, _DYNC):  # a second one at a name: the rules refuse it
+            if have.ttl != ttl and (owner, rtype) not in disagreed:
+                disagreed.add((owner, rtype))
+                out.ttl_warnings.append((owner, rtype, position, ttls_disagree(owner, rtype, have.ttl)))
+            multi.setdefault((owner, rtype), []).append(record.rdata)
+    _fold(nodes, multi)
+    return out
