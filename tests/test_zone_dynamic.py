@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+import reference_results
 from conftest import REAL_GDNSD
 from pygdnsd.config.options import load_config
 from pygdnsd.errors import ConfigError, ZoneError
@@ -24,8 +25,6 @@ from pygdnsd.plugins.setup import DynamicSetup, build_dynamic
 from pygdnsd.zones import fastload, model, names
 from pygdnsd.zones.loader import load_zones
 from pygdnsd.zones.settings import ZoneSettings
-from pygdnsd.zones.tree import build_zone
-from pygdnsd.zones.zonefile import ParseOptions, parse_zone_file
 
 PLUGINS = """
 service_types => {
@@ -316,8 +315,7 @@ def test_fast_path_loads_dynamic_zones(tmp_path: Path) -> None:
     settings = ZoneSettings.from_config(config)
     path = str(cfg / "zones" / "example.com")
     fast = fastload.load_zone(path, APEX, settings, plugins=setup.resolvers)
-    options = ParseOptions(default_ttl=settings.default_ttl, text_autosplit=settings.text_autosplit)
-    assert fast == build_zone(APEX, parse_zone_file(path, APEX, options), settings, path, setup.resolvers)
+    assert fast == reference_results.reference(Path(path), APEX, settings, setup.resolvers)
     assert www(model.ZoneSet({APEX: fast}))[model.DYNA] == model.DynamicRRset(model.DYNA, 300, (), "simplefo", "sf", 30)
 
 
