@@ -1,9 +1,10 @@
-"""The fast zone path builds exactly what the reference path builds, or steps aside.
+"""The fast zone path builds exactly what the reference path built, or steps aside.
 
-``fastload.load_zone`` must either return a ``Zone`` equal to
-``tree.build_zone(parse_zone_file(...))``, having written the same warnings
-at the same lines, or raise ``Irregular`` so the loader takes the reference
-path (which words the errors).
+``fastload.load_zone`` must either return a ``Zone`` equal to what
+``tree.build_zone(parse_zone_file(...))`` built (recorded before that path
+was removed, replayed by ``reference_results``), having written the same
+warnings at the same lines, raise the same error, or raise ``Irregular`` so
+the loader reads the file slowly (``fastload.load_slowly``, same rules).
 """
 
 from __future__ import annotations

@@ -1,13 +1,14 @@
 """One zone file -> ``model.Zone`` on the fast path: parsed (``parsing``), checked (``rules``), built.
 
 A zone read here equals what the reference path (``zonefile`` then
-``tree.build_zone``) builds, with the same warnings at the same lines, in
-the same order (``tests/test_zone_fastload.py`` checks both). A zone that
-breaks a whole-zone rule raises ``ZoneError``, worded by ``rules.worded``;
-a record the reference parser refuses is worded as it would be
-(``parsing.RefusedRecord``). DYNA/DYNC are checked here too, with the
-resolver plugins. What the fast path leaves to the reference path raises
-``Irregular``.
+``tree.build_zone``, since removed) built, with the same warnings at the
+same lines, in the same order (``tests/test_zone_fastload.py`` checks it
+against that path's recorded results). A zone that breaks a whole-zone rule
+raises ``ZoneError``, worded by ``rules.worded``; a record the slow reader
+refuses is worded as it words it (``parsing.RefusedRecord``). DYNA/DYNC
+are checked here too, with the resolver plugins. A file whose layout the
+fast loop refuses as a whole raises ``Irregular``: ``load_slowly`` reads
+it, for the same rules.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def load_zone(
     plugins: DynamicTargets | None = None,
     dynamic: bool = True,
 ) -> model.Zone:
-    """The zone in ``path``, built as ``tree.build_zone`` would; ``Irregular`` when it can't vouch.
+    """The zone in ``path``; ``Irregular`` for a layout the fast loop does not read (see ``load_slowly``).
 
     The warnings go to ``report`` (by default, the log). ``plugins`` check
     DYNA/DYNC targets (without them, a zone holding one is refused); with

@@ -16,10 +16,11 @@ A zone a worker finds in error comes back worded (``PortableError``) and
 is raised here in its turn, in file order, so the first error reads
 exactly as it would without workers; a file read in pieces that does not
 go together (an error, a worker that died) is read again in one pass.
-What a worker cannot vouch for (``Irregular``: what only the reference
-path reads) comes back as ``None``, for the caller's reference path. The warnings of
-zones a worker read are logged here, in file order, when its result is
-taken; those of a file read in pieces, once the pieces are merged.
+What a worker leaves (a zone with DYNA/DYNC, whose RRsets do not travel;
+``Irregular``: a layout the fast loop refuses) is read here in its turn,
+by the fast path or, if it refuses it, the caller's slow reader. The
+warnings of zones a worker read are logged here, in file order, when its
+result is taken; those of a file read in pieces, once the pieces are merged.
 """
 
 from __future__ import annotations
@@ -439,7 +440,7 @@ def _in_pieces(path: str, apex: bytes, settings: ZoneSettings, plugins: DynamicT
 def load(
     files: list[tuple[str, bytes]], settings: ZoneSettings, plugins: DynamicTargets | None = None
 ) -> Iterator[tuple[str, bytes, model.Zone | None]]:
-    """(path, apex, zone) per file in order; ``None`` where the reference path must read it.
+    """(path, apex, zone) per file in order; ``None`` where the slow reader must read it (``fastload.load_slowly``).
 
     ``plugins`` check DYNA/DYNC targets (without them, a zone holding one is refused).
     """

@@ -1,8 +1,8 @@
 """Zone file text -> per-name nodes, fast: the lines of a file, or of a piece of one.
 
-The reference path (``zonefile.parse_zone_file`` then ``tree.build_zone``)
-makes a ``Record`` per line and runs each check over every record: about 35 s
-for a 1M-record zone. This parser reads the lines straight into the final
+The slow reader (``zonefile.parse_zone_file``) makes a ``Record`` per line:
+with the checks that once ran over every record, about 35 s for a 1M-record
+zone. This parser reads the lines straight into the final
 per-name nodes (names and TTLs cached, no per-record objects), keeping the
 line of each record the whole-zone rules (``rules.py``) may speak of (NS,
 CNAME, PTR, MX, SRV), and writes down the warnings a record earns on its own
@@ -11,12 +11,14 @@ RRset) with their lines. Records in parentheses over several lines are
 joined first; ``$INCLUDE``d files are read as pieces of their own and
 merged where they are included. A record the loop does not read itself (an
 escape in a name or a TXT string, a TXT string to split, an odd layout)
-is read by the reference parser, that record alone (``_OneRecord``). What
-the reference refuses is worded as it words it (``RefusedRecord``); a
-whole-zone rule found broken while reading (a CNAME beside other data, a
-second SOA) raises ``Broken``, for ``rules.worded``; DYNA/DYNC (whose
-rules only ``tree`` checks) raise ``Irregular``: that zone is read by the
-reference path.
+is read by the slow reader, that record alone (``_OneRecord``), and so are
+DYNA and DYNC; what it refuses is worded as it words it
+(``RefusedRecord``). A whole-zone rule found broken while reading (a CNAME
+beside other data, a second SOA) raises ``Broken``, for ``rules.worded``.
+A layout the loop refuses for the whole file (a carriage return,
+unbalanced parentheses or quotes, an odd directive) raises ``Irregular``:
+that file is read by the slow reader, and its records gathered by
+``piece_of_records`` for the same rules.
 """
 
 from __future__ import annotations
@@ -106,7 +108,7 @@ def new_rrsets(rtypes: list[int], ttls: list[int], rdatas: list[tuple[bytes, ...
 
 
 class Irregular(Exception):
-    """This zone needs the reference path (the message says why, for debugging)."""
+    """This file needs the slow reader (``fastload.load_slowly``; the message says why, for debugging)."""
 
 
 class Broken(Irregular):
@@ -143,10 +145,10 @@ DYNA_BESIDE_ADDRESS = "DYNA beside A or AAAA"
 
 
 class RefusedRecord(ZoneError, Irregular):
-    """A record the reference parser refuses, worded as it words it (its own code read the record).
+    """A record the slow reader refuses, worded as it words it (its own code read the record).
 
     Read from the start of the zone's file in one pass, the first such
-    record is the zone's first error, as the reference path would find it:
+    record is the zone's first error, as the slow reader would find it:
     the caller may report it without reading the zone again. Read in a
     later piece of the file, it is only ``Irregular``.
     """
@@ -245,7 +247,7 @@ class RelativeNames:
 def _plain(text: str) -> bool:
     """A name written without escapes, quotes or ``@``: ASCII in non-empty labels, each byte standing for itself.
 
-    That is what the reference path reads literally too (``names.from_text_plain``).
+    That is what the slow reader reads literally too (``names.from_text_plain``).
     """
     return (
         text.isascii()
@@ -428,7 +430,7 @@ def join_parenthesized(lines: list[str]) -> tuple[list[str], list[str]]:
     with spaces after the first line's leading blank, which reads back as
     the same tokens (quotes and escapes stay inside their tokens); the lines
     it took are left empty. Lines from an unclosed record's first on are
-    returned apart, for the next batch to finish. What the reference path
+    returned apart, for the next batch to finish. What the slow reader
     refuses (nested or unmatched parentheses, bad quoting) is Irregular.
     """
     out = lines

@@ -1,9 +1,59 @@
-"""The whole-zone rules of the fast path: each piece checked alone, then what is left across pieces.
+"""The whole-zone rules, the only ones: each piece of a zone checked alone, then what is left across pieces.
 
-Errors raise ``parsing.Broken``, which ``worded`` turns into the operator's
-message (file:line of the record gdnsd's message names); warnings come back
-as findings, worded by ``tree``'s functions, with the line of the record
-they are about.
+Errors raise ``parsing.Broken`` (or ``ZoneError`` where the line is known
+here), which ``worded`` turns into the operator's message (file:line of the
+record gdnsd's message names); warnings come back as findings, worded by
+``tree``'s functions, with the line of the record they are about. However a
+zone is read (in one pass or in pieces, by one process or several, by the
+fast loop or the slow reader), these rules check it. (The TTL rules a
+record meets on its own are applied as it is read, ``parsing``.)
+
+Rules checked against the real gdnsd (``checkconf`` and served answers):
+
+* Exactly one SOA, at the apex; at least one NS at the apex (one only is a
+  warning); SOA MNAME not among the apex NS targets is a warning.
+* TTLs outside [min_ttl, max_ttl] are clamped with a warning that
+  ``zones_strict_data`` does NOT upgrade.
+* The SOA MINIMUM is clamped into [min_ttl, max_ncache_ttl] (warning) and the
+  clamped value is what is served in the rdata; the SOA TTL is then lowered
+  to MINIMUM when above it (warning).
+* An RRset's TTL is its first record's; disagreeing TTLs are a warning.
+* TXT at a name whose first label is ``_acme-challenge`` is served with
+  ``acme_challenge_dns_ttl`` (warning when the file said otherwise), even
+  below ``min_ttl``.
+* Duplicate records are kept (gdnsd serves them twice).
+* CNAME beside any other type (the apex included) is an error; a CNAME chain
+  of more than 16 CNAMEs inside the zone (wildcards followed) is an error; a
+  CNAME to a same-zone name that does not exist is a warning.
+* Delegations: a delegation inside another is an error; at or below a cut
+  only NS (at the cut) and A/AAAA are allowed; an NS target inside a
+  delegated subzone must have A or AAAA; address records below cuts that no
+  NS names are warned about and dropped.
+* Out-of-zone A/AAAA are "pointless out of zone glue" (warning); they are
+  kept when an NS names them (gdnsd serves them as additional data) and
+  dropped otherwise. They sit in ``Zone.nodes`` under their own names.
+* PTR to a same-zone name, MX/SRV to a same-zone name without addresses:
+  warnings.
+
+DYNA/DYNC (checked against ``gdnsd checkconf`` with plugins configured):
+
+* Each ``plugin!resource`` must be accepted by the configured resolver
+  plugins (``DynamicTargets.check``); without plugins they are refused.
+* DYNC beside any other data (a second DYNC, a CNAME, the apex's SOA and
+  NS) is an error; a second DYNA at a name, or a DYNA beside A or AAAA, too.
+  DYNA beside anything else, at the apex, or on a wildcard is fine.
+* For delegations a DYNA counts as an address record: allowed at and below
+  a cut, where it is unused glue (warned about and dropped); an NS target
+  inside a delegated subzone with a DYNA is an error. DYNC at or below a cut
+  is an error. An MX/SRV target with a DYNA has addresses; with a DYNC not.
+* A DYNC whose resource may answer a CNAME inside the zone is an error
+  (checked when the plugins offer ``CnameTargets``).
+* TTLs are ``MAX/MIN``; MIN not written (or 0) is half of MAX as written.
+  MAX is clamped into [min_ttl, max_ttl] like any TTL (warning never made
+  an error); then MIN below min_ttl, or above the clamped MAX, is raised or
+  lowered to it with a warning that ``strict_data`` does make an error.
+
+Every warning but the TTL clamps becomes an error under ``strict_data``.
 """
 
 from __future__ import annotations
@@ -316,7 +366,7 @@ def _glue_across(unsettled: Unsettled, cuts: set[bytes]) -> bool:
 class Verdict:
     """A zone that passed the whole-zone rules: what it is made of, and what to warn about.
 
-    The warnings come in the reference path's order: the apex's, the glue's
+    The warnings come in gdnsd's order (and the removed reference path's): the apex's, the glue's
     (``glue_findings``, which needs the lines of ``unused_glue``'s records),
     then those about records (to be put in the order of their names, see
     ``in_data_order``).
@@ -391,7 +441,7 @@ def check_zone(zone: ZonePiece, unsettled: Unsettled, plugins: DynamicTargets | 
             unglued.append(target)
     if unglued:
         raise Broken(GLUE_MISSING, targets=tuple(unglued))
-    # Per record, as the reference path words it; each target looked at once.
+    # Per record, as gdnsd words it; each target looked at once.
     records: list[Remark] = list(unsettled.warnings)
     addressless: dict[bytes, bool] = {}
     for name, rtype, owner, line in unsettled.mx:
