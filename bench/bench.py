@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import dnsperf
 import zonegen
-from servers import GDNSD, PYGDNSD, SERVERS, Running, Server, check_tools, checkconf, free_port
+from servers import GDNSD, PYGDNSD, Running, Server, check_tools, checkconf, free_port, pygdnsd_of
 
 START_TIMEOUT = 120.0
 LOAD_TIMEOUT = 600.0
@@ -173,14 +173,20 @@ def traffic_case(
 
 
 def load_case(
-    name: str, build: Callable[[Path], None], zone: str, out: Path, scratch: Path, data: str | None = None
+    name: str,
+    build: Callable[[Path], None],
+    zone: str,
+    servers: Sequence[Server],
+    out: Path,
+    scratch: Path,
+    data: str | None = None,
 ) -> list[LoadRow]:
     """``data``: the generated config dir's name under ``out``, when not the case's (its data changed)."""
     cfgdir = out / (data or name)
     print(f"bench: {name}: generating zones in {cfgdir} ...", file=sys.stderr, flush=True)
     build(cfgdir)
     rows = []
-    for server in SERVERS:
+    for server in servers:
         print(f"bench: {name} {server.name} ...", file=sys.stderr, flush=True)
         row = LoadRow(name, server)
         port = free_port()
@@ -293,14 +299,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--py-threads", type=int, nargs="+", default=[1, 2], help="pygdnsd udp/tcp thread counts to try"
     )
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        metavar="CHECKOUT",
+        help="also run the pygdnsd of another checkout (its .venv, from dev/bootstrap), shown as 'before':"
+        " a change measured against its base in the same run, e.g. a `git worktree add` of the base commit",
+    )
     args = parser.parse_args(argv)
     unknown = set(args.cases) - {*CASES, "all"}
     if unknown:
         parser.error(f"unknown case(s): {', '.join(sorted(unknown))}")
     cases = CASES if not args.cases or "all" in args.cases else tuple(args.cases)
-    check_tools([dnsperf.DNSPERF])
+    pygdnsds = [PYGDNSD] if args.before is None else [PYGDNSD, pygdnsd_of(args.before.resolve(), "before")]
+    check_tools([dnsperf.DNSPERF, *(server.argv[0] for server in pygdnsds[1:])])
     args.out.mkdir(parents=True, exist_ok=True)
-    variants = [Variant(GDNSD, 1, 1)] + [Variant(PYGDNSD, n, n) for n in args.py_threads]
+    servers = [GDNSD, *pygdnsds]
+    variants = [Variant(GDNSD, 1, 1)] + [Variant(py, n, n) for n in args.py_threads for py in pygdnsds]
     report = Report()
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="pygdnsd-bench-") as tmp:
@@ -313,23 +328,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             report.rows += traffic_case("udp-hot", variants, load, args.out, scratch, args.warmup)
         if "latency" in cases:
             load = dnsperf.Load("udp", args.seconds, args.clients, max_qps=args.latency_qps, verbose=True)
-            report.rows += traffic_case("latency", variants[:2], load, args.out, scratch, args.warmup)
+            report.rows += traffic_case("latency", variants[: 1 + len(pygdnsds)], load, args.out, scratch, args.warmup)
         if "tcp" in cases:
             load = dnsperf.Load("tcp", args.seconds, args.clients)
             report.rows += traffic_case("tcp", variants, load, args.out, scratch, args.warmup)
         if "load-big" in cases:
-            report.loads += load_case("load-big", zonegen.build_big, zonegen.BIG_ZONE, args.out, scratch)
+            report.loads += load_case("load-big", zonegen.build_big, zonegen.BIG_ZONE, servers, args.out, scratch)
         if "load-warn" in cases:
-            report.loads += load_case("load-warn", zonegen.build_warn, zonegen.BIG_ZONE, args.out, scratch)
+            report.loads += load_case("load-warn", zonegen.build_warn, zonegen.BIG_ZONE, servers, args.out, scratch)
         if "load-styles" in cases:
-            report.loads += load_case("load-styles", zonegen.build_styles, zonegen.BIG_ZONE, args.out, scratch)
+            report.loads += load_case("load-styles", zonegen.build_styles, zonegen.BIG_ZONE, servers, args.out, scratch)
         if "load-many" in cases:
             report.loads += load_case(
-                "load-many", zonegen.build_everyday, "z999.example", args.out, scratch, data="load-many-everyday"
+                "load-many", zonegen.build_everyday, "z999.example", servers, args.out, scratch, data="load-many-everyday"
             )
         if "load-many-plain" in cases:
             report.loads += load_case(
-                "load-many-plain", zonegen.build_many, "z999.example", args.out, scratch, data="load-many"
+                "load-many-plain", zonegen.build_many, "z999.example", servers, args.out, scratch, data="load-many"
             )
     print(render(report))
     print(f"\n(total {time.monotonic() - began:.0f} s; udp/tcp = the config's udp_threads/tcp_threads)")

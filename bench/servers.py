@@ -35,9 +35,13 @@ class Server:
         return [*self.argv, "-c", str(cfgdir), action]
 
 
+def pygdnsd_of(checkout: Path, name: str) -> Server:
+    """pygdnsd as a checkout's own venv runs it (``dev/bootstrap`` made it an editable install)."""
+    return Server(name, (str(checkout / ".venv/bin/python"), "-m", "pygdnsd"))
+
+
 GDNSD = Server("gdnsd", ("/usr/sbin/gdnsd",))
-PYGDNSD = Server("pygdnsd", (str(REPO / ".venv/bin/python"), "-m", "pygdnsd"))
-SERVERS = (GDNSD, PYGDNSD)
+PYGDNSD = pygdnsd_of(REPO, "pygdnsd")
 
 
 def free_port() -> int:
