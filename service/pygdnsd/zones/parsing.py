@@ -754,19 +754,10 @@ def parse_piece(
                     noted = outside or (watching and owner in watch)
                     owner_deep = not outside and len(owner) != owner[0] + child_length
                 if rtype in (_DYNA, _DYNC):
-                    dynamic = one_by_one.dynamic(out, record, noted)
-                    node = nodes.get(owner)
-                    if node is None:
-                        nodes[owner] = dynamic
-                        if owner_deep:
-                            deep.append(owner)
-                    elif rtype not in node:
-                        if _CNAME in node and not lenient:
-                            raise Broken(CNAME_BESIDE_DATA, owner) from None
-                        nodes[owner] = with_rrset(node, dynamic)
-                    continue  # a second one at the name: the rules refuse it
+                    _add(out, one_by_one.dynamic(out, record, noted), owner, owner_deep, number, disagreed, lenient)
+                    continue
                 ttl = one_by_one.settle(out, record, noted)
-            # new_rrset, inlined: this runs once per record.
+            # new_rrset and _add, inlined: this runs once per record.
             rrset = new(rrset_class)
             set_rtype(rrset, rtype)
             set_ttl(rrset, ttl)
@@ -947,9 +938,13 @@ class _OneRecord:
         record = self.parser.records.pop()
         return record, None if line[0] in " \t" else tokens[0]
 
-    def dynamic(self, piece: ZonePiece, record: Record, noted: bool) -> model.DynamicRRset:
-        """A DYNA or DYNC record's RRset, its TTLs' warnings noted as the loop notes others'."""
-        owner, rtype, line = record.owner, record.rtype, record.line
+    def dynamic(self, piece: ZonePiece, record: Record, noted: bool, position: int | None = None) -> model.DynamicRRset:
+        """A DYNA or DYNC record's RRset, its TTLs' warnings noted as the loop notes others'.
+
+        ``position``: the record's in ``piece`` (see ``POSITION_FILE``), if not its line.
+        """
+        owner, rtype = record.owner, record.rtype
+        line = record.line if position is None else position
         rrset, clamp, below = dynamic_rrset_and_warnings(owner, record, self.settings)
         if clamp is not None:
             piece.clamped.append((owner, rtype, line, clamp))
@@ -960,13 +955,17 @@ class _OneRecord:
             _note(piece, owner, rtype, line)
         return rrset
 
-    def settle(self, piece: ZonePiece, record: Record, noted: bool) -> int:
-        """What the fast loop does for a record it reads, done for ``record``; the TTL it is served with."""
-        owner, rtype, ttl, line = record.owner, record.rtype, record.ttl, record.line
+    def settle(self, piece: ZonePiece, record: Record, noted: bool, position: int | None = None) -> int:
+        """What the fast loop does for a record it reads, done for ``record``; the TTL it is served with.
+
+        ``position`` as for ``dynamic``.
+        """
+        owner, rtype, ttl = record.owner, record.rtype, record.ttl
+        line = record.line if position is None else position
         settings = self.settings
         if rtype == _SOA and piece.soa is not None:
             if not self.lenient:
-                raise Broken(SECOND_SOA, piece.apex, at=(record.path, line))
+                raise Broken(SECOND_SOA, piece.apex, at=(record.path, record.line))
         elif rtype == _SOA:
             piece.soa = record  # soa_rrset clamps its TTL, and words it
             piece.soa_position = line
@@ -982,6 +981,41 @@ class _OneRecord:
         if noted:
             _note(piece, owner, rtype, line)
         return ttl
+
+
+def _add(
+    piece: ZonePiece,
+    rrset: model.RRset,
+    owner: bytes,
+    deep: bool,
+    position: int,
+    disagreed: set[tuple[bytes, int]],
+    lenient: bool,
+) -> None:
+    """One record's ``rrset`` into the piece's nodes at ``owner`` (``parse_piece``'s loop inlines it).
+
+    A later record of an RRset waits in ``piece.multi`` (see ``_fold``); a
+    second DYNA or DYNC at a name is left out (``piece.dynamic`` holds it,
+    for the rules to refuse).
+    """
+    nodes = piece.nodes
+    node = nodes.setdefault(owner, rrset)
+    if node is rrset:
+        if deep:
+            piece.deep.append(owner)
+        return
+    rtype = rrset.rtype
+    have = node.get(rtype)
+    if have is None:
+        if (rtype == _CNAME or _CNAME in node) and not lenient:
+            raise Broken(CNAME_BESIDE_DATA, owner)
+        nodes[owner] = with_rrset(node, rrset)
+    elif rtype != _DYNA and rtype != _DYNC:
+        if have.ttl != rrset.ttl and (owner, rtype) not in disagreed:
+            # The first record's TTL serves; gdnsd words it once per RRset.
+            disagreed.add((owner, rtype))
+            piece.ttl_warnings.append((owner, rtype, position, ttls_disagree(owner, rtype, have.ttl)))
+        piece.multi.setdefault((owner, rtype), []).append(rrset.rdatas[0])
 
 
 def _note(piece: ZonePiece, owner: bytes, rtype: int, line: int) -> None:
@@ -1073,62 +1107,27 @@ def piece_of_records(
     (``rules``) as any zone. ``watch`` and ``lenient`` as for ``parse_piece``.
     """
     out = ZonePiece(apex)
-    nodes = out.nodes
-    multi = out.multi
+    reader = _OneRecord(apex, path, settings, apex, lenient)
     files: dict[str, int] = {path: 0}
     disagreed: set[tuple[bytes, int]] = set()
     child_length = len(apex) + 1
-    acme_ttl = settings.acme_challenge_dns_ttl
     for record in records:
-        owner, rtype, ttl = record.owner, record.rtype, record.ttl
+        owner, rtype = record.owner, record.rtype
         index = files.get(record.path)
         if index is None:
             index = files[record.path] = len(files)
             out.files.append(record.path)
         position = index * POSITION_FILE + record.line
         outside = not within(owner, apex)
-        if outside or owner in watch:
-            out.noted.append((owner, rtype, position))
+        noted = outside or owner in watch
         rrset: model.RRset
         if rtype in (_DYNA, _DYNC):
-            rrset, clamp, below = dynamic_rrset_and_warnings(owner, record, settings)
-            if clamp is not None:
-                out.clamped.append((owner, rtype, position, clamp))
-            if below is not None:
-                out.ttl_warnings.append((owner, rtype, position, below))
-            out.dynamic.append(record)
-        else:
-            if rtype == _SOA:
-                if out.soa is not None:
-                    if lenient:
-                        continue
-                    raise Broken(SECOND_SOA, apex, at=(record.path, record.line))
-                out.soa = record  # soa_rrset clamps its TTL, and words it
-                out.soa_position = position
-            elif not settings.min_ttl <= ttl <= settings.max_ttl:
-                ttl = _clamped(ttl, owner, rtype, position, settings, out.clamped)
-            if rtype == _TXT and owner.startswith(_ACME):
-                if ttl != acme_ttl:
-                    out.ttl_warnings.append((owner, rtype, position, acme_overridden(owner, ttl, acme_ttl)))
-                ttl = acme_ttl
-            if rtype in _POINTING:
-                out.targets.append((rtype, owner, record.rdata))
-                out.target_lines.append(position)
-            rrset = new_rrset(rtype, ttl, (record.rdata,))
-        node = nodes.setdefault(owner, rrset)
-        if node is rrset:
-            if not outside and len(owner) != owner[0] + child_length:
-                out.deep.append(owner)
+            rrset = reader.dynamic(out, record, noted, position)
+        elif rtype == _SOA and out.soa is not None and lenient:
             continue
-        have = node.get(rtype)
-        if have is None:
-            if (rtype == _CNAME or _CNAME in node) and not lenient:
-                raise Broken(CNAME_BESIDE_DATA, owner)
-            nodes[owner] = with_rrset(node, rrset)
-        elif rtype not in (_DYNA, _DYNC):  # a second one at a name: the rules refuse it
-            if have.ttl != ttl and (owner, rtype) not in disagreed:
-                disagreed.add((owner, rtype))
-                out.ttl_warnings.append((owner, rtype, position, ttls_disagree(owner, rtype, have.ttl)))
-            multi.setdefault((owner, rtype), []).append(record.rdata)
-    _fold(nodes, multi)
+        else:
+            rrset = new_rrset(rtype, reader.settle(out, record, noted, position), (record.rdata,))
+        deep = not outside and len(owner) != owner[0] + child_length
+        _add(out, rrset, owner, deep, position, disagreed, lenient)
+    _fold(out.nodes, out.multi)
     return out
