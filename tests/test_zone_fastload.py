@@ -644,3 +644,24 @@ def test_a_layout_the_fast_loop_refuses_is_read_slowly_with_the_same_rules(
         assert slow == reference(path, ZoneSettings())
     assert slow_log == [r.getMessage() for r in caplog.records]
     assert any("should agree" in message for message in slow_log)
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_warnings_before_a_cname_chain_are_written_first(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, strict: bool
+) -> None:
+    """As the reference path did (checked on this zone before it was removed): the MX warning first,
+    then the chain's error; under strict_data the warning is the error."""
+    path = write(tmp_path, RICH + "$ORIGIN @Z\nmx2 MX 1 nothing\nc1 CNAME c2\nc2 CNAME c1\n")
+    first = RICH.count("\n") + 2
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, "pygdnsd.zones"), pytest.raises(ZoneError) as got:
+        fastload.load_zone(str(path), APEX, ZoneSettings(strict_data=strict))
+    no_addresses = "in rrset 'mx2.example.org. MX', same-zone target 'nothing.example.org.' has no addresses"
+    if strict:
+        assert str(got.value) == f"{path}:{first}: {no_addresses} (an error because zones_strict_data is set)"
+    else:
+        assert str(got.value) == (
+            f"{path}:{first + 1}: CNAME 'c1.example.org.' leads to a CNAME chain more than 16 deep (a loop?) within the zone"
+        )
+        assert f"{path}:{first}: {no_addresses}" in [r.getMessage() for r in caplog.records]

@@ -130,6 +130,8 @@ def finish(
     try:
         verdict = check_zone(zone, check_piece(zone) if unsettled is None else unsettled, plugins)
     except Broken as broken:
+        for position, message in broken.before:
+            report.warn(message, *zone.where(path, position))
         raise _worded(broken, path, apex, settings) from None
     noted = zone.noted
     if verdict.unused_glue:
@@ -142,6 +144,17 @@ def finish(
     clamped = [remark for remark in zone.clamped if not _served_no_more(remark, dropped)]
     ttl_warnings = [remark for remark in zone.ttl_warnings if not _served_no_more(remark, dropped)]
     assert zone.soa is not None
+    error = verdict.chain_error
+    if error is not None:
+        # The warnings gdnsd writes before it finds the chain: the apex's, the glue's, the
+        # records' at the names before the chain's (under strict_data the first is the error).
+        nodes = zone.nodes
+        wanted = {error.owner, *(remark[0] for remark in verdict.records)}
+        rank = {name: index for index, name in enumerate(nodes) if name in wanted}
+        earlier = [remark for remark in verdict.records if rank[remark[0]] < rank[error.owner]]
+        for position, message in verdict.at_apex + in_data_order(nodes, glue, earlier, [], [])[0]:
+            report.warn(message, *zone.where(path, position))
+        raise _worded(error, path, apex, settings)
     before_soa, after_soa = in_data_order(zone.nodes, glue, verdict.records, clamped, ttl_warnings)
     # In the reference's order; under zones_strict_data the first that may be an error is
     # (``report`` raises it), the TTL clamps before it written as warnings.

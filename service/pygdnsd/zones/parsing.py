@@ -117,17 +117,26 @@ class Broken(Irregular):
     ``owner`` is the name the rule speaks of, ``targets`` the names it may
     speak of (NS targets without glue, cuts inside other delegations);
     ``at`` the file and line when the finder knows them, else the message's
-    line is looked up when it is worded.
+    line is looked up when it is worded; ``message`` the words when the
+    finder has them. ``before``: the warnings gdnsd writes before it finds
+    this error (under ``zones_strict_data`` the first of them is the error).
     """
 
     def __init__(
-        self, rule: str, owner: bytes = b"", targets: tuple[bytes, ...] = (), at: tuple[str, int] | None = None
+        self,
+        rule: str,
+        owner: bytes = b"",
+        targets: tuple[bytes, ...] = (),
+        at: tuple[str, int] | None = None,
+        message: str | None = None,
     ) -> None:
         super().__init__(rule)
         self.rule = rule
         self.owner = owner
         self.targets = targets
         self.at = at
+        self.message = message
+        self.before: list[Finding] = []
 
 
 # The rules ``Broken`` names (``rules.worded`` words each).
@@ -142,6 +151,7 @@ DATA_BELOW_CUT = "data below a delegation"
 GLUE_MISSING = "glue missing"
 CNAME_CHAIN = "CNAME chain"
 DYNA_BESIDE_ADDRESS = "DYNA beside A or AAAA"
+DYNAMIC_PLACE_OR_TARGET = "DYNA/DYNC placement or target"
 
 
 class RefusedRecord(ZoneError, Irregular):

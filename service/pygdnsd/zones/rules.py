@@ -69,6 +69,7 @@ from pygdnsd.zones.parsing import (
     DATA_AT_CUT,
     DATA_BELOW_CUT,
     DYNA_BESIDE_ADDRESS,
+    DYNAMIC_PLACE_OR_TARGET,
     GLUE_MISSING,
     NESTED_DELEGATION,
     NO_NS,
@@ -296,17 +297,13 @@ def _check_dynamic(zone: ZonePiece, plugins: DynamicTargets | None) -> None:
         if dyncs and (len(types) > 1 or len(dyncs) > 1):
             # The DYNC's own line (or the second DYNC's): the apex's SOA line would mislead.
             record = dyncs[1] if len(dyncs) > 1 else dyncs[0]
-            raise ZoneError(
-                f"name '{_text(owner)}': DYNC not allowed alongside other data", record.path, record.line
-            )
+            raise _dynamic_error(record, f"name '{_text(owner)}': DYNC not allowed alongside other data")
         dynas = [record for record in records if record.rtype == _DYNA]
         if dynas:
             if _CNAME in types:
                 continue  # the CNAME rule words it
             if len(dynas) > 1:
-                raise ZoneError(
-                    f"name '{_text(owner)}': DYNA defined twice for the same name", dynas[1].path, dynas[1].line
-                )
+                raise _dynamic_error(dynas[1], f"name '{_text(owner)}': DYNA defined twice for the same name")
             if _A in types or _AAAA in types:
                 raise Broken(DYNA_BESIDE_ADDRESS, owner)
         for record in records:
@@ -318,24 +315,29 @@ def _check_target(apex: bytes, record: Record, plugins: DynamicTargets | None) -
     owner = record.owner
     kind = "DYNC" if record.rtype == _DYNC else "DYNA"
     if plugins is None:
-        raise ZoneError(
+        raise _dynamic_error(
+            record,
             f"name '{_text(owner)}': {kind} record: DYNA/DYNC need the monitoring/plugins support, "
             "which this zone load was not given",
-            record.path, record.line,
         )
     plugin, resource = dynamic_reference(record.rdata)
     try:
         plugins.check(plugin, resource, record.rtype == _DYNC)
     except ConfigError as exc:
-        raise ZoneError(f"name '{_text(owner)}': {kind} {plugin}!{resource}: {exc}", record.path, record.line) from None
+        raise _dynamic_error(record, f"name '{_text(owner)}': {kind} {plugin}!{resource}: {exc}") from None
     if record.rtype == _DYNC and isinstance(plugins, CnameTargets):
         for target in plugins.cname_targets(plugin, resource):
             if names.is_within(target, apex):
-                raise ZoneError(
+                raise _dynamic_error(
+                    record,
                     f"name '{_text(owner)}': DYNC {plugin}!{resource}: CNAME value '{_text(target)}' "
                     f"cannot be used within zone '{_text(apex)}'",
-                    record.path, record.line,
                 )
+
+
+def _dynamic_error(record: Record, message: str) -> Broken:
+    """A DYNA/DYNC rule broken, at that record's line (known here: the record is kept)."""
+    return Broken(DYNAMIC_PLACE_OR_TARGET, record.owner, at=(record.path, record.line), message=message)
 
 
 def _inside_cuts(
@@ -378,10 +380,11 @@ class Verdict:
     used: set[bytes]  # NS targets
     unused_glue: list[bytes]  # in the zone: names at or below a cut whose addresses no NS names
     records: list[Remark]
+    chain_error: Broken | None = None  # the zone is refused, once the warnings before it are written
 
 
 def check_zone(zone: ZonePiece, unsettled: Unsettled, plugins: DynamicTargets | None = None) -> Verdict:
-    """The zone's verdict; ``Broken`` for an error (``ZoneError`` for one whose line is known here).
+    """The zone's verdict; ``Broken`` for an error, but for an over-long CNAME chain (``Verdict.error``).
 
     ``unsettled`` is what the pieces left (``check_piece``), every piece's
     together; ``plugins`` check DYNA/DYNC targets (without them, a zone
@@ -404,66 +407,79 @@ def check_zone(zone: ZonePiece, unsettled: Unsettled, plugins: DynamicTargets | 
         pos += soa_rdata[pos] + 1
     if soa_rdata[: pos + 1] not in apex_ns.rdatas:
         at_apex.append((zone.soa_position, mname_not_ns(apex)))
-    if zone.dynamic:
-        _check_dynamic(zone, plugins)
-    if len(apex_ns.rdatas) > MAX_NS_RRSET:
-        raise Broken(TOO_MANY_NS, apex)
+    # gdnsd writes the apex's warnings before it finds any error below.
+    chain_error: Broken | None = None
+    try:
+        if zone.dynamic:
+            _check_dynamic(zone, plugins)
+        if len(apex_ns.rdatas) > MAX_NS_RRSET:
+            raise Broken(TOO_MANY_NS, apex)
 
-    per_piece = unsettled.per_piece
-    cuts = per_piece[0][0] if len(per_piece) == 1 else set().union(*(part[0] for part in per_piece))
-    used = unsettled.used
-    inside = _inside_cuts(per_piece, apex, cuts)
-    if inside:
-        raise Broken(NESTED_DELEGATION, targets=tuple(cut for cut in cuts if cut[cut[0] + 1 :] in inside))
-    ents = set().union(*(part[1] for part in per_piece)).difference(nodes)
+        per_piece = unsettled.per_piece
+        cuts = per_piece[0][0] if len(per_piece) == 1 else set().union(*(part[0] for part in per_piece))
+        used = unsettled.used
+        inside = _inside_cuts(per_piece, apex, cuts)
+        if inside:
+            raise Broken(NESTED_DELEGATION, targets=tuple(cut for cut in cuts if cut[cut[0] + 1 :] in inside))
+        ents = set().union(*(part[1] for part in per_piece)).difference(nodes)
 
-    if _glue_across(unsettled, cuts):
-        # The pieces' glue checks do not cover it all: the whole zone's, as one piece.
-        glue = _deep_names(zone.deep, nodes, apex, cuts)[0]
-        unused = _bad_glue(glue, cuts, nodes, used)
-        below = cuts.union(glue)
-        plain = [entry for entry in unsettled.plain if entry[0] in below]
-    else:
-        unused = unsettled.unused
-        plain = [entry for entry in unsettled.plain if entry[0] in cuts]  # the pieces set aside their own glue
-    unused_glue = [name for name in dict.fromkeys(unused) if name not in used]
+        if _glue_across(unsettled, cuts):
+            # The pieces' glue checks do not cover it all: the whole zone's, as one piece.
+            glue = _deep_names(zone.deep, nodes, apex, cuts)[0]
+            unused = _bad_glue(glue, cuts, nodes, used)
+            below = cuts.union(glue)
+            plain = [entry for entry in unsettled.plain if entry[0] in below]
+        else:
+            unused = unsettled.unused
+            plain = [entry for entry in unsettled.plain if entry[0] in cuts]  # the pieces set aside their own glue
+        unused_glue = [name for name in dict.fromkeys(unused) if name not in used]
 
-    def in_below(name: bytes) -> bool:
-        return name in nodes and _cut_above(name, apex, cuts) is not None
+        def in_below(name: bytes) -> bool:
+            return name in nodes and _cut_above(name, apex, cuts) is not None
 
-    unglued = []
-    for target in set(unsettled.ns):
-        found = nodes.get(target)
-        if found is not None:
-            if not _has_glue(found) and in_below(target):
+        unglued = []
+        for target in set(unsettled.ns):
+            found = nodes.get(target)
+            if found is not None:
+                if not _has_glue(found) and in_below(target):
+                    unglued.append(target)
+            elif cuts and within(target, apex) and _cut_above(target, apex, cuts) is not None:
                 unglued.append(target)
-        elif cuts and within(target, apex) and _cut_above(target, apex, cuts) is not None:
-            unglued.append(target)
-    if unglued:
-        raise Broken(GLUE_MISSING, targets=tuple(unglued))
-    # Per record, as gdnsd words it; each target looked at once.
-    records: list[Remark] = list(unsettled.warnings)
-    addressless: dict[bytes, bool] = {}
-    for name, rtype, owner, line in unsettled.mx:
-        bad = addressless.get(name)
-        if bad is None:
-            node = nodes.get(name)
-            if node is not None:
-                bad = not _has_address(node) and not in_below(name)
-            else:
-                bad = within(name, apex) and (not cuts or _cut_above(name, apex, cuts) is None)
-            addressless[name] = bad
-        if bad:
-            records.append((owner, rtype, line, no_addresses(owner, rtype, name)))
-    dangling: dict[bytes, bool] = {}
-    for pointer in unsettled.chains:
-        target = pointer[0]
-        node = nodes.get(target)
-        if node is None or _CNAME in node or in_below(target):
+        if unglued:
+            raise Broken(GLUE_MISSING, targets=tuple(unglued))
+        # Per record, as gdnsd words it; each target looked at once.
+        records: list[Remark] = list(unsettled.warnings)
+        addressless: dict[bytes, bool] = {}
+        for name, rtype, owner, line in unsettled.mx:
+            bad = addressless.get(name)
+            if bad is None:
+                node = nodes.get(name)
+                if node is not None:
+                    bad = not _has_address(node) and not in_below(name)
+                else:
+                    bad = within(name, apex) and (not cuts or _cut_above(name, apex, cuts) is None)
+                addressless[name] = bad
+            if bad:
+                records.append((owner, rtype, line, no_addresses(owner, rtype, name)))
+        dangling: dict[bytes, bool] = {}
+        for pointer in unsettled.chains:
+            target = pointer[0]
+            node = nodes.get(target)
+            if node is None or _CNAME in node or in_below(target):
+                try:
+                    _chain_finding(pointer, apex, nodes, ents, cuts, dangling, records)
+                except Broken as broken:
+                    # The first, in the order of the names (a CNAME's owner holds nothing else, so
+                    # that is the order of the CNAME records): gdnsd first writes the warnings
+                    # about the names before it (``finish``).
+                    chain_error = broken
+                    break
+        for pointer in plain:
             _chain_finding(pointer, apex, nodes, ents, cuts, dangling, records)
-    for pointer in plain:
-        _chain_finding(pointer, apex, nodes, ents, cuts, dangling, records)
-    return Verdict(cuts, ents, at_apex, used, unused_glue, records)
+    except Broken as broken:
+        broken.before = at_apex
+        raise
+    return Verdict(cuts, ents, at_apex, used, unused_glue, records, chain_error)
 
 
 def glue_findings(apex: bytes, noted: list[tuple[bytes, int, int]], verdict: Verdict) -> dict[bytes, list[Finding]]:
@@ -620,6 +636,9 @@ def worded(broken: Broken, apex: bytes, path: str, reread: Callable[[frozenset[b
     """
     rule = broken.rule
     owner = broken.owner
+    if broken.message is not None:
+        assert broken.at is not None
+        return ZoneError(broken.message, *broken.at)
     if rule == NO_SOA:
         return ZoneError(f"zone '{_text(apex)}' has no SOA record", path)
     if rule == NO_NS:
