@@ -71,7 +71,7 @@ def load_zone(
         try:
             zone = parse_piece(handle, path, apex, settings)
         except Broken as broken:
-            raise _worded(broken, path, apex, settings) from None
+            raise _worded(broken, path, apex, settings, report) from None
         if zone.dynamic and not dynamic:
             raise Irregular("DYNA/DYNC")
         return finish(zone, path, settings, report, plugins=plugins)
@@ -92,7 +92,7 @@ def load_slowly(
         try:
             zone = piece_of_records(records, path, apex, settings)
         except Broken as broken:
-            raise _worded(broken, path, apex, settings) from None
+            raise _worded(broken, path, apex, settings, report) from None
         del records
         return finish(zone, path, settings, report, plugins=plugins)
 
@@ -130,9 +130,7 @@ def finish(
     try:
         verdict = check_zone(zone, check_piece(zone) if unsettled is None else unsettled, plugins)
     except Broken as broken:
-        for position, message in broken.before:
-            report.warn(message, *zone.where(path, position))
-        raise _worded(broken, path, apex, settings) from None
+        raise _worded(broken, path, apex, settings, report, zone) from None
     noted = zone.noted
     if verdict.unused_glue:
         noted = _watched(path, apex, settings, verdict.unused_glue)
@@ -154,7 +152,7 @@ def finish(
         earlier = [remark for remark in verdict.records if rank[remark[0]] < rank[error.owner]]
         for position, message in verdict.at_apex + in_data_order(nodes, glue, earlier, [], [])[0]:
             report.warn(message, *zone.where(path, position))
-        raise _worded(error, path, apex, settings)
+        raise _worded(error, path, apex, settings, report)
     before_soa, after_soa = in_data_order(zone.nodes, glue, verdict.records, clamped, ttl_warnings)
     # In the reference's order; under zones_strict_data the first that may be an error is
     # (``report`` raises it), the TTL clamps before it written as warnings.
@@ -176,8 +174,25 @@ def _served_no_more(remark: Remark, dropped: set[bytes]) -> bool:
     return remark[0] in dropped and remark[1] in (model.A, model.AAAA, model.DYNA)
 
 
-def _worded(broken: Broken, path: str, apex: bytes, settings: ZoneSettings) -> ZoneError:
-    return worded(broken, apex, path, lambda owners: _reread(path, apex, settings, owners))
+def _worded(
+    broken: Broken, path: str, apex: bytes, settings: ZoneSettings, report: Reporter, zone: ZonePiece | None = None
+) -> ZoneError:
+    """``broken``'s error, once the warnings gdnsd writes before it are written (the first may be the error).
+
+    Their positions are ``zone``'s, or, found on a second reading (``rules.worded``), that reading's.
+    """
+    reading: list[ZonePiece] = []
+
+    def reread(owners: frozenset[bytes]) -> ZonePiece:
+        reading[:] = [_reread(path, apex, settings, owners)]
+        return reading[0]
+
+    error = worded(broken, apex, path, reread)
+    read = zone if zone is not None else reading[0] if reading else None
+    for position, message in broken.before:
+        assert read is not None  # warnings come from a reading
+        report.warn(message, *read.where(path, position))
+    return error
 
 
 def _watched(path: str, apex: bytes, settings: ZoneSettings, owners: list[bytes]) -> list[tuple[bytes, int, int]]:

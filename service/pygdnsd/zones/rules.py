@@ -283,6 +283,21 @@ def _deep_names(
     return glue, ancestors
 
 
+def _apex_warnings(zone: ZonePiece, apex_ns: model.RRset, first_ns: int) -> list[Finding]:
+    """Only one NS at the apex (at its line, ``first_ns``), the SOA's MNAME not among them (at the SOA's)."""
+    assert zone.soa is not None
+    at_apex: list[Finding] = []
+    if len(apex_ns.rdatas) == 1:
+        at_apex.append((first_ns, only_one_ns(zone.apex)))
+    soa_rdata = zone.soa.rdata
+    pos = 0
+    while soa_rdata[pos]:
+        pos += soa_rdata[pos] + 1
+    if soa_rdata[: pos + 1] not in apex_ns.rdatas:
+        at_apex.append((zone.soa_position, mname_not_ns(zone.apex)))
+    return at_apex
+
+
 def _check_dynamic(zone: ZonePiece, plugins: DynamicTargets | None) -> None:
     """Where DYNA and DYNC may be, name by name as the names first appear; then each target with the plugins."""
     nodes = zone.nodes
@@ -398,15 +413,7 @@ def check_zone(zone: ZonePiece, unsettled: Unsettled, plugins: DynamicTargets | 
     apex_ns = apex_node.get(_NS)
     if apex_ns is None:
         raise Broken(NO_NS, apex)
-    at_apex: list[Finding] = []
-    if len(apex_ns.rdatas) == 1:
-        at_apex.append((min(unsettled.apex_ns_lines), only_one_ns(apex)))
-    soa_rdata = zone.soa.rdata
-    pos = 0
-    while soa_rdata[pos]:
-        pos += soa_rdata[pos] + 1
-    if soa_rdata[: pos + 1] not in apex_ns.rdatas:
-        at_apex.append((zone.soa_position, mname_not_ns(apex)))
+    at_apex = _apex_warnings(zone, apex_ns, min(unsettled.apex_ns_lines))
     # gdnsd writes the apex's warnings before it finds any error below.
     chain_error: Broken | None = None
     try:
@@ -646,6 +653,25 @@ def worded(broken: Broken, apex: bytes, path: str, reread: Callable[[frozenset[b
     if rule == SECOND_SOA:
         assert broken.at is not None
         return ZoneError(f"zone '{_text(apex)}': SOA defined twice", *broken.at)
+    if rule == CNAME_BESIDE_DATA and broken.at is None:
+        # Found while reading: the first such name in gdnsd's order may come later in the
+        # file, and the apex's rules come first (their errors, and their warnings before).
+        whole = reread(frozenset())
+        apex_node = whole.nodes.get(apex)
+        if apex_node is None or whole.soa is None:
+            return ZoneError(f"zone '{_text(apex)}' has no SOA record", path)
+        apex_ns = apex_node.get(_NS)
+        if apex_ns is None:
+            return ZoneError(f"zone '{_text(apex)}' has no NS records", path)
+        first_ns = min(
+            line for (kind, at, _), line in zip(whole.targets, whole.target_lines, strict=True)
+            if kind == _NS and at == apex
+        )
+        broken.before = _apex_warnings(whole, apex_ns, first_ns)
+        owner = next(
+            name for name, node in whole.nodes.items() if isinstance(node, dict) and _CNAME in node and len(node) > 1
+        )
+        del whole
     watched = frozenset((owner,)) if owner else frozenset()
     zone = reread(watched)
 
