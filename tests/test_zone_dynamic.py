@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+import reference_results
 from conftest import REAL_GDNSD
 from pygdnsd.config.options import load_config
 from pygdnsd.errors import ConfigError, ZoneError
@@ -306,10 +307,43 @@ def test_unused_dyna_glue_is_dropped(tmp_path: Path, caplog: pytest.LogCaptureFi
 # -- the fast path ---------------------------------------------------------
 
 
-def test_fast_path_sends_dynamic_zones_to_the_reference(tmp_path: Path) -> None:
-    cfg = config_dir(tmp_path, "www 300/30 DYNA simplefo!sf")
-    with pytest.raises(fastload.Irregular):
-        fastload.load_zone(str(cfg / "zones" / "example.com"), APEX, ZoneSettings())
+def test_fast_path_loads_dynamic_zones(tmp_path: Path) -> None:
+    """DYNA/DYNC zones are checked and built by the fast path, as the reference path builds them."""
+    cfg = config_dir(tmp_path, "www 300/30 DYNA simplefo!sf\nx MX 10 www\nc 300 DYNC static!cn")
+    config = load_config(cfg)
+    setup = build_dynamic(config)
+    settings = ZoneSettings.from_config(config)
+    path = str(cfg / "zones" / "example.com")
+    fast = fastload.load_zone(path, APEX, settings, plugins=setup.resolvers)
+    assert fast == reference_results.reference(Path(path), APEX, settings, setup.resolvers)
+    assert www(model.ZoneSet({APEX: fast}))[model.DYNA] == model.DynamicRRset(model.DYNA, 300, (), "simplefo", "sf", 30)
+
+
+@pytest.mark.parametrize("case", BAD, ids=lambda case: case.name)
+def test_bad_dynamic_zone_refused_on_the_fast_path(
+    case: Bad, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fastload, "load_slowly", _no_slow_path)
+    cfg = config_dir(tmp_path, case.body, case.options)
+    with pytest.raises(ZoneError) as info:
+        ours(cfg)
+    assert info.value.line == FIRST_LINE + case.line - 1
+    assert case.ours in info.value.problem
+
+
+@pytest.mark.parametrize("case", GOOD, ids=lambda case: case.name)
+def test_good_dynamic_zone_on_the_fast_path(
+    case: Good, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fastload, "load_slowly", _no_slow_path)
+    zones, _ = ours(config_dir(tmp_path, case.body))
+    assert www(zones, case.owner)[case.rtype] == model.DynamicRRset(
+        case.rtype, case.ttl, (), case.plugin, case.resource, case.min_ttl
+    )
+
+
+def _no_slow_path(*_: object, **__: object) -> model.Zone:
+    raise AssertionError("a DYNA/DYNC zone went to the slow whole-file path")
 
 
 def test_dynamic_zone_among_many_parallel_zones(tmp_path: Path) -> None:

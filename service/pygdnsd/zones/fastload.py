@@ -1,12 +1,14 @@
 """One zone file -> ``model.Zone`` on the fast path: parsed (``parsing``), checked (``rules``), built.
 
 A zone read here equals what the reference path (``zonefile`` then
-``tree.build_zone``) builds, with the same warnings at the same lines, in
-the same order (``tests/test_zone_fastload.py`` checks both). What the fast
-path leaves to the reference path raises ``Irregular``: DYNA/DYNC, and
-errors (the zone is refused then, so speed no longer matters), which the
-reference path words; but a record the reference parser refuses is already
-worded as it would be (``parsing.RefusedRecord``).
+``tree.build_zone``, since removed) built, with the same warnings at the
+same lines, in the same order (``tests/test_zone_fastload.py`` checks it
+against that path's recorded results). A zone that breaks a whole-zone rule
+raises ``ZoneError``, worded by ``rules.worded``; a record the slow reader
+refuses is worded as it words it (``parsing.RefusedRecord``). DYNA/DYNC
+are checked here too, with the resolver plugins. A file whose layout the
+fast loop refuses as a whole raises ``Irregular``: ``load_slowly`` reads
+it, for the same rules.
 """
 
 from __future__ import annotations
@@ -15,13 +17,16 @@ import contextlib
 import gc
 from collections.abc import Iterator
 
+from pygdnsd.errors import ZoneError
 from pygdnsd.zones import model
 from pygdnsd.zones.parsing import (
     EMPTY_NODE,
+    Broken,
     Irregular,
     Remark,
     ZonePiece,
     parse_piece,
+    piece_of_records,
     within,
 )
 from pygdnsd.zones.rules import (
@@ -31,17 +36,29 @@ from pygdnsd.zones.rules import (
     drop_unused_glue,
     glue_findings,
     in_data_order,
+    worded,
 )
 from pygdnsd.zones.settings import ZoneSettings
-from pygdnsd.zones.tree import Reporter, soa_rrset
+from pygdnsd.zones.tree import DynamicTargets, Reporter, soa_rrset
+from pygdnsd.zones.zonefile import ParseOptions, parse_zone_file
 
-__all__ = ["Irregular", "collector_paused", "finish", "load_zone"]
+__all__ = ["Irregular", "collector_paused", "finish", "load_slowly", "load_zone"]
 
 
-def load_zone(path: str, apex: bytes, settings: ZoneSettings, report: Reporter | None = None) -> model.Zone:
-    """The zone in ``path``, built as ``tree.build_zone`` would; ``Irregular`` when it can't vouch.
+def load_zone(
+    path: str,
+    apex: bytes,
+    settings: ZoneSettings,
+    report: Reporter | None = None,
+    plugins: DynamicTargets | None = None,
+    dynamic: bool = True,
+) -> model.Zone:
+    """The zone in ``path``; ``Irregular`` for a layout the fast loop does not read (see ``load_slowly``).
 
-    The warnings go to ``report`` (by default, the log).
+    The warnings go to ``report`` (by default, the log). ``plugins`` check
+    DYNA/DYNC targets (without them, a zone holding one is refused); with
+    ``dynamic`` False a zone holding one is ``Irregular`` (a worker process
+    does not send DYNA/DYNC RRsets: the zone is read where it is served).
     """
     if report is None:
         report = Reporter(settings.strict_data)
@@ -51,7 +68,37 @@ def load_zone(path: str, apex: bytes, settings: ZoneSettings, report: Reporter |
         raise Irregular("unreadable") from None
     # The file's lines one at a time: no copy of the text, no list of its lines.
     with handle, collector_paused():
-        return finish(parse_piece(handle, path, apex, settings), path, settings, report)
+        try:
+            zone = parse_piece(handle, path, apex, settings)
+        except Broken as broken:
+            raise _worded(broken, path, apex, settings, report) from None
+        if zone.dynamic and not dynamic:
+            raise Irregular("DYNA/DYNC")
+        return finish(zone, path, settings, report, plugins=plugins)
+
+
+def load_slowly(
+    path: str, apex: bytes, settings: ZoneSettings, report: Reporter | None = None, plugins: DynamicTargets | None = None
+) -> model.Zone:
+    """The zone in ``path`` read by the slow reader (``zonefile``), checked by the same rules as ``load_zone``.
+
+    For the files ``load_zone`` refuses as a whole (``Irregular``: a layout
+    its loop does not read); the slow reader words their syntax errors.
+    """
+    if report is None:
+        report = Reporter(settings.strict_data)
+    with collector_paused():
+        records = parse_zone_file(path, apex, _slow_options(settings))
+        try:
+            zone = piece_of_records(records, path, apex, settings)
+        except Broken as broken:
+            raise _worded(broken, path, apex, settings, report) from None
+        del records
+        return finish(zone, path, settings, report, plugins=plugins)
+
+
+def _slow_options(settings: ZoneSettings) -> ParseOptions:
+    return ParseOptions(default_ttl=settings.default_ttl, text_autosplit=settings.text_autosplit)
 
 
 @contextlib.contextmanager
@@ -67,14 +114,23 @@ def collector_paused() -> Iterator[None]:
 
 
 def finish(
-    zone: ZonePiece, path: str, settings: ZoneSettings, report: Reporter, unsettled: Unsettled | None = None
+    zone: ZonePiece,
+    path: str,
+    settings: ZoneSettings,
+    report: Reporter,
+    unsettled: Unsettled | None = None,
+    plugins: DynamicTargets | None = None,
 ) -> model.Zone:
     """The checks, then the ``Zone``; the warnings go to ``report``.
 
-    ``unsettled`` is the pieces' (``check_piece``) when ``zone`` was read in pieces.
+    ``unsettled`` is the pieces' (``check_piece``) when ``zone`` was read in
+    pieces; ``plugins`` check DYNA/DYNC targets.
     """
     apex = zone.apex
-    verdict = check_zone(zone, check_piece(zone) if unsettled is None else unsettled)
+    try:
+        verdict = check_zone(zone, check_piece(zone) if unsettled is None else unsettled, plugins)
+    except Broken as broken:
+        raise _worded(broken, path, apex, settings, report, zone) from None
     noted = zone.noted
     if verdict.unused_glue:
         noted = _watched(path, apex, settings, verdict.unused_glue)
@@ -86,15 +142,25 @@ def finish(
     clamped = [remark for remark in zone.clamped if not _served_no_more(remark, dropped)]
     ttl_warnings = [remark for remark in zone.ttl_warnings if not _served_no_more(remark, dropped)]
     assert zone.soa is not None
-    if settings.strict_data and (verdict.at_apex or glue or verdict.records or ttl_warnings):
-        raise Irregular("a warning made an error")  # the reference path words the first
+    error = verdict.chain_error
+    if error is not None:
+        # The warnings gdnsd writes before it finds the chain: the apex's, the glue's, the
+        # records' at the names before the chain's (under strict_data the first is the error).
+        nodes = zone.nodes
+        wanted = {error.owner, *(remark[0] for remark in verdict.records)}
+        rank = {name: index for index, name in enumerate(nodes) if name in wanted}
+        earlier = [remark for remark in verdict.records if rank[remark[0]] < rank[error.owner]]
+        for position, message in verdict.at_apex + in_data_order(nodes, glue, earlier, [], [])[0]:
+            report.warn(message, *zone.where(path, position))
+        raise _worded(error, path, apex, settings, report)
     before_soa, after_soa = in_data_order(zone.nodes, glue, verdict.records, clamped, ttl_warnings)
-    # After every Irregular, so no message is written twice.
+    # In the reference's order; under zones_strict_data the first that may be an error is
+    # (``report`` raises it), the TTL clamps before it written as warnings.
     for position, message in verdict.at_apex + before_soa:
         report.warn(message, *zone.where(path, position))
     soa, serial = soa_rrset(apex, zone.soa, settings, report)
-    for position, message in after_soa:
-        report.warn(message, *zone.where(path, position), strictable=False)
+    for position, message, strictable in after_soa:
+        report.warn(message, *zone.where(path, position), strictable=strictable)
     nodes = zone.nodes
     drop_unused_glue(nodes, verdict, outside_unused)
     apex_node = nodes[apex]
@@ -105,7 +171,28 @@ def finish(
 
 
 def _served_no_more(remark: Remark, dropped: set[bytes]) -> bool:
-    return remark[0] in dropped and remark[1] in (model.A, model.AAAA)
+    return remark[0] in dropped and remark[1] in (model.A, model.AAAA, model.DYNA)
+
+
+def _worded(
+    broken: Broken, path: str, apex: bytes, settings: ZoneSettings, report: Reporter, zone: ZonePiece | None = None
+) -> ZoneError:
+    """``broken``'s error, once the warnings gdnsd writes before it are written (the first may be the error).
+
+    Their positions are ``zone``'s, or, found on a second reading (``rules.worded``), that reading's.
+    """
+    reading: list[ZonePiece] = []
+
+    def reread(owners: frozenset[bytes]) -> ZonePiece:
+        reading[:] = [_reread(path, apex, settings, owners)]
+        return reading[0]
+
+    error = worded(broken, apex, path, reread)
+    read = zone if zone is not None else reading[0] if reading else None
+    for position, message in broken.before:
+        assert read is not None  # warnings come from a reading
+        report.warn(message, *read.where(path, position))
+    return error
 
 
 def _watched(path: str, apex: bytes, settings: ZoneSettings, owners: list[bytes]) -> list[tuple[bytes, int, int]]:
@@ -114,10 +201,23 @@ def _watched(path: str, apex: bytes, settings: ZoneSettings, owners: list[bytes]
     Only for unused glue, whose lines the first reading does not keep (it
     would have to for every address record); rare enough for a second pass.
     """
+    return _reread(path, apex, settings, frozenset(owners)).noted
+
+
+def _reread(path: str, apex: bytes, settings: ZoneSettings, owners: frozenset[bytes]) -> ZonePiece:
+    """The file read again, noting the records at ``owners``, for the lines of records a message names.
+
+    The rules checked while reading are let pass (the zone is known to break one).
+    """
     try:
         handle = open(path, encoding="utf-8", errors="surrogateescape", newline="")  # noqa: SIM115 - closed below
     except OSError:
         raise Irregular("unreadable") from None
     with handle:
-        return parse_piece(handle, path, apex, settings, watch=frozenset(owners)).noted
+        try:
+            return parse_piece(handle, path, apex, settings, watch=owners, lenient=True)
+        except Irregular:
+            pass  # a file the fast loop refuses: it was read slowly the first time too
+    records = parse_zone_file(path, apex, _slow_options(settings))
+    return piece_of_records(records, path, apex, settings, watch=owners, lenient=True)
 

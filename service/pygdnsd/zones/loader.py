@@ -21,10 +21,9 @@ from pathlib import Path
 
 from pygdnsd.errors import ZoneError
 from pygdnsd.log import warnings_held
-from pygdnsd.zones import model, names, parallel
+from pygdnsd.zones import fastload, model, names, parallel
 from pygdnsd.zones.settings import ZoneSettings
-from pygdnsd.zones.tree import DynamicTargets, build_zone
-from pygdnsd.zones.zonefile import ParseOptions, parse_zone_file
+from pygdnsd.zones.tree import DynamicTargets
 
 __all__ = ["ZoneSettings", "load_zones", "zone_files", "zone_name_from_filename"]
 
@@ -72,9 +71,7 @@ def load_zones(
     """Every zone in ``zones_dir``; the first problem raises ``ZoneError`` (file:line).
 
     ``dynamic`` (the resolver plugins) checks DYNA/DYNC targets; without it a
-    zone holding one is refused. Such zones never load on the fast path (its
-    rules do not know DYNA/DYNC), so the reference path checks them; so it
-    does every zone the fast path refuses, to word the error.
+    zone holding one is refused.
     """
     files: list[tuple[str, bytes]] = []
     naming_error: ZoneError | None = None
@@ -111,8 +108,11 @@ def load_zones(
     zones: dict[bytes, model.Zone] = {}
     with _frozen_once_built(), warnings_held():
         # Zone by zone in file order, so the first error and the warnings come as without workers.
-        for path_text, apex, zone in parallel.load(files, settings):
-            zones[apex] = zone if zone is not None else _reference(path_text, apex, settings, dynamic)
+        for path_text, apex, zone in parallel.load(files, settings, dynamic):
+            if zone is None:
+                # A layout the fast loop refuses as a whole: the slow reader, the same rules.
+                zone = fastload.load_slowly(path_text, apex, settings, plugins=dynamic)
+            zones[apex] = zone
         if naming_error is not None:
             raise naming_error
         return model.ZoneSet(zones)
@@ -146,8 +146,3 @@ def _ancestors(name: bytes) -> list[bytes]:
         name = names.parent(name)
         out.append(name)
     return out
-
-
-def _reference(path: str, apex: bytes, settings: ZoneSettings, dynamic: DynamicTargets | None) -> model.Zone:
-    options = ParseOptions(default_ttl=settings.default_ttl, text_autosplit=settings.text_autosplit)
-    return build_zone(apex, parse_zone_file(path, apex, options), settings, path, dynamic)

@@ -1,6 +1,6 @@
 """The loaded zone data the query engine answers from.
 
-This is the contract between the zone loader (zonefile.py, tree.py) and the
+This is the contract between the zone loader (parsing.py, rules.py, fastload.py) and the
 engine: the loader produces a ``ZoneSet`` whose data is final (names
 lowercase, TTLs clamped, SOA TTL rules applied, rdata in uncompressed wire
 form), and the engine only reads it. A ``ZoneSet`` is never mutated after it

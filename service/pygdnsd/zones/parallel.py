@@ -12,12 +12,15 @@ file is checked by its worker as far as it can be alone
 (``rules.check_piece``), so what runs here after the workers finish, on
 one core, is the rebuilding and the checks across pieces.
 
-Anything a worker cannot vouch for (``Irregular``: an error, or what only
-the reference path reads; a worker that died) comes back as ``None`` and
-the caller loads that zone with the reference path, in file order, so the
-first error reads exactly as it would without workers. The warnings of
-zones a worker read are logged here, in file order, when its result is
-taken; those of a file read in pieces, once the pieces are merged.
+A zone a worker finds in error comes back worded (``PortableError``) and
+is raised here in its turn, in file order, so the first error reads
+exactly as it would without workers; a file read in pieces that does not
+go together (an error, a worker that died) is read again in one pass.
+What a worker leaves (a zone with DYNA/DYNC, whose RRsets do not travel;
+``Irregular``: a layout the fast loop refuses) is read here in its turn,
+by the fast path or, if it refuses it, the caller's slow reader. The
+warnings of zones a worker read are logged here, in file order, when its
+result is taken; those of a file read in pieces, once the pieces are merged.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from typing import Any
 from pygdnsd.errors import ZoneError
 from pygdnsd.zones import fastload, model, parsing, pieces, rules
 from pygdnsd.zones.settings import ZoneSettings
-from pygdnsd.zones.tree import Reporter
+from pygdnsd.zones.tree import DynamicTargets, Reporter
 from pygdnsd.zones.zonefile import Record
 
 log = logging.getLogger("pygdnsd.zones")
@@ -144,8 +147,10 @@ def _rebuilt_zone(portable: tuple[Any, ...] | None) -> model.Zone | None:
 
 def _portable_piece(piece: parsing.ZonePiece | None) -> tuple[Any, ...] | None:
     """The piece and what its names leave to check (``rules.check_piece``): its targets stay here."""
-    if piece is None or piece.files:
-        return None  # a piece that $INCLUDEs (the last: split looks at the others' directives) is read in one pass
+    if piece is None or piece.files or piece.dynamic:
+        # A piece that $INCLUDEs (the last: split looks at the others' directives), or holds
+        # DYNA/DYNC (their RRsets do not travel), is read in one pass.
+        return None
     try:
         unsettled = rules.check_piece(piece)
     except parsing.Irregular:
@@ -277,25 +282,37 @@ def _scratch_file() -> int:
         return handle
 
 
-def _fast(path: str, apex: bytes, settings: ZoneSettings) -> model.Zone | None:
+def _fast(path: str, apex: bytes, settings: ZoneSettings, plugins: DynamicTargets | None) -> model.Zone | None:
     """The zone on the fast path, or ``None``; a refused record is the zone's first error (raised)."""
     try:
-        return fastload.load_zone(path, apex, settings)
+        return fastload.load_zone(path, apex, settings, plugins=plugins)
     except parsing.RefusedRecord:
         raise
     except parsing.Irregular:
         return None
 
 
-def _read_group(group: list[tuple[str, bytes]], settings: ZoneSettings) -> list[tuple[Any, list[Warning_]]]:
-    """Each zone of ``group`` (portable, or None) with its deferred warnings."""
-    out: list[tuple[Any, list[Warning_]]] = []
+# A zone's error as a worker sends it: (problem, path, line).
+PortableError = tuple[str, "str | None", "int | None"]
+
+
+def _read_group(
+    group: list[tuple[str, bytes]], settings: ZoneSettings
+) -> list[tuple[Any, list[Warning_], PortableError | None]]:
+    """Each zone of ``group`` (portable, or None) with its deferred warnings, and its error if it has one.
+
+    A zone's error is sent as worded, for this process to raise in its turn.
+    """
+    out: list[tuple[Any, list[Warning_], PortableError | None]] = []
     for path, apex in group:
         report = _Deferred(settings.strict_data)
         try:
-            out.append((_portable_zone(fastload.load_zone(path, apex, settings, report)), report.messages))
-        except (parsing.Irregular, ZoneError):
-            out.append((None, []))
+            zone = fastload.load_zone(path, apex, settings, report, dynamic=False)
+            out.append((_portable_zone(zone), report.messages, None))
+        except ZoneError as exc:
+            out.append((None, report.messages, (exc.problem, exc.path, exc.line)))
+        except parsing.Irregular:
+            out.append((None, [], None))
     return out
 
 
@@ -318,20 +335,27 @@ def _groups(files: list[tuple[str, bytes]], sizes: list[int], count: int) -> lis
 
 
 def _batch(
-    files: list[tuple[str, bytes]], sizes: list[int], settings: ZoneSettings
+    files: list[tuple[str, bytes]], sizes: list[int], settings: ZoneSettings, plugins: DynamicTargets | None
 ) -> Iterator[tuple[str, bytes, model.Zone | None]]:
     groups = _groups(files, sizes, settings.threads)
     workers = [_Worker([functools.partial(_read_group, group, settings)]) for group in groups[1:] if group]
     try:
         for path, apex in groups[0]:
-            yield path, apex, _fast(path, apex, settings)
+            yield path, apex, _fast(path, apex, settings, plugins)
         for group, worker in zip((g for g in groups[1:] if g), workers, strict=True):
             answer = worker.result()
-            results = answer if isinstance(answer, list) and len(answer) == len(group) else [(None, [])] * len(group)
+            fallback: list[tuple[Any, list[Warning_], PortableError | None]] = [(None, [], None)] * len(group)
+            results = answer if isinstance(answer, list) and len(answer) == len(group) else fallback
             replay = Reporter(False)
-            for (path, apex), (portable, messages) in zip(group, results, strict=True):
+            for (path, apex), (portable, messages, error) in zip(group, results, strict=True):
                 for message, where, line in messages:
                     replay.warn(message, where, line, strictable=False)
+                if error is not None:
+                    raise ZoneError(*error)
+                if portable is None:
+                    # What the worker left (DYNA/DYNC, whose RRsets do not travel; a worker that died): read here.
+                    yield path, apex, _fast(path, apex, settings, plugins)
+                    continue
                 with fastload.collector_paused():
                     zone = _rebuilt_zone(portable)
                 yield path, apex, zone
@@ -345,16 +369,16 @@ class _OnePass(Exception):
     could not read), but one pass over the whole file may still read the zone."""
 
 
-def _split(path: str, apex: bytes, settings: ZoneSettings) -> model.Zone | None:
+def _split(path: str, apex: bytes, settings: ZoneSettings, plugins: DynamicTargets | None = None) -> model.Zone | None:
     """One big file read in pieces, one per process, merged in file order; else in one pass."""
     try:
-        return _in_pieces(path, apex, settings)
+        return _in_pieces(path, apex, settings, plugins)
     except _OnePass:
         pass  # out of the except block first: its traceback would keep the pieces alive
-    return _fast(path, apex, settings)
+    return _fast(path, apex, settings, plugins)
 
 
-def _in_pieces(path: str, apex: bytes, settings: ZoneSettings) -> model.Zone | None:
+def _in_pieces(path: str, apex: bytes, settings: ZoneSettings, plugins: DynamicTargets | None) -> model.Zone:
     try:
         text = pieces.read_text(path)
         cuts = pieces.split(text, apex, settings, 0, shares=_piece_shares(settings.threads))
@@ -385,7 +409,7 @@ def _in_pieces(path: str, apex: bytes, settings: ZoneSettings) -> model.Zone | N
         first = read(*cuts[0])
         source.clear()
         if first is None:
-            return None
+            raise _OnePass  # one pass finds the first error, if that was one
         with fastload.collector_paused():
             # While the workers still read: what is unsettled, and freeing what only they needed.
             unsettled = rules.check_piece(first)
@@ -403,18 +427,23 @@ def _in_pieces(path: str, apex: bytes, settings: ZoneSettings) -> model.Zone | N
                     except parsing.Irregular:
                         raise _OnePass from None
                     unsettled.add(more)
-            return fastload.finish(first, path, settings, Reporter(settings.strict_data), unsettled)
+            return fastload.finish(first, path, settings, Reporter(settings.strict_data), unsettled, plugins)
     except parsing.RefusedRecord:
         raise  # from the first piece (see read): the zone's first error
     except parsing.Irregular:
-        return None
+        raise _OnePass from None  # one pass words the error, or steps aside
     finally:
         for worker in workers:
             worker.reap()
 
 
-def load(files: list[tuple[str, bytes]], settings: ZoneSettings) -> Iterator[tuple[str, bytes, model.Zone | None]]:
-    """(path, apex, zone) per file in order; ``None`` where the reference path must read it."""
+def load(
+    files: list[tuple[str, bytes]], settings: ZoneSettings, plugins: DynamicTargets | None = None
+) -> Iterator[tuple[str, bytes, model.Zone | None]]:
+    """(path, apex, zone) per file in order; ``None`` where the slow reader must read it (``fastload.load_slowly``).
+
+    ``plugins`` check DYNA/DYNC targets (without them, a zone holding one is refused).
+    """
     sizes = []
     for path, _apex in files:
         try:
@@ -426,15 +455,15 @@ def load(files: list[tuple[str, bytes]], settings: ZoneSettings) -> Iterator[tup
     while i < len(files):
         if parallel and sizes[i] >= SPLIT_BYTES:
             path, apex = files[i]
-            yield path, apex, _split(path, apex, settings)
+            yield path, apex, _split(path, apex, settings, plugins)
             i += 1
             continue
         j = i
         while j < len(files) and not (parallel and sizes[j] >= SPLIT_BYTES):
             j += 1
         if parallel and j - i > 1 and sum(sizes[i:j]) >= BATCH_BYTES:
-            yield from _batch(files[i:j], sizes[i:j], settings)
+            yield from _batch(files[i:j], sizes[i:j], settings, plugins)
         else:
             for path, apex in files[i:j]:
-                yield path, apex, _fast(path, apex, settings)
+                yield path, apex, _fast(path, apex, settings, plugins)
         i = j

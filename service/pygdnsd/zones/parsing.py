@@ -1,8 +1,8 @@
 """Zone file text -> per-name nodes, fast: the lines of a file, or of a piece of one.
 
-The reference path (``zonefile.parse_zone_file`` then ``tree.build_zone``)
-makes a ``Record`` per line and runs each check over every record: about 35 s
-for a 1M-record zone. This parser reads the lines straight into the final
+The slow reader (``zonefile.parse_zone_file``) makes a ``Record`` per line:
+with the checks that once ran over every record, about 35 s for a 1M-record
+zone. This parser reads the lines straight into the final
 per-name nodes (names and TTLs cached, no per-record objects), keeping the
 line of each record the whole-zone rules (``rules.py``) may speak of (NS,
 CNAME, PTR, MX, SRV), and writes down the warnings a record earns on its own
@@ -11,10 +11,14 @@ RRset) with their lines. Records in parentheses over several lines are
 joined first; ``$INCLUDE``d files are read as pieces of their own and
 merged where they are included. A record the loop does not read itself (an
 escape in a name or a TXT string, a TXT string to split, an odd layout)
-is read by the reference parser, that record alone (``_OneRecord``). What
-the reference refuses, and DYNA/DYNC (whose rules only ``tree`` checks),
-raise ``Irregular``: that zone is read by the reference path, which words
-the error.
+is read by the slow reader, that record alone (``_OneRecord``), and so are
+DYNA and DYNC; what it refuses is worded as it words it
+(``RefusedRecord``). A whole-zone rule found broken while reading (a CNAME
+beside other data, a second SOA) raises ``Broken``, for ``rules.worded``.
+A layout the loop refuses for the whole file (a carriage return,
+unbalanced parentheses or quotes, an odd directive) raises ``Irregular``:
+that file is read by the slow reader, and its records gathered by
+``piece_of_records`` for the same rules.
 """
 
 from __future__ import annotations
@@ -33,12 +37,19 @@ from pygdnsd.errors import ZoneError
 from pygdnsd.zones import model, names, rdata, zonefile
 from pygdnsd.zones.rdata import parse_ttl
 from pygdnsd.zones.settings import ZoneSettings
-from pygdnsd.zones.tree import MAX_NS_RRSET, acme_overridden, clamp_ttl, ttls_disagree
+from pygdnsd.zones.tree import (
+    MAX_NS_RRSET,
+    acme_overridden,
+    clamp_ttl,
+    dynamic_rrset_and_warnings,
+    ttls_disagree,
+)
 from pygdnsd.zones.zonefile import Record, tokenize
 
 _A, _AAAA, _NS, _CNAME, _PTR, _MX, _SRV, _TXT, _SOA = (
     model.A, model.AAAA, model.NS, model.CNAME, model.PTR, model.MX, model.SRV, model.TXT, model.SOA,
 )
+_DYNA, _DYNC = model.DYNA, model.DYNC
 # The types whose rdata this module encodes itself; others go through rdata.encode.
 _TYPES = {
     "A": _A, "AAAA": _AAAA, "NS": _NS, "CNAME": _CNAME, "PTR": _PTR, "MX": _MX, "SRV": _SRV,
@@ -97,14 +108,57 @@ def new_rrsets(rtypes: list[int], ttls: list[int], rdatas: list[tuple[bytes, ...
 
 
 class Irregular(Exception):
-    """This zone needs the reference path (the message says why, for debugging)."""
+    """This file needs the slow reader (``fastload.load_slowly``; the message says why, for debugging)."""
+
+
+class Broken(Irregular):
+    """A whole-zone rule the zone breaks, as found: ``rules.worded`` makes the operator's message.
+
+    ``owner`` is the name the rule speaks of, ``targets`` the names it may
+    speak of (NS targets without glue, cuts inside other delegations);
+    ``at`` the file and line when the finder knows them, else the message's
+    line is looked up when it is worded; ``message`` the words when the
+    finder has them. ``before``: the warnings gdnsd writes before it finds
+    this error (under ``zones_strict_data`` the first of them is the error).
+    """
+
+    def __init__(
+        self,
+        rule: str,
+        owner: bytes = b"",
+        targets: tuple[bytes, ...] = (),
+        at: tuple[str, int] | None = None,
+        message: str | None = None,
+    ) -> None:
+        super().__init__(rule)
+        self.rule = rule
+        self.owner = owner
+        self.targets = targets
+        self.at = at
+        self.message = message
+        self.before: list[Finding] = []
+
+
+# The rules ``Broken`` names (``rules.worded`` words each).
+NO_SOA = "no SOA"
+SECOND_SOA = "SOA defined twice"
+NO_NS = "no NS"
+CNAME_BESIDE_DATA = "CNAME beside data"
+TOO_MANY_NS = "too many NS"
+NESTED_DELEGATION = "nested delegation"
+DATA_AT_CUT = "data at a delegation"
+DATA_BELOW_CUT = "data below a delegation"
+GLUE_MISSING = "glue missing"
+CNAME_CHAIN = "CNAME chain"
+DYNA_BESIDE_ADDRESS = "DYNA beside A or AAAA"
+DYNAMIC_PLACE_OR_TARGET = "DYNA/DYNC placement or target"
 
 
 class RefusedRecord(ZoneError, Irregular):
-    """A record the reference parser refuses, worded as it words it (its own code read the record).
+    """A record the slow reader refuses, worded as it words it (its own code read the record).
 
     Read from the start of the zone's file in one pass, the first such
-    record is the zone's first error, as the reference path would find it:
+    record is the zone's first error, as the slow reader would find it:
     the caller may report it without reading the zone again. Read in a
     later piece of the file, it is only ``Irregular``.
     """
@@ -203,7 +257,7 @@ class RelativeNames:
 def _plain(text: str) -> bool:
     """A name written without escapes, quotes or ``@``: ASCII in non-empty labels, each byte standing for itself.
 
-    That is what the reference path reads literally too (``names.from_text_plain``).
+    That is what the slow reader reads literally too (``names.from_text_plain``).
     """
     return (
         text.isascii()
@@ -272,6 +326,9 @@ class ZonePiece:
         # (see POSITION_FILE), the SOA's too.
         self.files: list[str] = []
         self.soa_position = 0
+        # Every DYNA and DYNC record, in reading order (a name's first is in ``nodes``;
+        # the rules refuse a second): the rules check each with the plugins.
+        self.dynamic: list[Record] = []
 
     def where(self, path: str, position: int) -> tuple[str, int]:
         """The file (``path`` for the zone's own) and line of a position."""
@@ -383,7 +440,7 @@ def join_parenthesized(lines: list[str]) -> tuple[list[str], list[str]]:
     with spaces after the first line's leading blank, which reads back as
     the same tokens (quotes and escapes stay inside their tokens); the lines
     it took are left empty. Lines from an unclosed record's first on are
-    returned apart, for the next batch to finish. What the reference path
+    returned apart, for the next batch to finish. What the slow reader
     refuses (nested or unmatched parentheses, bad quoting) is Irregular.
     """
     out = lines
@@ -473,6 +530,7 @@ def parse_piece(
     start: Start | None = None,
     watch: frozenset[bytes] = frozenset(),
     depth: int = 0,
+    lenient: bool = False,
 ) -> ZonePiece:
     """The lines of one file, or of one piece of it (see ``split``), read into per-name nodes.
 
@@ -481,7 +539,9 @@ def parse_piece(
     time a big zone takes to load: it avoids calls and temporaries for the
     common lines (a plain owner, a known type, one-token rdata). The lines
     of the records at the owners in ``watch`` are noted (``ZonePiece.noted``).
-    ``depth`` counts the $INCLUDEs this file is read under.
+    ``depth`` counts the $INCLUDEs this file is read under. ``lenient``
+    lets the rules it checks as it reads pass (``Broken`` is not raised):
+    a second reading, for the lines an error message names.
     """
     if start is None:
         start = Start(1, apex, settings.default_ttl)
@@ -563,7 +623,8 @@ def parse_piece(
                         elif line[0] == "$":
                             if tokens[0].upper() == "$INCLUDE":
                                 _fold(nodes, multi)  # the records so far come first
-                                merge(out, *_included(tokens, path, namer, default_ttl, settings, watch, depth))
+                                included = _included(tokens, path, namer, default_ttl, settings, watch, depth, lenient)
+                                merge(out, *included, lenient=lenient)
                                 continue
                             directive(tokens, namer)
                             if tokens[0].upper() == "$TTL":
@@ -692,7 +753,7 @@ def parse_piece(
                 # layout it leaves aside): the reference parser reads that one record.
                 _forget_line(out, number)
                 if one_by_one is None:
-                    one_by_one = _OneRecord(apex, path, settings, start.file_origin or apex)
+                    one_by_one = _OneRecord(apex, path, settings, start.file_origin or apex, lenient)
                 record, written_owner = one_by_one.read(line, number, namer.origin, default_ttl, owner)
                 owner = record.owner
                 rtype = record.rtype
@@ -702,8 +763,11 @@ def parse_piece(
                     outside = not within(owner, apex)
                     noted = outside or (watching and owner in watch)
                     owner_deep = not outside and len(owner) != owner[0] + child_length
+                if rtype in (_DYNA, _DYNC):
+                    _add(out, one_by_one.dynamic(out, record, noted), owner, owner_deep, number, disagreed, lenient)
+                    continue
                 ttl = one_by_one.settle(out, record, noted)
-            # new_rrset, inlined: this runs once per record.
+            # new_rrset and _add, inlined: this runs once per record.
             rrset = new(rrset_class)
             set_rtype(rrset, rtype)
             set_ttl(rrset, ttl)
@@ -715,8 +779,8 @@ def parse_piece(
                 continue
             have = node.get(rtype)
             if have is None:
-                if rtype == _CNAME or _CNAME in node:
-                    raise Irregular("CNAME and other data")
+                if (rtype == _CNAME or _CNAME in node) and not lenient:
+                    raise Broken(CNAME_BESIDE_DATA, owner)
                 nodes[owner] = with_rrset(node, rrset)
             else:
                 if have.ttl != ttl and (owner, rtype) not in disagreed:
@@ -749,6 +813,7 @@ def _included(
     settings: ZoneSettings,
     watch: frozenset[bytes],
     depth: int,
+    lenient: bool,
 ) -> tuple[ZonePiece, str]:
     """The file an ``$INCLUDE`` line names, read as the reference reads it (see ``zonefile``), and its path.
 
@@ -768,13 +833,14 @@ def _included(
         raise Irregular("$INCLUDE unreadable") from None
     with handle:
         start = Start(1, origin, default_ttl, origin)
-        return parse_piece(handle, included, namer.apex, settings, start, watch, depth + 1), included
+        return parse_piece(handle, included, namer.apex, settings, start, watch, depth + 1, lenient), included
 
 
-def merge(into: ZonePiece, piece: ZonePiece, included: str | None = None) -> None:
+def merge(into: ZonePiece, piece: ZonePiece, included: str | None = None, lenient: bool = False) -> None:
     """Add a later piece of the same file to ``into``, as if read in one pass; or a file it $INCLUDEs.
 
     An included file's positions become positions in ``into`` (see ``POSITION_FILE``).
+    ``lenient`` as for ``parse_piece``.
     """
     nodes = into.nodes
     later = piece.nodes
@@ -783,15 +849,17 @@ def merge(into: ZonePiece, piece: ZonePiece, included: str | None = None) -> Non
         for rtype, rrset in later.pop(name).items():
             have = node.get(rtype)
             if have is None:
-                if rtype == _CNAME or _CNAME in node:
-                    raise Irregular("CNAME and other data")
+                if (rtype == _CNAME or _CNAME in node) and not lenient:
+                    raise Broken(CNAME_BESIDE_DATA, name)
                 node = with_rrset(node, rrset)
+            elif rtype in (_DYNA, _DYNC):
+                pass  # a second one at the name: the rules refuse it (both are in ``dynamic``)
             elif have.ttl != rrset.ttl:
                 raise Irregular("TTLs disagree")
             else:
                 node = with_rrset(node, new_rrset(rtype, have.ttl, have.rdatas + rrset.rdatas))
-                if rtype == _NS and len(have.rdatas) + len(rrset.rdatas) > MAX_NS_RRSET:
-                    raise Irregular("too many NS")  # each piece checked its own part only
+                if rtype == _NS and len(have.rdatas) + len(rrset.rdatas) > MAX_NS_RRSET and not lenient:
+                    raise Broken(TOO_MANY_NS, name)  # each piece checked its own part only
         nodes[name] = node
     nodes.update(later)
     shift = 0
@@ -819,9 +887,12 @@ def merge(into: ZonePiece, piece: ZonePiece, included: str | None = None) -> Non
         into.clamped += piece.clamped
         into.ttl_warnings += piece.ttl_warnings
     into.deep += piece.deep
+    into.dynamic += piece.dynamic
     if piece.soa is not None:
         if into.soa is not None:
-            raise Irregular("SOA")
+            if lenient:
+                return
+            raise Broken(SECOND_SOA, into.apex, at=(piece.soa.path, piece.soa.line))
         into.soa = piece.soa
         into.soa_position = piece.soa_position + shift
 
@@ -851,15 +922,15 @@ def _forget_line(piece: ZonePiece, line: int) -> None:
 class _OneRecord:
     """The reference parser (``zonefile``) on one line: the slow path for one record, not the zone.
 
-    Its refusals are the zone's (``Irregular``: the reference path then
-    words them), as are the records whose rules only the reference path
-    checks (DYNA, DYNC) and a second SOA.
+    Its refusals are the zone's, worded as it words them (``RefusedRecord``).
+    DYNA and DYNC records are only read here.
     """
 
-    def __init__(self, apex: bytes, path: str, settings: ZoneSettings, file_origin: bytes) -> None:
+    def __init__(self, apex: bytes, path: str, settings: ZoneSettings, file_origin: bytes, lenient: bool) -> None:
         self.parser = zonefile.Parser(apex, zonefile.ParseOptions(settings.default_ttl, settings.text_autosplit))
         self.state = zonefile.FileState(path, apex, file_origin, settings.default_ttl)
         self.settings = settings
+        self.lenient = lenient
 
     def read(self, line: str, number: int, origin: bytes, default_ttl: int, owner: bytes) -> tuple[Record, str | None]:
         """The line's record, and its owner's text (``None`` for a blank owner)."""
@@ -875,17 +946,37 @@ class _OneRecord:
         except (ValueError, names.NameError_) as exc:
             raise RefusedRecord(str(exc), state.path, number) from None
         record = self.parser.records.pop()
-        if record.rtype in (model.DYNA, model.DYNC):
-            raise Irregular("DYNA/DYNC")
         return record, None if line[0] in " \t" else tokens[0]
 
-    def settle(self, piece: ZonePiece, record: Record, noted: bool) -> int:
-        """What the fast loop does for a record it reads, done for ``record``; the TTL it is served with."""
-        owner, rtype, ttl, line = record.owner, record.rtype, record.ttl, record.line
+    def dynamic(self, piece: ZonePiece, record: Record, noted: bool, position: int | None = None) -> model.DynamicRRset:
+        """A DYNA or DYNC record's RRset, its TTLs' warnings noted as the loop notes others'.
+
+        ``position``: the record's in ``piece`` (see ``POSITION_FILE``), if not its line.
+        """
+        owner, rtype = record.owner, record.rtype
+        line = record.line if position is None else position
+        rrset, clamp, below = dynamic_rrset_and_warnings(owner, record, self.settings)
+        if clamp is not None:
+            piece.clamped.append((owner, rtype, line, clamp))
+        if below is not None:
+            piece.ttl_warnings.append((owner, rtype, line, below))
+        piece.dynamic.append(record)
+        if noted:
+            _note(piece, owner, rtype, line)
+        return rrset
+
+    def settle(self, piece: ZonePiece, record: Record, noted: bool, position: int | None = None) -> int:
+        """What the fast loop does for a record it reads, done for ``record``; the TTL it is served with.
+
+        ``position`` as for ``dynamic``.
+        """
+        owner, rtype, ttl = record.owner, record.rtype, record.ttl
+        line = record.line if position is None else position
         settings = self.settings
-        if rtype == _SOA:
-            if piece.soa is not None:
-                raise Irregular("SOA")
+        if rtype == _SOA and piece.soa is not None:
+            if not self.lenient:
+                raise Broken(SECOND_SOA, piece.apex, at=(record.path, record.line))
+        elif rtype == _SOA:
             piece.soa = record  # soa_rrset clamps its TTL, and words it
             piece.soa_position = line
         elif not settings.min_ttl <= ttl <= settings.max_ttl:
@@ -900,6 +991,41 @@ class _OneRecord:
         if noted:
             _note(piece, owner, rtype, line)
         return ttl
+
+
+def _add(
+    piece: ZonePiece,
+    rrset: model.RRset,
+    owner: bytes,
+    deep: bool,
+    position: int,
+    disagreed: set[tuple[bytes, int]],
+    lenient: bool,
+) -> None:
+    """One record's ``rrset`` into the piece's nodes at ``owner`` (``parse_piece``'s loop inlines it).
+
+    A later record of an RRset waits in ``piece.multi`` (see ``_fold``); a
+    second DYNA or DYNC at a name is left out (``piece.dynamic`` holds it,
+    for the rules to refuse).
+    """
+    nodes = piece.nodes
+    node = nodes.setdefault(owner, rrset)
+    if node is rrset:
+        if deep:
+            piece.deep.append(owner)
+        return
+    rtype = rrset.rtype
+    have = node.get(rtype)
+    if have is None:
+        if (rtype == _CNAME or _CNAME in node) and not lenient:
+            raise Broken(CNAME_BESIDE_DATA, owner)
+        nodes[owner] = with_rrset(node, rrset)
+    elif rtype != _DYNA and rtype != _DYNC:
+        if have.ttl != rrset.ttl and (owner, rtype) not in disagreed:
+            # The first record's TTL serves; gdnsd words it once per RRset.
+            disagreed.add((owner, rtype))
+            piece.ttl_warnings.append((owner, rtype, position, ttls_disagree(owner, rtype, have.ttl)))
+        piece.multi.setdefault((owner, rtype), []).append(rrset.rdatas[0])
 
 
 def _note(piece: ZonePiece, owner: bytes, rtype: int, line: int) -> None:
@@ -972,3 +1098,46 @@ def directive(tokens: list[str], namer: RelativeNames) -> None:
         raise Irregular(name)
 
 
+
+
+def piece_of_records(
+    records: Iterable[Record],
+    path: str,
+    apex: bytes,
+    settings: ZoneSettings,
+    watch: frozenset[bytes] = frozenset(),
+    lenient: bool = False,
+) -> ZonePiece:
+    """Records read by the slow reader (``zonefile``), gathered as ``parse_piece`` gathers a file's.
+
+    For a file whose layout the fast loop refuses as a whole (a carriage
+    return, unbalanced parentheses or quotes, a directive it does not read,
+    an RRset whose TTLs disagree across an ``$INCLUDE``): the slow reader
+    words its syntax errors, and what it reads goes to the same rules
+    (``rules``) as any zone. ``watch`` and ``lenient`` as for ``parse_piece``.
+    """
+    out = ZonePiece(apex)
+    reader = _OneRecord(apex, path, settings, apex, lenient)
+    files: dict[str, int] = {path: 0}
+    disagreed: set[tuple[bytes, int]] = set()
+    child_length = len(apex) + 1
+    for record in records:
+        owner, rtype = record.owner, record.rtype
+        index = files.get(record.path)
+        if index is None:
+            index = files[record.path] = len(files)
+            out.files.append(record.path)
+        position = index * POSITION_FILE + record.line
+        outside = not within(owner, apex)
+        noted = outside or owner in watch
+        rrset: model.RRset
+        if rtype in (_DYNA, _DYNC):
+            rrset = reader.dynamic(out, record, noted, position)
+        elif rtype == _SOA and out.soa is not None and lenient:
+            continue
+        else:
+            rrset = new_rrset(rtype, reader.settle(out, record, noted, position), (record.rdata,))
+        deep = not outside and len(owner) != owner[0] + child_length
+        _add(out, rrset, owner, deep, position, disagreed, lenient)
+    _fold(out.nodes, out.multi)
+    return out

@@ -1,21 +1,94 @@
-"""The whole-zone rules of the fast path: each piece checked alone, then what is left across pieces.
+"""The whole-zone rules, the only ones: each piece of a zone checked alone, then what is left across pieces.
 
-Errors raise ``Irregular`` (the reference path, ``tree``, then words them);
-warnings come back as findings, worded by ``tree``'s functions, with the
-line of the record they are about.
+Errors raise ``parsing.Broken`` (or ``ZoneError`` where the line is known
+here), which ``worded`` turns into the operator's message (file:line of the
+record gdnsd's message names); warnings come back as findings, worded by
+``tree``'s functions, with the line of the record they are about. However a
+zone is read (in one pass or in pieces, by one process or several, by the
+fast loop or the slow reader), these rules check it. (The TTL rules a
+record meets on its own are applied as it is read, ``parsing``.)
+
+Rules checked against the real gdnsd (``checkconf`` and served answers):
+
+* Exactly one SOA, at the apex; at least one NS at the apex (one only is a
+  warning); SOA MNAME not among the apex NS targets is a warning.
+* TTLs outside [min_ttl, max_ttl] are clamped with a warning that
+  ``zones_strict_data`` does NOT upgrade.
+* The SOA MINIMUM is clamped into [min_ttl, max_ncache_ttl] (warning) and the
+  clamped value is what is served in the rdata; the SOA TTL is then lowered
+  to MINIMUM when above it (warning).
+* An RRset's TTL is its first record's; disagreeing TTLs are a warning.
+* TXT at a name whose first label is ``_acme-challenge`` is served with
+  ``acme_challenge_dns_ttl`` (warning when the file said otherwise), even
+  below ``min_ttl``.
+* Duplicate records are kept (gdnsd serves them twice).
+* CNAME beside any other type (the apex included) is an error; a CNAME chain
+  of more than 16 CNAMEs inside the zone (wildcards followed) is an error; a
+  CNAME to a same-zone name that does not exist is a warning.
+* Delegations: a delegation inside another is an error; at or below a cut
+  only NS (at the cut) and A/AAAA are allowed; an NS target inside a
+  delegated subzone must have A or AAAA; address records below cuts that no
+  NS names are warned about and dropped.
+* Out-of-zone A/AAAA are "pointless out of zone glue" (warning); they are
+  kept when an NS names them (gdnsd serves them as additional data) and
+  dropped otherwise. They sit in ``Zone.nodes`` under their own names.
+* PTR to a same-zone name, MX/SRV to a same-zone name without addresses:
+  warnings.
+
+DYNA/DYNC (checked against ``gdnsd checkconf`` with plugins configured):
+
+* Each ``plugin!resource`` must be accepted by the configured resolver
+  plugins (``DynamicTargets.check``); without plugins they are refused.
+* DYNC beside any other data (a second DYNC, a CNAME, the apex's SOA and
+  NS) is an error; a second DYNA at a name, or a DYNA beside A or AAAA, too.
+  DYNA beside anything else, at the apex, or on a wildcard is fine.
+* For delegations a DYNA counts as an address record: allowed at and below
+  a cut, where it is unused glue (warned about and dropped); an NS target
+  inside a delegated subzone with a DYNA is an error. DYNC at or below a cut
+  is an error. An MX/SRV target with a DYNA has addresses; with a DYNC not.
+* A DYNC whose resource may answer a CNAME inside the zone is an error
+  (checked when the plugins offer ``CnameTargets``).
+* TTLs are ``MAX/MIN``; MIN not written (or 0) is half of MAX as written.
+  MAX is clamped into [min_ttl, max_ttl] like any TTL (warning never made
+  an error); then MIN below min_ttl, or above the clamped MAX, is raised or
+  lowered to it with a warning that ``strict_data`` does make an error.
+
+Every warning but the TTL clamps becomes an error under ``strict_data``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from pygdnsd.zones import model
-from pygdnsd.zones.parsing import Finding, Irregular, Remark, ZonePiece, within
+from pygdnsd.errors import ConfigError, ZoneError
+from pygdnsd.zones import model, names
+from pygdnsd.zones.parsing import (
+    CNAME_BESIDE_DATA,
+    CNAME_CHAIN,
+    DATA_AT_CUT,
+    DATA_BELOW_CUT,
+    DYNA_BESIDE_ADDRESS,
+    DYNAMIC_PLACE_OR_TARGET,
+    GLUE_MISSING,
+    NESTED_DELEGATION,
+    NO_NS,
+    NO_SOA,
+    SECOND_SOA,
+    TOO_MANY_NS,
+    Broken,
+    Finding,
+    Remark,
+    ZonePiece,
+    within,
+)
 from pygdnsd.zones.tree import (
     MAX_CNAME_CHAIN,
     MAX_NS_RRSET,
+    CnameTargets,
+    DynamicTargets,
     cname_to_nxdomain,
+    dynamic_reference,
     mname_not_ns,
     no_addresses,
     only_one_ns,
@@ -23,9 +96,13 @@ from pygdnsd.zones.tree import (
     same_zone_ptr,
     unused_glue,
 )
+from pygdnsd.zones.zonefile import Record
 
 _A, _AAAA, _NS, _CNAME, _PTR, _MX = model.A, model.AAAA, model.NS, model.CNAME, model.PTR, model.MX
+_DYNA, _DYNC = model.DYNA, model.DYNC
 _ADDRESS = (_A, _AAAA)
+# Addresses as glue and MX/SRV targets see them: a DYNA has some (gdnsd 3.8.1, checkconf).
+_ADDRESS_OR_DYNA = (_A, _AAAA, _DYNA)
 _WILDCARD = b"\x01*"
 
 
@@ -38,8 +115,16 @@ def _cut_above(name: bytes, apex: bytes, cuts: set[bytes]) -> bytes | None:
 
 
 def _has_address(node: model.Node | None) -> bool:
+    """Whether an MX or SRV target has addresses (a DYNA counts)."""
     if node is None:
         return False
+    if isinstance(node, dict):
+        return _A in node or _AAAA in node or _DYNA in node
+    return node.rtype in _ADDRESS_OR_DYNA
+
+
+def _has_glue(node: model.Node) -> bool:
+    """Whether an NS target below a cut has the addresses a referral needs (a DYNA's do not count)."""
     if isinstance(node, dict):
         return _A in node or _AAAA in node
     return node.rtype in _ADDRESS
@@ -87,7 +172,7 @@ class Unsettled:
 
 
 def check_piece(piece: ZonePiece) -> Unsettled:
-    """The piece checked against its own names (Irregular if it is bad already), and what is left."""
+    """The piece checked against its own names (``Broken`` if it is bad already), and what is left."""
     apex = piece.apex
     nodes = piece.nodes
     get = nodes.get
@@ -133,7 +218,7 @@ def check_piece(piece: ZonePiece) -> Unsettled:
             if found is None:
                 if within(name, apex):
                     mx.append((name, rtype, owner, line))
-            elif (_A not in found and _AAAA not in found) if isinstance(found, dict) else found.rtype not in address:
+            elif not _has_address(found):
                 mx.append((name, rtype, owner, line))
     glue, ancestors = _deep_names(piece.deep, nodes, apex, cuts)
     unused = _bad_glue(glue, cuts, nodes, used)
@@ -148,22 +233,22 @@ def check_piece(piece: ZonePiece) -> Unsettled:
 
 
 def _bad_glue(glue: list[bytes], cuts: set[bytes], nodes: dict[bytes, model.Node], used: set[bytes]) -> list[bytes]:
-    """Irregular for data at or below a cut other than glue (and the cut's NS); the glue ``used`` does not hold."""
+    """``Broken`` for data at or below a cut other than glue (and the cut's NS); the glue ``used`` does not hold."""
     unused: list[bytes] = []
     for cut in cuts:
         node = nodes[cut]
         if isinstance(node, dict):
-            if any(rtype != _NS and rtype != _A and rtype != _AAAA for rtype in node):
-                raise Irregular("data below a delegation")
-            if (_A in node or _AAAA in node) and cut not in used:
+            if any(rtype != _NS and rtype not in _ADDRESS_OR_DYNA for rtype in node):
+                raise Broken(DATA_AT_CUT, cut)
+            if (_A in node or _AAAA in node or _DYNA in node) and cut not in used:
                 unused.append(cut)
             node = node[_NS]
         if len(node.rdatas) > MAX_NS_RRSET:  # a lone RRset at a cut is its NS
-            raise Irregular("too many NS")
-    for owner in [owner for owner in glue if isinstance(node := nodes[owner], dict) or node.rtype not in _ADDRESS]:
+            raise Broken(TOO_MANY_NS, cut)
+    for owner in [owner for owner in glue if isinstance(node := nodes[owner], dict) or node.rtype not in _ADDRESS_OR_DYNA]:
         node = nodes[owner]
-        if not isinstance(node, dict) or any(rtype != _A and rtype != _AAAA for rtype in node):
-            raise Irregular("data below a delegation")
+        if not isinstance(node, dict) or any(rtype not in _ADDRESS_OR_DYNA for rtype in node):
+            raise Broken(DATA_BELOW_CUT, owner)
     unused += [owner for owner in glue if owner not in used]
     return unused
 
@@ -198,6 +283,90 @@ def _deep_names(
     return glue, ancestors
 
 
+def _apex_warnings(zone: ZonePiece, apex_ns: model.RRset, first_ns: int) -> list[Finding]:
+    """Only one NS at the apex (at its line, ``first_ns``), the SOA's MNAME not among them (at the SOA's)."""
+    assert zone.soa is not None
+    at_apex: list[Finding] = []
+    if len(apex_ns.rdatas) == 1:
+        at_apex.append((first_ns, only_one_ns(zone.apex)))
+    soa_rdata = zone.soa.rdata
+    pos = 0
+    while soa_rdata[pos]:
+        pos += soa_rdata[pos] + 1
+    if soa_rdata[: pos + 1] not in apex_ns.rdatas:
+        at_apex.append((zone.soa_position, mname_not_ns(zone.apex)))
+    return at_apex
+
+
+def _check_dynamic(zone: ZonePiece, plugins: DynamicTargets | None) -> None:
+    """Where DYNA and DYNC may be, name by name as the names first appear; then each target with the plugins."""
+    nodes = zone.nodes
+    at: dict[bytes, list[Record]] = {}
+    for record in zone.dynamic:
+        at.setdefault(record.owner, []).append(record)
+    for owner in [name for name in nodes if name in at] if len(at) > 1 else at:
+        node = nodes[owner]
+        types = list(node) if isinstance(node, dict) else [node.rtype]
+        records = at[owner]
+        dyncs = [record for record in records if record.rtype == _DYNC]
+        if dyncs and (len(types) > 1 or len(dyncs) > 1):
+            # The DYNC's own line (or the second DYNC's): the apex's SOA line would mislead.
+            record = dyncs[1] if len(dyncs) > 1 else dyncs[0]
+            raise _dynamic_error(record, f"name '{_text(owner)}': DYNC not allowed alongside other data")
+        dynas = [record for record in records if record.rtype == _DYNA]
+        if dynas:
+            if _CNAME in types:
+                continue  # the CNAME rule words it
+            if len(dynas) > 1:
+                raise _dynamic_error(dynas[1], f"name '{_text(owner)}': DYNA defined twice for the same name")
+            if _A in types or _AAAA in types:
+                raise Broken(DYNA_BESIDE_ADDRESS, owner)
+        for record in records:
+            _check_target(zone.apex, record, plugins)
+
+
+def _check_target(apex: bytes, record: Record, plugins: DynamicTargets | None) -> None:
+    """A DYNA or DYNC target checked with the plugins (gdnsd's words for their refusals)."""
+    owner = record.owner
+    kind = "DYNC" if record.rtype == _DYNC else "DYNA"
+    if plugins is None:
+        raise _dynamic_error(
+            record,
+            f"name '{_text(owner)}': {kind} record: DYNA/DYNC need the monitoring/plugins support, "
+            "which this zone load was not given",
+        )
+    plugin, resource = dynamic_reference(record.rdata)
+    try:
+        plugins.check(plugin, resource, record.rtype == _DYNC)
+    except ConfigError as exc:
+        raise _dynamic_error(record, f"name '{_text(owner)}': {kind} {plugin}!{resource}: {exc}") from None
+    if record.rtype == _DYNC and isinstance(plugins, CnameTargets):
+        for target in plugins.cname_targets(plugin, resource):
+            if names.is_within(target, apex):
+                raise _dynamic_error(
+                    record,
+                    f"name '{_text(owner)}': DYNC {plugin}!{resource}: CNAME value '{_text(target)}' "
+                    f"cannot be used within zone '{_text(apex)}'",
+                )
+
+
+def _dynamic_error(record: Record, message: str) -> Broken:
+    """A DYNA/DYNC rule broken, at that record's line (known here: the record is kept)."""
+    return Broken(DYNAMIC_PLACE_OR_TARGET, record.owner, at=(record.path, record.line), message=message)
+
+
+def _inside_cuts(
+    per_piece: list[tuple[set[bytes], set[bytes], set[bytes]]], apex: bytes, cuts: set[bytes]
+) -> set[bytes]:
+    """The parents of cuts (other than the apex) that are at or below another cut: their cuts are nested.
+
+    Only a cut below a child of the apex can be nested; each parent walked once.
+    """
+    return {
+        parent for parent in set().union(*(part[2] for part in per_piece)) if _cut_above(parent, apex, cuts) is not None
+    }
+
+
 def _glue_across(unsettled: Unsettled, cuts: set[bytes]) -> bool:
     """Whether a piece may hold names below another piece's cut, so its own glue check fell short.
 
@@ -214,7 +383,7 @@ def _glue_across(unsettled: Unsettled, cuts: set[bytes]) -> bool:
 class Verdict:
     """A zone that passed the whole-zone rules: what it is made of, and what to warn about.
 
-    The warnings come in the reference path's order: the apex's, the glue's
+    The warnings come in gdnsd's order (and the removed reference path's): the apex's, the glue's
     (``glue_findings``, which needs the lines of ``unused_glue``'s records),
     then those about records (to be put in the order of their names, see
     ``in_data_order``).
@@ -226,86 +395,98 @@ class Verdict:
     used: set[bytes]  # NS targets
     unused_glue: list[bytes]  # in the zone: names at or below a cut whose addresses no NS names
     records: list[Remark]
+    chain_error: Broken | None = None  # the zone is refused, once the warnings before it are written
 
 
-def check_zone(zone: ZonePiece, unsettled: Unsettled) -> Verdict:
-    """The zone's verdict; Irregular for an error.
+def check_zone(zone: ZonePiece, unsettled: Unsettled, plugins: DynamicTargets | None = None) -> Verdict:
+    """The zone's verdict; ``Broken`` for an error, but for an over-long CNAME chain (``Verdict.error``).
 
-    ``unsettled`` is what the pieces left (``check_piece``), every piece's together.
+    ``unsettled`` is what the pieces left (``check_piece``), every piece's
+    together; ``plugins`` check DYNA/DYNC targets (without them, a zone
+    holding one is refused).
     """
     apex = zone.apex
     nodes = zone.nodes
     apex_node = nodes.get(apex)
     if apex_node is None or zone.soa is None:
-        raise Irregular("no SOA")
+        raise Broken(NO_SOA, apex)
     apex_ns = apex_node.get(_NS)
     if apex_ns is None:
-        raise Irregular("no apex NS")
-    at_apex: list[Finding] = []
-    if len(apex_ns.rdatas) == 1:
-        at_apex.append((min(unsettled.apex_ns_lines), only_one_ns(apex)))
-    soa_rdata = zone.soa.rdata
-    pos = 0
-    while soa_rdata[pos]:
-        pos += soa_rdata[pos] + 1
-    if soa_rdata[: pos + 1] not in apex_ns.rdatas:
-        at_apex.append((zone.soa_position, mname_not_ns(apex)))
-    if len(apex_ns.rdatas) > MAX_NS_RRSET:
-        raise Irregular("too many NS")
+        raise Broken(NO_NS, apex)
+    at_apex = _apex_warnings(zone, apex_ns, min(unsettled.apex_ns_lines))
+    # gdnsd writes the apex's warnings before it finds any error below.
+    chain_error: Broken | None = None
+    try:
+        if zone.dynamic:
+            _check_dynamic(zone, plugins)
+        if len(apex_ns.rdatas) > MAX_NS_RRSET:
+            raise Broken(TOO_MANY_NS, apex)
 
-    per_piece = unsettled.per_piece
-    cuts = per_piece[0][0] if len(per_piece) == 1 else set().union(*(part[0] for part in per_piece))
-    used = unsettled.used
-    # Only a cut below a child of the apex can be nested; each parent walked once.
-    for parent in set().union(*(part[2] for part in per_piece)):
-        if _cut_above(parent, apex, cuts) is not None:
-            raise Irregular("nested delegation")
-    ents = set().union(*(part[1] for part in per_piece)).difference(nodes)
+        per_piece = unsettled.per_piece
+        cuts = per_piece[0][0] if len(per_piece) == 1 else set().union(*(part[0] for part in per_piece))
+        used = unsettled.used
+        inside = _inside_cuts(per_piece, apex, cuts)
+        if inside:
+            raise Broken(NESTED_DELEGATION, targets=tuple(cut for cut in cuts if cut[cut[0] + 1 :] in inside))
+        ents = set().union(*(part[1] for part in per_piece)).difference(nodes)
 
-    if _glue_across(unsettled, cuts):
-        # The pieces' glue checks do not cover it all: the whole zone's, as one piece.
-        glue = _deep_names(zone.deep, nodes, apex, cuts)[0]
-        unused = _bad_glue(glue, cuts, nodes, used)
-        below = cuts.union(glue)
-        plain = [entry for entry in unsettled.plain if entry[0] in below]
-    else:
-        unused = unsettled.unused
-        plain = [entry for entry in unsettled.plain if entry[0] in cuts]  # the pieces set aside their own glue
-    unused_glue = [name for name in dict.fromkeys(unused) if name not in used]
+        if _glue_across(unsettled, cuts):
+            # The pieces' glue checks do not cover it all: the whole zone's, as one piece.
+            glue = _deep_names(zone.deep, nodes, apex, cuts)[0]
+            unused = _bad_glue(glue, cuts, nodes, used)
+            below = cuts.union(glue)
+            plain = [entry for entry in unsettled.plain if entry[0] in below]
+        else:
+            unused = unsettled.unused
+            plain = [entry for entry in unsettled.plain if entry[0] in cuts]  # the pieces set aside their own glue
+        unused_glue = [name for name in dict.fromkeys(unused) if name not in used]
 
-    def in_below(name: bytes) -> bool:
-        return name in nodes and _cut_above(name, apex, cuts) is not None
+        def in_below(name: bytes) -> bool:
+            return name in nodes and _cut_above(name, apex, cuts) is not None
 
-    for target in set(unsettled.ns):
-        found = nodes.get(target)
-        if found is not None:
-            if not _has_address(found) and in_below(target):
-                raise Irregular("glue missing")
-        elif cuts and within(target, apex) and _cut_above(target, apex, cuts) is not None:
-            raise Irregular("glue missing")
-    # Per record, as the reference path words it; each target looked at once.
-    records: list[Remark] = list(unsettled.warnings)
-    addressless: dict[bytes, bool] = {}
-    for name, rtype, owner, line in unsettled.mx:
-        bad = addressless.get(name)
-        if bad is None:
-            node = nodes.get(name)
-            if node is not None:
-                bad = not _has_address(node) and not in_below(name)
-            else:
-                bad = within(name, apex) and (not cuts or _cut_above(name, apex, cuts) is None)
-            addressless[name] = bad
-        if bad:
-            records.append((owner, rtype, line, no_addresses(owner, rtype, name)))
-    dangling: dict[bytes, bool] = {}
-    for pointer in unsettled.chains:
-        target = pointer[0]
-        node = nodes.get(target)
-        if node is None or _CNAME in node or in_below(target):
+        unglued = []
+        for target in set(unsettled.ns):
+            found = nodes.get(target)
+            if found is not None:
+                if not _has_glue(found) and in_below(target):
+                    unglued.append(target)
+            elif cuts and within(target, apex) and _cut_above(target, apex, cuts) is not None:
+                unglued.append(target)
+        if unglued:
+            raise Broken(GLUE_MISSING, targets=tuple(unglued))
+        # Per record, as gdnsd words it; each target looked at once.
+        records: list[Remark] = list(unsettled.warnings)
+        addressless: dict[bytes, bool] = {}
+        for name, rtype, owner, line in unsettled.mx:
+            bad = addressless.get(name)
+            if bad is None:
+                node = nodes.get(name)
+                if node is not None:
+                    bad = not _has_address(node) and not in_below(name)
+                else:
+                    bad = within(name, apex) and (not cuts or _cut_above(name, apex, cuts) is None)
+                addressless[name] = bad
+            if bad:
+                records.append((owner, rtype, line, no_addresses(owner, rtype, name)))
+        dangling: dict[bytes, bool] = {}
+        for pointer in unsettled.chains:
+            target = pointer[0]
+            node = nodes.get(target)
+            if node is None or _CNAME in node or in_below(target):
+                try:
+                    _chain_finding(pointer, apex, nodes, ents, cuts, dangling, records)
+                except Broken as broken:
+                    # The first, in the order of the names (a CNAME's owner holds nothing else, so
+                    # that is the order of the CNAME records): gdnsd first writes the warnings
+                    # about the names before it (``finish``).
+                    chain_error = broken
+                    break
+        for pointer in plain:
             _chain_finding(pointer, apex, nodes, ents, cuts, dangling, records)
-    for pointer in plain:
-        _chain_finding(pointer, apex, nodes, ents, cuts, dangling, records)
-    return Verdict(cuts, ents, at_apex, used, unused_glue, records)
+    except Broken as broken:
+        broken.before = at_apex
+        raise
+    return Verdict(cuts, ents, at_apex, used, unused_glue, records, chain_error)
 
 
 def glue_findings(apex: bytes, noted: list[tuple[bytes, int, int]], verdict: Verdict) -> dict[bytes, list[Finding]]:
@@ -317,7 +498,7 @@ def glue_findings(apex: bytes, noted: list[tuple[bytes, int, int]], verdict: Ver
     unused = set(verdict.unused_glue)
     firsts: dict[bytes, dict[int, int]] = {}  # name -> address type -> its first record's line
     for owner, rtype, line in noted:
-        if rtype in _ADDRESS:
+        if rtype in _ADDRESS_OR_DYNA:
             firsts.setdefault(owner, {}).setdefault(rtype, line)
     per_name: dict[bytes, list[Finding]] = {}
     for owner, types in firsts.items():
@@ -337,14 +518,15 @@ def in_data_order(
     records: list[Remark],
     clamped: list[Remark],
     ttl_warnings: list[Remark],
-) -> tuple[list[Finding], list[Finding]]:
+) -> tuple[list[Finding], list[tuple[int, str, bool]]]:
     """The warnings about glue and records, and those about TTLs, in the order the reference writes them.
 
     It goes through the names in the order they first appear (``nodes``'
     order): all of them for glue, then for records (per name: CNAME, PTR,
     MX, SRV, as the type numbers go), then, after the SOA's warnings, for
     TTLs (per name, type by type as they first appear at it: the clamps,
-    then the ACME and disagreeing TTLs).
+    then the ACME and disagreeing TTLs). Each TTL warning says whether
+    ``zones_strict_data`` makes it an error (a clamp never is).
     """
     owners = set(glue).union(*([remark[0] for remark in remarks] for remarks in (records, clamped, ttl_warnings)))
     if not owners:
@@ -361,10 +543,13 @@ def in_data_order(
         return rank[remark[0]], types.index(remark[1])
 
     # Per RRset, its clamps come before its other TTL warnings.
-    ttls = sorted(clamped + ttl_warnings, key=ttl_order)
+    ttls = sorted(
+        [(remark, False) for remark in clamped] + [(remark, True) for remark in ttl_warnings],
+        key=lambda pair: ttl_order(pair[0]),
+    )
     return (
         by_glue + [(position, message) for _, _, position, message in records],
-        [(position, message) for _, _, position, message in ttls],
+        [(position, message, strictable) for (_, _, position, message), strictable in ttls],
     )
 
 
@@ -375,7 +560,7 @@ def drop_unused_glue(nodes: dict[bytes, model.Node], verdict: Verdict, outside_u
     for owner in verdict.unused_glue:
         node = nodes[owner]
         if isinstance(node, dict):
-            rest = {rtype: rrset for rtype, rrset in node.items() if rtype != _A and rtype != _AAAA}
+            rest = {rtype: rrset for rtype, rrset in node.items() if rtype not in _ADDRESS_OR_DYNA}
             nodes[owner] = model.node_of(rest)
         else:
             nodes[owner] = {}
@@ -390,13 +575,20 @@ def _chain_finding(
     dangling: dict[bytes, bool],
     into: list[Remark],
 ) -> None:
-    """The chain rule for one CNAME record: its warning into ``into``; Irregular for an error."""
+    """The chain rule for one CNAME record: its warning into ``into``; ``Broken`` for an error."""
     target, _rtype, owner, line = pointer
     nx = dangling.get(target)
     if nx is None:
-        nx = dangling[target] = _check_chain(target, apex, nodes, ents, cuts)
+        try:
+            nx = dangling[target] = _check_chain(target, apex, nodes, ents, cuts)
+        except _TooDeep:
+            raise Broken(CNAME_CHAIN, owner) from None
     if nx:
         into.append((owner, _CNAME, line, cname_to_nxdomain(owner, target)))
+
+
+class _TooDeep(Exception):
+    """A CNAME chain longer than gdnsd allows (``_chain_finding`` says whose)."""
 
 
 def _check_chain(
@@ -406,7 +598,7 @@ def _check_chain(
     ents: set[bytes],
     cuts: set[bytes],
 ) -> bool:
-    """tree's CNAME chain rule: whether the first hop is a known NXDOMAIN (a warning); over-long chains are Irregular."""
+    """The CNAME chain rule: whether the first hop is a known NXDOMAIN (a warning); _TooDeep for an over-long chain."""
     depth = 1
     first_hop = True
     while within(target, apex):
@@ -431,9 +623,129 @@ def _check_chain(
             nxt = wild[_CNAME].rdatas[0]
         depth += 1
         if depth > MAX_CNAME_CHAIN:
-            raise Irregular("CNAME chain")
+            raise _TooDeep
         target = nxt
         first_hop = False
     return False
 
 
+
+
+def worded(broken: Broken, apex: bytes, path: str, reread: Callable[[frozenset[bytes]], ZonePiece]) -> ZoneError:
+    """The error ``broken`` as the operator reads it: gdnsd's verdict, at the line of the record it names.
+
+    Only the lines of NS, CNAME, PTR, MX and SRV records are kept on the
+    way (``ZonePiece.targets``); the others a message may name (the first
+    record of a type at a name) are found by ``reread``, a second fast
+    reading of the zone's file that notes every record at the names given.
+    A zone that breaks a rule is refused: this runs once, never for a zone
+    that loads.
+    """
+    rule = broken.rule
+    owner = broken.owner
+    if broken.message is not None:
+        assert broken.at is not None
+        return ZoneError(broken.message, *broken.at)
+    if rule == NO_SOA:
+        return ZoneError(f"zone '{_text(apex)}' has no SOA record", path)
+    if rule == NO_NS:
+        return ZoneError(f"zone '{_text(apex)}' has no NS records", path)
+    if rule == SECOND_SOA:
+        assert broken.at is not None
+        return ZoneError(f"zone '{_text(apex)}': SOA defined twice", *broken.at)
+    if rule == CNAME_BESIDE_DATA and broken.at is None:
+        # Found while reading: the first such name in gdnsd's order may come later in the
+        # file, and the apex's rules come first (their errors, and their warnings before).
+        whole = reread(frozenset())
+        apex_node = whole.nodes.get(apex)
+        if apex_node is None or whole.soa is None:
+            return ZoneError(f"zone '{_text(apex)}' has no SOA record", path)
+        apex_ns = apex_node.get(_NS)
+        if apex_ns is None:
+            return ZoneError(f"zone '{_text(apex)}' has no NS records", path)
+        first_ns = min(
+            line for (kind, at, _), line in zip(whole.targets, whole.target_lines, strict=True)
+            if kind == _NS and at == apex
+        )
+        broken.before = _apex_warnings(whole, apex_ns, first_ns)
+        owner = next(
+            name for name, node in whole.nodes.items() if isinstance(node, dict) and _CNAME in node and len(node) > 1
+        )
+        del whole
+    watched = frozenset((owner,)) if owner else frozenset()
+    zone = reread(watched)
+
+    def first(rtype: int, owners: set[bytes]) -> tuple[bytes, bytes, int]:
+        """The first (owner, target, position) of an ``rtype`` record at one of ``owners``, in the reference's order."""
+        rank = {name: index for index, name in enumerate(zone.nodes) if name in owners}
+        found = [
+            (rank[at], position, at, target)
+            for (kind, at, target), position in zip(zone.targets, zone.target_lines, strict=True)
+            if kind == rtype and at in owners
+        ]
+        _, position, at, target = min(found)
+        return at, target, position
+
+    if rule == CNAME_BESIDE_DATA:
+        dyncs = [record for record in zone.dynamic if record.owner == owner and record.rtype == _DYNC]
+        if dyncs:  # gdnsd checks where DYNC may be first
+            record = dyncs[1] if len(dyncs) > 1 else dyncs[0]
+            return ZoneError(
+                f"name '{_text(owner)}': DYNC not allowed alongside other data", record.path, record.line
+            )
+        position = next(line for at, rtype, line in zone.noted if at == owner and rtype != _CNAME)
+        return ZoneError(
+            f"name '{_text(owner)}': CNAME not allowed alongside other data", *zone.where(path, position)
+        )
+    if rule in (DATA_AT_CUT, DATA_BELOW_CUT):
+        allowed = (_NS, _A, _AAAA) if rule == DATA_AT_CUT else _ADDRESS
+        position = next(line for at, rtype, line in zone.noted if at == owner and rtype not in allowed)
+        return ZoneError(
+            f"name '{_text(owner)}' is inside a delegated subzone, and can only have NS "
+            "and/or address records as appropriate",
+            *zone.where(path, position),
+        )
+    if rule == DYNA_BESIDE_ADDRESS:
+        position, rtype = next((line, rtype) for at, rtype, line in zone.noted if at == owner and rtype in _ADDRESS)
+        return ZoneError(
+            f"name '{_text(owner)}': DYNA cannot co-exist at the same name as {'A' if rtype == _A else 'AAAA'}",
+            *zone.where(path, position),
+        )
+    if rule == TOO_MANY_NS:
+        lines = [line for (kind, at, _), line in zip(zone.targets, zone.target_lines, strict=True)
+                 if kind == _NS and at == owner]
+        return ZoneError(
+            f"name '{_text(owner)}': too many NS records in one NS RRset ({len(lines)} > {MAX_NS_RRSET})",
+            *zone.where(path, lines[MAX_NS_RRSET]),
+        )
+    if rule == NESTED_DELEGATION:
+        cut, _, position = first(_NS, set(broken.targets))
+        return ZoneError(f"delegation '{_text(cut)}' is within another delegation", *zone.where(path, position))
+    if rule == GLUE_MISSING:
+        unglued = set(broken.targets)
+        rank = {name: index for index, name in enumerate(zone.nodes)}
+        _, position, at, target = min(
+            (rank[at], position, at, target)
+            for (kind, at, target), position in zip(zone.targets, zone.target_lines, strict=True)
+            if kind == _NS and target in unglued
+        )
+        node = zone.nodes.get(target)
+        if node is not None and _DYNA in (node if isinstance(node, dict) else (node.rtype,)):
+            return ZoneError(
+                f"target nameserver in '{_text(at)} NS {_text(target)}' cannot have DYNA addresses",
+                *zone.where(path, position),
+            )
+        return ZoneError(
+            f"missing A and/or AAAA records for target nameserver in '{_text(at)} NS {_text(target)}'",
+            *zone.where(path, position),
+        )
+    assert rule == CNAME_CHAIN, rule
+    _, _, position = first(_CNAME, {owner})
+    return ZoneError(
+        f"CNAME '{_text(owner)}' leads to a CNAME chain more than {MAX_CNAME_CHAIN} deep (a loop?) within the zone",
+        *zone.where(path, position),
+    )
+
+
+def _text(name: bytes) -> str:
+    return names.to_text(name)

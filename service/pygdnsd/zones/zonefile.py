@@ -1,8 +1,12 @@
-"""RFC 1035 master files as gdnsd 3.8.1 reads them: text in, ``Record`` list out.
+"""The slow reader: RFC 1035 master files as gdnsd 3.8.1 reads them, text in, ``Record`` list out.
 
-This module knows the file syntax (directives, owners, TTL/class fields,
-parentheses, quoting, ``$INCLUDE``); what a record's rdata means is
-``rdata.py``'s job, and whether the records make a sane zone is ``tree.py``'s.
+The fast loop (``parsing``) hands it the records it does not read itself,
+one at a time (escapes, long TXT strings, DYNA/DYNC), and the files whose
+layout it refuses as a whole (``fastload.load_slowly``); its refusals are
+worded for the operator. This module knows the file syntax (directives,
+owners, TTL/class fields, parentheses, quoting, ``$INCLUDE``); what a
+record's rdata means is ``rdata.py``'s job, and whether the records make a
+sane zone is ``rules.py``'s.
 
 Facts checked against the real gdnsd 3.8.1:
 
@@ -15,7 +19,7 @@ Facts checked against the real gdnsd 3.8.1:
 * ``@Z`` / ``@F`` are the zone name / the file's starting origin, alone or as
   the last label of a name; ``x.@`` is a literal label ``@``.
 * Every ``$ORIGIN`` and owner must be within the zone (out-of-zone owners
-  are allowed for A/AAAA only, as glue; ``tree.py`` warns about those).
+  are allowed for A/AAAA only, as glue; ``rules.py`` warns about those).
 * ``$GENERATE``, ``$ADDR_LIMIT_V4/V6`` and unknown directives are errors,
   and so is a carriage return (DOS line ending).
 """
