@@ -25,8 +25,8 @@ import pytest
 
 from pygdnsd.errors import ZoneError
 from pygdnsd.zones import model
+from pygdnsd.zones.messages import DynamicTargets
 from pygdnsd.zones.settings import ZoneSettings
-from pygdnsd.zones.tree import DynamicTargets
 
 STORE = Path(__file__).resolve().parent / "data" / "zones" / "reference_results.json.gz"
 _log = logging.getLogger("pygdnsd.zones")

@@ -1,1 +1,1 @@
-"""Zone data: names, master-file parsing, rdata encoding, the zone tree and its checks."""
+"""Zone data: names, rdata, the zone file parser, the whole-zone rules and their messages, loading."""

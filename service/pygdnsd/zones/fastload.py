@@ -19,6 +19,7 @@ from collections.abc import Iterator
 
 from pygdnsd.errors import ZoneError
 from pygdnsd.zones import model
+from pygdnsd.zones.messages import DynamicTargets, Reporter, soa_rrset
 from pygdnsd.zones.parsing import (
     EMPTY_NODE,
     Broken,
@@ -39,7 +40,6 @@ from pygdnsd.zones.rules import (
     worded,
 )
 from pygdnsd.zones.settings import ZoneSettings
-from pygdnsd.zones.tree import DynamicTargets, Reporter, soa_rrset
 from pygdnsd.zones.zonefile import ParseOptions, parse_zone_file
 
 __all__ = ["Irregular", "collector_paused", "finish", "load_slowly", "load_zone"]

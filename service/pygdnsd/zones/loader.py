@@ -22,8 +22,8 @@ from pathlib import Path
 from pygdnsd.errors import ZoneError
 from pygdnsd.log import warnings_held
 from pygdnsd.zones import fastload, model, names, parallel
+from pygdnsd.zones.messages import DynamicTargets
 from pygdnsd.zones.settings import ZoneSettings
-from pygdnsd.zones.tree import DynamicTargets
 
 __all__ = ["ZoneSettings", "load_zones", "zone_files", "zone_name_from_filename"]
 

@@ -40,8 +40,8 @@ from typing import Any
 
 from pygdnsd.errors import ZoneError
 from pygdnsd.zones import fastload, model, parsing, pieces, rules
+from pygdnsd.zones.messages import DynamicTargets, Reporter
 from pygdnsd.zones.settings import ZoneSettings
-from pygdnsd.zones.tree import DynamicTargets, Reporter
 from pygdnsd.zones.zonefile import Record
 
 log = logging.getLogger("pygdnsd.zones")

@@ -35,15 +35,15 @@ from dataclasses import dataclass
 
 from pygdnsd.errors import ZoneError
 from pygdnsd.zones import model, names, rdata, zonefile
-from pygdnsd.zones.rdata import parse_ttl
-from pygdnsd.zones.settings import ZoneSettings
-from pygdnsd.zones.tree import (
+from pygdnsd.zones.messages import (
     MAX_NS_RRSET,
     acme_overridden,
     clamp_ttl,
     dynamic_rrset_and_warnings,
     ttls_disagree,
 )
+from pygdnsd.zones.rdata import parse_ttl
+from pygdnsd.zones.settings import ZoneSettings
 from pygdnsd.zones.zonefile import Record, tokenize
 
 _A, _AAAA, _NS, _CNAME, _PTR, _MX, _SRV, _TXT, _SOA = (

@@ -3,7 +3,7 @@
 Errors raise ``parsing.Broken`` (or ``ZoneError`` where the line is known
 here), which ``worded`` turns into the operator's message (file:line of the
 record gdnsd's message names); warnings come back as findings, worded by
-``tree``'s functions, with the line of the record they are about. However a
+``messages``'s functions, with the line of the record they are about. However a
 zone is read (in one pass or in pieces, by one process or several, by the
 fast loop or the slow reader), these rules check it. (The TTL rules a
 record meets on its own are applied as it is read, ``parsing``.)
@@ -63,6 +63,20 @@ from dataclasses import dataclass, field
 
 from pygdnsd.errors import ConfigError, ZoneError
 from pygdnsd.zones import model, names
+from pygdnsd.zones.messages import (
+    MAX_CNAME_CHAIN,
+    MAX_NS_RRSET,
+    CnameTargets,
+    DynamicTargets,
+    cname_to_nxdomain,
+    dynamic_reference,
+    mname_not_ns,
+    no_addresses,
+    only_one_ns,
+    out_of_zone_glue,
+    same_zone_ptr,
+    unused_glue,
+)
 from pygdnsd.zones.parsing import (
     CNAME_BESIDE_DATA,
     CNAME_CHAIN,
@@ -81,20 +95,6 @@ from pygdnsd.zones.parsing import (
     Remark,
     ZonePiece,
     within,
-)
-from pygdnsd.zones.tree import (
-    MAX_CNAME_CHAIN,
-    MAX_NS_RRSET,
-    CnameTargets,
-    DynamicTargets,
-    cname_to_nxdomain,
-    dynamic_reference,
-    mname_not_ns,
-    no_addresses,
-    only_one_ns,
-    out_of_zone_glue,
-    same_zone_ptr,
-    unused_glue,
 )
 from pygdnsd.zones.zonefile import Record
 
