@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, free_port, pygdnsd_python
+from pygdnsd.daemon.initscript_verbs import process_gone
 
 DEBIAN_GDNSDCTL = Path("/usr/bin/gdnsdctl")
 
@@ -123,11 +124,7 @@ def pids_serving(cfgdir: Path) -> list[int]:
 
 
 def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state not in ("Z", "X")
+    return not process_gone(pid)
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:

@@ -5,15 +5,19 @@ from __future__ import annotations
 import array
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from daemon_support import wait_for
 from pygdnsd.cli import gdnsd
 from pygdnsd.control import json_answers
 from pygdnsd.daemon.daemonize import READY, StartupReport, read_verdict
+from pygdnsd.daemon.initscript_verbs import process_gone
 from pygdnsd.daemon.lock import AlreadyRunning, InstanceLock, ensure_run_dir
 from pygdnsd.daemon.pidfile import Pidfile, PidfileState, probe
 from pygdnsd.daemon.privileges import lookup_user
@@ -229,3 +233,22 @@ def test_unknown_user_names_the_option() -> None:
 def test_initscript_verbs_parse(action: str) -> None:
     assert gdnsd.parse_args(["-c", "/x", action]).action == action
     assert action in gdnsd.USAGE.split("Initscript actions")[1]
+
+
+def test_a_process_is_not_gone_while_a_thread_outlives_its_main_thread() -> None:
+    # A killed multi-threaded daemon shows its main thread as a zombie while its
+    # other threads still exit and hold its sockets: ``stop`` must wait for them.
+    script = (
+        "import ctypes, threading, time\n"
+        "threading.Thread(target=time.sleep, args=(60,)).start()\n"
+        "ctypes.CDLL(None).pthread_exit(None)\n"  # the main thread alone ends
+    )
+    child = subprocess.Popen([sys.executable, "-c", script])
+    stat = Path(f"/proc/{child.pid}/stat")
+    try:
+        assert wait_for(lambda: stat.read_text().rsplit(")", 1)[1].split()[0] == "Z", 10.0)
+        assert not process_gone(child.pid)
+    finally:
+        child.kill()
+        child.wait()
+    assert process_gone(child.pid)

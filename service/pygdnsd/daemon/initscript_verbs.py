@@ -65,17 +65,31 @@ def find_running(where: Where, timeout: float = STATUS_TIMEOUT) -> Running | Non
 
 
 def process_gone(pid: int) -> bool:
-    """Whether ``pid`` no longer runs (a zombie awaiting its reaper counts as gone)."""
+    """Whether ``pid`` no longer runs (a zombie awaiting its reaper counts as gone).
+
+    Every thread counts: a killed multi-threaded process shows its main
+    thread as a zombie while its other threads are still exiting, and those
+    still hold its descriptors (sockets, the instance lock). Seen in
+    test_sigkill_of_the_instance_leaves_no_worker: the worker's main thread
+    was ``Z`` and its port still bound.
+    """
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return True
     except PermissionError:
         return False
-    with contextlib.suppress(OSError):
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    return False
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        # With procfs, the process was reaped as we looked; without (FreeBSD),
+        # kill() is all we have, and it cannot tell a zombie from a running process.
+        return Path("/proc/self/task").is_dir()
+    for task in tasks:
+        with contextlib.suppress(OSError):  # a thread that ends as we look is gone
+            if (task / "stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X"):
+                return False
+    return True
 
 
 def wait_gone(pid: int, timeout: float) -> bool:
