@@ -78,6 +78,12 @@ def label_count(name: bytes) -> int:
 _UNESCAPED = bytes(byte for byte in range(0x21, 0x7F) if byte not in b".\\\"()@;$ ")
 
 
+# A name this long or longer may hold a label of 33 bytes or more, whose length byte may stand for itself.
+_SHORT_NAME = 35
+# A length byte below 33 written as the dot it stands for.
+_LENGTHS_AS_DOTS = bytes(0x2E if byte < 0x21 else byte for byte in range(256))
+
+
 def _escape_label(label: bytes) -> str:
     out = []
     for byte in label:
@@ -95,6 +101,14 @@ def to_text(name: bytes) -> str:
     """Presentation format, with a trailing dot (``.`` for the root)."""
     if len(name) == 1:
         return "."
+    if len(name) < _SHORT_NAME:
+        # Every label is shorter than 33, so its length byte is below any byte that stands for
+        # itself. Drop the bytes that stand for themselves: the length bytes are left, and they
+        # add up to the name's length unless a byte to escape is left too. All in C: 0.68 -> 0.39 us
+        # for a 3-label name (timeit), checked on 300k random names against the walk below.
+        lengths = name.translate(None, _UNESCAPED)
+        if sum(lengths) + len(lengths) == len(name):
+            return name[1:].translate(_LENGTHS_AS_DOTS).decode("ascii")
     # Nearly every name needs no escaping: its length bytes become dots in place, with no list of
     # labels (0.74 -> 0.61 us for a 3-label name; load-warn words 154k names).
     text = bytearray(name)
