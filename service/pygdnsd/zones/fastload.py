@@ -88,7 +88,7 @@ def load_slowly(
     if report is None:
         report = Reporter(settings.strict_data)
     with collector_paused():
-        records = parse_zone_file(path, apex, _slow_options(settings))
+        records = parse_zone_file(path, apex, ParseOptions.of(settings))
         try:
             zone = piece_of_records(records, path, apex, settings)
         except Broken as broken:
@@ -97,8 +97,6 @@ def load_slowly(
         return finish(zone, path, settings, report, plugins=plugins)
 
 
-def _slow_options(settings: ZoneSettings) -> ParseOptions:
-    return ParseOptions(default_ttl=settings.default_ttl, text_autosplit=settings.text_autosplit)
 
 
 @contextlib.contextmanager
@@ -218,6 +216,6 @@ def _reread(path: str, apex: bytes, settings: ZoneSettings, owners: frozenset[by
             return parse_piece(handle, path, apex, settings, watch=owners, lenient=True)
         except Irregular:
             pass  # a file the fast loop refuses: it was read slowly the first time too
-    records = parse_zone_file(path, apex, _slow_options(settings))
+    records = parse_zone_file(path, apex, ParseOptions.of(settings))
     return piece_of_records(records, path, apex, settings, watch=owners, lenient=True)
 

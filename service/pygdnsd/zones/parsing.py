@@ -927,7 +927,7 @@ class _OneRecord:
     """
 
     def __init__(self, apex: bytes, path: str, settings: ZoneSettings, file_origin: bytes, lenient: bool) -> None:
-        self.parser = zonefile.Parser(apex, zonefile.ParseOptions(settings.default_ttl, settings.text_autosplit))
+        self.parser = zonefile.Parser(apex, zonefile.ParseOptions.of(settings))
         self.state = zonefile.FileState(path, apex, file_origin, settings.default_ttl)
         self.settings = settings
         self.lenient = lenient

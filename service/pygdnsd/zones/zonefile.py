@@ -31,9 +31,11 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from pygdnsd.config.options import Config
 from pygdnsd.errors import ZoneError
 from pygdnsd.zones import model, names, rdata
 from pygdnsd.zones.rdata import parse_ttl
+from pygdnsd.zones.settings import ZoneSettings
 
 # gdnsd refuses deeper nesting long before this; it stops include loops.
 MAX_INCLUDE_DEPTH = 16
@@ -66,10 +68,14 @@ class Record:
 
 @dataclass(frozen=True, slots=True)
 class ParseOptions:
-    """The settings that change how records read."""
+    """The settings that change how records read (defaults: the config's)."""
 
-    default_ttl: int = 86400
-    text_autosplit: bool = True
+    default_ttl: int = Config.zones_default_ttl
+    text_autosplit: bool = not Config.disable_text_autosplit
+
+    @classmethod
+    def of(cls, settings: ZoneSettings) -> ParseOptions:
+        return cls(default_ttl=settings.default_ttl, text_autosplit=settings.text_autosplit)
 
 
 def tokenize(text: str) -> list[str]:
