@@ -176,6 +176,13 @@ def test_bad_options_print_usage_and_exit_2(dead_config: Path, args: list[str]) 
         assert debian_gdnsdctl("-c", str(dead_config), *args).returncode == 2
 
 
+def test_help_prints_usage_on_stdout_and_exits_0() -> None:
+    ours = our_gdnsdctl("--help")
+    assert (ours.returncode, ours.stderr) == (0, "")
+    assert "\nUsage: gdnsdctl [-c /etc/gdnsd] [-s <IP:port>] [-D] [-l] [-t 47] [-o] [-i] <action> [...]\n" in ours.stdout
+    assert "  -t - Timeout in seconds (def 47, range 5 - 300)\n" in ours.stdout
+
+
 @pytest.mark.parametrize(
     ("args", "code"),
     [

@@ -41,13 +41,16 @@ CONTROL_ACTIONS = ("stop", "status", "replace", "restart", "reload-zones", "cond
 DEFAULT_REPLACE_TIMEOUT = 300.0
 ACTIONS = ("checkconf", *SERVING_ACTIONS, *CONTROL_ACTIONS)
 
-USAGE = """\
+# The first line is gdnsd 3.8.1's; -t only applies to the replacing verbs.
+USAGE = f"""\
 Usage: gdnsd [-c /etc/gdnsd] [-D] [-l] [-S] [-R | -i] <action>
+       gdnsd [-c /etc/gdnsd] [-D] [-l] [-S] [-t {DEFAULT_REPLACE_TIMEOUT:g}] replace|restart|condrestart|try-restart
+       gdnsd --help | --version
   -c - Configuration directory, default '/etc/gdnsd'
   -D - Enable verbose debug output
   -l - Send logs to syslog rather than stderr
   -S - Force 'zones_strict_data = true' for this invocation
-  -t - Seconds replace/restart waits for the new daemon, default 300 (pygdnsd)
+  -t - Seconds replace/restart waits for the new daemon, default {DEFAULT_REPLACE_TIMEOUT:g} (pygdnsd)
   -R - Attempt downtimeless replace of another instance
   -i - Idempotent mode for start/daemonize: exit 0 if already running
        (-R and -i cannot be used together)
@@ -302,6 +305,11 @@ def main(argv: Sequence[str] | None = None, stderr: TextIO | None = None) -> int
     args = sys.argv[1:] if argv is None else argv
     if list(args) == ["--version"]:
         print(version_text())
+        return 0
+    if list(args) == ["--help"]:
+        # Asked for, so on stdout and a success (gdnsd 3.8.1 calls it an invalid option).
+        print(version_text())
+        sys.stdout.write(USAGE)
         return 0
     try:
         options = parse_args(args)

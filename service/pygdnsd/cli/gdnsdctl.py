@@ -329,6 +329,10 @@ def parse_challenges(args: Sequence[str]) -> list[protocol.AcmeChallenge]:
 def main(argv: Sequence[str] | None = None) -> int:
     prog = sys.argv[0] if argv is None else "gdnsdctl"
     args = sys.argv[1:] if argv is None else list(argv)
+    if args == ["--help"]:
+        # Asked for, so on stdout and a success (gdnsd 3.8.1's gdnsdctl calls it an invalid option).
+        sys.stdout.write(USAGE)
+        return EXIT_OK
     try:
         options = parse_args(args, prog)
     except Usage as exc:
