@@ -29,6 +29,7 @@ from pygdnsd.control.client import (
     DaemonNotRunning,
     DaemonStatus,
     RequestDenied,
+    RequestFailed,
     TryLater,
 )
 from pygdnsd.errors import ConfigError
@@ -242,6 +243,9 @@ def _fail(message: str, exc: ControlError, log: Log, report_denial: bool = True)
         raise exc
     if (isinstance(exc, RequestDenied) and report_denial) or isinstance(exc, CommsError):
         log.error(str(exc))
+    if isinstance(exc, RequestFailed) and exc.reason:
+        # Our daemon says why (protocol.REASON_REQUESTS); gdnsd's never does.
+        log.error(exc.reason)
     raise Fatal(message) from exc
 
 
