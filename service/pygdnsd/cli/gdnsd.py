@@ -170,6 +170,26 @@ def daemon_log_sink() -> log.Sink:
     return "journal" if journal_wanted() else "syslog"
 
 
+def daemon_keeps_stderr() -> bool:
+    """Whether the daemon about to detach keeps our stderr: its log's only way out.
+
+    Only when no log daemon listens (``log.route``); and only a terminal or a
+    file (``log.keeps_lines``). Otherwise the operator hears now that the
+    daemon's lines will be lost, and how to keep them.
+    """
+    chosen = log.route(daemon_log_sink())
+    if chosen.sink != "stderr":
+        return False
+    if log.keeps_lines(sys.stderr.fileno()):
+        return True
+    logger.warning(
+        "%s, and stderr is no terminal or file the daemon may keep: its log is lost "
+        "(send stderr to a file, 2>>FILE, or run 'gdnsd start' under a supervisor)",
+        chosen.why,
+    )
+    return False
+
+
 def detached_verdict(options: Options, timeout: float | None = None) -> Verdict:
     """Fork off the daemon; return (in the foreground only) what it reported.
 
@@ -178,10 +198,10 @@ def detached_verdict(options: Options, timeout: float | None = None) -> Verdict:
     """
     # The daemon works from "/": a relative -c must not change meaning.
     options = dataclasses.replace(options, cfgdir=Path(os.path.abspath(options.cfgdir)))
-    verdict, report = detach(timeout)
+    verdict, report = detach(timeout, keep_stderr=daemon_keeps_stderr())
     if verdict is not None:
         return verdict
-    # stdio is /dev/null now; replace and condrestart get here without -l too.
+    # stdio is /dev/null now (stderr unless kept); replace and condrestart get here without -l too.
     log.setup(daemon_log_sink(), debug=options.debug)
     status = EXIT_FAILURE
     try:
@@ -323,7 +343,14 @@ def main(argv: Sequence[str] | None = None, stderr: TextIO | None = None) -> int
         # On stderr whatever -l says: like a failed daemonize's foreground process.
         print(f"error: {refused}", file=err)
         return EXIT_FAILURE
-    log.setup(daemon_log_sink() if options.syslog else "stderr", debug=options.debug, stream=err)
+    # Only a daemon says where its log goes instead of syslog: "start" here,
+    # a detached one in detached_verdict (this process, the foreground, does not serve).
+    log.setup(
+        daemon_log_sink() if options.syslog else "stderr",
+        debug=options.debug,
+        stream=err,
+        announce=options.action == "start",
+    )
     try:
         # Only the program itself may fork (daemonize): an in-process caller
         # (argv given) would see its own process duplicated.
