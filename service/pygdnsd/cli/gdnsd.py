@@ -27,6 +27,7 @@ from pygdnsd.daemon.daemonize import Verdict, detach
 from pygdnsd.daemon.pidfile import PidfileState, probe
 from pygdnsd.errors import GdnsdError
 from pygdnsd.instance import load
+from pygdnsd.replace.standing import what_serves
 from pygdnsd.systemd import unit_verbs
 from pygdnsd.systemd.journal import journal_wanted
 
@@ -232,32 +233,40 @@ def replace(options: Options, err: TextIO, may_fork: bool) -> int:
     """The helper: ``-R daemonize`` that waits at most ``-t`` seconds, and says how it went.
 
     Under systemd this is ExecReload: its exit status is the reload's result.
+    With no daemon running it starts one and, as gdnsd's ``-R`` then, says
+    nothing of a replace. After a failure it says what serves, as found.
     """
     if not may_fork:
         print(f"error: {FORK_REFUSED}", file=err)
         return EXIT_FAILURE
     # The pidfile's word, not a control-socket round trip: a hung old daemon
     # must not hold the helper up past -t.
-    found = probe(initscript_verbs.Where.of(options.cfgdir).pidfile)
+    where = initscript_verbs.Where.of(options.cfgdir)
+    found = probe(where.pidfile)
     old_pid = found.pid if found.state is PidfileState.RUNNING else None
     fields: dict[str, object] = {"GDNSD_EVENT": "replace-begin"}
     if old_pid is not None:
         fields["GDNSD_OLD_PID"] = old_pid
-    logger.info("REPLACE[helper]: replacing the daemon at PID %s", old_pid or "(none running)", extra=fields)
+        logger.info("REPLACE[helper]: replacing the daemon at PID %d", old_pid, extra=fields)
     verdict = detached_verdict(dataclasses.replace(options, replace=True), options.timeout)
     if verdict.pid is not None:
         fields["GDNSD_NEW_PID"] = verdict.pid
     if verdict.ok:
-        logger.info(
-            "REPLACE[helper]: done: PID %s serves, the old daemon is gone",
-            verdict.pid,
-            extra={**fields, "GDNSD_EVENT": "replace-done"},
-        )
+        if old_pid is not None:
+            logger.info(
+                "REPLACE[helper]: done: PID %s serves, the old daemon is gone",
+                verdict.pid,
+                extra={**fields, "GDNSD_EVENT": "replace-done"},
+            )
         return 0
+    if old_pid is None:
+        # A start, as gdnsd -R with nothing to replace: its failure reads as daemonize's.
+        print(f"error: {verdict.message}", file=err)
+        return EXIT_FAILURE
     logger.error(
-        "REPLACE[helper]: the replace failed (%s); the old daemon (PID %s) serves on",
+        "REPLACE[helper]: the replace failed (%s); %s",
         verdict.message,
-        old_pid or "none",
+        what_serves(where, old_pid, options.cfgdir),
         extra={**fields, "GDNSD_EVENT": "replace-failed"},
     )
     if not logs_to_stderr(err):
