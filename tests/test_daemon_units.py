@@ -16,6 +16,7 @@ import pytest
 from daemon_support import wait_for
 from pygdnsd.cli import gdnsd
 from pygdnsd.control import json_answers
+from pygdnsd.daemon import daemon
 from pygdnsd.daemon.daemonize import READY, StartupReport, read_verdict
 from pygdnsd.daemon.initscript_verbs import process_gone
 from pygdnsd.daemon.lock import AlreadyRunning, InstanceLock, ensure_run_dir
@@ -24,6 +25,7 @@ from pygdnsd.daemon.privileges import lookup_user
 from pygdnsd.daemon.start import FreshStart
 from pygdnsd.engine.stats import Stats
 from pygdnsd.errors import ConfigError, ZoneError, describe
+from pygdnsd.instance import Loaded
 from pygdnsd.zones.loader import load_zones
 from pygdnsd.zones.model import ZoneSet
 from pygdnsd.zones.reload import ZoneReloader
@@ -187,6 +189,16 @@ def test_a_reload_that_hits_an_empty_exception_reports_its_type_and_meaning(
 )
 def test_every_failure_reads_as_a_message(exc: BaseException, said: str) -> None:
     assert describe(exc) == said
+
+
+def test_a_start_that_runs_out_of_memory_reports_why(tmp_path: Path) -> None:
+    def load(cfgdir: Path, strict: bool) -> Loaded:
+        raise MemoryError
+
+    read_end, write_end = os.pipe()
+    with pytest.raises(MemoryError):
+        daemon.run(daemon.StartRequest(tmp_path), StartupReport(write_end), load=load)
+    assert read_verdict(read_end).message == "startup failed: MemoryError: the process ran out of memory"
 
 
 ONE_ZONE = "$TTL 300\n@ SOA ns1 hostmaster 1 7200 1800 259200 900\n@ NS ns1\n@ NS ns2\nns1 A 192.0.2.1\nns2 A 192.0.2.2\n"

@@ -25,7 +25,7 @@ from pygdnsd.daemon import daemon, initscript_verbs
 from pygdnsd.daemon.daemon import StartRequest
 from pygdnsd.daemon.daemonize import Verdict, detach
 from pygdnsd.daemon.pidfile import PidfileState, probe
-from pygdnsd.errors import GdnsdError
+from pygdnsd.errors import GdnsdError, describe
 from pygdnsd.instance import load
 from pygdnsd.replace.standing import what_serves
 from pygdnsd.systemd import unit_verbs
@@ -209,9 +209,9 @@ def detached_verdict(options: Options, timeout: float | None = None) -> Verdict:
         logger.info("%s @ pid %d", version_text(), os.getpid())
         status = daemon.run(start_request(options), report, load=load)
     except GdnsdError as exc:
-        logger.error("%s", exc)
-    except BaseException:
-        logger.exception("daemon failed")
+        logger.error("%s", describe(exc))
+    except BaseException as exc:
+        logger.exception("the daemon failed: %s", describe(exc))
     finally:
         logging.shutdown()
         os._exit(status)
@@ -365,5 +365,5 @@ def main(argv: Sequence[str] | None = None, stderr: TextIO | None = None) -> int
         # (argv given) would see its own process duplicated.
         return run(options, err, may_fork=argv is None)
     except GdnsdError as exc:
-        logger.error("%s", exc)
+        logger.error("%s", describe(exc))
         return EXIT_FAILURE

@@ -49,7 +49,7 @@ from pygdnsd.daemon.pidfile import Pidfile
 from pygdnsd.daemon.privileges import User, drop_to, lookup_user
 from pygdnsd.daemon.start import FreshStart, Start
 from pygdnsd.engine.stats import Stats
-from pygdnsd.errors import GdnsdError
+from pygdnsd.errors import GdnsdError, describe
 from pygdnsd.instance import Instance, Loaded, read_zones
 from pygdnsd.instance import load as load_all
 from pygdnsd.replace import new_daemon
@@ -472,7 +472,7 @@ def run(request: StartRequest, report: StartupReport | None = None, load: Loader
         daemon.serve()
         start.claim(daemon)
     except BaseException as exc:
-        reason = str(exc) if isinstance(exc, GdnsdError) else f"startup failed: {exc!r}"
+        reason = describe(exc) if isinstance(exc, GdnsdError) else f"startup failed: {describe(exc)}"
         start.abandon(reason)
         if daemon is not None:
             with contextlib.suppress(Exception):
