@@ -33,6 +33,7 @@ from pygdnsd.control.client import (
     TryLater,
 )
 from pygdnsd.errors import ConfigError
+from pygdnsd.log import syslog_listening
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -194,7 +195,11 @@ def control_socket_path(config_dir: str, log: Log) -> str:
 
 
 class Log:
-    """gdnsd-style ``level: message`` lines to stderr, or to syslog with -l."""
+    """gdnsd-style ``level: message`` lines to stderr, or to syslog with -l (if one listens).
+
+    syslog(3) drops lines when no syslog daemon listens: -l then keeps stderr,
+    so a failure's reason is never lost (``log.route`` does the same for gdnsd).
+    """
 
     _PRIORITIES = {
         "debug": syslog.LOG_DEBUG,
@@ -205,9 +210,9 @@ class Log:
     }
 
     def __init__(self, use_syslog: bool, debug: bool) -> None:
-        self.use_syslog = use_syslog
+        self.use_syslog = use_syslog and syslog_listening()
         self.debug_enabled = debug
-        if use_syslog:
+        if self.use_syslog:
             syslog.openlog("gdnsdctl", syslog.LOG_PID, syslog.LOG_DAEMON)
 
     def write(self, level: str, message: str) -> None:
