@@ -57,13 +57,24 @@ def test_daemonize_implies_syslog() -> None:
 
 @pytest.mark.parametrize(
     "argv",
-    [[], ["bogus"], ["checkconf", "extra"], ["-R", "-i", "start"], ["-q", "start"], ["--help"], ["-c"]],
+    [[], ["bogus"], ["checkconf", "extra"], ["-R", "-i", "start"], ["-q", "start"], ["--help", "start"], ["-c"]],
 )
 def test_bad_usage_prints_usage_and_exits_2(argv: list[str]) -> None:
     status, err = run_main(argv)
     assert status == 2
     assert "Usage: gdnsd [-c /etc/gdnsd] [-D] [-l] [-S] [-R | -i] <action>" in err
     assert "checkconf - Checks validity of config and zone files" in err
+
+
+def test_help_prints_usage_with_every_option_on_stdout_and_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    status, err = run_main(["--help"])
+    out = capsys.readouterr().out
+    assert (status, err) == (0, "")
+    assert out.startswith("pygdnsd version ")
+    synopsis = out.split("\n  -c ")[0]
+    assert "Usage: gdnsd [-c /etc/gdnsd] [-D] [-l] [-S] [-R | -i] <action>\n" in synopsis
+    assert "[-t 300] replace|restart|condrestart|try-restart" in synopsis
+    assert "  -t - Seconds replace/restart waits" in out
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:

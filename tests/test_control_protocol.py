@@ -222,3 +222,34 @@ def test_random_bytes_never_crash_the_parsers() -> None:
     # Both paths were exercised, so the loop really tested something.
     assert outcomes["request"] > 100
     assert outcomes["error"] > 10
+
+
+def test_a_failure_reason_is_sent_only_as_far_as_asked() -> None:
+    asking = protocol.request_with_reason(RequestKey.ZREL)
+    assert asking.header == protocol.Header(RequestKey.ZREL, d=protocol.REASON_LIMIT)
+    assert protocol.reason_limit(asking) == protocol.REASON_LIMIT
+    # A ZREL as the spec writes it (d = 0), and any other request, asks for nothing.
+    assert protocol.reason_limit(protocol.plain_request(RequestKey.ZREL)) == 0
+    assert protocol.reason_limit(protocol.Request(protocol.Header(RequestKey.STOP, d=99))) == 0
+    with pytest.raises(protocol.ProtocolError, match="cannot carry a failure's reason"):
+        protocol.request_with_reason(RequestKey.STOP)
+    bare = protocol.failure("zones/example.com:7: broken", 0)
+    assert bare.encode() == protocol.response(ResponseKey.FAIL).encode()
+    told = protocol.failure("zones/example.com:7: broken", 4096)
+    assert told.header.d == len(told.payload) and told.payload == b"zones/example.com:7: broken"
+
+
+def test_a_cut_reason_stays_whole_characters() -> None:
+    cut = protocol.failure("zone 'exämple.com.': bad", 8)  # the cut falls inside the two-byte "ä"
+    assert cut.payload == b"zone 'ex"
+    cut = protocol.failure("zone 'exämple.com.': bad", 9)
+    assert cut.payload == b"zone 'ex" and cut.header.d == 8
+
+
+def test_a_fail_carries_data_only_for_a_request_that_asked() -> None:
+    told = protocol.failure("why", 4096).header
+    assert protocol.response_payload_length(RequestKey.ZREL, told, 4096) == 3
+    # A client that did not ask reads no data whatever d says (d "carries no meaning").
+    assert protocol.response_payload_length(RequestKey.ZREL, told) == 0
+    with pytest.raises(protocol.ProtocolError, match="over the 2 asked for"):
+        protocol.response_payload_length(RequestKey.ZREL, told, 2)

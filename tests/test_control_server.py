@@ -21,7 +21,7 @@ from conftest import REAL_GDNSDCTL
 from daemon_support import wait_for
 from pygdnsd.control import protocol
 from pygdnsd.control.client import ControlClient, RequestDenied, RequestFailed, TryLater
-from pygdnsd.control.server import ControlServer, Outcome, bind_unix_listener
+from pygdnsd.control.server import ControlServer, Failed, Outcome, bind_unix_listener
 
 needs_gdnsdctl = pytest.mark.skipif(
     not REAL_GDNSDCTL.exists(), reason="Debian's gdnsdctl is the reference client"
@@ -35,7 +35,7 @@ STATES = b"{\n\n}\n"
 class FakeDaemon:
     """A ControlHandler that records calls and answers what the test sets."""
 
-    reload_outcome: Outcome = Outcome.ACK
+    reload_outcome: Outcome | Failed | BaseException = Outcome.ACK
     stop_outcome: Outcome = Outcome.ACK
     calls: list[str] = field(default_factory=list)
     challenges: list[protocol.AcmeChallenge] = field(default_factory=list)
@@ -54,10 +54,12 @@ class FakeDaemon:
         self.calls.append("states")
         return STATES
 
-    def reload_zones(self) -> Outcome:
+    def reload_zones(self) -> Outcome | Failed:
         self.calls.append("reload")
         if self.reload_gate is not None:
             self.reload_gate.wait(10)
+        if isinstance(self.reload_outcome, BaseException):
+            raise self.reload_outcome
         return self.reload_outcome
 
     def stop(self) -> Outcome:
@@ -166,6 +168,50 @@ def test_debian_gdnsdctl_reload_zones_success_and_failure(served: Served) -> Non
     assert bad.returncode != 0
     assert "fatal: Reload transaction failed" in bad.stderr
     assert served.daemon.calls.count("reload") == 2
+
+
+REASON = "zones/example.com:7: unsupported record type 'BOGUS'"
+HEADER = struct.Struct("=BBBBI")
+
+
+def test_a_failed_reload_says_why_to_a_client_that_asks_only(served: Served) -> None:
+    served.daemon.reload_outcome = Failed(REASON)
+    info = HEADER.pack(ord("I"), 3, 8, 1, 0)
+    # As ControlSocket.md has it (d = 0): a bare RESP_FAIL, and the connection
+    # stays in step (the next answer is INFO's ACK, not reason bytes).
+    answer = raw_exchange(served.socket_path, info + HEADER.pack(ord("Z"), 0, 0, 0, 0) + info, want=24)
+    assert answer[8:16] == HEADER.pack(ord("F"), 0, 0, 0, 0)
+    assert HEADER.unpack(answer[16:24])[:1] == (ord("A"),)
+    # Asking for up to 4096 bytes: RESP_FAIL, d = its length, the reason.
+    size = len(REASON)
+    answer = raw_exchange(served.socket_path, info + HEADER.pack(ord("Z"), 0, 0, 0, 4096), want=16 + size)
+    assert answer[8:] == HEADER.pack(ord("F"), 0, 0, 0, size) + REASON.encode()
+    # Never more than asked for.
+    answer = raw_exchange(served.socket_path, info + HEADER.pack(ord("Z"), 0, 0, 0, 5), want=21)
+    assert answer[8:] == HEADER.pack(ord("F"), 0, 0, 0, 5) + REASON.encode()[:5]
+    with ControlClient(served.socket_path, 10, oneshot=True) as client:
+        client.connect()
+        with pytest.raises(RequestFailed) as failed:
+            client.reload_zones()
+    assert failed.value.reason == REASON
+    assert str(failed.value) == f"daemon reported failure: {REASON}"
+
+
+def test_a_reload_that_raised_an_empty_exception_still_says_why(served: Served) -> None:
+    served.daemon.reload_outcome = MemoryError()
+    with ControlClient(served.socket_path, 10, oneshot=True) as client:
+        client.connect()
+        with pytest.raises(RequestFailed) as failed:
+            client.reload_zones()
+    assert failed.value.reason == "MemoryError: the process ran out of memory"
+
+
+@needs_gdnsdctl
+def test_debian_gdnsdctl_hears_a_failure_as_from_gdnsd(served: Served) -> None:
+    served.daemon.reload_outcome = Failed(REASON)
+    bad = gdnsdctl(served, "reload-zones")
+    assert (bad.returncode, bad.stderr) == (42, "fatal: Reload transaction failed\n")
+    assert gdnsdctl(served, "status").returncode == 0  # the daemon is none the worse
 
 
 @needs_gdnsdctl

@@ -8,6 +8,7 @@ import socket
 import struct
 import subprocess
 import threading
+from pathlib import Path
 
 from conftest import pygdnsd_python
 from daemon_support import (
@@ -21,6 +22,7 @@ from daemon_support import (
     query,
     wait_for,
 )
+from pygdnsd.log import NO_LOG_DAEMON_ENV
 
 LOCKED = "Another instance is running and has the control socket locked, failing"  # gdnsd's words
 
@@ -182,3 +184,32 @@ def test_relative_config_dir_still_works_after_daemonizing(site: Site) -> None:
     assert gdnsd(site, "reload-zones").returncode == 0
     assert a_records(query(site.port, "www.example.com")) == ["192.0.2.77"]
     assert gdnsd(site, "stop").returncode == 0
+
+
+def test_without_a_log_daemon_a_daemon_logs_to_the_file_it_was_started_with(site: Site, tmp_path: Path) -> None:
+    log_file = tmp_path / "gdnsd.log"
+    with log_file.open("ab") as err:
+        done = subprocess.run(
+            [pygdnsd_python(), "-m", "pygdnsd", "-c", str(site.cfgdir), "daemonize"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+            env={**env(), NO_LOG_DAEMON_ENV: "1"}, timeout=60, check=False,
+        )
+    assert done.returncode == 0, log_file.read_text()
+    pid = int(site.pidfile.read_text())
+    # Written by the daemon itself, after the foreground process had exited.
+    assert wait_for(lambda: f"@ pid {pid}\n" in log_file.read_text())
+    assert wait_for(lambda: "info: DNS listeners started\n" in log_file.read_text())
+    assert gdnsd(site, "stop").returncode == 0
+    assert "info: Exiting cleanly due to control socket client request\n" in log_file.read_text()
+
+
+def test_without_a_log_daemon_daemonize_into_a_pipe_says_the_log_is_lost(site: Site) -> None:
+    # A pipe is not kept: whoever reads it (here, subprocess.run) waits for its end.
+    done = subprocess.run(
+        [pygdnsd_python(), "-m", "pygdnsd", "-c", str(site.cfgdir), "daemonize"],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        env={**env(), NO_LOG_DAEMON_ENV: "1"}, timeout=60, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "and stderr is no terminal or file the daemon may keep: its log is lost (send stderr to a file" in done.stderr
+    assert alive(int(site.pidfile.read_text()))

@@ -16,6 +16,7 @@ import pytest
 from daemon_support import wait_for
 from pygdnsd.cli import gdnsd
 from pygdnsd.control import json_answers
+from pygdnsd.daemon import daemon
 from pygdnsd.daemon.daemonize import READY, StartupReport, read_verdict
 from pygdnsd.daemon.initscript_verbs import process_gone
 from pygdnsd.daemon.lock import AlreadyRunning, InstanceLock, ensure_run_dir
@@ -23,9 +24,12 @@ from pygdnsd.daemon.pidfile import Pidfile, PidfileState, probe
 from pygdnsd.daemon.privileges import lookup_user
 from pygdnsd.daemon.start import FreshStart
 from pygdnsd.engine.stats import Stats
-from pygdnsd.errors import ConfigError, ZoneError
+from pygdnsd.errors import ConfigError, ZoneError, describe
+from pygdnsd.instance import Loaded
+from pygdnsd.zones.loader import load_zones
 from pygdnsd.zones.model import ZoneSet
 from pygdnsd.zones.reload import ZoneReloader
+from pygdnsd.zones.settings import ZoneSettings
 from pygdnsd.zones.watcher import ZonesWatcher
 
 
@@ -158,6 +162,70 @@ def test_reloader_keeps_old_data_on_error() -> None:
     assert reloader.reload() is True
     assert served == [fresh]
     assert (reloader.reloads, reloader.failures) == (1, 1)
+
+
+def test_a_reload_that_hits_an_empty_exception_reports_its_type_and_meaning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def load() -> ZoneSet:
+        raise MemoryError
+
+    reloader = ZoneReloader(load, lambda zones: None)
+    with caplog.at_level("INFO"):
+        assert reloader.try_reload() == "MemoryError: the process ran out of memory"
+    errors = [record.getMessage() for record in caplog.records if record.levelname == "ERROR"]
+    assert errors == ["MemoryError: the process ran out of memory", "Reloading zone data failed"]
+
+
+@pytest.mark.parametrize(
+    ("exc", "said"),
+    [
+        (MemoryError(), "MemoryError: the process ran out of memory"),
+        (OSError(), "OSError: raised without a message (a bug: the traceback is logged with -D)"),
+        (ValueError("bad thing"), "ValueError: bad thing"),
+        (ZoneError("bad rdata", "zones/example.com", 7), "zones/example.com:7: bad rdata"),
+        (ConfigError(""), "ConfigError: raised without a message (a bug: the traceback is logged with -D)"),
+    ],
+)
+def test_every_failure_reads_as_a_message(exc: BaseException, said: str) -> None:
+    assert describe(exc) == said
+
+
+def test_a_start_that_runs_out_of_memory_reports_why(tmp_path: Path) -> None:
+    def load(cfgdir: Path, strict: bool) -> Loaded:
+        raise MemoryError
+
+    read_end, write_end = os.pipe()
+    with pytest.raises(MemoryError):
+        daemon.run(daemon.StartRequest(tmp_path), StartupReport(write_end), load=load)
+    assert read_verdict(read_end).message == "startup failed: MemoryError: the process ran out of memory"
+
+
+ONE_ZONE = "$TTL 300\n@ SOA ns1 hostmaster 1 7200 1800 259200 900\n@ NS ns1\n@ NS ns2\nns1 A 192.0.2.1\nns2 A 192.0.2.2\n"
+
+
+def test_a_vanished_zones_dir_is_refused_while_zones_serve(tmp_path: Path) -> None:
+    zones_dir = tmp_path / "zones"
+    zones_dir.mkdir()
+    (zones_dir / "example.com").write_text(ONE_ZONE)
+    served = [load_zones(zones_dir, ZoneSettings(threads=1))]
+    reloader = ZoneReloader(
+        lambda: load_zones(zones_dir, ZoneSettings(threads=1)), served.append, zones_dir, lambda: served[-1]
+    )
+    (zones_dir / "example.com").rename(tmp_path / "example.com")
+    zones_dir.rmdir()
+    reason = reloader.try_reload()
+    assert reason is not None
+    assert reason.startswith(f"{zones_dir}: the zones directory does not exist: ")
+    assert "the 1 zone(s) loaded before serve on" in reason
+    assert len(served) == 1
+    # Emptied on purpose (the directory is there): no zones is what is meant.
+    zones_dir.mkdir()
+    assert reloader.try_reload() is None
+    assert len(served) == 2 and served[-1].zones == {}
+    # Serving none, a missing directory changes nothing: no error either (as at a start).
+    zones_dir.rmdir()
+    assert reloader.try_reload() is None
 
 
 def test_reload_requests_coalesce_on_the_reload_thread() -> None:

@@ -13,6 +13,7 @@ from conftest import REAL_GDNSD, REAL_GDNSDCTL, one_zone_source, pygdnsd_python
 from daemon_support import env
 from pygdnsd.cli.gdnsdctl import run_dir_from_config
 from pygdnsd.config.vscf import parse_bytes
+from pygdnsd.log import NO_LOG_DAEMON_ENV
 
 needs_gdnsd = pytest.mark.skipif(
     not (REAL_GDNSD.exists() and REAL_GDNSDCTL.exists()), reason="needs Debian's gdnsd 3.8.1"
@@ -174,6 +175,22 @@ def test_bad_options_print_usage_and_exit_2(dead_config: Path, args: list[str]) 
     assert "Usage: gdnsdctl [-c /etc/gdnsd]" in ours.stderr
     if REAL_GDNSDCTL.exists():
         assert debian_gdnsdctl("-c", str(dead_config), *args).returncode == 2
+
+
+def test_with_l_and_no_syslog_listening_the_lines_stay_on_stderr(dead_config: Path) -> None:
+    done = subprocess.run(
+        [pygdnsd_python(), "-m", "pygdnsd.cli.gdnsdctl", "-l", "-c", str(dead_config), "status"],
+        capture_output=True, text=True, timeout=60, check=False, env={**env(), NO_LOG_DAEMON_ENV: "1"},
+    )
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: connect() to socket ")
+
+
+def test_help_prints_usage_on_stdout_and_exits_0() -> None:
+    ours = our_gdnsdctl("--help")
+    assert (ours.returncode, ours.stderr) == (0, "")
+    assert "\nUsage: gdnsdctl [-c /etc/gdnsd] [-s <IP:port>] [-D] [-l] [-t 47] [-o] [-i] <action> [...]\n" in ours.stdout
+    assert "  -t - Timeout in seconds (def 47, range 5 - 300)\n" in ours.stdout
 
 
 @pytest.mark.parametrize(

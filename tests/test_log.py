@@ -5,10 +5,13 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
+import pty
 import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -260,3 +263,56 @@ def test_a_broken_stderr_is_reported_and_the_load_goes_on(monkeypatch: pytest.Mo
             log.frequent_warning(LOGGER, "held")
     log.setup("stderr", stream=io.StringIO())
     assert [record.getMessage() for record in reported] == ["direct", "held warning lines"]
+
+
+NO_DAEMONS = {log.NO_LOG_DAEMON_ENV: "1"}
+
+
+def test_a_sink_that_cannot_take_lines_is_replaced_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert log.route("stderr", NO_DAEMONS) == log.Route("stderr")
+    no_syslog = log.route("syslog", NO_DAEMONS)
+    assert no_syslog.sink == "stderr"
+    assert no_syslog.note == (
+        "syslog is not reachable (no socket at /dev/log, /var/run/log or /var/run/syslog): logging to stderr instead"
+    )
+    assert log.route("journal", NO_DAEMONS).note.startswith("neither journald nor syslog is reachable (no socket at ")
+    # With journald listening and no syslog: the journal takes syslog's lines.
+    monkeypatch.setattr(log, "syslog_listening", lambda environ=None: False)
+    monkeypatch.setattr(log, "journal_listening", lambda environ=None: True)
+    assert log.route("syslog") == log.Route("journal", "syslog is not reachable (no socket at /dev/log, "
+                                                      "/var/run/log or /var/run/syslog)")
+    monkeypatch.setattr(log, "syslog_listening", lambda environ=None: True)
+    monkeypatch.setattr(log, "journal_listening", lambda environ=None: False)
+    assert log.route("syslog") == log.Route("syslog")
+    assert log.route("journal").note == "journald is not reachable: logging to syslog instead"
+
+
+def test_setup_without_syslog_logs_to_stderr_and_says_so_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(log.NO_LOG_DAEMON_ENV, "1")
+    out = io.StringIO()
+    with only_ours():
+        chosen = log.setup("syslog", stream=out)
+        LOGGER.error("a reason an operator needs")
+        log.setup("stderr", stream=io.StringIO())
+    assert chosen.sink == "stderr"
+    assert out.getvalue() == f"warning: {chosen.note}\nerror: a reason an operator needs\n"
+
+
+def test_a_detached_daemon_keeps_only_a_terminal_or_a_file(tmp_path: Path) -> None:
+    with (tmp_path / "file").open("w") as regular:
+        assert log.keeps_lines(regular.fileno())
+    read_end, write_end = os.pipe()
+    try:
+        assert not log.keeps_lines(write_end)
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    with open(os.devnull, "w") as null:
+        assert not log.keeps_lines(null.fileno())
+    primary, secondary = pty.openpty()
+    try:
+        assert log.keeps_lines(secondary)
+    finally:
+        os.close(primary)
+        os.close(secondary)
+    assert not log.keeps_lines(9999)  # not open

@@ -25,6 +25,7 @@ from daemon_support import (
     wait_for,
     zone_text,
 )
+from pygdnsd.log import NO_LOG_DAEMON_ENV
 
 OLD = ["192.0.2.10", "192.0.2.11"]
 NEW = ["192.0.2.20", "192.0.2.21"]
@@ -118,10 +119,10 @@ def test_reload_under_load_switches_atomically_and_loses_nothing(site: Site) -> 
     assert windows[2] <= changes[1] <= windows[3] + 1, (changes, windows)
 
 
-def start_foreground(site: Site) -> subprocess.Popen[bytes]:
+def start_foreground(site: Site, *flags: str, extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
-        [pygdnsd_python(), "-m", "pygdnsd", "-c", str(site.cfgdir), "start"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env(),
+        [pygdnsd_python(), "-m", "pygdnsd", "-c", str(site.cfgdir), *flags, "start"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**env(), **(extra_env or {})},
     )
     ready = wait_for(lambda: (site.run_dir / "control.sock").exists() and site.pidfile.exists(), 30)
     if not ready:
@@ -165,6 +166,62 @@ def test_broken_zone_on_reload_keeps_the_old_data(site: Site) -> None:
         log = finish(proc)
     assert f"error: {site.zone_file}:{line}: " in log
     assert "error: Reloading zone data failed" in log
+
+
+def our_gdnsdctl(site: Site, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [pygdnsd_python(), "-m", "pygdnsd.cli.gdnsdctl", "-c", str(site.cfgdir), *args],
+        capture_output=True, text=True, env=env(), timeout=60, check=False,
+    )
+
+
+def test_a_failed_reload_says_why_where_it_was_asked_and_never_logs_into_the_void(site: Site) -> None:
+    # -l with no syslog listening (the test hook makes it so on any machine):
+    # the daemon's lines must come out on stderr rather than be dropped.
+    proc = start_foreground(site, "-l", extra_env={NO_LOG_DAEMON_ENV: "1"})
+    try:
+        site.zone_file.write_text(zone_text() + "broken IN BOGUSTYPE 1\n")
+        line = site.zone_file.read_text().count("\n")
+        reason = f"{site.zone_file}:{line}: unsupported record type 'BOGUSTYPE'"
+        ctl = our_gdnsdctl(site, "reload-zones")
+        assert (ctl.returncode, ctl.stderr) == (42, f"error: {reason}\nfatal: Reload transaction failed\n")
+        ours = gdnsd(site, "reload-zones")
+        assert (ours.returncode, ours.stderr) == (1, f"error: reloading zones failed: {reason}\n")
+        if DEBIAN_GDNSDCTL.exists():
+            # Debian's gdnsdctl does not ask for the reason: it hears what gdnsd would say.
+            theirs = debian_gdnsdctl(site, "reload-zones")
+            assert (theirs.returncode, theirs.stderr) == (42, "fatal: Reload transaction failed\n")
+        assert a_records(query(site.port, "www.example.com")) == ["192.0.2.10"]
+    finally:
+        log = finish(proc)
+    assert log.startswith("warning: syslog is not reachable (no socket at /dev/log"), log
+    assert ": logging to stderr instead\n" in log
+    assert f"error: {reason}\nerror: Reloading zone data failed\n" in log
+
+
+def rcode(response: bytes) -> int:
+    return response[3] & 0x0F
+
+
+def test_a_reload_that_finds_the_zones_dir_gone_fails_and_the_zones_serve_on(site: Site) -> None:
+    proc = start_foreground(site)
+    zones_dir = site.cfgdir / "zones"
+    try:
+        zones_dir.rename(site.cfgdir / "zones.moved")
+        gone = gdnsd(site, "reload-zones")
+        assert gone.returncode == 1
+        assert f"error: reloading zones failed: {zones_dir}: the zones directory does not exist: " in gone.stderr
+        assert "the 1 zone(s) loaded before serve on" in gone.stderr
+        assert a_records(query(site.port, "www.example.com")) == ["192.0.2.10"]
+        # An empty directory says "no zones": that reload goes through, and nothing is served.
+        zones_dir.mkdir()
+        emptied = gdnsd(site, "reload-zones")
+        assert emptied.returncode == 0, emptied.stderr
+        assert rcode(query(site.port, "www.example.com")) == 5  # REFUSED: no zone holds the name
+    finally:
+        log = finish(proc)
+    assert f"error: {zones_dir}: the zones directory does not exist: " in log
+    assert "info: Zone data reloaded (0 zones)" in log
 
 
 def test_sighup_reloads(site: Site) -> None:

@@ -242,6 +242,39 @@ def test_a_new_daemon_killed_at_any_step_leaves_the_old_one_serving(tuned: Site,
         assert outcome.clean, load.report()
 
 
+def test_replace_with_nothing_running_starts_one_and_says_nothing_of_a_replace(site: Site) -> None:
+    # As gdnsd -R: nothing to take over is a plain start, silent on success.
+    result = replace(site)
+    assert result.returncode == 0, result.stderr
+    assert "replac" not in result.stderr.lower() and "none running" not in result.stderr, result.stderr
+    pid = int(site.pidfile.read_text())
+    assert pidfile_names_locked(site, pid)
+    assert a_records(query(site.port, QNAME)) == ["192.0.2.10"]
+
+
+def test_a_new_daemon_killed_after_the_hand_off_is_reported_as_nothing_serving(site: Site) -> None:
+    old_pid = daemonize(site)
+    result = replace(site, extra_env={"PYGDNSD_TEST_CRASH_AT": "after-claim"})
+    assert result.returncode == 1
+    found = probe(site.pidfile)
+    # The facts first: the old daemon handed over and exited, the new one died
+    # after rewriting the pidfile, and nothing answers.
+    assert not alive(old_pid)
+    assert found.state is PidfileState.STALE and found.pid not in (None, old_pid)
+    assert gdnsd(site, "status").returncode == 1  # LSB: dead, pidfile remains
+    # Then that the helper said so, and nothing else.
+    assert "serves on" not in result.stderr, result.stderr
+    assert (
+        "nothing serves now (no daemon answers on the control socket or holds the pidfile); "
+        f"the old daemon (PID {old_pid}) has exited; "
+        f"the pidfile {site.pidfile} names PID {found.pid}, which has exited "
+        f"(start one with: gdnsd -c {site.cfgdir} daemonize)"
+    ) in result.stderr, result.stderr
+    # What it says to run works.
+    assert gdnsd(site, "daemonize").returncode == 0
+    assert a_records(query(site.port, QNAME)) == ["192.0.2.10"]
+
+
 def dns_query_to(host: str, port: int, tcp: bool = False, timeout: float = 2.0) -> bytes:
     packet = struct.pack("!HHHHHH", 0x4242, 0, 1, 0, 0, 0) + b"\x03www\x07example\x03com\x00\x00\x01\x00\x01"
     if tcp:

@@ -26,3 +26,27 @@ class ZoneError(GdnsdError):
 
 class UsageError(GdnsdError):
     """Bad command line."""
+
+
+# What an exception means when it carries no message of its own (MemoryError
+# never does): the sentence an operator reads instead of an empty reason.
+_MEANINGS: tuple[tuple[type[BaseException], str], ...] = (
+    (MemoryError, "the process ran out of memory"),
+    (KeyboardInterrupt, "interrupted (SIGINT)"),
+    (BaseException, "raised without a message (a bug: the traceback is logged with -D)"),
+)
+
+
+def describe(exc: BaseException) -> str:
+    """One line an operator can act on, never empty.
+
+    A ``GdnsdError`` says what is wrong in its own words; anything else is
+    unexpected, so its type leads, then its text, or what it means when it
+    has none (``MemoryError``'s ``str()`` is empty).
+    """
+    text = str(exc).strip()
+    if isinstance(exc, GdnsdError) and text:
+        return text
+    if not text:
+        text = next(meaning for kind, meaning in _MEANINGS if isinstance(exc, kind))
+    return f"{type(exc).__name__}: {text}"

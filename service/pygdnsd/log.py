@@ -12,6 +12,14 @@ the root logger to one sink:
 
 ``-D`` adds debug-level lines.
 
+No line goes nowhere (``route``): syslog(3) drops lines silently when no
+syslog daemon listens (a container, this project's test machines), and a
+failed reload's reason was lost that way. A sink that cannot take lines is
+replaced -- syslog by the journal if journald listens, else by stderr -- and
+the first line logged says so. A daemonized process has stderr on
+/dev/null: ``keeps_lines`` tells whether the starting command's stderr (a
+terminal, a file) can stay the daemon's instead.
+
 While zones load (``warnings_held``), stderr's warning lines are written
 together, many to a ``write``, instead of one ``write`` each: a zone may
 warn 100,000 times. Anything else logged, the end of the load and the
@@ -25,11 +33,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import stat
 import sys
 import syslog
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 from typing import Literal, TextIO
 
@@ -263,6 +274,72 @@ def _journal_handler() -> logging.Handler:
     return handler if handler is not None else SyslogHandler()
 
 
+# Where syslog(3) sends its lines: glibc and musl, FreeBSD, macOS.
+SYSLOG_SOCKETS = (Path("/dev/log"), Path("/var/run/log"), Path("/var/run/syslog"))
+# Test hook: set, no syslog daemon and no journald count as listening, so the
+# fallbacks can be tested on a machine that has them.
+NO_LOG_DAEMON_ENV = "PYGDNSD_TEST_NO_LOG_DAEMON"
+
+
+def syslog_listening(environ: Mapping[str, str] | None = None) -> bool:
+    env = os.environ if environ is None else environ
+    return not env.get(NO_LOG_DAEMON_ENV) and any(path.is_socket() for path in SYSLOG_SOCKETS)
+
+
+def journal_listening(environ: Mapping[str, str] | None = None) -> bool:
+    from pygdnsd.systemd.journal import JOURNAL_SOCKET, journal_handler
+
+    env = os.environ if environ is None else environ
+    return not env.get(NO_LOG_DAEMON_ENV) and JOURNAL_SOCKET.is_socket() and journal_handler() is not None
+
+
+SINK_WORDS: dict[Sink, str] = {"stderr": "stderr", "syslog": "syslog", "journal": "the journal"}
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where log lines go: the sink, and why not the one asked for ("" when it is that one)."""
+
+    sink: Sink
+    why: str = ""
+
+    @property
+    def note(self) -> str:
+        """The line that says so, or ""."""
+        return f"{self.why}: logging to {SINK_WORDS[self.sink]} instead" if self.why else ""
+
+
+def route(wanted: Sink, environ: Mapping[str, str] | None = None) -> Route:
+    """``wanted``, or the sink that takes its lines when it cannot: never none."""
+    if wanted == "stderr":
+        return Route("stderr")
+    if wanted == "journal" and journal_listening(environ):
+        return Route("journal")
+    if syslog_listening(environ):
+        return Route("syslog", "" if wanted == "syslog" else "journald is not reachable")
+    *others, last = (str(path) for path in SYSLOG_SOCKETS)
+    no_socket = f"no socket at {', '.join(others)} or {last}"
+    if wanted == "syslog" and journal_listening(environ):
+        return Route("journal", f"syslog is not reachable ({no_socket})")
+    if wanted == "syslog":
+        return Route("stderr", f"syslog is not reachable ({no_socket})")
+    return Route("stderr", f"neither journald nor syslog is reachable ({no_socket})")
+
+
+def keeps_lines(fd: int) -> bool:
+    """Whether ``fd`` leads somewhere a detached daemon may keep writing: a terminal or a file.
+
+    Not a pipe or socket: whoever started us may wait for its end-of-file
+    (a shell's ``$(...)``, a test capturing output) and would wait for as long
+    as the daemon runs. Not /dev/null, for what it is.
+    """
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError:
+        return False
+    return stat.S_ISREG(mode) or os.isatty(fd)
+
+
 def make_handler(sink: Sink, stream: TextIO | None = None) -> logging.Handler:
     if sink == "syslog":
         return SyslogHandler()
@@ -271,11 +348,19 @@ def make_handler(sink: Sink, stream: TextIO | None = None) -> logging.Handler:
     return StderrHandler(stream if stream is not None else sys.stderr)
 
 
-def setup(sink: Sink = "stderr", debug: bool = False, stream: TextIO | None = None) -> None:
-    """Route every log record to ``sink``, replacing any earlier setup."""
+def setup(sink: Sink = "stderr", debug: bool = False, stream: TextIO | None = None, announce: bool = True) -> Route:
+    """Route every log record to ``sink`` (or ``route``'s stand-in), replacing any earlier setup.
+
+    ``announce``: log the stand-in's note (a daemon's log must say where it
+    went; a short-lived command's lines go to stderr either way).
+    """
+    chosen = route(sink)
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
         old.close()
-    root.addHandler(make_handler(sink, stream))
+    root.addHandler(make_handler(chosen.sink, stream))
     root.setLevel(logging.DEBUG if debug else logging.INFO)
+    if chosen.note and announce:
+        logging.getLogger(IDENT).warning("%s", chosen.note)
+    return chosen

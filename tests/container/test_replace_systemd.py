@@ -323,6 +323,50 @@ def test_new_instance_killed_at_each_step_leaves_the_old_serving(
     assert_clean(outcome, f"the reload after a crash {step}")
 
 
+def restarts(container: SystemdContainer) -> int:
+    return int(container.unit_properties(UNIT, "NRestarts")["NRestarts"])
+
+
+def restarted(container: SystemdContainer, count: int, timeout: float = 60.0) -> UnitState:
+    """The unit's state once systemd has started it again (NRestarts past ``count``), polled."""
+    deadline = time.monotonic() + timeout
+    state = unit_state(container)
+    while time.monotonic() < deadline:
+        state = unit_state(container)
+        if restarts(container) > count and (state.active, state.sub) == ("active", "running"):
+            return state
+        time.sleep(0.2)
+    raise AssertionError(f"not restarted within {timeout:g}s: {state}\n{journal_tail(container)}")
+
+
+def test_a_killed_daemon_is_started_again(running: SystemdContainer) -> None:
+    container = running
+    assert container.unit_properties(UNIT, "Restart")["Restart"] == "on-failure"
+    before, count = unit_state(container), restarts(container)
+    container.run(["kill", "-9", str(before.main_pid)], check=True)
+    after = restarted(container, count)
+    assert restarts(container) == count + 1
+    assert after.main_pid != before.main_pid and is_pygdnsd(cmdline(container, after.main_pid))
+    assert dig(container) == "192.0.2.10"
+
+
+def test_a_new_instance_killed_after_the_hand_off_is_started_again(running: SystemdContainer) -> None:
+    # The old instance handed over and exited, the new one claimed MainPID and
+    # died: nothing serves until systemd starts the unit again.
+    container = running
+    before, count = unit_state(container), restarts(container)
+    set_crash_step(container, "after-claim")
+    status, output = reload(container)
+    assert status != 0, output
+    assert "PYGDNSD_TEST_CRASH_AT=after-claim" in container.journal("-t", "gdnsd", "-o", "cat")
+    set_crash_step(container, None)
+    after = restarted(container, count)
+    assert restarts(container) == count + 1
+    assert not cmdline(container, before.main_pid)
+    assert is_pygdnsd(cmdline(container, after.main_pid))
+    assert dig(container) == "192.0.2.10"
+
+
 def test_journal_records_the_replaces_with_their_fields(running: SystemdContainer) -> None:
     container = running
     pid_before = unit_state(container).main_pid

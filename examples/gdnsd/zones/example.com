@@ -1,5 +1,8 @@
 $TTL 86400
-@       SOA ns1 hostmaster (
+; The SOA's own TTL is its ncache field (900): gdnsd clamps a longer one to
+; ncache (negative answers carry the SOA, RFC 2308 section 5) and warns on
+; every load.
+@ 900   SOA ns1 hostmaster (
             2026113001 ; serial
             7200       ; refresh
             1800       ; retry

@@ -25,8 +25,9 @@ from pygdnsd.daemon import daemon, initscript_verbs
 from pygdnsd.daemon.daemon import StartRequest
 from pygdnsd.daemon.daemonize import Verdict, detach
 from pygdnsd.daemon.pidfile import PidfileState, probe
-from pygdnsd.errors import GdnsdError
+from pygdnsd.errors import GdnsdError, describe
 from pygdnsd.instance import load
+from pygdnsd.replace.standing import what_serves
 from pygdnsd.systemd import unit_verbs
 from pygdnsd.systemd.journal import journal_wanted
 
@@ -41,13 +42,16 @@ CONTROL_ACTIONS = ("stop", "status", "replace", "restart", "reload-zones", "cond
 DEFAULT_REPLACE_TIMEOUT = 300.0
 ACTIONS = ("checkconf", *SERVING_ACTIONS, *CONTROL_ACTIONS)
 
-USAGE = """\
+# The first line is gdnsd 3.8.1's; -t only applies to the replacing verbs.
+USAGE = f"""\
 Usage: gdnsd [-c /etc/gdnsd] [-D] [-l] [-S] [-R | -i] <action>
+       gdnsd [-c /etc/gdnsd] [-D] [-l] [-S] [-t {DEFAULT_REPLACE_TIMEOUT:g}] replace|restart|condrestart|try-restart
+       gdnsd --help | --version
   -c - Configuration directory, default '/etc/gdnsd'
   -D - Enable verbose debug output
   -l - Send logs to syslog rather than stderr
   -S - Force 'zones_strict_data = true' for this invocation
-  -t - Seconds replace/restart waits for the new daemon, default 300 (pygdnsd)
+  -t - Seconds replace/restart waits for the new daemon, default {DEFAULT_REPLACE_TIMEOUT:g} (pygdnsd)
   -R - Attempt downtimeless replace of another instance
   -i - Idempotent mode for start/daemonize: exit 0 if already running
        (-R and -i cannot be used together)
@@ -167,6 +171,26 @@ def daemon_log_sink() -> log.Sink:
     return "journal" if journal_wanted() else "syslog"
 
 
+def daemon_keeps_stderr() -> bool:
+    """Whether the daemon about to detach keeps our stderr: its log's only way out.
+
+    Only when no log daemon listens (``log.route``); and only a terminal or a
+    file (``log.keeps_lines``). Otherwise the operator hears now that the
+    daemon's lines will be lost, and how to keep them.
+    """
+    chosen = log.route(daemon_log_sink())
+    if chosen.sink != "stderr":
+        return False
+    if log.keeps_lines(sys.stderr.fileno()):
+        return True
+    logger.warning(
+        "%s, and stderr is no terminal or file the daemon may keep: its log is lost "
+        "(send stderr to a file, 2>>FILE, or run 'gdnsd start' under a supervisor)",
+        chosen.why,
+    )
+    return False
+
+
 def detached_verdict(options: Options, timeout: float | None = None) -> Verdict:
     """Fork off the daemon; return (in the foreground only) what it reported.
 
@@ -175,19 +199,19 @@ def detached_verdict(options: Options, timeout: float | None = None) -> Verdict:
     """
     # The daemon works from "/": a relative -c must not change meaning.
     options = dataclasses.replace(options, cfgdir=Path(os.path.abspath(options.cfgdir)))
-    verdict, report = detach(timeout)
+    verdict, report = detach(timeout, keep_stderr=daemon_keeps_stderr())
     if verdict is not None:
         return verdict
-    # stdio is /dev/null now; replace and condrestart get here without -l too.
+    # stdio is /dev/null now (stderr unless kept); replace and condrestart get here without -l too.
     log.setup(daemon_log_sink(), debug=options.debug)
     status = EXIT_FAILURE
     try:
         logger.info("%s @ pid %d", version_text(), os.getpid())
         status = daemon.run(start_request(options), report, load=load)
     except GdnsdError as exc:
-        logger.error("%s", exc)
-    except BaseException:
-        logger.exception("daemon failed")
+        logger.error("%s", describe(exc))
+    except BaseException as exc:
+        logger.exception("the daemon failed: %s", describe(exc))
     finally:
         logging.shutdown()
         os._exit(status)
@@ -209,32 +233,40 @@ def replace(options: Options, err: TextIO, may_fork: bool) -> int:
     """The helper: ``-R daemonize`` that waits at most ``-t`` seconds, and says how it went.
 
     Under systemd this is ExecReload: its exit status is the reload's result.
+    With no daemon running it starts one and, as gdnsd's ``-R`` then, says
+    nothing of a replace. After a failure it says what serves, as found.
     """
     if not may_fork:
         print(f"error: {FORK_REFUSED}", file=err)
         return EXIT_FAILURE
     # The pidfile's word, not a control-socket round trip: a hung old daemon
     # must not hold the helper up past -t.
-    found = probe(initscript_verbs.Where.of(options.cfgdir).pidfile)
+    where = initscript_verbs.Where.of(options.cfgdir)
+    found = probe(where.pidfile)
     old_pid = found.pid if found.state is PidfileState.RUNNING else None
     fields: dict[str, object] = {"GDNSD_EVENT": "replace-begin"}
     if old_pid is not None:
         fields["GDNSD_OLD_PID"] = old_pid
-    logger.info("REPLACE[helper]: replacing the daemon at PID %s", old_pid or "(none running)", extra=fields)
+        logger.info("REPLACE[helper]: replacing the daemon at PID %d", old_pid, extra=fields)
     verdict = detached_verdict(dataclasses.replace(options, replace=True), options.timeout)
     if verdict.pid is not None:
         fields["GDNSD_NEW_PID"] = verdict.pid
     if verdict.ok:
-        logger.info(
-            "REPLACE[helper]: done: PID %s serves, the old daemon is gone",
-            verdict.pid,
-            extra={**fields, "GDNSD_EVENT": "replace-done"},
-        )
+        if old_pid is not None:
+            logger.info(
+                "REPLACE[helper]: done: PID %s serves, the old daemon is gone",
+                verdict.pid,
+                extra={**fields, "GDNSD_EVENT": "replace-done"},
+            )
         return 0
+    if old_pid is None:
+        # A start, as gdnsd -R with nothing to replace: its failure reads as daemonize's.
+        print(f"error: {verdict.message}", file=err)
+        return EXIT_FAILURE
     logger.error(
-        "REPLACE[helper]: the replace failed (%s); the old daemon (PID %s) serves on",
+        "REPLACE[helper]: the replace failed (%s); %s",
         verdict.message,
-        old_pid or "none",
+        what_serves(where, old_pid, options.cfgdir),
         extra={**fields, "GDNSD_EVENT": "replace-failed"},
     )
     if not logs_to_stderr(err):
@@ -303,6 +335,11 @@ def main(argv: Sequence[str] | None = None, stderr: TextIO | None = None) -> int
     if list(args) == ["--version"]:
         print(version_text())
         return 0
+    if list(args) == ["--help"]:
+        # Asked for, so on stdout and a success (gdnsd 3.8.1 calls it an invalid option).
+        print(version_text())
+        sys.stdout.write(USAGE)
+        return 0
     try:
         options = parse_args(args)
     except BadUsage as exc:
@@ -315,11 +352,18 @@ def main(argv: Sequence[str] | None = None, stderr: TextIO | None = None) -> int
         # On stderr whatever -l says: like a failed daemonize's foreground process.
         print(f"error: {refused}", file=err)
         return EXIT_FAILURE
-    log.setup(daemon_log_sink() if options.syslog else "stderr", debug=options.debug, stream=err)
+    # Only a daemon says where its log goes instead of syslog: "start" here,
+    # a detached one in detached_verdict (this process, the foreground, does not serve).
+    log.setup(
+        daemon_log_sink() if options.syslog else "stderr",
+        debug=options.debug,
+        stream=err,
+        announce=options.action == "start",
+    )
     try:
         # Only the program itself may fork (daemonize): an in-process caller
         # (argv given) would see its own process duplicated.
         return run(options, err, may_fork=argv is None)
     except GdnsdError as exc:
-        logger.error("%s", exc)
+        logger.error("%s", describe(exc))
         return EXIT_FAILURE

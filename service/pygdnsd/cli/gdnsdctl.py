@@ -29,9 +29,11 @@ from pygdnsd.control.client import (
     DaemonNotRunning,
     DaemonStatus,
     RequestDenied,
+    RequestFailed,
     TryLater,
 )
 from pygdnsd.errors import ConfigError
+from pygdnsd.log import syslog_listening
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -193,7 +195,11 @@ def control_socket_path(config_dir: str, log: Log) -> str:
 
 
 class Log:
-    """gdnsd-style ``level: message`` lines to stderr, or to syslog with -l."""
+    """gdnsd-style ``level: message`` lines to stderr, or to syslog with -l (if one listens).
+
+    syslog(3) drops lines when no syslog daemon listens: -l then keeps stderr,
+    so a failure's reason is never lost (``log.route`` does the same for gdnsd).
+    """
 
     _PRIORITIES = {
         "debug": syslog.LOG_DEBUG,
@@ -204,9 +210,9 @@ class Log:
     }
 
     def __init__(self, use_syslog: bool, debug: bool) -> None:
-        self.use_syslog = use_syslog
+        self.use_syslog = use_syslog and syslog_listening()
         self.debug_enabled = debug
-        if use_syslog:
+        if self.use_syslog:
             syslog.openlog("gdnsdctl", syslog.LOG_PID, syslog.LOG_DAEMON)
 
     def write(self, level: str, message: str) -> None:
@@ -242,6 +248,9 @@ def _fail(message: str, exc: ControlError, log: Log, report_denial: bool = True)
         raise exc
     if (isinstance(exc, RequestDenied) and report_denial) or isinstance(exc, CommsError):
         log.error(str(exc))
+    if isinstance(exc, RequestFailed) and exc.reason:
+        # Our daemon says why (protocol.REASON_REQUESTS); gdnsd's never does.
+        log.error(exc.reason)
     raise Fatal(message) from exc
 
 
@@ -329,6 +338,10 @@ def parse_challenges(args: Sequence[str]) -> list[protocol.AcmeChallenge]:
 def main(argv: Sequence[str] | None = None) -> int:
     prog = sys.argv[0] if argv is None else "gdnsdctl"
     args = sys.argv[1:] if argv is None else list(argv)
+    if args == ["--help"]:
+        # Asked for, so on stdout and a success (gdnsd 3.8.1's gdnsdctl calls it an invalid option).
+        sys.stdout.write(USAGE)
+        return EXIT_OK
     try:
         options = parse_args(args, prog)
     except Usage as exc:

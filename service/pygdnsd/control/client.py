@@ -47,7 +47,14 @@ class RequestDenied(ControlError):
 
 
 class RequestFailed(ControlError):
-    """RESP_FAIL, RESP_UNK, or another unexpected answer."""
+    """RESP_FAIL, RESP_UNK, or another unexpected answer.
+
+    ``reason``: why, when the daemon said (see ``protocol.REASON_REQUESTS``); else empty.
+    """
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(f"{message}: {reason}" if reason else message)
+        self.reason = reason
 
 
 class ControlTimeout(ControlError):
@@ -169,8 +176,12 @@ class ControlClient:
         return self._with_retries(lambda: self._data_request(RequestKey.STATE))
 
     def reload_zones(self) -> None:
-        """Returns once the daemon has reloaded its zones and serves the new data."""
-        self._with_retries(lambda: self._plain_request(RequestKey.ZREL))
+        """Returns once the daemon has reloaded its zones and serves the new data.
+
+        A failure raises ``RequestFailed`` with the daemon's reason, if it gave one.
+        """
+        request = protocol.request_with_reason(RequestKey.ZREL)
+        self._with_retries(lambda: self._expect_ack(self._exchange(request)))
 
     def acme_dns_01(self, challenges: Sequence[protocol.AcmeChallenge]) -> None:
         request = protocol.challenge_request(challenges)
@@ -235,7 +246,7 @@ class ControlClient:
         raw = self._recv_exactly(protocol.HEADER_SIZE)
         header = protocol.decode_header(raw)
         try:
-            length = protocol.response_payload_length(request.key, header)
+            length = protocol.response_payload_length(request.key, header, protocol.reason_limit(request))
         except protocol.ProtocolError as exc:
             raise CommsError(str(exc)) from exc
         payload = self._recv_exactly(length) if length else b""
@@ -253,7 +264,7 @@ class ControlClient:
         if key == ResponseKey.UNK:
             raise RequestFailed("daemon does not know this request")
         if key == ResponseKey.FAIL:
-            raise RequestFailed("daemon reported failure")
+            raise RequestFailed("daemon reported failure", reply.payload.decode("utf-8", "replace"))
         raise CommsError(f"daemon answered with unexpected {protocol.key_name(key)}")
 
     def _send(self, data: bytes) -> None:

@@ -7,6 +7,16 @@ network-order count; ``d`` is usually the byte length of data that follows,
 but for some keys it is a PID. Whether data follows depends on the key (and,
 for responses, on the request being answered), so framing lives here next to
 the key definitions.
+
+One extension, invisible to clients that do not ask for it: a failure's
+reason. ControlSocket.md gives RESP_FAIL no data, so a failed reload told
+the client nothing, and the reason went to a log the operator may not have
+(no syslog). A client that wants the reason sends REQ_ZREL with ``d`` set to
+the most bytes of reason it will read (``REASON_LIMIT``; gdnsd 3.8.1 ignores
+ZREL's ``d``, and reloads as usual: measured). A failure then comes as
+RESP_FAIL with ``d`` bytes of UTF-8 text after it, at most what was asked.
+Clients that send ``d`` = 0, as the spec says (Debian's gdnsdctl, any other),
+get the bare RESP_FAIL they expect and never meet data they do not read.
 """
 
 from __future__ import annotations
@@ -78,6 +88,11 @@ class ResponseKey(IntEnum):
 # The one server-initiated message: the old daemon's final stats, pushed to
 # the new one during a takeover (d: byte length, a multiple of 8).
 PSH_SHAND = ord("s")
+
+# Requests whose ``d`` may ask for a failure's reason (see the module docstring).
+REASON_REQUESTS = frozenset({RequestKey.ZREL})
+# The most bytes of reason our clients ask for: a file:line and its problem, with room.
+REASON_LIMIT = 4096
 
 READONLY_REQUESTS = frozenset({RequestKey.INFO, RequestKey.STAT, RequestKey.STATE})
 TAKEOVER_REQUESTS = frozenset({RequestKey.TAK1, RequestKey.TAK2, RequestKey.TAKE})
@@ -181,6 +196,18 @@ def plain_request(key: RequestKey) -> Request:
     return Request(Header(key))
 
 
+def request_with_reason(key: RequestKey, limit: int = REASON_LIMIT) -> Request:
+    """A plain request asking that a failure come with its reason, at most ``limit`` bytes."""
+    if key not in REASON_REQUESTS:
+        raise ProtocolError(f"{key_name(key)} cannot carry a failure's reason")
+    return Request(Header(key, d=limit))
+
+
+def reason_limit(request: Request) -> int:
+    """How many bytes of a failure's reason ``request`` asked for (0: a bare RESP_FAIL)."""
+    return request.header.d if request.key in REASON_REQUESTS else 0
+
+
 def takeover_request(key: RequestKey, pid: int) -> Request:
     if key not in TAKEOVER_REQUESTS:
         raise ProtocolError(f"{key_name(key)} is not a takeover request")
@@ -219,6 +246,14 @@ def response(key: ResponseKey) -> Response:
     return Response(Header(key))
 
 
+def failure(reason: str, limit: int) -> Response:
+    """RESP_FAIL, with ``reason`` (UTF-8, cut to ``limit`` bytes) after it when ``limit`` asks for one."""
+    text = reason.encode("utf-8", "replace")[: min(limit, MAX_D)]
+    # A cut may split a character: drop its leftover bytes, never send invalid UTF-8.
+    text = text.decode("utf-8", "ignore").encode("utf-8")
+    return Response(Header(ResponseKey.FAIL, d=len(text)), text)
+
+
 def info_ack(version: tuple[int, int, int], pid: int) -> Response:
     return Response(header_with_version(ResponseKey.ACK, version, pid))
 
@@ -230,8 +265,16 @@ def data_ack(data: bytes, count: int = 0) -> Response:
     return Response(header_with_count(ResponseKey.ACK, count, len(data)), data)
 
 
-def response_payload_length(request_key: int, header: Header) -> int:
-    """Bytes of data following a response header, given the request it answers."""
+def response_payload_length(request_key: int, header: Header, reason_limit: int = 0) -> int:
+    """Bytes of data following a response header, given the request it answers.
+
+    ``reason_limit``: what the request asked for of a failure's reason (0: none,
+    so a RESP_FAIL's ``d`` means nothing, as in gdnsd).
+    """
+    if header.key == ResponseKey.FAIL and reason_limit:
+        if header.d > reason_limit:
+            raise ProtocolError(f"failure reason of {header.d} bytes, over the {reason_limit} asked for")
+        return header.d
     if header.key != ResponseKey.ACK:
         return 0
     if request_key in (RequestKey.STAT, RequestKey.STATE, RequestKey.TAK2):

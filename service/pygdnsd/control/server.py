@@ -35,6 +35,7 @@ from typing import Protocol
 
 from pygdnsd.control import protocol
 from pygdnsd.control.protocol import RequestKey, ResponseKey
+from pygdnsd.errors import describe
 from pygdnsd.replace import old_daemon
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,13 @@ class Outcome(enum.Enum):
     DENY = ResponseKey.DENY
 
 
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """A state-changing request failed, and why: a client that asks hears ``reason`` with RESP_FAIL."""
+
+    reason: str
+
+
 class ControlHandler(Protocol):
     """What the daemon does for each request. Methods may raise: that answers FAIL."""
 
@@ -65,8 +73,8 @@ class ControlHandler(Protocol):
 
     def states_json(self) -> bytes: ...
 
-    def reload_zones(self) -> Outcome:
-        """Reload synchronously; ACK only once the new data is served."""
+    def reload_zones(self) -> Outcome | Failed:
+        """Reload synchronously; ACK only once the new data is served, else why not."""
         ...
 
     def stop(self) -> Outcome:
@@ -325,7 +333,8 @@ class ControlServer:
         client.busy = True
         self._update_interest(client)
         future = self._worker.submit(work)
-        future.add_done_callback(lambda f: self._worker_done(client, rkey, f))
+        limit = protocol.reason_limit(request)
+        future.add_done_callback(lambda f: self._worker_done(client, rkey, f, limit))
 
     @property
     def takeover_running(self) -> bool:
@@ -369,7 +378,7 @@ class ControlServer:
             log.exception("control socket: %s handler failed", protocol.key_name(key))
             return protocol.response(ResponseKey.FAIL)
 
-    def _state_change(self, key: RequestKey, request: protocol.Request) -> Callable[[], Outcome]:
+    def _state_change(self, key: RequestKey, request: protocol.Request) -> Callable[[], Outcome | Failed]:
         handler = self.handler
         if key == RequestKey.ZREL:
             return handler.reload_zones
@@ -388,18 +397,27 @@ class ControlServer:
             return lambda: Outcome.FAIL
         return lambda: handler.acme_add(challenges)
 
-    def _worker_done(self, client: _Client, key: RequestKey, future: Future[Outcome]) -> None:
-        """Runs on the worker thread: hand the answer to the loop thread."""
+    def _worker_done(
+        self, client: _Client, key: RequestKey, future: Future[Outcome | Failed], reason_limit: int
+    ) -> None:
+        """Runs on the worker thread: hand the answer to the loop thread.
+
+        ``reason_limit``: the request asked for a failure's reason, up to that many bytes.
+        """
         try:
             outcome = future.result()
-        except Exception:
+        except Exception as exc:
             log.exception("control socket: %s handler failed", protocol.key_name(key))
-            outcome = Outcome.FAIL
-        if not isinstance(outcome, Outcome):
+            outcome = Failed(describe(exc))
+        if isinstance(outcome, Failed):
+            response = protocol.failure(outcome.reason, reason_limit)
+        elif isinstance(outcome, Outcome):
+            response = protocol.response(ResponseKey(outcome.value))
+        else:
             log.error("control socket: %s handler returned %r", protocol.key_name(key), outcome)
-            outcome = Outcome.FAIL
+            response = protocol.response(ResponseKey.FAIL)
         hold = outcome is Outcome.ACK and key in (RequestKey.STOP, RequestKey.REPL)
-        self._done.put((client, protocol.response(ResponseKey(outcome.value)), hold))
+        self._done.put((client, response, hold))
         self._wake()
 
     def _finish_worker_results(self) -> None:

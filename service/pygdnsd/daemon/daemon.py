@@ -36,7 +36,7 @@ from types import FrameType
 from pygdnsd.control import json_answers
 from pygdnsd.control import server as control_server
 from pygdnsd.control.protocol import COMPAT_VERSION, AcmeChallenge
-from pygdnsd.control.server import ControlServer, Outcome
+from pygdnsd.control.server import ControlServer, Failed, Outcome
 from pygdnsd.daemon import gc_freeze
 from pygdnsd.daemon.daemonize import StartupReport
 from pygdnsd.daemon.lock import (
@@ -49,7 +49,7 @@ from pygdnsd.daemon.pidfile import Pidfile
 from pygdnsd.daemon.privileges import User, drop_to, lookup_user
 from pygdnsd.daemon.start import FreshStart, Start
 from pygdnsd.engine.stats import Stats
-from pygdnsd.errors import GdnsdError
+from pygdnsd.errors import GdnsdError, describe
 from pygdnsd.instance import Instance, Loaded, read_zones
 from pygdnsd.instance import load as load_all
 from pygdnsd.replace import new_daemon
@@ -106,7 +106,12 @@ class Daemon:
         # From the start, so a SIGHUP from the moment the pidfile exists is kept as a
         # request (its thread starts once serving).
         dynamic = self.instance.dynamic
-        self.reloader = ZoneReloader(lambda: read_zones(self.config, dynamic), self._swap_zones)
+        self.reloader = ZoneReloader(
+            lambda: read_zones(self.config, dynamic),
+            self._swap_zones,
+            zones_dir=self.config.zones_dir,
+            serving=lambda: self.instance.responder.zones,
+        )
         self.watcher: ZonesWatcher | None = None
         self._stop = threading.Event()
         self._stop_message = ""
@@ -347,11 +352,12 @@ class Daemon:
             return dynamic.monitor.states_json().encode("utf-8")
         return json_answers.states_json({})  # gdnsd's answer for no monitored services
 
-    def reload_zones(self) -> Outcome:
+    def reload_zones(self) -> Outcome | Failed:
         with contextlib.suppress(notify.NotifyError):
             notify.reloading()
         try:
-            return Outcome.ACK if self.reloader.reload() else Outcome.FAIL
+            reason = self.reloader.try_reload()
+            return Outcome.ACK if reason is None else Failed(reason)
         finally:
             with contextlib.suppress(notify.NotifyError):
                 notify.ready()
@@ -466,7 +472,7 @@ def run(request: StartRequest, report: StartupReport | None = None, load: Loader
         daemon.serve()
         start.claim(daemon)
     except BaseException as exc:
-        reason = str(exc) if isinstance(exc, GdnsdError) else f"startup failed: {exc!r}"
+        reason = describe(exc) if isinstance(exc, GdnsdError) else f"startup failed: {describe(exc)}"
         start.abandon(reason)
         if daemon is not None:
             with contextlib.suppress(Exception):

@@ -64,7 +64,7 @@ def parse_verdict(data: bytes) -> Verdict:
     if data.startswith(b"OK ") and data.endswith(b"\n") and data[3:-1].isdigit():
         return Verdict(True, "", int(data[3:-1]))
     if not data:
-        return Verdict(False, "the daemon exited during startup without saying why (see syslog)")
+        return Verdict(False, "the daemon exited during startup without saying why (see its log)")
     return Verdict(False, data.decode("utf-8", "replace").strip())
 
 
@@ -101,19 +101,21 @@ def reader_gone(fd: int) -> bool:
     return any(events & (select.POLLERR | select.POLLHUP | select.POLLNVAL) for _, events in poller.poll(0))
 
 
-def _stdio_to_devnull() -> None:
+def _stdio_to_devnull(keep_stderr: bool) -> None:
     null = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
+    for fd in (0, 1) if keep_stderr else (0, 1, 2):
         os.dup2(null, fd)
     if null > 2:
         os.close(null)
 
 
-def detach(timeout: float | None = None) -> tuple[Verdict | None, StartupReport]:
+def detach(timeout: float | None = None, keep_stderr: bool = False) -> tuple[Verdict | None, StartupReport]:
     """Fork off the daemon (the foreground waits at most ``timeout`` seconds for its word).
 
     Returns ``(verdict, _)`` in the foreground process once the daemon has
     reported (the caller exits), and ``(None, report)`` in the daemon.
+    ``keep_stderr``: the daemon keeps our stderr (its log, when no log daemon
+    listens: see ``log.keeps_lines``) instead of /dev/null.
     """
     read_end, write_end = os.pipe()
     sys.stdout.flush()
@@ -132,7 +134,7 @@ def detach(timeout: float | None = None) -> tuple[Verdict | None, StartupReport]
             os._exit(0)
         os.chdir("/")
         os.umask(0o022)
-        _stdio_to_devnull()
+        _stdio_to_devnull(keep_stderr)
     except BaseException:
         os._exit(1)
     return None, StartupReport(write_end)

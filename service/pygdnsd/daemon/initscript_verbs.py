@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TextIO
 
 from pygdnsd.config.options import load_config
-from pygdnsd.control.client import ControlClient, ControlError, DaemonNotRunning
+from pygdnsd.control.client import ControlClient, ControlError, DaemonNotRunning, RequestFailed
 from pygdnsd.daemon.lock import SOCKET_NAME
 from pygdnsd.daemon.pidfile import PidfileState, probe
 
@@ -161,8 +161,13 @@ def reload_zones(cfgdir: Path, timeout: float = DEFAULT_TIMEOUT, err: TextIO | N
         with ControlClient(str(where.control_socket), int(timeout)) as client:
             client.connect()
             client.reload_zones()
+    except RequestFailed as exc:
+        # A daemon that predates failure reasons (gdnsd itself) only logs why.
+        why = exc.reason or f"{exc} (the daemon logged why)"
+        print(f"error: reloading zones failed: {why}", file=err)
+        return EXIT_FAILURE
     except ControlError as exc:
-        print(f"error: reloading zones failed: {exc} (the daemon logged why)", file=err)
+        print(f"error: reloading zones failed: {exc}", file=err)
         return EXIT_FAILURE
     print("info: Zone data reloaded", file=err)
     return EXIT_OK

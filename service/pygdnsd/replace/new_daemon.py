@@ -19,7 +19,9 @@ after TAK1 end this daemon with an error; the old one resumes by itself.
 
 Test hook: ``PYGDNSD_TEST_CRASH_AT=after-load|after-fds|before-ready`` makes a
 replacing daemon SIGKILL itself at that step (``crash_point``), so tests can
-check the old daemon survives a new one dying anywhere.
+check the old daemon survives a new one dying anywhere before it claims;
+``after-claim`` kills it once the old daemon is gone, before its verdict, so
+tests can check what the helper says when nothing serves.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from pygdnsd.systemd import notify
 log = logging.getLogger("gdnsd")
 
 CRASH_ENV = "PYGDNSD_TEST_CRASH_AT"
-CRASH_POINTS = ("after-load", "after-fds", "before-ready")
+CRASH_POINTS = ("after-load", "after-fds", "before-ready", "after-claim")
 # A healthy old daemon answers REQ_INFO at once; one that does not within this
 # is treated as hung and overlapped.
 INFO_TIMEOUT = 5.0
@@ -346,6 +348,7 @@ class Replacement:
             crash_point("before-ready")
             self.watch.commit()
             predecessor.claim(daemon)
+            crash_point("after-claim")
             daemon.last_replace = time.time()
             log.info(
                 "%s: replace complete: serving as PID %d, the old daemon (PID %s) is gone",

@@ -21,7 +21,9 @@ def spawn_replacement(cfgdir: Path) -> subprocess.Popen[bytes]:
         replacement_command(cfgdir),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        # Ours: where we log without a log daemon (a kept terminal or file,
+        # see log.keeps_lines), the new daemon may log too; else it says where.
+        stderr=None,
         close_fds=True,
         start_new_session=True,
     )

@@ -4,6 +4,14 @@ The serving threads keep answering from the old set while the new one loads;
 the swap is one reference assignment in the Responder, so every query sees
 either all of the old data or all of the new. Any error keeps the old data.
 Reloads never overlap: a second request waits for the first.
+
+A zones directory that has vanished is an error when zones are served: a
+reload refuses to swap them for nothing (which would answer every query
+REFUSED) and the old zones serve on. gdnsd 3.8.1 reloads to no zones then,
+saying so only at info level. A daemon that is meant to serve no zones keeps
+the directory, empty: a reload of an empty directory goes through, as does
+one of a missing directory while no zone is served (a start without the
+directory serves no zones, as gdnsd's does).
 """
 
 from __future__ import annotations
@@ -11,21 +19,43 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
+from pygdnsd.errors import GdnsdError, ZoneError, describe
 from pygdnsd.zones.model import ZoneSet
 
 log = logging.getLogger(__name__)
 
 Loader = Callable[[], ZoneSet]
 Swap = Callable[[ZoneSet], None]
+Serving = Callable[[], ZoneSet]
+
+
+def refuse_vanished_dir(zones_dir: Path, new: ZoneSet, serving: ZoneSet) -> None:
+    """Raise ZoneError if ``new`` is empty only because ``zones_dir`` is gone while zones are served."""
+    if new.zones or not serving.zones or zones_dir.is_dir():
+        return
+    raise ZoneError(
+        f"the zones directory does not exist: not reloading to no zones; the {len(serving.zones)} "
+        "zone(s) loaded before serve on (restore the directory; to serve no zones, leave it in place, empty)",
+        str(zones_dir),
+    )
 
 
 class ZoneReloader:
-    """Runs reloads: synchronously (``reload``) or on its own thread (``request``)."""
+    """Runs reloads: synchronously (``reload``, ``try_reload``) or on its own thread (``request``).
 
-    def __init__(self, load: Loader, swap: Swap) -> None:
+    With ``zones_dir`` and ``serving`` (the zones served now), a reload that
+    finds the directory gone fails instead of dropping every zone.
+    """
+
+    def __init__(
+        self, load: Loader, swap: Swap, zones_dir: Path | None = None, serving: Serving | None = None
+    ) -> None:
         self._load = load
         self._swap = swap
+        self._zones_dir = zones_dir
+        self._serving = serving
         self._serial = threading.Lock()
         self._wanted = threading.Event()
         self._closing = threading.Event()
@@ -35,18 +65,27 @@ class ZoneReloader:
 
     def reload(self) -> bool:
         """Load and swap; False (old data kept, reason logged) on any error."""
+        return self.try_reload() is None
+
+    def try_reload(self) -> str | None:
+        """Load and swap; None, or why it failed (old data kept, the reason logged too)."""
         with self._serial:
             try:
                 zones = self._load()
+                if self._zones_dir is not None and self._serving is not None:
+                    refuse_vanished_dir(self._zones_dir, zones, self._serving())
             except Exception as exc:  # any failure must leave the old data serving
-                log.error("%s", exc)
+                reason = describe(exc)
+                log.error("%s", reason)
+                if not isinstance(exc, GdnsdError):
+                    log.debug("the failed reload's traceback:", exc_info=True)
                 log.error("Reloading zone data failed")
                 self.failures += 1
-                return False
+                return reason
             self._swap(zones)
             self.reloads += 1
             log.info("Zone data reloaded (%d zones)", len(zones.zones))
-            return True
+            return None
 
     def start(self) -> None:
         """Start the thread that serves ``request`` (SIGHUP, the auto-reload watcher)."""
