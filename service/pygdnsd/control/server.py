@@ -161,6 +161,7 @@ class ControlServer:
         max_clients: int = DEFAULT_MAX_CLIENTS,
         takeover_host: TakeoverHost | None = None,
     ) -> None:
+        self.listener = listener
         self.listeners = (ControlListener(listener, access, UNIX_LABEL), *tcp_listeners)
         self.handler = handler
         self.takeover_host = takeover_host
