@@ -80,9 +80,9 @@ class ResponseKey(IntEnum):
 PSH_SHAND = ord("s")
 
 READONLY_REQUESTS = frozenset({RequestKey.INFO, RequestKey.STAT, RequestKey.STATE})
-# What a TCP control listener's ``chal_ok`` and ``ctl_ok`` add (man gdnsd.config);
-# REQ_STOP and the takeover keys are for the unix socket only.
+# What a ``tcp_control`` address with ``chal_ok`` permits beyond the read-only requests.
 CHALLENGE_REQUESTS = frozenset({RequestKey.CHAL, RequestKey.CHALF})
+# What ``ctl_ok`` permits; REQ_STOP and the takeover keys are for the unix socket only.
 DAEMON_CONTROL_REQUESTS = frozenset({RequestKey.ZREL, RequestKey.REPL})
 TAKEOVER_REQUESTS = frozenset({RequestKey.TAK1, RequestKey.TAK2, RequestKey.TAKE})
 STATE_CHANGING_REQUESTS = frozenset(RequestKey) - READONLY_REQUESTS - TAKEOVER_REQUESTS
