@@ -87,7 +87,9 @@ class Served:
 
 
 @contextlib.contextmanager
-def serve(idle_timeout: float = 30.0, max_clients: int = 32) -> Iterator[Served]:
+def serve(
+    idle_timeout: float = 30.0, max_clients: int = 32, daemon: FakeDaemon | None = None
+) -> Iterator[Served]:
     base = Path(tempfile.mkdtemp(prefix="pgacc"))
     try:
         addresses = {
@@ -96,7 +98,7 @@ def serve(idle_timeout: float = 30.0, max_clients: int = 32) -> Iterator[Served]
             "ctl": ControlAddress("127.0.0.1", free_port(), socket.AF_INET, ctl_ok=True),
         }
         sockets = tcp_listeners.open_all(list(addresses.values()))
-        daemon = FakeDaemon()
+        daemon = daemon if daemon is not None else FakeDaemon()
         path = str(base / "c.sock")
         server = ControlServer(
             bind_unix_listener(path),
@@ -244,6 +246,33 @@ def test_a_tcp_flood_neither_pushes_out_unix_clients_nor_grows_past_the_cap() ->
         finally:
             for sock in flood:
                 sock.close()
+
+
+class BigStatsDaemon(FakeDaemon):
+    """Stats of 64 KiB: a few pipelined STATs make megabytes of answers."""
+
+    def stats_json(self) -> bytes:
+        self.calls.append("stats")
+        return b"{" + b" " * (64 * 1024 - 2) + b"}"
+
+
+def test_a_client_that_does_not_read_its_answers_stops_being_read() -> None:
+    daemon = BigStatsDaemon()
+
+    def answered() -> int:
+        return daemon.calls.count("stats")
+
+    with serve(daemon=daemon) as served, connect(served, "ro") as greedy:
+        greedy.sendall((b"S" + bytes(7)) * 8192)
+        assert wait_for(lambda: answered() >= 4, 5.0)
+        # Unbounded, the first read alone would be answered 1024 times (64 MiB queued).
+        assert not wait_for(lambda: answered() > 200, 2.0), answered()
+        with ControlClient(("127.0.0.1", served.ports["ro"]), 5) as other:
+            assert other.status().pid == FAKE_PID
+        # Once it reads, it is served again.
+        before = answered()
+        assert len(read_exactly(greedy, 8 << 20)) == 8 << 20
+        assert wait_for(lambda: answered() > before, 5.0)
 
 
 def answers_of_a_read_only_listener(data: bytes) -> bytes:

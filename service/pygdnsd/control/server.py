@@ -53,6 +53,10 @@ DEFAULT_IDLE_TIMEOUT = 30.0
 DEFAULT_MAX_CLIENTS = 128  # per listener
 UNIX_LABEL = "control socket"
 _RECV_SIZE = 1 << 16
+# A client that does not read its answers is not read either once this many
+# bytes of answers wait for it, so pipelined requests (STAT answers run to
+# kilobytes) cannot grow our memory without bound; one answer may go over.
+_OUTBUF_HIGH = 1 << 18
 _LOOP_TICK = 0.5
 
 
@@ -139,6 +143,10 @@ class _Client:
     @property
     def fd(self) -> int:
         return self.sock.fileno()
+
+    @property
+    def backlogged(self) -> bool:
+        return len(self.outbuf) >= _OUTBUF_HIGH
 
 
 class ControlServer:
@@ -280,6 +288,8 @@ class ControlServer:
             return
         if events & selectors.EVENT_WRITE:
             self._flush(client)
+            if client.fd in self._clients and not client.backlogged and client.reader.buffered:
+                self._dispatch_ready(client)  # requests held back while it was backlogged
         if events & selectors.EVENT_READ and client.fd in self._clients:
             self._read(client)
 
@@ -307,7 +317,7 @@ class ControlServer:
     def _dispatch_ready(self, client: _Client) -> None:
         """Handle buffered requests one at a time, stopping while one is with the worker."""
         for _ in range(1024):  # bounded by what the reader's buffer can hold
-            if client.busy or client.held or client.fd not in self._clients:
+            if client.busy or client.held or client.backlogged or client.fd not in self._clients:
                 return
             try:
                 request = client.reader.next_request()
@@ -473,7 +483,7 @@ class ControlServer:
         events = 0
         if client.outbuf:
             events |= selectors.EVENT_WRITE
-        if not client.busy and not client.held:
+        if not client.busy and not client.held and not client.backlogged:
             events |= selectors.EVENT_READ
         if events == client.events:
             return
