@@ -21,8 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REAL_GDNSDCTL, free_port
-from daemon_support import wait_for
+from conftest import REAL_GDNSDCTL, free_port, pygdnsd_python
+from daemon_support import env, wait_for
+from pygdnsd.config.addresses import format_address
 from pygdnsd.config.options import ControlAddress
 from pygdnsd.control import access, protocol, tcp_listeners
 from pygdnsd.control.access import Access
@@ -96,6 +97,7 @@ def serve(
             "ro": ControlAddress("127.0.0.1", free_port(), socket.AF_INET),
             "chal": ControlAddress("127.0.0.1", free_port(), socket.AF_INET, chal_ok=True),
             "ctl": ControlAddress("127.0.0.1", free_port(), socket.AF_INET, ctl_ok=True),
+            "ro6": ControlAddress("::1", free_port("::1"), socket.AF_INET6),
         }
         sockets = tcp_listeners.open_all(list(addresses.values()))
         daemon = daemon if daemon is not None else FakeDaemon()
@@ -128,7 +130,8 @@ def connect(served: Served, name: str, timeout: float = 5.0) -> socket.socket:
         sock.settimeout(timeout)
         sock.connect(served.unix_path)
         return sock
-    return socket.create_connection(("127.0.0.1", served.ports[name]), timeout=timeout)
+    host = "::1" if name.endswith("6") else "127.0.0.1"
+    return socket.create_connection((host, served.ports[name]), timeout=timeout)
 
 
 def read_exactly(sock: socket.socket, size: int) -> bytes:
@@ -332,9 +335,9 @@ def test_junk_on_a_read_only_listener_changes_nothing_and_harms_nothing(served: 
     assert "reload" not in served.daemon.calls
 
 
-def debian_gdnsdctl(port: int, *args: str) -> subprocess.CompletedProcess[str]:
+def debian_gdnsdctl(port: int, *args: str, host: str = "127.0.0.1") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(REAL_GDNSDCTL), "-s", f"127.0.0.1:{port}", "-t", "5", *args],
+        [str(REAL_GDNSDCTL), "-s", format_address(host, port), "-t", "5", *args],
         capture_output=True, text=True, timeout=30, check=False,
     )
 
@@ -352,3 +355,16 @@ def test_debian_gdnsdctl_speaks_to_the_tcp_listeners(served: Served) -> None:
     assert debian_gdnsdctl(ctl, "reload-zones").returncode == 0
     assert debian_gdnsdctl(ctl, "stop").returncode != 0
     assert [c for c in served.daemon.calls if c in STATE_CHANGING_CALLS] == ["acme", "reload"]
+
+
+def test_an_ipv6_listener_serves_both_gdnsdctls(served: Served) -> None:
+    port = served.ports["ro6"]
+    ours = subprocess.run(
+        [pygdnsd_python(), "-m", "pygdnsd.cli.gdnsdctl", "-s", f"[::1]:{port}", "-t", "5", "status"],
+        capture_output=True, text=True, env=env(), timeout=30, check=False,
+    )
+    assert ours.returncode == 0 and f"PID {FAKE_PID}" in ours.stderr, ours.stderr
+    theirs = debian_gdnsdctl(port, "status", host="::1")
+    assert theirs.returncode == 0 and f"PID {FAKE_PID}" in theirs.stderr, theirs.stderr
+    assert debian_gdnsdctl(port, "reload-zones", host="::1").returncode != 0
+    assert "reload" not in served.daemon.calls
