@@ -5,11 +5,12 @@ listeners, and a ControlHandler. Every listener is served by the same loop
 and the same request handling; each listener's ``access.Access`` decides
 which requests its clients may make (anything else is RESP_DENY), and each
 has its own cap on clients, so a flood of TCP connections cannot push out
-the unix socket's. Read-only requests are answered on the loop thread; state-changing ones run one at a
-time on a worker thread (a zone reload may take a while, and status must keep
-answering meanwhile). After acknowledging REQ_STOP or REQ_REPL the connection
-is held open and never read again: the daemon's exit closes it, which is how
-the client observes the exit (ControlSocket.md).
+the unix socket's. Read-only requests are answered on the loop thread;
+state-changing ones run one at a time on a worker thread (a zone reload may
+take a while, and status must keep answering meanwhile). After
+acknowledging REQ_STOP or REQ_REPL the connection is held open and never
+read again: the daemon's exit closes it, which is how the client observes
+the exit (ControlSocket.md).
 
 A REQ_TAK1 (a replacement daemon taking over) takes its connection out of the
 loop onto a thread of its own running ``replace.old_daemon.serve_takeover``; until it
