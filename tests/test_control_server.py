@@ -20,6 +20,7 @@ import pytest
 from conftest import REAL_GDNSDCTL
 from daemon_support import wait_for
 from pygdnsd.control import protocol
+from pygdnsd.control.access import READ_ONLY
 from pygdnsd.control.client import ControlClient, RequestDenied, RequestFailed, TryLater
 from pygdnsd.control.server import ControlServer, Failed, Outcome, bind_unix_listener
 
@@ -295,7 +296,7 @@ def test_readonly_server_denies_state_changes() -> None:
     try:
         path = str(base / "c.sock")
         daemon = FakeDaemon()
-        server = ControlServer(bind_unix_listener(path), daemon, readonly=True)
+        server = ControlServer(bind_unix_listener(path), daemon, access=READ_ONLY)
         server.start()
         try:
             with ControlClient(path, 5, oneshot=True) as client:

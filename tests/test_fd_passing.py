@@ -261,3 +261,34 @@ def test_adopt_refuses_a_socket_that_is_not_what_it_claims() -> None:
         udp.close()
         tcp.close()
         fd_passing.close_fds([r, w])
+
+
+def test_tcp_control_listeners_are_adopted_apart_from_the_dns_sockets() -> None:
+    dns, control = listening_tcp(), listening_tcp()
+    descriptions = [
+        FdDescription(FdRole.DNS, spec_of(dns, TCP)),
+        FdDescription(FdRole.TCP_CONTROL, spec_of(control, TCP)),
+    ]
+    raw = fd_passing.encode_descriptions(descriptions, {})
+    assert fd_passing.decode_descriptions(raw) == (descriptions, {})
+    with pytest.raises(FdPassError):
+        FdDescription(FdRole.TCP_CONTROL)  # its address is how the new daemon matches it
+    handed = fd_passing.adopt(descriptions, [os.dup(dns.fileno()), os.dup(control.fileno())])
+    try:
+        assert [listener.spec for listener in handed.dns] == [spec_of(dns, TCP)]
+        assert [listener.spec for listener in handed.tcp_control] == [spec_of(control, TCP)]
+        assert handed.tcp_control[0].sock.getsockname() == control.getsockname()
+    finally:
+        handed.close()
+        dns.close()
+        control.close()
+    # A description that lies about the address is refused, as for DNS sockets.
+    other = listening_tcp()
+    try:
+        wrong = SocketSpec("127.0.0.1", spec_of(other, TCP).port + 1, socket.AF_INET, TCP, 0)
+        before = open_fd_count()
+        with pytest.raises(FdPassError):
+            fd_passing.adopt([FdDescription(FdRole.TCP_CONTROL, wrong)], [os.dup(other.fileno())])
+        assert open_fd_count() == before
+    finally:
+        other.close()

@@ -95,6 +95,10 @@ REASON_REQUESTS = frozenset({RequestKey.ZREL})
 REASON_LIMIT = 4096
 
 READONLY_REQUESTS = frozenset({RequestKey.INFO, RequestKey.STAT, RequestKey.STATE})
+# What a ``tcp_control`` address with ``chal_ok`` permits beyond the read-only requests.
+CHALLENGE_REQUESTS = frozenset({RequestKey.CHAL, RequestKey.CHALF})
+# What ``ctl_ok`` permits; REQ_STOP and the takeover keys are for the unix socket only.
+DAEMON_CONTROL_REQUESTS = frozenset({RequestKey.ZREL, RequestKey.REPL})
 TAKEOVER_REQUESTS = frozenset({RequestKey.TAK1, RequestKey.TAK2, RequestKey.TAKE})
 STATE_CHANGING_REQUESTS = frozenset(RequestKey) - READONLY_REQUESTS - TAKEOVER_REQUESTS
 
@@ -390,16 +394,27 @@ class RequestReader:
 
     ``feed`` bytes as they arrive, then take requests with ``next_request``
     until it returns None. A ProtocolError means the stream is unusable.
+
+    ``payloads=False`` frames every request as a bare header, REQ_CHAL too:
+    that is how gdnsd reads a listener that denies challenges (the data of a
+    denied REQ_CHAL is read as further headers), and it means such a
+    listener never buffers more than one header per client.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, payloads: bool = True) -> None:
         self._buffer = bytearray()
         self._header: Header | None = None
         self._need = 0
+        self._payloads = payloads
 
     @property
     def buffered(self) -> int:
         return len(self._buffer)
+
+    @property
+    def mid_header(self) -> bool:
+        """Part of a header is buffered (and no request is complete, once next_request gave None)."""
+        return self._header is None and 0 < len(self._buffer) < HEADER_SIZE
 
     def feed(self, data: bytes) -> None:
         self._buffer += data
@@ -412,7 +427,7 @@ class RequestReader:
                 return None
             header = decode_header(bytes(self._buffer[:HEADER_SIZE]))
             del self._buffer[:HEADER_SIZE]
-            self._need = request_payload_length(header)
+            self._need = request_payload_length(header) if self._payloads else 0
             self._header = header
         if len(self._buffer) < self._need:
             return None

@@ -1,20 +1,29 @@
 """The daemon end of the control socket: one thread, one selectors loop, many clients.
 
-The daemon supplies a listening socket and a ControlHandler. Read-only
-requests are answered on the loop thread; state-changing ones run one at a
-time on a worker thread (a zone reload may take a while, and status must keep
-answering meanwhile). After acknowledging REQ_STOP or REQ_REPL the connection
-is held open and never read again: the daemon's exit closes it, which is how
-the client observes the exit (ControlSocket.md).
+The daemon supplies its unix listening socket, any ``tcp_control``
+listeners, and a ControlHandler. Every listener is served by the same loop
+and the same request handling; each listener's ``access.Access`` decides
+which requests its clients may make (anything else is RESP_DENY), and each
+has its own cap on clients, so a flood of TCP connections cannot push out
+the unix socket's. Read-only requests are answered on the loop thread;
+state-changing ones run one at a time on a worker thread (a zone reload may
+take a while, and status must keep answering meanwhile). After
+acknowledging REQ_STOP or REQ_REPL the connection is held open and never
+read again: the daemon's exit closes it, which is how the client observes
+the exit (ControlSocket.md).
 
 A REQ_TAK1 (a replacement daemon taking over) takes its connection out of the
 loop onto a thread of its own running ``replace.old_daemon.serve_takeover``; until it
 ends, other state-changing requests and other takeovers are answered
 RESP_LATR (the client retries), as gdnsd does.
 
-Garbage never harms the loop: unknown keys get RESP_UNK, request sizes that
-make the stream untrustworthy close that connection, and clients idle (or
-stalled mid-message) longer than ``idle_timeout`` are dropped.
+Garbage never harms the loop: unknown keys get RESP_UNK (RESP_DENY over
+TCP), request sizes that make the stream untrustworthy close that
+connection, and clients idle (or stalled mid-message) longer than
+``idle_timeout`` are dropped. As gdnsd does, a connection closes when a
+read ends part-way into a header: gdnsd reads one 8-byte header per read
+and drops a client whose read comes up short (observed on 3.8.1, unix and
+TCP alike), which also rids us of clients trickling bytes.
 """
 
 from __future__ import annotations
@@ -33,7 +42,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from pygdnsd.control import access as control_access
 from pygdnsd.control import protocol
+from pygdnsd.control.access import Access, ControlListener
 from pygdnsd.control.protocol import RequestKey, ResponseKey
 from pygdnsd.errors import describe
 from pygdnsd.replace import old_daemon
@@ -41,8 +52,13 @@ from pygdnsd.replace import old_daemon
 log = logging.getLogger(__name__)
 
 DEFAULT_IDLE_TIMEOUT = 30.0
-DEFAULT_MAX_CLIENTS = 128
+DEFAULT_MAX_CLIENTS = 128  # per listener
+UNIX_LABEL = "control socket"
 _RECV_SIZE = 1 << 16
+# A client that does not read its answers is not read either once this many
+# bytes of answers wait for it, so pipelined requests (STAT answers run to
+# kilobytes) cannot grow our memory without bound; one answer may go over.
+_OUTBUF_HIGH = 1 << 18
 _LOOP_TICK = 0.5
 
 
@@ -124,9 +140,11 @@ def bind_unix_listener(path: str, backlog: int = 64) -> socket.socket:
 @dataclass(eq=False)
 class _Client:
     sock: socket.socket
+    listener: ControlListener
     last_activity: float
-    reader: protocol.RequestReader = field(default_factory=protocol.RequestReader)
+    reader: protocol.RequestReader
     outbuf: bytearray = field(default_factory=bytearray)
+    read_filled: bool = False  # the last read filled our buffer: more may be queued
     busy: bool = False  # a request is with the worker
     held: bool = False  # acknowledged stop/replace: leave open until the daemon exits
     events: int = 0  # what the selector watches for; 0 when unregistered
@@ -135,13 +153,18 @@ class _Client:
     def fd(self) -> int:
         return self.sock.fileno()
 
+    @property
+    def backlogged(self) -> bool:
+        return len(self.outbuf) >= _OUTBUF_HIGH
+
 
 class ControlServer:
-    """Serves the control protocol on ``listener`` from its own thread.
+    """Serves the control protocol on ``listener`` and ``tcp_listeners`` from its own thread.
 
-    ``readonly`` (for TCP control sockets) answers every state-changing
-    request with RESP_DENY. ``close`` ends the thread and closes every
-    connection; the daemon calls it last, just before it exits.
+    ``access`` is what clients of ``listener`` may ask (everything, for the
+    unix socket); each TCP listener carries its own. ``close`` ends the
+    thread and closes every connection and listener; the daemon calls it
+    last, just before it exits.
     """
 
     def __init__(
@@ -149,17 +172,18 @@ class ControlServer:
         listener: socket.socket,
         handler: ControlHandler,
         *,
-        readonly: bool = False,
+        access: Access = control_access.LOCAL,
+        tcp_listeners: Sequence[ControlListener] = (),
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
         max_clients: int = DEFAULT_MAX_CLIENTS,
         takeover_host: TakeoverHost | None = None,
     ) -> None:
         self.listener = listener
+        self.listeners = (ControlListener(listener, access, UNIX_LABEL), *tcp_listeners)
         self.handler = handler
         self.takeover_host = takeover_host
         self._takeover_thread: threading.Thread | None = None
         self._handed_over = False  # for good: a new daemon serves the control socket now
-        self.readonly = readonly
         self.idle_timeout = idle_timeout
         self.max_clients = max_clients
         self._selector = selectors.DefaultSelector()
@@ -175,7 +199,8 @@ class ControlServer:
     # --- lifecycle -------------------------------------------------------
 
     def start(self) -> None:
-        self.listener.setblocking(False)
+        for listener in self.listeners:
+            listener.sock.setblocking(False)
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
@@ -192,7 +217,7 @@ class ControlServer:
         self._worker.shutdown(wait=False, cancel_futures=True)
 
     def pause_accepting(self) -> None:
-        """Leave new connections queued in the kernel (a takeover hands the listener over)."""
+        """Leave new connections queued in the kernel, on every listener (a takeover hands them over)."""
         self._accepting = False
         self._wake()
 
@@ -211,8 +236,8 @@ class ControlServer:
             while not self._closing.is_set():
                 self._sync_listener_interest()
                 for key, events in self._selector.select(timeout=self._tick()):
-                    if key.fileobj is self.listener:
-                        self._accept()
+                    if isinstance(key.data, ControlListener):
+                        self._accept(key.data)
                     elif key.fileobj is self._wake_r:
                         self._drain_wake()
                     else:
@@ -229,34 +254,42 @@ class ControlServer:
 
     def _sync_listener_interest(self) -> None:
         if self._accepting and not self._listener_watched:
-            self._selector.register(self.listener, selectors.EVENT_READ, None)
+            for listener in self.listeners:
+                self._selector.register(listener.sock, selectors.EVENT_READ, listener)
         elif not self._accepting and self._listener_watched:
-            self._selector.unregister(self.listener)
+            for listener in self.listeners:
+                self._selector.unregister(listener.sock)
         self._listener_watched = self._accepting
 
-    def _accept(self) -> None:
+    def _accept(self, listener: ControlListener) -> None:
         # Bounded: drain what the kernel has queued, up to one batch.
         for _ in range(64):
             try:
-                sock, _ = self.listener.accept()
+                sock, _ = listener.sock.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
-                log.error("control socket accept() failed: %s", exc)
+                log.error("%s: accept() failed: %s", listener.label, exc)
                 return
             sock.setblocking(False)
-            if len(self._clients) >= self.max_clients:
-                self._evict_one()
-            client = _Client(sock, time.monotonic())
+            if self._count_clients(listener) >= self.max_clients:
+                self._evict_one(listener)
+            reader = protocol.RequestReader(payloads=listener.access.payloads)
+            client = _Client(sock, listener, time.monotonic(), reader)
             self._clients[client.fd] = client
             self._update_interest(client)
 
-    def _evict_one(self) -> None:
-        """Make room by dropping the longest-idle client that is not mid-operation."""
-        candidates = [c for c in self._clients.values() if not c.busy and not c.held]
+    def _count_clients(self, listener: ControlListener) -> int:
+        return sum(1 for client in self._clients.values() if client.listener is listener)
+
+    def _evict_one(self, listener: ControlListener) -> None:
+        """Make room by dropping the listener's longest-idle client that is not mid-operation."""
+        candidates = [
+            c for c in self._clients.values() if c.listener is listener and not c.busy and not c.held
+        ]
         if candidates:
             victim = min(candidates, key=lambda c: c.last_activity)
-            log.warning("control socket: too many clients, dropping the longest idle")
+            log.warning("%s: too many clients, dropping the longest idle", listener.label)
             self._drop(victim)
 
     def _service(self, client: _Client, events: int) -> None:
@@ -264,6 +297,8 @@ class ControlServer:
             return
         if events & selectors.EVENT_WRITE:
             self._flush(client)
+            if client.fd in self._clients and not client.backlogged and client.reader.buffered:
+                self._dispatch_ready(client)  # requests held back while it was backlogged
         if events & selectors.EVENT_READ and client.fd in self._clients:
             self._read(client)
 
@@ -279,10 +314,11 @@ class ControlServer:
             self._drop(client)
             return
         client.last_activity = time.monotonic()
+        client.read_filled = len(data) == _RECV_SIZE
         try:
             client.reader.feed(data)
         except protocol.ProtocolError as exc:
-            log.error("control socket: %s, closing", exc)
+            log.error("%s: %s, closing", client.listener.label, exc)
             self._drop(client)
             return
         self._dispatch_ready(client)
@@ -290,15 +326,18 @@ class ControlServer:
     def _dispatch_ready(self, client: _Client) -> None:
         """Handle buffered requests one at a time, stopping while one is with the worker."""
         for _ in range(1024):  # bounded by what the reader's buffer can hold
-            if client.busy or client.held or client.fd not in self._clients:
+            if client.busy or client.held or client.backlogged or client.fd not in self._clients:
                 return
             try:
                 request = client.reader.next_request()
             except protocol.ProtocolError as exc:
-                log.error("control socket: %s, closing", exc)
+                log.error("%s: %s, closing", client.listener.label, exc)
                 self._drop(client)
                 return
             if request is None:
+                if client.reader.mid_header and not client.read_filled:
+                    log.debug("%s: a read ended inside a header, closing", client.listener.label)
+                    self._drop(client)
                 return
             self._handle(client, request)
         self._update_interest(client)
@@ -307,14 +346,17 @@ class ControlServer:
 
     def _handle(self, client: _Client, request: protocol.Request) -> None:
         key = request.key
+        listener = client.listener
+        if not listener.access.allows(key):
+            # Debug only: over TCP anyone who can connect could fill the log.
+            log.debug("%s: denying %s (%s)", listener.label, protocol.key_name(key), listener.access.describe())
+            self._send(client, protocol.response(ResponseKey.DENY))
+            return
         if key not in RequestKey._value2member_map_:
-            log.error("control socket: unknown request %s", protocol.key_name(key))
+            log.error("%s: unknown request %s", listener.label, protocol.key_name(key))
             self._send(client, protocol.response(ResponseKey.UNK))
             return
         rkey = RequestKey(key)
-        if self.readonly and rkey not in protocol.READONLY_REQUESTS:
-            self._send(client, protocol.response(ResponseKey.DENY))
-            return
         if rkey in protocol.READONLY_REQUESTS:
             self._send(client, self._answer_readonly(rkey))
             return
@@ -460,7 +502,7 @@ class ControlServer:
         events = 0
         if client.outbuf:
             events |= selectors.EVENT_WRITE
-        if not client.busy and not client.held:
+        if not client.busy and not client.held and not client.backlogged:
             events |= selectors.EVENT_READ
         if events == client.events:
             return
@@ -505,6 +547,7 @@ class ControlServer:
         for client in list(self._clients.values()):
             self._drop(client)
         self._selector.close()
-        self.listener.close()
+        for listener in self.listeners:
+            listener.sock.close()
         self._wake_r.close()
         self._wake_w.close()

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from pygdnsd.control import json_answers
+from pygdnsd.control import json_answers, tcp_listeners
 from pygdnsd.control import server as control_server
 from pygdnsd.control.protocol import COMPAT_VERSION, AcmeChallenge
 from pygdnsd.control.server import ControlServer, Failed, Outcome
@@ -101,6 +101,7 @@ class Daemon:
         # Sockets systemd passed per (host, port, kind): carried over every replace.
         self.activated_counts: dict[tuple[str, int, str], int] = {}
         self.control_listener: socket.socket | None = None
+        self.tcp_control: list[ListenSocket] = []  # one per tcp_control address
         self.control: ControlServer | None = None
         self.pidfile: Pidfile | None = None
         # From the start, so a SIGHUP from the moment the pidfile exists is kept as a
@@ -145,7 +146,7 @@ class Daemon:
         return self.run_dir / SOCKET_NAME
 
     def bind(self) -> None:
-        """The DNS sockets and the control socket, both bound while we may still be root."""
+        """The DNS sockets and the control sockets, all bound while we may still be root."""
         path = self.control_path
         # Socket activation (gdnsd.socket): use what systemd passed, by label.
         passed = socket_activation.activated(self.instance.endpoints, str(path))
@@ -156,15 +157,15 @@ class Daemon:
                 log.info("%s", line)
             self.activated_counts = passed.counts
             self.sockets = [*passed.dns, *socket_activation.open_unpassed(self.instance.endpoints, passed)]
-            if passed.control is not None:
-                self.control_listener = passed.control
-                return
-        try:
-            self.control_listener = control_server.bind_unix_listener(str(path))
-        except OSError as exc:
-            raise GdnsdError(f"control socket '{path}': cannot bind: {exc.strerror}") from exc
-        if self._owner is not None:
-            os.chown(path, *self._owner)
+            self.control_listener = passed.control
+        if self.control_listener is None:
+            try:
+                self.control_listener = control_server.bind_unix_listener(str(path))
+            except OSError as exc:
+                raise GdnsdError(f"control socket '{path}': cannot bind: {exc.strerror}") from exc
+            if self._owner is not None:
+                os.chown(path, *self._owner)
+        self.tcp_control = tcp_listeners.open_all(self.config.tcp_control)
 
     def adopt(self, taken: TakenOver) -> None:
         """Instead of acquire_lock and bind: what the old daemon handed over.
@@ -182,6 +183,9 @@ class Daemon:
         self.activated_counts = socket_activation.counts_from_handoff(taken.extra.get("activated"))
         wanted = socket_activation.keep_for(self.activated_counts, wanted)
         plan = plan_sockets(handed.dns, wanted)
+        tcp_control = tcp_listeners.adopt(handed.tcp_control, self.config.tcp_control)
+        handed.tcp_control = []
+        self.tcp_control = tcp_control
         fresh = [ListenSocket(spec, self._open(spec)) for spec in plan.open]
         addresses = {(spec.host, spec.port) for spec in wanted}
         surplus = []
@@ -255,7 +259,14 @@ class Daemon:
         self.reloader.start()
         if self.control_listener is None:
             raise RuntimeError("serve() before bind()")
-        self.control = ControlServer(self.control_listener, self, takeover_host=self)
+        self.control = ControlServer(
+            self.control_listener,
+            self,
+            tcp_listeners=tcp_listeners.listeners(self.tcp_control, self.config.tcp_control),
+            takeover_host=self,
+        )
+        for listener in self.control.listeners[1:]:
+            log.info("%s: serving %s requests", listener.label, listener.access.describe())
         self.control.start()
         self.heartbeat = Heartbeat(self)
         self.heartbeat.start()
@@ -323,8 +334,10 @@ class Daemon:
             self.pidfile.remove()
         if self.control is not None:
             self.control.close()
-        elif self.control_listener is not None:
-            self.control_listener.close()
+        else:
+            for sock in [self.control_listener, *(listener.sock for listener in self.tcp_control)]:
+                if sock is not None:
+                    sock.close()
         self.reloader.close()
         if self.lock is not None:
             self.lock.release()
@@ -401,7 +414,9 @@ class Daemon:
             "watchdog_usec": self.watchdog_usec,
             "activated": socket_activation.counts_to_handoff(self.activated_counts),
         }
-        return HandoffSet(self.lock.fd, self.control_listener.fileno(), list(self.sockets), extra)
+        return HandoffSet(
+            self.lock.fd, self.control_listener.fileno(), list(self.sockets), extra, list(self.tcp_control)
+        )
 
     def stop_serving(self) -> None:
         log.info("%s: the new daemon serves: stopping here", OLD_DAEMON_LOG_PREFIX)

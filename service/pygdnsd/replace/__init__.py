@@ -23,8 +23,9 @@ every takeover request (``takeover.TakeoverClient`` on the new side,
                           and sends ACK (v: fd count, d: metadata bytes), the
                           metadata JSON, and the descriptors as SCM_RIGHTS
                           (``fd_passing``): the instance lock, the control
-                          listener, every DNS socket. The new daemon keeps the
-                          sockets its config still wants and binds the rest
+                          listener, every DNS socket, every tcp_control
+                          listener. The new daemon keeps the sockets its
+                          config still wants and binds the rest
                           (``socket_plan``), then serves on them and claims the
                           unit with MAINPID+READY and a barrier under systemd,
                           or rewrites the pidfile otherwise.

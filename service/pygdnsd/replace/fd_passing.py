@@ -14,7 +14,8 @@ Two layers:
   descriptor received so far: a stray copy of a DNS socket kept alive by
   mistake would black-hole its share of the traffic.
 * ``FdDescription``/``adopt``: what each descriptor is (the instance lock,
-  the control listener, or a DNS socket with its SocketSpec), encoded as
+  the control listener, a DNS socket or a ``tcp_control`` listener with its
+  SocketSpec), encoded as
   JSON, and turning received descriptors into checked Python objects.
 """
 
@@ -141,6 +142,11 @@ class FdRole(enum.Enum):
     LOCK = "lock"  # the flock'ed run_dir/control.lock: the lock travels with it
     CONTROL = "control"  # the control socket listener
     DNS = "dns"  # a DNS listening socket (spec says which)
+    TCP_CONTROL = "tcp_control"  # a tcp_control listener (spec: its address, TCP, index 0)
+
+
+# The roles whose descriptors are bound sockets described by a SocketSpec.
+_WITH_SPEC = frozenset({FdRole.DNS, FdRole.TCP_CONTROL})
 
 
 @dataclass(frozen=True)
@@ -149,8 +155,8 @@ class FdDescription:
     spec: SocketSpec | None = None
 
     def __post_init__(self) -> None:
-        if (self.role is FdRole.DNS) != (self.spec is not None):
-            raise FdPassError(f"{self.role.value} descriptor: a spec goes with DNS sockets only")
+        if (self.role in _WITH_SPEC) != (self.spec is not None):
+            raise FdPassError(f"{self.role.value} descriptor: a spec goes with DNS and TCP control sockets only")
 
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"role": self.role.value}
@@ -199,7 +205,7 @@ def decode_descriptions(raw: bytes) -> tuple[list[FdDescription], dict[str, Any]
         descriptions = []
         for item in items:
             role = FdRole(item["role"])
-            spec = _spec_from_json(item["spec"]) if role is FdRole.DNS else None
+            spec = _spec_from_json(item["spec"]) if role in _WITH_SPEC else None
             descriptions.append(FdDescription(role, spec))
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise FdPassError(f"hand-off metadata is malformed: {exc}") from exc
@@ -216,6 +222,7 @@ class HandedOver:
     lock_fd: int | None = None
     control: socket.socket | None = None
     dns: list[ListenSocket] = field(default_factory=list)
+    tcp_control: list[ListenSocket] = field(default_factory=list)
 
     def close(self) -> None:
         if self.lock_fd is not None:
@@ -224,9 +231,10 @@ class HandedOver:
         if self.control is not None:
             self.control.close()
             self.control = None
-        for listener in self.dns:
+        for listener in [*self.dns, *self.tcp_control]:
             listener.sock.close()
         self.dns = []
+        self.tcp_control = []
 
 
 def _same_address(bound: Any, spec: SocketSpec) -> bool:
@@ -236,7 +244,7 @@ def _same_address(bound: Any, spec: SocketSpec) -> bool:
         return False
 
 
-def _check_dns_socket(sock: socket.socket, spec: SocketSpec) -> None:
+def _check_bound_socket(sock: socket.socket, spec: SocketSpec) -> None:
     kind = socket.SOCK_DGRAM if spec.kind == UDP else socket.SOCK_STREAM
     if sock.family != spec.family or sock.type != kind:
         raise FdPassError(f"descriptor for {spec.kind.upper()} {spec.label} is a {sock.family.name}/{sock.type.name} socket")
@@ -280,9 +288,10 @@ def adopt(descriptions: Sequence[FdDescription], fds: Sequence[int]) -> HandedOv
                     raise FdPassError("the control descriptor is not a stream socket")
                 continue
             assert description.spec is not None
-            handed.dns.append(ListenSocket(description.spec, sock))
+            kept = handed.dns if description.role is FdRole.DNS else handed.tcp_control
+            kept.append(ListenSocket(description.spec, sock))
             try:
-                _check_dns_socket(sock, description.spec)
+                _check_bound_socket(sock, description.spec)
             except OSError as exc:
                 raise FdPassError(f"descriptor for {description.spec.label}: {exc}") from exc
             sock.setblocking(False)

@@ -2,8 +2,8 @@
 
 The control server hands a REQ_TAK1 connection to ``serve_takeover`` on a
 thread of its own; each step asks the daemon (a ``TakeoverSource``) for what
-it gives away: the live ACME challenges, then the lock, the control listener
-and every DNS socket (``HandoffSet``), then to stop serving and give its final
+it gives away: the live ACME challenges, then the lock, the control listener,
+every DNS socket and every ``tcp_control`` listener (``HandoffSet``), then to stop serving and give its final
 counters. If the new daemon goes away or stalls before STOP, the old one
 carries on (``takeover_failed``).
 """
@@ -41,16 +41,22 @@ class HandoffSet:
     control_fd: int
     dns: Sequence[ListenSocket]
     extra: Mapping[str, Any] = field(default_factory=dict)  # e.g. {"started": ..., "watchdog_usec": ...}
+    tcp_control: Sequence[ListenSocket] = ()
 
     def descriptions(self) -> list[FdDescription]:
         return [
             FdDescription(FdRole.LOCK),
             FdDescription(FdRole.CONTROL),
             *(FdDescription(FdRole.DNS, listener.spec) for listener in self.dns),
+            *(FdDescription(FdRole.TCP_CONTROL, listener.spec) for listener in self.tcp_control),
         ]
 
     def fds(self) -> list[int]:
-        return [self.lock_fd, self.control_fd, *(listener.sock.fileno() for listener in self.dns)]
+        return [
+            self.lock_fd,
+            self.control_fd,
+            *(listener.sock.fileno() for listener in [*self.dns, *self.tcp_control]),
+        ]
 
 
 class TakeoverSource(Protocol):

@@ -162,7 +162,7 @@ class TakeoverClient:
             raise TakeoverError(f"bad challenge hand-off: {exc}") from exc
 
     def take(self) -> TakenOver:
-        """REQ_TAKE: the lock, the control listener and every DNS socket, owned by us after this."""
+        """REQ_TAKE: the lock, the control listeners and every DNS socket, owned by us after this."""
         request = protocol.takeover_request(RequestKey.TAKE, self.pid)
         try:
             self.sock.sendall(request.encode())
