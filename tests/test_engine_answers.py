@@ -277,3 +277,88 @@ def test_delegation_to_parent_zone_names_has_no_glue(engine: Responder) -> None:
     assert not msg.aa
     assert [rr.owner for rr in msg.authority] == [wire_name("deleg2.example.com")]
     assert msg.additional == []
+
+
+# The root zone as gdnsd's suite serves it (006root): the root's NS and net's
+# NS lie under other delegations of the zone (com, org), as the real root's
+# servers lie under net.
+ROOT_ZONE = """\
+@ SOA ns1 dns-admin 1 7200 1800 259200 900
+@ NS ns1.root-servers.com.
+@ NS ns2.root-servers.com.
+@ NS ns3.
+@ NS .
+ns1.root-servers.com. A 192.0.2.1
+ns2.root-servers.com. A 192.0.2.2
+ns2.root-servers.com. AAAA 2001:db8::2
+ns3. A 192.0.2.9
+@ A 192.0.2.3
+com NS ns1.com
+com NS ns2.com
+ns1.com A 192.0.2.5
+ns2.com A 192.0.2.6
+net NS ns1.root-servers.com.
+net NS ns9.org.
+net NS ns3.
+org NS ns9.org
+ns9.org A 192.0.2.78
+"""
+
+
+@pytest.fixture(scope="module")
+def root_engine(tmp_path_factory: pytest.TempPathFactory) -> Responder:
+    return responder(write_zones(tmp_path_factory.mktemp("root"), {"ROOT_ZONE": ROOT_ZONE}))
+
+
+def test_the_zone_knows_its_ns_targets_under_other_delegations(root_engine: Responder) -> None:
+    zone = root_engine.zones.zones[b"\x00"]
+    assert zone.glue_under_other_cuts == {
+        wire_name("ns1.root-servers.com"),
+        wire_name("ns2.root-servers.com"),
+        wire_name("ns9.org"),
+    }
+
+
+def test_referral_glue_from_under_other_delegations(root_engine: Responder) -> None:
+    # gdnsd 3.8.1: targets under another cut (com, org) get their addresses; an
+    # authoritative target (ns3.) does not.
+    msg = ask(root_engine, "www.example.net")
+    assert not msg.aa
+    assert [rr.owner for rr in msg.authority] == [wire_name("net")] * 3
+    assert [(rr.owner, rr.rtype) for rr in msg.additional] == [
+        (wire_name("ns1.root-servers.com"), A),
+        (wire_name("ns9.org"), A),
+    ]
+
+
+def test_apex_ns_answer_carries_the_glue_of_its_targets(root_engine: Responder) -> None:
+    # 006root/021root.t: the root's NS under com get their addresses, ns3. and . do not.
+    msg = ask(root_engine, ".", NS)
+    assert msg.aa
+    assert len(msg.answer) == 4
+    assert [(rr.owner, rr.rtype) for rr in msg.additional] == [
+        (wire_name("ns1.root-servers.com"), A),
+        (wire_name("ns2.root-servers.com"), A),
+        (wire_name("ns2.root-servers.com"), AAAA),
+    ]
+    # The delegation's own glue is unchanged.
+    com = ask(root_engine, "www.example.com")
+    assert [rr.owner for rr in com.additional] == [wire_name("ns1.com"), wire_name("ns2.com")]
+
+
+def test_apex_ns_answer_carries_out_of_zone_glue(tmp_path: Path) -> None:
+    # The zone holds ns.outside.test's addresses as deleg3's glue; ns1 (in the zone) gets none.
+    zone = DEFAULT_ZONES["example.com"] + "@ NS ns.outside.test.\n"
+    engine = responder(write_zones(tmp_path, {**DEFAULT_ZONES, "example.com": zone}))
+    msg = ask(engine, "example.com", NS)
+    outside = wire_name("ns.outside.test")
+    assert [(rr.owner, rr.rtype) for rr in msg.additional] == [(outside, A), (outside, AAAA)]
+    assert ask(responder(write_zones(tmp_path / "plain", DEFAULT_ZONES)), "example.com", NS).additional == []
+
+
+def test_a_cname_chain_to_the_apex_ns_carries_its_glue(tmp_path: Path) -> None:
+    zone = DEFAULT_ZONES["example.com"] + "@ NS ns9.deleg\nns9.deleg A 192.0.2.139\ntoapex CNAME @\n"
+    engine = responder(write_zones(tmp_path, {**DEFAULT_ZONES, "example.com": zone}), experimental_no_chain=False)
+    msg = ask(engine, "toapex.example.com", NS)
+    assert [rr.rtype for rr in msg.answer] == [CNAME] + [NS] * 3
+    assert [(rr.owner, rr.rtype) for rr in msg.additional] == [(wire_name("ns9.deleg.example.com"), A)]
