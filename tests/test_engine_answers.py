@@ -310,15 +310,6 @@ def root_engine(tmp_path_factory: pytest.TempPathFactory) -> Responder:
     return responder(write_zones(tmp_path_factory.mktemp("root"), {"ROOT_ZONE": ROOT_ZONE}))
 
 
-def test_the_zone_knows_its_ns_targets_under_other_delegations(root_engine: Responder) -> None:
-    zone = root_engine.zones.zones[b"\x00"]
-    assert zone.glue_under_other_cuts == {
-        wire_name("ns1.root-servers.com"),
-        wire_name("ns2.root-servers.com"),
-        wire_name("ns9.org"),
-    }
-
-
 def test_referral_glue_from_under_other_delegations(root_engine: Responder) -> None:
     # gdnsd 3.8.1: targets under another cut (com, org) get their addresses; an
     # authoritative target (ns3.) does not.

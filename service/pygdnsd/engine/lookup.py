@@ -82,17 +82,17 @@ def _glue(zone: Zone, ns: RRset, cut: bytes | None) -> tuple[Record, ...]:
     """The addresses served with ``ns``, the NS RRset of delegation ``cut`` (None: of the apex).
 
     As gdnsd: those of targets below the cut, below any other cut of the
-    zone (``Zone.glue_under_other_cuts``), and outside the zone (the loader
-    keeps those addresses only for NS targets). Other targets in the zone
-    are authoritative data, which gdnsd does not add.
+    zone, and outside the zone (the loader keeps those addresses only for NS
+    targets). Other targets in the zone are authoritative data, which gdnsd
+    does not add.
     """
     glue: list[Record] = []
-    other_cuts = zone.glue_under_other_cuts
+    apex = zone.apex
     for target in ns.rdatas:
         if (
             (cut is None or not names.is_within(target, cut))
-            and target not in other_cuts
-            and names.is_within(target, zone.apex)
+            and names.is_within(target, apex)
+            and not _below_a_cut(zone, target)
         ):
             continue
         node = zone.nodes.get(target)
@@ -103,6 +103,17 @@ def _glue(zone: Zone, ns: RRset, cut: bytes | None) -> tuple[Record, ...]:
             if rrset is not None:
                 glue.append(Record(target, rrset))
     return tuple(glue)
+
+
+def _below_a_cut(zone: Zone, name: bytes) -> bool:
+    """Whether ``name`` (in ``zone``) lies at or below one of its delegations; remembered (``Zone.below_cut``)."""
+    known = zone.below_cut.get(name)
+    if known is None:
+        at = name
+        while at != zone.apex and at not in zone.cuts:
+            at = names.parent(at)
+        known = zone.below_cut[name] = at != zone.apex
+    return known
 
 
 @dataclass(frozen=True, slots=True)
