@@ -25,6 +25,7 @@ from engine_support import (
     Message,
     ask,
     engine_fixture,
+    opt_rr,
     query,
     responder,
     wire_name,
@@ -353,3 +354,36 @@ def test_a_cname_chain_to_the_apex_ns_carries_its_glue(tmp_path: Path) -> None:
     msg = ask(engine, "toapex.example.com", NS)
     assert [rr.rtype for rr in msg.answer] == [CNAME] + [NS] * 3
     assert [(rr.owner, rr.rtype) for rr in msg.additional] == [(wire_name("ns9.deleg.example.com"), A)]
+
+
+# gdnsd's compression torture (003complex/008compress.t): 20 MX targets sharing
+# suffixes in many ways. gdnsd remembers 16 names to compress against (the
+# question's 5 suffixes included), so later names compress less than they could.
+TORTURE_TARGETS = (
+    "foo.foo.foo.fox", "fox", "bar.foo.foo.foo", "fox.foo", "foo.fooo.foo.fo", "foo.fox",
+    "fox.foo.foo.foo", "foo.foo.foo", "foo.fox.foo.foo", "foo.foo.foo.foo", "foo.foo.foo.bar",
+    "foo.foo", "fo.foo.foo.fooo", "foo", "asdf.xyz.foo.foo.fox.foo.example.org.", "foo.foo.bar.foo",
+    "fooo.foo.foo.fo", "foo.fox.foo", "foo.foo.fooo.fo", "foo.foo.fox.foo",
+)
+# Debian's gdnsd 3.8.1, asked the same question (EDNS, 1024 bytes).
+GDNSD_TORTURE = (
+    "12348400000100140000000103666f6f13636f6d7072657373696f6e2d746f727475726503666f6f074578616d706c6503636f6d00"
+    "000f0001c00c000f0001000151800014000003666f6f03666f6f03666f6f03666f78c028c00c000f00010001518000040001c053c0"
+    "0c000f000100015180001000020362617203666f6f03666f6fc024c00c000f0001000151800008000303666f78c024c00c000f0001"
+    "000151800014000403666f6f04666f6f6f03666f6f02666fc028c00c000f00010001518000040005c04fc00c000f00010001518000"
+    "08000603666f78c07bc00c000f00010001518000040007c07bc00c000f000100015180000c000803666f6f03666f78c07fc00c000f"
+    "0001000151800008000903666f6fc07bc00c000f0001000151800014000a03666f6f03666f6f03666f6f03626172c028c00c000f00"
+    "01000151800004000bc07fc00c000f0001000151800014000c02666f03666f6f03666f6f04666f6f6fc028c00c000f000100015180"
+    "0004000dc024c00c000f0001000151800028000e04617364660378797a03666f6f03666f6f03666f7803666f6f076578616d706c65"
+    "036f726700c00c000f0001000151800010000f03666f6f03666f6f03626172c024c00c000f000100015180000d001004666f6f6f03"
+    "666f6fc0b0c00c000f0001000151800008001103666f6fc093c00c000f0001000151800014001203666f6f03666f6f04666f6f6f02"
+    "666fc028c00c000f000100015180000c001303666f6f03666f6fc0930000290400000000000000"
+)
+
+
+def test_compression_remembers_sixteen_names_as_gdnsd(tmp_path: Path) -> None:
+    mx = "".join(f"foo.compression-torture.foo MX {n} {target}\n" for n, target in enumerate(TORTURE_TARGETS))
+    zone = "@ SOA ns1 dns-admin.example.net. 1 7200 1800 259200 900\n@ NS ns1\n@ NS ns2\n"
+    engine = responder(write_zones(tmp_path, {"example.com": zone + "ns1 A 192.0.2.1\nns2 A 192.0.2.2\n" + mx}))
+    asked = query("foo.compression-torture.foo.Example.com", MX, rd=False, edns=opt_rr(size=1024))
+    assert engine.respond(asked, V4, False) == bytes.fromhex(GDNSD_TORTURE)
