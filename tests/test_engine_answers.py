@@ -25,6 +25,7 @@ from engine_support import (
     Message,
     ask,
     engine_fixture,
+    opt_rr,
     query,
     responder,
     wire_name,
@@ -277,3 +278,112 @@ def test_delegation_to_parent_zone_names_has_no_glue(engine: Responder) -> None:
     assert not msg.aa
     assert [rr.owner for rr in msg.authority] == [wire_name("deleg2.example.com")]
     assert msg.additional == []
+
+
+# The root zone as gdnsd's suite serves it (006root): the root's NS and net's
+# NS lie under other delegations of the zone (com, org), as the real root's
+# servers lie under net.
+ROOT_ZONE = """\
+@ SOA ns1 dns-admin 1 7200 1800 259200 900
+@ NS ns1.root-servers.com.
+@ NS ns2.root-servers.com.
+@ NS ns3.
+@ NS .
+ns1.root-servers.com. A 192.0.2.1
+ns2.root-servers.com. A 192.0.2.2
+ns2.root-servers.com. AAAA 2001:db8::2
+ns3. A 192.0.2.9
+@ A 192.0.2.3
+com NS ns1.com
+com NS ns2.com
+ns1.com A 192.0.2.5
+ns2.com A 192.0.2.6
+net NS ns1.root-servers.com.
+net NS ns9.org.
+net NS ns3.
+org NS ns9.org
+ns9.org A 192.0.2.78
+"""
+
+
+@pytest.fixture(scope="module")
+def root_engine(tmp_path_factory: pytest.TempPathFactory) -> Responder:
+    return responder(write_zones(tmp_path_factory.mktemp("root"), {"ROOT_ZONE": ROOT_ZONE}))
+
+
+def test_referral_glue_from_under_other_delegations(root_engine: Responder) -> None:
+    # gdnsd 3.8.1: targets under another cut (com, org) get their addresses; an
+    # authoritative target (ns3.) does not.
+    msg = ask(root_engine, "www.example.net")
+    assert not msg.aa
+    assert [rr.owner for rr in msg.authority] == [wire_name("net")] * 3
+    assert [(rr.owner, rr.rtype) for rr in msg.additional] == [
+        (wire_name("ns1.root-servers.com"), A),
+        (wire_name("ns9.org"), A),
+    ]
+
+
+def test_apex_ns_answer_carries_the_glue_of_its_targets(root_engine: Responder) -> None:
+    # 006root/021root.t: the root's NS under com get their addresses, ns3. and . do not.
+    msg = ask(root_engine, ".", NS)
+    assert msg.aa
+    assert len(msg.answer) == 4
+    assert [(rr.owner, rr.rtype) for rr in msg.additional] == [
+        (wire_name("ns1.root-servers.com"), A),
+        (wire_name("ns2.root-servers.com"), A),
+        (wire_name("ns2.root-servers.com"), AAAA),
+    ]
+    # The delegation's own glue is unchanged.
+    com = ask(root_engine, "www.example.com")
+    assert [rr.owner for rr in com.additional] == [wire_name("ns1.com"), wire_name("ns2.com")]
+
+
+def test_apex_ns_answer_carries_out_of_zone_glue(tmp_path: Path) -> None:
+    # The zone holds ns.outside.test's addresses as deleg3's glue; ns1 (in the zone) gets none.
+    zone = DEFAULT_ZONES["example.com"] + "@ NS ns.outside.test.\n"
+    engine = responder(write_zones(tmp_path, {**DEFAULT_ZONES, "example.com": zone}))
+    msg = ask(engine, "example.com", NS)
+    outside = wire_name("ns.outside.test")
+    assert [(rr.owner, rr.rtype) for rr in msg.additional] == [(outside, A), (outside, AAAA)]
+    assert ask(responder(write_zones(tmp_path / "plain", DEFAULT_ZONES)), "example.com", NS).additional == []
+
+
+def test_a_cname_chain_to_the_apex_ns_carries_its_glue(tmp_path: Path) -> None:
+    zone = DEFAULT_ZONES["example.com"] + "@ NS ns9.deleg\nns9.deleg A 192.0.2.139\ntoapex CNAME @\n"
+    engine = responder(write_zones(tmp_path, {**DEFAULT_ZONES, "example.com": zone}), experimental_no_chain=False)
+    msg = ask(engine, "toapex.example.com", NS)
+    assert [rr.rtype for rr in msg.answer] == [CNAME] + [NS] * 3
+    assert [(rr.owner, rr.rtype) for rr in msg.additional] == [(wire_name("ns9.deleg.example.com"), A)]
+
+
+# gdnsd's compression torture (003complex/008compress.t): 20 MX targets sharing
+# suffixes in many ways. gdnsd remembers 16 names to compress against (the
+# question's 5 suffixes included), so later names compress less than they could.
+TORTURE_TARGETS = (
+    "foo.foo.foo.fox", "fox", "bar.foo.foo.foo", "fox.foo", "foo.fooo.foo.fo", "foo.fox",
+    "fox.foo.foo.foo", "foo.foo.foo", "foo.fox.foo.foo", "foo.foo.foo.foo", "foo.foo.foo.bar",
+    "foo.foo", "fo.foo.foo.fooo", "foo", "asdf.xyz.foo.foo.fox.foo.example.org.", "foo.foo.bar.foo",
+    "fooo.foo.foo.fo", "foo.fox.foo", "foo.foo.fooo.fo", "foo.foo.fox.foo",
+)
+# Debian's gdnsd 3.8.1, asked the same question (EDNS, 1024 bytes).
+GDNSD_TORTURE = (
+    "12348400000100140000000103666f6f13636f6d7072657373696f6e2d746f727475726503666f6f074578616d706c6503636f6d00"
+    "000f0001c00c000f0001000151800014000003666f6f03666f6f03666f6f03666f78c028c00c000f00010001518000040001c053c0"
+    "0c000f000100015180001000020362617203666f6f03666f6fc024c00c000f0001000151800008000303666f78c024c00c000f0001"
+    "000151800014000403666f6f04666f6f6f03666f6f02666fc028c00c000f00010001518000040005c04fc00c000f00010001518000"
+    "08000603666f78c07bc00c000f00010001518000040007c07bc00c000f000100015180000c000803666f6f03666f78c07fc00c000f"
+    "0001000151800008000903666f6fc07bc00c000f0001000151800014000a03666f6f03666f6f03666f6f03626172c028c00c000f00"
+    "01000151800004000bc07fc00c000f0001000151800014000c02666f03666f6f03666f6f04666f6f6fc028c00c000f000100015180"
+    "0004000dc024c00c000f0001000151800028000e04617364660378797a03666f6f03666f6f03666f7803666f6f076578616d706c65"
+    "036f726700c00c000f0001000151800010000f03666f6f03666f6f03626172c024c00c000f000100015180000d001004666f6f6f03"
+    "666f6fc0b0c00c000f0001000151800008001103666f6fc093c00c000f0001000151800014001203666f6f03666f6f04666f6f6f02"
+    "666fc028c00c000f000100015180000c001303666f6f03666f6fc0930000290400000000000000"
+)
+
+
+def test_compression_remembers_sixteen_names_as_gdnsd(tmp_path: Path) -> None:
+    mx = "".join(f"foo.compression-torture.foo MX {n} {target}\n" for n, target in enumerate(TORTURE_TARGETS))
+    zone = "@ SOA ns1 dns-admin.example.net. 1 7200 1800 259200 900\n@ NS ns1\n@ NS ns2\n"
+    engine = responder(write_zones(tmp_path, {"example.com": zone + "ns1 A 192.0.2.1\nns2 A 192.0.2.2\n" + mx}))
+    asked = query("foo.compression-torture.foo.Example.com", MX, rd=False, edns=opt_rr(size=1024))
+    assert engine.respond(asked, V4, False) == bytes.fromhex(GDNSD_TORTURE)

@@ -122,8 +122,21 @@ def test_edns_size_limit_boundary(engine: Responder, size: int, whole: bool) -> 
         assert msg.counts == (0, 0, 1)
         assert msg.opt is not None
         assert msg.opt.ttl == 0x8000
-        assert engine.stats.udp["tc"] == 1
+        # gdnsd counts a truncated EDNS answer in edns_tc only (its suite, 005big.t).
+        assert engine.stats.udp["tc"] == 0
         assert engine.stats.udp["edns_tc"] == 1
+
+
+def test_an_edns_truncation_counts_in_edns_tc_only(zones: ZoneSet) -> None:
+    # gdnsd's udp_tc counts truncations without EDNS only (005big.t), also for
+    # an answer served again from memory (an unrotated TXT, truncated by the limit).
+    engine = responder(zones, max_nocookie_response=200)
+    for _ in range(3):
+        assert ask(engine, "mid.example.com", TXT, size=4096).tc
+    assert ask(engine, "mid.example.com", TXT, size=4096, options=option(NSID, b"")).tc
+    assert (engine.stats.udp["tc"], engine.stats.udp["edns_tc"]) == (0, 4)
+    assert ask_plain(engine, "mid.example.com", TXT).tc
+    assert (engine.stats.udp["tc"], engine.stats.udp["edns_tc"]) == (1, 4)
 
 
 def test_edns_big_counts_answers_over_512(engine: Responder) -> None:
@@ -288,6 +301,131 @@ def test_disable_cookies(zones: ZoneSet) -> None:
     assert msg.rcode == 0
     assert msg.options == []
     assert engine.stats.dns["edns_cookie_init"] == 0
+
+
+def cookie_only_query(options: bytes, *, opcode: int = 0, version: int = 0, do: bool = False) -> bytes:
+    """A query with no question (QDCOUNT 0), only an OPT record carrying ``options``."""
+    header = struct.pack("!HBBHHHH", 0x4242, opcode << 3, 0, 0, 0, 0, 1)
+    return header + opt_rr(options=options, version=version, do=do)
+
+
+def test_a_cookie_only_query_gets_noerror_with_a_server_cookie(zones: ZoneSet) -> None:
+    # RFC 7873 section 5.4; gdnsd answers so whatever the cookie's state (050cookies.t).
+    engine = responder(zones, cookie_secret=SECRET, nsid=b"id")
+    full = cookie_from(ask(engine, options=option(COOKIE, CLIENT_COOKIE)))
+    before = dict(engine.stats.dns.values)
+    for sent in (CLIENT_COOKIE, full, CLIENT_COOKIE + bytes(8)):
+        msg = parse(engine.respond(cookie_only_query(option(COOKIE, sent) + option(NSID, b"")), V4, False))
+        assert msg.rcode == 0
+        assert not msg.aa
+        assert (msg.qdcount, msg.counts) == (0, (0, 0, 1))
+        assert msg.options == [(COOKIE, full), (NSID, b"id")]
+    counted = {name: engine.stats.dns[name] - before[name] for name in before}
+    assert {name: n for name, n in counted.items() if n} == {
+        "noerror": 3,
+        "edns": 3,
+        "edns_cookie_init": 1,
+        "edns_cookie_ok": 1,
+        "edns_cookie_bad": 1,
+    }
+
+
+@pytest.mark.parametrize(
+    ("packet", "rcode"),
+    [
+        (cookie_only_query(b""), 1),  # no cookie: FORMERR
+        (cookie_only_query(option(COOKIE, CLIENT_COOKIE), opcode=2), 4),  # NOTIMP, the cookie still answered
+        (cookie_only_query(option(COOKIE, CLIENT_COOKIE), version=1), 16),  # BADVERS first
+    ],
+    ids=["no-cookie", "opcode", "version"],
+)
+def test_a_questionless_query_without_a_usable_cookie(zones: ZoneSet, packet: bytes, rcode: int) -> None:
+    engine = responder(zones, cookie_secret=SECRET)
+    msg = parse(engine.respond(packet, V4, False))
+    assert msg.rcode == rcode
+    assert msg.qdcount == 0
+    assert [code for code, _ in msg.options] == ([COOKIE] if rcode == 4 else [])
+
+
+def test_a_cookie_only_query_is_formerr_with_cookies_disabled(zones: ZoneSet) -> None:
+    engine = responder(zones, disable_cookies=True)
+    msg = parse(engine.respond(cookie_only_query(option(COOKIE, CLIENT_COOKIE)), V4, False))
+    assert msg.rcode == 1
+    assert msg.options == []
+    # Ignored whole: a cookie of no valid length is no FORMERR either.
+    assert ask(engine, options=option(COOKIE, b"12345")).rcode == 0
+    assert engine.stats.dns["edns_cookie_formerr"] == 0
+
+
+@pytest.mark.parametrize("second", [b"abcdefgh", b"abc", CLIENT_COOKIE + bytes(8)], ids=["init", "bad-length", "bad"])
+def test_only_the_first_cookie_option_counts(zones: ZoneSet, second: bytes) -> None:
+    # gdnsd skips later cookie options unread (019bad.t, "2x cookies").
+    engine = responder(zones, cookie_secret=SECRET)
+    msg = ask(engine, options=option(COOKIE, CLIENT_COOKIE) + option(COOKIE, second))
+    assert msg.rcode == 0
+    assert cookie_from(msg)[:8] == CLIENT_COOKIE
+    assert engine.stats.dns["edns_cookie_init"] == 1
+    assert engine.stats.dns["edns_cookie_bad"] + engine.stats.dns["edns_cookie_formerr"] == 0
+
+
+def test_a_bad_first_cookie_option_is_formerr(zones: ZoneSet) -> None:
+    engine = responder(zones, cookie_secret=SECRET)
+    msg = ask(engine, options=option(COOKIE, b"abc") + option(COOKIE, CLIENT_COOKIE))
+    assert msg.rcode == 1
+    assert msg.options == []
+    assert engine.stats.dns["edns_cookie_formerr"] == 1
+    assert engine.stats.dns["edns_cookie_init"] == 0
+
+
+# A client-subnet option with the prefix past the family's bits: malformed.
+BAD_ECS = option(ECS, b"\x00\x01\x21\x00\x0a\x00\x00\x00\x00")
+
+
+@pytest.mark.parametrize(
+    ("options", "answered"),
+    [
+        (option(COOKIE, CLIENT_COOKIE) + BAD_ECS + option(NSID, b""), [COOKIE]),
+        (option(NSID, b"") + BAD_ECS + option(COOKIE, CLIENT_COOKIE), [NSID]),
+        (BAD_ECS + option(NSID, b""), []),
+        (option(ECS, b"\x00\x01\x08\x00\x0a") + option(COOKIE, b"abc"), [ECS]),
+    ],
+    ids=["cookie-then-bad", "nsid-then-bad", "bad-first", "ecs-then-bad-cookie"],
+)
+def test_formerr_answers_the_options_read_before_the_bad_one(
+    zones: ZoneSet, options: bytes, answered: list[int]
+) -> None:
+    # gdnsd reads options in order and stops at the first bad one.
+    engine = responder(zones, cookie_secret=SECRET, nsid=b"id")
+    msg = ask(engine, options=options)
+    assert msg.rcode == 1
+    assert [code for code, _ in msg.options] == answered
+    assert engine.stats.dns["edns_cookie_init"] == (COOKIE in answered)
+
+
+def test_every_client_subnet_option_counts(zones: ZoneSet) -> None:
+    # gdnsd counts each option in edns_clientsub, malformed ones too (039clientsub.t), and echoes the last.
+    engine = responder(zones)
+    first, last = b"\x00\x01\x18\x00\x0a\x00\x00", b"\x00\x01\x10\x00\x0b\x01"
+    msg = ask(engine, options=option(ECS, first) + option(ECS, last))
+    assert msg.options == [(ECS, last)]
+    assert engine.stats.dns["edns_clientsub"] == 2
+    assert ask(engine, options=BAD_ECS).rcode == 1
+    assert engine.stats.dns["edns_clientsub"] == 3
+
+
+def test_a_newer_edns_version_is_badvers_before_its_options_are_read(zones: ZoneSet) -> None:
+    engine = responder(zones, cookie_secret=SECRET)
+    msg = ask(engine, version=1, options=option(COOKIE, b"abc") + BAD_ECS)
+    assert msg.rcode == 16
+    assert engine.stats.dns["badvers"] == 1
+    assert engine.stats.dns["edns_cookie_formerr"] + engine.stats.dns["edns_clientsub"] == 0
+
+
+def test_error_responses_count_edns_do(engine: Responder) -> None:
+    ask(engine, do=True, options=option(COOKIE, b"abc"))  # FORMERR
+    ask(engine, do=True, version=1)  # BADVERS
+    engine.respond(query("www.example.com", opcode=2, edns=opt_rr(do=True)), V4, False)  # NOTIMP
+    assert engine.stats.dns["edns_do"] == 3
 
 
 def test_max_nocookie_response_truncates_only_without_a_valid_cookie(zones: ZoneSet) -> None:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
 
+from daemon_support import wait_for
 from pygdnsd.config.vscf import ConfigHash, parse_bytes
 from pygdnsd.errors import ConfigError
 from pygdnsd.monitoring.admin_state import Override, forced_states, parse_overrides
 from pygdnsd.monitoring.antiflap import Thresholds, Tracker, first_result, next_result
 from pygdnsd.monitoring.extfile import parse_states, results_for
+from pygdnsd.monitoring.monitor import Monitor
 from pygdnsd.monitoring.service_types import (
     Extfile,
     HttpStatus,
@@ -19,6 +22,7 @@ from pygdnsd.monitoring.service_types import (
     parse_service_types,
 )
 from pygdnsd.monitoring.sttl import TTL_MAX, Sttl
+from pygdnsd.plugins.registry import load_plugins
 
 
 def stypes(text: bytes, state_dir: Path = Path("/var/lib/gdnsd")) -> dict[str, ServiceType]:
@@ -142,3 +146,83 @@ def test_extfile_defaults() -> None:
         "192.0.2.2": Sttl(down=False, ttl=600),
         "192.0.2.3": Sttl(down=True, ttl=600),
     }
+
+
+EXTFILE_CONFIG = b"""
+service_types => {
+  extd => { plugin => extfile, file => extd, direct => true }
+  extm => { plugin => extfile, file => extm }
+}
+plugins => { simplefo => {
+  rd => { service_types => extd, primary => 127.0.0.1, secondary => 192.0.2.1 }
+  rm => { service_types => extm, primary => 127.0.0.1, secondary => 192.0.2.1 }
+} }
+"""
+
+
+def extfile_monitor(state_dir: Path) -> Monitor:
+    top = parse_bytes(EXTFILE_CONFIG, "config")
+    assert isinstance(top, ConfigHash)
+    raw_types, plugins = top["service_types"], top["plugins"]
+    assert isinstance(raw_types, ConfigHash) and isinstance(plugins, ConfigHash)
+    monitor = Monitor(parse_service_types(raw_types, state_dir), state_dir)
+    load_plugins(plugins, monitor)
+    (state_dir / "extfile").mkdir(parents=True, exist_ok=True)
+    return monitor
+
+
+def logged(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [record.getMessage() for record in caplog.records]
+
+
+def test_an_extfile_missing_at_startup_leaves_its_states_up(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # gdnsd 3.8.1: an error, no state lines, and UP/MAX (def_down or not) until the file loads.
+    monitor = extfile_monitor(tmp_path)
+    with caplog.at_level(logging.DEBUG, logger="pygdnsd.monitoring"):
+        monitor.initial_round()
+    path = tmp_path / "extfile" / "extd"
+    assert f"plugin_extfile: Service type 'extd': loading file '{path}' failed: No such file or directory" in logged(caplog)
+    assert not any("initialized" in line or "loaded new data" in line for line in logged(caplog))
+    assert monitor.states["127.0.0.1/extd"] == Sttl(down=False, ttl=TTL_MAX)
+    assert '"127.0.0.1/extm": {"state": "UP", "real_state": "UP"}' in monitor.states_json()
+
+
+def test_extfile_loads_log_in_gdnsd_words(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # The lines gdnsd's suite waits for (017extfile, 018admin), in gdnsd's order.
+    monitor = extfile_monitor(tmp_path)
+    extd, extm = tmp_path / "extfile" / "extd", tmp_path / "extfile" / "extm"
+    extd.write_text("127.0.0.1 => down/42\n")
+    extm.write_text("127.0.0.1 => up/30\n192.0.2.1 => up\n")
+    with caplog.at_level(logging.DEBUG, logger="pygdnsd.monitoring"):
+        monitor.initial_round()
+    assert logged(caplog)[1:5] == [
+        "plugin_extfile: Service type 'extd': '192.0.2.1' was defaulted! (not specified by input file)",
+        "state of '127.0.0.1/extd' initialized to DOWN/42",
+        "state of '192.0.2.1/extd' initialized to UP/MAX",
+        f"plugin_extfile: Service type 'extd': loaded new data from file '{extd}'",
+    ]
+    assert (
+        f"plugin_extfile: Service type 'extm': TTL value for '127.0.0.1' in file '{extm}' ignored in 'monitor' mode"
+        in logged(caplog)
+    )
+    # Forced by admin_state, a change of the real state says the forced one stays.
+    (tmp_path / "admin_state").write_text("127.0.0.1/extd => DOWN\n")
+    monitor.reload_admin_state()
+    caplog.clear()
+    monitor.start()
+    try:
+        with caplog.at_level(logging.DEBUG, logger="pygdnsd.monitoring"):
+            extd.write_text("127.0.0.1 => up\n192.0.2.1 => up\n")
+            assert wait_for(lambda: any("'extd': loaded new data" in line for line in logged(caplog)))
+            assert (
+                "state of '127.0.0.1/extd' changed from DOWN/42 to UP/MAX, "
+                "effective state remains administratively forced to DOWN/MAX"
+            ) in logged(caplog)
+            caplog.clear()
+            extd.write_text("127.0.0.1 => SIDEWAYS\n")
+            assert wait_for(lambda: any("file load failed" in line for line in logged(caplog)))
+    finally:
+        monitor.stop()
+    assert logged(caplog)[-1] == "plugin_extfile: Service type 'extd': file load failed, no updates applied"
+    assert "'127.0.0.1'" in logged(caplog)[-2]  # the file's problem, at its line
+    assert monitor.states["192.0.2.1/extd"] == Sttl(down=False, ttl=TTL_MAX)  # no update applied

@@ -205,3 +205,53 @@ def test_weighted_multi_and_groups(tmp_path: Path) -> None:
     assert seen == {2, 3}
     resolvers.check("weighted", "cn", dync=True)
     assert resolvers.resolve("weighted", "cn", CLIENT, {}).cname is not None
+
+
+CNAME_DC_CONFIG = b"""
+service_types => {
+  ext => { plugin => extfile, file => /nonexistent/extdata, direct => true }
+}
+plugins => {
+  simplefo => { r1 => { primary => 10.0.0.1, secondary => 10.0.0.2 } }
+  metafo => {
+    service_types => up
+    resources => {
+      m1 => { datacenters => [ dc1, dc2 ], dcmap => { dc1 => m1cname.example.net., dc2 => %simplefo!r1 } }
+      m2 => { service_types => [ up, ext ], datacenters => [ dc1 ], dcmap => { dc1 => m2cname.example.net. } }
+      m3 => { service_types => [ ], datacenters => [ dc1 ], dcmap => { dc1 => m3cname.example.net. } }
+    }
+  }
+}
+"""
+
+
+def test_metafo_cname_datacenters_are_monitored(tmp_path: Path) -> None:
+    # gdnsd 3.8.1 (gdnsdctl states): each CNAME datacenter gets CNAME/TYPE per
+    # service type of its resource, listed after the datacenter's own state.
+    _, monitor = load(CNAME_DC_CONFIG, tmp_path)
+    assert monitor.names()[:6] == [
+        "metafo/m1/dc1",
+        "m1cname.example.net./up",
+        "metafo/m1/dc2",
+        "metafo/m2/dc1",
+        "m2cname.example.net./up",
+        "m2cname.example.net./ext",
+    ]
+    assert "metafo/m3/dc1" in monitor.names()
+    assert not any(name.startswith("m3cname") for name in monitor.names())  # service_types []
+
+
+def test_a_cname_datacenter_down_fails_over(tmp_path: Path) -> None:
+    # 018admin/044admin.t: m1cname.example.net./up => DOWN/29 answers dc2, TTL 29.
+    resolvers, _ = load(CNAME_DC_CONFIG, tmp_path)
+    assert resolvers.resolve("metafo", "m1", CLIENT, {}).cname == b"\x07m1cname\x07example\x03net\x00"
+    down29 = {"m1cname.example.net./up": Sttl(down=True, ttl=29, forced=True)}
+    m1 = resolvers.resolve("metafo", "m1", CLIENT, down29)
+    assert (m1.cname, m1.v4, m1.ttl, m1.failed) == (None, (ip("10.0.0.1"),), 29, False)
+    # A datacenter forced UP overrides its CNAME's state, TTL included.
+    forced_up = {**down29, "metafo/m1/dc1": Sttl(down=False, forced=True)}
+    m1 = resolvers.resolve("metafo", "m1", CLIENT, forced_up)
+    assert (m1.cname is not None, m1.ttl, m1.failed) == (True, TTL_MAX, False)
+    # Any of a resource's service types down takes the CNAME down.
+    m2 = resolvers.resolve("metafo", "m2", CLIENT, {"m2cname.example.net./ext": Sttl(down=True, ttl=40)})
+    assert (m2.ttl, m2.failed) == (40, True)

@@ -53,50 +53,60 @@ class EdnsRequest:
     nsid: bool = False
     cookie: bytes | None = None
     client_subnet: ClientSubnet | None = None
+    # How many client-subnet options the query carried, malformed ones
+    # included: gdnsd counts each in ``edns_clientsub`` (and echoes the last).
+    client_subnets: int = 0
 
 
-def parse_opt(rclass: int, ttl: int, rdata: bytes, with_subnet: bool) -> EdnsRequest:
-    """Decode an OPT RR's fields (the owner name and type were checked by the caller)."""
+def parse_opt(rclass: int, ttl: int, rdata: bytes, with_subnet: bool, with_cookies: bool) -> EdnsRequest:
+    """Decode an OPT RR's fields (the owner name and type were checked by the caller).
+
+    ``with_subnet``/``with_cookies`` false: those options are ignored, as
+    gdnsd does with ``edns_client_subnet => false``/``disable_cookies``.
+    """
     version = (ttl >> 16) & 0xFF
     do = bool(ttl & 0x8000)
-    try:
-        return _parse_options(max(rclass, 512), version, do, rdata, with_subnet)
-    except EdnsFormatError as bad:
-        # gdnsd's FORMERR for bad options carries an OPT, but no NSID.
-        bad.request = EdnsRequest(max(rclass, 512), version, do)
-        raise
+    udp_size = max(rclass, 512)
+    if version:
+        # Answered BADVERS; gdnsd does not read the options of a version it does not speak.
+        return EdnsRequest(udp_size, version, do)
+    return _parse_options(udp_size, do, rdata, with_subnet, with_cookies)
 
 
-def _parse_options(
-    udp_size: int, version: int, do: bool, rdata: bytes, with_subnet: bool
-) -> EdnsRequest:
+def _parse_options(udp_size: int, do: bool, rdata: bytes, with_subnet: bool, with_cookies: bool) -> EdnsRequest:
     nsid = False
     cookie = None
     subnet = None
+    subnets = 0
     pos = 0
     end = len(rdata)
-    while pos < end:
-        if pos + 4 > end:
-            raise EdnsFormatError("truncated EDNS option header")
-        code, length = _OPTION.unpack_from(rdata, pos)
-        pos += 4
-        if pos + length > end:
-            raise EdnsFormatError("EDNS option runs past the OPT record")
-        data = rdata[pos : pos + length]
-        pos += length
-        if code == OPT_NSID:
-            if length:
-                raise EdnsFormatError("NSID option in a query must be empty")
-            nsid = True
-        elif code == OPT_COOKIE:
-            if cookie is not None:
-                raise EdnsFormatError("two cookie options", cookie=True)
-            if length != 8 and not 16 <= length <= 40:
-                raise EdnsFormatError("bad cookie length", cookie=True)
-            cookie = data
-        elif code == OPT_CLIENT_SUBNET and with_subnet:
-            subnet = _parse_client_subnet(data)
-    return EdnsRequest(udp_size, version, do, nsid, cookie, subnet)
+    try:
+        while pos < end:
+            if pos + 4 > end:
+                raise EdnsFormatError("truncated EDNS option header")
+            code, length = _OPTION.unpack_from(rdata, pos)
+            pos += 4
+            if pos + length > end:
+                raise EdnsFormatError("EDNS option runs past the OPT record")
+            if code == OPT_NSID:
+                if length:
+                    raise EdnsFormatError("NSID option in a query must be empty")
+                nsid = True
+            elif code == OPT_COOKIE and with_cookies and cookie is None:
+                # Only the first cookie option counts; gdnsd skips later ones unread.
+                if length != 8 and not 16 <= length <= 40:
+                    raise EdnsFormatError("bad cookie length", cookie=True)
+                cookie = rdata[pos : pos + length]
+            elif code == OPT_CLIENT_SUBNET and with_subnet:
+                subnets += 1
+                subnet = _parse_client_subnet(rdata[pos : pos + length])
+            pos += length
+    except EdnsFormatError as bad:
+        # gdnsd reads options in order: its FORMERR carries an OPT answering
+        # those read before the bad one (cookie, NSID, subnet echo).
+        bad.request = EdnsRequest(udp_size, 0, do, nsid, cookie, subnet, subnets)
+        raise
+    return EdnsRequest(udp_size, 0, do, nsid, cookie, subnet, subnets)
 
 
 def _parse_client_subnet(data: bytes) -> ClientSubnet:

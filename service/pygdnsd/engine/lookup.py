@@ -75,12 +75,25 @@ def _negative(zone: Zone, rcode: int) -> Decision:
 def _referral(zone: Zone, cut: bytes) -> Decision:
     """NS of the delegation in authority, and its glue in additional."""
     ns = zone.nodes[cut][model.NS]
+    return Decision(RCODE_NOERROR, False, authority=(Record(cut, ns),), additional=_glue(zone, ns, cut))
+
+
+def _glue(zone: Zone, ns: RRset, cut: bytes | None) -> tuple[Record, ...]:
+    """The addresses served with ``ns``, the NS RRset of delegation ``cut`` (None: of the apex).
+
+    As gdnsd: those of targets below the cut, below any other cut of the
+    zone, and outside the zone (the loader keeps those addresses only for NS
+    targets). Other targets in the zone are authoritative data, which gdnsd
+    does not add.
+    """
     glue: list[Record] = []
+    apex = zone.apex
     for target in ns.rdatas:
-        # Glue is what lives below the cut, and the zone file's out-of-zone
-        # addresses for NS targets (the loader keeps only those in nodes).
-        # In-zone targets outside the cut get none, as in gdnsd.
-        if not names.is_within(target, cut) and names.is_within(target, zone.apex):
+        if (
+            (cut is None or not names.is_within(target, cut))
+            and names.is_within(target, apex)
+            and not _below_a_cut(zone, target)
+        ):
             continue
         node = zone.nodes.get(target)
         if node is None:
@@ -89,7 +102,18 @@ def _referral(zone: Zone, cut: bytes) -> Decision:
             rrset = node.get(rtype)
             if rrset is not None:
                 glue.append(Record(target, rrset))
-    return Decision(RCODE_NOERROR, False, authority=(Record(cut, ns),), additional=tuple(glue))
+    return tuple(glue)
+
+
+def _below_a_cut(zone: Zone, name: bytes) -> bool:
+    """Whether ``name`` (in ``zone``) lies at or below one of its delegations; remembered (``Zone.below_cut``)."""
+    known = zone.below_cut.get(name)
+    if known is None:
+        at = name
+        while at != zone.apex and at not in zone.cuts:
+            at = names.parent(at)
+        known = zone.below_cut[name] = at != zone.apex
+    return known
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +217,8 @@ def decide_at(
         return Decision(RCODE_NOERROR, True, (Record(QNAME, cname if cname else ANY_HINFO),))
     rrset = node.get(qtype)
     if rrset is not None:
+        if qtype == model.NS and where.kind == "node" and where.name == zone.apex:
+            return Decision(RCODE_NOERROR, True, (Record(QNAME, rrset),), additional=_glue(zone, rrset, None))
         return Decision(RCODE_NOERROR, True, (Record(QNAME, rrset),))
     cname = node.get(model.CNAME)
     if cname is not None:
@@ -225,6 +251,8 @@ def _chase(zones: ZoneSet, start: Zone, first: Decision, target: bytes, qtype: i
         rrset = where.node.get(qtype)
         if rrset is not None:
             answer.append(Record(owner, rrset))
+            if qtype == model.NS and where.kind == "node" and target == zone.apex:
+                return Decision(RCODE_NOERROR, True, tuple(answer), additional=_glue(zone, rrset, None))
             break
         cname = where.node.get(model.CNAME)
         if cname is None:

@@ -27,7 +27,7 @@ LOWER = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ", b"abcdefghijklmnopqrstuvw
 
 
 class QueryProblem(Exception):
-    """The query gets an error response (or none) instead of an answer."""
+    """The query gets a response without an answer (or none): an error, or a cookie-only NOERROR."""
 
     def __init__(
         self,
@@ -62,11 +62,14 @@ def question_end(query: bytes, pos: int) -> int | None:
     return pos + 4
 
 
-def parse(query: bytes, tcp: bool, with_subnet: bool) -> tuple[int, EdnsRequest | None]:
+def parse(query: bytes, tcp: bool, with_subnet: bool, with_cookies: bool) -> tuple[int, EdnsRequest | None]:
     """Check a query's header and question; return the question's end and its EDNS request.
 
     Raises ``QueryProblem`` for a query that gets no answer, saying which
-    error responses echo the question and carry an OPT record.
+    responses echo the question and carry an OPT record. As gdnsd, every
+    question and record is read first (a malformed one: FORMERR), then
+    the EDNS version (BADVERS), the opcode (NOTIMP), the question count.
+    ``with_subnet``/``with_cookies``: see ``edns.parse_opt``.
     """
     if len(query) < 12 or query[2] & 0x80:
         raise QueryProblem(None)
@@ -76,38 +79,37 @@ def parse(query: bytes, tcp: bool, with_subnet: bool) -> tuple[int, EdnsRequest 
         # Not spoken here; gdnsd stays silent on TCP session setup and calls
         # it malformed over UDP.
         raise QueryProblem(None if tcp and qdcount == 0 else lookup.RCODE_FORMERR)
-    if qdcount == 0:
-        raise QueryProblem(lookup.RCODE_FORMERR, False, _edns_or_none(query, 12, with_subnet))
-    qend = question_end(query, 12)
-    if qend is None:
-        raise QueryProblem(lookup.RCODE_FORMERR)
-    if qdcount > 1:
-        pos: int | None = qend
+    qend = pos = 12
+    if qdcount:
+        end = question_end(query, 12)
+        if end is None:
+            raise QueryProblem(lookup.RCODE_FORMERR)
+        qend = pos = end
         for _ in range(qdcount - 1):
-            pos = question_end(query, pos) if pos is not None else None
-        request = _edns_or_none(query, pos, with_subnet) if pos is not None else None
-        raise QueryProblem(lookup.RCODE_FORMERR, True, request)
-    if opcode != 0:
-        raise QueryProblem(lookup.RCODE_NOTIMP, True, _edns_or_none(query, qend, with_subnet))
-    if len(query) == qend and query[6:12] == b"\x00\x00\x00\x00\x00\x00":
-        return qend, None
-    try:
-        request = _parse_additional(query, qend, with_subnet)
-    except EdnsFormatError as bad:
-        raise QueryProblem(lookup.RCODE_FORMERR, True, bad.request, bad.cookie) from None
+            end = question_end(query, pos)
+            if end is None:
+                raise QueryProblem(lookup.RCODE_FORMERR, True)
+            pos = end
+    with_question = qdcount > 0
+    request = None
+    if len(query) != pos or query[6:12] != b"\x00\x00\x00\x00\x00\x00":
+        try:
+            request = _parse_additional(query, pos, with_subnet, with_cookies)
+        except EdnsFormatError as bad:
+            raise QueryProblem(lookup.RCODE_FORMERR, with_question, bad.request, bad.cookie) from None
+        except QueryProblem:
+            raise QueryProblem(lookup.RCODE_FORMERR, with_question) from None
     if request is not None and request.version != 0:
-        raise QueryProblem(BADVERS, True, request)
-    return qend, request
-
-
-def _edns_or_none(query: bytes, pos: int, with_subnet: bool) -> EdnsRequest | None:
-    """The query's EDNS request for an error response, if its records parse at all."""
-    try:
-        return _parse_additional(query, pos, with_subnet)
-    except QueryProblem:
-        return None
-    except EdnsFormatError as bad:
-        return bad.request
+        raise QueryProblem(BADVERS, with_question, request)
+    if opcode != 0:
+        raise QueryProblem(lookup.RCODE_NOTIMP, with_question, request)
+    if qdcount == 1:
+        return qend, request
+    if qdcount == 0 and request is not None and request.cookie is not None:
+        # RFC 7873 section 5.4: a query with only a cookie gets a NOERROR
+        # carrying our server cookie (gdnsd: whatever the cookie's state).
+        raise QueryProblem(lookup.RCODE_NOERROR, False, request)
+    raise QueryProblem(lookup.RCODE_FORMERR, with_question, request)
 
 
 def _skip_name(query: bytes, pos: int) -> int:
@@ -125,7 +127,7 @@ def _skip_name(query: bytes, pos: int) -> int:
         pos += length + 1
 
 
-def _parse_additional(query: bytes, pos: int, with_subnet: bool) -> EdnsRequest | None:
+def _parse_additional(query: bytes, pos: int, with_subnet: bool, with_cookies: bool) -> EdnsRequest | None:
     """Skip answer and authority records; find the OPT record among the additional ones.
 
     An OPT-typed record in the answer or authority section, or with an owner
@@ -152,6 +154,6 @@ def _parse_additional(query: bytes, pos: int, with_subnet: bool) -> EdnsRequest 
         if is_opt:
             if found is not None:
                 raise EdnsFormatError("two OPT records", request=found)
-            found = edns.parse_opt(rclass, ttl, query[pos : pos + rdlength], with_subnet)
+            found = edns.parse_opt(rclass, ttl, query[pos : pos + rdlength], with_subnet, with_cookies)
         pos += rdlength
     return found

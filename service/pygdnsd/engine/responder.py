@@ -164,7 +164,7 @@ class Responder:
                     if query[-4] & 0x80:
                         counters["edns_do"] += 1
                     if rest[0] & _TC:
-                        self.stats.udp.values["tc"] += 1
+                        # gdnsd counts an EDNS truncation in edns_tc only, not also in tc.
                         self.stats.udp.values["edns_tc"] += 1
                     elif len(rest) > 510:
                         self.stats.udp.values["edns_big"] += 1
@@ -213,7 +213,7 @@ class Responder:
                 cache.remember(query, qend, response, v6)
             return response
         try:
-            qend, edns_req = parse(query, tcp, self.settings.edns_client_subnet)
+            qend, edns_req = parse(query, tcp, self.settings.edns_client_subnet, not self.settings.disable_cookies)
         except QueryProblem as problem:
             if problem.bad_cookie:
                 counters["edns_cookie_formerr"] += 1
@@ -281,7 +281,6 @@ class Responder:
                 limit = self.settings.max_nocookie_response
             size = qend + len(tail) + len(opt)
             if size > limit:
-                self.stats.udp.bump("tc")
                 self.stats.udp.bump("edns_tc")
                 return b"".join(
                     (query[:2], bytes((flags2 | _TC, rcode)), _COUNTS.pack(1, 0, 0, 1), question, opt)
@@ -342,7 +341,6 @@ class Responder:
             if nocookie and not cookie_ok and nocookie < limit:
                 limit = nocookie
             if body_len > limit:
-                self.stats.udp.bump("tc")
                 self.stats.udp.bump("edns_tc")
                 return b"".join((*head[:1], bytes((flags2 | _TC, rcode)), _COUNTS.pack(1, 0, 0, 1), question, opt))
             if body_len > 512:
@@ -358,12 +356,13 @@ class Responder:
         parts = []
         cookie_ok = False
         counters = self.stats.dns.values
+        if edns_req.client_subnets:
+            counters["edns_clientsub"] += edns_req.client_subnets
         subnet = edns_req.client_subnet
         if subnet is not None:
-            counters["edns_clientsub"] += 1
             data = struct.pack("!HBB", subnet.family, subnet.source_prefix, scope) + subnet.address
             parts.append(edns.option(edns.OPT_CLIENT_SUBNET, data))
-        if edns_req.cookie is not None and not settings.disable_cookies:
+        if edns_req.cookie is not None:  # never read with disable_cookies (``query.parse``)
             client_cookie = edns_req.cookie[:8]
             ours = edns.server_cookie(settings.cookie_secret, client_cookie, client_ip)
             if len(edns_req.cookie) == 8:
@@ -406,6 +405,8 @@ class Responder:
         if edns_req is None:
             return head + _COUNTS.pack(qdcount, 0, 0, 0) + question
         counters["edns"] += 1
+        if edns_req.do:
+            counters["edns_do"] += 1
         if rcode == BADVERS:
             # gdnsd sends no NSID or cookie with BADVERS, only the TCP keepalive.
             options = self._keepalive_option(closing) if tcp else b""

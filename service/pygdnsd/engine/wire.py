@@ -3,7 +3,10 @@
 Answers are built once per (decision, question layout) and cached, so this
 code is off the hot path; it favours clarity. Compression targets are the
 question name (whose suffixes sit at known offsets) and names written
-earlier in the same message, as RFC 1035 4.1.4 describes.
+earlier in the same message, as RFC 1035 4.1.4 describes, up to gdnsd's
+16. A tail built for one question and shared with another (``answer_cache``)
+may then compress a little better or worse than gdnsd would for the second;
+its pointers are valid either way.
 """
 
 from __future__ import annotations
@@ -18,6 +21,11 @@ _NAME_AT_START = frozenset({model.NS, model.CNAME, model.DNAME})
 COMPRESSED_TYPES = _NAME_AT_START | {model.MX, model.SOA}
 
 _RR_HEADER = struct.Struct("!HHIH")
+
+# gdnsd remembers at most this many names (question suffixes included) to
+# compress later names against; past that, a name's suffixes are written but
+# not remembered. Its suite checks the resulting sizes (003complex/008compress).
+MAX_TARGETS = 16
 
 
 class SectionWriter:
@@ -58,7 +66,7 @@ class SectionWriter:
                     self.pointer(target)
                     return
             here = self._offset()
-            if here < 0x4000:
+            if here < 0x4000 and len(self.known) < MAX_TARGETS:
                 self.known.setdefault(suffix, here)
             length = name[pos]
             self.out += name[pos : pos + length + 1]

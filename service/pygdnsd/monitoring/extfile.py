@@ -3,13 +3,14 @@
 ``man gdnsd-plugin-extfile``: a resource missing from the file is DOWN when
 ``def_down`` is set, UP otherwise; a missing TTL is ``def_ttl`` (default MAX).
 TTLs only matter in direct mode: in monitor mode the anti-flap machine makes
-its own. A missing file counts as an empty one.
+its own. A file that cannot be read or parsed changes nothing (gdnsd 3.8.1).
+What a load logs is worded as gdnsd words it (``plugin_extfile: Service type
+'NAME': ...``): operators and gdnsd's own test suite grep for those lines.
 """
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 from pygdnsd.config.vscf import ConfigHash, ConfigScalar, parse_bytes
 from pygdnsd.errors import ConfigError
@@ -37,12 +38,35 @@ def parse_states(data: bytes, path: str) -> dict[str, tuple[bool, int | None]]:
     return out
 
 
-def read_states(path: Path) -> dict[str, tuple[bool, int | None]]:
+def load(service_type: str, check: Extfile, things: list[str]) -> dict[str, Sttl] | None:
+    """The states of ``things`` from the service type's file; None when it cannot be loaded.
+
+    Logs what gdnsd logs: an error for a file it cannot read or parse, a
+    warning for each thing the file does not name (defaulted) and for each
+    TTL a monitor-mode file gives.
+    """
+    where = f"plugin_extfile: Service type '{service_type}'"
     try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return {}
-    return parse_states(data, str(path))
+        found = parse_states(check.file.read_bytes(), str(check.file))
+    except OSError as exc:
+        log.error("%s: loading file '%s' failed: %s", where, check.file, exc.strerror or exc)
+        return None
+    except ConfigError as exc:
+        log.error("%s: %s", where, exc)
+        log.error("%s: file load failed, no updates applied", where)
+        return None
+    for thing in things:
+        entry = found.get(thing)
+        if entry is None:
+            log.warning("%s: '%s' was defaulted! (not specified by input file)", where, thing)
+        elif entry[1] is not None and not check.direct:
+            log.warning("%s: TTL value for '%s' in file '%s' ignored in 'monitor' mode", where, thing, check.file)
+    return results_for(found, things, check)
+
+
+def log_loaded(service_type: str, check: Extfile) -> None:
+    """gdnsd's line once a load's states are applied (after the state changes it made)."""
+    log.debug("plugin_extfile: Service type '%s': loaded new data from file '%s'", service_type, check.file)
 
 
 def results_for(
@@ -53,12 +77,6 @@ def results_for(
     for thing in things:
         entry = found.get(thing)
         if entry is None:
-            log.warning(
-                "extfile: '%s' missing from %s, defaulting to %s",
-                thing,
-                check.file,
-                "DOWN" if check.def_down else "UP",
-            )
             out[thing] = Sttl(down=check.def_down, ttl=check.def_ttl)
             continue
         down, ttl = entry

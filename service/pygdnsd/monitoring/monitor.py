@@ -91,7 +91,10 @@ class Monitor:
     service_types: Mapping[str, ServiceType]
     state_dir: Path
     _resources: dict[str, _Resource] = field(default_factory=dict)
-    _virtual: list[str] = field(default_factory=list)
+    # Every name, monitored or virtual, in registration order: gdnsd's order
+    # in ``gdnsdctl states`` (metafo's datacenters, each followed by its CNAME's
+    # states, then the other plugins' addresses). A dict as an ordered set.
+    _names: dict[str, None] = field(default_factory=dict)
     _forced: dict[str, Sttl] = field(default_factory=dict)
     _overrides: tuple[admin_state.Override, ...] = ()
     _states: Mapping[str, Sttl] = field(default_factory=lambda: MappingProxyType({}))
@@ -104,6 +107,9 @@ class Monitor:
     # made between the startup read and ``start`` is not missed.
     _admin_read: bool = False
     _admin_stamp: tuple[int, int, int, int] | None = None
+    # Each direct extfile as last read, by service type, for the same reason:
+    # a file written just after startup must still be loaded.
+    _extfile_stamps: dict[str, tuple[int, int, int, int] | None] = field(default_factory=dict)
 
     # -- registration (config time) ----------------------------------------
 
@@ -119,6 +125,7 @@ class Monitor:
                     raise ConfigError(defined.check.problem)
         name = f"{thing}/{service_type}"
         if name not in self._resources:
+            self._names[name] = None
             resource = _Resource(name, thing, stype)
             if isinstance(stype.check, Fixed):
                 resource.real = Sttl(down=stype.check.down, ttl=stype.check.ttl)
@@ -128,8 +135,7 @@ class Monitor:
 
     def add_virtual(self, name: str) -> str:
         """A name with no check whose state only admin_state sets (state "NA" otherwise)."""
-        if name not in self._virtual:
-            self._virtual.append(name)
+        self._names[name] = None
         return name
 
     def subscribe(self, callback: Subscriber) -> None:
@@ -143,10 +149,10 @@ class Monitor:
         return self._states
 
     def names(self) -> list[str]:
-        return self._virtual + list(self._resources)
+        return list(self._names)
 
     def states_json(self) -> str:
-        """What ``gdnsdctl states`` prints (gdnsd 3.8.1's layout: virtual names first)."""
+        """What ``gdnsdctl states`` prints (gdnsd 3.8.1's layout, names in registration order)."""
         rows = []
         for name in self.names():
             resource = self._resources.get(name)
@@ -206,11 +212,13 @@ class Monitor:
                 if resource.real is None:
                     log.info("state of '%s' initialized to %s", name, sttl.text())
                 elif resource.real.down != sttl.down:
+                    forced = self._forced.get(name)
                     log.info(
-                        "state of '%s' changed from %s to %s",
+                        "state of '%s' changed from %s to %s%s",
                         name,
                         resource.real.text(),
                         sttl.text(),
+                        "" if forced is None else f", effective state remains administratively forced to {forced.text()}",
                     )
                 resource.tracker = tracker
                 resource.real = sttl
@@ -336,18 +344,36 @@ class Monitor:
         check = stype.check
         assert isinstance(check, Extfile)
         things = {r.thing: r.name for r in self._resources.values() if r.stype is stype}
-        try:
-            found = extfile.read_states(check.file)
-        except (ConfigError, OSError) as exc:
-            log.error("extfile: service type '%s': %s", stype.name, exc)
+        # Taken before reading: a change made while reading shows at the next poll.
+        self._extfile_stamps[stype.name] = _stamp(check.file)
+        # gdnsd goes through a file's things sorted (its log lines come in that order).
+        results = extfile.load(stype.name, check, sorted(things))
+        if results is None:
+            if initial:
+                self._start_up(list(things.values()))
             return
-        results = extfile.results_for(found, list(things), check)
         for thing, state in results.items():
             name = things[thing]
             if check.direct:
                 self.set_direct(name, state)
             else:
                 self.record_result(name, not state.down)
+        extfile.log_loaded(stype.name, check)
+
+    def _start_up(self, names: list[str]) -> None:
+        """Give states that no check has set yet gdnsd's initial UP/MAX, quietly.
+
+        gdnsd starts every state there and logs nothing of it: resources of an
+        extfile missing at startup stay UP (whatever ``def_down`` says) until
+        the file loads, and admin_state reports their real state as UP/MAX.
+        """
+        with self._lock:
+            for name in names:
+                resource = self._resources[name]
+                if resource.real is None:
+                    resource.real = Sttl(down=False)
+            changed = self._publish()
+        self._notify(changed)
 
     def initial_round(self, timeout: float | None = None) -> None:
         """Check every resource once, all at once; returns when all are done.
@@ -469,7 +495,8 @@ class Monitor:
             while True:
                 await asyncio.sleep(stype.interval)
                 self._apply_extfile(stype, initial=False)
-        watch = _FileWatch(check.file, _stamp(check.file))
+        read = self._extfile_stamps
+        watch = _FileWatch(check.file, read[stype.name] if stype.name in read else _stamp(check.file))
         while True:
             await asyncio.sleep(FILE_POLL_SECONDS)
             stamp = _stamp(watch.path)

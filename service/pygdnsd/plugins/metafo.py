@@ -3,7 +3,9 @@
 From ``man gdnsd-plugin-metafo`` and checked against gdnsd 3.8.1: the first
 datacenter whose sub-plugin does not report failure answers; each datacenter
 also has an admin-only state ``metafo/RES/DC`` that, when forced, replaces
-its failure signal and TTL. The TTL is the least over the datacenters tried
+its failure signal and TTL. A CNAME datacenter is monitored itself, as
+``CNAME/TYPE`` for each of the resource's ``service_types`` (default
+``up``; gdnsd 3.8.1's ``gdnsdctl states``), so admin_state can take it down. The TTL is the least over the datacenters tried
 up to the one that answers; when all fail, the first one answers with the
 least TTL of all.
 ``RES/DC`` resolves that datacenter directly.
@@ -20,9 +22,9 @@ from pygdnsd.config.vscf import ConfigHash, ConfigList, ConfigScalar, ConfigValu
 from pygdnsd.errors import ConfigError
 from pygdnsd.monitoring.monitor import Monitor
 from pygdnsd.monitoring.sttl import TTL_MAX
-from pygdnsd.plugins.base import Resolver, States
+from pygdnsd.plugins.base import Monitored, Resolver, States, monitored
 from pygdnsd.plugins.result import ClientInfo, DynamicResult
-from pygdnsd.plugins.values import boolean, parse_address, parse_cname
+from pygdnsd.plugins.values import Address, boolean, parse_address, parse_cname, service_types
 
 RESOURCE_KEYS = ("datacenters", "dcmap", "skip_first")
 DEFAULT_SUBPLUGIN = "multifo"
@@ -35,11 +37,15 @@ class Datacenter:
     plugin: str = ""
     resource: str = ""
     cname: DynamicResult | None = None
+    cname_monitored: Monitored | None = None
     target: Resolver | None = None
 
     def resolve(self, client: ClientInfo, states: States, rng: random.Random) -> DynamicResult:
         if self.cname is not None:
             result = self.cname
+            if self.cname_monitored is not None:
+                state = self.cname_monitored.state(states)
+                result = _replace(result, ttl=state.ttl, failed=state.down)
         else:
             assert self.target is not None, "metafo datacenter not bound to its plugin"
             result = self.target.resolve(self.resource, client, states, rng)
@@ -153,6 +159,7 @@ def load_metafo(conf: ConfigHash, monitor: Monitor) -> Metafo:
                 f"metafo_{res}_{dc_name}",
                 out,
                 f"{where}: {dc_name!r}",
+                monitor,
             )
             dcs.append(dc)
         out.resources[res] = tuple(dcs)
@@ -181,6 +188,7 @@ def _datacenter(
     synth: str,
     out: Metafo,
     where: str,
+    monitor: Monitor,
 ) -> None:
     default_plugin = inherited.get("plugin")
     plugin = (
@@ -198,6 +206,13 @@ def _datacenter(
             return
         cname = parse_cname(value, where)
         dc.cname = DynamicResult(cname=cname.wire, cname_relative=cname.relative)
+        types = inherited.get("service_types")
+        # Registered here, after the datacenter's own state: gdnsd lists them in that order.
+        dc.cname_monitored = monitored(
+            monitor,
+            Address(cname.text, b""),
+            service_types(types, where) if types is not None else ("up",),
+        )
         return
     if isinstance(value, ConfigList):
         _synthesize(
