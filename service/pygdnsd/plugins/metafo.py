@@ -12,7 +12,7 @@ least TTL of all.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from pygdnsd.config.scalars import c_string
@@ -25,6 +25,8 @@ from pygdnsd.plugins.result import ClientInfo, DynamicResult
 from pygdnsd.plugins.values import boolean, parse_address, parse_cname
 
 RESOURCE_KEYS = ("datacenters", "dcmap", "skip_first")
+# plugin name -> {resource name -> its config}: what a meta-plugin asks other plugins to build.
+Synthesized = dict[str, dict[str, ConfigHash]]
 DEFAULT_SUBPLUGIN = "multifo"
 
 
@@ -105,17 +107,24 @@ class Metafo:
     ) -> DynamicResult:
         dcs = self._lookup(resource)
         assert dcs is not None
-        ttl = TTL_MAX
-        first: DynamicResult | None = None
-        for dc in dcs:
-            result = dc.resolve(client, states, rng)
-            ttl = min(ttl, result.ttl)
-            if first is None:
-                first = result
-            if not result.failed:
-                return _replace(result, ttl, False)
-        assert first is not None
-        return _replace(first, ttl, True)
+        return fail_over(dcs, client, states, rng)
+
+
+def fail_over(
+    dcs: Sequence[Datacenter], client: ClientInfo, states: States, rng: random.Random
+) -> DynamicResult:
+    """The first datacenter of ``dcs`` that does not fail answers (metafo's and geoip's rule)."""
+    ttl = TTL_MAX
+    first: DynamicResult | None = None
+    for dc in dcs:
+        result = dc.resolve(client, states, rng)
+        ttl = min(ttl, result.ttl)
+        if first is None:
+            first = result
+        if not result.failed:
+            return _replace(result, ttl, False)
+    assert first is not None
+    return _replace(first, ttl, True)
 
 
 def load_metafo(conf: ConfigHash, monitor: Monitor) -> Metafo:
@@ -146,12 +155,12 @@ def load_metafo(conf: ConfigHash, monitor: Monitor) -> Metafo:
         dcs = []
         for dc_name in names:
             dc = Datacenter(dc_name, monitor.add_virtual(f"metafo/{res}/{dc_name}"))
-            _datacenter(
+            configure_datacenter(
                 dc,
                 dcmap[dc_name],
                 inherited,
                 f"metafo_{res}_{dc_name}",
-                out,
+                out.synthesized,
                 f"{where}: {dc_name!r}",
             )
             dcs.append(dc)
@@ -174,14 +183,15 @@ def _datacenters(conf: ConfigHash, where: str) -> list[str]:
     return [c_string(i) for i in items if isinstance(i, ConfigScalar)]
 
 
-def _datacenter(
+def configure_datacenter(
     dc: Datacenter,
     value: ConfigValue,
     inherited: dict[str, ConfigValue],
     synth: str,
-    out: Metafo,
+    out: Synthesized,
     where: str,
 ) -> None:
+    """Point ``dc`` at what its dcmap ``value`` names, adding to ``out`` the config it implies."""
     default_plugin = inherited.get("plugin")
     plugin = (
         c_string(default_plugin) if isinstance(default_plugin, ConfigScalar) else DEFAULT_SUBPLUGIN
@@ -225,11 +235,11 @@ def _synthesize(
     pos: Position,
     params: dict[str, ConfigValue],
     own: dict[str, ConfigValue],
-    out: Metafo,
+    out: Synthesized,
 ) -> None:
     conf = ConfigHash(pos)
     for key, item in {**params, **own}.items():
         conf[key] = item
         conf.key_pos[key] = item.pos
-    out.synthesized.setdefault(plugin, {})[synth] = conf
+    out.setdefault(plugin, {})[synth] = conf
     dc.plugin, dc.resource = plugin, synth
