@@ -25,7 +25,6 @@ from pygdnsd.config.vscf import ConfigHash, ConfigScalar, ConfigValue
 from pygdnsd.errors import ConfigError
 from pygdnsd.monitoring.monitor import Monitor
 from pygdnsd.plugins.base import Resolver, States
-from pygdnsd.plugins.geoip.addresses import lookup_key, scope_of
 from pygdnsd.plugins.geoip.config import read_map
 from pygdnsd.plugins.geoip.decisions import Decisions
 from pygdnsd.plugins.geoip.live import LiveMap, Watcher
@@ -98,11 +97,9 @@ class Geoip:
         current = live.current
         subnet = client.subnet
         if subnet is not None and subnet.source_prefix and not live.spec.ignore_ecs:
-            key, form = lookup_key(subnet.address)
-            value, depth = current.table.find(key)
-            scope = scope_of(depth, form)
+            value, scope = current.lookup(subnet.address)
         else:
-            value, depth = current.table.find(lookup_key(client.address)[0])
+            value, scope = current.lookup(client.address)
             scope = 0
         if res.cacheable:
             found = self.decisions.get(resource, value, states, live.generation)

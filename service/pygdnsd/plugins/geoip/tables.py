@@ -16,7 +16,13 @@ from pathlib import Path
 
 from pygdnsd.config.vscf import ConfigHash, parse_file
 from pygdnsd.errors import ConfigError
-from pygdnsd.plugins.geoip.addresses import UNDEFINED_SPACES, network_text, parse_network
+from pygdnsd.plugins.geoip.addresses import (
+    UNDEFINED_SPACES,
+    lookup_key,
+    network_text,
+    parse_network,
+    scope_of,
+)
 from pygdnsd.plugins.geoip.config import MapSpec, NetsEntry, read_nets
 from pygdnsd.plugins.geoip.locations import MAXMIND, NOWHERE
 from pygdnsd.plugins.geoip.mmdb import Database, DatabaseError
@@ -35,6 +41,12 @@ class MapTable:
 
     table: NetworkTable
     dclists: tuple[tuple[int, ...], ...]
+
+    def lookup(self, packed: bytes) -> tuple[int, int]:
+        """(datacenter list number, client-subnet scope) for a client address, 4 or 16 bytes."""
+        key, form = lookup_key(packed)
+        value, depth = self.table.find(key)
+        return value, scope_of(depth, form)
 
 
 class _Dclists:
