@@ -95,6 +95,8 @@ def answer(maps: dict[str, tuple[MapSpec, MapTable]], name: str, text: str, out:
         return
     spec, table = found
     value, scope = table.lookup(ip.packed)
+    if spec.ignore_ecs:
+        scope = 0  # such a map's answers are the same for every client of a resolver
     names = ", ".join(spec.datacenters[i] for i in table.dclists[value])
     out.write(f"{name} => {inet_ntop_text(ip)}/{scope} => {names}\n")
     out.flush()

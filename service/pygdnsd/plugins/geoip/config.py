@@ -85,7 +85,7 @@ class MapSpec:
         return tuple(p for p in named if p is not None)
 
     def label(self) -> str:
-        return f"plugin geoip: map '{self.name}'"
+        return f"plugin_geoip: map '{self.name}'"
 
 
 def geoip_dir(cfgdir: Path) -> Path:
@@ -112,7 +112,7 @@ def _pos(conf: ConfigHash, key: str) -> str:
 
 def read_map(name: str, conf: ConfigValue, where: str, cfgdir: Path) -> MapSpec:
     """One entry of ``maps``; ``where`` is the position of its key."""
-    label = f"plugin geoip: map '{name}'"
+    label = f"plugin_geoip: map '{name}'"
     if not isinstance(conf, ConfigHash):
         raise ConfigError(f"{where}: plugin geoip: value for map '{name}' must be a hash")
     for key in conf:
