@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mmdb_writer import MMDBWriter, MmdbF64, MmdbU32
+from mmdb_writer import MmdbF64, MmdbU32, MMDBWriter
 from netaddr import IPSet
 
 REPO = Path(__file__).resolve().parent.parent
