@@ -44,6 +44,9 @@ class Decisions:
             self._results.clear()
         self._results[(resource, dclist)] = result
 
+    def __len__(self) -> int:
+        return len(self._results)
+
     def clear(self) -> None:
         self._results.clear()
         self._states = None

@@ -168,7 +168,7 @@ def _bool(value: ConfigValue, where: str, key: str) -> bool:
 
 def load_geoip(conf: ConfigHash, monitor: Monitor, cfgdir: Path) -> Geoip:
     """The geoip plugin of a ``plugins => { geoip => {...} }`` stanza, its maps loaded."""
-    label = "plugin geoip"
+    label = "plugin_geoip"
     maps_conf = conf.get("maps")
     if maps_conf is None:
         raise ConfigError(f"{conf.pos}: {label}: config has no 'maps' stanza")
@@ -189,18 +189,20 @@ def load_geoip(conf: ConfigHash, monitor: Monitor, cfgdir: Path) -> Geoip:
         try:
             maps[name] = LiveMap.load(spec)
         except MapDataError as exc:
-            raise ConfigError(f"{spec.where}: {exc}") from None
+            raise ConfigError(f"{exc.where or spec.where}: {exc}") from None
     resources_conf = conf.get("resources")
     if resources_conf is None:
         raise ConfigError(f"{conf.pos}: {label}: config has no 'resources' stanza")
     if not isinstance(resources_conf, ConfigHash):
         raise ConfigError(f"{resources_conf.pos}: {label}: 'resources' stanza must be a hash")
+    if not resources_conf:
+        raise ConfigError(f"{resources_conf.pos}: {label}: No resources defined")
     inherited_top = {k: v for k, v in conf.items() if k not in TOP_KEYS}
     out = Geoip(maps, {})
     for res, value in resources_conf.items():
-        where = f"{resources_conf.key_pos.get(res, resources_conf.pos)}: {label}: resource '{res}'"
+        at = str(resources_conf.key_pos.get(res, resources_conf.pos))
         out.resources[res] = _resource(
-            res, value, where, maps, inherited_top, undefined_ok, monitor, out.synthesized
+            res, value, at, maps, inherited_top, undefined_ok, monitor, out.synthesized
         )
     if "geoip" in out.synthesized:
         raise ConfigError(f"{conf.pos}: {label}: plugin_geoip cannot synthesize config for itself")
@@ -211,33 +213,35 @@ def load_geoip(conf: ConfigHash, monitor: Monitor, cfgdir: Path) -> Geoip:
 def _resource(
     res: str,
     value: ConfigValue,
-    where: str,
+    at: str,
     maps: Mapping[str, LiveMap],
     inherited_top: Mapping[str, ConfigValue],
     undefined_ok: bool,
     monitor: Monitor,
     synthesized: Synthesized,
 ) -> GeoipResource:
+    """One entry of ``resources``; ``at`` is the position of its key."""
+    where = f"plugin_geoip: resource '{res}'"
     if "/" in res:
-        raise ConfigError(f"{where}: resource names cannot contain '/'")
+        raise ConfigError(f"{at}: {where}: resource names cannot contain '/'")
     if not isinstance(value, ConfigHash):
-        raise ConfigError(f"{where}: the value of resource '{res}' must be a hash")
+        raise ConfigError(f"{at}: {where}: the value of resource '{res}' must be a hash")
     map_value = value.get("map")
     if map_value is None:
-        raise ConfigError(f"{where}: required key 'map' is missing")
+        raise ConfigError(f"{at}: {where}: required key 'map' is missing")
     if not isinstance(map_value, ConfigScalar):
         raise ConfigError(f"{map_value.pos}: {where}: 'map' must be a string")
     live = maps.get(c_string(map_value))
     if live is None:
         raise ConfigError(f"{map_value.pos}: {where}: map '{c_string(map_value)}' does not exist")
     skip_first = (
-        _bool(value["skip_first"], f"{value.key_pos['skip_first']}: {where}", "skip_first")
+        _bool(value["skip_first"], f"{value.key_pos.get('skip_first', at)}: {where}", "skip_first")
         if "skip_first" in value
         else False
     )
     dcmap = value.get("dcmap")
     if dcmap is None:
-        raise ConfigError(f"{where}: missing required stanza 'dcmap'")
+        raise ConfigError(f"{at}: {where}: missing required stanza 'dcmap'")
     if not isinstance(dcmap, ConfigHash):
         raise ConfigError(f"{dcmap.pos}: {where}: 'dcmap' value must be a hash structure")
     if not dcmap:
@@ -270,7 +274,7 @@ def _resource(
             raise ConfigError(f"{target.pos}: {where}: not allowed to reference itself!")
         dc = Datacenter(dc_name, monitor.add_virtual(f"geoip/{res}/{dc_name}"))
         configure_datacenter(
-            dc, target, inherited, f"geoip_{res}_{dc_name}", synthesized, f"{where}: '{dc_name}'"
+            dc, target, inherited, f"geoip_{res}_{dc_name}", synthesized, f"{where}: datacenter '{dc_name}'"
         )
         slots.append(dc)
     return GeoipResource(res, live, tuple(slots), skip_first)

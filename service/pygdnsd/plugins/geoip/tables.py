@@ -32,7 +32,14 @@ log = logging.getLogger("gdnsd")
 
 
 class MapDataError(Exception):
-    """A map's data cannot be loaded; the message names the map and the file."""
+    """A map's data cannot be loaded; the message names the map and the file.
+
+    ``where`` is the config position of the entry at fault, when one is.
+    """
+
+    def __init__(self, message: str, where: str | None = None) -> None:
+        super().__init__(message)
+        self.where = where
 
 
 @dataclass(frozen=True)
@@ -91,8 +98,8 @@ class _Geographic:
         self.city_level = "City" in kind or spec.layout != MAXMIND
         if spec.geography.auto and not self.city_level:
             raise MapDataError(
-                f"{spec.label()}: GeoIP2 DB '{db.info.path}' is not a City-level database "
-                "and this map uses auto_dc_coords"
+                f"{spec.label()}: auto_dc_coords: GeoIP2 DB '{db.info.path}' is not a "
+                "City-level database and this map uses auto_dc_coords"
             )
         if not self.city_level and "Country" not in kind:
             log.warning(
@@ -171,11 +178,11 @@ def _asn_number(record: object) -> int | None:
     return None
 
 
-def open_database(spec: MapSpec, path: Path) -> Database:
+def open_database(spec: MapSpec, path: Path, key: str) -> Database:
     try:
         db = Database(path)
     except DatabaseError as exc:
-        raise MapDataError(f"{spec.label()}: {exc}") from None
+        raise MapDataError(f"{spec.label()}: {key}: {exc}") from None
     info = db.info
     log.info(
         "%s: Loading GeoIP2 database '%s': Type: %s, IPVersion: %d",
@@ -211,7 +218,9 @@ def overlay(spec: MapSpec, entries: Sequence[NetsEntry], dclists: _Dclists) -> l
         try:
             net = parse_network(entry.text)
         except ValueError as exc:
-            raise MapDataError(f"{entry.where}: {spec.label()}: nets entry '{entry.text}' {exc}") from None
+            raise MapDataError(
+                f"{spec.label()}: nets entry '{entry.text}' {exc}", entry.where
+            ) from None
         if net.cleared_bits:
             log.warning(
                 "%s: input network %s had illegal bits beyond mask, which were cleared",
@@ -244,7 +253,7 @@ def load_table(spec: MapSpec) -> MapTable:
     try:
         base: _Flat | _Geographic | _AsnOver = _Flat(default)
         if spec.database is not None:
-            db = open_database(spec, spec.database)
+            db = open_database(spec, spec.database, "geoip2_db")
             opened.append(db)
             if spec.geography.top.entries or spec.geography.auto or spec.layout != MAXMIND:
                 base = _Geographic(spec, db, dclists, default)
@@ -256,7 +265,7 @@ def load_table(spec: MapSpec) -> MapTable:
                     spec.database,
                 )
         if spec.asn_database is not None:
-            asn_db = open_database(spec, spec.asn_database)
+            asn_db = open_database(spec, spec.asn_database, "asn_db")
             opened.append(asn_db)
             base = _AsnOver(spec, asn_db, base, dclists) if not isinstance(base, _AsnOver) else base
         layers = overlay(spec, nets, dclists)
