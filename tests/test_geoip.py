@@ -345,3 +345,32 @@ def test_replaced_database_answers_within_two_seconds_and_bad_ones_are_refused(t
         assert not failed, f"{len(failed)} of {len(answers)} queries unanswered"
         assert answers[-1][1] == "192.0.2.2"
         assert {a for _, a in answers} == {"192.0.2.1", "192.0.2.2"}
+
+
+def test_admin_state_of_the_map_and_of_the_resource(tmp_path: Path) -> None:
+    """gdnsd 3.8.1 (observed): geoip/MAP/DC forces a datacenter for every resource of
+    the map, geoip/RES/DC for one resource and wins over the map's; CNAME datacenters
+    are monitored (TARGET./TYPE) and fail over when down."""
+    geoip_data.write_city(tmp_path / "geoip" / "City.mmdb")
+    write_config(
+        tmp_path,
+        "plugins => { geoip => { maps => { m => { geoip2_db => City.mmdb, datacenters => [eu, us],"
+        " map => { EU => [eu, us] } } }"
+        " resources => { r => { map => m, dcmap => { eu => 192.0.2.1, us => 192.0.2.2 } }"
+        "  c => { map => m, service_types => down, dcmap => { eu => eu.example.net., us => { service_types => up, a => 192.0.2.9 } } } } } }",
+    )
+    resolvers = build_dynamic(load_config(tmp_path)).resolvers
+    paris = ClientInfo(bytes(4), ClientSubnet(ipaddress.ip_address("10.3.0.0").packed, 16))
+    eu, us = (bytes([192, 0, 2, 1]),), (bytes([192, 0, 2, 2]),)
+    names = resolvers.monitor.names()
+    assert names.index("geoip/m/eu") < names.index("geoip/r/eu")
+    assert "eu.example.net./down" in names
+    map_down = {"geoip/m/eu": Sttl(down=True, ttl=300)}
+    assert resolvers.resolve("geoip", "r", paris, states=map_down).v4 == us
+    resource_up = {**map_down, "geoip/r/eu": Sttl(down=False, ttl=200)}
+    assert resolvers.resolve("geoip", "r", paris, states=resource_up).v4 == eu
+    real_down = {"192.0.2.1/up": Sttl(down=True, ttl=30), "geoip/m/eu": Sttl(down=False, ttl=250)}
+    assert resolvers.resolve("geoip", "r", paris, states=real_down).v4 == eu
+    assert resolvers.resolve("geoip", "c", paris, states=resolvers.monitor.states).v4 == (
+        bytes([192, 0, 2, 9]),
+    )

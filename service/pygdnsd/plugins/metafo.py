@@ -19,7 +19,7 @@ from pygdnsd.config.scalars import c_string
 from pygdnsd.config.vscf import ConfigHash, ConfigList, ConfigScalar, ConfigValue, Position
 from pygdnsd.errors import ConfigError
 from pygdnsd.monitoring.monitor import Monitor
-from pygdnsd.monitoring.sttl import TTL_MAX
+from pygdnsd.monitoring.sttl import TTL_MAX, UP, worst
 from pygdnsd.plugins.base import Resolver, States
 from pygdnsd.plugins.result import ClientInfo, DynamicResult
 from pygdnsd.plugins.values import boolean, parse_address, parse_cname
@@ -38,14 +38,23 @@ class Datacenter:
     resource: str = ""
     cname: DynamicResult | None = None
     target: Resolver | None = None
+    # geoip: the map-wide admin state (geoip/MAP/DC), forced below the resource's own,
+    # and the monitored state names of a CNAME datacenter (gdnsd 3.8.1 checks those).
+    map_state_name: str | None = None
+    cname_states: tuple[str, ...] = ()
 
     def resolve(self, client: ClientInfo, states: States, rng: random.Random) -> DynamicResult:
         if self.cname is not None:
             result = self.cname
+            if self.cname_states:
+                state = worst([states.get(n, UP) for n in self.cname_states])
+                result = _replace(result, state.ttl, state.down)
         else:
             assert self.target is not None, "metafo datacenter not bound to its plugin"
             result = self.target.resolve(self.resource, client, states, rng)
         forced = states.get(self.state_name)
+        if forced is None and self.map_state_name is not None:
+            forced = states.get(self.map_state_name)
         if forced is None:
             return result
         # gdnsd 3.8.1: a forced datacenter's state replaces its sub-plugin's, TTL

@@ -109,8 +109,9 @@ def load_plugins(raw: ConfigHash, monitor: Monitor, cfgdir: Path | None = None) 
         plugins["metafo"] = metafo
     for name, loader in LOADERS.items():
         own = raw.get(name)
-        synthesized = dict(metafo.synthesized.get(name, {}) if metafo is not None else {})
-        synthesized.update(geoip.synthesized.get(name, {}) if geoip is not None else {})
+        # gdnsd's order (it shows in ``gdnsdctl states``): geoip's, then metafo's.
+        synthesized = dict(geoip.synthesized.get(name, {}) if geoip is not None else {})
+        synthesized.update(metafo.synthesized.get(name, {}) if metafo is not None else {})
         if not isinstance(own, ConfigHash) and not synthesized:
             continue
         merged = ConfigHash(own.pos if isinstance(own, ConfigHash) else empty.pos)

@@ -31,6 +31,7 @@ from pygdnsd.plugins.geoip.live import LiveMap, Watcher
 from pygdnsd.plugins.geoip.tables import MapDataError
 from pygdnsd.plugins.metafo import Datacenter, Synthesized, configure_datacenter, fail_over
 from pygdnsd.plugins.result import ClientInfo, DynamicResult
+from pygdnsd.plugins.values import service_types
 
 RESOURCE_KEYS = ("map", "dcmap", "skip_first")
 TOP_KEYS = ("maps", "resources", "undefined_datacenters_ok")
@@ -190,6 +191,10 @@ def load_geoip(conf: ConfigHash, monitor: Monitor, cfgdir: Path) -> Geoip:
             maps[name] = LiveMap.load(spec)
         except MapDataError as exc:
             raise ConfigError(f"{exc.where or spec.where}: {exc}") from None
+    for name, live in maps.items():
+        # Map-wide admin states, forcing a datacenter for every resource of the map.
+        for dc_name in live.spec.datacenters:
+            monitor.add_virtual(f"geoip/{name}/{dc_name}")
     resources_conf = conf.get("resources")
     if resources_conf is None:
         raise ConfigError(f"{conf.pos}: {label}: config has no 'resources' stanza")
@@ -273,8 +278,14 @@ def _resource(
         ):
             raise ConfigError(f"{target.pos}: {where}: not allowed to reference itself!")
         dc = Datacenter(dc_name, monitor.add_virtual(f"geoip/{res}/{dc_name}"))
+        dc.map_state_name = f"geoip/{live.spec.name}/{dc_name}"
         configure_datacenter(
             dc, target, inherited, f"geoip_{res}_{dc_name}", synthesized, f"{where}: datacenter '{dc_name}'"
         )
+        if dc.cname is not None and isinstance(target, ConfigScalar):
+            # gdnsd monitors a CNAME datacenter like an address: TARGET./TYPE.
+            types = inherited.get("service_types")
+            named = service_types(types, where) if types is not None else ("up",)
+            dc.cname_states = tuple(monitor.add(c_string(target), t) for t in named)
         slots.append(dc)
     return GeoipResource(res, live, tuple(slots), skip_first)
