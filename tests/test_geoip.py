@@ -374,3 +374,42 @@ def test_admin_state_of_the_map_and_of_the_resource(tmp_path: Path) -> None:
     assert resolvers.resolve("geoip", "c", paris, states=resolvers.monitor.states).v4 == (
         bytes([192, 0, 2, 9]),
     )
+
+
+def test_duplicate_nets_first_written_wins(tmp_path: Path) -> None:
+    """gdnsd 3.8.1 keeps the first of two entries naming one network (after clearing host bits)."""
+    table, names = table_for(
+        tmp_path, "datacenters => [a, b], nets => { 10.0.0.1/8 => b, 10.0.0.0/8 => a, ::a00:0/104 => [a, b] }"
+    )
+    assert answer(table, names, "10.1.1.1") == (["b"], 8)
+
+
+def test_nets_file_change_is_loaded_and_a_broken_one_is_not(tmp_path: Path) -> None:
+    from pygdnsd.plugins.geoip.live import LiveMap
+
+    nets = tmp_path / "geoip" / "m.nets"
+    nets.parent.mkdir(parents=True)
+    nets.write_text("10.0.0.0/8 => [a]\n")
+    _, names = table_for(tmp_path, "datacenters => [a, b], nets => m.nets")
+    from pygdnsd.config.vscf import ConfigHash, parse_bytes
+
+    parsed = parse_bytes(b"m => { datacenters => [a, b], nets => m.nets }", str(tmp_path / "config"))
+    assert isinstance(parsed, ConfigHash)
+    live = LiveMap.load(read_map("m", parsed["m"], "config:1", tmp_path))
+    assert answer(live.current, names, "10.1.1.1")[0] == ["a"]
+    staged = nets.with_suffix(".new")
+    staged.write_text("10.0.0.0/8 => [b]\n")
+    os.replace(staged, nets)
+    first = live.check(None)  # a change is seen, then loaded once it held still
+    assert live.generation == 0
+    live.check(first)
+    assert live.generation == 1
+    assert answer(live.current, names, "10.1.1.1")[0] == ["b"]
+    staged.write_text("10.0.0.0/8 => [ nosuch ]\n")
+    os.replace(staged, nets)
+    live.check(live.check(None))
+    assert live.generation == 1  # refused: the map keeps serving the previous table
+    assert answer(live.current, names, "10.1.1.1")[0] == ["b"]
+    nets.unlink()
+    live.check(live.check(None))
+    assert answer(live.current, names, "10.1.1.1")[0] == ["b"]

@@ -230,12 +230,15 @@ def overlay(spec: MapSpec, entries: Sequence[NetsEntry], dclists: _Dclists) -> l
         value = dclists.number(entry.dclist)
         key = (net.start, net.length)
         earlier = found.get(key)
-        if earlier is not None and earlier.value != value:
-            log.warning(
-                "%s nets: Exact duplicate networks with conflicting dclists at %s",
-                spec.label(),
-                network_text(net.start, net.length),
-            )
+        if earlier is not None:
+            # The first one written wins, as in gdnsd 3.8.1 (its page says "arbitrary").
+            if earlier.value != value:
+                log.warning(
+                    "%s nets: Exact duplicate networks with conflicting dclists at %s",
+                    spec.label(),
+                    network_text(net.start, net.length),
+                )
+            continue
         found[key] = Overlay(net.start, net.length, value)
     for start, length in UNDEFINED_SPACES:
         found[(start, length)] = Overlay(start, length, UNDEFINED)
