@@ -19,9 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, cast
 
-import maxminddb
-import maxminddb.reader
-
 Record = Any  # a decoded MaxMind record: dicts, lists, strings and numbers
 
 V4_PATH: Final = -2  # above ::/96 in an IPv4-only database: the way to its root
@@ -44,6 +41,14 @@ class Database:
     """One open database: its metadata, its tree's nodes and its records."""
 
     def __init__(self, path: Path) -> None:
+        # Imported here: a server with no geoip map needs no MaxMind reader installed.
+        try:
+            import maxminddb
+            import maxminddb.reader
+        except ImportError:
+            raise DatabaseError(
+                f"cannot read '{path}': the maxminddb module (python3-maxminddb) is not installed"
+            ) from None
         try:
             reader = maxminddb.reader.Reader(str(path), maxminddb.MODE_MEMORY)
         except (OSError, ValueError, maxminddb.InvalidDatabaseError) as exc:
