@@ -43,6 +43,8 @@ import dnsperf
 import zonegen
 from servers import GDNSD, PYGDNSD, Running, Server, check_tools, checkconf, free_port, pygdnsd_of
 
+import geoip_data
+
 START_TIMEOUT = 120.0
 LOAD_TIMEOUT = 600.0
 WARMUP_SECONDS = 3
@@ -160,8 +162,12 @@ def serve_and_measure(
 def traffic_case(
     name: str, variants: Sequence[Variant], load: dnsperf.Load, out: Path, scratch: Path, warmup: int
 ) -> list[Row]:
-    cfgdir = out / "mixed"
-    datafile = zonegen.build_mixed(cfgdir, hot=name.endswith("-hot"))
+    if name == "geoip":
+        cfgdir = out / "geoip"
+        datafile = geoip_data.build_geoip(cfgdir)
+    else:
+        cfgdir = out / "mixed"
+        datafile = zonegen.build_mixed(cfgdir, hot=name.endswith("-hot"))
     rows = []
     for variant in variants:
         print(f"bench: {name} {variant.server.name} threads {variant.threads} ...", file=sys.stderr, flush=True)
@@ -285,7 +291,7 @@ def render_loads(loads: Sequence[LoadRow]) -> list[str]:
     return lines
 
 
-CASES = ("udp", "udp-hot", "latency", "tcp", "load-big", "load-warn", "load-styles", "load-many", "load-many-plain")
+CASES = ("udp", "udp-hot", "latency", "tcp", "geoip", "load-big", "load-warn", "load-styles", "load-many", "load-many-plain")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -332,6 +338,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "tcp" in cases:
             load = dnsperf.Load("tcp", args.seconds, args.clients)
             report.rows += traffic_case("tcp", variants, load, args.out, scratch, args.warmup)
+        if "geoip" in cases:
+            load = dnsperf.Load("udp", args.seconds, args.clients)
+            report.rows += traffic_case("geoip", variants, load, args.out, scratch, args.warmup)
         if "load-big" in cases:
             report.loads += load_case("load-big", zonegen.build_big, zonegen.BIG_ZONE, servers, args.out, scratch)
         if "load-warn" in cases:

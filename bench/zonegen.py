@@ -67,7 +67,10 @@ class ConfigDir:
 
 
 def write_config(cfgdir: Path, port: int, rundir: Path, udp_threads: int, tcp_threads: int) -> None:
-    """(Re)write ``cfgdir/config`` for one server run; zones are left alone."""
+    """(Re)write ``cfgdir/config`` for one server run; zones are left alone.
+
+    A case's other stanzas (e.g. ``plugins``) wait in ``cfgdir/config.extra``.
+    """
     cfgdir.mkdir(parents=True, exist_ok=True)
     (rundir / "run").mkdir(parents=True, exist_ok=True)
     (rundir / "state").mkdir(parents=True, exist_ok=True)
@@ -79,7 +82,7 @@ def write_config(cfgdir: Path, port: int, rundir: Path, udp_threads: int, tcp_th
         f"  tcp_threads => {tcp_threads}\n"
         f"  run_dir => {rundir / 'run'}\n"
         f"  state_dir => {rundir / 'state'}\n"
-        "}\n"
+        "}\n" + (extra.read_text() if (extra := cfgdir / "config.extra").exists() else "")
     )
 
 

@@ -162,7 +162,7 @@ def test_check_rejects_unknown_resources_and_cname_in_dyna(tmp_path: Path) -> No
     ("text", "message"),
     [
         (b"plugins => { bogus => {} }", r"config:1: plugins: no such plugin 'bogus'"),
-        (b"plugins => { geoip => { maps => {} } }", r"config:1: plugins: geoip needs MaxMind data"),
+        (b"plugins => { geoip => { maps => {} } }", r"config:1: plugin_geoip: .maps. stanza must contain one or more maps"),
         (
             b"plugins => {\n simplefo => { r => { primary => 192.0.2.1 } } }",
             r"config:2: .*'secondary' must be defined",

@@ -39,6 +39,7 @@ BASE_PACKAGES = (
     "python3",
     "python3-systemd",
     "python3-dnslib",
+    "python3-maxminddb",
     "python3-pydbus",
     "python3-gi",
     "dnsutils",

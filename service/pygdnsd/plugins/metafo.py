@@ -14,7 +14,7 @@ least TTL of all.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from pygdnsd.config.scalars import c_string
@@ -27,6 +27,8 @@ from pygdnsd.plugins.result import ClientInfo, DynamicResult
 from pygdnsd.plugins.values import Address, boolean, parse_address, parse_cname, service_types
 
 RESOURCE_KEYS = ("datacenters", "dcmap", "skip_first")
+# plugin name -> {resource name -> its config}: what a meta-plugin asks other plugins to build.
+Synthesized = dict[str, dict[str, ConfigHash]]
 DEFAULT_SUBPLUGIN = "multifo"
 
 
@@ -39,6 +41,8 @@ class Datacenter:
     cname: DynamicResult | None = None
     cname_monitored: Monitored | None = None
     target: Resolver | None = None
+    # geoip: the map-wide admin state (geoip/MAP/DC), forced below the resource's own.
+    map_state_name: str | None = None
 
     def resolve(self, client: ClientInfo, states: States, rng: random.Random) -> DynamicResult:
         if self.cname is not None:
@@ -50,6 +54,8 @@ class Datacenter:
             assert self.target is not None, "metafo datacenter not bound to its plugin"
             result = self.target.resolve(self.resource, client, states, rng)
         forced = states.get(self.state_name)
+        if forced is None and self.map_state_name is not None:
+            forced = states.get(self.map_state_name)
         if forced is None:
             return result
         # gdnsd 3.8.1: a forced datacenter's state replaces its sub-plugin's, TTL
@@ -111,17 +117,24 @@ class Metafo:
     ) -> DynamicResult:
         dcs = self._lookup(resource)
         assert dcs is not None
-        ttl = TTL_MAX
-        first: DynamicResult | None = None
-        for dc in dcs:
-            result = dc.resolve(client, states, rng)
-            ttl = min(ttl, result.ttl)
-            if first is None:
-                first = result
-            if not result.failed:
-                return _replace(result, ttl, False)
-        assert first is not None
-        return _replace(first, ttl, True)
+        return fail_over(dcs, client, states, rng)
+
+
+def fail_over(
+    dcs: Sequence[Datacenter], client: ClientInfo, states: States, rng: random.Random
+) -> DynamicResult:
+    """The first datacenter of ``dcs`` that does not fail answers (metafo's and geoip's rule)."""
+    ttl = TTL_MAX
+    first: DynamicResult | None = None
+    for dc in dcs:
+        result = dc.resolve(client, states, rng)
+        ttl = min(ttl, result.ttl)
+        if first is None:
+            first = result
+        if not result.failed:
+            return _replace(result, ttl, False)
+    assert first is not None
+    return _replace(first, ttl, True)
 
 
 def load_metafo(conf: ConfigHash, monitor: Monitor) -> Metafo:
@@ -152,12 +165,12 @@ def load_metafo(conf: ConfigHash, monitor: Monitor) -> Metafo:
         dcs = []
         for dc_name in names:
             dc = Datacenter(dc_name, monitor.add_virtual(f"metafo/{res}/{dc_name}"))
-            _datacenter(
+            configure_datacenter(
                 dc,
                 dcmap[dc_name],
                 inherited,
                 f"metafo_{res}_{dc_name}",
-                out,
+                out.synthesized,
                 f"{where}: {dc_name!r}",
                 monitor,
             )
@@ -181,15 +194,16 @@ def _datacenters(conf: ConfigHash, where: str) -> list[str]:
     return [c_string(i) for i in items if isinstance(i, ConfigScalar)]
 
 
-def _datacenter(
+def configure_datacenter(
     dc: Datacenter,
     value: ConfigValue,
     inherited: dict[str, ConfigValue],
     synth: str,
-    out: Metafo,
+    out: Synthesized,
     where: str,
     monitor: Monitor,
 ) -> None:
+    """Point ``dc`` at what its dcmap ``value`` names, adding to ``out`` the config it implies."""
     default_plugin = inherited.get("plugin")
     plugin = (
         c_string(default_plugin) if isinstance(default_plugin, ConfigScalar) else DEFAULT_SUBPLUGIN
@@ -240,11 +254,11 @@ def _synthesize(
     pos: Position,
     params: dict[str, ConfigValue],
     own: dict[str, ConfigValue],
-    out: Metafo,
+    out: Synthesized,
 ) -> None:
     conf = ConfigHash(pos)
     for key, item in {**params, **own}.items():
         conf[key] = item
         conf.key_pos[key] = item.pos
-    out.synthesized.setdefault(plugin, {})[synth] = conf
+    out.setdefault(plugin, {})[synth] = conf
     dc.plugin, dc.resource = plugin, synth

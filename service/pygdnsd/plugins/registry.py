@@ -12,12 +12,14 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from pygdnsd.config.vscf import ConfigHash, Position
+from pygdnsd.config.vscf import ConfigHash, ConfigValue, Position
 from pygdnsd.errors import ConfigError
 from pygdnsd.monitoring.monitor import Monitor
 from pygdnsd.plugins.base import Resolver, States
 from pygdnsd.plugins.failover import load_multifo, load_simplefo
+from pygdnsd.plugins.geoip.plugin import Geoip, load_geoip
 from pygdnsd.plugins.metafo import Metafo, load_metafo
 from pygdnsd.plugins.result import ClientInfo, DynamicResult
 from pygdnsd.plugins.simple import Null, Reflect, load_static
@@ -72,16 +74,18 @@ class Resolvers:
         )
 
 
-def load_plugins(raw: ConfigHash, monitor: Monitor) -> Resolvers:
-    """Every resolver plugin of the ``plugins`` section (its monitored resources added to ``monitor``)."""
+def load_plugins(raw: ConfigHash, monitor: Monitor, cfgdir: Path | None = None) -> Resolvers:
+    """Every resolver plugin of the ``plugins`` section (its monitored resources added to ``monitor``).
+
+    ``cfgdir`` is where relative geoip data files are found (under ``geoip/``);
+    by default the directory of the file the section was read from.
+    """
     for name, conf in raw.items():
         where = raw.key_pos.get(name, raw.pos)
-        if name == "geoip":
-            raise ConfigError(f"{where}: plugins: geoip needs MaxMind data, not supported yet")
         if (
             name not in LOADERS
             and name not in MONITOR_ONLY
-            and name not in ("static", "null", "reflect", "metafo")
+            and name not in ("static", "null", "reflect", "metafo", "geoip")
         ):
             raise ConfigError(f"{where}: plugins: no such plugin {name!r}")
         if not isinstance(conf, ConfigHash):
@@ -90,14 +94,24 @@ def load_plugins(raw: ConfigHash, monitor: Monitor) -> Resolvers:
     empty = ConfigHash(Position(raw.pos.path, 0))
     static_conf = raw.get("static")
     plugins["static"] = load_static(static_conf if isinstance(static_conf, ConfigHash) else empty)
+    # geoip first: its datacenters may synthesize metafo resources (never the reverse).
+    geoip: Geoip | None = None
+    geoip_conf = raw.get("geoip")
+    if isinstance(geoip_conf, ConfigHash):
+        geoip = load_geoip(geoip_conf, monitor, Path(raw.pos.path).parent if cfgdir is None else cfgdir)
+        plugins["geoip"] = geoip
     metafo: Metafo | None = None
     metafo_conf = raw.get("metafo")
+    if geoip is not None and geoip.synthesized.get("metafo"):
+        metafo_conf = _with_resources(metafo_conf, geoip.synthesized["metafo"], raw.pos)
     if isinstance(metafo_conf, ConfigHash):
         metafo = load_metafo(metafo_conf, monitor)
         plugins["metafo"] = metafo
     for name, loader in LOADERS.items():
         own = raw.get(name)
-        synthesized = metafo.synthesized.get(name, {}) if metafo is not None else {}
+        # gdnsd's order (it shows in ``gdnsdctl states``): geoip's, then metafo's.
+        synthesized = dict(geoip.synthesized.get(name, {}) if geoip is not None else {})
+        synthesized.update(metafo.synthesized.get(name, {}) if metafo is not None else {})
         if not isinstance(own, ConfigHash) and not synthesized:
             continue
         merged = ConfigHash(own.pos if isinstance(own, ConfigHash) else empty.pos)
@@ -115,4 +129,31 @@ def load_plugins(raw: ConfigHash, monitor: Monitor) -> Resolvers:
                 f"plugin metafo: cannot synthesize resources for plugin(s) {sorted(unknown)}"
             )
         metafo.bind(plugins.get)
+    if geoip is not None:
+        unknown = set(geoip.synthesized) - set(LOADERS) - {"metafo"}
+        if unknown:
+            raise ConfigError(
+                f"plugin geoip: cannot synthesize resources for plugin(s) {sorted(unknown)}"
+            )
+        geoip.bind(plugins.get)
     return Resolvers(plugins, monitor)
+
+
+def _with_resources(
+    conf: ConfigValue | None, extra: dict[str, ConfigHash], pos: Position
+) -> ConfigHash:
+    """metafo's config with the resources another plugin synthesized for it added."""
+    merged = ConfigHash(conf.pos if isinstance(conf, ConfigHash) else pos)
+    if isinstance(conf, ConfigHash):
+        merged.update(conf)
+        merged.key_pos.update(conf.key_pos)
+    own = merged.get("resources")
+    resources = ConfigHash(own.pos if isinstance(own, ConfigHash) else merged.pos)
+    if isinstance(own, ConfigHash):
+        resources.update(own)
+        resources.key_pos.update(own.key_pos)
+    for name, sub in extra.items():
+        resources[name] = sub
+        resources.key_pos[name] = sub.pos
+    merged["resources"] = resources
+    return merged

@@ -44,7 +44,7 @@ def build_dynamic(config: Config) -> DynamicSetup:
     except ConfigError as exc:
         raise _located(exc, config_file, "service_types") from None
     try:
-        resolvers = load_plugins(plugins, monitor)
+        resolvers = load_plugins(plugins, monitor, config.cfgdir)
     except UnknownServiceType as exc:
         # The monitor knows the name, not where it was written: the first
         # service_types in the plugins section that names it.

@@ -1,0 +1,288 @@
+"""A map's files -> its table: databases walked, nets laid over them, networks merged.
+
+``load_table`` does the whole (slow) job once per map and per change of its
+files; lookups then touch only the ``NetworkTable``. Precedence, most
+specific first: the undefined IPv4-like spaces, ``nets`` (longest prefix),
+``asn_map`` (the AS number an ASN database gives), then geography from
+``geoip2_db``, then the map's default.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pygdnsd.config.vscf import ConfigHash, parse_file
+from pygdnsd.errors import ConfigError
+from pygdnsd.plugins.geoip.addresses import (
+    UNDEFINED_SPACES,
+    lookup_key,
+    network_text,
+    parse_network,
+    scope_of,
+)
+from pygdnsd.plugins.geoip.config import MapSpec, NetsEntry, read_nets
+from pygdnsd.plugins.geoip.locations import MAXMIND, NOWHERE
+from pygdnsd.plugins.geoip.mmdb import Database, DatabaseError
+from pygdnsd.plugins.geoip.networks import UNDEFINED, NetworkTable, Overlay, Ref, build_table
+
+log = logging.getLogger("gdnsd")
+
+
+class MapDataError(Exception):
+    """A map's data cannot be loaded; the message names the map and the file.
+
+    ``where`` is the config position of the entry at fault, when one is.
+    """
+
+    def __init__(self, message: str, where: str | None = None) -> None:
+        super().__init__(message)
+        self.where = where
+
+
+@dataclass(frozen=True)
+class MapTable:
+    """What a map answers from: its table and the datacenter lists the table's values number."""
+
+    table: NetworkTable
+    dclists: tuple[tuple[int, ...], ...]
+
+    def lookup(self, packed: bytes) -> tuple[int, int]:
+        """(datacenter list number, client-subnet scope) for a client address, 4 or 16 bytes."""
+        key, form = lookup_key(packed)
+        value, depth = self.table.find(key)
+        return value, scope_of(depth, form)
+
+
+class _Dclists:
+    def __init__(self) -> None:
+        self.lists: list[tuple[int, ...]] = []
+        self.numbers: dict[tuple[int, ...], int] = {}
+
+    def number(self, dcs: tuple[int, ...]) -> int:
+        found = self.numbers.get(dcs)
+        if found is None:
+            found = self.numbers[dcs] = len(self.lists)
+            self.lists.append(dcs)
+        return found
+
+
+class _Flat:
+    """No database: the map's default everywhere."""
+
+    def __init__(self, default: int) -> None:
+        self.default = default
+
+    @property
+    def root(self) -> Ref:
+        return 0
+
+    def split(self, ref: Ref, depth: int) -> tuple[Ref, Ref] | None:
+        return None
+
+    def value(self, ref: Ref) -> int:
+        return self.default
+
+
+class _Geographic:
+    """A location database: each record's place, through the map, to a datacenter list."""
+
+    def __init__(self, spec: MapSpec, db: Database, dclists: _Dclists, default: int) -> None:
+        self.spec = spec
+        self.db = db
+        self.dclists = dclists
+        self.default = default
+        kind = db.info.database_type
+        self.city_level = "City" in kind or spec.layout != MAXMIND
+        if spec.geography.auto and not self.city_level:
+            raise MapDataError(
+                f"{spec.label()}: auto_dc_coords: GeoIP2 DB '{db.info.path}' is not a "
+                "City-level database and this map uses auto_dc_coords"
+            )
+        if not self.city_level and "Country" not in kind:
+            log.warning(
+                "%s: Assuming GeoIP2 database '%s' has standard MaxMind Country data, "
+                "but type is actually '%s'",
+                spec.label(),
+                db.info.path,
+                kind,
+            )
+        self.values: dict[int, int] = {}
+
+    @property
+    def root(self) -> Ref:
+        return self.db.root
+
+    def split(self, ref: Ref, depth: int) -> tuple[Ref, Ref] | None:
+        assert isinstance(ref, int)
+        return self.db.children(ref, depth) if self.db.is_internal(ref) else None
+
+    def value(self, ref: Ref) -> int:
+        assert isinstance(ref, int)
+        if self.db.is_empty(ref):
+            return self.default
+        found = self.values.get(ref)
+        if found is None:
+            place = self.spec.layout.locate(self.db.record(ref), self.city_level)
+            found = self.values[ref] = self.dclists.number(self.spec.geography.choose(place))
+        return found
+
+
+class _AsnOver:
+    """An ASN database's ``asn_map`` answers first; where it has none, ``under`` does."""
+
+    def __init__(self, spec: MapSpec, db: Database, under: _Flat | _Geographic, dclists: _Dclists) -> None:
+        self.spec = spec
+        self.db = db
+        self.under = under
+        self.dclists = dclists
+        self.values: dict[int, int | None] = {}
+
+    @property
+    def root(self) -> Ref:
+        return (self.db.root, self.under.root)
+
+    def split(self, ref: Ref, depth: int) -> tuple[Ref, Ref] | None:
+        assert isinstance(ref, tuple)
+        asn, geo = ref
+        asn_halves = self.db.children(asn, depth) if self.db.is_internal(asn) else None
+        geo_halves = self.under.split(geo, depth)
+        if asn_halves is None and geo_halves is None:
+            return None
+        left_asn, right_asn = asn_halves or (asn, asn)
+        left_geo, right_geo = geo_halves or (geo, geo)
+        return (left_asn, left_geo), (right_asn, right_geo)
+
+    def value(self, ref: Ref) -> int:
+        assert isinstance(ref, tuple)
+        asn, geo = ref
+        if not self.db.is_empty(asn):
+            if asn not in self.values:
+                number = _asn_number(self.db.record(asn))
+                dcs = self.spec.asn_map.get(number) if number is not None else None
+                self.values[asn] = None if dcs is None else self.dclists.number(dcs)
+            found = self.values[asn]
+            if found is not None:
+                return found
+        return self.under.value(geo)
+
+
+def _asn_number(record: object) -> int | None:
+    """The AS number of a GeoLite2-ASN record (``autonomous_system_number``)."""
+    if isinstance(record, dict):
+        number = record.get("autonomous_system_number")
+        if isinstance(number, int) and not isinstance(number, bool):
+            return number
+    return None
+
+
+def open_database(spec: MapSpec, path: Path, key: str) -> Database:
+    try:
+        db = Database(path)
+    except DatabaseError as exc:
+        raise MapDataError(f"{spec.label()}: {key}: {exc}") from None
+    info = db.info
+    log.info(
+        "%s: Loading GeoIP2 database '%s': Type: %s, IPVersion: %d",
+        spec.label(),
+        path,
+        info.database_type,
+        info.ip_version,
+    )
+    return db
+
+
+def read_nets_file(spec: MapSpec, path: Path) -> tuple[NetsEntry, ...]:
+    try:
+        data = parse_file(path)
+    except (OSError, ConfigError) as exc:
+        raise MapDataError(f"{spec.label()}: (Re-)loading nets file '{path}' failed: {exc}") from None
+    if not isinstance(data, ConfigHash):
+        raise MapDataError(
+            f"{spec.label()}: (Re-)loading nets file '{path}' failed: "
+            "file cannot be an array of values"
+        )
+    numbers = {dc: i for i, dc in enumerate(spec.datacenters)}
+    try:
+        return read_nets(data, spec.label(), numbers)
+    except ConfigError as exc:
+        raise MapDataError(f"{spec.label()}: parsing nets file '{path}' failed: {exc}") from None
+
+
+def overlay(spec: MapSpec, entries: Sequence[NetsEntry], dclists: _Dclists) -> list[Overlay]:
+    """The nets entries and the undefined spaces as overlays, sorted, one per network."""
+    found: dict[tuple[int, int], Overlay] = {}
+    for entry in entries:
+        try:
+            net = parse_network(entry.text)
+        except ValueError as exc:
+            raise MapDataError(
+                f"{spec.label()}: nets entry '{entry.text}' {exc}", entry.where
+            ) from None
+        if net.cleared_bits:
+            log.warning(
+                "%s: input network %s had illegal bits beyond mask, which were cleared",
+                spec.label(),
+                entry.text,
+            )
+        value = dclists.number(entry.dclist)
+        key = (net.start, net.length)
+        earlier = found.get(key)
+        if earlier is not None:
+            # The first one written wins, as in gdnsd 3.8.1 (its page says "arbitrary").
+            if earlier.value != value:
+                log.warning(
+                    "%s nets: Exact duplicate networks with conflicting dclists at %s",
+                    spec.label(),
+                    network_text(net.start, net.length),
+                )
+            continue
+        found[key] = Overlay(net.start, net.length, value)
+    for start, length in UNDEFINED_SPACES:
+        found[(start, length)] = Overlay(start, length, UNDEFINED)
+    return sorted(found.values(), key=lambda o: (o.start, o.length))
+
+
+def load_table(spec: MapSpec) -> MapTable:
+    """Read the map's files and build its table; MapDataError names the file that failed."""
+    dclists = _Dclists()
+    default = dclists.number(spec.geography.choose(NOWHERE))
+    nets = spec.nets
+    if spec.nets_file is not None:
+        nets = read_nets_file(spec, spec.nets_file)
+    opened: list[Database] = []
+    try:
+        base: _Flat | _Geographic | _AsnOver = _Flat(default)
+        if spec.database is not None:
+            db = open_database(spec, spec.database, "geoip2_db")
+            opened.append(db)
+            if spec.geography.top.entries or spec.geography.auto or spec.layout != MAXMIND:
+                base = _Geographic(spec, db, dclists, default)
+            else:
+                log.info(
+                    "%s: not processing GeoIP2 database '%s': no auto_dc_coords and no "
+                    "actual 'map', therefore nothing to do",
+                    spec.label(),
+                    spec.database,
+                )
+        if spec.asn_database is not None:
+            asn_db = open_database(spec, spec.asn_database, "asn_db")
+            opened.append(asn_db)
+            base = _AsnOver(spec, asn_db, base, dclists) if not isinstance(base, _AsnOver) else base
+        layers = overlay(spec, nets, dclists)
+        try:
+            table = build_table(base, layers)
+        except DatabaseError as exc:
+            raise MapDataError(f"{spec.label()}: {exc}") from None
+    finally:
+        for db in opened:
+            db.close()
+    log.info(
+        "plugin_geoip: map '%s' runtime db updated. nets: %d dclists: %d",
+        spec.name,
+        len(table),
+        len(dclists.lists),
+    )
+    return MapTable(table, tuple(dclists.lists))
