@@ -10,8 +10,7 @@ Debian's own source package does not help on a machine without it: its
 
 The whole suite runs once (four files at a time: a passing file takes about
 a second, most of it the daemon starting), then each file is one test here,
-so a failure names the file and its failed subtests. One file may not pass
-yet, for a stated reason, and is checked to fail until it is taken off the list.
+so a failure names the file and its failed subtests. Every file must pass.
 """
 
 from __future__ import annotations
@@ -33,8 +32,6 @@ SUITE = Path(os.environ.get("GDNSD_TESTSUITE", REPO.parent / "shared" / "gdnsd-t
 # waits out a 10 s TCP timeout on purpose).
 PER_FILE_TIMEOUT = 120
 
-# The files that do not pass yet, and why.
-NOT_YET = {"014geoip/040basic.t": "the geoip plugin is issue 14's work"}
 
 
 @dataclass(frozen=True)
@@ -102,7 +99,4 @@ def suite_results() -> dict[str, FileResult]:
 def test_gdnsd_suite_file(name: str, suite_results: dict[str, FileResult]) -> None:
     result = suite_results.get(name)
     assert result is not None, f"{name}: the runner has no line for it"
-    if name in NOT_YET:
-        assert result.status != "PASS", f"{name} passes now: take it off NOT_YET"
-        pytest.xfail(NOT_YET[name])
     assert result.status == "PASS", result.text
