@@ -26,6 +26,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -33,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+from pygdnsd.config.options import ListenAddress
 from pygdnsd.control import json_answers, tcp_listeners
 from pygdnsd.control import server as control_server
 from pygdnsd.control.protocol import COMPAT_VERSION, AcmeChallenge
@@ -53,13 +55,24 @@ from pygdnsd.errors import GdnsdError, describe
 from pygdnsd.instance import Instance, Loaded, read_zones
 from pygdnsd.instance import load as load_all
 from pygdnsd.replace import new_daemon
+from pygdnsd.replace.challenge_handoff import ChallengeSet, HeldChallenges
+from pygdnsd.replace.fd_passing import Expected
 from pygdnsd.replace.old_daemon import HandoffSet
 from pygdnsd.replace.socket_plan import plan_sockets
-from pygdnsd.replace.spawn import spawn_replacement
+from pygdnsd.replace.spawn import Program, spawn_replacement
+from pygdnsd.replace.stats_handoff import FinalStats
 from pygdnsd.replace.takeover import TakenOver
 from pygdnsd.systemd import notify, socket_activation
 from pygdnsd.systemd.watchdog import Heartbeat
-from pygdnsd.transport.listeners import UDP, ListenSocket, SocketSpec, open_tcp, open_udp, specs_for
+from pygdnsd.transport.listeners import (
+    UDP,
+    ListenSocket,
+    SocketSpec,
+    open_tcp,
+    open_udp,
+    size_udp_buffers,
+    specs_for,
+)
 from pygdnsd.zones.model import ZoneSet
 from pygdnsd.zones.reload import ZoneReloader
 from pygdnsd.zones.watcher import ZonesWatcher
@@ -82,13 +95,16 @@ class StartRequest:
     strict_data: bool = False
     idempotent: bool = False  # -i: another running instance counts as success
     replace: bool = False  # -R: take over from a running instance
+    # What a REQ_REPL runs: the gdnsd we were started as, with our -D/-l/-S.
+    program: Program | None = None
 
 
 class Daemon:
     """One running gdnsd. Implements ``control.server.ControlHandler``."""
 
-    def __init__(self, loaded: Loaded) -> None:
+    def __init__(self, loaded: Loaded, program: Program | None = None) -> None:
         config = loaded.config
+        self.program = program if program is not None else Program((sys.executable, "-m", "pygdnsd"))
         self.config = config
         self.run_dir = Path(config.run_dir)
         self.user: User | None = None
@@ -124,6 +140,8 @@ class Daemon:
         self.replacing = False  # we are a successor that has not claimed yet: no STOPPING=1 either
         self._successor_conn: socket.socket | None = None
         self._successor_serving = threading.Event()
+        # ACME challenges from the previous daemon, handed on to the next until they expire.
+        self.held_challenges = HeldChallenges()
 
     # --- startup steps, in order ---------------------------------------------
 
@@ -167,13 +185,20 @@ class Daemon:
                 os.chown(path, *self._owner)
         self.tcp_control = tcp_listeners.open_all(self.config.tcp_control)
 
+    def handoff_expected(self) -> Expected:
+        return Expected(
+            self.run_dir / LOCK_NAME,
+            self.control_path,
+            frozenset(Expected.address_key(address.host, address.port) for address in self.config.tcp_control),
+        )
+
     def adopt(self, taken: TakenOver) -> None:
-        """Instead of acquire_lock and bind: what the old daemon handed over.
+        """Instead of acquire_lock and bind: what the old daemon (gdnsd or ours) handed over.
 
         DNS sockets whose address is still configured are kept (the same
-        kernel sockets); new ones are bound fresh with SO_REUSEPORT; ours of
-        removed addresses are closed at once (the old daemon reads them until
-        it stops, and the kernel closes them with its copy).
+        kernel sockets, given our buffer sizes); new ones are bound fresh with
+        SO_REUSEPORT; ours of removed addresses are closed at once (the old
+        daemon reads them until it stops, and the kernel closes them with its copy).
         """
         handed = taken.handed
         if handed.lock_fd is None or handed.control is None:
@@ -200,19 +225,32 @@ class Daemon:
             else:
                 log.info("%s: closing the socket of removed address %s %s", new_daemon.NEW_DAEMON_LOG_PREFIX, spec.kind.upper(), spec.label)
                 listener.sock.close()
+        for listener in plan.reuse:
+            if listener.spec.kind == UDP:
+                size_udp_buffers(listener.sock, self._endpoint(listener.spec))
         self.lock = InstanceLock.adopt(handed.lock_fd, self.run_dir / LOCK_NAME)
         self.control_listener = handed.control
         self.sockets = [*plan.reuse, *fresh, *surplus]
         handed.lock_fd, handed.control, handed.dns = None, None, []
-        started = taken.extra.get("started")
-        if isinstance(started, float | int):
-            self.started_at = float(started)  # CLOCK_MONOTONIC is the same in every process
         usec = taken.extra.get("watchdog_usec")
         if isinstance(usec, int) and usec > 0:
             self.watchdog_usec = usec
 
+    def adopt_challenges(self, sets: list[ChallengeSet]) -> None:
+        self.held_challenges.add(sets)
+        if sets:
+            log.warning(
+                "%s: the old daemon had %d live ACME challenge(s): carried on to the next daemon, "
+                "not answered here",
+                new_daemon.NEW_DAEMON_LOG_PREFIX,
+                len(self.held_challenges),
+            )
+
+    def _endpoint(self, spec: SocketSpec) -> ListenAddress:
+        return next(e for e in self.instance.endpoints if (e.host, e.port) == (spec.host, spec.port))
+
     def _open(self, spec: SocketSpec) -> socket.socket:
-        endpoint = next(e for e in self.instance.endpoints if (e.host, e.port) == (spec.host, spec.port))
+        endpoint = self._endpoint(spec)
         log.info("%s: binding new address %s %s", new_daemon.NEW_DAEMON_LOG_PREFIX, spec.kind.upper(), spec.label)
         return open_udp(spec, endpoint) if spec.kind == UDP else open_tcp(spec, endpoint)
 
@@ -276,8 +314,11 @@ class Daemon:
             log.info("zones_auto_reload: watching '%s' (%s)", self.config.zones_dir, self.watcher.mode)
         log.info("DNS listeners started")
 
-    def absorb_stats(self, final: dict[str, dict[str, int]]) -> None:
-        self.instance.stats.absorb(final)
+    def absorb_stats(self, final: FinalStats) -> None:
+        self.instance.stats.absorb(final.counters)
+        if final.started is not None and 0 < final.started <= time.time():
+            # The chain's start: uptime runs on (CLOCK_MONOTONIC's origin is ours to shift).
+            self.started_at = time.monotonic() - (time.time() - final.started)
 
     def _swap_zones(self, zones: ZoneSet) -> None:
         self.instance.responder.set_zones(zones)
@@ -382,7 +423,7 @@ class Daemon:
     def replace(self) -> Outcome:
         """REQ_REPL: spawn ``gdnsd -R daemonize``; ACK once it serves and has asked us to stop."""
         self._successor_serving.clear()
-        helper = spawn_replacement(Path(self.config.cfgdir))
+        helper = spawn_replacement(self.program, Path(self.config.cfgdir))
         deadline = time.monotonic() + REPL_TIMEOUT
         while time.monotonic() < deadline:
             if self._successor_serving.wait(0.1):
@@ -399,8 +440,11 @@ class Daemon:
     def expected_replacement(self) -> int | None:
         return None  # our replacement is a grandchild: any PID may take over
 
-    def challenges(self) -> Sequence[AcmeChallenge]:
-        return []
+    def challenge_sets(self) -> Sequence[ChallengeSet]:
+        return self.held_challenges.live()
+
+    def started_wall(self) -> int:
+        return int(time.time() - (time.monotonic() - self.started_at))
 
     def pause_control_accept(self) -> None:
         if self.control is not None:
@@ -410,7 +454,6 @@ class Daemon:
         if self.lock is None or self.control_listener is None:
             raise GdnsdError("nothing to hand over: no lock or control socket")
         extra = {
-            "started": self.started_at,
             "watchdog_usec": self.watchdog_usec,
             "activated": socket_activation.counts_to_handoff(self.activated_counts),
         }
@@ -477,7 +520,7 @@ def run(request: StartRequest, report: StartupReport | None = None, load: Loader
     daemon: Daemon | None = None
     try:
         start.begin()
-        daemon = Daemon(load(request.cfgdir, request.strict_data))
+        daemon = Daemon(load(request.cfgdir, request.strict_data), request.program)
         daemon.first_monitoring_round()
         daemon.install_signal_handlers()
         if not start.acquire(daemon):
