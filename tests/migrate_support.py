@@ -11,10 +11,14 @@ Loopback only, free ports.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import signal
+import socket
+import struct
 import subprocess
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -27,6 +31,7 @@ from dnslib import DNSRecord
 from conftest import REAL_GDNSD, free_port, pygdnsd_python
 from daemon_support import Site, env, kill_all, wait_for, zone_text
 from pygdnsd.control.client import ControlClient, ControlError
+from pygdnsd.replace import fd_passing
 
 KINDS = ("gdnsd", "pygdnsd")
 # A hand-off on loopback takes milliseconds (gdnsd) to a couple of seconds (pygdnsd
@@ -195,3 +200,96 @@ def process_socket_inodes(pid: int) -> set[int]:
             if target.startswith("socket:["):
                 found.add(int(target[8:-1]))
     return found
+
+
+@dataclass
+class GdnsdStandIn:
+    """An old daemon that answers the takeover as gdnsd 3.8.1 does (raw bytes), with scripted
+    deviations: another version, data in the TAKE answer, extra descriptors.
+
+    It holds ``run_dir``'s lock (so a new daemon must take over) and, with
+    ``listen``, its control socket; it hands over ``dns`` as its DNS sockets.
+    ``heard`` records every request, so a test can tell it was never asked to stop.
+    """
+
+    run_dir: Path
+    dns: list[socket.socket]
+    started: int = 1_700_000_000
+    version: bytes = b"\x03\x08\x01"
+    take_data: bytes = b""  # gdnsd sends none
+    extra_fds: list[int] = field(default_factory=list)
+    heard: list[bytes] = field(default_factory=list)
+    lock: int = -1
+    control: socket.socket | None = None
+
+    @property
+    def slots(self) -> list[int]:
+        return [*range(1, 36), self.started]
+
+    def open(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.lock = os.open(self.run_dir / "control.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(self.lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with contextlib.suppress(FileNotFoundError):
+            (self.run_dir / "control.sock").unlink()
+        self.control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.control.bind(str(self.run_dir / "control.sock"))
+        self.control.listen(4)
+
+    def asked(self) -> list[bytes]:
+        return [request[:1] for request in self.heard]
+
+    def converse(self, conn: socket.socket) -> threading.Thread:
+        """Answer one takeover connection on a thread, until STOP (then "exit": close) or the peer goes."""
+        assert self.control is not None
+        control = self.control
+
+        def run() -> None:
+            conn.settimeout(30.0)
+            with contextlib.suppress(OSError):
+                for _ in range(8):
+                    request = conn.recv(8)
+                    if len(request) < 8:
+                        return
+                    self.heard.append(request)
+                    key = request[:1]
+                    if key == b"I":
+                        conn.sendall(b"A" + self.version + struct.pack("=I", os.getpid()))
+                    elif key in (b"1", b"2"):
+                        conn.sendall(b"A" + bytes(7))
+                    elif key == b"T":
+                        fds = [self.lock, control.fileno(), *(s.fileno() for s in self.dns), *self.extra_fds]
+                        head = b"A\0\0" + bytes([len(fds)]) + struct.pack("=I", len(self.take_data))
+                        fd_passing.send_with_fds(conn, head + self.take_data, fds)
+                    elif key == b"X":
+                        data = b"".join(struct.pack("=Q", v) for v in self.slots)
+                        conn.sendall(b"A" + bytes(7) + b"s\0\0\0" + struct.pack("=I", len(data)) + data)
+                        conn.close()  # gdnsd exits
+                        return
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        return thread
+
+    def accept_one(self) -> threading.Thread:
+        """Serve the next connection to the control socket (a new daemon's) on a thread."""
+        assert self.control is not None
+        control = self.control
+
+        def run() -> None:
+            control.settimeout(60.0)
+            with contextlib.suppress(OSError):
+                conn, _ = control.accept()
+                with conn:
+                    self.converse(conn).join(60.0)
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        return thread
+
+    def close(self) -> None:
+        if self.control is not None:
+            self.control.close()
+        if self.lock >= 0:
+            os.close(self.lock)
+            self.lock = -1

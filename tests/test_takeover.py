@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from migrate_support import GdnsdStandIn
 from pygdnsd.control import protocol
 from pygdnsd.control.protocol import RequestKey
 from pygdnsd.engine.stats import Stats
@@ -412,65 +413,18 @@ def test_a_gdnsd_new_daemon_hears_exactly_what_gdnsd_would_say(conversation: Con
     assert conversation.join() is Outcome.DONE
 
 
-@dataclass
-class GdnsdOld:
-    """An old daemon answering as gdnsd 3.8.1 does (raw bytes), with scripted deviations."""
-
-    tmp: Path
-    version: bytes = b"\x03\x08\x01"
-    take_data: bytes = b""  # gdnsd sends none
-    extra_fds: list[int] = field(default_factory=list)
-    slots: list[int] = field(default_factory=lambda: [*range(1, 36), STARTED])
-    heard: list[bytes] = field(default_factory=list)
-
-    def serve(self, conn: socket.socket, udp: socket.socket) -> threading.Thread:
-        lock = os.open(self.tmp / "control.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC)
-        control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        control.bind(str(self.tmp / "control.sock"))
-        control.listen(4)
-
-        def run() -> None:
-            conn.settimeout(5.0)
-            try:
-                for _ in range(8):
-                    request = conn.recv(8)
-                    if len(request) < 8:
-                        return
-                    self.heard.append(request)
-                    key = request[:1]
-                    if key == b"I":
-                        conn.sendall(b"A" + self.version + struct.pack("=I", 4321))
-                    elif key in b"12":
-                        conn.sendall(b"A" + bytes(7))
-                    elif key == b"T":
-                        fds = [lock, control.fileno(), udp.fileno(), *self.extra_fds]
-                        head = b"A\0\0" + bytes([len(fds)]) + struct.pack("=I", len(self.take_data))
-                        fd_passing.send_with_fds(conn, head + self.take_data, fds)
-                    elif key == b"X":
-                        data = b"".join(struct.pack("=Q", v) for v in self.slots)
-                        conn.sendall(b"A" + bytes(7) + b"s\0\0\0" + struct.pack("=I", len(data)) + data)
-                        conn.close()  # gdnsd exits
-                        return
-            except OSError:
-                return
-            finally:
-                os.close(lock)
-                control.close()
-
-        thread = threading.Thread(target=run, daemon=True)
-        thread.start()
-        return thread
-
-
 @pytest.fixture
-def gdnsd_pair(tmp_path: Path) -> Iterator[tuple[GdnsdOld, TakeoverClient, socket.socket, socket.socket]]:
+def gdnsd_pair(tmp_path: Path) -> Iterator[tuple[GdnsdStandIn, TakeoverClient, socket.socket]]:
     new_end, old_end = socket.socketpair()
     udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     udp.bind(("127.0.0.1", 0))
     client = TakeoverClient(new_end, pid=GDNSD_PID, step_timeout=5.0)
-    yield GdnsdOld(tmp_path), client, old_end, udp
+    stand_in = GdnsdStandIn(tmp_path, [udp], started=STARTED)
+    stand_in.open()
+    yield stand_in, client, old_end
     client.close()
     old_end.close()
+    stand_in.close()
     udp.close()
 
 
@@ -479,16 +433,16 @@ def expected_in(tmp: Path) -> Expected:
 
 
 def test_our_new_daemon_takes_over_from_a_gdnsd_old_one(
-    gdnsd_pair: tuple[GdnsdOld, TakeoverClient, socket.socket, socket.socket],
+    gdnsd_pair: tuple[GdnsdStandIn, TakeoverClient, socket.socket],
 ) -> None:
-    old, client, old_end, udp = gdnsd_pair
-    thread = old.serve(old_end, udp)
-    assert client.info() == ((3, 8, 1), 4321)
+    old, client, old_end = gdnsd_pair
+    thread = old.converse(old_end)
+    assert client.info() == ((3, 8, 1), os.getpid())
     client.announce()
     assert client.peer is Peer.GDNSD and client.old_kind == "gdnsd 3.8.1"
     # Our TAK1 carries the mark; gdnsd ignores it (measured) and answers zeros.
     assert old.heard[1] == b"1p\x00\x01" + struct.pack("=I", GDNSD_PID)
-    taken = client.take(expected_in(old.tmp))
+    taken = client.take(expected_in(old.run_dir))
     try:
         assert taken.extra == {}
         assert [(s.spec.host, s.spec.kind, s.spec.index) for s in taken.handed.dns] == [("127.0.0.1", UDP, 0)]
@@ -502,49 +456,49 @@ def test_our_new_daemon_takes_over_from_a_gdnsd_old_one(
 
 
 def test_another_major_version_is_refused_before_anything_is_locked(
-    gdnsd_pair: tuple[GdnsdOld, TakeoverClient, socket.socket, socket.socket],
+    gdnsd_pair: tuple[GdnsdStandIn, TakeoverClient, socket.socket],
 ) -> None:
-    old, client, old_end, udp = gdnsd_pair
+    old, client, old_end = gdnsd_pair
     old.version = b"\x04\x00\x00"
-    thread = old.serve(old_end, udp)
+    thread = old.converse(old_end)
     with pytest.raises(TakeoverMismatch, match=r"reports version 4\.0\.0, whose takeover this daemon does not speak"):
         client.info()
     client.close()
     thread.join(5.0)
-    assert [request[:1] for request in old.heard] == [b"I"]  # no TAK1: the old daemon was never locked
+    assert old.asked() == [b"I"]  # no TAK1: the old daemon was never locked
 
 
 def test_a_take_answer_gdnsd_never_sends_is_refused_and_its_descriptors_closed(
-    gdnsd_pair: tuple[GdnsdOld, TakeoverClient, socket.socket, socket.socket],
+    gdnsd_pair: tuple[GdnsdStandIn, TakeoverClient, socket.socket],
 ) -> None:
-    old, client, old_end, udp = gdnsd_pair
+    old, client, old_end = gdnsd_pair
     old.take_data = b'{"surprise": 1}'
-    thread = old.serve(old_end, udp)
+    thread = old.converse(old_end)
     client.info()
     client.announce()
     before = len(os.listdir("/proc/self/fd"))
     with pytest.raises(TakeoverMismatch, match=r"15 bytes of data, which gdnsd 3\.8\.1 never sends"):
-        client.take(expected_in(old.tmp))
+        client.take(expected_in(old.run_dir))
     assert len(os.listdir("/proc/self/fd")) == before
     client.close()
     thread.join(5.0)
-    assert b"X" not in [request[:1] for request in old.heard]  # never asked to stop
+    assert b"X" not in old.asked()  # never asked to stop
 
 
 def test_an_unexpected_socket_refuses_the_takeover_before_stop(
-    gdnsd_pair: tuple[GdnsdOld, TakeoverClient, socket.socket, socket.socket],
+    gdnsd_pair: tuple[GdnsdStandIn, TakeoverClient, socket.socket],
 ) -> None:
-    old, client, old_end, udp = gdnsd_pair
+    old, client, old_end = gdnsd_pair
     stray = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     old.extra_fds.append(stray.fileno())
-    thread = old.serve(old_end, udp)
+    thread = old.converse(old_end)
     client.info()
     client.announce()
     before = len(os.listdir("/proc/self/fd"))
     with pytest.raises(fd_passing.FdPassError, match="descriptor #4 handed over is an AF_UNIX/SOCK_DGRAM socket"):
-        client.take(expected_in(old.tmp))
+        client.take(expected_in(old.run_dir))
     assert len(os.listdir("/proc/self/fd")) == before
     client.close()
     thread.join(5.0)
     stray.close()
-    assert b"X" not in [request[:1] for request in old.heard]
+    assert b"X" not in old.asked()
