@@ -421,16 +421,24 @@ class Daemon:
         return Outcome.ACK
 
     def replace(self) -> Outcome:
-        """REQ_REPL: spawn ``gdnsd -R daemonize``; ACK once it serves and has asked us to stop."""
+        """REQ_REPL: start the installed gdnsd with ``-R``; ACK once it serves and has asked us to stop."""
         self._successor_serving.clear()
-        helper = spawn_replacement(self.program, Path(self.config.cfgdir))
+        try:
+            successor = spawn_replacement(self.program, Path(self.config.cfgdir))
+        except GdnsdError as exc:
+            log.error("%s: %s", OLD_DAEMON_LOG_PREFIX, exc)
+            return Outcome.FAIL
         deadline = time.monotonic() + REPL_TIMEOUT
         while time.monotonic() < deadline:
             if self._successor_serving.wait(0.1):
                 return Outcome.ACK
-            status = helper.poll()
-            if status is not None and not self._successor_serving.wait(0.5):
-                log.error("%s: the replacement daemon failed to start (exit status %d)", OLD_DAEMON_LOG_PREFIX, status)
+            if successor.gone() and not self._successor_serving.wait(0.5):
+                log.error(
+                    "%s: the replacement daemon (PID %d, %s) exited before taking over",
+                    OLD_DAEMON_LOG_PREFIX,
+                    successor.pid,
+                    self.program.argv[0],
+                )
                 return Outcome.FAIL
         log.error("%s: the replacement daemon did not take over within %gs", OLD_DAEMON_LOG_PREFIX, REPL_TIMEOUT)
         return Outcome.FAIL
