@@ -35,7 +35,7 @@ from types import FrameType
 
 from pygdnsd.control import json_answers, tcp_listeners
 from pygdnsd.control import server as control_server
-from pygdnsd.control.protocol import COMPAT_VERSION, AcmeChallenge
+from pygdnsd.control.protocol import COMPAT_VERSION, AcmeChallenge, ChallengeBatch
 from pygdnsd.control.server import ControlServer, Failed, Outcome
 from pygdnsd.daemon import gc_freeze
 from pygdnsd.daemon.daemonize import StartupReport
@@ -399,7 +399,7 @@ class Daemon:
     def expected_replacement(self) -> int | None:
         return None  # our replacement is a grandchild: any PID may take over
 
-    def challenges(self) -> Sequence[AcmeChallenge]:
+    def challenges(self) -> Sequence[ChallengeBatch]:
         return []
 
     def pause_control_accept(self) -> None:
