@@ -56,6 +56,10 @@ _acme-challenge.mx MX 10 ns1
 deep.ent.x A 192.0.2.80
 _acme-challenge.txtonly TXT "static"
 _acme-challenge.other A 192.0.2.43
+_acme-challenge.cn2 CNAME _acme-challenge.t2
+_acme-challenge.t2 TXT "t2static"
+_acme-challenge.cnout CNAME _acme-challenge.example.org.
+_acme-challenge.tocut CNAME _acme-challenge.x.sub
 """
 EXAMPLE_ORG = "@ SOA ns1.example.com. dns-admin.example.com. 1 7200 1800 259200 900\n@ NS ns1.example.com.\n"
 
@@ -63,6 +67,7 @@ CHALLENGED = [
     "snxd.example.com", "sub.example.com", "x.sub.example.com", "wild.example.com", "foo.wild.example.com",
     "foo.wildtxt.example.com", "cn.example.com", "target.example.com", "mx.example.com", "ent.x.example.com",
     "example.com", "notzone.test", "example.org", "txtonly.example.com", "other.example.com",
+    "t2.example.com", "cnout.example.com", "tocut.example.com",
 ]
 
 
@@ -154,6 +159,36 @@ def test_challenges_merge_with_zone_data_as_gdnsd_merges_them(
 ) -> None:
     for tcp in (False, True):
         assert summary(ask(engine, name, qtype, tcp=tcp)) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "qtype", "expected"),
+    [
+        # The chain ends at a missing name with challenges: they answer, owned by that name.
+        ("_acme-challenge.cn.example.com", TXT, (NOERROR, [("_acme-challenge.target.example.com", TXT)], [])),
+        ("_acme-challenge.cn.example.com", A, (NOERROR, [], [SOA])),
+        # ... at a name with TXT of its own: the CNAME, that TXT, the challenges.
+        ("_acme-challenge.cn2.example.com", TXT, (NOERROR, [("_acme-challenge.t2.example.com", TXT)] * 2, [])),
+        # ... out of the zone, or at a delegation: the challenges there do not count.
+        ("_acme-challenge.cnout.example.com", TXT, (NOERROR, [], [])),
+        ("_acme-challenge.tocut.example.com", TXT, (NOERROR, [], [NS])),
+        # CNAME and ANY questions are not chased.
+        ("_acme-challenge.cn.example.com", CNAME, (NOERROR, [], [])),
+        ("_acme-challenge.cn.example.com", ANY, (NOERROR, [], [])),
+    ],
+)
+def test_with_chasing_on_the_challenges_where_a_chain_ends_follow_it(
+    zones: ZoneSet, name: str, qtype: int, expected: tuple[int, list[tuple[str, int]], list[int]]
+) -> None:
+    engine = responder(zones, experimental_no_chain=False)
+    engine.set_challenges(challenges_for(*CHALLENGED))
+    msg = ask(engine, name, qtype)
+    assert msg.answer[0].rtype == CNAME and msg.answer[0].owner.lower() == wire_name(name)
+    after_cname = [(rr.owner.lower(), rr.rtype) for rr in msg.answer[1:]]
+    rcode, answer, authority = expected
+    assert (msg.rcode, after_cname, [rr.rtype for rr in msg.authority]) == (
+        rcode, [(wire_name(owner), rtype) for owner, rtype in answer], authority
+    )
 
 
 def test_a_challenge_is_a_txt_record_of_its_payload_with_the_configured_dns_ttl(zones: ZoneSet) -> None:

@@ -17,7 +17,10 @@ itself (which thereby exists, as the parent of a name with data would):
   (wildcard ones too), then one TXT record per challenge, with the TTL
   ``acme_challenge_dns_ttl``.
 * A CNAME answer is left alone, TXT questions too: the challenges of the
-  CNAME's owner are not served, nor those of its target.
+  CNAME's owner are not served. With CNAME chasing on
+  (``experimental_no_chain => false``), a chain that ends inside its zone is
+  treated as a question for the name it ends at: that name's challenges
+  follow the chain (owned by that name), and make it exist.
 * Any other question that has an answer keeps it; one that has none is
   NOERROR (no data) rather than NXDOMAIN, and ANY gets RFC 8482's HINFO.
 """
@@ -29,7 +32,7 @@ from dataclasses import dataclass, field
 
 from pygdnsd.engine import lookup
 from pygdnsd.engine.lookup import QNAME, Decision, Record
-from pygdnsd.zones import model
+from pygdnsd.zones import model, names
 from pygdnsd.zones.model import RRset
 
 # The first label of the names challenges are served at, in lowercase wire form.
@@ -76,17 +79,33 @@ class ChallengeSet:
 EMPTY = ChallengeSet()
 
 
-def merge(decision: Decision, match: Match, qtype: int) -> Decision:
-    """``decision`` (from the zone data alone) with the matching challenges merged in, as gdnsd does."""
+def merge(decision: Decision, live: ChallengeSet, qname: bytes, qtype: int, apex: bytes, chain: bool) -> Decision:
+    """``decision`` for ``qname`` in the zone ``apex`` (from zone data alone) with ``live``'s challenges merged in.
+
+    ``chain``: CNAME chasing is on, so a CNAME in the answer was followed.
+    """
     if not decision.authoritative or decision.rcode not in (lookup.RCODE_NOERROR, lookup.RCODE_NXDOMAIN):
         return decision  # a referral, or REFUSED
-    if any(record.rrset.rtype == model.CNAME for record in decision.answer):
+    owner: bytes | int = QNAME
+    name = qname
+    cnames = [record for record in decision.answer if record.rrset.rtype == model.CNAME]
+    if cnames:
+        if not chain or qtype in (model.CNAME, model.ANY):
+            return decision
+        if any(record.rrset.rtype == model.NS for record in decision.authority):
+            return decision  # the chain ended at a delegation
+        name = cnames[-1].rrset.rdatas[0]
+        if not names.is_within(name, apex):
+            return decision  # the chain left the zone
+        owner = name
+    match = live.matching(name)
+    if match is None:
         return decision
     if qtype == model.TXT and match.prefixed:
-        answer = (*decision.answer, Record(QNAME, match.rrset))
+        answer = (*decision.answer, Record(owner, match.rrset))
         return Decision(lookup.RCODE_NOERROR, True, answer, (), decision.additional)
-    if decision.answer:
-        return decision
+    if len(decision.answer) > len(cnames):
+        return decision  # data of the type asked
     if qtype == model.ANY:
         return Decision(lookup.RCODE_NOERROR, True, (Record(QNAME, lookup.ANY_HINFO),))
-    return Decision(lookup.RCODE_NOERROR, True, (), decision.authority, decision.additional)
+    return Decision(lookup.RCODE_NOERROR, True, decision.answer, decision.authority, decision.additional)

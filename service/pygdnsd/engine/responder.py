@@ -443,13 +443,13 @@ class Responder:
             prepared = REFUSED
         else:
             where = lookup.locate(zone, lname)
-            match = cache.challenges.matching(lname) if cache.challenges else None
             record = lookup.dynamic_at(where, qtype)
             if record is not None:
                 # Plugin answers depend on monitor states, the client and chance
                 # (weighted): built for this query only, never cached.
                 client = ClientInfo(client_ip, _plugin_subnet(subnet))
-                return self._prepare_dynamic(cache, where, lname, qtype, record, client, match)
+                return self._prepare_dynamic(cache, where, lname, qtype, record, client)
+            match = cache.challenges.matching(lname) if cache.challenges else None
             prepared = self._prepare_static(cache, where, lname, qtype, match)
         cache.add_question(lname + bytes((qtype >> 8, qtype & 0xFF)), prepared)
         return prepared
@@ -459,7 +459,8 @@ class Responder:
     ) -> Prepared:
         """The shared tail for this decision and this question's layout (see ``answer_cache``).
 
-        ``match``: the live ACME challenges this question matches, merged into the decision.
+        ``match``: the live ACME challenges ``lname`` matches (others may
+        match where a CNAME chain ends: ``challenges.merge`` looks).
         """
         if match is None and (where.kind == "node" or where.kind == "wildcard"):
             rrset = where.node.get(qtype)
@@ -472,8 +473,8 @@ class Responder:
                     prepared = part[id(rrset)] = plain_answer(rrset)
                 return prepared
         decision = lookup.decide_at(cache.zones, where, qtype, self._chain)
-        if match is not None:
-            decision = challenges.merge(decision, match, qtype)
+        if cache.challenges:
+            decision = challenges.merge(decision, cache.challenges, lname, qtype, where.zone.apex, self._chain)
         content = decision.signature()
         layouts = cache.layouts[hash(content) & PART_MASK]
         layout = layouts.get(content)
@@ -500,7 +501,6 @@ class Responder:
         qtype: int,
         record: DynamicRRset,
         client: ClientInfo,
-        match: Match | None,
     ) -> Prepared:
         scope = 0
 
@@ -513,8 +513,8 @@ class Responder:
             return dynamic_rrset(result, found, zone, asked)
 
         decision = lookup.decide_at(cache.zones, where, qtype, self._chain, resolve)
-        if match is not None:
-            decision = challenges.merge(decision, match, qtype)
+        if cache.challenges:
+            decision = challenges.merge(decision, cache.challenges, lname, qtype, where.zone.apex, self._chain)
         built, _, _ = encode_decision(decision, lname, 16 + len(lname))
         if not scope:
             return built
