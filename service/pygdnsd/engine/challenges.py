@@ -5,8 +5,8 @@ builds a new one whenever they change, see ``daemon.challenges``); the
 engine answers from the one its ``AnswerCache`` was built with, so a cached
 answer can never outlive the challenges it was built from.
 
-How they merge with zone data, as gdnsd 3.8.1 answers (measured against it,
-``tests/test_engine_challenges.py``). A question *matches* when NAME has
+How they merge with zone data, as gdnsd 3.8.1 answers (measured against it:
+``tests/differential/test_acme_differential.py``). A question *matches* when NAME has
 challenges and the question is for ``_acme-challenge.NAME`` or for NAME
 itself (which thereby exists, as the parent of a name with data would):
 
