@@ -15,6 +15,7 @@ spreads them over a port's SO_REUSEPORT sockets, and so over every process
 from __future__ import annotations
 
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +26,7 @@ from dnslib import QTYPE, DNSRecord
 from conftest import REAL_GDNSDCTL, free_port, pygdnsd_python
 from daemon_support import Site, alive, daemonize, env, query, wait_for
 from pygdnsd import instance
+from pygdnsd.control.client import ControlClient, ControlError
 from pygdnsd.control.protocol import ChallengeBatch, parse_acme_challenge
 from pygdnsd.daemon.challenges import LiveChallenges
 from pygdnsd.replace.takeover import TakeoverClient
@@ -32,6 +34,7 @@ from test_tcp_control_daemon import tcp_control
 
 P = "0123456789012345678901234567890123456789012"
 Q = "-123456789012345678901234567890123456789012"
+R = "_123456789012345678901234567890123456789012"
 NAME = "acme.example.com"
 QNAME = f"_acme-challenge.{NAME}"
 SOURCES = 40
@@ -161,9 +164,52 @@ def test_a_replace_carries_the_challenges_over_with_what_is_left_of_their_lifeti
     ]
     for batch in batches:
         assert 60 - elapsed - 3 <= batch.remaining <= 60 - int(elapsed), (batch.remaining, elapsed)
-    # The probe ended before REQ_TAKE: the daemon carries on, challenges and all.
+    # The probe ended before REQ_TAKE: the daemon carries on, challenges and all, and takes more.
     assert ok(our_gdnsdctl(site, "status"))
     assert every_answer(site.port) == {(NOERROR, (Q, P))}
+    ok(our_gdnsdctl(site, "acme-dns-01", NAME, R))
+    assert every_answer(site.port) == {(NOERROR, tuple(sorted((Q, P, R))))}
+
+
+def test_challenges_added_all_through_replaces_all_reach_the_last_daemon(site: Site) -> None:
+    # gdnsdctl(8): concurrent acme-dns-01 and replace commands all succeed, and the
+    # end state has every challenge. A request that meets a takeover is told to
+    # retry (RESP_LATR) and reaches the new daemon; none may be acknowledged and lost.
+    two_processes(site)
+    daemonize(site)
+    path = str(site.run_dir / "control.sock")
+    added: list[str] = []
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def add_forever() -> None:
+        for number in range(100_000):  # bounded; ends when told to
+            if stop.is_set():
+                return
+            name = f"n{number}.example.com"
+            try:
+                with ControlClient(path, 30) as client:
+                    client.acme_dns_01([parse_acme_challenge(name, P)])
+            except ControlError as exc:
+                failures.append(f"{name}: {exc}")
+                return
+            added.append(name)
+
+    adder = threading.Thread(target=add_forever, daemon=True)
+    adder.start()
+    try:
+        for _ in range(3):
+            before = len(added)
+            assert wait_for(lambda before=before: len(added) > before + 5, 30.0), failures
+            assert "SUCCESS" in ok(our_gdnsdctl(site, "replace"))
+        before = len(added)
+        assert wait_for(lambda: len(added) > before + 5, 30.0), failures
+    finally:
+        stop.set()
+        adder.join(60)
+    assert not failures, failures
+    missing = [name for name in added if txt(site.port, f"_acme-challenge.{name}") != (NOERROR, [P])]
+    assert not missing, f"{len(missing)} of {len(added)} acknowledged challenges are not served: {missing[:5]}"
 
 
 # -- expiry, with worker processes: an instance served in this process ------------------

@@ -14,6 +14,7 @@ from pygdnsd.daemon.challenges import (
     MAX_PER_NAME,
     ChallengeBook,
     ChallengesRefused,
+    HandedOver,
     LiveChallenges,
 )
 from pygdnsd.engine.challenges import EMPTY, ChallengeSet
@@ -161,3 +162,20 @@ def test_adopted_batches_serve_for_their_remaining_seconds_and_bad_ones_are_skip
     assert [batch.remaining for batch in live.handoff()] == [29, 599]
     live.adopt([])
     assert len(published.sets) == 1  # nothing adopted, nothing to publish
+
+
+def test_once_handed_over_changes_wait_for_the_replacement_or_its_failure() -> None:
+    published = Published()
+    live = LiveChallenges(600, 0, published)
+    live.add([challenge("a.example.")])
+    assert [len(batch.challenges) for batch in live.handoff()] == [1]
+    # An add or flush now would be lost with this daemon: the client must retry (RESP_LATR).
+    with pytest.raises(HandedOver):
+        live.add([challenge("b.example.")])
+    with pytest.raises(HandedOver):
+        live.flush()
+    assert len(published.sets) == 1 and live.count == 1
+    live.resume()  # the takeover failed: ours again
+    live.add([challenge("b.example.")])
+    live.flush()
+    assert published.sets[-1] == EMPTY

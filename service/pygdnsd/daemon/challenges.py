@@ -14,6 +14,14 @@ expired, adopted from an old daemon) publishes the whole live set as a new
 the instance's responder and every worker process); ``add`` and ``flush``
 return only once it is published, so a client's ACK means every process
 answers with the change.
+
+Once handed over to a replacement (``handoff``), the set is sealed: an add
+or flush would be lost with this daemon, so it raises ``HandedOver`` (the
+client is told to retry, and reaches the new daemon) until ``resume`` (the
+takeover failed). gdnsd needs no seal, as its one thread never runs a
+request beside a takeover step; ours run on the control server's worker
+thread, so a REQ_CHAL already running when the takeover began could
+otherwise be acknowledged after its batch missed the hand-off.
 """
 
 from __future__ import annotations
@@ -42,6 +50,10 @@ MAX_LIVE = 20_000
 
 class ChallengesRefused(GdnsdError):
     """A batch of challenges would break a limit; nothing of it was added."""
+
+
+class HandedOver(GdnsdError):
+    """The challenges went to a replacement daemon: changes must go there (retry later)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +152,7 @@ class LiveChallenges:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._closing = False
+        self._sealed = False
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -157,6 +170,7 @@ class LiveChallenges:
     def add(self, challenges: Sequence[AcmeChallenge]) -> None:
         """Serve ``challenges`` for a lifetime; returns once they are served. ChallengesRefused if over a limit."""
         with self._lock:
+            self._unsealed()
             self.book.add(challenges, self.clock())
             self._publish()
         log.debug("acme-dns-01: added %d challenges for %s", len(challenges), _names(challenges))
@@ -179,14 +193,27 @@ class LiveChallenges:
             log.info("acme-dns-01: carried over %d challenges from the old daemon", added)
 
     def flush(self) -> None:
+        """Stop serving every challenge; returns once none is served. HandedOver once sealed."""
         with self._lock:
+            self._unsealed()
             gone = self.book.flush()
             self._publish()
         log.debug("acme-dns-01: flushed %d challenges", gone)
 
     def handoff(self) -> list[ChallengeBatch]:
+        """The live batches for a replacement (REQ_TAK2); sealed from now on."""
         with self._lock:
+            self._sealed = True
             return self.book.handoff(self.clock())
+
+    def resume(self) -> None:
+        """The replacement failed: changes are ours to make again."""
+        with self._lock:
+            self._sealed = False
+
+    def _unsealed(self) -> None:
+        if self._sealed:
+            raise HandedOver("a replace is taking the challenges over")
 
     @property
     def count(self) -> int:

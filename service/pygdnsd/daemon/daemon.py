@@ -38,7 +38,7 @@ from pygdnsd.control import server as control_server
 from pygdnsd.control.protocol import COMPAT_VERSION, AcmeChallenge, ChallengeBatch
 from pygdnsd.control.server import ControlServer, Failed, Outcome
 from pygdnsd.daemon import gc_freeze
-from pygdnsd.daemon.challenges import ChallengesRefused, LiveChallenges
+from pygdnsd.daemon.challenges import ChallengesRefused, HandedOver, LiveChallenges
 from pygdnsd.daemon.daemonize import StartupReport
 from pygdnsd.daemon.lock import (
     LOCK_NAME,
@@ -443,6 +443,7 @@ class Daemon:
 
     def takeover_failed(self, reason: str) -> None:
         log.error("%s: takeover failed (%s): serving on", OLD_DAEMON_LOG_PREFIX, reason)
+        self.acme.resume()
         if self.control is not None:
             self.control.resume_accepting()
 
@@ -455,13 +456,20 @@ class Daemon:
     def acme_add(self, challenges: Sequence[AcmeChallenge]) -> Outcome | Failed:
         try:
             self.acme.add(challenges)
+        except HandedOver:
+            log.info("Deferring acme-dns-01 request while replace in progress")
+            return Outcome.LATER
         except ChallengesRefused as exc:
             log.error("acme-dns-01: refused: %s", exc)
             return Failed(str(exc))
         return Outcome.ACK
 
     def acme_flush(self) -> Outcome:
-        self.acme.flush()
+        try:
+            self.acme.flush()
+        except HandedOver:
+            log.info("Deferring acme-dns-01-flush request while replace in progress")
+            return Outcome.LATER
         return Outcome.ACK
 
 
