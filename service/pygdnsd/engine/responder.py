@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from pygdnsd.config.options import Config
-from pygdnsd.engine import edns, lookup
+from pygdnsd.engine import challenges, edns, lookup
 from pygdnsd.engine.answer_cache import EXTERNAL, INTERNAL, PART_MASK, AnswerCache, tail_key
+from pygdnsd.engine.challenges import ChallengeSet, Match
 from pygdnsd.engine.edns import ClientSubnet, EdnsRequest
 from pygdnsd.engine.prepared import (
     NOTIMP,
@@ -104,7 +105,12 @@ class DynamicSource(Protocol):
 
 
 class Responder:
-    """Answers queries from one ``ZoneSet`` (swapped atomically by ``set_zones``)."""
+    """Answers queries from one ``ZoneSet`` and one ``ChallengeSet`` (each swapped atomically).
+
+    ``set_zones`` and ``set_challenges`` each read the other's current value:
+    calls from different threads must be serialized by the caller
+    (``instance.Instance`` does), so that neither undoes the other.
+    """
 
     def __init__(
         self,
@@ -134,7 +140,15 @@ class Responder:
 
     def set_zones(self, zones: ZoneSet) -> None:
         """Serve ``zones`` from the next query on (a single reference swap)."""
-        self._cache = AnswerCache(zones)
+        self._cache = AnswerCache(zones, self._cache.challenges)
+
+    @property
+    def challenges(self) -> ChallengeSet:
+        return self._cache.challenges
+
+    def set_challenges(self, live: ChallengeSet) -> None:
+        """Serve the ACME challenges ``live`` from the next query on, with fresh caches."""
+        self._cache = AnswerCache(self._cache.zones, live)
 
     # -- the per-query path -------------------------------------------------
 
@@ -435,15 +449,20 @@ class Responder:
                 # (weighted): built for this query only, never cached.
                 client = ClientInfo(client_ip, _plugin_subnet(subnet))
                 return self._prepare_dynamic(cache, where, lname, qtype, record, client)
-            prepared = self._prepare_static(cache, where, lname, qtype)
+            match = cache.challenges.matching(lname) if cache.challenges else None
+            prepared = self._prepare_static(cache, where, lname, qtype, match)
         cache.add_question(lname + bytes((qtype >> 8, qtype & 0xFF)), prepared)
         return prepared
 
     def _prepare_static(
-        self, cache: AnswerCache, where: lookup.Location, lname: bytes, qtype: int
+        self, cache: AnswerCache, where: lookup.Location, lname: bytes, qtype: int, match: Match | None
     ) -> Prepared:
-        """The shared tail for this decision and this question's layout (see ``answer_cache``)."""
-        if where.kind == "node" or where.kind == "wildcard":
+        """The shared tail for this decision and this question's layout (see ``answer_cache``).
+
+        ``match``: the live ACME challenges ``lname`` matches (others may
+        match where a CNAME chain ends: ``challenges.merge`` looks).
+        """
+        if match is None and (where.kind == "node" or where.kind == "wildcard"):
             rrset = where.node.get(qtype)
             if rrset is not None and rrset.rtype not in COMPRESSED_TYPES:
                 # The common answer: one RRset, owner the question, nothing to
@@ -454,6 +473,8 @@ class Responder:
                     prepared = part[id(rrset)] = plain_answer(rrset)
                 return prepared
         decision = lookup.decide_at(cache.zones, where, qtype, self._chain)
+        if cache.challenges:
+            decision = challenges.merge(decision, cache.challenges, lname, qtype, where.zone.apex, self._chain)
         content = decision.signature()
         layouts = cache.layouts[hash(content) & PART_MASK]
         layout = layouts.get(content)
@@ -492,6 +513,8 @@ class Responder:
             return dynamic_rrset(result, found, zone, asked)
 
         decision = lookup.decide_at(cache.zones, where, qtype, self._chain, resolve)
+        if cache.challenges:
+            decision = challenges.merge(decision, cache.challenges, lname, qtype, where.zone.apex, self._chain)
         built, _, _ = encode_decision(decision, lname, 16 + len(lname))
         if not scope:
             return built
