@@ -15,6 +15,7 @@ from conftest import free_port
 from daemon_support import wait_for
 from pygdnsd.config.options import ListenAddress
 from pygdnsd.engine.stats import Stats
+from pygdnsd.engine.tcp_shape import TcpShape
 from pygdnsd.transport.listeners import (
     DEFAULT_UDP_RCVBUF,
     IP_PKTINFO,
@@ -41,9 +42,10 @@ class FakeResponder:
         self.release = threading.Event()
 
     def respond(
-        self, query: bytes, client_ip: bytes, tcp: bool, closing: bool = False
+        self, query: bytes, client_ip: bytes, tcp: bool, shape: TcpShape | None = None
     ) -> bytes | None:
-        self.calls.append((query, client_ip, tcp, closing))
+        # Recorded: whether the answer asks a TCP client to close (keepalive 0).
+        self.calls.append((query, client_ip, tcp, shape is not None and shape.keepalive == 0))
         if query == b"HOLD":
             self.holding.set()
             assert self.release.wait(WAIT)
