@@ -88,6 +88,8 @@ def _parse_v2(data: bytes) -> ProxyHeader | None:
 
 def _parse_v1(data: bytes) -> ProxyHeader | None:
     end = data.find(b"\r", 0, MAX_HEADER)
+    if b"\n" in data[: MAX_HEADER if end < 0 else end]:
+        raise ProxyHeaderError("PROXY v1 line ended by LF alone")
     if end < 0 or end + 1 == len(data):
         if len(data) >= MAX_HEADER:
             raise ProxyHeaderError(f"PROXY v1 line without CRLF in {MAX_HEADER} bytes")
@@ -98,7 +100,8 @@ def _parse_v1(data: bytes) -> ProxyHeader | None:
     if line[6:11] not in (b"TCP4 ", b"TCP6 "):
         raise ProxyHeaderError("PROXY v1 protocol is not TCP4 or TCP6")
     fields = line[11:].split(b" ", 3)
-    if len(fields) < 4:
+    # gdnsd splits the line as C strings: a NUL ends the search for the next field.
+    if len(fields) < 4 or b"\x00" in b"".join(fields[:3]):
         raise ProxyHeaderError("PROXY v1 line lacks an address or port")
     source, _destination, source_port, _destination_port = fields
     return ProxyHeader(end + 2, _numeric_address(source, source_port))
