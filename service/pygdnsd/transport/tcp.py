@@ -10,6 +10,8 @@ gdnsd.config(5):
   (``close_s_ok``);
 * an answer that does not fit at once into the socket's send buffer closes
   the connection (``sendfail``): no per-connection write queues to exhaust;
+  so does a request length outside 12..1024 bytes, or the end of the stream
+  inside a message (``recvfail``);
 * at ``tcp_clients_per_thread`` connections, a new one replaces the
   longest-idle one (``close_s_kill``);
 * on a ``tcp_proxy`` listener every connection starts with a PROXY header
@@ -54,6 +56,10 @@ from pygdnsd.transport.udp import packed_ip
 log = logging.getLogger(__name__)
 
 RECV_CHUNK = 65536
+# gdnsd takes requests of 12 (a header) to 1024 bytes (its DNS_RECV_SIZE): a
+# length outside them is a broken stream, closed at once (``recvfail``).
+MIN_REQUEST = 12
+MAX_REQUEST = 1024
 # Bounds the work one wakeup does on one socket, so a busy socket cannot starve the rest.
 ACCEPTS_PER_WAKEUP = 64
 READS_AT_SHUTDOWN = 16
@@ -204,10 +210,18 @@ class _Worker:
             self._close(conn, "close_s_err")
             return False
         if not data:
-            self._close(conn, "close_c")
+            self._end_of_stream(conn)
             return False
         conn.buf += data
         return True
+
+    def _end_of_stream(self, conn: _Connection) -> None:
+        """The client closed: cleanly between messages, else in the middle of one (gdnsd: ``recvfail``)."""
+        if conn.buf:
+            self.counts["recvfail"] += 1
+            self._close(conn, "close_s_err")
+        else:
+            self._close(conn, "close_c")
 
     def _consume(self, conn: _Connection, closing: bool) -> bool:
         """Read once and answer every complete query; False once the connection is closed."""
@@ -245,7 +259,7 @@ class _Worker:
         with_dso = not self.limits.disable_tcp_dso
         while len(buf) >= 2:
             size = (buf[0] << 8) | buf[1]
-            if size == 0:
+            if size < MIN_REQUEST or size > MAX_REQUEST:
                 counts["recvfail"] += 1
                 self._send(conn, frames, active)
                 self._close(conn, "close_s_err")
@@ -322,7 +336,7 @@ class _Worker:
             except OSError:
                 break  # EAGAIN included: nothing more was sent
             if not data:
-                self._close(conn, "close_c")
+                self._end_of_stream(conn)
                 return
             conn.buf += data
             if not self._answer(conn, closing=True):
