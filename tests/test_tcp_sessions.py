@@ -30,6 +30,7 @@ from pygdnsd.transport.listeners import open_listeners
 from pygdnsd.transport.tcp import TcpLimits, TcpServer
 from pygdnsd.zones.loader import load_zones
 from pygdnsd.zones.settings import ZoneSettings
+from test_transport import closed_by_server, frame, read_frame
 
 WAIT = 5.0
 KEEPALIVE_OPTION, PADDING_OPTION = 11, 12
@@ -44,31 +45,6 @@ def dns_query(
 
 def keepalive(ident: int = 7, extra: bytes = b"") -> bytes:
     return struct.pack("!HBBHHHH HHII", ident, 0x30, 0, 0, 0, 0, 0, 1, 8, 1000, 2000) + extra
-
-
-def frame(message: bytes) -> bytes:
-    return len(message).to_bytes(2, "big") + message
-
-
-def read_exact(sock: socket.socket, size: int) -> bytes:
-    out = b""
-    while len(out) < size:
-        chunk = sock.recv(size - len(out))
-        if not chunk:
-            raise ConnectionError("closed by server")
-        out += chunk
-    return out
-
-
-def read_frame(sock: socket.socket) -> bytes:
-    return read_exact(sock, int.from_bytes(read_exact(sock, 2), "big"))
-
-
-def closed_by_server(sock: socket.socket) -> bool:
-    try:
-        return sock.recv(1) == b""
-    except ConnectionResetError:
-        return True
 
 
 def options_of(answer: bytes) -> dict[int, bytes]:

@@ -15,10 +15,8 @@ is not probed: gdnsd refuses what we wait for.
 
 from __future__ import annotations
 
-import json
 import socket
 import struct
-import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REAL_GDNSD, REAL_GDNSDCTL, ServerProcess
-from differential.compare import report
+from differential.compare import counters, report
 from differential.normalise import normalise
 from differential.queries import (
     AAAA,
@@ -214,16 +212,6 @@ def comparable(message: bytes | None) -> object:
     if len(message) >= 4 and (message[2] >> 3) & 0x0F == 6:
         return ("dso", message.hex())
     return (normalise(message), len(message))
-
-
-def counters(server: ServerProcess) -> dict[str, int]:
-    assert server.config_dir is not None
-    out = subprocess.run(
-        [str(REAL_GDNSDCTL), "-c", str(server.config_dir), "stats"],
-        capture_output=True, text=True, timeout=20, check=True,
-    ).stdout
-    found = json.loads(out)
-    return {f"{group}.{name}": value for group in ("stats", "udp", "tcp") for name, value in found[group].items()}
 
 
 def moved(server: ServerProcess, exchange: Exchange) -> tuple[object, dict[str, int]]:
