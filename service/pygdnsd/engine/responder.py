@@ -150,11 +150,6 @@ class Responder:
         global ``tcp_timeout`` and no padding. ``None`` also answers a DSO
         protocol error (``shape.in_dso_session``): abort the connection.
         """
-        if tcp:
-            if shape is None:
-                shape = self._tcp_default
-        else:
-            shape = None
         counters = self.stats.dns.values
         v6 = len(client_ip) == 16
         if v6:
@@ -180,6 +175,9 @@ class Responder:
                 elif rest[0] & _TC:
                     self.stats.udp.values["tc"] += 1
                 return query[:2] + rest
+            shape = None  # below: None over UDP, a TcpShape over TCP
+        elif shape is None:
+            shape = self._tcp_default
         # The common shape of query: QR=0, opcode 0, one question with an
         # uncompressed name, and after it either nothing or a bare version-0
         # OPT record (what resolvers send). Anything else, ``query.parse``.
