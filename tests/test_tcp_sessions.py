@@ -67,6 +67,8 @@ class ReflectClient:
         pass
 
     def resolve(self, plugin: str, resource: str, client: ClientInfo) -> DynamicResult:
+        if resource == "boom":
+            raise RuntimeError("a plugin failed")
         if len(client.address) == 4:
             return DynamicResult(ttl=60, v4=(client.address,))
         return DynamicResult(ttl=60, v6=(client.address,))
@@ -77,7 +79,7 @@ class Served:
 
     def __init__(self, tmp_path: Path, limits: TcpLimits, disable_tcp_dso: bool = False) -> None:
         zones = dict(DEFAULT_ZONES)
-        zones["example.org"] = "$TTL 300\n@ SOA ns hostmaster 1 7200 1800 259200 900\n@ NS ns\nns A 192.0.2.9\nwho DYNA reflect\n"
+        zones["example.org"] = "$TTL 300\n@ SOA ns hostmaster 1 7200 1800 259200 900\n@ NS ns\nns A 192.0.2.9\nwho DYNA reflect\nboom DYNA reflect!boom\n"
         zones_dir = tmp_path / "zones"
         zones_dir.mkdir(parents=True)
         for apex, text in zones.items():
@@ -275,6 +277,15 @@ def test_the_relayed_client_is_the_one_the_engine_sees(serve: type[Served]) -> N
     assert socket.inet_aton("198.51.100.7") in answer
     assert len(answer) % 468 == 0  # tcp_pad follows tcp_proxy
     assert served.counts(conns=1, proxy=1, proxy_fail=0, reqs=1)
+
+
+def test_a_failure_is_logged_with_the_relayed_client(serve: type[Served], caplog: pytest.LogCaptureFixture) -> None:
+    served = serve(PROXIED)
+    client = served.connect()
+    client.sendall(b"PROXY TCP4 198.51.100.77 127.0.0.1 5353 53\r\n" + frame(dns_query(b"\x04boom\x07example\x03org\x00")))
+    assert closed_by_server(client)
+    assert served.counts(close_s_err=1)
+    assert "error answering a TCP query from 198.51.100.77" in caplog.text
 
 
 def test_a_v2_header_relays_an_ipv6_client(serve: type[Served]) -> None:

@@ -290,7 +290,7 @@ class _Worker:
             try:
                 answer = self.respond(query, conn.client_ip, True, shape)
             except Exception:
-                log.exception("error answering a TCP query")
+                log.exception("error answering a TCP query from %s", _client(conn))
                 answer = None
             if answer is None:
                 self._send(conn, frames, active)
@@ -362,6 +362,12 @@ class _Worker:
 
 def _framed(message: bytes) -> bytes:
     return len(message).to_bytes(2, "big") + message
+
+
+def _client(conn: _Connection) -> str:
+    """The client as the engine sees it: the PROXY header's, if any."""
+    family = socket.AF_INET6 if len(conn.client_ip) == 16 else socket.AF_INET
+    return socket.inet_ntop(family, conn.client_ip)
 
 
 def _peer(conn: _Connection) -> str:
