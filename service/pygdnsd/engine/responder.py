@@ -77,7 +77,8 @@ class EngineSettings:
     # when the caller gives no ``TcpShape``: the global tcp_timeout. The TCP
     # transport passes its listener's own (tcp_timeout, tcp_pad, DSO state).
     tcp_keepalive: int = Config.tcp_timeout * 10
-    # DSO (RFC 8490) spoken: the opcode over UDP is FORMERR, not NOTIMP.
+    # No DSO (RFC 8490) spoken: its opcode is NOTIMP like any other (spoken:
+    # FORMERR over UDP or with records, ``query.parse``; TCP: ``engine.dso``).
     disable_tcp_dso: bool = Config.disable_tcp_dso
     # 32-byte secret for server cookies; the daemon loads or creates it.
     cookie_secret: bytes = b"\x00" * 32
@@ -147,8 +148,9 @@ class Responder:
         IPv4/IPv6 limits and feeds server cookies and plugins. ``tcp`` lifts
         the UDP size limits; ``shape`` says how the TCP connection's answers
         look (keepalive option, DSO session, padding), by default with the
-        global ``tcp_timeout`` and no padding. ``None`` also answers a DSO
-        protocol error (``shape.in_dso_session``): abort the connection.
+        global ``tcp_timeout`` and no padding. ``None`` is also returned for a
+        DSO protocol error (an edns-tcp-keepalive option while
+        ``shape.in_dso_session``): the caller aborts the connection.
         """
         counters = self.stats.dns.values
         v6 = len(client_ip) == 16
@@ -225,7 +227,7 @@ class Responder:
                 self.settings.edns_client_subnet,
                 not self.settings.disable_cookies,
                 not self.settings.disable_tcp_dso,
-                shape is not None and shape.keepalive is None,
+                shape is not None and shape.in_dso_session,
             )
         except QueryProblem as problem:
             if problem.bad_cookie:
