@@ -82,6 +82,9 @@ def read_config(cfgdir: Path, strict_data: bool = False) -> Config:
     for warning in config.warnings:
         log.warning("%s", warning)
     for address in config.listen:
+        if address.tcp_proxy:
+            log.info("DNS listener threads (%d TCP PROXY) configured for %s", address.tcp_threads, address.label)
+            continue
         log.info(
             "DNS listener threads (%d UDP + %d TCP) configured for %s",
             address.udp_threads,

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Protocol
 
 from pygdnsd.engine.challenges import ChallengeSet
+from pygdnsd.engine.tcp_shape import TcpShape
 
 
 class Answerer(Protocol):
     def respond(
-        self, query: bytes, client_ip: bytes, tcp: bool, closing: bool = False
+        self, query: bytes, client_ip: bytes, tcp: bool, shape: TcpShape | None = None
     ) -> bytes | None: ...
 
 
