@@ -77,6 +77,7 @@ from pygdnsd.zones.messages import (
     same_zone_ptr,
     unused_glue,
 )
+from pygdnsd.zones.model import Record
 from pygdnsd.zones.parsing import (
     CNAME_BESIDE_DATA,
     CNAME_CHAIN,
@@ -96,7 +97,6 @@ from pygdnsd.zones.parsing import (
     ZonePiece,
     within,
 )
-from pygdnsd.zones.zonefile import Record
 
 _A, _AAAA, _NS, _CNAME, _PTR, _MX = model.A, model.AAAA, model.NS, model.CNAME, model.PTR, model.MX
 _DYNA, _DYNC = model.DYNA, model.DYNC
