@@ -542,12 +542,11 @@ class _Layout:
                 self.tokens.append(token)
         return not self.depth and self.open is None
 
-    def end(self) -> None:
-        """No more lines: raise what is left open."""
+    def unclosed(self) -> LayoutError:
+        """What is left open when the lines end before the record."""
         if self.open is not None:
-            raise LayoutError("unterminated quoted string (no closing quote before end of file)", self.opened_at)
-        if self.depth:
-            raise LayoutError("'(' without a matching ')' before end of file", 0)
+            return LayoutError("unterminated quoted string (no closing quote before end of file)", self.opened_at)
+        return LayoutError("'(' without a matching ')' before end of file", 0)
 
     def line(self, first: str) -> str:
         """The record on one line, after ``first``'s leading blank (a blank owner stays one)."""
@@ -578,15 +577,15 @@ def _joined(batch: list[str], index: int, more: Iterator[tuple[int, list[str], b
         at += 1
         if layout.feed(text):
             return layout.line(batch[index])
-    raise _EndedInside(layout)
+    raise _EndedInside(layout.unclosed())
 
 
 class _EndedInside(Irregular):
-    """The lines ended inside a record: at the end of a file an error (``_Layout.end``); of a piece, a cut in the wrong place."""
+    """The lines ended inside a record: at the end of a file, ``error``; of a piece, a cut in the wrong place."""
 
-    def __init__(self, layout: _Layout) -> None:
+    def __init__(self, error: LayoutError) -> None:
         super().__init__("lines ended inside a record")
-        self.layout = layout
+        self.error = error
 
 
 def open_at_end(lines: list[str]) -> bool:
@@ -752,10 +751,8 @@ def _read(
                     except _EndedInside as ended:
                         if not ends_file:
                             raise
-                        try:
-                            ended.layout.end()
-                        except LayoutError as exc:
-                            raise RefusedRecord(str(exc), path, number - shift + exc.line) from None
+                        error = ended.error
+                        raise RefusedRecord(str(error), path, number - shift + error.line) from None
                     tokens = _special_tokens(line)
                 if not tokens:
                     continue
