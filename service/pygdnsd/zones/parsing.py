@@ -456,11 +456,12 @@ def _batches(lines: Iterable[str], number: int) -> Iterator[tuple[int, list[str]
     """
     if isinstance(lines, io.TextIOBase | str):
         for block in _blocks(lines):
-            batch = block.split("\n")
-            if block[-1] == "\n":
-                batch.pop()  # what follows the last newline: nothing
-            yield number, batch, _clean(block)
-            number += len(batch)
+            for part, clean in _clean_tail(block):
+                batch = part.split("\n")
+                if part[-1] == "\n":
+                    batch.pop()  # what follows the last newline: nothing
+                yield number, batch, clean
+                number += len(batch)
     else:
         source = iter(lines)
         while batch := list(itertools.islice(source, _BATCH)):
@@ -614,6 +615,25 @@ def _blocks(source: io.TextIOBase | str) -> Iterator[str]:
         if block[-1] != "\n":
             block += source.readline()
         yield block
+
+
+_SPECIAL_CHARACTERS = ("\\", ";", "(", ")", "\r")
+
+
+def _clean_tail(block: str) -> tuple[tuple[str, bool], ...]:
+    """``block`` and whether it is clean; or, when only its first lines are not, those lines then the clean rest.
+
+    The commonest unclean block is a small zone's whole text: an SOA in
+    parentheses with comments at the top, and plain lines after it. Read
+    as a whole, each of its lines would be searched for special characters.
+    """
+    if _clean(block):
+        return ((block, True),)
+    last = max(map(block.rfind, _SPECIAL_CHARACTERS))
+    cut = block.find("\n", last) + 1 if last >= 0 else 0
+    if 0 < cut < len(block) and block[cut:].isascii():
+        return (block[:cut], False), (block[cut:], True)
+    return ((block, False),)
 
 
 def _clean(text: str) -> bool:
