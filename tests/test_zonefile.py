@@ -306,3 +306,28 @@ def test_a_file_is_read_no_further_than_its_size_when_opened(tmp_path: Path) -> 
 )
 def test_names_to_text_escapes_only_what_needs_it(wire: bytes, text: str) -> None:
     assert names.to_text(wire) == text
+
+
+def test_everyday_layouts_never_take_the_slower_record_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 12: no zone is read slowly because of its layout; a rare record alone is (here, one escape)."""
+    slow: list[int] = []
+    read = parsing._OneRecord.read
+
+    def counted(self: parsing._OneRecord, line: str, number: int, *rest: object) -> object:
+        slow.append(number)
+        return read(self, line, number, *rest)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(parsing._OneRecord, "read", counted)
+    everyday = (
+        "$TTL 1h\n"
+        "\tSOA ns1 hostmaster (\n\t\t1 ; serial\n\t\t7200 3600 1209600\n\t\t300 ) ; minimum\n"
+        "\tIN NS ns1\n@ 3600 IN NS ns2\n"
+        "ns1 IN 300 A 192.0.2.1\nns2 300 IN A 192.0.2.2\n  IN AAAA 2001:db8::2\n"
+        '@ IN TXT "v=spf1 -all" "two"\n_sip._tcp SRV 10 20 5060 ns1\nwww CNAME ns1 ; a comment\n'
+        'long TXT "a string\nover two lines"\n'
+        "$INCLUDE inc/hosts\n"
+    )
+    parse(tmp_path, everyday, inc__hosts="h1 A 192.0.2.3\nh2 ( A\n 192.0.2.4 )\n")
+    assert slow == []
+    parse(tmp_path, everyday + "odd\\.name A 192.0.2.5\nlast A 192.0.2.6\n")
+    assert slow == [everyday.count("\n") + 1]
