@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 from conftest import REAL_GDNSD, REPO
@@ -21,6 +22,8 @@ from migrate_support import (
     process_socket_inodes,
     serves_everywhere,
 )
+from pygdnsd.control import protocol
+from pygdnsd.replace.takeover import TakeoverClient
 
 PAYLOAD = "0123456789012345678901234567890123456789012"
 
@@ -53,9 +56,9 @@ def test_pygdnsd_takes_over_a_running_gdnsd(lineup: Lineup) -> None:
 
     ours, took = lineup.take_over(gdnsd, "pygdnsd")
 
-    log = ours.log_text()
-    assert f"taking over from the old daemon (PID {gdnsd.pid}, gdnsd 3.8.1)" in log
-    assert "replace complete" in log
+    # Logged once the new daemon has seen the old one gone, which may be just after it answers.
+    assert wait_for(lambda: "replace complete" in ours.log_text(), 10.0), ours.log_text()
+    assert f"taking over from the old daemon (PID {gdnsd.pid}, gdnsd 3.8.1)" in ours.log_text()
     assert "Exiting cleanly at request of new daemon" in gdnsd.log_text()
     # The very sockets gdnsd listened on, received as it sent them, none bound anew.
     assert dns_socket_inodes(lineup.port) == sockets
@@ -92,15 +95,60 @@ def test_gdnsd_takes_over_a_running_pygdnsd(lineup: Lineup) -> None:
     assert f"takeover: PID {gdnsd.pid} took over, exiting" in ours.log_text()
 
 
+def challenge_answers(lineup: Lineup, name: str) -> list[list[str]]:
+    """The TXT answers for ``_acme-challenge.<name>`` over UDP and TCP on both listen addresses."""
+    return [
+        answers(host, lineup.port, f"_acme-challenge.{name}", "TXT", tcp=tcp)
+        for host in ("127.0.0.1", "::1")
+        for tcp in (False, True)
+    ]
+
+
+def handed_batches(lineup: Lineup) -> list[protocol.ChallengeBatch]:
+    """What a running pygdnsd would hand a new daemon at REQ_TAK2 (its remaining seconds included);
+    the conversation then ends before REQ_TAKE, so the daemon serves on as before."""
+    client = TakeoverClient.connect(lineup.control_path, os.getpid(), 10.0)
+    try:
+        client.info()
+        client.announce()
+        return client.challenges()
+    finally:
+        client.close()
+
+
 def test_acme_challenges_survive_gdnsd_to_pygdnsd_to_gdnsd(lineup: Lineup) -> None:
     first = lineup.start("gdnsd")
-    added = lineup.gdnsdctl("acme-dns-01", "www.example.com", PAYLOAD)
-    assert added.returncode == 0, added.stderr
+    added_between: list[tuple[float, float]] = []  # when each batch was added, within
+    for name in ("www.example.com", "example.com"):  # two gdnsdctl runs: two batches
+        began = time.monotonic()
+        added = lineup.gdnsdctl("acme-dns-01", name, PAYLOAD)
+        assert added.returncode == 0, added.stderr
+        added_between.append((began, time.monotonic()))
+    # Let some of their lifetime pass, so a lifetime carried over differs from a fresh one
+    # by more than the whole seconds the hand-offs round away.
+    time.sleep(3.0)
     ours, _ = lineup.take_over(first, "pygdnsd")
-    assert "the old daemon had 1 live ACME challenge(s)" in ours.log_text()
+    assert "acme-dns-01: carried over 2 challenges from the old daemon" in ours.log_text()
+    # gdnsd is gone: pygdnsd itself answers what gdnsd handed over, everywhere.
+    assert challenge_answers(lineup, "www.example.com") == [[f'"{PAYLOAD}"']] * 4
+    assert challenge_answers(lineup, "example.com") == [[f'"{PAYLOAD}"']] * 4
+    # ...for what was left of their lifetime (acme_challenge_ttl 600), not a fresh one.
+    asked_at = time.monotonic()
+    batches = handed_batches(lineup)
+    answered_at = time.monotonic()
+    assert [[c.name for c in batch.challenges] for batch in batches] == [
+        [b"\x03www\x07example\x03com\x00"],
+        [b"\x07example\x03com\x00"],
+    ]
+    for batch, (began, done) in zip(batches, added_between, strict=True):
+        # Whole seconds, rounded down at each of the two hand-offs (and a second for gdnsd's clock).
+        assert 600 - (answered_at - began) - 3 <= batch.remaining <= 600 - (asked_at - done), batch.remaining
+    assert wait_for(lambda: "takeover failed" in ours.log_text(), 10.0), ours.log_text()
+    assert challenge_answers(lineup, "www.example.com") == [[f'"{PAYLOAD}"']] * 4
     second, _ = lineup.take_over(ours, "gdnsd")
     # Handed on by pygdnsd in gdnsd's own layout, with the time it had left.
-    assert answers("127.0.0.1", lineup.port, "_acme-challenge.www.example.com", "TXT") == [f'"{PAYLOAD}"']
+    assert challenge_answers(lineup, "www.example.com") == [[f'"{PAYLOAD}"']] * 4
+    assert challenge_answers(lineup, "example.com") == [[f'"{PAYLOAD}"']] * 4
     assert not second.exited()
 
 

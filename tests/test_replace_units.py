@@ -21,7 +21,6 @@ from pygdnsd.daemon import daemonize
 from pygdnsd.daemon.daemonize import StartupReport, parse_verdict, read_verdict, reader_gone
 from pygdnsd.engine.stats import Stats
 from pygdnsd.replace import new_daemon
-from pygdnsd.replace.challenge_handoff import ChallengeSet
 from pygdnsd.replace.fd_passing import Expected
 from pygdnsd.replace.old_daemon import HandoffSet
 from pygdnsd.replace.takeover import TakeoverClient, TakeoverRefused
@@ -69,7 +68,7 @@ class FakeOld:
     def expected_replacement(self) -> int | None:
         return None
 
-    def challenge_sets(self) -> Sequence[ChallengeSet]:
+    def challenges(self) -> Sequence[protocol.ChallengeBatch]:
         return []
 
     def started_wall(self) -> int:

@@ -19,7 +19,6 @@ from pygdnsd.control import protocol
 from pygdnsd.control.protocol import RequestKey
 from pygdnsd.engine.stats import Stats
 from pygdnsd.replace import fd_passing, old_daemon, socket_plan, stats_handoff
-from pygdnsd.replace.challenge_handoff import ChallengeSet
 from pygdnsd.replace.fd_passing import Expected
 from pygdnsd.replace.old_daemon import HandoffSet, Outcome
 from pygdnsd.replace.takeover import (
@@ -32,7 +31,7 @@ from pygdnsd.replace.takeover import (
 from pygdnsd.transport.listeners import TCP, UDP, ListenSocket, SocketSpec
 
 CHALLENGE = protocol.AcmeChallenge(b"\x07example\x03com\x00", b"a" * 43)
-CHALLENGES = [ChallengeSet((CHALLENGE,), 599)]
+BATCH = protocol.ChallengeBatch(599, (CHALLENGE,))
 STARTED = 1_700_000_000
 
 
@@ -83,9 +82,9 @@ class OldDaemon:
         return Expected(self.tmp / "control.lock", self.tmp / "control.sock")
 
     # TakeoverSource
-    def challenge_sets(self) -> Sequence[ChallengeSet]:
+    def challenges(self) -> Sequence[protocol.ChallengeBatch]:
         self.calls.append("challenges")
-        return CHALLENGES
+        return [BATCH]
 
     def started_wall(self) -> int:
         return STARTED
@@ -198,7 +197,7 @@ def test_full_takeover_loses_no_datagram_and_carries_stats(conversation: Convers
         assert client.info() == (protocol.COMPAT_VERSION, 777)
         client.announce()
         assert client.peer is Peer.PYGDNSD  # both ends are ours: the mark went both ways
-        assert client.challenges() == CHALLENGES
+        assert client.challenges() == [BATCH]
         # Let the old daemon answer part of the traffic first (sequencing, bounded).
         deadline = time.monotonic() + 5
         while len(old.seen) < 50 and time.monotonic() < deadline:
@@ -386,7 +385,7 @@ def test_a_gdnsd_new_daemon_hears_exactly_what_gdnsd_would_say(conversation: Con
         assert read_exactly(gdnsd, 8) == b"A" + bytes(7)  # no mark: gdnsd's own answer
         gdnsd.sendall(GDNSD_TAK2)
         header = protocol.decode_header(read_exactly(gdnsd, 8))
-        assert (header.key, header.count) == (ord("A"), 1)  # one challenge set
+        assert (header.key, header.count) == (ord("A"), 1)  # one challenge batch
         assert read_exactly(gdnsd, header.d) == b"\x3a\x00\x57\x02\x01" + protocol.encode_challenges([CHALLENGE])
         gdnsd.sendall(GDNSD_TAKE)
         raw, fds = fd_passing.recv_with_fds(gdnsd, 8, 16, 5.0)

@@ -37,9 +37,10 @@ from types import FrameType
 from pygdnsd.config.options import ListenAddress
 from pygdnsd.control import json_answers, tcp_listeners
 from pygdnsd.control import server as control_server
-from pygdnsd.control.protocol import COMPAT_VERSION, AcmeChallenge
+from pygdnsd.control.protocol import COMPAT_VERSION, AcmeChallenge, ChallengeBatch
 from pygdnsd.control.server import ControlServer, Failed, Outcome
 from pygdnsd.daemon import gc_freeze
+from pygdnsd.daemon.challenges import ChallengesRefused, HandedOver, LiveChallenges
 from pygdnsd.daemon.daemonize import StartupReport
 from pygdnsd.daemon.lock import (
     LOCK_NAME,
@@ -55,7 +56,6 @@ from pygdnsd.errors import GdnsdError, describe
 from pygdnsd.instance import Instance, Loaded, read_zones
 from pygdnsd.instance import load as load_all
 from pygdnsd.replace import new_daemon
-from pygdnsd.replace.challenge_handoff import ChallengeSet, HeldChallenges
 from pygdnsd.replace.fd_passing import Expected
 from pygdnsd.replace.old_daemon import HandoffSet
 from pygdnsd.replace.socket_plan import plan_sockets
@@ -113,6 +113,8 @@ class Daemon:
         self.started_at = time.monotonic()
         self.lock: InstanceLock | None = None
         self.instance = Instance(loaded)
+        # ACME DNS-01 challenges (gdnsdctl acme-dns-01), carried over a replace (REQ_TAK2).
+        self.acme = LiveChallenges(config.acme_challenge_ttl, config.acme_challenge_dns_ttl, self.instance.set_challenges)
         self.sockets: list[ListenSocket] = []
         # Sockets systemd passed per (host, port, kind): carried over every replace.
         self.activated_counts: dict[tuple[str, int, str], int] = {}
@@ -140,8 +142,6 @@ class Daemon:
         self.replacing = False  # we are a successor that has not claimed yet: no STOPPING=1 either
         self._successor_conn: socket.socket | None = None
         self._successor_serving = threading.Event()
-        # ACME challenges from the previous daemon, handed on to the next until they expire.
-        self.held_challenges = HeldChallenges()
 
     # --- startup steps, in order ---------------------------------------------
 
@@ -236,16 +236,6 @@ class Daemon:
         if isinstance(usec, int) and usec > 0:
             self.watchdog_usec = usec
 
-    def adopt_challenges(self, sets: list[ChallengeSet]) -> None:
-        self.held_challenges.add(sets)
-        if sets:
-            log.warning(
-                "%s: the old daemon had %d live ACME challenge(s): carried on to the next daemon, "
-                "not answered here",
-                new_daemon.NEW_DAEMON_LOG_PREFIX,
-                len(self.held_challenges),
-            )
-
     def _endpoint(self, spec: SocketSpec) -> ListenAddress:
         return next(e for e in self.instance.endpoints if (e.host, e.port) == (spec.host, spec.port))
 
@@ -291,6 +281,7 @@ class Daemon:
         dynamic = instance.dynamic
         gc_freeze.settle(collect=True)
         instance.serve(self.sockets)
+        self.acme.start()
         if dynamic is not None:
             dynamic.monitor.start()
         # Only now: a reload replaces the workers, which must exist first.
@@ -320,8 +311,11 @@ class Daemon:
             # The chain's start: uptime runs on (CLOCK_MONOTONIC's origin is ours to shift).
             self.started_at = time.monotonic() - (time.time() - final.started)
 
+    def adopt_challenges(self, batches: Sequence[ChallengeBatch]) -> None:
+        self.acme.adopt(batches)
+
     def _swap_zones(self, zones: ZoneSet) -> None:
-        self.instance.responder.set_zones(zones)
+        self.instance.set_zones(zones)
         # After the swap, so the new generation's (still empty) caches are frozen too.
         gc_freeze.settle(collect=False)
         self.instance.refresh_workers()
@@ -367,6 +361,7 @@ class Daemon:
             self.watcher.close()
         if self.instance.dynamic is not None:
             self.instance.dynamic.monitor.stop()
+        self.acme.close()
         self.instance.stop()
         self.instance.close_sockets()
         for listener in self.sockets:
@@ -448,8 +443,8 @@ class Daemon:
     def expected_replacement(self) -> int | None:
         return None  # our replacement is a grandchild: any PID may take over
 
-    def challenge_sets(self) -> Sequence[ChallengeSet]:
-        return self.held_challenges.live()
+    def challenges(self) -> Sequence[ChallengeBatch]:
+        return self.acme.handoff()
 
     def started_wall(self) -> int:
         return int(time.time() - (time.monotonic() - self.started_at))
@@ -486,6 +481,7 @@ class Daemon:
 
     def takeover_failed(self, reason: str) -> None:
         log.error("%s: takeover failed (%s): serving on", OLD_DAEMON_LOG_PREFIX, reason)
+        self.acme.resume()
         if self.control is not None:
             self.control.resume_accepting()
 
@@ -495,14 +491,24 @@ class Daemon:
         self.retired = True
         self.request_stop(HANDED_OVER_MESSAGE)
 
-    def acme_add(self, challenges: Sequence[AcmeChallenge]) -> Outcome:
-        del challenges
-        log.error("acme-dns-01: not implemented yet")
-        return Outcome.FAIL
+    def acme_add(self, challenges: Sequence[AcmeChallenge]) -> Outcome | Failed:
+        try:
+            self.acme.add(challenges)
+        except HandedOver:
+            log.info("Deferring acme-dns-01 request while replace in progress")
+            return Outcome.LATER
+        except ChallengesRefused as exc:
+            log.error("acme-dns-01: refused: %s", exc)
+            return Failed(str(exc))
+        return Outcome.ACK
 
     def acme_flush(self) -> Outcome:
-        log.error("acme-dns-01-flush: not implemented yet")
-        return Outcome.FAIL
+        try:
+            self.acme.flush()
+        except HandedOver:
+            log.info("Deferring acme-dns-01-flush request while replace in progress")
+            return Outcome.LATER
+        return Outcome.ACK
 
 
 Loader = Callable[[Path, bool], Loaded]

@@ -38,18 +38,17 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from pygdnsd.control.protocol import ResponseKey
+from pygdnsd.control.protocol import ChallengeBatch, ResponseKey
 from pygdnsd.daemon.daemonize import StartupReport, reader_gone
 from pygdnsd.daemon.initscript_verbs import wait_gone
 from pygdnsd.daemon.lock import AlreadyRunning
 from pygdnsd.daemon.pidfile import PidfileState, probe
 from pygdnsd.daemon.start import StartSteps, announce_ready
 from pygdnsd.errors import GdnsdError
-from pygdnsd.replace.challenge_handoff import ChallengeSet
 from pygdnsd.replace.fd_passing import Expected
 from pygdnsd.replace.stats_handoff import FinalStats
 from pygdnsd.replace.takeover import (
@@ -154,16 +153,16 @@ class Successor(StartSteps, Protocol):
         """Instead of acquire_lock and bind: serve on what the old daemon handed over."""
         ...
 
-    def adopt_challenges(self, sets: list[ChallengeSet]) -> None:
-        """The old daemon's live ACME challenges, to serve (or carry on) from now."""
-        ...
-
     def take_lock(self) -> None:
         """The instance lock alone (run_dir exists by now); AlreadyRunning while another holds it."""
         ...
 
     def absorb_stats(self, final: FinalStats) -> None:
         """Add the old daemon's final counters to ours; its start time is ours too."""
+        ...
+
+    def adopt_challenges(self, batches: Sequence[ChallengeBatch]) -> None:
+        """Serve the old daemon's live ACME challenges (REQ_TAK2) for what is left of their lifetimes."""
         ...
 
 
@@ -343,14 +342,14 @@ def take_over(daemon: Successor, hold: Callable[[Predecessor], None] = lambda _:
     # why it failed: a gdnsd old daemon kills a new daemon that hangs up first.
     hold(handoff)
     try:
-        sets = client.challenges()
+        batches = client.challenges()
         taken = client.take(daemon.handoff_expected())
     except GdnsdError as exc:
         raise GdnsdError(f"{NEW_DAEMON_LOG_PREFIX}: taking over from PID {old_pid} failed: {exc}") from exc
     try:
         crash_point("after-fds")
         daemon.adopt(taken)
-        daemon.adopt_challenges(sets)
+        daemon.adopt_challenges(batches)
     except BaseException:
         taken.handed.close()
         raise

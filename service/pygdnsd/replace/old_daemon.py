@@ -2,7 +2,7 @@
 
 The control server hands a REQ_TAK1 connection to ``serve_takeover`` on a
 thread of its own; each step asks the daemon (a ``TakeoverSource``) for what
-it gives away: the live ACME challenge sets, then the lock, the control
+it gives away: the live ACME challenge batches, then the lock, the control
 listener and every DNS socket (``HandoffSet``), then to stop serving and give
 its final counters. The answers are gdnsd 3.8.1's to the byte unless the new
 daemon marked its REQ_TAK1 as a pygdnsd one (``takeover`` says what that
@@ -25,8 +25,7 @@ from typing import Any, Protocol
 from pygdnsd.control import protocol
 from pygdnsd.control.protocol import RequestKey, ResponseKey
 from pygdnsd.errors import GdnsdError
-from pygdnsd.replace import challenge_handoff, fd_passing, stats_handoff, takeover
-from pygdnsd.replace.challenge_handoff import ChallengeSet
+from pygdnsd.replace import fd_passing, stats_handoff, takeover
 from pygdnsd.replace.takeover import DEFAULT_STEP_TIMEOUT, Peer
 from pygdnsd.transport.listeners import ListenSocket
 
@@ -58,8 +57,8 @@ class HandoffSet:
 class TakeoverSource(Protocol):
     """What the old daemon does at each step. Called from the takeover thread."""
 
-    def challenge_sets(self) -> Sequence[ChallengeSet]:
-        """The live ACME challenges, by set, with the seconds each has left."""
+    def challenges(self) -> Sequence[protocol.ChallengeBatch]:
+        """The live ACME challenges for REQ_TAK2, each batch with its whole seconds left."""
         ...
 
     def pause_control_accept(self) -> None:
@@ -157,8 +156,8 @@ def serve_takeover(
             if key == RequestKey.INFO:
                 _send(conn, protocol.info_ack(protocol.COMPAT_VERSION, os.getpid()))
             elif key == RequestKey.TAK2:
-                count, data = challenge_handoff.encode_sets(source.challenge_sets())
-                _send(conn, protocol.data_ack(data, count))
+                batches = list(source.challenges())
+                _send(conn, protocol.data_ack(protocol.encode_challenge_handoff(batches), len(batches)))
             elif key == RequestKey.TAKE and not took:
                 source.pause_control_accept()
                 took = True

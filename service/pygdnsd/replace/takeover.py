@@ -10,8 +10,8 @@ clients and servers of our own in its place):
 
 * REQ_INFO: ``v`` the client's version, ``d`` 0; ACK ``v`` 3.8.1, ``d`` the PID.
 * REQ_TAK1 ``d`` = PID: ACK 0/0. gdnsd ignores TAK1's ``v`` (measured).
-* REQ_TAK2: ACK ``v`` = number of challenge *sets*, ``d`` bytes of them
-  (``challenge_handoff``).
+* REQ_TAK2: ACK ``v`` = number of challenge batches (one per REQ_CHAL), ``d``
+  bytes of them, each with its seconds left (``protocol.encode_challenge_handoff``).
 * REQ_TAKE: ACK ``v`` = descriptor count, ``d`` 0, with every descriptor in
   SCM_RIGHTS on the header's bytes: the lock, the control listener, the DNS
   sockets. No description: the receiver identifies each socket from the
@@ -55,8 +55,7 @@ from pygdnsd.control import protocol
 from pygdnsd.control.deadline_read import ReadStopped, read_exactly
 from pygdnsd.control.protocol import RequestKey, ResponseKey
 from pygdnsd.errors import GdnsdError
-from pygdnsd.replace import challenge_handoff, fd_passing, stats_handoff
-from pygdnsd.replace.challenge_handoff import ChallengeSet
+from pygdnsd.replace import fd_passing, stats_handoff
 from pygdnsd.replace.fd_passing import Expected, HandedOver
 
 log = logging.getLogger(__name__)
@@ -211,14 +210,14 @@ class TakeoverClient:
         header = self._request(tak1_request(self.pid))
         self.peer = Peer.PYGDNSD if marked(header) else Peer.GDNSD
 
-    def challenges(self) -> list[ChallengeSet]:
-        """REQ_TAK2: the live ACME challenge sets."""
+    def challenges(self) -> list[protocol.ChallengeBatch]:
+        """REQ_TAK2: the live ACME challenges, each batch with its whole seconds left."""
         header = self._request(protocol.takeover_request(RequestKey.TAK2, self.pid))
         if header.d > protocol.MAX_RESPONSE_PAYLOAD:
             raise TakeoverError(f"challenge hand-off of {header.d} bytes is over the limit")
         data = self._recv_exact(header.d, time.monotonic() + self.step_timeout, "the challenges")
         try:
-            return challenge_handoff.decode_sets(header.count, data)
+            return protocol.decode_challenge_handoff(header.count, data)
         except protocol.ProtocolError as exc:
             raise TakeoverError(f"bad challenge hand-off: {exc}") from exc
 
