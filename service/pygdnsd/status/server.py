@@ -10,8 +10,8 @@ a reset).
 
 What a hostile or broken client can cost is bounded:
 
-* a client outside ``http_allow`` gets a fixed 403 and is closed at accept,
-  before anything of it is read;
+* a client outside ``http_allow`` gets a fixed 403 at accept, and nothing
+  it sends is read as a request;
 * at most ``max_clients`` connections at once: one more evicts the oldest
   still sending its request (or, failing that, is closed itself), so a
   thousand idle connections cannot keep a scraper out;
@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 HTTP_LISTEN = Role("http_listen", "HTTP listener", 128)
 CLOSE_GRACE = 2.0  # how long ``close`` lets accepted connections finish
 LINGER_SECONDS = 1.0  # reading what a client sends after its answer, before closing
+LINGER_BYTES = 1 << 16  # ... and at most this much of it: a client that sends on is cut off
 _LOOP_TICK = 0.5
 _RECV_SIZE = 4096
 _ACCEPT_BATCH = 64
@@ -86,6 +87,7 @@ class _Client:
     sent: int = 0
     phase: _Phase = _Phase.READING
     events: int = 0
+    lingered: int = 0
 
 
 def allowed(peer: str, networks: Sequence[Network]) -> bool:
@@ -211,19 +213,20 @@ class StatusServer:
                 log.error("%s: accept() failed: %s", label(listener.spec, HTTP_LISTEN), exc.strerror or exc)
                 return
             sock.setblocking(False)
-            if not allowed(str(peer[0]), self.allow):
-                log.debug("status: refusing %s (not in http_allow)", peer[0])
-                with contextlib.suppress(OSError):
-                    sock.send(_FORBIDDEN)
-                sock.close()
-                continue
             if len(self._clients) >= self.max_clients and not self._evict_one():
                 sock.close()
                 continue
             now = time.monotonic()
             client = _Client(sock, now + self.timeout, now)
             self._clients[sock.fileno()] = client
-            self._watch(client, selectors.EVENT_READ)
+            if allowed(str(peer[0]), self.allow):
+                self._watch(client, selectors.EVENT_READ)
+            else:
+                # Answered without reading a byte of what it sent (that is only drained, then dropped).
+                log.debug("status: refusing %s (not in http_allow)", peer[0])
+                client.out = _FORBIDDEN
+                client.phase = _Phase.WRITING
+                self._flush(client)
 
     def _evict_one(self) -> bool:
         """Make room: drop a lingering client, else the oldest still sending its request."""
@@ -309,7 +312,8 @@ class StatusServer:
             return
         except OSError:
             data = b""
-        if not data:
+        client.lingered += len(data)
+        if not data or client.lingered > LINGER_BYTES:
             self._drop(client)
 
     def _expire(self) -> None:
