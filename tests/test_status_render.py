@@ -37,6 +37,9 @@ class FakeDaemon:
     def uptime(self) -> int:
         return 4242
 
+    def started_wall(self) -> float:
+        return time.time() - 4242
+
     def state_rows(self) -> Sequence[StateRow]:
         return self.rows
 

@@ -407,6 +407,10 @@ class Daemon:
     def uptime(self) -> int:
         return int(time.monotonic() - self.started_at)
 
+    def started_wall(self) -> float:
+        """Wall clock of our start (or our first predecessor's: ``started_at`` is carried over)."""
+        return time.time() - (time.monotonic() - self.started_at)
+
     def stats_json(self) -> bytes:
         return json_answers.stats_json(self.instance.total_stats(), self.uptime())
 

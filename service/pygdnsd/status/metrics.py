@@ -90,7 +90,7 @@ def _counters(snapshot: Snapshot) -> Iterator[Metric]:
     yield from by_counter.values()
     yield GaugeMetricFamily("gdnsd_uptime_seconds", "Seconds since the service started (replaces carry it on).", snapshot.uptime)
     yield GaugeMetricFamily(
-        "gdnsd_start_time_seconds", "When the service started, in seconds since the epoch.", round(snapshot.started_at)
+        "gdnsd_start_time_seconds", "When the service started, in seconds since the epoch.", round(snapshot.started_at, 3)
     )
 
 

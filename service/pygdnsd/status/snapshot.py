@@ -36,6 +36,10 @@ class StatusSource(Protocol):
         """Seconds since the first daemon of this run started (a replace carries it on)."""
         ...
 
+    def started_wall(self) -> float:
+        """Wall clock of that start."""
+        ...
+
     def state_rows(self) -> Sequence[StateRow]: ...
 
     def zone_facts(self) -> Sequence[ZoneFacts]: ...
@@ -51,6 +55,7 @@ class Snapshot:
     hostname: str
     stats: Stats
     uptime: int
+    started_at: float  # wall clock of the first daemon's start (uptime 0)
     pid: int
     version: str
     process_started: float  # wall clock of this process's start
@@ -60,11 +65,6 @@ class Snapshot:
     services: tuple[StateRow, ...]
     zones: tuple[ZoneFacts, ...]
     timeline: TimelineView
-
-    @property
-    def started_at(self) -> float:
-        """Wall clock of the first daemon's start (uptime 0)."""
-        return self.taken_at - self.uptime
 
 
 def collect(source: StatusSource) -> Snapshot:
@@ -80,6 +80,7 @@ def collect(source: StatusSource) -> Snapshot:
         hostname=socket.gethostname(),
         stats=stats,
         uptime=source.uptime(),
+        started_at=source.started_wall(),
         pid=pid,
         version=__version__,
         process_started=process.start_time(pid),
