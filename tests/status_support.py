@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
+import socket
+import struct
 import subprocess
+import threading
+import time
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -83,3 +88,83 @@ def as_stats(found: Samples) -> dict[str, dict[str, int]]:
         elif name.startswith("gdnsd_transport_") and name.endswith("_total"):
             out[label["transport"]][name[len("gdnsd_transport_") : -len("_total")]] = int(value)
     return out
+
+
+class QueryLoad:
+    """UDP queries at a steady rate on a thread, until stopped (and never past ``limit`` seconds)."""
+
+    def __init__(self, port: int, qps: float = 200.0, limit: float = 300.0) -> None:
+        self.port = port
+        self.interval = 1.0 / qps
+        self.limit = limit
+        self.sent = 0
+        self.answered = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="query-load", daemon=True)
+
+    def __enter__(self) -> QueryLoad:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        packet = question_packet(QNAME)
+        began = time.monotonic()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.setblocking(False)
+            while not self._stop.wait(self.interval) and time.monotonic() - began < self.limit:
+                with contextlib.suppress(OSError):
+                    sock.sendto(packet, ("127.0.0.1", self.port))
+                    self.sent += 1
+                with contextlib.suppress(OSError):
+                    while sock.recv(4096):
+                        self.answered += 1
+
+
+def question_packet(name: str) -> bytes:
+    labels = b"".join(bytes([len(part)]) + part.encode() for part in name.split("."))
+    return struct.pack("!HHHHHH", 0x4242, 0x0100, 1, 0, 0, 0) + labels + b"\0" + struct.pack("!HH", 1, 1)
+
+
+class FastScraper:
+    """/metrics as fast as it answers, on a thread: every failure, and every counter that went back."""
+
+    def __init__(self, port: int, pause: float = 0.01, limit: float = 300.0) -> None:
+        self.port = port
+        self.pause = pause
+        self.limit = limit
+        self.scrapes = 0
+        self.failures: list[str] = []
+        self.decreases: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="fast-scraper", daemon=True)
+
+    def __enter__(self) -> FastScraper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def _run(self) -> None:
+        last: Samples = {}
+        began = time.monotonic()
+        while not self._stop.wait(self.pause) and time.monotonic() - began < self.limit:
+            try:
+                status, _, body = fetch(self.port, "/metrics", timeout=5.0)
+            except OSError as exc:
+                self.failures.append(repr(exc))
+                continue
+            if status != 200:
+                self.failures.append(f"status {status}")
+                continue
+            self.scrapes += 1
+            found = samples(body)
+            for key, value in found.items():
+                if key[0].endswith("_total") and value < last.get(key, 0.0):
+                    self.decreases.append(f"{key}: {last[key]} -> {value}")
+            last = found
