@@ -2,7 +2,10 @@
 
 A stacked area chart drawn by hand: each outcome's band is the area under
 its running total, painted from the tallest down, so one path per outcome
-(just its upper edge) is enough. Integer coordinates in a 720x240 viewBox
+(just its upper edge) is enough. Each rate is a step over the 10 s it
+was measured in. The time axis spans the last hour, or less while the
+samples cover less (never under ``MIN_SPAN``): a daemon up for a minute
+shows that minute, not a sliver at the right edge. Integer coordinates in a 720x240 viewBox
 keep it to a few kB per outcome with traffic; outcomes with none are not
 drawn. The SVG scales to the page's width (``width="100%"``), so the same
 markup reads on a laptop and a phone; its text takes its size from the
@@ -18,6 +21,10 @@ from html import escape
 
 from pygdnsd.engine.stats import OUTCOME_COUNTERS
 from pygdnsd.status.rate_ring import WINDOW_SECONDS, Rate
+
+MIN_SPAN = 300.0
+# (span up to, tick every) in seconds: about four ticks whatever the span.
+TICKS = ((300.0, 60.0), (900.0, 300.0), (1800.0, 600.0), (WINDOW_SECONDS, 900.0))
 
 WIDTH, HEIGHT = 720, 240
 LEFT, RIGHT, TOP, BOTTOM = 66, 10, 12, 30
@@ -52,12 +59,14 @@ def short_number(value: float) -> str:
 
 def svg(rates: Sequence[Rate], now: float) -> str:
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
-    start = now - WINDOW_SECONDS
+    covered = now - rates[0].since if rates else 0.0
+    span = min(WINDOW_SECONDS, max(MIN_SPAN, covered))
+    start = now - span
     totals = [sum(rate.per_second) for rate in rates]
     top = nice_ceiling(max(totals, default=0.0))
 
     def x(at: float) -> int:
-        return LEFT + round((min(max(at, start), now) - start) / WINDOW_SECONDS * plot_w)
+        return LEFT + round((min(max(at, start), now) - start) / span * plot_w)
 
     def y(value: float) -> int:
         return TOP + plot_h - round(value / top * plot_h)
@@ -74,10 +83,12 @@ def svg(rates: Sequence[Rate], now: float) -> str:
         parts.append(
             f'<text x="{LEFT - 6}" y="{y(value) + 4}" text-anchor="end" class="axis">{short_number(value)}</text>'
         )
-    for minutes in (60, 45, 30, 15, 0):
-        at = now - minutes * 60
-        label = "now" if minutes == 0 else f"-{minutes} min"
-        anchor = "end" if minutes == 0 else "start" if minutes == 60 else "middle"
+    step = next(every for limit, every in TICKS if span <= limit)
+    for back in range(int(span // step), -1, -1):
+        at = now - back * step
+        minutes = round(back * step / 60)
+        label = "now" if back == 0 else f"-{minutes} min"
+        anchor = "end" if back == 0 else "start" if at - start < step / 2 else "middle"
         parts.append(f'<line x1="{x(at)}" x2="{x(at)}" y1="{TOP}" y2="{TOP + plot_h}" stroke="#e0e0e0"/>')
         parts.append(f'<text x="{x(at)}" y="{HEIGHT - 8}" text-anchor="{anchor}" class="axis">{label}</text>')
     if not rates:
@@ -90,8 +101,12 @@ def svg(rates: Sequence[Rate], now: float) -> str:
         if not any(rate.per_second[index] for rate in rates):
             continue
         name = OUTCOME_COUNTERS[index]
-        edge = " ".join(f"{x(rate.at)},{y(sum(rate.per_second[: index + 1]))}" for rate in rates)
-        first, last = x(rates[0].at), x(rates[-1].at)
+        edge = " ".join(
+            f"{x(rate.since)},{height} {x(rate.at)},{height}"
+            for rate in rates
+            for height in (y(sum(rate.per_second[: index + 1])),)
+        )
+        first, last = x(rates[0].since), x(rates[-1].at)
         parts.append(
             f'<path class="band" data-rcode="{escape(name)}" fill="{COLOURS[name]}" '
             f'd="M{first},{TOP + plot_h} L{edge} L{last},{TOP + plot_h} Z"><title>{escape(name)}</title></path>'

@@ -33,8 +33,9 @@ class Sample:
 
 @dataclass(frozen=True, slots=True)
 class Rate:
-    """Queries per second of each outcome between two samples, at the later one's time."""
+    """Queries per second of each outcome between two samples (``since`` and ``at``)."""
 
+    since: float
     at: float
     per_second: tuple[float, ...]  # in OUTCOME_COUNTERS order
 
@@ -66,7 +67,8 @@ class RateRing:
                 continue
             span = after.at - before.at
             # A counter that went back (a restart's hand-off lost them) shows as no traffic, not negative.
-            out.append(Rate(after.at, tuple(max(0, b - a) / span for a, b in zip(before.counts, after.counts, strict=True))))
+            per_second = tuple(max(0, b - a) / span for a, b in zip(before.counts, after.counts, strict=True))
+            out.append(Rate(before.at, after.at, per_second))
         return out
 
     # --- across a replace ------------------------------------------------------
