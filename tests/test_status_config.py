@@ -46,6 +46,10 @@ def test_addresses_take_http_port_unless_they_name_one(tmp_path: Path) -> None:
     assert load(tmp_path, "http_listen => ::1").http_listen == (HttpAddress("::1", 3506, socket.AF_INET6),)
 
 
+def test_other_ports_and_families_may_share_an_address(tmp_path: Path) -> None:
+    assert len(load(tmp_path, "http_listen => [ 127.0.0.1:54, \"[::1]:53\", 127.0.0.2:53 ]").http_listen) == 3
+
+
 def test_http_allow_reads_networks_and_bare_addresses(tmp_path: Path) -> None:
     config = load(tmp_path, "http_allow => [ 192.0.2.0/24, 2001:db8::/32, 198.51.100.7 ]")
     assert [str(n) for n in config.http_allow] == ["192.0.2.0/24", "2001:db8::/32", "198.51.100.7/32"]
@@ -78,6 +82,14 @@ def test_http_allow_reads_networks_and_bare_addresses(tmp_path: Path) -> None:
         ("http_timeout => 2", "DIR/config:2: option 'http_timeout': value 2 out of range (3, 60)"),
         ("max_http_clients => 0", "DIR/config:2: option 'max_http_clients': value 0 out of range (1, 65535)"),
         ("http_port => 65536", "DIR/config:2: option 'http_port': value 65536 out of range (1, 65535)"),
+        (
+            "http_listen => 127.0.0.1:53",
+            "DIR/config:2: option 'http_listen': 127.0.0.1:53 would share its port with the DNS listen address 127.0.0.1:53",
+        ),
+        (
+            "tcp_control => 127.0.0.1:99, http_listen => 0.0.0.0:99",
+            "DIR/config:2: option 'http_listen': 0.0.0.0:99 would share its port with the tcp_control address 127.0.0.1:99",
+        ),
     ],
 )
 def test_mistakes_name_file_line_and_option(tmp_path: Path, options: str, message: str) -> None:

@@ -13,6 +13,7 @@ import ipaddress
 import socket
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
+from typing import cast
 
 from pygdnsd.config.addresses import AddressSpecError, SocketAddress, format_address, resolve_spec
 from pygdnsd.config.scalars import c_bool, c_bytes, c_string, strtoul
@@ -354,6 +355,12 @@ def _read_options(options: ConfigHash) -> dict[str, object]:
     assert isinstance(http_port, int)
     http_listen = options.get("http_listen")
     out["http_listen"] = () if http_listen is None else _read_http_listen(http_listen, http_port)
+    if http_listen is not None:
+        _refuse_shared_ports(
+            cast(tuple[HttpAddress, ...], out["http_listen"]),
+            [*cast(tuple[ListenAddress, ...], out["listen"]), *cast(tuple[ControlAddress, ...], out["tcp_control"])],
+            http_listen.pos,
+        )
     http_allow = options.get("http_allow")
     out["http_allow"] = DEFAULTS["http_allow"] if http_allow is None else _read_http_allow(http_allow)
     if out["experimental_no_chain"] is False:
@@ -615,3 +622,29 @@ def _read_http_allow(value: ConfigValue) -> tuple[Network, ...]:
         except ValueError as exc:
             raise ConfigError(f"{item.pos}: option 'http_allow': {str(item)!r} is not a network: {exc}") from exc
     return tuple(networks)
+
+
+def _overlaps(host: str, port: int, other_host: str, other_port: int) -> bool:
+    """Whether two TCP listeners would share connections (SO_REUSEPORT lets them bind together)."""
+    if port != other_port:
+        return False
+    a, b = ipaddress.ip_address(host.split("%", 1)[0]), ipaddress.ip_address(other_host.split("%", 1)[0])
+    return a.version == b.version and (a == b or a.is_unspecified or b.is_unspecified)
+
+
+def _refuse_shared_ports(
+    http_listen: tuple[HttpAddress, ...], others: list[ListenAddress | ControlAddress], pos: Position
+) -> None:
+    """An http_listen address must not take a DNS or control listener's port.
+
+    Every listener sets SO_REUSEPORT, so the bind would succeed and the
+    kernel would hand DNS clients to the status page (or the other way).
+    """
+    for address in http_listen:
+        for other in others:
+            if _overlaps(address.host, address.port, other.host, other.port):
+                what = "DNS listen" if isinstance(other, ListenAddress) else "tcp_control"
+                raise ConfigError(
+                    f"{pos}: option 'http_listen': {format_address(address.host, address.port)} would share "
+                    f"its port with the {what} address {format_address(other.host, other.port)}"
+                )
