@@ -118,7 +118,7 @@ def test_scrapes_every_second_through_ten_replaces_see_no_reset(site: Site, prom
         settle(prom, target, prom.scrapes_of(target) + 2)
         window = int(time.monotonic() - began) + 5
     assert len(pids) == REPLACES + 1 and load.answered > 0
-    assert fast.failures == [] and fast.decreases == [] and fast.scrapes > window * 10
+    assert fast.failures == [] and fast.decreases == [] and fast.scrapes > window * 5
     selector = f'instance="127.0.0.1:{target}"'
     # Every scrape of the whole run succeeded, one a second or so.
     assert prom.value(f"min_over_time(up{{{selector}}}[{window}s])") == 1
