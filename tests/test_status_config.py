@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from conftest import pygdnsd_python
+from daemon_support import env
 from pygdnsd.config.options import Config, HttpAddress, load_config
 from pygdnsd.errors import ConfigError
 
@@ -94,3 +97,19 @@ def test_http_allow_reads_networks_and_bare_addresses(tmp_path: Path) -> None:
 )
 def test_mistakes_name_file_line_and_option(tmp_path: Path, options: str, message: str) -> None:
     assert error(tmp_path, options) == message
+
+
+def test_without_the_client_library_http_listen_is_an_error_that_says_so() -> None:
+    """Only a daemon with http_listen imports prometheus_client (100 ms): without it, it says what to install."""
+    code = (
+        "import sys\n"
+        "sys.modules['prometheus_client'] = None\n"
+        "import pygdnsd.daemon.daemon as d\n"
+        "try:\n"
+        "    d._status_endpoints()\n"
+        "except d.GdnsdError as exc:\n"
+        "    print(exc)\n"
+    )
+    result = subprocess.run([pygdnsd_python(), "-c", code], capture_output=True, text=True, env=env(), timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "option 'http_listen': /metrics needs the Python package prometheus_client (Debian: python3-prometheus-client)" in result.stdout

@@ -32,6 +32,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from pygdnsd.control import json_answers, tcp_listeners
 from pygdnsd.control import server as control_server
@@ -59,7 +60,6 @@ from pygdnsd.replace.socket_plan import plan_sockets
 from pygdnsd.replace.spawn import spawn_replacement
 from pygdnsd.replace.takeover import TakenOver
 from pygdnsd.status import process
-from pygdnsd.status.endpoints import Endpoints
 from pygdnsd.status.rate_ring import RateRing
 from pygdnsd.status.server import HTTP_LISTEN, StatusServer
 from pygdnsd.status.timeline import RELOAD, REPLACE, Event, Timeline, TimelineView
@@ -70,6 +70,9 @@ from pygdnsd.transport.listeners import UDP, ListenSocket, SocketSpec, open_tcp,
 from pygdnsd.zones.model import ZoneSet
 from pygdnsd.zones.reload import ZoneReloader
 from pygdnsd.zones.watcher import ZonesWatcher
+
+if TYPE_CHECKING:
+    from pygdnsd.status.endpoints import Endpoints
 
 log = logging.getLogger("gdnsd")
 
@@ -119,6 +122,9 @@ class Daemon:
         self.zones_loaded_at = time.time()
         self._replace_running = False  # a REQ_REPL of ours: it records how the replace went
         self._pid = os.getpid()  # worker processes share our monitor's subscribers: not theirs to record
+        self._endpoints: type[Endpoints] | None = None
+        if config.http_listen:
+            self._endpoints = _status_endpoints()
         self.pidfile: Pidfile | None = None
         # From the start, so a SIGHUP from the moment the pidfile exists is kept as a
         # request (its thread starts once serving).
@@ -314,9 +320,10 @@ class Daemon:
         if self.status_server is not None or not self.http:
             return
         config = self.config
+        endpoints = self._endpoints or _status_endpoints()
         self.status_server = StatusServer(
             self.http,
-            Endpoints(self, self.rates),
+            endpoints(self, self.rates),
             allow=config.http_allow,
             max_clients=config.max_http_clients,
             timeout=config.http_timeout,
@@ -567,6 +574,23 @@ class Daemon:
 
 
 Loader = Callable[[Path, bool], Loaded]
+
+
+def _status_endpoints() -> type[Endpoints]:
+    """The status endpoints, imported only by a daemon that serves them.
+
+    Their Prometheus client library costs about 100 ms to import (measured,
+    a third of the daemon's imports), which every start and replace would
+    pay; without the library, http_listen is a startup error that says so.
+    """
+    try:
+        from pygdnsd.status.endpoints import Endpoints
+    except ImportError as exc:
+        raise GdnsdError(
+            f"option 'http_listen': /metrics needs the Python package prometheus_client "
+            f"(Debian: python3-prometheus-client): {exc}"
+        ) from exc
+    return Endpoints
 
 
 def _watchdog_usec() -> int:
