@@ -26,7 +26,7 @@ from pygdnsd.errors import ConfigError
 from pygdnsd.monitoring.monitor import Monitor
 from pygdnsd.plugins.base import Resolver, States
 from pygdnsd.plugins.geoip.config import read_map
-from pygdnsd.plugins.geoip.decisions import Decisions
+from pygdnsd.plugins.geoip.decisions import Decisions, remember
 from pygdnsd.plugins.geoip.live import LiveMap, Watcher
 from pygdnsd.plugins.geoip.tables import MapDataError
 from pygdnsd.plugins.metafo import Datacenter, Synthesized, configure_datacenter, fail_over
@@ -52,9 +52,10 @@ class GeoipResource:
         return tuple(dc for dc in self.datacenters if dc is not None)
 
 
-def _scoped(result: DynamicResult, scope: int) -> DynamicResult:
+def _scoped(result: DynamicResult, scope: int, remembered: bool = False) -> DynamicResult:
     return DynamicResult(
-        result.v4, result.v6, result.cname, result.cname_relative, result.ttl, result.failed, scope
+        result.v4, result.v6, result.cname, result.cname_relative, result.ttl, result.failed, scope,
+        remembered,
     )
 
 
@@ -101,14 +102,16 @@ class Geoip:
         else:
             value, scope = current.lookup(client.address)
             scope = 0
-        if res.cacheable:
-            found = self.decisions.get(resource, value, states, live.generation)
-            if found is None:
-                found = self._decide(res, current.dclists[value], client, states, rng)
-                self.decisions.put(resource, value, found)
-        else:
-            found = self._decide(res, current.dclists[value], client, states, rng)
-        return _scoped(found, scope) if found.scope != scope else found
+        if not res.cacheable:
+            return _scoped(self._decide(res, current.dclists[value], client, states, rng), scope)
+        epoch = self.decisions.epoch(states)
+        key = (resource, value, scope)
+        found = current.answers.get(key)
+        if found is not None and found[0] == epoch:
+            return found[1]
+        result = _scoped(self._decide(res, current.dclists[value], client, states, rng), scope, True)
+        remember(current.answers, key, epoch, result)
+        return result
 
     # -- helpers -------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pygdnsd.config.vscf import ConfigHash, parse_file
@@ -24,6 +24,7 @@ from pygdnsd.plugins.geoip.addresses import (
     scope_of,
 )
 from pygdnsd.plugins.geoip.config import MapSpec, NetsEntry, read_nets
+from pygdnsd.plugins.geoip.decisions import Answers
 from pygdnsd.plugins.geoip.locations import MAXMIND, NOWHERE
 from pygdnsd.plugins.geoip.mmdb import Database, DatabaseError
 from pygdnsd.plugins.geoip.networks import UNDEFINED, NetworkTable, Overlay, Ref, build_table
@@ -42,12 +43,17 @@ class MapDataError(Exception):
         self.where = where
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class MapTable:
-    """What a map answers from: its table and the datacenter lists the table's values number."""
+    """What a map answers from: its table and the datacenter lists the table's values number.
+
+    ``answers`` are the geoip answers remembered from this table
+    (``decisions``): the one mutable part, so they go when the table goes.
+    """
 
     table: NetworkTable
     dclists: tuple[tuple[int, ...], ...]
+    answers: Answers = field(default_factory=dict, repr=False)
 
     def lookup(self, packed: bytes) -> tuple[int, int]:
         """(datacenter list number, client-subnet scope) for a client address, 4 or 16 bytes."""
