@@ -10,6 +10,8 @@
 * ``by_rrset``, ``layouts``: what ``by_tail`` is looked up with (see
   ``AnswerCache``).
 * ``answers_v4``/``answers_v6``: whole UDP responses by query bytes.
+* ``dynamic_questions``, ``dynamic_answers``: plugin (DYNA/DYNC) answers,
+  see ``add_dynamic_answer``.
 
 Every cache belongs to one ``ZoneSet`` and is replaced with it
 (``Responder.set_zones``), so nothing precomputed outlives a reload. The
@@ -20,11 +22,14 @@ PART_MASK].get(key)``): a method call there would cost CPU on every query.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from pygdnsd.engine.lookup import Location
 from pygdnsd.engine.prepared import Prepared
 from pygdnsd.engine.query import LOWER
-from pygdnsd.zones.model import ZoneSet
+from pygdnsd.plugins.result import DynamicResult
+from pygdnsd.zones.model import DynamicRRset, ZoneSet
 
 # Every cache is split into PARTS dicts by key hash. A dict grows by copying
 # itself whole, and a full cache is emptied by freeing every entry: at
@@ -38,6 +43,10 @@ MAX_QUESTIONS = 200_000
 # Bounds the memory of whole responses: about 300 bytes each, so at most
 # ~60 MB per client family; cleared when full, like the question cache.
 MAX_REMEMBERED = 200_000
+
+# Bounds the plugin answers: dynamic names are few, but a wildcard DYNA has as
+# many as are asked under it; answers are names x distinct results.
+MAX_DYNAMIC = 50_000
 
 # Markers heading a layout (see ``AnswerCache.layouts``); never a wire name, which ends in b"\x00".
 INTERNAL = b"internal"
@@ -82,10 +91,22 @@ def _frozen_with_the_zones() -> dict[Any, Any]:
     return {None: []}
 
 
+@dataclass(frozen=True, slots=True)
+class DynamicQuestion:
+    """A question a plugin answers: where its name lies and the DYNA/DYNC record there."""
+
+    where: Location
+    record: DynamicRRset
+
+
+DynamicKey = tuple[bytes, DynamicResult | None]  # question key, the plugin's result
+
+
 class AnswerCache:
     """A ZoneSet with the caches built from it; replaced as a whole on reload."""
 
     __slots__ = (
+        "_dynamic_part_bound",
         "_question_part_bound",
         "_remembered_part_bound",
         "answers_v4",
@@ -93,6 +114,8 @@ class AnswerCache:
         "by_question",
         "by_rrset",
         "by_tail",
+        "dynamic_answers",
+        "dynamic_questions",
         "layouts",
         "zones",
     )
@@ -119,6 +142,11 @@ class AnswerCache:
         # never tracks these dicts (see ``prepared.Prepared``).
         self.answers_v4: Parts[bytes, bytes] = new_parts(dict)
         self.answers_v6: Parts[bytes, bytes] = new_parts(dict)
+        # Plugin answers (see ``add_dynamic_answer``): question key -> where
+        # and what answers it; (question key, result) -> the prepared answer.
+        self._dynamic_part_bound = per_part(MAX_DYNAMIC)
+        self.dynamic_questions: Parts[bytes, DynamicQuestion] = new_parts(dict)
+        self.dynamic_answers: Parts[DynamicKey, Prepared] = new_parts(dict)
 
     def add_question(self, key: bytes, prepared: Prepared) -> None:
         """Cache the answer to a question (lowercased qname + qtype)."""
@@ -127,6 +155,24 @@ class AnswerCache:
     def add_tail(self, key: tuple[object, ...], prepared: Prepared) -> None:
         """Cache a tail under its ``tail_key``."""
         store(self.by_tail, key, prepared, self._question_part_bound)
+
+    def add_dynamic_question(self, key: bytes, question: DynamicQuestion) -> None:
+        """Remember that a plugin answers this question (lowercased qname + qtype), and where."""
+        store(self.dynamic_questions, key, question, self._dynamic_part_bound)
+
+    def add_dynamic_answer(self, key: DynamicKey, prepared: Prepared) -> None:
+        """Cache a plugin answer under (question key, the plugin's result).
+
+        A plugin answer depends on the client, the monitored states and
+        chance only through the plugin's result: for one question, equal
+        results give the same prepared answer, the client-subnet scope
+        included (it is part of the result). Only results the plugin hands
+        out again belong here (``DynamicResult.remembered``: geoip's, one
+        per resource, datacenter list and scope): others (weighted, reflect)
+        would only churn the memory, and keys holding objects keep the
+        collector busy (see ``prepared.Prepared``).
+        """
+        store(self.dynamic_answers, key, prepared, self._dynamic_part_bound)
 
     def remember(self, query: bytes, qend: int, response: bytes, v6: bool) -> None:
         """Keep a fast-path UDP response for the same query bytes (from any ID).

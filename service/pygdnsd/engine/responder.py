@@ -19,7 +19,14 @@ from typing import Protocol
 
 from pygdnsd.config.options import Config
 from pygdnsd.engine import edns, lookup
-from pygdnsd.engine.answer_cache import EXTERNAL, INTERNAL, PART_MASK, AnswerCache, tail_key
+from pygdnsd.engine.answer_cache import (
+    EXTERNAL,
+    INTERNAL,
+    PART_MASK,
+    AnswerCache,
+    DynamicQuestion,
+    tail_key,
+)
 from pygdnsd.engine.edns import ClientSubnet, EdnsRequest
 from pygdnsd.engine.prepared import (
     NOTIMP,
@@ -218,7 +225,7 @@ class Responder:
             if problem.bad_cookie:
                 counters["edns_cookie_formerr"] += 1
             return self._error(query, problem, client_ip, tcp, closing)
-        subnet = edns_req.client_subnet if edns_req is not None else None
+        subnet = _plugin_subnet(edns_req.client_subnet if edns_req is not None else None)
         prepared = self._lookup(cache, query, qend, client_ip, subnet)
         return self._assemble(query, qend, prepared, edns_req, client_ip, tcp, closing)
 
@@ -234,7 +241,7 @@ class Responder:
         return REFUSED
 
     def _lookup(
-        self, cache: AnswerCache, query: bytes, qend: int, client_ip: bytes, subnet: ClientSubnet | None
+        self, cache: AnswerCache, query: bytes, qend: int, client_ip: bytes, subnet: PluginSubnet | None
     ) -> Prepared:
         """The prepared tail answering the (well-formed) question ending at ``qend``."""
         prepared = self._prebuilt_answer(cache, query, qend)
@@ -243,13 +250,17 @@ class Responder:
         return self._build_answer(cache, query, qend, client_ip, subnet)
 
     def _build_answer(
-        self, cache: AnswerCache, query: bytes, qend: int, client_ip: bytes, subnet: ClientSubnet | None
+        self, cache: AnswerCache, query: bytes, qend: int, client_ip: bytes, subnet: PluginSubnet | None
     ) -> Prepared:
         """The answer ``_prebuilt_answer`` did not have: the question's first time, or a plugin's answer."""
         qtype = (query[qend - 4] << 8) | query[qend - 3]
         if qtype in _NOTIMP_QTYPES:
             return NOTIMP
         lname = query[12 : qend - 4].translate(LOWER)
+        key = lname + query[qend - 4 : qend - 2]
+        dynamic = cache.dynamic_questions[hash(key) & PART_MASK].get(key)
+        if dynamic is not None:
+            return self._answer_dynamic(cache, key, dynamic, ClientInfo(client_ip, subnet))
         return self._prepare(cache, lname, qtype, client_ip, subnet)
 
     def _assemble_bare_edns(
@@ -421,10 +432,11 @@ class Responder:
     # -- building and caching tails ----------------------------------------
 
     def _prepare(
-        self, cache: AnswerCache, lname: bytes, qtype: int, client_ip: bytes, subnet: ClientSubnet | None
+        self, cache: AnswerCache, lname: bytes, qtype: int, client_ip: bytes, subnet: PluginSubnet | None
     ) -> Prepared:
         zones = cache.zones
         zone = zones.find_zone(lname)
+        key = lname + bytes((qtype >> 8, qtype & 0xFF))
         if zone is None:
             prepared = REFUSED
         else:
@@ -432,11 +444,12 @@ class Responder:
             record = lookup.dynamic_at(where, qtype)
             if record is not None:
                 # Plugin answers depend on monitor states, the client and chance
-                # (weighted): built for this query only, never cached.
-                client = ClientInfo(client_ip, _plugin_subnet(subnet))
-                return self._prepare_dynamic(cache, where, lname, qtype, record, client)
+                # (weighted): never cached by question (see ``_answer_dynamic``).
+                dynamic = DynamicQuestion(where, record)
+                cache.add_dynamic_question(key, dynamic)
+                return self._answer_dynamic(cache, key, dynamic, ClientInfo(client_ip, subnet))
             prepared = self._prepare_static(cache, where, lname, qtype)
-        cache.add_question(lname + bytes((qtype >> 8, qtype & 0xFF)), prepared)
+        cache.add_question(key, prepared)
         return prepared
 
     def _prepare_static(
@@ -472,32 +485,40 @@ class Responder:
         cache.add_tail(tail_key(content, lname, layout), prepared)
         return prepared
 
-    def _prepare_dynamic(
-        self,
-        cache: AnswerCache,
-        where: lookup.Location,
-        lname: bytes,
-        qtype: int,
-        record: DynamicRRset,
-        client: ClientInfo,
+    def _answer_dynamic(
+        self, cache: AnswerCache, key: bytes, dynamic: DynamicQuestion, client: ClientInfo
     ) -> Prepared:
-        scope = 0
+        """The plugin's answer to question ``key`` for ``client`` (see ``AnswerCache.add_dynamic_answer``)."""
+        record = dynamic.record
+        result = (
+            self.dynamic.resolve(record.plugin, record.resource, client) if self.dynamic is not None else None
+        )
+        answer_key = (key, result)
+        prepared = cache.dynamic_answers[hash(answer_key) & PART_MASK].get(answer_key)
+        if prepared is None:
+            prepared = self._prepare_dynamic(cache, dynamic, key, result)
+            if result is not None and result.remembered:
+                cache.add_dynamic_answer(answer_key, prepared)
+        return prepared
+
+    def _prepare_dynamic(
+        self, cache: AnswerCache, dynamic: DynamicQuestion, key: bytes, result: DynamicResult | None
+    ) -> Prepared:
+        """Encode the answer a plugin's ``result`` gives question ``key``; its scope is the result's."""
 
         def resolve(found: DynamicRRset, zone: Zone, asked: int) -> RRset | None:
-            nonlocal scope
-            if self.dynamic is None:
-                return None
-            result = self.dynamic.resolve(found.plugin, found.resource, client)
-            scope = result.scope
-            return dynamic_rrset(result, found, zone, asked)
+            # ``decide_at`` asks for the one record that answers the question.
+            assert found is dynamic.record
+            return dynamic_rrset(result, found, zone, asked) if result is not None else None
 
-        decision = lookup.decide_at(cache.zones, where, qtype, self._chain, resolve)
+        lname = key[:-2]
+        qtype = (key[-2] << 8) | key[-1]
+        decision = lookup.decide_at(cache.zones, dynamic.where, qtype, self._chain, resolve)
         built, _, _ = encode_decision(decision, lname, 16 + len(lname))
-        if not scope:
+        if result is None or not result.scope:
             return built
         flags, rcode, an, ns, ar, _, tails, rotations = built
-        return (flags, rcode, an, ns, ar, scope, tails, rotations)
-
+        return (flags, rcode, an, ns, ar, result.scope, tails, rotations)
 
 
 def dynamic_rrset(result: DynamicResult, record: DynamicRRset, zone: Zone, qtype: int) -> RRset | None:
