@@ -175,6 +175,30 @@ def answer(table: MapTable, names: tuple[str, ...], address: str) -> tuple[list[
     return [names[i] for i in table.dclists[value]], scope
 
 
+def test_bucketed_lookups_find_what_a_bisection_of_the_whole_table_finds(tmp_path: Path) -> None:
+    """``NetworkTable.find`` bisects one 16-bit bucket: networks straddling buckets, and edges."""
+    import bisect
+
+    rng = random.Random(3)
+    nets = [f"10.{i}.0.0/16 => [b]" for i in range(0, 40, 3)]  # one per bucket
+    nets += ["10.64.0.0/10 => [b]", "10.99.255.0/24 => [a]", "10.100.0.0/31 => [b]"]  # straddling, in one
+    nets += [f"2001:db8:{i:x}::/48 => [b]" for i in range(0, 200, 7)]
+    nets += ["2a00::/12 => [a]", "2a03:4000::/20 => [b]", "::/1 => [b]"]
+    table, _ = table_for(tmp_path, f"datacenters => [a, b], nets => {{ {', '.join(nets)} }}")
+    inner = table.table
+    edges = [inner.starts[i] + d for i in range(len(inner.starts)) for d in (-1, 0, 1)]
+    keys = edges + [rng.getrandbits(32) for _ in range(2000)] + [rng.getrandbits(128) for _ in range(2000)]
+    keys += [(b << 16) + d for b in range(0, 1 << 16, 257) for d in (-1, 0)]
+    for key in keys:
+        if not 0 <= key < 1 << 128:
+            continue
+        i = bisect.bisect_right(inner.starts, key) - 1
+        assert inner.find(key) == (inner.values[i], inner.lengths[i]), hex(key)
+        if key < 1 << 32:
+            depth = inner.lengths[i]
+            assert table.lookup(key.to_bytes(4, "big")) == (inner.values[i], max(depth - 96, 0)), hex(key)
+
+
 def test_asn_map_sits_between_nets_and_geography(tmp_path: Path) -> None:
     geoip_data.write_city(tmp_path / "geoip" / "City.mmdb")
     geoip_data.write_asn(tmp_path / "geoip" / "ASN.mmdb")

@@ -49,17 +49,41 @@ class Overlay:
     value: int
 
 
+# A lookup bisects only the starts of one 16-bit bucket of the address
+# space (IPv4 in ::/96 bucketed by its own top 16 bits): a bisection of all
+# 196,471 starts of GeoLite2 Country took 18 steps over a 1.5 MB list, most
+# of them cache misses for random client addresses.
+BUCKETS: Final = 1 << 16
+
+
+def bucket_firsts(starts: list[int], shift: int) -> array[int]:
+    """For each bucket ``b`` (and one past the last), the index of the first start >= ``b << shift``."""
+    return array("I", (bisect.bisect_left(starts, b << shift) for b in range(BUCKETS + 1)))
+
+
 @dataclass(frozen=True)
 class NetworkTable:
-    """Sorted network starts with each network's length and datacenter list."""
+    """Sorted network starts with each network's length and datacenter list.
+
+    ``v4_firsts``/``v6_firsts``: ``bucket_firsts`` of the IPv4 space (keys
+    below 2**32, by their top 16 bits) and of the whole space (by the top
+    16 bits of 128).
+    """
 
     starts: list[int]
     lengths: bytes
     values: array[int]
+    v4_firsts: array[int]
+    v6_firsts: array[int]
 
     def find(self, key: int) -> tuple[int, int]:
         """(datacenter list, network length) of the network holding ``key``."""
-        i = bisect.bisect_right(self.starts, key) - 1
+        if key >> 32:
+            firsts, bucket = self.v6_firsts, key >> 112
+        else:
+            firsts, bucket = self.v4_firsts, key >> 16
+        # The network holding ``key`` may begin before its bucket: index first - 1.
+        i = bisect.bisect_right(self.starts, key, firsts[bucket], firsts[bucket + 1]) - 1
         return self.values[i], self.lengths[i]
 
     def __len__(self) -> int:
@@ -118,8 +142,11 @@ def build_table(base: Base, overlay: Sequence[Overlay]) -> NetworkTable:
     if whole != MIXED:
         builder.leaves.append((0, 0, whole))
     builder.leaves.sort()
+    starts = [leaf[0] for leaf in builder.leaves]
     return NetworkTable(
-        [leaf[0] for leaf in builder.leaves],
+        starts,
         bytes(leaf[1] for leaf in builder.leaves),
         array("i", (leaf[2] for leaf in builder.leaves)),
+        bucket_firsts(starts, 16),
+        bucket_firsts(starts, 112),
     )

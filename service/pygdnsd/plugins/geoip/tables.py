@@ -9,6 +9,7 @@ specific first: the undefined IPv4-like spaces, ``nets`` (longest prefix),
 
 from __future__ import annotations
 
+import bisect
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from pygdnsd.config.vscf import ConfigHash, parse_file
 from pygdnsd.errors import ConfigError
 from pygdnsd.plugins.geoip.addresses import (
     UNDEFINED_SPACES,
+    V4_DEPTH,
     lookup_key,
     network_text,
     parse_network,
@@ -57,6 +59,16 @@ class MapTable:
 
     def lookup(self, packed: bytes) -> tuple[int, int]:
         """(datacenter list number, client-subnet scope) for a client address, 4 or 16 bytes."""
+        if len(packed) == 4:
+            # IPv4, most queries: ``lookup_key``, ``NetworkTable.find`` and ``scope_of`` inlined
+            # (a third of the lookup's time, measured on the bench geoip case).
+            table = self.table
+            key = int.from_bytes(packed, "big")
+            firsts = table.v4_firsts
+            bucket = key >> 16
+            i = bisect.bisect_right(table.starts, key, firsts[bucket], firsts[bucket + 1]) - 1
+            depth = table.lengths[i]
+            return table.values[i], depth - V4_DEPTH if depth > V4_DEPTH else 0
         key, form = lookup_key(packed)
         value, depth = self.table.find(key)
         return value, scope_of(depth, form)
