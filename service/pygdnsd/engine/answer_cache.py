@@ -12,6 +12,8 @@
 * ``answers_v4``/``answers_v6``: whole UDP responses by query bytes.
 * ``dynamic_questions``, ``dynamic_answers``: plugin (DYNA/DYNC) answers,
   see ``add_dynamic_answer``.
+* ``subnet_responses``: whole UDP responses to client-subnet queries
+  answered from remembered plugin results (``SubnetResponses``).
 
 Every cache belongs to one ``ZoneSet`` and is replaced with it
 (``Responder.set_zones``), so nothing precomputed outlives a reload. The
@@ -102,6 +104,27 @@ class DynamicQuestion:
 DynamicKey = tuple[bytes, DynamicResult | None]  # question key, the plugin's result
 
 
+class SubnetResponses:
+    """Whole UDP responses to client-subnet queries, while the plugins' ``changes`` count holds.
+
+    Keyed by the client's address and the query minus its ID (the
+    question's case, the option's subnet, DO and the UDP size included):
+    only answers from results a plugin remembers (``DynamicResult.remembered``)
+    are kept, which depend on nothing else but the monitored states and the
+    plugins' data, and any change of those bumps ``changes``. A new count
+    gets a new store (``AnswerCache.subnet_responses_for``); a response
+    computed while the count moved lands in the store it began with, which
+    nobody reads any more. Bytes only, like ``answers_v4``: never tracked
+    by the cyclic collector.
+    """
+
+    __slots__ = ("changes", "parts")
+
+    def __init__(self, changes: int) -> None:
+        self.changes = changes
+        self.parts: Parts[bytes, bytes] = new_parts(dict)
+
+
 class AnswerCache:
     """A ZoneSet with the caches built from it; replaced as a whole on reload."""
 
@@ -117,6 +140,7 @@ class AnswerCache:
         "dynamic_answers",
         "dynamic_questions",
         "layouts",
+        "subnet_responses",
         "zones",
     )
 
@@ -147,6 +171,7 @@ class AnswerCache:
         self._dynamic_part_bound = per_part(MAX_DYNAMIC)
         self.dynamic_questions: Parts[bytes, DynamicQuestion] = new_parts(dict)
         self.dynamic_answers: Parts[DynamicKey, Prepared] = new_parts(dict)
+        self.subnet_responses = SubnetResponses(-1)
 
     def add_question(self, key: bytes, prepared: Prepared) -> None:
         """Cache the answer to a question (lowercased qname + qtype)."""
@@ -173,6 +198,20 @@ class AnswerCache:
         collector busy (see ``prepared.Prepared``).
         """
         store(self.dynamic_answers, key, prepared, self._dynamic_part_bound)
+
+    def subnet_responses_for(self, changes: int) -> SubnetResponses:
+        """The store of responses valid at the plugins' ``changes`` count (a new one if it moved)."""
+        found = self.subnet_responses
+        if found.changes != changes:
+            found = self.subnet_responses = SubnetResponses(changes)
+        return found
+
+    def remember_subnet_response(self, responses: SubnetResponses, key: bytes, remembered: bytes) -> None:
+        """Keep a UDP response to a client-subnet query (``key``: client address + query minus ID).
+
+        ``remembered`` is as ``responder.remembered_subnet_response`` lays it out.
+        """
+        store(responses.parts, key, remembered, self._remembered_part_bound)
 
     def remember(self, query: bytes, qend: int, response: bytes, v6: bool) -> None:
         """Keep a fast-path UDP response for the same query bytes (from any ID).

@@ -46,6 +46,20 @@ class Resolvers:
     plugins: dict[str, Resolver]
     monitor: Monitor
     _rng: random.Random = field(default_factory=random.Random)
+    # Counts the events after which a plugin may answer a client otherwise:
+    # a monitored or admin state changed, a plugin's live data (a geoip
+    # database or nets file) was reloaded. Bumped after the change is in
+    # place, so a response remembered under the old count is never served
+    # under the new one (``engine.answer_cache.SubnetResponses``).
+    changes: int = 0
+
+    def __post_init__(self) -> None:
+        self.monitor.subscribe(self.note_change)
+
+    def note_change(self, _names: object = None) -> None:
+        # Unlocked: two bumps racing may count once, and any change of the
+        # count is all a reader compares.
+        self.changes += 1
 
     def check(self, plugin: str, resource: str, dync: bool) -> None:
         """Raise ConfigError unless ``plugin!resource`` may be used by a DYNA (or DYNC)."""
@@ -136,7 +150,10 @@ def load_plugins(raw: ConfigHash, monitor: Monitor, cfgdir: Path | None = None) 
                 f"plugin geoip: cannot synthesize resources for plugin(s) {sorted(unknown)}"
             )
         geoip.bind(plugins.get)
-    return Resolvers(plugins, monitor)
+    resolvers = Resolvers(plugins, monitor)
+    if geoip is not None and geoip.watcher is not None:
+        geoip.watcher.on_reload = resolvers.note_change
+    return resolvers
 
 
 def _with_resources(

@@ -16,7 +16,7 @@ import logging
 import os
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,6 +94,8 @@ class Watcher:
     def __init__(self, maps: Sequence[LiveMap]) -> None:
         self.maps = tuple(m for m in maps if m.spec.files)
         self.running = False
+        # Called after a map's new table is in place (``Resolvers.note_change``).
+        self.on_reload: Callable[[], None] | None = None
         self._stop = threading.Event()
         # A forked child has no thread: it starts its own on its first answer.
         # (Weakly: a watcher dropped with its config must not live on in the hook.)
@@ -117,4 +119,7 @@ class Watcher:
         stop = self._stop
         while not stop.wait(POLL):
             for i, live in enumerate(self.maps):
+                generation = live.generation
                 previous[i] = live.check(previous[i])
+                if live.generation != generation and self.on_reload is not None:
+                    self.on_reload()
