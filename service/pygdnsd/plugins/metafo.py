@@ -162,8 +162,11 @@ def load_metafo(conf: ConfigHash, monitor: Monitor) -> Metafo:
             raise ConfigError(
                 f"{dcmap.pos}: {where}: the dcmap does not match the datacenters list"
             )
-        dcs = []
-        for dc_name in names:
+        # Configured (states registered, resources synthesized) in the dcmap's
+        # order, as gdnsd 3.8.1 lists them in ``gdnsdctl states``; failover
+        # follows the datacenters list.
+        by_name = {}
+        for dc_name in dcmap:
             dc = Datacenter(dc_name, monitor.add_virtual(f"metafo/{res}/{dc_name}"))
             configure_datacenter(
                 dc,
@@ -174,8 +177,8 @@ def load_metafo(conf: ConfigHash, monitor: Monitor) -> Metafo:
                 f"{where}: {dc_name!r}",
                 monitor,
             )
-            dcs.append(dc)
-        out.resources[res] = tuple(dcs)
+            by_name[dc_name] = dc
+        out.resources[res] = tuple(by_name[dc_name] for dc_name in names)
         out.skip_first[res] = (
             boolean(value["skip_first"], where, "skip_first") if "skip_first" in value else False
         )

@@ -121,7 +121,15 @@ def load_plugins(raw: ConfigHash, monitor: Monitor, cfgdir: Path | None = None) 
     if isinstance(metafo_conf, ConfigHash):
         metafo = load_metafo(metafo_conf, monitor)
         plugins["metafo"] = metafo
-    for name, loader in LOADERS.items():
+    # gdnsd 3.8.1's order (it shows in ``gdnsdctl states``): the plugins
+    # configured under ``plugins``, in the config's order, then those only
+    # geoip's or metafo's datacenters use, in the order they first did.
+    order = [name for name in raw if name in LOADERS]
+    for meta in (geoip, metafo):
+        if meta is not None:
+            order += [name for name in meta.synthesized if name in LOADERS and name not in order]
+    for name in order:
+        loader = LOADERS[name]
         own = raw.get(name)
         # gdnsd's order (it shows in ``gdnsdctl states``): geoip's, then metafo's.
         synthesized = dict(geoip.synthesized.get(name, {}) if geoip is not None else {})

@@ -269,11 +269,11 @@ def _resource(
         )
     inherited = dict(inherited_top)
     inherited.update({k: v for k, v in value.items() if k not in RESOURCE_KEYS})
-    slots: list[Datacenter | None] = []
-    for dc_name in names:
-        if dc_name not in dcmap:
-            slots.append(None)
-            continue
+    # Configured (states registered, resources synthesized) in the dcmap's
+    # order, as gdnsd 3.8.1 lists them in ``gdnsdctl states``; the slots
+    # follow the map's datacenters.
+    by_name: dict[str, Datacenter] = {}
+    for dc_name in dcmap:
         target = dcmap[dc_name]
         if isinstance(target, ConfigScalar) and c_string(target).lstrip("%") in (
             f"geoip!{res}",
@@ -285,5 +285,5 @@ def _resource(
             dc, target, inherited, f"geoip_{res}_{dc_name}", synthesized,
             f"{where}: datacenter '{dc_name}'", monitor,
         )
-        slots.append(dc)
-    return GeoipResource(res, live, tuple(slots), skip_first)
+        by_name[dc_name] = dc
+    return GeoipResource(res, live, tuple(by_name.get(dc_name) for dc_name in names), skip_first)
