@@ -93,7 +93,8 @@ class Geoip:
         if res is None:
             pinned = self._pinned(resource)
             assert pinned is not None
-            return _scoped(fail_over((pinned,), client, states, rng), 0)
+            # No lookup of our own: the scope is whatever the datacenter's gave.
+            return fail_over((pinned,), client, states, rng)
         live = res.live
         current = live.current
         subnet = client.subnet
@@ -103,7 +104,10 @@ class Geoip:
             value, scope = current.lookup(client.address)
             scope = 0
         if not res.cacheable:
-            return _scoped(self._decide(res, current.dclists[value], client, states, rng), scope)
+            # A geoip datacenter's own lookup may go deeper than ours: gdnsd
+            # answers the deepest scope of the query's lookups.
+            decided = self._decide(res, current.dclists[value], client, states, rng)
+            return _scoped(decided, max(scope, decided.scope))
         epoch = self.decisions.epoch(states)
         key = (resource, value, scope)
         found = current.answers.get(key)
