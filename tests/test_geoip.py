@@ -372,6 +372,75 @@ def test_replaced_database_answers_within_two_seconds_and_bad_ones_are_refused(t
         assert {a for _, a in answers} == {"192.0.2.1", "192.0.2.2"}
 
 
+PROCESSES = 3
+SENDERS = 24  # source ports: SO_REUSEPORT spreads them over every process ((2/3)**24 to miss one)
+
+
+def test_every_worker_process_answers_from_a_replaced_database_within_two_seconds(tmp_path: Path) -> None:
+    """With worker processes: each watches the files from its start, not from its first query."""
+    config = LIVE_CONFIG.replace("  state_dir => @STATE_DIR@\n", f"  state_dir => @STATE_DIR@\n  udp_threads => {PROCESSES}\n")
+    src = write_config(tmp_path / "src", config, "live DYNA geoip!r\n")
+    geoip_data.write_city(src / "geoip" / "City.mmdb")
+    original = (src / "geoip" / "City.mmdb").read_bytes()
+    moved = tuple(
+        geoip_data.Place(p.network, "NA", "US") if p.city == "Paris" else p for p in geoip_data.PLACES
+    )
+    geoip_data.write_city(tmp_path / "moved.mmdb", moved)
+    loaded = "plugin_geoip: map 'm' runtime db updated"
+    with ServerProcess("pygdnsd", src, tmp_path / "run") as server:
+        assert server.config_dir is not None
+        live_db = server.config_dir / "geoip" / "City.mmdb"
+        staged = live_db.with_suffix(".new")
+
+        def replace(data: bytes) -> float:
+            staged.write_bytes(data)
+            os.replace(staged, live_db)
+            return time.monotonic()
+
+        def wait_for_loads(count: int, since: float) -> float:
+            while server.stderr_text.count(loaded) < count and time.monotonic() < since + 5:
+                time.sleep(0.02)
+            assert server.stderr_text.count(loaded) == count  # each process loaded it, once
+            return time.monotonic() - since
+
+        sockets = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(SENDERS)]
+        try:
+            for sock in sockets:
+                sock.bind(("127.0.0.1", 0))
+                sock.settimeout(2.0)
+            # Replaced before any query: every process loads it anyway, within 2 s.
+            before = server.stderr_text.count(loaded)
+            assert wait_for_loads(before + PROCESSES, replace((tmp_path / "moved.mmdb").read_bytes())) <= 2.0
+            qid = 0
+            for sock in sockets:
+                for _ in range(3):  # again from memory (ECS and all) in each process
+                    qid += 1
+                    assert ask_a(server.address, sock, qid) == "192.0.2.2"
+            # Replaced under queries: every source port's answer switches within 2 s.
+            before = server.stderr_text.count(loaded)
+            replaced_at = replace(original)
+            switched: dict[int, float] = {}
+            unanswered = 0
+            while len(switched) < SENDERS and time.monotonic() < replaced_at + 5:
+                for i, sock in enumerate(sockets):
+                    qid += 1
+                    answer = ask_a(server.address, sock, qid)
+                    if answer is None:
+                        unanswered += 1
+                    elif answer == "192.0.2.1":
+                        switched.setdefault(i, time.monotonic() - replaced_at)
+                    else:
+                        assert i not in switched, "a process went back to the replaced database"
+                time.sleep(0.02)
+            assert unanswered == 0
+            assert len(switched) == SENDERS, f"{SENDERS - len(switched)} source ports still get the old answer"
+            assert max(switched.values()) <= 2.0, sorted(switched.values())
+            wait_for_loads(before + PROCESSES, replaced_at)
+        finally:
+            for sock in sockets:
+                sock.close()
+
+
 def test_admin_state_of_the_map_and_of_the_resource(tmp_path: Path) -> None:
     """gdnsd 3.8.1 (observed): geoip/MAP/DC forces a datacenter for every resource of
     the map, geoip/RES/DC for one resource and wins over the map's; CNAME datacenters

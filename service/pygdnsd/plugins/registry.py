@@ -56,6 +56,15 @@ class Resolvers:
     def __post_init__(self) -> None:
         self.monitor.subscribe(self.note_change)
 
+    def start_watching(self) -> None:
+        """Start the plugins' watches of their live data (geoip's databases and nets files).
+
+        Before forking worker processes: each worker then starts its own.
+        """
+        geoip = self.plugins.get("geoip")
+        if isinstance(geoip, Geoip) and geoip.watcher is not None:
+            geoip.watcher.ensure_running()
+
     def note_change(self, _names: object = None) -> None:
         # Unlocked: two bumps racing may count once, and any change of the
         # count is all a reader compares.
