@@ -199,6 +199,32 @@ def test_bucketed_lookups_find_what_a_bisection_of_the_whole_table_finds(tmp_pat
             assert table.lookup(key.to_bytes(4, "big")) == (inner.values[i], max(depth - 96, 0)), hex(key)
 
 
+def test_records_decoded_by_address_are_the_records_their_pointers_hold(tmp_path: Path) -> None:
+    """``Database.record`` decodes with the C extension by address; the pure-Python decoder agrees."""
+    from pygdnsd.plugins.geoip.mmdb import Database
+
+    for path in (
+        geoip_data.write_city(tmp_path / "City.mmdb"),
+        geoip_data.write_asn(tmp_path / "ASN.mmdb"),
+        geoip_data.fake_country(tmp_path / "Fake.mmdb"),
+    ):
+        db = Database(path)
+        assert db._fast is not None, "the C extension of python3-maxminddb is missing"
+        leaves = []
+        stack = [(db.root, 0, 0)]
+        while stack:
+            node, depth, addr = stack.pop()
+            if db.is_internal(node):
+                left, right = db.children(node, depth)
+                stack += [(left, depth + 1, addr), (right, depth + 1, addr | 1 << (127 - depth))]
+            elif not db.is_empty(node):
+                leaves.append((node, addr))
+        assert len(leaves) >= 2
+        for pointer, addr in leaves:
+            assert db.record(pointer, addr) == db._record(pointer), (path.name, hex(addr))
+        db.close()
+
+
 def test_asn_map_sits_between_nets_and_geography(tmp_path: Path) -> None:
     geoip_data.write_city(tmp_path / "geoip" / "City.mmdb")
     geoip_data.write_asn(tmp_path / "geoip" / "ASN.mmdb")

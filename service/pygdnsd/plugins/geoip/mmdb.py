@@ -9,11 +9,17 @@ everything else (metadata, the data section's decoder) is maxminddb's own.
 
 The file is read into memory (MODE_MEMORY), never mapped: an operator
 truncating a database in place would otherwise crash the daemon with
-SIGBUS while the old map is still being read.
+SIGBUS while the old map is still being read. Records are decoded by the
+package's C extension where it is there (Debian's and PyPI's builds have
+it), looked up by an address of their network in a private copy of those
+bytes (a memfd: nobody else can truncate it): the pure-Python decoder
+took most of a City database's load time (see ``record``).
 """
 
 from __future__ import annotations
 
+import ipaddress
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +75,7 @@ class Database:
         self._reader = reader
         self._read_node = cast(Callable[[int, int], int], reader._read_node)
         self._record = cast(Callable[[int], Record], reader._resolve_data_pointer)
+        self._fast = _c_reader(cast(bytes, reader._buffer))
 
     @property
     def root(self) -> int:
@@ -84,19 +91,69 @@ class Database:
         except Exception as exc:  # a corrupt tree surfaces as any error of the reader
             raise DatabaseError(f"GeoIP2 database '{self.info.path}': bad search tree: {exc}") from None
 
+    @property
+    def read_node(self) -> Callable[[int, int], int]:
+        """The reader's own ``(node, 0 or 1) -> child``, for a walk over the whole tree.
+
+        Unchecked: a walk calls it millions of times (a City database has
+        millions of nodes), and catches the reader's errors once around the
+        whole walk (``DatabaseError``, as ``children`` raises).
+        """
+        return self._read_node
+
     def is_internal(self, ref: int) -> bool:
         return ref == V4_PATH or 0 <= ref < self.info.node_count
 
     def is_empty(self, ref: int) -> bool:
         return ref == self.info.node_count
 
-    def record(self, pointer: int) -> Record:
+    def record(self, pointer: int, address: int) -> Record:
+        """The record ``pointer`` (a tree leaf) refers to; ``address`` lies in a network it covers.
+
+        Through the C extension, looked up by ``address``: about 20 times
+        faster than the pure-Python decoder, which decodes every pointer
+        inside a record again (City records share their country's and
+        continent's names that way).
+        """
         try:
+            if self._fast is not None:
+                found = self._fast.get(self._address(address))
+                if found is not None:
+                    return found
             return self._record(pointer)
         except Exception as exc:
             raise DatabaseError(f"GeoIP2 database '{self.info.path}': bad record: {exc}") from None
 
+    def _address(self, address: int) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+        """A 128-bit table address as the database is searched (IPv4-only: ``::/96`` as IPv4)."""
+        if self.info.ip_version == 4:
+            return ipaddress.IPv4Address(address & 0xFFFFFFFF)
+        return ipaddress.IPv6Address(address)
+
     def close(self) -> None:
         self._reader.close()
+        if self._fast is not None:
+            self._fast.close()
+
+
+def _c_reader(data: bytes) -> Any:
+    """maxminddb's C reader over a private copy of ``data``, or None where there is none."""
+    try:
+        import maxminddb
+        import maxminddb.extension
+    except ImportError:
+        return None
+    try:
+        fd = os.memfd_create("pygdnsd-geoip", os.MFD_CLOEXEC)
+    except (AttributeError, OSError):
+        return None
+    try:
+        with os.fdopen(os.dup(fd), "wb") as copy:
+            copy.write(data)
+        return maxminddb.extension.Reader(f"/proc/self/fd/{fd}", maxminddb.MODE_MMAP_EXT)
+    except (OSError, ValueError, maxminddb.InvalidDatabaseError):
+        return None
+    finally:
+        os.close(fd)
 
 

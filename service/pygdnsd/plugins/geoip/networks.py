@@ -35,8 +35,17 @@ class Base(Protocol):
         """The two halves of node ``ref`` at ``depth``, or None when ``ref`` is one value."""
         ...
 
-    def value(self, ref: Ref) -> int:
-        """The datacenter list (its number in the map) of a node that is one value."""
+    def value(self, ref: Ref, addr: int) -> int:
+        """The datacenter list (its number in the map) of a node that is one value.
+
+        ``addr``: an address of the network the node covers (records decode
+        faster looked up by address, see ``mmdb.Database.record``).
+        """
+        ...
+
+    def under(self, ref: Ref, depth: int, addr: int, leaves: list[Leaf]) -> int:
+        """The region ``addr/depth`` of the base alone: its one value, or MIXED after
+        appending its largest one-value networks to ``leaves`` (``walk``)."""
         ...
 
 
@@ -90,29 +99,38 @@ class NetworkTable:
         return len(self.starts)
 
 
+Leaf = tuple[int, int, int]  # network start, length, value
+
+
+def combine(left: int, right: int, depth: int, addr: int, leaves: list[Leaf]) -> int:
+    """The value of region ``addr/depth`` from its halves' (MIXED: see ``leaves``)."""
+    if left == right and left != MIXED and left != UNDEFINED:
+        return left
+    if left != MIXED:
+        leaves.append((addr, depth + 1, left))
+    if right != MIXED:
+        leaves.append((addr | 1 << (127 - depth), depth + 1, right))
+    return MIXED
+
+
+def walk(base: Base, ref: Ref, depth: int, addr: int, leaves: list[Leaf]) -> int:
+    """``Base.under`` through ``split`` and ``value``: any base's way."""
+    halves = base.split(ref, depth)
+    if halves is None:
+        return base.value(ref, addr)
+    left = base.under(halves[0], depth + 1, addr, leaves)
+    right = base.under(halves[1], depth + 1, addr | 1 << (127 - depth), leaves)
+    return combine(left, right, depth, addr, leaves)
+
+
 class _Builder:
     def __init__(self, base: Base) -> None:
         self.base = base
-        self.leaves: list[tuple[int, int, int]] = []
-
-    def combine(self, left: int, right: int, depth: int, addr: int, bit: int) -> int:
-        if left == right and left != MIXED and left != UNDEFINED:
-            return left
-        if left != MIXED:
-            self.leaves.append((addr, depth + 1, left))
-        if right != MIXED:
-            self.leaves.append((addr | bit, depth + 1, right))
-        return MIXED
+        self.leaves: list[Leaf] = []
 
     def under(self, ref: Ref, depth: int, addr: int) -> int:
         """The base alone over the region ``addr/depth``."""
-        halves = self.base.split(ref, depth)
-        if halves is None:
-            return self.base.value(ref)
-        bit = 1 << (127 - depth)
-        left = self.under(halves[0], depth + 1, addr)
-        right = self.under(halves[1], depth + 1, addr | bit)
-        return self.combine(left, right, depth, addr, bit)
+        return self.base.under(ref, depth, addr, self.leaves)
 
     def region(
         self, ref: Ref, depth: int, addr: int, entries: Sequence[Overlay], cover: int | None
@@ -128,7 +146,7 @@ class _Builder:
         halves = self.base.split(ref, depth) or (ref, ref)
         left = self.region(halves[0], depth + 1, addr, entries[:middle], cover)
         right = self.region(halves[1], depth + 1, addr | bit, entries[middle:], cover)
-        return self.combine(left, right, depth, addr, bit)
+        return combine(left, right, depth, addr, self.leaves)
 
 
 def _start(entry: Overlay) -> int:
