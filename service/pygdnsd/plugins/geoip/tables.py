@@ -163,8 +163,9 @@ class _Geographic:
         """``walk`` with ``split`` and ``value`` inlined: what loading a database costs.
 
         Per node it reads both children and merges their values, all in
-        local variables: a City database of 1.2M networks took X s through
-        ``split``/``value``, Y s this way (``bench/run load-city``).
+        local variables: the bench's GeoLite2 Country map (364,176 nodes) took
+        0.89 s through ``split``/``value`` per node, 0.69 s this way, in one
+        run (``bench/run load-city`` times a City database).
         """
         assert isinstance(ref, int)
         if ref == V4_PATH:
