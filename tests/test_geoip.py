@@ -128,6 +128,22 @@ def test_checkconf_names_file_line_and_key(case: str, tmp_path: Path) -> None:
         assert text in message, message
 
 
+@pytest.mark.parametrize("plugin", ["tcp_connect, port => 80", "http_status"])
+def test_a_cname_datacenter_cannot_be_monitored_by_connecting_to_it(tmp_path: Path, plugin: str) -> None:
+    """gdnsd 3.8.1 (observed): "Service type 'st' does not support CNAME monitoring for ..."."""
+    write_config(
+        tmp_path,
+        f"service_types => {{ st => {{ plugin => {plugin} }} }}\n"
+        "plugins => { geoip => { maps => { m => { datacenters => [a, b] } }\n"
+        " resources => { r => { map => m, service_types => st, dcmap => { a => a.example.net., b => 192.0.2.2 } } } } }\n",
+    )
+    message = config_error(tmp_path)
+    assert "resource 'r'" in message and "datacenter 'a'" in message, message
+    assert "Service type 'st' does not support CNAME monitoring for 'a.example.net.'" in message, message
+    write_config(tmp_path, (tmp_path / "config").read_text().replace("a.example.net.", "192.0.2.1"))
+    build_dynamic(load_config(tmp_path))  # addresses are fine
+
+
 # -- client addresses ------------------------------------------------------------
 
 

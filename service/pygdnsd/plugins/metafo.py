@@ -21,6 +21,7 @@ from pygdnsd.config.scalars import c_string
 from pygdnsd.config.vscf import ConfigHash, ConfigList, ConfigScalar, ConfigValue, Position
 from pygdnsd.errors import ConfigError
 from pygdnsd.monitoring.monitor import Monitor
+from pygdnsd.monitoring.service_types import HttpStatus, TcpConnect
 from pygdnsd.monitoring.sttl import TTL_MAX
 from pygdnsd.plugins.base import Monitored, Resolver, States, monitored
 from pygdnsd.plugins.result import ClientInfo, DynamicResult
@@ -228,12 +229,16 @@ def configure_datacenter(
         cname = parse_cname(value, where)
         dc.cname = DynamicResult(cname=cname.wire, cname_relative=cname.relative)
         types = inherited.get("service_types")
+        names = service_types(types, where) if types is not None else ("up",)
+        for name in names:
+            # gdnsd 3.8.1 refuses these (they need an address to connect to).
+            found = monitor.service_types.get(name)
+            if found is not None and isinstance(found.check, (TcpConnect, HttpStatus)):
+                raise ConfigError(
+                    f"{where}: Service type '{name}' does not support CNAME monitoring for '{cname.text}'"
+                )
         # Registered here, after the datacenter's own state: gdnsd lists them in that order.
-        dc.cname_monitored = monitored(
-            monitor,
-            Address(cname.text, b""),
-            service_types(types, where) if types is not None else ("up",),
-        )
+        dc.cname_monitored = monitored(monitor, Address(cname.text, b""), names)
         return
     if isinstance(value, ConfigList):
         _synthesize(
