@@ -262,7 +262,10 @@ class Responder:
     def _remembered_subnet_response(self, cache: AnswerCache, query: bytes, key: bytes) -> bytes | None:
         """The remembered response (``_respond_client_subnet``) to ``key``: client address + query minus ID."""
         assert self.dynamic is not None
-        remembered = cache.subnet_responses_for(self.dynamic.changes).parts[hash(key) & PART_MASK].get(key)
+        responses = cache.subnet_responses
+        if responses.changes != self.dynamic.changes:
+            return None  # from before a change: ``_respond_client_subnet`` starts a new store
+        remembered = responses.parts[hash(key) & PART_MASK].get(key)
         if remembered is None:
             return None
         # Count what building it counted (see ``remembered_subnet_response``).
