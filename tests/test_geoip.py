@@ -241,6 +241,63 @@ def test_records_decoded_by_address_are_the_records_their_pointers_hold(tmp_path
         db.close()
 
 
+@pytest.mark.parametrize("record_size", [24, 28, 32])
+def test_node_arrays_hold_what_the_reader_reads_for_every_record_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, record_size: int
+) -> None:
+    """``Database.node_arrays`` decodes the search tree in bulk: every node as ``_read_node`` reads it,
+    and the same table from a database written with each record size."""
+    from mmdb_writer import TreeWriter
+
+    from pygdnsd.plugins.geoip.mmdb import Database
+
+    map_conf = "geoip2_db => City.mmdb, datacenters => [a, b], map => { EU => [a], NA => [b] }"
+    geoip_data.write_city(tmp_path / "default" / "geoip" / "City.mmdb")
+    expected, _ = table_for(tmp_path / "default", map_conf)
+    chosen = TreeWriter._adjust_record_size
+
+    def forced(writer: TreeWriter) -> None:
+        chosen(writer)
+        writer.record_size = record_size
+        writer.data_offset = record_size * 2 / 8 * writer._node_counter
+
+    monkeypatch.setattr(TreeWriter, "_adjust_record_size", forced)
+    geoip_data.write_city(tmp_path / "geoip" / "City.mmdb")
+    db = Database(tmp_path / "geoip" / "City.mmdb")
+    assert db._record_size == record_size
+    left, right = db.node_arrays()
+    count = db.info.node_count
+    assert len(left) == len(right) == count > 100
+    assert all((left[n], right[n]) == (db._read_node(n, 0), db._read_node(n, 1)) for n in range(count))
+    db.close()
+    table, _ = table_for(tmp_path, map_conf)
+    assert len(table.table) > 20
+    assert (table.table.starts, table.table.lengths, table.table.values) == (
+        expected.table.starts,
+        expected.table.lengths,
+        expected.table.values,
+    )
+
+
+@pytest.mark.parametrize("record_size", [24, 28, 32])
+def test_the_search_tree_decodes_as_the_spec_lays_it_out(record_size: int) -> None:
+    """Random records filling every bit, against the MaxMind DB spec's layout written out here."""
+    from pygdnsd.plugins.geoip.mmdb import decode_tree
+
+    rng = random.Random(record_size)
+    nodes = [(rng.getrandbits(record_size), rng.getrandbits(record_size)) for _ in range(3000)]
+    nodes += [(0, (1 << record_size) - 1), ((1 << record_size) - 1, 0)]
+    tree = bytearray()
+    for left, right in nodes:
+        if record_size == 28:
+            tree += left.to_bytes(4, "big")[1:] + bytes([(left >> 24) << 4 | right >> 24])
+            tree += right.to_bytes(4, "big")[1:]
+        else:
+            tree += left.to_bytes(record_size // 8, "big") + right.to_bytes(record_size // 8, "big")
+    lefts, rights = decode_tree(bytes(tree), record_size)
+    assert list(zip(lefts, rights, strict=True)) == nodes
+
+
 def test_asn_map_sits_between_nets_and_geography(tmp_path: Path) -> None:
     geoip_data.write_city(tmp_path / "geoip" / "City.mmdb")
     geoip_data.write_asn(tmp_path / "geoip" / "ASN.mmdb")

@@ -170,7 +170,7 @@ class _Geographic:
         assert isinstance(ref, int)
         if ref == V4_PATH:
             return walk(self, ref, depth, addr, leaves)
-        read = self.db.read_node
+        lefts, rights = self.db.node_arrays()
         count = self.db.info.node_count
         values = self.values
         value = self.value
@@ -181,7 +181,7 @@ class _Geographic:
             # ``node`` is internal, at ``depth`` < 128.
             half = 1 << (127 - depth)
             deeper = depth + 1
-            child = read(node, 0)
+            child = lefts[node]
             if child < count:
                 if deeper == 128:
                     raise DatabaseError(f"GeoIP2 database '{self.db.info.path}': search tree deeper than 128 bits")
@@ -192,7 +192,7 @@ class _Geographic:
                 left = values.get(child, MIXED)
                 if left == MIXED:
                     left = value(child, addr)
-            child = read(node, 1)
+            child = rights[node]
             if child < count:
                 if deeper == 128:
                     raise DatabaseError(f"GeoIP2 database '{self.db.info.path}': search tree deeper than 128 bits")
