@@ -1,13 +1,13 @@
 """The ``load-city`` bench case's data: a City database of realistic size, and a map over it.
 
 GeoLite2 City is not redistributable here, so its shape is generated
-(seeded): about 1,000,000 IPv4 and 200,000 IPv6 networks (``node_count``
-about 2.4M, as GeoLite2 City's order of magnitude), 250 countries on 7
-continents, 3,000 subdivisions, 100,000 cities with coordinates and
-UTF-8 names, and the MaxMind record layout (names in two languages).
+(seeded): about 1,000,000 IPv4 and 200,000 IPv6 networks, 250 countries on
+7 continents, 3,000 subdivisions, 100,000 cities with coordinates and
+UTF-8 names, and the MaxMind record layout (names in two languages): a
+59.7 MB file of 6,655,913 nodes (28-bit records), GeoLite2 City's size.
 Networks come the way registries hand them out: most /16s cut into runs of
 /24s one city each, some whole, some unassigned. Written once with
-mmdb-writer (about 3 minutes) into ``bench/out/load-city/geoip``.
+mmdb-writer (about 5 minutes of CPU, 3 GB) into ``bench/out/load-city/geoip``.
 
 The map uses ``auto_dc_coords`` with a ``map`` over continents, some
 countries and some of their subdivisions and cities, so loading does what
