@@ -1,7 +1,7 @@
 """gdnsd 3.8.1 vs pygdnsd, side by side on the same zones and queries; prints one table.
 
 Usage: ``.venv/bin/python bench/bench.py [CASE ...] [--seconds N] [--out DIR]``
-with CASE among udp, udp-hot, latency, tcp, geoip, geoip-new, load-big, load-warn,
+with CASE among udp, udp-hot, latency, tcp, geoip, geoip-new, geoip-hot, load-big, load-warn,
 load-styles, load-many, load-many-plain, load-city (default: all).
 
 * udp: the mixed query file (binary, dnsperf ``-B``: half the queries with
@@ -11,9 +11,9 @@ load-styles, load-many, load-many-plain, load-city (default: all).
 * latency: the same file at a fixed 20k qps, every answer's latency sampled
   (dnsperf ``-v``): p50/p99.
 * tcp: the same file over TCP, several pipelining connections.
-* geoip / geoip-new: DYNA names over GeoLite2 Country, every query with a
-  client-subnet option of a random network; geoip-new never repeats one
-  (``geoip_data``).
+* geoip / geoip-new / geoip-hot: DYNA names over GeoLite2 Country, every
+  query with a client-subnet option of a random network; geoip-new never
+  repeats one, geoip-hot repeats 20,000 (``geoip_data``).
 * load-city: a generated City database of realistic size under a geoip map
   (``city_data``): checkconf and start times and RSS, as the load cases.
 * load-big / load-many: a 1M-record zone, and 1,000 zones x 1,000 records:
@@ -168,11 +168,9 @@ def serve_and_measure(
 def traffic_case(
     name: str, variants: Sequence[Variant], load: dnsperf.Load, out: Path, scratch: Path, warmup: int
 ) -> list[Row]:
-    if name.startswith("geoip"):
+    if name in geoip_data.GEOIP_CASES:
         cfgdir = out / "geoip"
-        datafile = geoip_data.build_geoip(
-            cfgdir, geoip_data.GEOIP_NEW_QUERIES if name == "geoip-new" else geoip_data.GEOIP_QUERIES
-        )
+        datafile = geoip_data.build_geoip(cfgdir, geoip_data.GEOIP_CASES[name])
     else:
         cfgdir = out / "mixed"
         datafile = zonegen.build_mixed(cfgdir, hot=name.endswith("-hot"))
@@ -300,7 +298,7 @@ def render_loads(loads: Sequence[LoadRow]) -> list[str]:
 
 
 CASES = (
-    "udp", "udp-hot", "latency", "tcp", "geoip", "geoip-new", "load-big", "load-warn", "load-styles", "load-many",
+    "udp", "udp-hot", "latency", "tcp", "geoip", "geoip-new", "geoip-hot", "load-big", "load-warn", "load-styles", "load-many",
     "load-many-plain", "load-city",
 )
 
@@ -349,12 +347,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "tcp" in cases:
             load = dnsperf.Load("tcp", args.seconds, args.clients)
             report.rows += traffic_case("tcp", variants, load, args.out, scratch, args.warmup)
-        if "geoip" in cases:
-            load = dnsperf.Load("udp", args.seconds, args.clients)
-            report.rows += traffic_case("geoip", variants, load, args.out, scratch, args.warmup)
-        if "geoip-new" in cases:
-            load = dnsperf.Load("udp", args.seconds, args.clients)
-            report.rows += traffic_case("geoip-new", variants, load, args.out, scratch, args.warmup)
+        for name in geoip_data.GEOIP_CASES:
+            if name in cases:
+                load = dnsperf.Load("udp", args.seconds, args.clients)
+                report.rows += traffic_case(name, variants, load, args.out, scratch, args.warmup)
         if "load-big" in cases:
             report.loads += load_case("load-big", zonegen.build_big, zonegen.BIG_ZONE, servers, args.out, scratch)
         if "load-warn" in cases:

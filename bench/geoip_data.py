@@ -10,6 +10,8 @@ authoritative server sees from many resolvers: few client networks repeat.
 pass on each (client network, name) has been seen before, as resolvers ask
 again when their answers expire. ``geoip-new`` has 1,500,000: more than a
 run sends, so every query brings a client network not seen before.
+``geoip-hot`` has 20,000, all seen before after the warm-up: what a
+remembered answer costs.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ from zonegen import SOA_AND_NS, TYPE_A, TYPE_OPT, write_zone
 GEOIP_ZONE = "geo.example"
 GEOIP_QUERIES = 200_000
 GEOIP_NEW_QUERIES = 1_500_000
+GEOIP_HOT_QUERIES = 20_000
+# Query count of each geoip case.
+GEOIP_CASES = {"geoip": GEOIP_QUERIES, "geoip-new": GEOIP_NEW_QUERIES, "geoip-hot": GEOIP_HOT_QUERIES}
 SHARED = Path(os.environ.get("GEOIP_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "geoip"))
 OPT_ECS = 8
 
