@@ -233,3 +233,26 @@ def test_a_truncated_subnet_response_is_rebuilt_each_time() -> None:
         assert parse(engine.respond(wire, V4, False)).flags & 0x0200  # TC
     assert len(plugins.calls) == 2
     assert engine.stats.udp.values["edns_tc"] == 2
+
+
+def test_a_full_store_of_subnet_responses_keeps_every_other_one() -> None:
+    """A part that fills drops every other entry, oldest first: the rest still answer."""
+    from pygdnsd.engine import answer_cache
+
+    engine, plugins = make_seen({"www": DynamicResult(v4=(b"\x0a\x00\x00\x01",), scope=16, remembered=True)})
+    cache = engine._cache
+    bound = cache._remembered_part_bound = 32  # a small store, asked 1.5 times what it holds
+    subnets = [
+        option(OPT_CLIENT_SUBNET, b"\x00\x01\x18\x00" + bytes((10, i >> 8, i & 255)))
+        for i in range(3 * bound * answer_cache.PARTS // 2)
+    ]
+    for ecs in subnets:
+        engine.respond(ecs_query(ecs), V4, False)
+    parts = cache.subnet_responses.parts
+    assert all(len(part) <= bound for part in parts)
+    assert sum(len(part) for part in parts) > bound * answer_cache.PARTS // 2
+    calls = len(plugins.calls)
+    for ecs in subnets:
+        engine.respond(ecs_query(ecs), V4, False)
+    again = len(plugins.calls) - calls
+    assert 0 < again < len(subnets) * 85 // 100  # a part emptied when full answers next to none again
