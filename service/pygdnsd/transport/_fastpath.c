@@ -28,7 +28,10 @@
 #include <netinet/in.h>
 #include <stdint.h>
 #include <string.h>
+#include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 /* Response codes we count by name (``responder._RCODE_NAMES``); prepared answers use 0-15. */
 #define RCODES 16
@@ -39,6 +42,186 @@ typedef struct {
     long long v6, edns, edns_do, tc, edns_tc, edns_big;
     long long rcode[RCODES];
 } Counts;
+
+/* ------------------------------------------------------------------------ */
+/* Remembered: copies of prepared answers, laid out for the fast path        */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A prepared answer found in ``by_question`` is a chain of Python objects (dict
+ * entry, key, tuple, tail bytes), each likely out of the CPU cache by the time
+ * the next query comes, after the kernel's work: following them cost about as
+ * much as the rest of the user-space work per query (perf, hot set). So the
+ * fast path copies each non-rotated prepared answer it uses, key and fields and
+ * tail side by side, into one arena, found through one open-addressing table.
+ * The table belongs to one ``AnswerCache`` (its ``compiled`` slot), so a
+ * reload starts an empty one; when full it is emptied, as the Python caches are.
+ * Probing stops after MAX_PROBES slots whatever the keys (a flood of colliding
+ * names only sends queries to the dict lookup), and keys are hashed with a
+ * per-process random seed.
+ */
+#define TABLE_SLOTS (1 << 18) /* a power of two */
+#define TABLE_MAX (TABLE_SLOTS / 2) /* half full: 8 probes find a free slot for nearly every key */
+#define ARENA_BYTES (24 << 20)
+#define MAX_PROBES 8
+#define HUGE_PAGE (2 << 20)
+#define MAX_ENTRY 2048 /* bigger answers are rare: read from the Python tuple each time */
+
+typedef struct {
+    uint32_t tail_len;
+    uint16_t key_len, an, ns, ar;
+    uint8_t flags, rcode;
+    uint8_t bytes[]; /* the key, then the tail */
+} Entry;
+
+/* The hash beside the pointer: probing past other keys reads no entry. */
+typedef struct {
+    uint64_t hash;
+    Entry *entry;
+} Slot;
+
+typedef struct {
+    PyObject_HEAD
+    Slot *slots;     /* TABLE_SLOTS, allocated at the first copy */
+    uint8_t *arena;  /* ARENA_BYTES */
+    size_t used, count;
+} Remembered;
+
+static uint64_t hash_seed;
+
+static void
+Remembered_dealloc(Remembered *self)
+{
+    free(self->slots);
+    free(self->arena);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/*
+ * ``size`` bytes on 2 MB pages where the kernel allows (transparent huge pages):
+ * a lookup touches one random slot and one random entry, and with 4 kB pages
+ * each was also a TLB miss (perf, the mixed query file).
+ */
+static void *
+huge_alloc(size_t size)
+{
+    void *memory = NULL;
+    if (posix_memalign(&memory, HUGE_PAGE, size) != 0)
+        return NULL;
+    (void)madvise(memory, size, MADV_HUGEPAGE); /* only a hint: fine if refused */
+    return memory;
+}
+
+static Py_ssize_t
+Remembered_len(Remembered *self)
+{
+    return (Py_ssize_t)self->count;
+}
+
+static PySequenceMethods Remembered_as_sequence = {.sq_length = (lenfunc)Remembered_len};
+
+static PyTypeObject RememberedType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "pygdnsd.transport._fastpath.Remembered",
+    .tp_basicsize = sizeof(Remembered),
+    .tp_dealloc = (destructor)Remembered_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Prepared answers copied for the fast path; one per AnswerCache (len: how many).",
+    .tp_as_sequence = &Remembered_as_sequence,
+    .tp_new = PyType_GenericNew,
+};
+
+/* A 64-bit hash of a question key (not Python's: the bytes are not an object here). */
+static uint64_t
+key_hash(const uint8_t *key, size_t len)
+{
+    uint64_t h = hash_seed ^ (len * 0x9E3779B97F4A7C15ull);
+    uint64_t word;
+    for (; len >= 8; key += 8, len -= 8) {
+        memcpy(&word, key, 8);
+        h = (h ^ word) * 0xBF58476D1CE4E5B9ull;
+        h ^= h >> 32;
+    }
+    word = 0;
+    memcpy(&word, key, len);
+    h = (h ^ word) * 0xBF58476D1CE4E5B9ull;
+    /* MurmurHash3's finaliser: every bit of h reaches every bit of the slot number. */
+    h ^= h >> 33;
+    h *= 0xFF51AFD7ED558CCDull;
+    h ^= h >> 33;
+    h *= 0xC4CEB9FE1A85EC53ull;
+    return h ^ (h >> 33);
+}
+
+/* The copy of the answer to ``key``, or NULL. */
+static const Entry *
+find_remembered(const Remembered *table, const uint8_t *key, size_t key_len, uint64_t hash)
+{
+    if (table->slots == NULL)
+        return NULL;
+    for (size_t probe = 0; probe < MAX_PROBES; probe++) {
+        const Slot *slot = &table->slots[(hash + probe) & (TABLE_SLOTS - 1)];
+        if (slot->entry == NULL)
+            return NULL;
+        if (slot->hash == hash && slot->entry->key_len == key_len &&
+            memcmp(slot->entry->bytes, key, key_len) == 0)
+            return slot->entry;
+    }
+    return NULL;
+}
+
+/* What a response is assembled from: one rotation of a prepared answer (``prepared.Prepared``). */
+typedef struct {
+    long flags, rcode, an, ns, ar;
+    const uint8_t *tail;
+    Py_ssize_t tail_len;
+} Answer;
+
+/* Copies ``answer`` under ``key``, emptying the table first if it is full; quietly not, if it cannot. */
+static void
+remember(Remembered *table, const uint8_t *key, size_t key_len, uint64_t hash, const Answer *answer)
+{
+    size_t size = (sizeof(Entry) + key_len + (size_t)answer->tail_len + 7) & ~(size_t)7;
+    if (size > MAX_ENTRY)
+        return;
+    if (table->slots == NULL) {
+        table->slots = huge_alloc(TABLE_SLOTS * sizeof(Slot));
+        table->arena = huge_alloc(ARENA_BYTES);
+        if (table->slots != NULL)
+            memset(table->slots, 0, TABLE_SLOTS * sizeof(Slot));
+        if (table->slots == NULL || table->arena == NULL) {
+            free(table->slots);
+            free(table->arena);
+            table->slots = NULL;
+            table->arena = NULL;
+            return;
+        }
+    }
+    if (table->count >= TABLE_MAX || table->used + size > ARENA_BYTES) {
+        memset(table->slots, 0, TABLE_SLOTS * sizeof(Slot));
+        table->used = table->count = 0;
+    }
+    for (size_t probe = 0; probe < MAX_PROBES; probe++) {
+        Slot *slot = &table->slots[(hash + probe) & (TABLE_SLOTS - 1)];
+        if (slot->entry != NULL)
+            continue;
+        Entry *entry = (Entry *)(table->arena + table->used);
+        entry->tail_len = (uint32_t)answer->tail_len;
+        entry->key_len = (uint16_t)key_len;
+        entry->an = (uint16_t)answer->an;
+        entry->ns = (uint16_t)answer->ns;
+        entry->ar = (uint16_t)answer->ar;
+        entry->flags = (uint8_t)answer->flags;
+        entry->rcode = (uint8_t)answer->rcode;
+        memcpy(entry->bytes, key, key_len);
+        memcpy(entry->bytes + key_len, answer->tail, (size_t)answer->tail_len);
+        slot->hash = hash;
+        slot->entry = entry;
+        table->used += size;
+        table->count++;
+        return;
+    }
+}
 
 /* ------------------------------------------------------------------------ */
 /* FastAnswers: the engine's prepared answers, assembled in C                */
@@ -72,7 +255,7 @@ typedef struct {
     Py_ssize_t size;
 } Plan;
 
-static PyObject *str_cache, *str_by_question, *str_rotation;
+static PyObject *str_cache, *str_by_question, *str_compiled, *str_rotation;
 static PyObject *str_v6, *str_edns, *str_edns_do, *str_tc, *str_edns_tc, *str_edns_big;
 
 static void
@@ -166,21 +349,42 @@ flush_counts(FastAnswers *self)
     return 0;
 }
 
-/* The current ``responder._cache.by_question`` (a new reference), or NULL with an error set. */
-static PyObject *
-current_by_question(FastAnswers *self)
+/*
+ * What the fast path answers from now: ``responder._cache``'s ``by_question``
+ * and its ``compiled`` table (made on first use). 0, with new references in
+ * ``*by_question`` and ``*table``; -1, error set.
+ */
+static int
+current_tables(FastAnswers *self, PyObject **by_question, Remembered **table)
 {
+    *by_question = NULL;
+    *table = NULL;
     PyObject *cache = PyObject_GetAttr(self->responder, str_cache);
     if (cache == NULL)
-        return NULL;
+        return -1;
     PyObject *parts = PyObject_GetAttr(cache, str_by_question);
-    Py_DECREF(cache);
     if (parts != NULL && (!PyList_Check(parts) || PyList_GET_SIZE(parts) != self->part_mask + 1)) {
-        Py_DECREF(parts);
         PyErr_SetString(PyExc_TypeError, "AnswerCache.by_question is not a list of PARTS dicts");
-        return NULL;
+        Py_CLEAR(parts);
     }
-    return parts;
+    PyObject *compiled = parts == NULL ? NULL : PyObject_GetAttr(cache, str_compiled);
+    if (compiled == Py_None) {
+        Py_DECREF(compiled);
+        compiled = PyObject_CallNoArgs((PyObject *)&RememberedType);
+        if (compiled != NULL && PyObject_SetAttr(cache, str_compiled, compiled) < 0)
+            Py_CLEAR(compiled);
+    } else if (compiled != NULL && !PyObject_TypeCheck(compiled, &RememberedType)) {
+        PyErr_SetString(PyExc_TypeError, "AnswerCache.compiled is not the fast path's");
+        Py_CLEAR(compiled);
+    }
+    Py_DECREF(cache);
+    if (compiled == NULL) {
+        Py_XDECREF(parts);
+        return -1;
+    }
+    *by_question = parts;
+    *table = (Remembered *)compiled;
+    return 0;
 }
 
 /* ``int(item)`` of a Prepared slot when within [low, high], else -1 (the tuple is not used). */
@@ -198,15 +402,102 @@ prepared_int(PyObject *prepared, Py_ssize_t slot, long low, long high)
 }
 
 /*
+ * Mirrors ``_prebuilt_answer``'s lookup in ``cache.by_question`` (and
+ * ``rotated_tail``): the answer to the question ``key`` (lowercased qname +
+ * qtype) into ``answer``. 1: found (``*held``: a reference to keep until the
+ * tail is copied, or NULL); 0: not cached (or not as expected: Python decides);
+ * -1: error set.
+ */
+static int
+find_answer(FastAnswers *self, PyObject *by_question, Remembered *table, const uint8_t *key, size_t key_len,
+            Answer *answer, PyObject **held)
+{
+    uint64_t hash = key_hash(key, key_len);
+    const Entry *entry = find_remembered(table, key, key_len, hash);
+    *held = NULL;
+    if (entry != NULL) {
+        answer->flags = entry->flags;
+        answer->rcode = entry->rcode;
+        answer->an = entry->an;
+        answer->ns = entry->ns;
+        answer->ar = entry->ar;
+        answer->tail = entry->bytes + entry->key_len;
+        answer->tail_len = entry->tail_len;
+        return 1;
+    }
+    PyObject *name = PyBytes_FromStringAndSize((const char *)key, (Py_ssize_t)key_len);
+    if (name == NULL)
+        return -1;
+    Py_hash_t py_hash = PyObject_Hash(name);
+    PyObject *part = py_hash == -1 ? NULL : PyList_GET_ITEM(by_question, py_hash & self->part_mask);
+    PyObject *prepared = part != NULL && PyDict_Check(part) ? PyDict_GetItemWithError(part, name) : NULL;
+    Py_DECREF(name);
+    if (prepared == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+
+    /* Prepared: (flags, rcode, an, ns, ar, scope, tails, rotations); anything unexpected: Python. */
+    if (!PyTuple_CheckExact(prepared) || PyTuple_GET_SIZE(prepared) != 8)
+        return 0;
+    answer->flags = prepared_int(prepared, 0, 0, 255);
+    answer->rcode = prepared_int(prepared, 1, 0, RCODES - 1);
+    answer->an = prepared_int(prepared, 2, 0, 65535);
+    answer->ns = prepared_int(prepared, 3, 0, 65535);
+    answer->ar = prepared_int(prepared, 4, 0, 65534); /* + our OPT */
+    long rotations = prepared_int(prepared, 7, 1, LONG_MAX);
+    PyObject *tails = PyTuple_GET_ITEM(prepared, 6);
+    if (answer->flags < 0 || answer->rcode < 0 || answer->an < 0 || answer->ns < 0 || answer->ar < 0 ||
+        rotations < 1 || !PyBytes_CheckExact(tails) || self->rcode_names[answer->rcode] == NULL)
+        return 0;
+    answer->tail = (const uint8_t *)PyBytes_AS_STRING(tails);
+    answer->tail_len = PyBytes_GET_SIZE(tails);
+    if (rotations == 1) {
+        remember(table, key, key_len, hash, answer);
+        *held = Py_NewRef(prepared);
+        return 1;
+    }
+    /* ``self._rotation += 1; tail = rotated_tail(prepared, self._rotation)`` */
+    Py_INCREF(prepared);
+    PyObject *turn = PyObject_GetAttr(self->responder, str_rotation);
+    long long rotation = turn == NULL ? -1 : PyLong_AsLongLong(turn);
+    Py_XDECREF(turn);
+    if (rotation == -1 && PyErr_Occurred())
+        goto error;
+    if (rotation == LLONG_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "Responder._rotation out of range");
+        goto error;
+    }
+    rotation += 1;
+    turn = PyLong_FromLongLong(rotation);
+    if (turn == NULL || PyObject_SetAttr(self->responder, str_rotation, turn) < 0) {
+        Py_XDECREF(turn);
+        goto error;
+    }
+    Py_DECREF(turn);
+    Py_ssize_t size = answer->tail_len / rotations;
+    long long at = rotation % rotations;
+    if (at < 0)
+        at += rotations; /* Python's modulo */
+    answer->tail += at * size;
+    answer->tail_len = size;
+    *held = prepared;
+    return 1;
+
+error:
+    Py_DECREF(prepared);
+    return -1;
+}
+
+/*
  * Mirrors the common-shape branch of ``Responder.respond`` for UDP, with
  * ``_prebuilt_answer`` (its IN/ANY branch) and the sizing and counting of
  * ``_assemble`` (no OPT) / ``_assemble_bare_edns``: finds the prepared answer
  * and sizes the response into ``plan``. 1: planned (counted, rotation
- * advanced; ``plan->prepared`` holds a reference); 0: not handled here, the
- * Python responder answers; -1: error set.
+ * advanced; ``plan->prepared`` may hold a reference); 0: not handled here,
+ * the Python responder answers; -1: error set.
  */
 static int
-plan_answer(FastAnswers *self, PyObject *by_question, const uint8_t *q, Py_ssize_t n, int v6, Plan *plan)
+plan_answer(FastAnswers *self, PyObject *by_question, Remembered *table, const uint8_t *q, Py_ssize_t n, int v6,
+            Plan *plan)
 {
     /* QR=0, opcode 0, AA clear; one question with an uncompressed name. */
     if (n <= 16 || q[4] != 0 || q[5] != 1 || (q[2] & 0xF8))
@@ -236,85 +527,34 @@ plan_answer(FastAnswers *self, PyObject *by_question, const uint8_t *q, Py_ssize
     if (qclass != 1 && qclass != 255)
         return 0; /* CHAOS and other classes: the Python responder */
 
-    /* The question key: lowercased qname + qtype (``_prebuilt_answer``). */
-    Py_ssize_t name_len = qend - 4 - 12;
-    PyObject *key = PyBytes_FromStringAndSize(NULL, name_len + 2);
-    if (key == NULL)
-        return -1;
-    uint8_t *k = (uint8_t *)PyBytes_AS_STRING(key);
-    for (Py_ssize_t i = 0; i < name_len; i++) {
+    /* The question key: lowercased qname + qtype (``_prebuilt_answer``); 257 bytes at most. */
+    uint8_t key[255 + 2];
+    size_t name_len = (size_t)(qend - 4 - 12);
+    for (size_t i = 0; i < name_len; i++) {
         uint8_t c = q[12 + i];
-        k[i] = (c >= 'A' && c <= 'Z') ? (uint8_t)(c + 32) : c;
+        key[i] = (c >= 'A' && c <= 'Z') ? (uint8_t)(c + 32) : c;
     }
-    k[name_len] = q[qend - 4];
-    k[name_len + 1] = q[qend - 3];
-    Py_hash_t hash = PyObject_Hash(key);
-    if (hash == -1) {
-        Py_DECREF(key);
-        return -1;
-    }
-    PyObject *part = PyList_GET_ITEM(by_question, hash & self->part_mask);
-    PyObject *prepared = PyDict_Check(part) ? PyDict_GetItemWithError(part, key) : NULL;
-    Py_DECREF(key);
-    if (prepared == NULL)
-        return PyErr_Occurred() ? -1 : 0;
+    key[name_len] = q[qend - 4];
+    key[name_len + 1] = q[qend - 3];
+    Answer answer;
+    PyObject *held;
+    int found = find_answer(self, by_question, table, key, name_len + 2, &answer, &held);
+    if (found <= 0)
+        return found;
 
-    /* Prepared: (flags, rcode, an, ns, ar, scope, tails, rotations); anything unexpected: Python. */
-    if (!PyTuple_CheckExact(prepared) || PyTuple_GET_SIZE(prepared) != 8)
-        return 0;
-    long flags = prepared_int(prepared, 0, 0, 255);
-    long rcode = prepared_int(prepared, 1, 0, RCODES - 1);
-    long an = prepared_int(prepared, 2, 0, 65535);
-    long ns = prepared_int(prepared, 3, 0, 65535);
-    long ar = prepared_int(prepared, 4, 0, 65534); /* + our OPT */
-    long rotations = prepared_int(prepared, 7, 1, LONG_MAX);
-    PyObject *tails = PyTuple_GET_ITEM(prepared, 6);
-    if (flags < 0 || rcode < 0 || an < 0 || ns < 0 || ar < 0 || rotations < 1 || !PyBytes_CheckExact(tails) ||
-        self->rcode_names[rcode] == NULL)
-        return 0;
-    const uint8_t *tail = (const uint8_t *)PyBytes_AS_STRING(tails);
-    Py_ssize_t tail_len = PyBytes_GET_SIZE(tails);
-    Py_INCREF(prepared);
-
-    if (rotations != 1) {
-        /* ``self._rotation += 1; tail = rotated_tail(prepared, self._rotation)`` */
-        PyObject *turn = PyObject_GetAttr(self->responder, str_rotation);
-        long long rotation = turn == NULL ? -1 : PyLong_AsLongLong(turn);
-        Py_XDECREF(turn);
-        if (rotation == -1 && PyErr_Occurred())
-            goto error;
-        if (rotation == LLONG_MAX) {
-            PyErr_SetString(PyExc_OverflowError, "Responder._rotation out of range");
-            goto error;
-        }
-        rotation += 1;
-        turn = PyLong_FromLongLong(rotation);
-        if (turn == NULL || PyObject_SetAttr(self->responder, str_rotation, turn) < 0) {
-            Py_XDECREF(turn);
-            goto error;
-        }
-        Py_DECREF(turn);
-        Py_ssize_t size = tail_len / rotations;
-        long long at = rotation % rotations;
-        if (at < 0)
-            at += rotations; /* Python's modulo */
-        tail += at * size;
-        tail_len = size;
-    }
-
-    plan->prepared = prepared;
+    plan->prepared = held;
     plan->question = q + 12;
     plan->question_len = qend - 12;
-    plan->flags2 = (uint8_t)(0x80 | flags | (q[2] & 0x01));
-    plan->rcode = (uint8_t)rcode;
-    plan->an = (unsigned)an;
-    plan->ns = (unsigned)ns;
-    plan->tail = tail;
-    plan->tail_len = tail_len;
+    plan->flags2 = (uint8_t)(0x80 | answer.flags | (q[2] & 0x01));
+    plan->rcode = (uint8_t)answer.rcode;
+    plan->an = (unsigned)answer.an;
+    plan->ns = (unsigned)answer.ns;
+    plan->tail = answer.tail;
+    plan->tail_len = answer.tail_len;
     Counts *counts = &self->counts;
     if (v6)
         counts->v6++;
-    counts->rcode[rcode]++;
+    counts->rcode[answer.rcode]++;
     if (!bare_edns) {
         /* ``_assemble`` with no OPT: 512 bytes at most over UDP, or max_nocookie_response. */
         long limit = PLAIN_LIMIT;
@@ -322,8 +562,8 @@ plan_answer(FastAnswers *self, PyObject *by_question, const uint8_t *q, Py_ssize
             limit = self->nocookie;
         plan->opt = NULL;
         plan->opt_len = 0;
-        plan->ar = (unsigned)ar;
-        plan->size = qend + tail_len;
+        plan->ar = (unsigned)answer.ar;
+        plan->size = qend + answer.tail_len;
         if (plan->size > limit) {
             counts->tc++;
             plan->flags2 |= TC;
@@ -341,14 +581,14 @@ plan_answer(FastAnswers *self, PyObject *by_question, const uint8_t *q, Py_ssize
     PyObject *opt = do_bit ? self->opt_do : self->opt_plain;
     plan->opt = (const uint8_t *)PyBytes_AS_STRING(opt);
     plan->opt_len = PyBytes_GET_SIZE(opt);
-    plan->ar = (unsigned)ar + 1;
+    plan->ar = (unsigned)answer.ar + 1;
     long udp_size = (long)q[qend + 3] << 8 | q[qend + 4];
     long limit = v6 ? self->limit_v6 : self->limit_v4;
     if (udp_size < limit)
         limit = udp_size > PLAIN_LIMIT ? udp_size : PLAIN_LIMIT;
     if (self->nocookie && self->nocookie < limit)
         limit = self->nocookie;
-    plan->size = qend + tail_len + plan->opt_len;
+    plan->size = qend + answer.tail_len + plan->opt_len;
     if (plan->size > limit) {
         counts->edns_tc++;
         plan->flags2 |= TC;
@@ -360,10 +600,6 @@ plan_answer(FastAnswers *self, PyObject *by_question, const uint8_t *q, Py_ssize
         counts->edns_big++;
     }
     return 1;
-
-error:
-    Py_DECREF(prepared);
-    return -1;
 }
 
 /*
@@ -407,25 +643,22 @@ FastAnswers_answer(FastAnswers *self, PyObject *args)
     int v6;
     if (!PyArg_ParseTuple(args, "y*p", &query, &v6))
         return NULL;
-    PyObject *result = NULL;
-    PyObject *by_question = current_by_question(self);
-    if (by_question == NULL)
+    PyObject *result = NULL, *by_question;
+    Remembered *table;
+    if (current_tables(self, &by_question, &table) < 0)
         goto done;
     Plan plan;
-    int found = plan_answer(self, by_question, query.buf, query.len, v6, &plan);
-    Py_DECREF(by_question);
-    if (found < 0)
-        goto done;
-    if (found == 0) {
-        result = Py_NewRef(Py_None);
-        goto done;
-    }
-    result = PyBytes_FromStringAndSize(NULL, plan.size);
-    if (result == NULL) {
+    int found = plan_answer(self, by_question, table, query.buf, query.len, v6, &plan);
+    if (found > 0) {
+        result = PyBytes_FromStringAndSize(NULL, plan.size);
+        if (result != NULL)
+            write_answer(&plan, query.buf, (uint8_t *)PyBytes_AS_STRING(result));
         Py_CLEAR(plan.prepared);
-        goto done;
+    } else if (found == 0) {
+        result = Py_NewRef(Py_None);
     }
-    write_answer(&plan, query.buf, (uint8_t *)PyBytes_AS_STRING(result));
+    Py_DECREF(by_question);
+    Py_DECREF(table);
 done:
     PyBuffer_Release(&query);
     if (flush_counts(self) < 0)
@@ -674,6 +907,7 @@ Batch_answer(Batch *self, PyObject *args)
         return PyErr_Format(PyExc_ValueError, "count %zd outside 0..%zd", count, self->size);
     FastAnswers *fast = self->fast;
     PyObject *by_question = NULL;
+    Remembered *table = NULL;
     Py_ssize_t pending = 0, used = 0;
     long unsent = 0;
     int v6 = self->family == AF_INET6;
@@ -691,9 +925,9 @@ Batch_answer(Batch *self, PyObject *args)
         Plan plan;
         int found = 0;
         if (fast != NULL) {
-            if (by_question == NULL && (by_question = current_by_question(fast)) == NULL)
+            if (by_question == NULL && current_tables(fast, &by_question, &table) < 0)
                 goto error;
-            found = plan_answer(fast, by_question, query, n, v6, &plan);
+            found = plan_answer(fast, by_question, table, query, n, v6, &plan);
             if (found < 0)
                 goto error;
             size = plan.size;
@@ -701,6 +935,7 @@ Batch_answer(Batch *self, PyObject *args)
         if (!found) {
             /* The Python responder: it may swap the zones, so the cache is read again after it. */
             Py_CLEAR(by_question);
+            Py_CLEAR(table);
             PyObject *q = PyBytes_FromStringAndSize((const char *)query, n);
             PyObject *client = q == NULL ? NULL : PyBytes_FromStringAndSize((const char *)ip, ip_len);
             if (client == NULL) {
@@ -766,6 +1001,7 @@ Batch_answer(Batch *self, PyObject *args)
         pending++;
     }
     Py_XDECREF(by_question);
+    Py_XDECREF(table);
     if (pending)
         unsent += flush_sends(self, pending);
     if (fast != NULL && flush_counts(fast) < 0)
@@ -775,6 +1011,7 @@ Batch_answer(Batch *self, PyObject *args)
 error:
     /* Answers already queued still leave; the error propagates (as a raise in Python would). */
     Py_XDECREF(by_question);
+    Py_XDECREF(table);
     if (pending)
         flush_sends(self, pending);
     if (fast != NULL) {
@@ -825,15 +1062,18 @@ PyMODINIT_FUNC
 PyInit__fastpath(void)
 {
     struct { PyObject **slot; const char *text; } names[] = {
-        {&str_cache, "_cache"}, {&str_by_question, "by_question"}, {&str_rotation, "_rotation"},
+        {&str_cache, "_cache"}, {&str_by_question, "by_question"}, {&str_compiled, "compiled"},
+        {&str_rotation, "_rotation"},
         {&str_v6, "v6"}, {&str_edns, "edns"}, {&str_edns_do, "edns_do"}, {&str_tc, "tc"},
         {&str_edns_tc, "edns_tc"}, {&str_edns_big, "edns_big"},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         if (*names[i].slot == NULL && (*names[i].slot = PyUnicode_InternFromString(names[i].text)) == NULL)
             return NULL;
-    if (PyType_Ready(&FastAnswersType) < 0 || PyType_Ready(&BatchType) < 0)
+    if (PyType_Ready(&RememberedType) < 0 || PyType_Ready(&FastAnswersType) < 0 || PyType_Ready(&BatchType) < 0)
         return NULL;
+    if (getentropy(&hash_seed, sizeof(hash_seed)) != 0)
+        hash_seed = (uint64_t)(uintptr_t)&hash_seed ^ (uint64_t)getpid() << 32;
     PyObject *module = PyModule_Create(&fastpath_module);
     if (module == NULL)
         return NULL;
