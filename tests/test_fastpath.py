@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import socket
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -213,8 +214,6 @@ def test_fuzzed_queries_same_bytes(tmp_path: Path) -> None:
 def test_batches_answer_as_python_over_the_wire(zones: ZoneSet) -> None:
     # FastAnswers inside a Batch (the server's use), on a socket pair.
     assert compiled is not None
-    import socket
-
     pure, fast_one = pair(zones)
     server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     server.bind(("127.0.0.1", 0))
@@ -241,3 +240,28 @@ def test_batches_answer_as_python_over_the_wire(zones: ZoneSet) -> None:
     assert fast_one.stats.snapshot()["stats"] == pure.stats.snapshot()["stats"]
     server.close()
     client.close()
+
+
+def test_a_read_takes_a_whole_batch_and_says_when_the_socket_is_empty() -> None:
+    assert compiled is not None
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as server, socket.socket(
+        socket.AF_INET6, socket.SOCK_DGRAM
+    ) as client:
+        server.bind(("::1", 0))
+        for n in range(40):
+            client.sendto(b"q%d" % n, server.getsockname())
+        batch = compiled.Batch(server.fileno(), socket.AF_INET6, 32, 512, 4096)
+        seen: list[tuple[bytes, bytes]] = []
+
+        def respond(query: bytes, client_ip: bytes, tcp: bool) -> bytes | None:
+            seen.append((query, client_ip))
+            return None
+
+        assert batch.receive() == 32
+        assert batch.answer(32, respond, lambda _ip, error: None) == 0
+        assert batch.receive() == 8
+        with pytest.raises(ValueError):
+            batch.answer(9, respond, lambda _ip, error: None)  # only 8 slots hold datagrams
+        assert batch.answer(8, respond, lambda _ip, error: None) == 0
+        assert seen == [(b"q%d" % n, socket.inet_pton(socket.AF_INET6, "::1")) for n in range(40)]
+        assert batch.receive() == 0

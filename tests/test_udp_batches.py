@@ -141,9 +141,10 @@ def test_many_queries_in_flight_each_answered_to_its_sender(
     assert {(query, ip) for query, ip in responder.calls} == {
         (query, socket.inet_pton(family, sources[n])) for n in sent for query in sent[n]
     }
-    if path != "socket":
+    if path == "mmsg":
         assert max(batch_sizes) == udp.BATCH  # 240 queued: full batches were read
     else:
+        # The compiled path's batches are read in C (test_fastpath.py counts them).
         assert batch_sizes == []
 
 

@@ -26,6 +26,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdint.h>
 #include <string.h>
 #include <stdlib.h>
@@ -265,6 +266,7 @@ typedef struct {
 } Question;
 
 static PyObject *str_cache, *str_by_question, *str_compiled, *str_rotation;
+static PyObject *str_stopping, *str_reqs, *str_recvfail, *str_sendfail;
 static PyObject *str_v6, *str_edns, *str_edns_do, *str_tc, *str_edns_tc, *str_edns_big;
 
 static void
@@ -724,6 +726,7 @@ typedef struct {
     Question *questions; /* each datagram's, read before any is answered */
     uint8_t *shaped;     /* whether each datagram's question was read */
     FastAnswers *fast; /* or NULL: every datagram goes to the Python responder */
+    Py_ssize_t received; /* by the last read: the slots holding datagrams */
 } Batch;
 
 static void
@@ -828,27 +831,39 @@ Batch_init(Batch *self, PyObject *args, PyObject *kwds)
     return 0;
 }
 
-/* Mirrors ``DatagramBatch.receive``: up to ``size`` queued datagrams without blocking; how many. */
-static PyObject *
-Batch_receive(Batch *self, PyObject *Py_UNUSED(ignored))
+/*
+ * Mirrors ``DatagramBatch.receive``: reads up to ``size`` queued datagrams
+ * without blocking, with the GIL released (another thread may run meanwhile:
+ * what this one reads it answers all the same). How many (0: none queued);
+ * -1 with errno set for any other failure.
+ */
+static int
+receive_batch(Batch *self)
 {
-    if (self->recv == NULL)
-        return PyErr_Format(PyExc_ValueError, "Batch not initialised");
     for (Py_ssize_t i = 0; i < self->size; i++) {
         /* The kernel overwrites these with what it stored. */
         self->recv[i].msg_hdr.msg_namelen = self->namelen;
         self->recv[i].msg_hdr.msg_controllen = (size_t)self->control_space;
     }
-    for (;;) {
-        int count = recvmmsg(self->fd, self->recv, (unsigned)self->size, MSG_DONTWAIT, NULL);
-        if (count >= 0)
-            return PyLong_FromLong(count);
-        if (errno == EINTR)
-            continue; /* a signal handler ran; the socket module retries too */
-        if (errno == EAGAIN || errno == EWOULDBLOCK)
-            return PyLong_FromLong(0);
-        return PyErr_SetFromErrno(PyExc_OSError);
-    }
+    int count;
+    do {
+        Py_BEGIN_ALLOW_THREADS
+        count = recvmmsg(self->fd, self->recv, (unsigned)self->size, MSG_DONTWAIT, NULL);
+        Py_END_ALLOW_THREADS
+    } while (count < 0 && errno == EINTR); /* a signal handler ran; the socket module retries too */
+    if (count < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        count = 0;
+    self->received = count < 0 ? 0 : count;
+    return count;
+}
+
+static PyObject *
+Batch_receive(Batch *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->recv == NULL)
+        return PyErr_Format(PyExc_ValueError, "Batch not initialised");
+    int count = receive_batch(self);
+    return count < 0 ? PyErr_SetFromErrno(PyExc_OSError) : PyLong_FromLong(count);
 }
 
 /* Mirrors ``DatagramBatch._flush``: sends the first ``pending`` answers; how many failed. */
@@ -926,17 +941,9 @@ set_reply_control(Batch *self, Py_ssize_t i, Py_ssize_t slot)
  * every other datagram goes to ``respond(query, client_ip, False)`` (None: no
  * answer); if that raises, ``failed(client_ip, error)`` is told.
  */
-static PyObject *
-Batch_answer(Batch *self, PyObject *args)
+static long
+answer_batch(Batch *self, Py_ssize_t count, PyObject *respond, PyObject *failed)
 {
-    Py_ssize_t count;
-    PyObject *respond, *failed;
-    if (!PyArg_ParseTuple(args, "nOO", &count, &respond, &failed))
-        return NULL;
-    if (self->recv == NULL)
-        return PyErr_Format(PyExc_ValueError, "Batch not initialised");
-    if (count < 0 || count > self->size)
-        return PyErr_Format(PyExc_ValueError, "count %zd outside 0..%zd", count, self->size);
     FastAnswers *fast = self->fast;
     PyObject *by_question = NULL;
     Remembered *table = NULL;
@@ -1060,8 +1067,8 @@ Batch_answer(Batch *self, PyObject *args)
     if (pending)
         unsent += flush_sends(self, pending);
     if (fast != NULL && flush_counts(fast) < 0)
-        return NULL;
-    return PyLong_FromLong(unsent);
+        return -1;
+    return unsent;
 
 error:
     /* Answers already queued still leave; the error propagates (as a raise in Python would). */
@@ -1076,7 +1083,84 @@ error:
             PyErr_Clear();
         PyErr_Restore(kind, error, trace);
     }
-    return NULL;
+    return -1;
+}
+
+static PyObject *
+Batch_answer(Batch *self, PyObject *args)
+{
+    Py_ssize_t count;
+    PyObject *respond, *failed;
+    if (!PyArg_ParseTuple(args, "nOO", &count, &respond, &failed))
+        return NULL;
+    if (self->recv == NULL)
+        return PyErr_Format(PyExc_ValueError, "Batch not initialised");
+    if (count < 0 || count > self->received)
+        return PyErr_Format(PyExc_ValueError, "count %zd outside 0..%zd (the datagrams read)", count, self->received);
+    long unsent = answer_batch(self, count, respond, failed);
+    return unsent < 0 ? NULL : PyLong_FromLong(unsent);
+}
+
+/* Whether ``threads.stopping`` is set: 1, 0, or -1 with an error set. */
+static int
+stopping(PyObject *threads)
+{
+    PyObject *flag = PyObject_GetAttr(threads, str_stopping);
+    if (flag == NULL)
+        return -1;
+    int set = PyObject_IsTrue(flag);
+    Py_DECREF(flag);
+    return set;
+}
+
+/*
+ * Mirrors ``UdpServer._serve_batches``: until ``threads.stopping``, polls the
+ * socket and ``wake_fd`` (GIL released), then drains the socket in batches,
+ * answering each (``answer``) and counting ``reqs``, ``recvfail`` and
+ * ``sendfail`` in ``counts``. The stop flag is read before every read, so
+ * every datagram read is answered and the rest stay queued in the socket.
+ */
+static PyObject *
+Batch_serve(Batch *self, PyObject *args)
+{
+    int wake_fd;
+    PyObject *threads, *respond, *failed, *counts;
+    if (!PyArg_ParseTuple(args, "iOOOO!", &wake_fd, &threads, &respond, &failed, &PyDict_Type, &counts))
+        return NULL;
+    if (self->recv == NULL)
+        return PyErr_Format(PyExc_ValueError, "Batch not initialised");
+    struct pollfd fds[2] = {{.fd = self->fd, .events = POLLIN}, {.fd = wake_fd, .events = POLLIN}};
+    int stop;
+    while ((stop = stopping(threads)) == 0) {
+        int ready;
+        Py_BEGIN_ALLOW_THREADS
+        ready = poll(fds, 2, -1);
+        Py_END_ALLOW_THREADS
+        if (ready < 0 && errno != EINTR)
+            return PyErr_SetFromErrno(PyExc_OSError);
+        while ((stop = stopping(threads)) == 0) {
+            int count = receive_batch(self);
+            if (count < 0) {
+                if (add_count(counts, str_recvfail, 1) < 0)
+                    return NULL;
+                break;
+            }
+            if (count == 0)
+                break;
+            if (add_count(counts, str_reqs, count) < 0)
+                return NULL;
+            long unsent = answer_batch(self, count, respond, failed);
+            if (unsent < 0 || add_count(counts, str_sendfail, unsent) < 0)
+                return NULL;
+            if (count < self->size)
+                break; /* drained: whatever arrived since wakes the next poll */
+        }
+        if (stop != 0)
+            break;
+    }
+    if (stop < 0)
+        return NULL;
+    Py_RETURN_NONE;
 }
 
 static PyMethodDef Batch_methods[] = {
@@ -1084,6 +1168,8 @@ static PyMethodDef Batch_methods[] = {
      "receive() -> int: datagrams read without blocking (0: none queued); raises OSError"},
     {"answer", (PyCFunction)Batch_answer, METH_VARARGS,
      "answer(count, respond, failed) -> int: answers the datagrams read; how many were not sent"},
+    {"serve", (PyCFunction)Batch_serve, METH_VARARGS,
+     "serve(wake_fd, threads, respond, failed, counts): polls, reads and answers until threads.stopping"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1120,7 +1206,8 @@ PyInit__fastpath(void)
         {&str_cache, "_cache"}, {&str_by_question, "by_question"}, {&str_compiled, "compiled"},
         {&str_rotation, "_rotation"},
         {&str_v6, "v6"}, {&str_edns, "edns"}, {&str_edns_do, "edns_do"}, {&str_tc, "tc"},
-        {&str_edns_tc, "edns_tc"}, {&str_edns_big, "edns_big"},
+        {&str_edns_tc, "edns_tc"}, {&str_edns_big, "edns_big"}, {&str_stopping, "stopping"},
+        {&str_reqs, "reqs"}, {&str_recvfail, "recvfail"}, {&str_sendfail, "sendfail"},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         if (*names[i].slot == NULL && (*names[i].slot = PyUnicode_InternFromString(names[i].text)) == NULL)

@@ -37,3 +37,11 @@ class Batch:
         respond: Callable[[bytes, bytes, bool], bytes | None],
         failed: Callable[[bytes, BaseException], None],
     ) -> int: ...
+    def serve(
+        self,
+        wake_fd: int,
+        threads: object,
+        respond: Callable[[bytes, bytes, bool], bytes | None],
+        failed: Callable[[bytes, BaseException], None],
+        counts: dict[str, int],
+    ) -> None: ...

@@ -115,7 +115,9 @@ class UdpServer:
             compiled = self.compiled.Batch(
                 sock.fileno(), sock.family, BATCH, MAX_QUERY, SEND_SPACE, control_space, fast
             )
-            self._serve_batches(poller, compiled.receive, compiled.answer, None, failed)
+            # ``_serve_batches`` in C: no Python per wake-up, which at low
+            # query rates is per query.
+            compiled.serve(threads.wake_fd, threads, self.responder.respond, failed, self.stats.udp.values)
             return
         if self.mmsg_calls is not None:
             batch = mmsg.DatagramBatch(
