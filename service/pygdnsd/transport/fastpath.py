@@ -29,11 +29,11 @@ class UdpPath:
 def choose(environ: dict[str, str] | os._Environ[str] = os.environ) -> UdpPath:
     """The compiled module unless ``PYGDNSD_PURE`` is set (to anything but ``0``) or it is missing."""
     if environ.get(PURE_VARIABLE, "") not in ("", "0"):
-        return UdpPath(None, f"pure Python ({PURE_VARIABLE}={environ[PURE_VARIABLE]})")
+        return UdpPath(None, f"pure-Python path ({PURE_VARIABLE}={environ[PURE_VARIABLE]})")
     try:
         from pygdnsd.transport import _fastpath
     except ImportError as missing:
-        return UdpPath(None, f"pure Python (the compiled fast path is not built: {missing})")
+        return UdpPath(None, f"pure-Python path (the compiled fast path is not built: {missing})")
     return UdpPath(_fastpath, f"compiled fast path ({_fastpath.__file__})")
 
 
