@@ -265,3 +265,16 @@ def test_a_read_takes_a_whole_batch_and_says_when_the_socket_is_empty() -> None:
         assert batch.answer(8, respond, lambda _ip, error: None) == 0
         assert seen == [(b"q%d" % n, socket.inet_pton(socket.AF_INET6, "::1")) for n in range(40)]
         assert batch.receive() == 0
+
+
+def test_objects_not_initialised_refuse_work() -> None:
+    assert compiled is not None
+    with pytest.raises(ValueError, match="not initialised"):
+        compiled.FastAnswers.__new__(compiled.FastAnswers).answer(b"\x00" * 20, False)
+    batch = compiled.Batch.__new__(compiled.Batch)
+    with pytest.raises(ValueError, match="not initialised"):
+        batch.receive()
+    with pytest.raises(ValueError, match="not initialised"):
+        batch.answer(0, lambda *_: None, lambda *_: None)
+    with pytest.raises(TypeError, match="initialised FastAnswers"):
+        compiled.Batch(0, socket.AF_INET, 1, 512, 512, 0, compiled.FastAnswers.__new__(compiled.FastAnswers))

@@ -12,9 +12,10 @@
  * Python responder unchanged. Both paths give the same bytes: each function
  * below names the Python it mirrors, and the tests compare them byte for byte.
  *
- * The GIL is held throughout, as the ctypes path does (``transport/mmsg.py``):
- * the calls never block (MSG_DONTWAIT), and the serving loop that calls them
- * is Python, which lets other threads in between batches.
+ * The serving loop (``Batch.serve``) holds the GIL except around poll and
+ * recvmmsg, where other threads run: Python's ``_serve_batches`` let them in
+ * between batches likewise. Socket calls never block but poll
+ * (MSG_DONTWAIT).
  *
  * Every offset into a query is checked against its length before it is read,
  * and every write against the room left in the send area.
@@ -59,7 +60,9 @@ typedef struct {
  * reload starts an empty one; when full it is emptied, as the Python caches are.
  * Probing stops after MAX_PROBES slots whatever the keys (a flood of colliding
  * names only sends queries to the dict lookup), and keys are hashed with a
- * per-process random seed.
+ * per-process random seed. The table plays the part that the remembered
+ * whole responses play on the pure-Python path (``AnswerCache.remember``,
+ * ``answers_v4``/``answers_v6``, looked up first in ``Responder.respond``).
  */
 #define TABLE_SLOTS (1 << 18) /* a power of two */
 #define TABLE_MAX (TABLE_SLOTS / 2) /* half full: 8 probes find a free slot for nearly every key */
@@ -99,7 +102,7 @@ Remembered_dealloc(Remembered *self)
 }
 
 /*
- * ``size`` bytes on 2 MB pages where the kernel allows (transparent huge pages):
+ * (C only: memory for the table.) ``size`` bytes on 2 MB pages where the kernel allows (transparent huge pages):
  * a lookup touches one random slot and one random entry, and with 4 kB pages
  * each was also a TLB miss (perf, the mixed query file).
  */
@@ -132,7 +135,7 @@ static PyTypeObject RememberedType = {
     .tp_new = PyType_GenericNew,
 };
 
-/* A 64-bit hash of a question key (not Python's: the bytes are not an object here). */
+/* Mirrors ``hash(key)`` of the caches' keys, for C's table: the key bytes are no Python object here. */
 static uint64_t
 key_hash(const uint8_t *key, size_t len)
 {
@@ -154,7 +157,7 @@ key_hash(const uint8_t *key, size_t len)
     return h ^ (h >> 33);
 }
 
-/* The copy of the answer to ``key``, or NULL. */
+/* Mirrors the lookup ``answers_v4[...].get(key)`` of ``Responder.respond``: the copy for ``key``, or NULL. */
 static const Entry *
 find_remembered(const Remembered *table, const uint8_t *key, size_t key_len, uint64_t hash)
 {
@@ -178,7 +181,10 @@ typedef struct {
     Py_ssize_t tail_len;
 } Answer;
 
-/* Copies ``answer`` under ``key``, emptying the table first if it is full; quietly not, if it cannot. */
+/*
+ * Mirrors ``AnswerCache.remember`` (and ``answer_cache.store``): copies ``answer``
+ * under ``key``, emptying the table first if it is full; quietly not, if it cannot.
+ */
 static void
 remember(Remembered *table, const uint8_t *key, size_t key_len, uint64_t hash, const Answer *answer)
 {
@@ -295,6 +301,11 @@ FastAnswers_init(FastAnswers *self, PyObject *args, PyObject *kwds)
                                      &limit_v4, &limit_v6, &nocookie, &part_mask, &PyDict_Type, &names,
                                      &PyDict_Type, &dns, &PyDict_Type, &udp))
         return -1;
+    if (self->responder != NULL) {
+        /* A batch may be using it: never replaced. */
+        PyErr_SetString(PyExc_RuntimeError, "FastAnswers already initialised");
+        return -1;
+    }
     if (part_mask < 0 || (part_mask & (part_mask + 1)) != 0) {
         PyErr_SetString(PyExc_ValueError, "part_mask must be a power of two minus one");
         return -1;
@@ -343,7 +354,7 @@ add_count(PyObject *counts, PyObject *name, long long by)
     return failed;
 }
 
-/* Adds what was counted in C since the last call to the Stats dicts. */
+/* Mirrors the engine's ``counters[...] += 1``: adds what C counted since the last call to the Stats dicts. */
 static int
 flush_counts(FastAnswers *self)
 {
@@ -361,9 +372,10 @@ flush_counts(FastAnswers *self)
 }
 
 /*
- * What the fast path answers from now: ``responder._cache``'s ``by_question``
- * and its ``compiled`` table (made on first use). 0, with new references in
- * ``*by_question`` and ``*table``; -1, error set.
+ * Mirrors ``cache = self._cache`` in ``Responder.respond`` (read once per
+ * batch, and again after any call into Python): the current cache's
+ * ``by_question`` and its ``compiled`` table (made on first use). 0, with new
+ * references in ``*by_question`` and ``*table``; -1, error set.
  */
 static int
 current_tables(FastAnswers *self, PyObject **by_question, Remembered **table)
@@ -398,7 +410,10 @@ current_tables(FastAnswers *self, PyObject **by_question, Remembered **table)
     return 0;
 }
 
-/* ``int(item)`` of a Prepared slot when within [low, high], else -1 (the tuple is not used). */
+/*
+ * Mirrors ``flags, rcode, an, ns, ar, scope, tail, rotations = prepared``, one slot:
+ * its int when within [low, high], else -1 (the tuple is not used: Python answers).
+ */
 static long
 prepared_int(PyObject *prepared, Py_ssize_t slot, long low, long high)
 {
@@ -414,9 +429,9 @@ prepared_int(PyObject *prepared, Py_ssize_t slot, long low, long high)
 
 /*
  * Mirrors ``_prebuilt_answer``'s lookup in ``cache.by_question`` (and
- * ``rotated_tail``): the answer to ``question`` into ``answer``. 1: found (``*held``: a reference to keep until the
- * tail is copied, or NULL); 0: not cached (or not as expected: Python decides);
- * -1: error set.
+ * ``rotated_tail``): the answer to ``question`` into ``answer``. 1: found
+ * (``*held``: a reference to keep until the tail is copied, or NULL); 0: not
+ * cached (or not as expected: Python decides); -1: error set.
  */
 static int
 find_answer(FastAnswers *self, PyObject *by_question, Remembered *table, const Question *question,
@@ -664,6 +679,8 @@ FastAnswers_answer(FastAnswers *self, PyObject *args)
 {
     Py_buffer query;
     int v6;
+    if (self->responder == NULL)
+        return PyErr_Format(PyExc_ValueError, "FastAnswers not initialised");
     if (!PyArg_ParseTuple(args, "y*p", &query, &v6))
         return NULL;
     PyObject *result = NULL, *by_question;
@@ -770,8 +787,8 @@ Batch_init(Batch *self, PyObject *args, PyObject *kwds)
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "iinnn|nO", kwlist, &fd, &family, &size, &max_query,
                                      &send_space, &control_space, &fast))
         return -1;
-    if (fast != Py_None && !PyObject_TypeCheck(fast, &FastAnswersType)) {
-        PyErr_SetString(PyExc_TypeError, "fast must be a FastAnswers or None");
+    if (fast != Py_None && (!PyObject_TypeCheck(fast, &FastAnswersType) || ((FastAnswers *)fast)->responder == NULL)) {
+        PyErr_SetString(PyExc_TypeError, "fast must be an initialised FastAnswers or None");
         return -1;
     }
     if (family != AF_INET && family != AF_INET6) {
