@@ -96,19 +96,16 @@ def address(listeners: list[ListenSocket]) -> tuple[str, int]:
 
 @pytest.fixture
 def batch_sizes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """How many datagrams each batched read returned (on either batched path)."""
+    """How many datagrams each batched read of the ctypes path returned."""
     sizes: list[int] = []
-    serve_batches = UdpServer._serve_batches
+    receive = mmsg.DatagramBatch.receive
 
-    def recording(server: UdpServer, poller: Any, receive: Any, *rest: Any) -> None:
-        def counted() -> int:
-            count: int = receive()
-            sizes.append(count)
-            return count
+    def recording(self: mmsg.DatagramBatch) -> int:
+        count = receive(self)
+        sizes.append(count)
+        return count
 
-        serve_batches(server, poller, counted, *rest)
-
-    monkeypatch.setattr(UdpServer, "_serve_batches", recording)
+    monkeypatch.setattr(mmsg.DatagramBatch, "receive", recording)
     return sizes
 
 

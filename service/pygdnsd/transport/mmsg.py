@@ -118,7 +118,7 @@ def load() -> MmsgCalls | None:
     return MmsgCalls(recvmmsg, sendmmsg)
 
 
-class BatchError(OSError):
+class BatchError(Exception):
     """A batched call failed with ``errno`` (for the caller to count and act on)."""
 
     def __init__(self, code: int) -> None:

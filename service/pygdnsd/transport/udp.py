@@ -24,7 +24,7 @@ import functools
 import logging
 import select
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from types import ModuleType
 
 from pygdnsd.engine.stats import Stats
@@ -123,39 +123,34 @@ class UdpServer:
             batch = mmsg.DatagramBatch(
                 self.mmsg_calls, sock.fileno(), sock.family, BATCH, MAX_QUERY, SEND_SPACE, control_space
             )
-            # Control data (wildcard sockets) takes ``answer``'s general path.
-            answer_one = batch.answer_one if not control_space else None
-            self._serve_batches(poller, batch.receive, batch.answer, answer_one, failed)
+            self._serve_batches(poller, batch, failed)
             return
         while not threads.stopping:
             poller.poll()
             self._drain(sock, control_space)
 
-    def _serve_batches(
-        self,
-        poller: select.poll,
-        receive: Callable[[], int],
-        answer: Callable[[int, mmsg.Respond, mmsg.Failed], int],
-        answer_one: Callable[[mmsg.Respond, mmsg.Failed], int] | None,
-        failed: mmsg.Failed,
-    ) -> None:
-        """Poll, then drain the socket in batches (``receive``, ``answer``), until stopped.
+    def _serve_batches(self, poller: select.poll, batch: mmsg.DatagramBatch, failed: mmsg.Failed) -> None:
+        """Poll, then drain the socket in batches, until stopped.
 
         One loop with everything bound once: at low query rates each wake-up
         reads a single datagram, and per-wake-up set-up was a good part of
-        the cost of answering it (``answer_one``: a cheaper ``answer(1, ...)``).
+        the cost of answering it.
         """
         threads = self.threads
         poll = poller.poll
+        receive = batch.receive
+        answer = batch.answer
+        # Control data (wildcard sockets) takes ``answer``'s general path.
+        answer_one = batch.answer_one if not batch.control_space else None
         respond = self.responder.respond
         counts = self.stats.udp.values
-        size = BATCH
+        size = batch.size
         while not threads.stopping:
             poll()
             while not threads.stopping:
                 try:
                     count = receive()
-                except OSError:  # mmsg.BatchError too
+                except mmsg.BatchError:
                     counts["recvfail"] += 1
                     break
                 if not count:
