@@ -15,6 +15,7 @@ from conftest import free_port
 from daemon_support import wait_for
 from pygdnsd.config.options import ListenAddress
 from pygdnsd.engine.stats import Stats
+from pygdnsd.engine.tcp_shape import TcpShape
 from pygdnsd.transport.listeners import (
     DEFAULT_UDP_RCVBUF,
     IP_PKTINFO,
@@ -33,7 +34,7 @@ WAIT = 5.0
 
 
 class FakeResponder:
-    """Answers ``b"ans:" + query``; ``b"DROP"`` gets no answer; ``b"HOLD"`` waits for ``release``."""
+    """Answers ``b"ans:" + query``; ``b"DROP..."`` gets no answer; ``b"HOLD..."`` waits for ``release``."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[bytes, bytes, bool, bool]] = []
@@ -41,13 +42,14 @@ class FakeResponder:
         self.release = threading.Event()
 
     def respond(
-        self, query: bytes, client_ip: bytes, tcp: bool, closing: bool = False
+        self, query: bytes, client_ip: bytes, tcp: bool, shape: TcpShape | None = None
     ) -> bytes | None:
-        self.calls.append((query, client_ip, tcp, closing))
-        if query == b"HOLD":
+        # Recorded: whether the answer asks a TCP client to close (keepalive 0).
+        self.calls.append((query, client_ip, tcp, shape is not None and shape.keepalive == 0))
+        if query.startswith(b"HOLD"):
             self.holding.set()
             assert self.release.wait(WAIT)
-        if query == b"DROP":
+        if query.startswith(b"DROP"):
             return None
         return b"ans:" + query
 
@@ -332,13 +334,13 @@ def test_tcp_framing(host: str) -> None:
     fixture = TcpFixture(host)
     try:
         client = fixture.connect()
-        client.sendall(frame(b"hello"))
-        assert read_frame(client) == b"ans:hello"
+        client.sendall(frame(b"hello, world"))
+        assert read_frame(client) == b"ans:hello, world"
         # A query split across writes is reassembled.
-        client.sendall(frame(b"split")[:3])
+        client.sendall(frame(b"split in two")[:3])
         time.sleep(0.05)  # the two writes arrive apart: the pause is what is tested
-        client.sendall(frame(b"split")[3:])
-        assert read_frame(client) == b"ans:split"
+        client.sendall(frame(b"split in two")[3:])
+        assert read_frame(client) == b"ans:split in two"
     finally:
         fixture.close()
     assert fixture.stats.tcp["reqs"] == 2
@@ -348,14 +350,14 @@ def test_tcp_framing(host: str) -> None:
 
 def test_tcp_pipelined_queries_answered_in_order(tcp: TcpFixture) -> None:
     client = tcp.connect()
-    queries = [f"query-{i}".encode() for i in range(10)]
+    queries = [f"query-number-{i}".encode() for i in range(10)]
     client.sendall(b"".join(frame(q) for q in queries))
     assert [read_frame(client) for _ in queries] == [b"ans:" + q for q in queries]
 
 
 def test_tcp_client_close_counted(tcp: TcpFixture) -> None:
     client = tcp.connect()
-    client.sendall(frame(b"x"))
+    client.sendall(frame(b"close counted"))
     read_frame(client)
     client.close()
     wait_for(lambda: tcp.stats.tcp["close_c"] != 0, WAIT)
@@ -370,13 +372,32 @@ def test_tcp_zero_length_closes_connection(tcp: TcpFixture) -> None:
     assert tcp.stats.tcp["close_s_err"] == 1
     # The server is still serving.
     other = tcp.connect()
-    other.sendall(frame(b"ok"))
-    assert read_frame(other) == b"ans:ok"
+    other.sendall(frame(b"still serving"))
+    assert read_frame(other) == b"ans:still serving"
+
+
+@pytest.mark.parametrize("length", [1, 11, 1025, 0xFFFF])
+def test_tcp_request_length_outside_gdnsds_bounds_closes_connection(tcp: TcpFixture, length: int) -> None:
+    # gdnsd takes 12 (a DNS header) to 1024 bytes per request.
+    client = tcp.connect()
+    client.sendall(length.to_bytes(2, "big") + bytes(min(length, 100)))
+    assert closed_by_server(client)
+    assert (tcp.stats.tcp["recvfail"], tcp.stats.tcp["close_s_err"], tcp.stats.tcp["reqs"]) == (1, 1, 0)
+
+
+def test_tcp_end_of_stream_inside_a_message_is_a_receive_failure(tcp: TcpFixture) -> None:
+    client = tcp.connect()
+    client.sendall(frame(b"whole message") + frame(b"half a message")[:7])
+    assert read_frame(client) == b"ans:whole message"
+    client.shutdown(socket.SHUT_WR)
+    assert closed_by_server(client)
+    assert wait_for(lambda: tcp.stats.tcp["close_s_err"] == 1, WAIT)
+    assert (tcp.stats.tcp["recvfail"], tcp.stats.tcp["close_c"]) == (1, 0)
 
 
 def test_tcp_dropped_query_closes_connection(tcp: TcpFixture) -> None:
     client = tcp.connect()
-    client.sendall(frame(b"DROP"))
+    client.sendall(frame(b"DROP this one"))
     assert closed_by_server(client)
     assert tcp.stats.tcp["close_s_err"] == 1
 
@@ -385,8 +406,8 @@ def test_tcp_idle_timeout() -> None:
     fixture = TcpFixture(idle=0.3)
     try:
         idle = fixture.connect()
-        idle.sendall(frame(b"once"))
-        assert read_frame(idle) == b"ans:once"
+        idle.sendall(frame(b"once and idle"))
+        assert read_frame(idle) == b"ans:once and idle"
         assert closed_by_server(idle)
     finally:
         fixture.close()
@@ -398,17 +419,17 @@ def test_tcp_client_limit_closes_most_idle() -> None:
     try:
         first, second = fixture.connect(), fixture.connect()
         for client in (first, second):
-            client.sendall(frame(b"a"))
-            assert read_frame(client) == b"ans:a"
+            client.sendall(frame(b"a" * 12))
+            assert read_frame(client) == b"ans:" + b"a" * 12
         # ``first`` is now more recently active than ``second``.
-        first.sendall(frame(b"b"))
-        assert read_frame(first) == b"ans:b"
+        first.sendall(frame(b"b" * 12))
+        assert read_frame(first) == b"ans:" + b"b" * 12
         third = fixture.connect()
-        third.sendall(frame(b"c"))
-        assert read_frame(third) == b"ans:c"
+        third.sendall(frame(b"c" * 12))
+        assert read_frame(third) == b"ans:" + b"c" * 12
         assert closed_by_server(second)
-        first.sendall(frame(b"d"))
-        assert read_frame(first) == b"ans:d"
+        first.sendall(frame(b"d" * 12))
+        assert read_frame(first) == b"ans:" + b"d" * 12
     finally:
         fixture.close()
     assert fixture.stats.tcp["close_s_kill"] == 1
@@ -416,19 +437,19 @@ def test_tcp_client_limit_closes_most_idle() -> None:
 
 def test_tcp_stop_answers_what_was_sent_then_closes(tcp: TcpFixture) -> None:
     client = tcp.connect()
-    client.sendall(frame(b"HOLD"))
+    client.sendall(frame(b"HOLD then go"))
     assert tcp.responder.holding.wait(WAIT)
-    client.sendall(frame(b"late"))
+    client.sendall(frame(b"late arrival"))
     stopper = threading.Thread(target=tcp.server.stop)
     stopper.start()
     assert wait_for(lambda: tcp.server.threads.stopping, WAIT)
     tcp.responder.release.set()
-    assert read_frame(client) == b"ans:HOLD"
-    assert read_frame(client) == b"ans:late"
+    assert read_frame(client) == b"ans:HOLD then go"
+    assert read_frame(client) == b"ans:late arrival"
     assert closed_by_server(client)
     stopper.join(WAIT)
     assert not stopper.is_alive()
-    assert tcp.responder.calls[-1] == (b"late", socket.inet_aton("127.0.0.1"), True, True)
+    assert tcp.responder.calls[-1] == (b"late arrival", socket.inet_aton("127.0.0.1"), True, True)
     assert tcp.stats.tcp["close_s_ok"] == 1
     # The listening socket stays open (for a replace) but is no longer served.
     assert tcp.listeners[0].sock.fileno() >= 0

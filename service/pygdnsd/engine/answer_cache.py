@@ -13,8 +13,10 @@
 * ``compiled``: the compiled UDP fast path's copies of prepared answers
   (``transport/_fastpath.c``, made there on first use; ``None`` until then).
 
-Every cache belongs to one ``ZoneSet`` and is replaced with it
-(``Responder.set_zones``), so nothing precomputed outlives a reload. The
+Every cache belongs to one ``ZoneSet`` and one ``ChallengeSet`` and is
+replaced with either (``Responder.set_zones``, ``Responder.set_challenges``),
+so nothing precomputed outlives a reload or a challenge's arrival, flush or
+expiry. The
 per-packet path reads the caches directly (``cache.by_question[hash(key) &
 PART_MASK].get(key)``): a method call there would cost CPU on every query.
 """
@@ -24,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 from typing import Any, TypeVar
 
+from pygdnsd.engine.challenges import EMPTY, ChallengeSet
 from pygdnsd.engine.prepared import Prepared
 from pygdnsd.engine.query import LOWER
 from pygdnsd.zones.model import ZoneSet
@@ -85,7 +88,7 @@ def _frozen_with_the_zones() -> dict[Any, Any]:
 
 
 class AnswerCache:
-    """A ZoneSet with the caches built from it; replaced as a whole on reload."""
+    """A ZoneSet and the live ACME challenges, with the caches built from them; replaced as a whole."""
 
     __slots__ = (
         "_question_part_bound",
@@ -95,13 +98,15 @@ class AnswerCache:
         "by_question",
         "by_rrset",
         "by_tail",
+        "challenges",
         "compiled",
         "layouts",
         "zones",
     )
 
-    def __init__(self, zones: ZoneSet) -> None:
+    def __init__(self, zones: ZoneSet, challenges: ChallengeSet = EMPTY) -> None:
         self.zones = zones
+        self.challenges = challenges
         # Read once here, off the per-query path.
         self._question_part_bound = per_part(MAX_QUESTIONS)
         self._remembered_part_bound = per_part(MAX_REMEMBERED)
