@@ -168,7 +168,7 @@ class Responder:
         answers: FastAnswers = compiled.FastAnswers(
             self,
             opt_plain=self._bare_opts[0],
-            opt_do=self._bare_opts[2],
+            opt_do=self._bare_opts[1],
             limit_v4=self._udp_limit_v4,
             limit_v6=self._udp_limit_v6,
             nocookie=self.settings.max_nocookie_response,

@@ -238,7 +238,7 @@ typedef struct {
     PyObject_HEAD
     PyObject *responder;       /* engine.responder.Responder: reads _cache, _rotation */
     PyObject *opt_plain;       /* bytes: our OPT for a bare-OPT query, DO clear (_bare_opts[0]) */
-    PyObject *opt_do;          /* bytes: the same with DO set (_bare_opts[2]) */
+    PyObject *opt_do;          /* bytes: the same with DO set (_bare_opts[1]) */
     long limit_v4, limit_v6;   /* max_edns_response(_v6) */
     long nocookie;             /* max_nocookie_response (0: none) */
     Py_hash_t part_mask;       /* answer_cache.PART_MASK */
