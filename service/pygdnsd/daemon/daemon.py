@@ -60,6 +60,7 @@ from pygdnsd.replace.spawn import spawn_replacement
 from pygdnsd.replace.takeover import TakenOver
 from pygdnsd.systemd import notify, socket_activation
 from pygdnsd.systemd.watchdog import Heartbeat
+from pygdnsd.transport import fastpath
 from pygdnsd.transport.listeners import UDP, ListenSocket, SocketSpec, open_tcp, open_udp, specs_for
 from pygdnsd.zones.model import ZoneSet
 from pygdnsd.zones.reload import ZoneReloader
@@ -278,6 +279,7 @@ class Daemon:
             self.watcher = ZonesWatcher(self.config.zones_dir, self.reloader.request)
             self.watcher.start()
             log.info("zones_auto_reload: watching '%s' (%s)", self.config.zones_dir, self.watcher.mode)
+        log.info("UDP answered by the %s", fastpath.chosen().description)
         log.info("DNS listeners started")
 
     def absorb_stats(self, final: dict[str, dict[str, int]]) -> None:

@@ -10,6 +10,8 @@
 * ``by_rrset``, ``layouts``: what ``by_tail`` is looked up with (see
   ``AnswerCache``).
 * ``answers_v4``/``answers_v6``: whole UDP responses by query bytes.
+* ``compiled``: the compiled UDP fast path's copies of prepared answers
+  (``transport/_fastpath.c``, made there on first use; ``None`` until then).
 
 Every cache belongs to one ``ZoneSet`` and one ``ChallengeSet`` and is
 replaced with either (``Responder.set_zones``, ``Responder.set_challenges``),
@@ -97,6 +99,7 @@ class AnswerCache:
         "by_rrset",
         "by_tail",
         "challenges",
+        "compiled",
         "layouts",
         "zones",
     )
@@ -124,6 +127,8 @@ class AnswerCache:
         # never tracks these dicts (see ``prepared.Prepared``).
         self.answers_v4: Parts[bytes, bytes] = new_parts(dict)
         self.answers_v6: Parts[bytes, bytes] = new_parts(dict)
+        # The compiled fast path's table (no Python objects inside: never tracked).
+        self.compiled: object = None
 
     def add_question(self, key: bytes, prepared: Prepared) -> None:
         """Cache the answer to a question (lowercased qname + qtype)."""

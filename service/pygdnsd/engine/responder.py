@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Protocol
+from types import ModuleType
+from typing import TYPE_CHECKING, Protocol
 
 from pygdnsd.config.options import Config
 from pygdnsd.engine import challenges, edns, lookup
@@ -41,6 +42,9 @@ from pygdnsd.plugins.result import ClientInfo, DynamicResult
 from pygdnsd.plugins.result import ClientSubnet as PluginSubnet
 from pygdnsd.zones import model
 from pygdnsd.zones.model import DynamicRRset, RRset, Zone, ZoneSet
+
+if TYPE_CHECKING:
+    from pygdnsd.transport._fastpath import FastAnswers
 
 _COUNTS = struct.Struct("!HHHH")
 
@@ -150,6 +154,30 @@ class Responder:
     def set_challenges(self, live: ChallengeSet) -> None:
         """Serve the ACME challenges ``live`` from the next query on, with fresh caches."""
         self._cache = AnswerCache(self._cache.zones, live)
+
+    def udp_fast_path(self, compiled: ModuleType) -> FastAnswers:
+        """What the compiled UDP path (``transport/_fastpath.c``) answers from.
+
+        It answers the common shape of UDP query (see ``respond``) when the
+        question's prepared answer is in ``self._cache.by_question``, which
+        it reads at each batch and after each call into Python (so a reload
+        is seen as here); it advances ``self._rotation`` as ``_assemble``
+        does, and counts in these ``stats`` dicts. Every other query comes
+        to ``respond``: what goes into an answer is decided here only.
+        """
+        answers: FastAnswers = compiled.FastAnswers(
+            self,
+            opt_plain=self._bare_opts[0],
+            opt_do=self._bare_opts[1],
+            limit_v4=self._udp_limit_v4,
+            limit_v6=self._udp_limit_v6,
+            nocookie=self.settings.max_nocookie_response,
+            part_mask=PART_MASK,
+            rcode_names=_RCODE_NAMES,
+            dns_counts=self.stats.dns.values,
+            udp_counts=self.stats.udp.values,
+        )
+        return answers
 
     # -- the per-query path -------------------------------------------------
 
