@@ -35,9 +35,10 @@ from types import FrameType
 
 from pygdnsd.control import json_answers, tcp_listeners
 from pygdnsd.control import server as control_server
-from pygdnsd.control.protocol import COMPAT_VERSION, AcmeChallenge
+from pygdnsd.control.protocol import COMPAT_VERSION, AcmeChallenge, ChallengeBatch
 from pygdnsd.control.server import ControlServer, Failed, Outcome
 from pygdnsd.daemon import gc_freeze
+from pygdnsd.daemon.challenges import ChallengesRefused, HandedOver, LiveChallenges
 from pygdnsd.daemon.daemonize import StartupReport
 from pygdnsd.daemon.lock import (
     LOCK_NAME,
@@ -59,6 +60,7 @@ from pygdnsd.replace.spawn import spawn_replacement
 from pygdnsd.replace.takeover import TakenOver
 from pygdnsd.systemd import notify, socket_activation
 from pygdnsd.systemd.watchdog import Heartbeat
+from pygdnsd.transport import fastpath
 from pygdnsd.transport.listeners import UDP, ListenSocket, SocketSpec, open_tcp, open_udp, specs_for
 from pygdnsd.zones.model import ZoneSet
 from pygdnsd.zones.reload import ZoneReloader
@@ -97,6 +99,8 @@ class Daemon:
         self.started_at = time.monotonic()
         self.lock: InstanceLock | None = None
         self.instance = Instance(loaded)
+        # ACME DNS-01 challenges (gdnsdctl acme-dns-01), carried over a replace (REQ_TAK2).
+        self.acme = LiveChallenges(config.acme_challenge_ttl, config.acme_challenge_dns_ttl, self.instance.set_challenges)
         self.sockets: list[ListenSocket] = []
         # Sockets systemd passed per (host, port, kind): carried over every replace.
         self.activated_counts: dict[tuple[str, int, str], int] = {}
@@ -255,6 +259,7 @@ class Daemon:
         if dynamic is not None:
             dynamic.resolvers.start_watching()  # before the workers fork: they watch too
         instance.serve(self.sockets)
+        self.acme.start()
         if dynamic is not None:
             dynamic.monitor.start()
         # Only now: a reload replaces the workers, which must exist first.
@@ -276,13 +281,17 @@ class Daemon:
             self.watcher = ZonesWatcher(self.config.zones_dir, self.reloader.request)
             self.watcher.start()
             log.info("zones_auto_reload: watching '%s' (%s)", self.config.zones_dir, self.watcher.mode)
+        log.info("UDP answered by the %s", fastpath.chosen().description)
         log.info("DNS listeners started")
 
     def absorb_stats(self, final: dict[str, dict[str, int]]) -> None:
         self.instance.stats.absorb(final)
 
+    def adopt_challenges(self, batches: Sequence[ChallengeBatch]) -> None:
+        self.acme.adopt(batches)
+
     def _swap_zones(self, zones: ZoneSet) -> None:
-        self.instance.responder.set_zones(zones)
+        self.instance.set_zones(zones)
         # After the swap, so the new generation's (still empty) caches are frozen too.
         gc_freeze.settle(collect=False)
         self.instance.refresh_workers()
@@ -328,6 +337,7 @@ class Daemon:
             self.watcher.close()
         if self.instance.dynamic is not None:
             self.instance.dynamic.monitor.stop()
+        self.acme.close()
         self.instance.stop()
         self.instance.close_sockets()
         for listener in self.sockets:
@@ -401,8 +411,8 @@ class Daemon:
     def expected_replacement(self) -> int | None:
         return None  # our replacement is a grandchild: any PID may take over
 
-    def challenges(self) -> Sequence[AcmeChallenge]:
-        return []
+    def challenges(self) -> Sequence[ChallengeBatch]:
+        return self.acme.handoff()
 
     def pause_control_accept(self) -> None:
         if self.control is not None:
@@ -437,6 +447,7 @@ class Daemon:
 
     def takeover_failed(self, reason: str) -> None:
         log.error("%s: takeover failed (%s): serving on", OLD_DAEMON_LOG_PREFIX, reason)
+        self.acme.resume()
         if self.control is not None:
             self.control.resume_accepting()
 
@@ -446,14 +457,24 @@ class Daemon:
         self.retired = True
         self.request_stop(HANDED_OVER_MESSAGE)
 
-    def acme_add(self, challenges: Sequence[AcmeChallenge]) -> Outcome:
-        del challenges
-        log.error("acme-dns-01: not implemented yet")
-        return Outcome.FAIL
+    def acme_add(self, challenges: Sequence[AcmeChallenge]) -> Outcome | Failed:
+        try:
+            self.acme.add(challenges)
+        except HandedOver:
+            log.info("Deferring acme-dns-01 request while replace in progress")
+            return Outcome.LATER
+        except ChallengesRefused as exc:
+            log.error("acme-dns-01: refused: %s", exc)
+            return Failed(str(exc))
+        return Outcome.ACK
 
     def acme_flush(self) -> Outcome:
-        log.error("acme-dns-01-flush: not implemented yet")
-        return Outcome.FAIL
+        try:
+            self.acme.flush()
+        except HandedOver:
+            log.info("Deferring acme-dns-01-flush request while replace in progress")
+            return Outcome.LATER
+        return Outcome.ACK
 
 
 Loader = Callable[[Path, bool], Loaded]

@@ -14,9 +14,13 @@
   see ``add_dynamic_answer``.
 * ``subnet_responses``: whole UDP responses to client-subnet queries
   answered from remembered plugin results (``SubnetResponses``).
+* ``compiled``: the compiled UDP fast path's copies of prepared answers
+  (``transport/_fastpath.c``, made there on first use; ``None`` until then).
 
-Every cache belongs to one ``ZoneSet`` and is replaced with it
-(``Responder.set_zones``), so nothing precomputed outlives a reload. The
+Every cache belongs to one ``ZoneSet`` and one ``ChallengeSet`` and is
+replaced with either (``Responder.set_zones``, ``Responder.set_challenges``),
+so nothing precomputed outlives a reload or a challenge's arrival, flush or
+expiry. The
 per-packet path reads the caches directly (``cache.by_question[hash(key) &
 PART_MASK].get(key)``): a method call there would cost CPU on every query.
 """
@@ -27,6 +31,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from pygdnsd.engine.challenges import EMPTY, ChallengeSet
 from pygdnsd.engine.lookup import Location
 from pygdnsd.engine.prepared import Prepared
 from pygdnsd.engine.query import LOWER
@@ -129,7 +134,7 @@ class SubnetResponses:
 
 
 class AnswerCache:
-    """A ZoneSet with the caches built from it; replaced as a whole on reload."""
+    """A ZoneSet and the live ACME challenges, with the caches built from them; replaced as a whole."""
 
     __slots__ = (
         "_dynamic_part_bound",
@@ -140,6 +145,8 @@ class AnswerCache:
         "by_question",
         "by_rrset",
         "by_tail",
+        "challenges",
+        "compiled",
         "dynamic_answers",
         "dynamic_questions",
         "layouts",
@@ -147,8 +154,9 @@ class AnswerCache:
         "zones",
     )
 
-    def __init__(self, zones: ZoneSet) -> None:
+    def __init__(self, zones: ZoneSet, challenges: ChallengeSet = EMPTY) -> None:
         self.zones = zones
+        self.challenges = challenges
         # Read once here, off the per-query path.
         self._question_part_bound = per_part(MAX_QUESTIONS)
         self._remembered_part_bound = per_part(MAX_REMEMBERED)
@@ -175,6 +183,8 @@ class AnswerCache:
         self.dynamic_questions: Parts[bytes, DynamicQuestion] = new_parts(dict)
         self.dynamic_answers: DynamicAnswers = {}
         self.subnet_responses = SubnetResponses(-1)
+        # The compiled fast path's table (no Python objects inside: never tracked).
+        self.compiled: object = None
 
     def add_question(self, key: bytes, prepared: Prepared) -> None:
         """Cache the answer to a question (lowercased qname + qtype)."""

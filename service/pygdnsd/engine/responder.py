@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Protocol
+from types import ModuleType
+from typing import TYPE_CHECKING, Protocol
 
 from pygdnsd.config.options import Config
-from pygdnsd.engine import edns, lookup
+from pygdnsd.engine import challenges, edns, lookup
 from pygdnsd.engine.answer_cache import (
     EXTERNAL,
     INTERNAL,
@@ -27,6 +28,7 @@ from pygdnsd.engine.answer_cache import (
     DynamicQuestion,
     tail_key,
 )
+from pygdnsd.engine.challenges import ChallengeSet, Match
 from pygdnsd.engine.edns import ClientSubnet, EdnsRequest
 from pygdnsd.engine.prepared import (
     NOTIMP,
@@ -42,12 +44,16 @@ from pygdnsd.engine.prepared import (
 )
 from pygdnsd.engine.query import BADVERS, LOWER, QueryProblem, parse, question_end
 from pygdnsd.engine.stats import Stats
+from pygdnsd.engine.tcp_shape import TcpShape
 from pygdnsd.engine.wire import COMPRESSED_TYPES
 from pygdnsd.monitoring.sttl import clamp_ttl
 from pygdnsd.plugins.result import ClientInfo, DynamicResult
 from pygdnsd.plugins.result import ClientSubnet as PluginSubnet
 from pygdnsd.zones import model
 from pygdnsd.zones.model import DynamicRRset, RRset, Zone, ZoneSet
+
+if TYPE_CHECKING:
+    from pygdnsd.transport._fastpath import FastAnswers
 
 _COUNTS = struct.Struct("!HHHH")
 
@@ -81,12 +87,13 @@ class EngineSettings:
     edns_client_subnet: bool = Config.edns_client_subnet
     disable_cookies: bool = Config.disable_cookies
     max_nocookie_response: int = Config.max_nocookie_response
-    # Value of the edns-tcp-keepalive option we send, in units of 100 ms:
-    # the global tcp_timeout (per-address values do not reach it).
+    # Value of the edns-tcp-keepalive option we send, in units of 100 ms,
+    # when the caller gives no ``TcpShape``: the global tcp_timeout. The TCP
+    # transport passes its listener's own (tcp_timeout, tcp_pad, DSO state).
     tcp_keepalive: int = Config.tcp_timeout * 10
-    # Pad every TCP answer. ``tcp_pad`` is a listen address's option: it
-    # reaches that address's TCP server (``TcpLimits``), not this.
-    tcp_pad: bool = False
+    # No DSO (RFC 8490) spoken: its opcode is NOTIMP like any other (spoken:
+    # FORMERR over UDP or with records, ``query.parse``; TCP: ``engine.dso``).
+    disable_tcp_dso: bool = Config.disable_tcp_dso
     # 32-byte secret for server cookies; the daemon loads or creates it.
     cookie_secret: bytes = b"\x00" * 32
 
@@ -102,6 +109,7 @@ class EngineSettings:
             disable_cookies=config.disable_cookies,
             max_nocookie_response=config.max_nocookie_response,
             tcp_keepalive=config.tcp_timeout * 10,  # units of 100 ms
+            disable_tcp_dso=config.disable_tcp_dso,
             cookie_secret=cookie_secret,
         )
 
@@ -118,7 +126,12 @@ class DynamicSource(Protocol):
 
 
 class Responder:
-    """Answers queries from one ``ZoneSet`` (swapped atomically by ``set_zones``)."""
+    """Answers queries from one ``ZoneSet`` and one ``ChallengeSet`` (each swapped atomically).
+
+    ``set_zones`` and ``set_challenges`` each read the other's current value:
+    calls from different threads must be serialized by the caller
+    (``instance.Instance`` does), so that neither undoes the other.
+    """
 
     def __init__(
         self,
@@ -138,11 +151,9 @@ class Responder:
         self._udp_limit_v6 = settings.max_edns_response_v6
         # Our OPT up to its RDLENGTH, for a client-subnet option, indexed by DO.
         self._subnet_opt_heads = [edns.opt_record(0, bool(do), b"")[:-2] for do in (0, 1)]
-        # Our OPT for option-less queries, indexed by DO (2) | TCP (1) | closing (4).
-        self._bare_opts = [
-            edns.opt_record(0, bool(index & 2), self._keepalive_option(bool(index & 4)) if index & 1 else b"")
-            for index in range(8)
-        ]
+        # Our OPT for option-less queries over UDP, DO clear and set.
+        self._bare_opts = (edns.opt_record(0, False, b""), edns.opt_record(0, True, b""))
+        self._tcp_default = TcpShape(settings.tcp_keepalive)
 
     @property
     def zones(self) -> ZoneSet:
@@ -150,17 +161,54 @@ class Responder:
 
     def set_zones(self, zones: ZoneSet) -> None:
         """Serve ``zones`` from the next query on (a single reference swap)."""
-        self._cache = AnswerCache(zones)
+        self._cache = AnswerCache(zones, self._cache.challenges)
+
+    @property
+    def challenges(self) -> ChallengeSet:
+        return self._cache.challenges
+
+    def set_challenges(self, live: ChallengeSet) -> None:
+        """Serve the ACME challenges ``live`` from the next query on, with fresh caches."""
+        self._cache = AnswerCache(self._cache.zones, live)
+
+    def udp_fast_path(self, compiled: ModuleType) -> FastAnswers:
+        """What the compiled UDP path (``transport/_fastpath.c``) answers from.
+
+        It answers the common shape of UDP query (see ``respond``) when the
+        question's prepared answer is in ``self._cache.by_question``, which
+        it reads at each batch and after each call into Python (so a reload
+        is seen as here); it advances ``self._rotation`` as ``_assemble``
+        does, and counts in these ``stats`` dicts. Every other query comes
+        to ``respond``: what goes into an answer is decided here only.
+        """
+        answers: FastAnswers = compiled.FastAnswers(
+            self,
+            opt_plain=self._bare_opts[0],
+            opt_do=self._bare_opts[1],
+            limit_v4=self._udp_limit_v4,
+            limit_v6=self._udp_limit_v6,
+            nocookie=self.settings.max_nocookie_response,
+            part_mask=PART_MASK,
+            rcode_names=_RCODE_NAMES,
+            dns_counts=self.stats.dns.values,
+            udp_counts=self.stats.udp.values,
+        )
+        return answers
 
     # -- the per-query path -------------------------------------------------
 
-    def respond(self, query: bytes, client_ip: bytes, tcp: bool, closing: bool = False) -> bytes | None:
+    def respond(
+        self, query: bytes, client_ip: bytes, tcp: bool, shape: TcpShape | None = None
+    ) -> bytes | None:
         """The response to ``query``, or ``None`` when no response must be sent.
 
         ``client_ip`` is the packed source address (4 or 16 bytes): it selects
-        IPv4/IPv6 limits and feeds server cookies. ``tcp`` lifts the UDP size
-        limits and enables the edns-tcp-keepalive option. ``closing`` asks for
-        a keepalive timeout of 0, telling a TCP client we are about to close.
+        IPv4/IPv6 limits and feeds server cookies and plugins. ``tcp`` lifts
+        the UDP size limits; ``shape`` says how the TCP connection's answers
+        look (keepalive option, DSO session, padding), by default with the
+        global ``tcp_timeout`` and no padding. ``None`` is also returned for a
+        DSO protocol error (an edns-tcp-keepalive option while
+        ``shape.in_dso_session``): the caller aborts the connection.
         """
         counters = self.stats.dns.values
         v6 = len(client_ip) == 16
@@ -192,6 +240,9 @@ class Responder:
                 response = self._remembered_subnet_response(cache, query, client_ip + key)
                 if response is not None:
                     return response
+            shape = None  # below: None over UDP, a TcpShape over TCP
+        elif shape is None:
+            shape = self._tcp_default
         # The common shape of query: QR=0, opcode 0, one question with an
         # uncompressed name, and after it either nothing or a bare version-0
         # OPT record (what resolvers send). Anything else, ``query.parse``.
@@ -240,24 +291,30 @@ class Responder:
                 # Built for this query (maybe a plugin's answer): never remembered whole.
                 prepared = self._build_answer(cache, query, qend, client_ip, None)
                 if bare_edns:
-                    return self._assemble_bare_edns(query, qend, prepared, client_ip, tcp, closing)
-                return self._assemble(query, qend, prepared, None, client_ip, tcp, closing)
+                    return self._assemble_bare_edns(query, qend, prepared, client_ip, shape)
+                return self._assemble(query, qend, prepared, None, client_ip, shape)
             if bare_edns:
-                response = self._assemble_bare_edns(query, qend, prepared, client_ip, tcp, closing)
+                response = self._assemble_bare_edns(query, qend, prepared, client_ip, shape)
             else:
-                response = self._assemble(query, qend, prepared, None, client_ip, tcp, closing)
+                response = self._assemble(query, qend, prepared, None, client_ip, shape)
             if not tcp and prepared[ROTATIONS] == 1:
                 cache.remember(query, qend, response, v6)
             return response
         try:
-            qend, edns_req = parse(query, tcp, self.settings.edns_client_subnet, not self.settings.disable_cookies)
+            qend, edns_req = parse(
+                query,
+                self.settings.edns_client_subnet,
+                not self.settings.disable_cookies,
+                not self.settings.disable_tcp_dso,
+                shape is not None and shape.in_dso_session,
+            )
         except QueryProblem as problem:
             if problem.bad_cookie:
                 counters["edns_cookie_formerr"] += 1
-            return self._error(query, problem, client_ip, tcp, closing)
+            return self._error(query, problem, client_ip, shape)
         subnet = _plugin_subnet(edns_req.client_subnet if edns_req is not None else None)
         prepared = self._lookup(cache, query, qend, client_ip, subnet)
-        return self._assemble(query, qend, prepared, edns_req, client_ip, tcp, closing)
+        return self._assemble(query, qend, prepared, edns_req, client_ip, shape)
 
     def _remembered_subnet_response(self, cache: AnswerCache, query: bytes, key: bytes) -> bytes | None:
         """The remembered response (``_respond_client_subnet``) to ``key``: client address + query minus ID."""
@@ -332,7 +389,7 @@ class Responder:
             prepared = self._lookup(cache, query, qend, client_ip, subnet)
         # Our option: the query's, its scope set to the answer's.
         option = query[qend + 11 : at + 3] + bytes((prepared[SCOPE],)) + address
-        response = self._assemble_bare_edns(query, qend, prepared, client_ip, False, False, option)
+        response = self._assemble_bare_edns(query, qend, prepared, client_ip, None, option)
         if responses is not None and result is not None and result.remembered:
             remembered = remembered_subnet_response(query, qend, prepared, response)
             if remembered is not None:
@@ -379,8 +436,7 @@ class Responder:
         qend: int,
         prepared: Prepared,
         client_ip: bytes,
-        tcp: bool,
-        closing: bool,
+        shape: TcpShape | None,
         subnet_option: bytes = b"",
     ) -> bytes:
         """``_assemble`` for a query whose OPT has no options (our OPT is prebuilt), or over UDP only
@@ -390,13 +446,16 @@ class Responder:
         counters["edns"] += 1
         if do:
             counters["edns_do"] += 1
-        if tcp and self.settings.tcp_pad:
+        if shape is None:
+            if subnet_option:
+                opt = self._subnet_opt_heads[1 if do else 0] + len(subnet_option).to_bytes(2, "big") + subnet_option
+            else:
+                opt = self._bare_opts[1 if do else 0]
+        elif shape.pad:
             request = EdnsRequest(512, 0, bool(do))
-            return self._assemble(query, qend, prepared, request, client_ip, tcp, closing, counted=True)
-        if subnet_option:
-            opt = self._subnet_opt_heads[1 if do else 0] + len(subnet_option).to_bytes(2, "big") + subnet_option
+            return self._assemble(query, qend, prepared, request, client_ip, shape, counted=True)
         else:
-            opt = self._bare_opts[(2 if do else 0) | (1 if tcp else 0) | (4 if closing else 0)]
+            opt = shape.bare_opts[1 if do else 0]
         flags, rcode, an, ns, ar, _scope, tail, rotations = prepared
         if rotations != 1:
             self._rotation += 1
@@ -404,7 +463,7 @@ class Responder:
         counters[_RCODE_NAMES[rcode]] += 1
         flags2 = 0x80 | flags | (query[2] & 0x01)
         question = query[12:qend]
-        if not tcp:
+        if shape is None:
             udp_size = (query[qend + 3] << 8) | query[qend + 4]
             limit = self._udp_limit_v6 if len(client_ip) == 16 else self._udp_limit_v4
             if udp_size < limit:
@@ -428,8 +487,7 @@ class Responder:
         prepared: Prepared,
         edns_req: EdnsRequest | None,
         client_ip: bytes,
-        tcp: bool,
-        closing: bool,
+        shape: TcpShape | None,
         counted: bool = False,
     ) -> bytes:
         flags, rcode, an, ns, ar, scope, tail, rotations = prepared
@@ -448,7 +506,7 @@ class Responder:
             nocookie = self.settings.max_nocookie_response
             if nocookie and nocookie < limit:
                 limit = nocookie
-            if not tcp and len(response) > limit:
+            if shape is None and len(response) > limit:
                 self.stats.udp.bump("tc")
                 return b"".join(
                     (query[:2], bytes((flags2 | _TC, rcode)), _COUNTS.pack(1, 0, 0, 0), question)
@@ -458,13 +516,13 @@ class Responder:
             counters["edns"] += 1
             if edns_req.do:
                 counters["edns_do"] += 1
-        options, cookie_ok = self._response_options(edns_req, client_ip, tcp, closing, scope)
+        options, cookie_ok = self._response_options(edns_req, client_ip, shape, scope)
         head = (query[:2], bytes((flags2, rcode)))
         body_len = 12 + len(question) + len(tail) + 11 + len(options)
-        if tcp and self.settings.tcp_pad:
+        if shape is not None and shape.pad:
             options += edns.padding_option(body_len)
         opt = edns.opt_record(0, edns_req.do, options)
-        if not tcp:
+        if shape is None:
             limit = min(
                 edns_req.udp_size,
                 self.settings.max_edns_response_v6 if len(client_ip) == 16 else self.settings.max_edns_response,
@@ -480,7 +538,7 @@ class Responder:
         return b"".join((*head, _COUNTS.pack(1, an, ns, ar + 1), question, tail, opt))
 
     def _response_options(
-        self, edns_req: EdnsRequest, client_ip: bytes, tcp: bool, closing: bool, scope: int = 0
+        self, edns_req: EdnsRequest, client_ip: bytes, shape: TcpShape | None, scope: int = 0
     ) -> tuple[bytes, bool]:
         """Our OPT's options for this query, and whether it carried a valid server cookie."""
         settings = self.settings
@@ -505,26 +563,33 @@ class Responder:
             else:
                 counters["edns_cookie_bad"] += 1
             parts.append(edns.option(edns.OPT_COOKIE, client_cookie + ours))
-        if tcp:
-            parts.append(self._keepalive_option(closing))
+        if shape is not None:
+            parts.append(shape.keepalive_option)
         if edns_req.nsid and settings.nsid is not None:
             parts.append(edns.option(edns.OPT_NSID, settings.nsid))
         return b"".join(parts), cookie_ok
 
-    def _keepalive_option(self, closing: bool) -> bytes:
-        """edns-tcp-keepalive: our idle timeout, or 0 to ask a client to close (RFC 7828)."""
-        keepalive = 0 if closing else self.settings.tcp_keepalive
-        return edns.option(edns.OPT_KEEPALIVE, struct.pack("!H", keepalive))
-
     def _error(
-        self, query: bytes, problem: QueryProblem, client_ip: bytes, tcp: bool, closing: bool
+        self, query: bytes, problem: QueryProblem, client_ip: bytes, shape: TcpShape | None
     ) -> bytes | None:
         counters = self.stats.dns.values
+        edns_req = problem.edns
+        if edns_req is not None:
+            # gdnsd counts an OPT record as it reads it, whatever the answer.
+            counters["edns"] += 1
+            if edns_req.do:
+                counters["edns_do"] += 1
         if problem.rcode is None:
             counters["dropped"] += 1
+            if problem.dso_protocol_error:
+                self.stats.tcp.values["dso_protoerr"] += 1
             return None
         rcode = problem.rcode
         counters[_RCODE_NAMES.get(rcode, "formerr")] += 1
+        if problem.header_only:
+            if edns_req is not None:
+                self._response_options(edns_req, client_ip, shape)  # counted as read, not answered
+            return query[:2] + bytes((0x80 | (query[2] & 0x78), rcode)) + _COUNTS.pack(0, 0, 0, 0)
         question = b""
         if problem.with_question:
             qend = question_end(query, 12)
@@ -533,18 +598,14 @@ class Responder:
         flags2 = 0x80 | (query[2] & 0x79)  # echo opcode and RD
         head = query[:2] + bytes((flags2, rcode & 0x0F))
         qdcount = 1 if question else 0
-        edns_req = problem.edns
         if edns_req is None:
             return head + _COUNTS.pack(qdcount, 0, 0, 0) + question
-        counters["edns"] += 1
-        if edns_req.do:
-            counters["edns_do"] += 1
         if rcode == BADVERS:
             # gdnsd sends no NSID or cookie with BADVERS, only the TCP keepalive.
-            options = self._keepalive_option(closing) if tcp else b""
+            options = shape.keepalive_option if shape is not None else b""
         else:
-            options, _ = self._response_options(edns_req, client_ip, tcp, closing)
-        if tcp and self.settings.tcp_pad:
+            options, _ = self._response_options(edns_req, client_ip, shape)
+        if shape is not None and shape.pad:
             # gdnsd pads every TCP answer carrying an OPT, errors included.
             options += edns.padding_option(12 + len(question) + 11 + len(options))
         opt = edns.opt_record(rcode >> 4, edns_req.do, options)
@@ -569,15 +630,20 @@ class Responder:
                 dynamic = DynamicQuestion(where, record)
                 cache.add_dynamic_question(key, dynamic)
                 return self._answer_dynamic(cache, key, dynamic, ClientInfo(client_ip, subnet))
-            prepared = self._prepare_static(cache, where, lname, qtype)
+            match = cache.challenges.matching(lname) if cache.challenges else None
+            prepared = self._prepare_static(cache, where, lname, qtype, match)
         cache.add_question(key, prepared)
         return prepared
 
     def _prepare_static(
-        self, cache: AnswerCache, where: lookup.Location, lname: bytes, qtype: int
+        self, cache: AnswerCache, where: lookup.Location, lname: bytes, qtype: int, match: Match | None
     ) -> Prepared:
-        """The shared tail for this decision and this question's layout (see ``answer_cache``)."""
-        if where.kind == "node" or where.kind == "wildcard":
+        """The shared tail for this decision and this question's layout (see ``answer_cache``).
+
+        ``match``: the live ACME challenges ``lname`` matches (others may
+        match where a CNAME chain ends: ``challenges.merge`` looks).
+        """
+        if match is None and (where.kind == "node" or where.kind == "wildcard"):
             rrset = where.node.get(qtype)
             if rrset is not None and rrset.rtype not in COMPRESSED_TYPES:
                 # The common answer: one RRset, owner the question, nothing to
@@ -588,6 +654,8 @@ class Responder:
                     prepared = part[id(rrset)] = plain_answer(rrset)
                 return prepared
         decision = lookup.decide_at(cache.zones, where, qtype, self._chain)
+        if cache.challenges:
+            decision = challenges.merge(decision, cache.challenges, lname, qtype, where.zone.apex, self._chain)
         content = decision.signature()
         layouts = cache.layouts[hash(content) & PART_MASK]
         layout = layouts.get(content)
@@ -646,6 +714,8 @@ class Responder:
         lname = key[:-2]
         qtype = (key[-2] << 8) | key[-1]
         decision = lookup.decide_at(cache.zones, dynamic.where, qtype, self._chain, resolve)
+        if cache.challenges:
+            decision = challenges.merge(decision, cache.challenges, lname, qtype, dynamic.where.zone.apex, self._chain)
         built, _, _ = encode_decision(decision, lname, 16 + len(lname))
         if result is None or not result.scope:
             return built
