@@ -1,8 +1,8 @@
 """gdnsd 3.8.1 vs pygdnsd, side by side on the same zones and queries; prints one table.
 
 Usage: ``.venv/bin/python bench/bench.py [CASE ...] [--seconds N] [--out DIR]``
-with CASE among udp, latency, tcp, load-big, load-warn, load-styles, load-many,
-load-many-plain (default: all).
+with CASE among udp, udp-hot, latency, tcp, geoip, geoip-new, geoip-hot, load-big, load-warn,
+load-styles, load-many, load-many-plain, load-city (default: all).
 
 * udp: the mixed query file (binary, dnsperf ``-B``: half the queries with
   EDNS+DO, a third mixed-case), open loop for N seconds. In the UDP cases
@@ -12,6 +12,11 @@ load-many-plain (default: all).
 * latency: the same file at a fixed 20k qps, every answer's latency sampled
   (dnsperf ``-v``): p50/p99.
 * tcp: the same file over TCP, several pipelining connections.
+* geoip / geoip-new / geoip-hot: DYNA names over GeoLite2 Country, every
+  query with a client-subnet option of a random network; geoip-new never
+  repeats one, geoip-hot repeats 20,000 (``geoip_data``).
+* load-city: a generated City database of realistic size under a geoip map
+  (``city_data``): checkconf and start times and RSS, as the load cases.
 * load-big / load-many: a 1M-record zone, and 1,000 zones x 1,000 records:
   ``checkconf`` wall time and peak RSS, ``start``-to-``DNS listeners started``
   time and the serving process's peak RSS. load-warn is load-big with about
@@ -45,6 +50,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import city_data
 import dnsperf
 import zonegen
 from servers import (
@@ -68,7 +74,7 @@ WARMUP_SECONDS = 3
 WARMUP_PASS_SECONDS = 120
 LATENCY_QPS = 20_000
 # Cases served over UDP: pygdnsd runs there both with its compiled fast path and pure Python.
-UDP_CASES = ("udp", "udp-hot", "latency", "geoip")
+UDP_CASES = ("udp", "udp-hot", "latency", "geoip", "geoip-new", "geoip-hot")
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,9 +194,9 @@ def serve_and_measure(
 def traffic_case(
     name: str, variants: Sequence[Variant], load: dnsperf.Load, out: Path, scratch: Path, warmup: int, run: int = 1
 ) -> list[Row]:
-    if name == "geoip":
+    if name in geoip_data.GEOIP_CASES:
         cfgdir = out / "geoip"
-        datafile = geoip_data.build_geoip(cfgdir)
+        datafile = geoip_data.build_geoip(cfgdir, geoip_data.GEOIP_CASES[name])
     else:
         cfgdir = out / "mixed"
         datafile = zonegen.build_mixed(cfgdir, hot=name.endswith("-hot"))
@@ -265,7 +271,7 @@ def render(report: Report) -> str:
 def render_traffic(rows: Sequence[Row]) -> list[str]:
     lines = []
     head = (
-        f"{'case':<8} {'run':>3} {'server':<8} {'udp/tcp':>7} {'qps':>9} {'qps/gd':>7} {'cpu us/q':>9} "
+        f"{'case':<9} {'run':>3} {'server':<8} {'udp/tcp':>7} {'qps':>9} {'qps/gd':>7} {'cpu us/q':>9} "
         f"{'cpu/gd':>7} {'sys':>4} {'mean ms':>8} {'p50 ms':>7} {'p99 ms':>7} {'p99/gd':>7} {'lost':>7} "
         f"{'sent':>9} {'RSS MB':>7}  client"
     )
@@ -274,7 +280,7 @@ def render_traffic(rows: Sequence[Row]) -> list[str]:
     for r in rows:
         g = base.get((r.case, r.run))
         lines.append(
-            f"{r.case:<8} {r.run:>3} {r.variant.server.name:<8} {r.variant.threads:>7} {_fmt(r.qps, '9.0f')} "
+            f"{r.case:<9} {r.run:>3} {r.variant.server.name:<8} {r.variant.threads:>7} {_fmt(r.qps, '9.0f')} "
             f"{_ratio(r.qps, g.qps if g else None):>7} {_fmt(r.cpu_us, '9.2f')} "
             f"{_ratio(r.cpu_us, g.cpu_us if g else None):>7} "
             f"{_fmt(None if r.sys_share is None else 100 * r.sys_share, '3.0f')}% {_fmt(r.mean_ms, '8.3f')} "
@@ -286,13 +292,13 @@ def render_traffic(rows: Sequence[Row]) -> list[str]:
     # The same answers in kind from both servers, or the comparison means nothing.
     lines.append("")
     lines += [
-        f"{r.case:<8} {r.run:>3} {r.variant.server.name:<8} {r.variant.threads:>7}  rcodes: {r.rcodes}" for r in rows
+        f"{r.case:<9} {r.run:>3} {r.variant.server.name:<8} {r.variant.threads:>7}  rcodes: {r.rcodes}" for r in rows
     ]
     # How many cores the server used while dnsperf ran (dnsperf's own run time, its
     # timeout tail included), and how they split over pygdnsd's processes.
     lines.append("")
     lines += [
-        f"{r.case:<8} {r.run:>3} {r.variant.server.name:<8} {r.variant.threads:>7}"
+        f"{r.case:<9} {r.run:>3} {r.variant.server.name:<8} {r.variant.threads:>7}"
         f"  server cores: {_fmt(r.cores, '.2f')}"
         f" (per process: {' + '.join(f'{c:.2f}' for c in r.per_process)})"
         for r in rows
@@ -364,7 +370,10 @@ def render_loads(loads: Sequence[LoadRow]) -> list[str]:
     return lines
 
 
-CASES = ("udp", "udp-hot", "latency", "tcp", "geoip", "load-big", "load-warn", "load-styles", "load-many", "load-many-plain")
+CASES = (
+    "udp", "udp-hot", "latency", "tcp", "geoip", "geoip-new", "geoip-hot", "load-big", "load-warn", "load-styles", "load-many",
+    "load-many-plain", "load-city",
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -410,7 +419,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="pygdnsd-bench-") as tmp:
         scratch = Path(tmp)
         for run in range(1, args.runs + 1):
-            for case in ("udp", "udp-hot", "latency", "tcp", "geoip"):
+            for case in ("udp", "udp-hot", "latency", "tcp", *geoip_data.GEOIP_CASES):
                 if case not in cases:
                     continue
                 mode = "tcp" if case == "tcp" else "udp"
@@ -434,6 +443,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             report.loads += load_case(
                 "load-many-plain", zonegen.build_many, "z999.example", servers, args.out, scratch, data="load-many"
             )
+        if "load-city" in cases:
+            report.loads += load_case("load-city", city_data.build_city, city_data.CITY_ZONE, servers, args.out, scratch)
     print(render(report))
     print(f"\n(total {time.monotonic() - began:.0f} s; udp/tcp = the config's udp_threads/tcp_threads)")
     return 0

@@ -1,6 +1,6 @@
 """Where pygdnsd's time goes under load: py-spy on the serving process while dnsperf runs.
 
-Usage: ``.venv/bin/python bench/profile_server.py [--case udp|udp-hot|tcp] [--threads N]
+Usage: ``.venv/bin/python bench/profile_server.py [--case udp|udp-hot|tcp|geoip] [--threads N]
 [--seconds N] [--pure]`` (``--pure``: with ``PYGDNSD_PURE=1``, the pure-Python UDP path).
 Needs py-spy (``.venv/bin/pip install py-spy``; a tool for investigating,
 not a project dependency). py-spy sees Python frames only: the compiled
@@ -31,6 +31,8 @@ import dnsperf
 import profile_summary
 import zonegen
 from servers import PYGDNSD, PYGDNSD_PURE, REPO, Running, free_port
+
+import geoip_data
 
 PY_SPY = REPO / ".venv/bin/py-spy"
 
@@ -64,7 +66,7 @@ def by_line(text: str, top: int) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--case", choices=("udp", "udp-hot", "tcp"), default="udp")
+    parser.add_argument("--case", choices=("udp", "udp-hot", "tcp", "geoip"), default="udp")
     parser.add_argument("--threads", type=int, default=1, help="udp_threads and tcp_threads")
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--pure", action="store_true", help="the pure-Python UDP path (PYGDNSD_PURE=1)")
@@ -72,8 +74,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not PY_SPY.exists():
         sys.exit(f"profile_server: {PY_SPY} missing: .venv/bin/pip install py-spy")
-    cfgdir = args.out / "mixed"
-    datafile = zonegen.build_mixed(cfgdir, hot=args.case == "udp-hot")
+    if args.case == "geoip":
+        cfgdir = args.out / "geoip"
+        datafile = geoip_data.build_geoip(cfgdir)
+    else:
+        cfgdir = args.out / "mixed"
+        datafile = zonegen.build_mixed(cfgdir, hot=args.case == "udp-hot")
     raw = args.out / "prof" / f"{args.case}-{args.threads}t.raw"
     raw.parent.mkdir(parents=True, exist_ok=True)
     port = free_port()

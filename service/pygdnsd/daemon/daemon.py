@@ -256,6 +256,8 @@ class Daemon:
         instance = self.instance
         dynamic = instance.dynamic
         gc_freeze.settle(collect=True)
+        if dynamic is not None:
+            dynamic.resolvers.start_watching()  # before the workers fork: they watch too
         instance.serve(self.sockets)
         self.acme.start()
         if dynamic is not None:
