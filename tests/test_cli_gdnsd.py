@@ -153,7 +153,7 @@ FAKE_START = textwrap.dedent(
     class EchoResponder:
         def __init__(self, zones, settings, stats):
             self.stats = stats
-        def respond(self, query, client_ip, tcp, closing=False):
+        def respond(self, query, client_ip, tcp, shape=None):
             return b"ans:" + query
 
     def fake_load(cfgdir, strict_data=False):
@@ -203,8 +203,8 @@ def test_start_serves_and_exits_0_on_signal(tmp_path: Path, signum: int) -> None
             client.sendto(b"q", ("127.0.0.1", port))
             assert client.recv(512) == b"ans:q"
         with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as client:
-            client.sendall(b"\x00\x01q")
-            assert client.recv(512) == b"\x00\x05ans:q"
+            client.sendall(b"\x00\x0ctwelve bytes")  # gdnsd's shortest TCP request: a header
+            assert client.recv(512) == b"\x00\x10ans:twelve bytes"
         os.kill(proc.pid, signum)
         assert proc.wait(timeout=5) == 0
         assert proc.stderr is not None

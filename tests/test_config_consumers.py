@@ -104,7 +104,7 @@ def test_per_address_tcp_options_reach_that_addresses_tcp_server(
         served.close_sockets()
     assert got == {
         padded: TcpLimits(
-            idle_timeout=20.0, max_clients=256, tcp_proxy=False, tcp_pad=True, disable_tcp_dso=True
+            idle_timeout=20.0, max_clients=256, tcp_proxy=False, tcp_pad=True, disable_tcp_dso=True, tcp_timeout=10
         ),
         # tcp_pad follows tcp_proxy unless the address sets it.
         proxied: TcpLimits(

@@ -133,6 +133,8 @@ def test_listen_forms_normalise_to_addresses(tmp_path: Path) -> None:
     assert (second.host, second.port, second.family) == ("::1", 53035, socket.AF_INET6)
     assert second.udp_rcvbuf == 8192 and second.tcp_timeout == 20 and not second.tcp_pad
     assert third.tcp_proxy and third.tcp_pad and third.port == 99
+    # gdnsd.config: a PROXY address gets no UDP listeners.
+    assert third.udp_threads == 0 and third.tcp_threads == first.tcp_threads
     config = load(tmp_path, "options => { listen => [ 127.0.0.1:5353, ::1, 127.1 ] }\n")
     assert [(a.host, a.port) for a in config.listen] == [
         ("127.0.0.1", 5353),

@@ -118,17 +118,78 @@ def test_challenges_encode_exactly_as_gdnsdctl_sends_them() -> None:
     assert protocol.decode_challenges(2, GDNSDCTL_CHALLENGES) == challenges
 
 
+# Names of 239 wire bytes (the most gdnsdctl takes) and 240.
+LONGEST_NAME = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 45])
+TOO_LONG_NAME = LONGEST_NAME + "d"
+
+
 @pytest.mark.parametrize(
     ("name", "payload", "message"),
     [
-        ("ex..com", "0" * 43, "Could not parse domainname 'ex..com'"),
-        ("example.com", "short", "Payload for 'example.com' is not 43 bytes long"),
-        ("example.com", "!" * 43, "Payload for 'example.com' is not base64url"),
+        # Debian's gdnsdctl 3.8.1 says exactly these (fatal:), naming the name after any prefix it dropped.
+        ("ex..com", "0" * 43, "^Could not parse domainname 'ex..com'$"),
+        ("_acme-challenge.a..b", "0" * 43, "^Could not parse domainname 'a..b'$"),
+        ("example.com", "short", "^Payload for 'example.com' is not 43 bytes long$"),
+        ("example.com", "!" * 43, "^Payload for 'example.com' has illegal base64url bytes$"),
+        (TOO_LONG_NAME, "0" * 43, f"^Domainname '{TOO_LONG_NAME}' is too long for ACME DNS-01 challenges$"),
     ],
 )
 def test_bad_challenge_arguments_name_the_problem(name: str, payload: str, message: str) -> None:
     with pytest.raises(ProtocolError, match=message):
         protocol.parse_acme_challenge(name, payload)
+
+
+@pytest.mark.parametrize(
+    ("name", "wire"),
+    [
+        # As Debian's gdnsdctl 3.8.1 encodes them (captured): lowercased, a leading
+        # "_acme-challenge." dropped (case-sensitively), "@" a label like any other.
+        ("_acme-challenge.EXAMPLE.com", b"\x07example\x03com\x00"),
+        ("_ACME-challenge.x.com", b"\x0f_acme-challenge\x01x\x03com\x00"),
+        ("ex\\065mple.com.", b"\x07example\x03com\x00"),
+        ("@", b"\x01@\x00"),
+        (".", b"\x00"),
+        (LONGEST_NAME, protocol.names.from_text(LONGEST_NAME + ".")),
+    ],
+)
+def test_challenge_names_are_encoded_as_gdnsdctl_encodes_them(name: str, wire: bytes) -> None:
+    challenge = protocol.parse_acme_challenge(name, "-" * 43)
+    assert challenge.name == wire
+    assert len(protocol.parse_acme_challenge(LONGEST_NAME, "-" * 43).name) == protocol.ACME_MAX_NAME
+
+
+# What Debian's gdnsd 3.8.1 answered to REQ_TAK2 holding two batches: a.example.com and
+# b.example.com added together 597 s before they expire, then c.example.com, 599 s
+# (captured once: v = 2 batches, d = 190 bytes).
+GDNSD_TAK2 = (
+    b"x\x00U\x02\x02"
+    b"\x0f\x01a\x07example\x03com\x000123456789012345678901234567890123456789012\x00"
+    b"\x0f\x01b\x07example\x03com\x00-123456789012345678901234567890123456789012\x00"
+    b"<\x00W\x02\x01"
+    b"\x0f\x01c\x07example\x03com\x00_123456789012345678901234567890123456789012\x00"
+)
+
+
+@pytest.mark.skipif(sys.byteorder != "little", reason="the capture is in x86's host order")
+def test_the_challenge_handoff_reads_and_writes_gdnsds_layout() -> None:
+    batches = protocol.decode_challenge_handoff(2, GDNSD_TAK2)
+    assert [(b.remaining, [(c.name, c.payload[:1]) for c in b.challenges]) for b in batches] == [
+        (597, [(b"\x01a\x07example\x03com\x00", b"0"), (b"\x01b\x07example\x03com\x00", b"-")]),
+        (599, [(b"\x01c\x07example\x03com\x00", b"_")]),
+    ]
+    assert protocol.encode_challenge_handoff(batches) == GDNSD_TAK2
+    assert len(GDNSD_TAK2) == 190
+
+
+def test_a_bad_challenge_handoff_is_refused() -> None:
+    with pytest.raises(ProtocolError):
+        protocol.decode_challenge_handoff(3, GDNSD_TAK2)
+    with pytest.raises(ProtocolError):
+        protocol.decode_challenge_handoff(1, GDNSD_TAK2)
+    with pytest.raises(ProtocolError):
+        protocol.decode_challenge_handoff(2, GDNSD_TAK2[:-1])
+    with pytest.raises(ProtocolError):  # 0 s left would read as "a full TTL" to gdnsd
+        protocol.encode_challenge_handoff([protocol.ChallengeBatch(0, (protocol.parse_acme_challenge("x", "-" * 43),))])
 
 
 def test_challenge_data_must_match_its_count() -> None:
@@ -144,13 +205,16 @@ def test_challenge_data_must_match_its_count() -> None:
     ("count", "size"),
     [
         (0, 0),
+        (0, 100),
+        (1, 0),
+        (101, 28400),
         (0x010000, 100_000_000),
         (0x010000, 10),
-        (1, 10),
-        (1, protocol.MAX_REQUEST_PAYLOAD + 1),
+        (1, 28401),
     ],
 )
 def test_impossible_challenge_sizes_are_refused_before_reading_data(count: int, size: int) -> None:
+    # gdnsd's bounds: 1-100 challenges, 1-28400 bytes; outside them it closes the connection.
     header = protocol.header_with_count(RequestKey.CHAL, count, size)
     with pytest.raises(ProtocolError, match="illegal sizes"):
         protocol.request_payload_length(header)
@@ -158,6 +222,15 @@ def test_impossible_challenge_sizes_are_refused_before_reading_data(count: int, 
     reader.feed(header.encode())
     with pytest.raises(ProtocolError):
         reader.next_request()
+
+
+def test_sizes_within_gdnsds_bounds_are_read_and_then_judged() -> None:
+    # gdnsd reads such data and answers RESP_FAIL (``decode_challenges`` fails), keeping the connection.
+    header = protocol.header_with_count(RequestKey.CHAL, 1, 10)
+    assert protocol.request_payload_length(header) == 10
+    assert protocol.request_payload_length(protocol.header_with_count(RequestKey.CHAL, 100, 28400)) == 28400
+    with pytest.raises(ProtocolError):
+        protocol.decode_challenges(1, bytes(10))
 
 
 def test_reader_frames_pipelined_and_split_requests() -> None:
@@ -180,7 +253,7 @@ def test_reader_frames_pipelined_and_split_requests() -> None:
 def test_reader_refuses_a_flood_without_a_frame() -> None:
     reader = RequestReader()
     with pytest.raises(ProtocolError):
-        reader.feed(bytes(protocol.HEADER_SIZE + protocol.MAX_REQUEST_PAYLOAD + 1))
+        reader.feed(bytes(protocol.MAX_BUFFERED + 1))
 
 
 def test_stats_handoff_round_trips_64_bit_counters() -> None:

@@ -20,7 +20,7 @@ import pytest
 from conftest import REAL_GDNSDCTL
 from daemon_support import wait_for
 from pygdnsd.control import protocol
-from pygdnsd.control.access import READ_ONLY
+from pygdnsd.control.access import READ_ONLY, Access
 from pygdnsd.control.client import ControlClient, RequestDenied, RequestFailed, TryLater
 from pygdnsd.control.server import ControlServer, Failed, Outcome, bind_unix_listener
 
@@ -42,6 +42,7 @@ class FakeDaemon:
     challenges: list[protocol.AcmeChallenge] = field(default_factory=list)
     stopped: threading.Event = field(default_factory=threading.Event)
     reload_gate: threading.Event | None = None
+    acme_outcome: Outcome | Failed = Outcome.ACK
 
     def status(self) -> tuple[tuple[int, int, int], int]:
         self.calls.append("status")
@@ -73,8 +74,10 @@ class FakeDaemon:
         self.calls.append("replace")
         return Outcome.FAIL
 
-    def acme_add(self, challenges: Sequence[protocol.AcmeChallenge]) -> Outcome:
+    def acme_add(self, challenges: Sequence[protocol.AcmeChallenge]) -> Outcome | Failed:
         self.calls.append("acme")
+        if self.acme_outcome is not Outcome.ACK:
+            return self.acme_outcome
         self.challenges.extend(challenges)
         return Outcome.ACK
 
@@ -308,6 +311,71 @@ def test_readonly_server_denies_state_changes() -> None:
             server.close()
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+CHALLENGE = protocol.parse_acme_challenge("example.com", "0123456789012345678901234567890123456789012")
+
+
+@pytest.mark.parametrize("chal_ok", [False, True])
+def test_chal_ok_lets_challenges_through_a_readonly_server(chal_ok: bool) -> None:
+    base = Path(tempfile.mkdtemp(prefix="pgctl"))
+    try:
+        path = str(base / "c.sock")
+        daemon = FakeDaemon()
+        server = ControlServer(bind_unix_listener(path), daemon, access=Access(challenges=chal_ok))
+        server.start()
+        try:
+            with ControlClient(path, 5, oneshot=True) as client:
+                if chal_ok:
+                    client.acme_dns_01([CHALLENGE])
+                else:
+                    with pytest.raises(RequestDenied):
+                        client.acme_dns_01([CHALLENGE])
+            assert daemon.challenges == ([CHALLENGE] if chal_ok else [])
+            # A fresh client: a denied REQ_CHAL's data is read as more headers (as gdnsd
+            # reads it), each answered, so the first connection is out of step.
+            with ControlClient(path, 5, oneshot=True) as client:
+                if chal_ok:
+                    client.acme_dns_01_flush()
+                else:
+                    with pytest.raises(RequestDenied):
+                        client.acme_dns_01_flush()
+                with pytest.raises(RequestDenied):
+                    client.reload_zones()
+                assert client.status().pid == FAKE_PID
+            assert daemon.challenges == []
+            assert [call for call in daemon.calls if call != "status"] == (["acme", "flush"] if chal_ok else [])
+        finally:
+            server.close()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        protocol.encode_challenges([CHALLENGE])[:-1] + b"!",  # no NUL after the payload
+        protocol.encode_challenges([CHALLENGE]) + b"\x00",  # trailing junk
+        b"\x05\x07exam" + bytes(50),  # a name running past its length
+        bytes(10),  # too little for the count
+        protocol.encode_challenges([CHALLENGE]).replace(b"0123", b"0 23"),  # not base64url
+    ],
+)
+def test_challenge_data_that_does_not_parse_fails_and_the_connection_lives(served: Served, data: bytes) -> None:
+    request = protocol.header_with_count(ord("C"), 1, len(data)).encode() + data
+    got = raw_exchange(served.socket_path, request + protocol.info_request((3, 8, 1)).encode(), want=16)
+    assert got[:8] == b"F" + bytes(7)
+    assert got[8:12] == b"A\x03\x08\x01"
+    assert served.daemon.challenges == []
+
+
+def test_a_refused_challenge_batch_fails_for_every_client(served: Served) -> None:
+    served.daemon.acme_outcome = Failed("'busy.example.' would have 201 live challenges")
+    with ControlClient(served.socket_path, 5, oneshot=True) as client, pytest.raises(RequestFailed):
+        client.acme_dns_01([CHALLENGE])
+    if REAL_GDNSDCTL.exists():
+        result = gdnsdctl(served, "acme-dns-01", "example.com", CHALLENGE.payload.decode())
+        assert (result.returncode, result.stderr) == (42, "fatal: acme-dns-01 command failed\n")
 
 
 def test_status_answers_while_a_reload_is_in_progress(served: Served) -> None:

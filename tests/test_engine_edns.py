@@ -23,6 +23,7 @@ from engine_support import (
 )
 from engine_support import ask as ask_plain
 from pygdnsd.engine.responder import Responder
+from pygdnsd.engine.tcp_shape import TcpShape
 from pygdnsd.zones.model import ZoneSet
 
 NSID, ECS, COOKIE, KEEPALIVE, PADDING = 3, 8, 10, 11, 12
@@ -32,6 +33,8 @@ SECRET = bytes(range(32))
 # big.example.com A: 40 records; 684 bytes with a plain OPT, 673 without.
 BIG_EDNS = 684
 BIG_PLAIN = 673
+# A tcp_pad listener's connection with the default tcp_timeout (37 s).
+PADDED = TcpShape.of(37, pad=True)
 
 
 zones = zones_fixture()
@@ -45,11 +48,11 @@ def ask(
     *,
     tcp: bool = False,
     client: bytes = V4,
-    closing: bool = False,
+    shape: TcpShape | None = None,
     **opt: object,
 ) -> Message:
     edns = opt_rr(**opt)  # type: ignore[arg-type]
-    return parse(engine.respond(query(name, qtype, edns=edns), client, tcp, closing))
+    return parse(engine.respond(query(name, qtype, edns=edns), client, tcp, shape))
 
 
 def cookie_from(msg: Message) -> bytes:
@@ -175,7 +178,9 @@ def test_truncated_answer_keeps_options(zones: ZoneSet) -> None:
 def test_tcp_keepalive_only_over_tcp(zones: ZoneSet) -> None:
     engine = responder(zones, tcp_keepalive=150)
     assert ask(engine, tcp=True).options == [(KEEPALIVE, b"\x00\x96")]
-    assert ask(engine, tcp=True, closing=True).options == [(KEEPALIVE, b"\x00\x00")]
+    assert ask(engine, tcp=True, shape=TcpShape.of(15, False, closing=True)).options == [(KEEPALIVE, b"\x00\x00")]
+    # A listener's own tcp_timeout (seconds) is what its connections are told.
+    assert ask(engine, tcp=True, shape=TcpShape.of(15, False)).options == [(KEEPALIVE, b"\x00\x96")]
     assert ask(engine, tcp=False, options=option(KEEPALIVE, b"")).options == []
     assert ask_plain(engine, tcp=True).opt is None
 
@@ -188,8 +193,8 @@ def test_default_keepalive_is_37_seconds(engine: Responder) -> None:
     ("name", "qtype"), [("www.example.com", A), ("big.example.com", A), ("nope.example.com", A), ("www.example.com", 255)]
 )
 def test_tcp_pad_pads_to_multiples_of_468(zones: ZoneSet, name: str, qtype: int) -> None:
-    engine = responder(zones, tcp_pad=True)
-    msg = ask(engine, name, qtype, tcp=True, options=option(COOKIE, CLIENT_COOKIE))
+    engine = responder(zones)
+    msg = ask(engine, name, qtype, tcp=True, shape=PADDED, options=option(COOKIE, CLIENT_COOKIE))
     assert len(msg.raw) % 468 == 0
     codes = [code for code, _ in msg.options]
     assert codes == [COOKIE, KEEPALIVE, PADDING]
@@ -197,21 +202,21 @@ def test_tcp_pad_pads_to_multiples_of_468(zones: ZoneSet, name: str, qtype: int)
 
 
 def test_tcp_pad_needs_edns_and_tcp(zones: ZoneSet) -> None:
-    engine = responder(zones, tcp_pad=True)
-    assert len(ask_plain(engine, tcp=True).raw) == 81
+    engine = responder(zones)
+    assert len(parse(engine.respond(query("www.example.com"), V4, True, PADDED)).raw) == 81
     assert [code for code, _ in ask(engine).options] == []
 
 
 @pytest.mark.parametrize("kind", ["badvers", "formerr"])
 def test_tcp_pad_pads_error_responses_with_an_opt(zones: ZoneSet, kind: str) -> None:
     # gdnsd 3.8.1 with tcp_pad pads BADVERS and FORMERR answers too (468 bytes).
-    engine = responder(zones, tcp_pad=True)
+    engine = responder(zones)
     if kind == "badvers":
         packet = query("www.example.com", edns=opt_rr(version=1))
     else:
         packet = query("www.example.com", edns=opt_rr())
         packet = packet[:11] + b"\x02" + packet[12:] + opt_rr()
-    msg = parse(engine.respond(packet, V4, True))
+    msg = parse(engine.respond(packet, V4, True, PADDED))
     assert msg.rcode == (16 if kind == "badvers" else 1)
     assert len(msg.raw) == 468
     assert [code for code, _ in msg.options] == [KEEPALIVE, PADDING]
@@ -456,9 +461,9 @@ def test_max_nocookie_response_applies_to_queries_without_edns(zones: ZoneSet) -
 
 
 def test_tcp_pad_with_a_bare_opt(zones: ZoneSet) -> None:
-    engine = responder(zones, tcp_pad=True)
+    engine = responder(zones)
     for closing in (False, True):
-        msg = ask(engine, tcp=True, closing=closing, do=True)
+        msg = ask(engine, tcp=True, shape=TcpShape.of(37, True, closing=closing), do=True)
         assert len(msg.raw) == 468
         assert [code for code, _ in msg.options] == [KEEPALIVE, PADDING]
         assert msg.options[0][1] == (b"\x00\x00" if closing else b"\x01\x72")

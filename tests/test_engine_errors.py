@@ -73,11 +73,6 @@ def test_dropped_packets_get_no_response(engine: Responder, packet: bytes, tcp: 
     assert engine.stats.dns["formerr"] == 0
 
 
-def test_dso_over_tcp_with_no_question_is_dropped(engine: Responder) -> None:
-    assert engine.respond(header(1, 6 << 3, 0, 0), V4, True) is None
-    assert engine.stats.dns["dropped"] == 1
-
-
 def test_dso_over_udp_is_formerr_without_question(engine: Responder) -> None:
     msg = parse(engine.respond(header(7, 6 << 3, 0, 0), V4, False))
     assert msg.rcode == 1

@@ -113,6 +113,9 @@ def test_acme_add_and_flush(daemon: object) -> None:
     payload = "0123456789012345678901234567890123456789012"
     assert said(cfg, "acme-dns-01", "www.example.com", payload) == "info: ACME DNS-01 challenges accepted\n"
     assert said(cfg, "acme-dns-01-flush") == "info: ACME DNS-01 challenges flushed\n"
+    # Actions ignore case, as gdnsdctl's do.
+    assert said(cfg, "ACME-DNS-01", "www.example.com", payload) == "info: ACME DNS-01 challenges accepted\n"
+    assert said(cfg, "Acme-Dns-01-Flush") == "info: ACME DNS-01 challenges flushed\n"
 
 
 @needs_gdnsd
@@ -229,7 +232,10 @@ def test_bad_actions_print_usage_once_connected(daemon: object, args: list[str])
     ("name", "payload", "message"),
     [
         ("ex..com", "0" * 43, "fatal: Could not parse domainname 'ex..com'\n"),
+        ("_acme-challenge.ex..com", "0" * 43, "fatal: Could not parse domainname 'ex..com'\n"),
         ("example.com", "short", "fatal: Payload for 'example.com' is not 43 bytes long\n"),
+        ("example.com", "0" * 42 + "=", "fatal: Payload for 'example.com' has illegal base64url bytes\n"),
+        ("a" * 63 + ".b" * 88, "0" * 43, f"fatal: Domainname '{'a' * 63 + '.b' * 88}' is too long for ACME DNS-01 challenges\n"),
     ],
 )
 @needs_gdnsd
@@ -238,6 +244,8 @@ def test_bad_acme_arguments_are_fatal(
 ) -> None:
     ours = our_gdnsdctl("-c", config_dir_of(daemon), "acme-dns-01", name, payload)
     assert (ours.returncode, ours.stderr) == (42, message)
+    theirs = debian_gdnsdctl("-c", config_dir_of(daemon), "acme-dns-01", name, payload)
+    assert (theirs.returncode, theirs.stderr) == (42, message)
 
 
 def test_missing_config_falls_back_to_default_run_dir(tmp_path: Path) -> None:

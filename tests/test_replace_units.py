@@ -66,7 +66,7 @@ class FakeOld:
     def expected_replacement(self) -> int | None:
         return None
 
-    def challenges(self) -> Sequence[protocol.AcmeChallenge]:
+    def challenges(self) -> Sequence[protocol.ChallengeBatch]:
         return []
 
     def pause_control_accept(self) -> None:

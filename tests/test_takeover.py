@@ -26,6 +26,7 @@ from pygdnsd.replace.takeover import (
 from pygdnsd.transport.listeners import TCP, UDP, ListenSocket, SocketSpec
 
 CHALLENGE = protocol.AcmeChallenge(b"\x07example\x03com\x00", b"a" * 43)
+BATCH = protocol.ChallengeBatch(421, (CHALLENGE,))
 
 
 @dataclass
@@ -71,9 +72,9 @@ class OldDaemon:
         return SocketSpec(host, port, socket.AF_INET, kind, 0)
 
     # TakeoverSource
-    def challenges(self) -> Sequence[protocol.AcmeChallenge]:
+    def challenges(self) -> Sequence[protocol.ChallengeBatch]:
         self.calls.append("challenges")
-        return [CHALLENGE]
+        return [BATCH]
 
     def pause_control_accept(self) -> None:
         self.calls.append("pause")
@@ -181,7 +182,7 @@ def test_full_takeover_loses_no_datagram_and_carries_stats(conversation: Convers
     try:
         assert client.info() == (protocol.COMPAT_VERSION, 777)
         client.announce()
-        assert client.challenges() == [CHALLENGE]
+        assert client.challenges() == [BATCH]
         # Let the old daemon answer part of the traffic first (sequencing, bounded).
         deadline = time.monotonic() + 5
         while len(old.seen) < 50 and time.monotonic() < deadline:

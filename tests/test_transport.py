@@ -15,6 +15,7 @@ from conftest import free_port
 from daemon_support import wait_for
 from pygdnsd.config.options import ListenAddress
 from pygdnsd.engine.stats import Stats
+from pygdnsd.engine.tcp_shape import TcpShape
 from pygdnsd.transport.listeners import (
     DEFAULT_UDP_RCVBUF,
     IP_PKTINFO,
@@ -33,7 +34,7 @@ WAIT = 5.0
 
 
 class FakeResponder:
-    """Answers ``b"ans:" + query``; ``b"DROP"`` gets no answer; ``b"HOLD"`` waits for ``release``."""
+    """Answers ``b"ans:" + query``; ``b"DROP..."`` gets no answer; ``b"HOLD..."`` waits for ``release``."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[bytes, bytes, bool, bool]] = []
@@ -41,13 +42,14 @@ class FakeResponder:
         self.release = threading.Event()
 
     def respond(
-        self, query: bytes, client_ip: bytes, tcp: bool, closing: bool = False
+        self, query: bytes, client_ip: bytes, tcp: bool, shape: TcpShape | None = None
     ) -> bytes | None:
-        self.calls.append((query, client_ip, tcp, closing))
-        if query == b"HOLD":
+        # Recorded: whether the answer asks a TCP client to close (keepalive 0).
+        self.calls.append((query, client_ip, tcp, shape is not None and shape.keepalive == 0))
+        if query.startswith(b"HOLD"):
             self.holding.set()
             assert self.release.wait(WAIT)
-        if query == b"DROP":
+        if query.startswith(b"DROP"):
             return None
         return b"ans:" + query
 
@@ -146,17 +148,22 @@ def udp_exchange(host: str, port: int, payload: bytes) -> bytes:
         return client.recv(4096)
 
 
-# Every UDP test runs on the batched path (recvmmsg/sendmmsg) and the portable one.
-BATCHED = pytest.mark.parametrize("batched", [True, False], ids=["mmsg", "socket"])
+# Every UDP test runs on the batched paths (recvmmsg/sendmmsg: compiled, ctypes) and the portable one.
+PATHS: dict[str, dict[str, bool]] = {
+    "compiled": {"compiled": True},
+    "mmsg": {"compiled": False},
+    "socket": {"batched": False},
+}
+ON_EVERY_PATH = pytest.mark.parametrize("path", list(PATHS))
 
 
-@BATCHED
+@ON_EVERY_PATH
 @pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
-def test_udp_answers(host: str, batched: bool) -> None:
+def test_udp_answers(host: str, path: str) -> None:
     port = free_port(host)
     opened = open_listeners([endpoint(host, port, udp=2, tcp=0)])
     responder, stats = FakeResponder(), Stats()
-    server = UdpServer(opened, responder, stats, batched=batched)
+    server = UdpServer(opened, responder, stats, **PATHS[path])
     server.start()
     try:
         assert udp_exchange(host, port, b"q1") == b"ans:q1"
@@ -171,10 +178,10 @@ def test_udp_answers(host: str, batched: bool) -> None:
     assert {(call[1], call[2]) for call in responder.calls} == {(packed, False)}
 
 
-@BATCHED
-def test_udp_no_answer_when_responder_drops(listeners_v4: list[ListenSocket], batched: bool) -> None:
+@ON_EVERY_PATH
+def test_udp_no_answer_when_responder_drops(listeners_v4: list[ListenSocket], path: str) -> None:
     udp = of_kind(listeners_v4, UDP)
-    server = UdpServer(udp, FakeResponder(), Stats(), batched=batched)
+    server = UdpServer(udp, FakeResponder(), Stats(), **PATHS[path])
     server.start()
     port = udp[0].spec.port
     try:
@@ -188,9 +195,9 @@ def test_udp_no_answer_when_responder_drops(listeners_v4: list[ListenSocket], ba
     server.stop()  # a second stop is harmless
 
 
-@BATCHED
+@ON_EVERY_PATH
 @pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
-def test_udp_pktinfo_path_answers_from_query_destination(host: str, batched: bool) -> None:
+def test_udp_pktinfo_path_answers_from_query_destination(host: str, path: str) -> None:
     # Binding a wildcard address is off limits in tests: the pktinfo path is
     # exercised on a loopback socket that the spec claims is 0.0.0.0 or ::.
     port = free_port(host)
@@ -204,7 +211,7 @@ def test_udp_pktinfo_path_answers_from_query_destination(host: str, batched: boo
     wildcard = "::" if family == socket.AF_INET6 else "0.0.0.0"
     listener = ListenSocket(SocketSpec(wildcard, port, family, UDP, 0), sock)
     responder = FakeResponder()
-    server = UdpServer([listener], responder, Stats(), batched=batched)
+    server = UdpServer([listener], responder, Stats(), **PATHS[path])
     server.start()
     try:
         with socket.socket(family, socket.SOCK_DGRAM) as client:
@@ -233,11 +240,11 @@ def test_reply_pktinfo_uses_destination_as_source() -> None:
     assert reply_pktinfo(socket.SOL_SOCKET, 1, b"x") is None
 
 
-@BATCHED
-def test_udp_stop_leaves_queued_datagrams_in_socket(listeners_v4: list[ListenSocket], batched: bool) -> None:
+@ON_EVERY_PATH
+def test_udp_stop_leaves_queued_datagrams_in_socket(listeners_v4: list[ListenSocket], path: str) -> None:
     udp = of_kind(listeners_v4, UDP)
     responder = FakeResponder()
-    server = UdpServer(udp, responder, Stats(), batched=batched)
+    server = UdpServer(udp, responder, Stats(), **PATHS[path])
     server.start()
     port = udp[0].spec.port
     stopper = threading.Thread(target=server.stop)
@@ -327,13 +334,13 @@ def test_tcp_framing(host: str) -> None:
     fixture = TcpFixture(host)
     try:
         client = fixture.connect()
-        client.sendall(frame(b"hello"))
-        assert read_frame(client) == b"ans:hello"
+        client.sendall(frame(b"hello, world"))
+        assert read_frame(client) == b"ans:hello, world"
         # A query split across writes is reassembled.
-        client.sendall(frame(b"split")[:3])
+        client.sendall(frame(b"split in two")[:3])
         time.sleep(0.05)  # the two writes arrive apart: the pause is what is tested
-        client.sendall(frame(b"split")[3:])
-        assert read_frame(client) == b"ans:split"
+        client.sendall(frame(b"split in two")[3:])
+        assert read_frame(client) == b"ans:split in two"
     finally:
         fixture.close()
     assert fixture.stats.tcp["reqs"] == 2
@@ -343,14 +350,14 @@ def test_tcp_framing(host: str) -> None:
 
 def test_tcp_pipelined_queries_answered_in_order(tcp: TcpFixture) -> None:
     client = tcp.connect()
-    queries = [f"query-{i}".encode() for i in range(10)]
+    queries = [f"query-number-{i}".encode() for i in range(10)]
     client.sendall(b"".join(frame(q) for q in queries))
     assert [read_frame(client) for _ in queries] == [b"ans:" + q for q in queries]
 
 
 def test_tcp_client_close_counted(tcp: TcpFixture) -> None:
     client = tcp.connect()
-    client.sendall(frame(b"x"))
+    client.sendall(frame(b"close counted"))
     read_frame(client)
     client.close()
     wait_for(lambda: tcp.stats.tcp["close_c"] != 0, WAIT)
@@ -365,13 +372,32 @@ def test_tcp_zero_length_closes_connection(tcp: TcpFixture) -> None:
     assert tcp.stats.tcp["close_s_err"] == 1
     # The server is still serving.
     other = tcp.connect()
-    other.sendall(frame(b"ok"))
-    assert read_frame(other) == b"ans:ok"
+    other.sendall(frame(b"still serving"))
+    assert read_frame(other) == b"ans:still serving"
+
+
+@pytest.mark.parametrize("length", [1, 11, 1025, 0xFFFF])
+def test_tcp_request_length_outside_gdnsds_bounds_closes_connection(tcp: TcpFixture, length: int) -> None:
+    # gdnsd takes 12 (a DNS header) to 1024 bytes per request.
+    client = tcp.connect()
+    client.sendall(length.to_bytes(2, "big") + bytes(min(length, 100)))
+    assert closed_by_server(client)
+    assert (tcp.stats.tcp["recvfail"], tcp.stats.tcp["close_s_err"], tcp.stats.tcp["reqs"]) == (1, 1, 0)
+
+
+def test_tcp_end_of_stream_inside_a_message_is_a_receive_failure(tcp: TcpFixture) -> None:
+    client = tcp.connect()
+    client.sendall(frame(b"whole message") + frame(b"half a message")[:7])
+    assert read_frame(client) == b"ans:whole message"
+    client.shutdown(socket.SHUT_WR)
+    assert closed_by_server(client)
+    assert wait_for(lambda: tcp.stats.tcp["close_s_err"] == 1, WAIT)
+    assert (tcp.stats.tcp["recvfail"], tcp.stats.tcp["close_c"]) == (1, 0)
 
 
 def test_tcp_dropped_query_closes_connection(tcp: TcpFixture) -> None:
     client = tcp.connect()
-    client.sendall(frame(b"DROP"))
+    client.sendall(frame(b"DROP this one"))
     assert closed_by_server(client)
     assert tcp.stats.tcp["close_s_err"] == 1
 
@@ -380,8 +406,8 @@ def test_tcp_idle_timeout() -> None:
     fixture = TcpFixture(idle=0.3)
     try:
         idle = fixture.connect()
-        idle.sendall(frame(b"once"))
-        assert read_frame(idle) == b"ans:once"
+        idle.sendall(frame(b"once and idle"))
+        assert read_frame(idle) == b"ans:once and idle"
         assert closed_by_server(idle)
     finally:
         fixture.close()
@@ -393,17 +419,17 @@ def test_tcp_client_limit_closes_most_idle() -> None:
     try:
         first, second = fixture.connect(), fixture.connect()
         for client in (first, second):
-            client.sendall(frame(b"a"))
-            assert read_frame(client) == b"ans:a"
+            client.sendall(frame(b"a" * 12))
+            assert read_frame(client) == b"ans:" + b"a" * 12
         # ``first`` is now more recently active than ``second``.
-        first.sendall(frame(b"b"))
-        assert read_frame(first) == b"ans:b"
+        first.sendall(frame(b"b" * 12))
+        assert read_frame(first) == b"ans:" + b"b" * 12
         third = fixture.connect()
-        third.sendall(frame(b"c"))
-        assert read_frame(third) == b"ans:c"
+        third.sendall(frame(b"c" * 12))
+        assert read_frame(third) == b"ans:" + b"c" * 12
         assert closed_by_server(second)
-        first.sendall(frame(b"d"))
-        assert read_frame(first) == b"ans:d"
+        first.sendall(frame(b"d" * 12))
+        assert read_frame(first) == b"ans:" + b"d" * 12
     finally:
         fixture.close()
     assert fixture.stats.tcp["close_s_kill"] == 1
@@ -411,19 +437,19 @@ def test_tcp_client_limit_closes_most_idle() -> None:
 
 def test_tcp_stop_answers_what_was_sent_then_closes(tcp: TcpFixture) -> None:
     client = tcp.connect()
-    client.sendall(frame(b"HOLD"))
+    client.sendall(frame(b"HOLD then go"))
     assert tcp.responder.holding.wait(WAIT)
-    client.sendall(frame(b"late"))
+    client.sendall(frame(b"late arrival"))
     stopper = threading.Thread(target=tcp.server.stop)
     stopper.start()
     assert wait_for(lambda: tcp.server.threads.stopping, WAIT)
     tcp.responder.release.set()
-    assert read_frame(client) == b"ans:HOLD"
-    assert read_frame(client) == b"ans:late"
+    assert read_frame(client) == b"ans:HOLD then go"
+    assert read_frame(client) == b"ans:late arrival"
     assert closed_by_server(client)
     stopper.join(WAIT)
     assert not stopper.is_alive()
-    assert tcp.responder.calls[-1] == (b"late", socket.inet_aton("127.0.0.1"), True, True)
+    assert tcp.responder.calls[-1] == (b"late arrival", socket.inet_aton("127.0.0.1"), True, True)
     assert tcp.stats.tcp["close_s_ok"] == 1
     # The listening socket stays open (for a replace) but is no longer served.
     assert tcp.listeners[0].sock.fileno() >= 0

@@ -49,10 +49,10 @@ def strict(name: str, line: int | None, ours: str, theirs: str) -> Case:
 
 
 CASES = [
-    Case("no_soa", EC, None, "has no SOA record", "has no SOA record"),
+    Case("no_soa", EC, 1, "has no SOA record", "has no SOA record"),  # its first record's line: gdnsd names none
     Case("two_soa", EC, 6, "SOA defined twice", "SOA defined twice"),
     Case("soa_not_apex", EC, 6, "SOA record can only be defined for the root", "SOA record can only be defined"),
-    Case("no_ns", EC, None, "has no NS records", "has no NS records"),
+    Case("no_ns", EC, 1, "has no NS records", "has no NS records"),  # the SOA's line: gdnsd names none
     Case("cname_beside_data", EC, 6, "CNAME not allowed alongside other data", "CNAME not allowed alongside"),
     Case("cname_at_apex", EC, 1, "CNAME not allowed alongside other data", "CNAME not allowed alongside"),
     Case("cname_loop", EC, 6, "CNAME chain more than 16 deep", "CNAME chain at least 16 RRs deep"),

@@ -319,33 +319,6 @@ def test_fast_path_loads_dynamic_zones(tmp_path: Path) -> None:
     assert www(model.ZoneSet({APEX: fast}))[model.DYNA] == model.DynamicRRset(model.DYNA, 300, (), "simplefo", "sf", 30)
 
 
-@pytest.mark.parametrize("case", BAD, ids=lambda case: case.name)
-def test_bad_dynamic_zone_refused_on_the_fast_path(
-    case: Bad, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(fastload, "load_slowly", _no_slow_path)
-    cfg = config_dir(tmp_path, case.body, case.options)
-    with pytest.raises(ZoneError) as info:
-        ours(cfg)
-    assert info.value.line == FIRST_LINE + case.line - 1
-    assert case.ours in info.value.problem
-
-
-@pytest.mark.parametrize("case", GOOD, ids=lambda case: case.name)
-def test_good_dynamic_zone_on_the_fast_path(
-    case: Good, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(fastload, "load_slowly", _no_slow_path)
-    zones, _ = ours(config_dir(tmp_path, case.body))
-    assert www(zones, case.owner)[case.rtype] == model.DynamicRRset(
-        case.rtype, case.ttl, (), case.plugin, case.resource, case.min_ttl
-    )
-
-
-def _no_slow_path(*_: object, **__: object) -> model.Zone:
-    raise AssertionError("a DYNA/DYNC zone went to the slow whole-file path")
-
-
 def test_dynamic_zone_among_many_parallel_zones(tmp_path: Path) -> None:
     """Enough zones for the forked workers: the DYNA zone is still checked and built."""
     cfg = config_dir(tmp_path, "www 300/30 DYNA simplefo!sf")

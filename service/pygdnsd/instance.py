@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pygdnsd.config.options import Config, ListenAddress, load_config
+from pygdnsd.engine.challenges import ChallengeSet
 from pygdnsd.engine.responder import EngineSettings, Responder
 from pygdnsd.engine.stats import Stats
 from pygdnsd.errors import ConfigError
@@ -81,6 +82,9 @@ def read_config(cfgdir: Path, strict_data: bool = False) -> Config:
     for warning in config.warnings:
         log.warning("%s", warning)
     for address in config.listen:
+        if address.tcp_proxy:
+            log.info("DNS listener threads (%d TCP PROXY) configured for %s", address.tcp_threads, address.label)
+            continue
         log.info(
             "DNS listener threads (%d UDP + %d TCP) configured for %s",
             address.udp_threads,
@@ -124,6 +128,10 @@ class Instance:
         # Totals are read (control STAT, /metrics) while workers retire into ``stats``:
         # the switch from "pool counts them" to "stats holds them" is atomic under it.
         self._totals = threading.Lock()
+        # Zones and challenges change from different threads (a reload, the
+        # control socket, challenge expiry): one at a time, so that neither
+        # swap undoes the other and workers hear challenge sets in order.
+        self._swap = threading.Lock()
 
     @property
     def processes(self) -> int:
@@ -162,6 +170,18 @@ class Instance:
             monitor = self.dynamic.monitor if self.dynamic is not None else None
             self._workers = workers.WorkerPool(shares, self.responder, self.stats, monitor)
             self._workers.start()
+
+    def set_zones(self, zones: ZoneSet) -> None:
+        """Answer from ``zones`` from now on (the workers: once ``refresh_workers`` forked new ones)."""
+        with self._swap:
+            self.responder.set_zones(zones)
+
+    def set_challenges(self, live: ChallengeSet) -> None:
+        """Answer with the ACME challenges ``live``, here and in every worker, before returning."""
+        with self._swap:
+            self.responder.set_challenges(live)
+            if self._workers is not None:
+                self._workers.push_challenges(live)
 
     def refresh_workers(self) -> None:
         """After a zone reload: workers forked before it hold the old data."""

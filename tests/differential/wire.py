@@ -33,18 +33,24 @@ def _recv_exact(sock: socket.socket, count: int) -> bytes | None:
     return data
 
 
+def read_message(sock: socket.socket) -> bytes | None:
+    """The next length-framed message on a TCP connection, or None if the server
+    closed or reset it (or stayed silent for the socket's timeout) first."""
+    try:
+        head = _recv_exact(sock, 2)
+        if head is None:
+            return None
+        return _recv_exact(sock, struct.unpack("!H", head)[0])
+    except (TimeoutError, ConnectionResetError):
+        return None
+
+
 def ask_tcp(address: tuple[str, int], packet: bytes, timeout: float = ANSWER_TIMEOUT) -> bytes | None:
     """The message answering ``packet`` over a fresh TCP connection, or None if the
     server closed the connection (or stayed silent for ``timeout``) without one."""
     with socket.create_connection(address, timeout=timeout) as sock:
         sock.sendall(struct.pack("!H", len(packet)) + packet)
-        try:
-            head = _recv_exact(sock, 2)
-            if head is None:
-                return None
-            return _recv_exact(sock, struct.unpack("!H", head)[0])
-        except (TimeoutError, ConnectionResetError):
-            return None
+        return read_message(sock)
 
 
 def ask(address: tuple[str, int], packet: bytes, tcp: bool, timeout: float = ANSWER_TIMEOUT) -> bytes | None:

@@ -125,7 +125,8 @@ def parse_args(argv: Sequence[str], prog: str = "gdnsdctl") -> Options:
             values["ignore_dead"] = True
     if not rest:
         raise Usage()
-    return Options(action=rest[0], args=tuple(rest[1:]), **values)  # type: ignore[arg-type]
+    # Actions are matched ignoring case, as gdnsdctl's strcasecmp() does.
+    return Options(action=rest[0].lower(), args=tuple(rest[1:]), **values)  # type: ignore[arg-type]
 
 
 def check_action(options: Options) -> None:

@@ -559,6 +559,8 @@ def _listen_address(
                     f"{per_address.key_pos[key]}: invalid per-address listen option {key!r}"
                 )
         settings.setdefault("tcp_pad", proxy)
+        if proxy:
+            settings["udp_threads"] = 0  # gdnsd.config(5): no UDP listeners for a PROXY address
     return ListenAddress(address.host, address.port, **settings)  # type: ignore[arg-type]
 
 

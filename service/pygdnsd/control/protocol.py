@@ -39,19 +39,24 @@ MAX_COUNT = 0xFFFFFF
 # so that gdnsd peers apply their 3.8.1 compatibility rules to us.
 COMPAT_VERSION = (3, 8, 1)
 
-# Largest request payload a server accepts. Only REQ_CHAL carries one: each
-# challenge is at most 1 + 255 + 43 + 1 bytes and gdnsdctl sends <= 100 per
-# request, so 1 MiB leaves ample room for other clients and none for abuse.
-MAX_REQUEST_PAYLOAD = 1 << 20
+ACME_PAYLOAD_LEN = 43
+# gdnsd's bounds on one REQ_CHAL: at most 100 challenges (gdnsdctl's most per
+# call), each a name of at most 239 wire bytes (so that ``_acme-challenge.``
+# before it still fits 255) with its payload, so at most 100 * (240 + 44) bytes.
+ACME_MAX_PER_GDNSDCTL = 100
+ACME_MAX_NAME = 239
+# Each encoded challenge: name length byte, name, payload, NUL terminator.
+_MAX_CHALLENGE_SIZE = 1 + ACME_MAX_NAME + ACME_PAYLOAD_LEN + 1
+MAX_CHALLENGE_DATA = ACME_MAX_PER_GDNSDCTL * _MAX_CHALLENGE_SIZE  # 28400
+_ACME_PAYLOAD_RE = re.compile(rb"[A-Za-z0-9_-]{43}")
+
+# Largest request payload a server accepts: only REQ_CHAL carries one.
+MAX_REQUEST_PAYLOAD = MAX_CHALLENGE_DATA
+# Most bytes a server buffers from one client before they form requests:
+# pipelined requests arrive many per read, so room for far more than one.
+MAX_BUFFERED = 1 << 20
 # Largest response payload a client accepts (stats/states JSON, challenge dumps).
 MAX_RESPONSE_PAYLOAD = 64 << 20
-
-ACME_PAYLOAD_LEN = 43
-ACME_MAX_PER_GDNSDCTL = 100
-# Each encoded challenge: name length byte, name, payload, NUL terminator.
-_MIN_CHALLENGE_SIZE = 1 + 1 + ACME_PAYLOAD_LEN + 1
-_MAX_CHALLENGE_SIZE = 1 + names.MAX_NAME + ACME_PAYLOAD_LEN + 1
-_ACME_PAYLOAD_RE = re.compile(rb"[A-Za-z0-9_-]{43}")
 
 
 class ProtocolError(GdnsdError):
@@ -226,18 +231,16 @@ def challenge_request(challenges: Sequence[AcmeChallenge]) -> Request:
 def request_payload_length(header: Header) -> int:
     """Bytes of data following a request header (only REQ_CHAL has any).
 
-    Raises ProtocolError for a challenge header whose sizes cannot be right:
-    the stream cannot be trusted after that, so the connection must close.
+    Raises ProtocolError for a challenge header outside gdnsd's bounds (1-100
+    challenges, 1-28400 bytes): the stream cannot be trusted after that, so
+    the connection must close, as gdnsd closes it. Sizes within the bounds
+    that do not fit the count are read, and the request fails
+    (``decode_challenges``) on a connection that stays usable, as in gdnsd.
     """
     if header.key != RequestKey.CHAL:
         return 0
     count, size = header.count, header.d
-    if (
-        count == 0
-        or size > MAX_REQUEST_PAYLOAD
-        or size < count * _MIN_CHALLENGE_SIZE
-        or size > count * _MAX_CHALLENGE_SIZE
-    ):
+    if not 0 < count <= ACME_MAX_PER_GDNSDCTL or not 0 < size <= MAX_CHALLENGE_DATA:
         raise ProtocolError(f"challenge request has illegal sizes ({count} count, {size} data)")
     return size
 
@@ -304,21 +307,34 @@ class AcmeChallenge:
             raise ProtocolError(
                 f"ACME payload must be {ACME_PAYLOAD_LEN} base64url characters, got {self.payload!r}"
             )
-        if not 1 <= len(self.name) <= names.MAX_NAME or self.name[-1:] != names.ROOT:
+        if not _is_wire_name(self.name):
             raise ProtocolError(f"ACME challenge name {self.name!r} is not a wire-format name")
+        if len(self.name) > ACME_MAX_NAME:
+            raise ProtocolError(
+                f"ACME challenge name {names.to_text(self.name)} is over {ACME_MAX_NAME} bytes: "
+                "_acme-challenge before it would not fit a name"
+            )
 
 
 def parse_acme_challenge(name_text: str, payload_text: str) -> AcmeChallenge:
-    """A challenge from gdnsdctl-style arguments; errors read like gdnsdctl's."""
+    """A challenge from gdnsdctl's arguments, checked and worded as gdnsdctl does.
+
+    A leading ``_acme-challenge.`` is dropped (gdnsdctl forgives it), and
+    ``@`` is a label like any other here, not an origin.
+    """
+    if name_text.startswith("_acme-challenge."):
+        name_text = name_text[len("_acme-challenge.") :]
     try:
-        name = names.from_text(name_text, names.ROOT)
+        name = b"\x01@\x00" if name_text == "@" else names.from_text(name_text, names.ROOT)
     except names.NameError_ as exc:
         raise ProtocolError(f"Could not parse domainname '{name_text}'") from exc
+    if len(name) > ACME_MAX_NAME:
+        raise ProtocolError(f"Domainname '{name_text}' is too long for ACME DNS-01 challenges")
     payload = payload_text.encode("utf-8", "surrogateescape")
     if len(payload) != ACME_PAYLOAD_LEN:
         raise ProtocolError(f"Payload for '{name_text}' is not {ACME_PAYLOAD_LEN} bytes long")
     if not _ACME_PAYLOAD_RE.fullmatch(payload):
-        raise ProtocolError(f"Payload for '{name_text}' is not base64url")
+        raise ProtocolError(f"Payload for '{name_text}' has illegal base64url bytes")
     return AcmeChallenge(name, payload)
 
 
@@ -334,7 +350,12 @@ def encode_challenges(challenges: Iterable[AcmeChallenge]) -> bytes:
 
 
 def decode_challenges(count: int, data: bytes) -> list[AcmeChallenge]:
-    """Inverse of encode_challenges; the data must hold exactly ``count`` challenges."""
+    """Inverse of encode_challenges; the data must hold exactly ``count`` challenges.
+
+    Stricter than gdnsd, which serves whatever 43 bytes follow a name: a
+    payload must be base64url and end in its NUL, as gdnsdctl sends it, so
+    that no client puts arbitrary bytes into our TXT answers.
+    """
     found: list[AcmeChallenge] = []
     pos = 0
     while pos < len(data):
@@ -358,6 +379,8 @@ def decode_challenges(count: int, data: bytes) -> list[AcmeChallenge]:
 
 
 def _is_wire_name(name: bytes) -> bool:
+    if not 1 <= len(name) <= names.MAX_NAME:
+        return False
     pos = 0
     while pos < len(name):
         label_len = name[pos]
@@ -367,6 +390,59 @@ def _is_wire_name(name: bytes) -> bool:
             return False
         pos += 1 + label_len
     return False
+
+
+@dataclass(frozen=True)
+class ChallengeBatch:
+    """Challenges added together (one REQ_CHAL), which expire together.
+
+    ``remaining``: whole seconds left before they expire, as REQ_TAK2 hands
+    them over (0 would mean "a full acme_challenge_ttl" to gdnsd, so a batch
+    is only handed over with at least one second left).
+    """
+
+    remaining: int
+    challenges: tuple[AcmeChallenge, ...]
+
+
+# Before each batch in a REQ_TAK2 answer: its data length, its remaining
+# seconds (both 16 bits, host order) and its challenge count (gdnsd 3.8.1's
+# layout, captured from it: tests/test_control_protocol.py).
+_BATCH_HEAD = struct.Struct("=HHB")
+
+
+def encode_challenge_handoff(batches: Iterable[ChallengeBatch]) -> bytes:
+    """The data of a REQ_TAK2 answer (``v``: the number of batches)."""
+    out = bytearray()
+    for batch in batches:
+        if not 0 < len(batch.challenges) <= ACME_MAX_PER_GDNSDCTL or not 0 < batch.remaining <= 0xFFFF:
+            raise ProtocolError(
+                f"cannot hand over a batch of {len(batch.challenges)} challenges with {batch.remaining}s left"
+            )
+        data = encode_challenges(batch.challenges)
+        out += _BATCH_HEAD.pack(len(data), batch.remaining, len(batch.challenges))
+        out += data
+    return bytes(out)
+
+
+def decode_challenge_handoff(count: int, data: bytes) -> list[ChallengeBatch]:
+    """Inverse of encode_challenge_handoff: exactly ``count`` batches."""
+    batches: list[ChallengeBatch] = []
+    pos = 0
+    while pos < len(data):
+        if len(batches) >= count:
+            raise ProtocolError(f"challenge hand-off holds more than the {count} batches announced")
+        if pos + _BATCH_HEAD.size > len(data):
+            raise ProtocolError("challenge hand-off is truncated")
+        size, remaining, items = _BATCH_HEAD.unpack_from(data, pos)
+        pos += _BATCH_HEAD.size
+        if pos + size > len(data):
+            raise ProtocolError("challenge hand-off is truncated")
+        batches.append(ChallengeBatch(remaining, tuple(decode_challenges(items, data[pos : pos + size]))))
+        pos += size
+    if len(batches) != count:
+        raise ProtocolError(f"challenge hand-off holds {len(batches)} batches, {count} announced")
+    return batches
 
 
 # --- takeover stats handoff -------------------------------------------------
@@ -418,7 +494,7 @@ class RequestReader:
 
     def feed(self, data: bytes) -> None:
         self._buffer += data
-        if len(self._buffer) > HEADER_SIZE + MAX_REQUEST_PAYLOAD:
+        if len(self._buffer) > MAX_BUFFERED:
             raise ProtocolError("client sent more data than any request can hold")
 
     def next_request(self) -> Request | None:

@@ -36,9 +36,10 @@ from typing import TYPE_CHECKING
 
 from pygdnsd.control import json_answers, tcp_listeners
 from pygdnsd.control import server as control_server
-from pygdnsd.control.protocol import COMPAT_VERSION, AcmeChallenge
+from pygdnsd.control.protocol import COMPAT_VERSION, AcmeChallenge, ChallengeBatch
 from pygdnsd.control.server import ControlServer, Failed, Outcome
 from pygdnsd.daemon import gc_freeze
+from pygdnsd.daemon.challenges import ChallengesRefused, HandedOver, LiveChallenges
 from pygdnsd.daemon.daemonize import StartupReport
 from pygdnsd.daemon.lock import (
     LOCK_NAME,
@@ -66,6 +67,7 @@ from pygdnsd.status.timeline import RELOAD, REPLACE, Event, Timeline, TimelineVi
 from pygdnsd.status.zone_facts import ZoneCensus, ZoneFacts
 from pygdnsd.systemd import notify, socket_activation
 from pygdnsd.systemd.watchdog import Heartbeat
+from pygdnsd.transport import fastpath
 from pygdnsd.transport.listeners import UDP, ListenSocket, SocketSpec, open_tcp, open_udp, specs_for
 from pygdnsd.zones.model import ZoneSet
 from pygdnsd.zones.reload import ZoneReloader
@@ -107,6 +109,8 @@ class Daemon:
         self.started_at = time.monotonic()
         self.lock: InstanceLock | None = None
         self.instance = Instance(loaded)
+        # ACME DNS-01 challenges (gdnsdctl acme-dns-01), carried over a replace (REQ_TAK2).
+        self.acme = LiveChallenges(config.acme_challenge_ttl, config.acme_challenge_dns_ttl, self.instance.set_challenges)
         self.sockets: list[ListenSocket] = []
         # Sockets systemd passed per (host, port, kind): carried over every replace.
         self.activated_counts: dict[tuple[str, int, str], int] = {}
@@ -282,7 +286,10 @@ class Daemon:
         instance = self.instance
         dynamic = instance.dynamic
         gc_freeze.settle(collect=True)
+        if dynamic is not None:
+            dynamic.resolvers.start_watching()  # before the workers fork: they watch too
         instance.serve(self.sockets)
+        self.acme.start()
         if dynamic is not None:
             dynamic.monitor.start()
         # Only now: a reload replaces the workers, which must exist first.
@@ -307,6 +314,7 @@ class Daemon:
             self.watcher = ZonesWatcher(self.config.zones_dir, self.reloader.request)
             self.watcher.start()
             log.info("zones_auto_reload: watching '%s' (%s)", self.config.zones_dir, self.watcher.mode)
+        log.info("UDP answered by the %s", fastpath.chosen().description)
         log.info("DNS listeners started")
 
     def absorb_stats(self, final: dict[str, dict[str, int]]) -> None:
@@ -330,8 +338,11 @@ class Daemon:
         )
         self.status_server.start()
 
+    def adopt_challenges(self, batches: Sequence[ChallengeBatch]) -> None:
+        self.acme.adopt(batches)
+
     def _swap_zones(self, zones: ZoneSet) -> None:
-        self.instance.responder.set_zones(zones)
+        self.instance.set_zones(zones)
         self.zones_loaded_at = time.time()
         # After the swap, so the new generation's (still empty) caches are frozen too.
         gc_freeze.settle(collect=False)
@@ -378,6 +389,7 @@ class Daemon:
             self.watcher.close()
         if self.instance.dynamic is not None:
             self.instance.dynamic.monitor.stop()
+        self.acme.close()
         self.instance.stop()
         self.instance.close_sockets()
         for listener in self.sockets:
@@ -506,8 +518,8 @@ class Daemon:
     def expected_replacement(self) -> int | None:
         return None  # our replacement is a grandchild: any PID may take over
 
-    def challenges(self) -> Sequence[AcmeChallenge]:
-        return []
+    def challenges(self) -> Sequence[ChallengeBatch]:
+        return self.acme.handoff()
 
     def pause_control_accept(self) -> None:
         if self.control is not None:
@@ -554,6 +566,7 @@ class Daemon:
         log.error("%s: takeover failed (%s): serving on", OLD_DAEMON_LOG_PREFIX, reason)
         if not self._replace_running:  # a REQ_REPL of ours records its own outcome
             self.timeline.record(Event(REPLACE, time.time(), 0.0, False, f"takeover failed: {reason}"))
+        self.acme.resume()
         if self.control is not None:
             self.control.resume_accepting()
 
@@ -563,14 +576,24 @@ class Daemon:
         self.retired = True
         self.request_stop(HANDED_OVER_MESSAGE)
 
-    def acme_add(self, challenges: Sequence[AcmeChallenge]) -> Outcome:
-        del challenges
-        log.error("acme-dns-01: not implemented yet")
-        return Outcome.FAIL
+    def acme_add(self, challenges: Sequence[AcmeChallenge]) -> Outcome | Failed:
+        try:
+            self.acme.add(challenges)
+        except HandedOver:
+            log.info("Deferring acme-dns-01 request while replace in progress")
+            return Outcome.LATER
+        except ChallengesRefused as exc:
+            log.error("acme-dns-01: refused: %s", exc)
+            return Failed(str(exc))
+        return Outcome.ACK
 
     def acme_flush(self) -> Outcome:
-        log.error("acme-dns-01-flush: not implemented yet")
-        return Outcome.FAIL
+        try:
+            self.acme.flush()
+        except HandedOver:
+            log.info("Deferring acme-dns-01-flush request while replace in progress")
+            return Outcome.LATER
+        return Outcome.ACK
 
 
 Loader = Callable[[Path, bool], Loaded]

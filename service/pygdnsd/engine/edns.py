@@ -56,6 +56,9 @@ class EdnsRequest:
     # How many client-subnet options the query carried, malformed ones
     # included: gdnsd counts each in ``edns_clientsub`` (and echoes the last).
     client_subnets: int = 0
+    # The query carried an edns-tcp-keepalive option (RFC 7828): a protocol
+    # error inside a DSO session (RFC 8490 7.1), otherwise ignored.
+    keepalive: bool = False
 
 
 def parse_opt(rclass: int, ttl: int, rdata: bytes, with_subnet: bool, with_cookies: bool) -> EdnsRequest:
@@ -78,6 +81,7 @@ def _parse_options(udp_size: int, do: bool, rdata: bytes, with_subnet: bool, wit
     cookie = None
     subnet = None
     subnets = 0
+    keepalive = False
     pos = 0
     end = len(rdata)
     try:
@@ -100,13 +104,15 @@ def _parse_options(udp_size: int, do: bool, rdata: bytes, with_subnet: bool, wit
             elif code == OPT_CLIENT_SUBNET and with_subnet:
                 subnets += 1
                 subnet = _parse_client_subnet(rdata[pos : pos + length])
+            elif code == OPT_KEEPALIVE:
+                keepalive = True
             pos += length
     except EdnsFormatError as bad:
         # gdnsd reads options in order: its FORMERR carries an OPT answering
         # those read before the bad one (cookie, NSID, subnet echo).
-        bad.request = EdnsRequest(udp_size, 0, do, nsid, cookie, subnet, subnets)
+        bad.request = EdnsRequest(udp_size, 0, do, nsid, cookie, subnet, subnets, keepalive)
         raise
-    return EdnsRequest(udp_size, 0, do, nsid, cookie, subnet, subnets)
+    return EdnsRequest(udp_size, 0, do, nsid, cookie, subnet, subnets, keepalive)
 
 
 def _parse_client_subnet(data: bytes) -> ClientSubnet:

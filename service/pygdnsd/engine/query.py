@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import struct
 
-from pygdnsd.engine import edns, lookup
+from pygdnsd.engine import dso, edns, lookup
 from pygdnsd.engine.edns import EdnsFormatError, EdnsRequest
 from pygdnsd.zones import model, names
 
 # The extended rcode of a query whose OPT asks for an EDNS version above 0.
 BADVERS = 16
-# DNS Stateful Operations (RFC 8490).
-_OPCODE_DSO = 6
 
 _RR_FIXED = struct.Struct("!HHIH")
 
@@ -35,12 +33,19 @@ class QueryProblem(Exception):
         with_question: bool = False,
         request: EdnsRequest | None = None,
         bad_cookie: bool = False,
+        header_only: bool = False,
+        dso_protocol_error: bool = False,
     ) -> None:
         super().__init__(rcode)
         self.rcode = rcode  # None: send nothing
         self.with_question = with_question
         self.edns = request  # answer with an OPT record when the query had a usable one
         self.bad_cookie = bad_cookie
+        # A DSO message that is not a session request: a bare header, no OPT (gdnsd).
+        self.header_only = header_only
+        # An edns-tcp-keepalive option inside a DSO session (RFC 8490 7.1.2): no
+        # answer, and the connection is aborted.
+        self.dso_protocol_error = dso_protocol_error
 
 
 def question_end(query: bytes, pos: int) -> int | None:
@@ -62,23 +67,31 @@ def question_end(query: bytes, pos: int) -> int | None:
     return pos + 4
 
 
-def parse(query: bytes, tcp: bool, with_subnet: bool, with_cookies: bool) -> tuple[int, EdnsRequest | None]:
+def parse(
+    query: bytes,
+    with_subnet: bool,
+    with_cookies: bool,
+    with_dso: bool = True,
+    in_dso_session: bool = False,
+) -> tuple[int, EdnsRequest | None]:
     """Check a query's header and question; return the question's end and its EDNS request.
 
     Raises ``QueryProblem`` for a query that gets no answer, saying which
     responses echo the question and carry an OPT record. As gdnsd, every
-    question and record is read first (a malformed one: FORMERR), then
+    question and record is read first (a malformed one: FORMERR; an
+    edns-tcp-keepalive option ``in_dso_session``: a protocol error), then
     the EDNS version (BADVERS), the opcode (NOTIMP), the question count.
     ``with_subnet``/``with_cookies``: see ``edns.parse_opt``.
+
+    The DSO opcode (``with_dso``, unless ``disable_tcp_dso``) reaches here
+    over UDP or with records: FORMERR, a bare header (RFC 8490 5.1, 5.4);
+    a TCP session request goes to ``dso.answer`` instead. Without DSO it is
+    an opcode like any other: NOTIMP.
     """
     if len(query) < 12 or query[2] & 0x80:
         raise QueryProblem(None)
     opcode = (query[2] >> 3) & 0x0F
     qdcount = (query[4] << 8) | query[5]
-    if opcode == _OPCODE_DSO:
-        # Not spoken here; gdnsd stays silent on TCP session setup and calls
-        # it malformed over UDP.
-        raise QueryProblem(None if tcp and qdcount == 0 else lookup.RCODE_FORMERR)
     qend = pos = 12
     if qdcount:
         end = question_end(query, 12)
@@ -96,11 +109,19 @@ def parse(query: bytes, tcp: bool, with_subnet: bool, with_cookies: bool) -> tup
         try:
             request = _parse_additional(query, pos, with_subnet, with_cookies)
         except EdnsFormatError as bad:
+            if in_dso_session and bad.request is not None and bad.request.keepalive:
+                # gdnsd stops at the keepalive option, before the malformed one.
+                raise QueryProblem(None, request=bad.request, dso_protocol_error=True) from None
             raise QueryProblem(lookup.RCODE_FORMERR, with_question, bad.request, bad.cookie) from None
         except QueryProblem:
             raise QueryProblem(lookup.RCODE_FORMERR, with_question) from None
-    if request is not None and request.version != 0:
-        raise QueryProblem(BADVERS, with_question, request)
+    if request is not None:
+        if in_dso_session and request.keepalive:
+            raise QueryProblem(None, request=request, dso_protocol_error=True)
+        if request.version != 0:
+            raise QueryProblem(BADVERS, with_question, request)
+    if opcode == dso.OPCODE and with_dso:
+        raise QueryProblem(lookup.RCODE_FORMERR, request=request, header_only=True)
     if opcode != 0:
         raise QueryProblem(lookup.RCODE_NOTIMP, with_question, request)
     if qdcount == 1:

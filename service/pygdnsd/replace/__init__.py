@@ -18,7 +18,11 @@ every takeover request (``takeover.TakeoverClient`` on the new side,
 2. REQ_TAK1 (pid)      -> ACK; the old daemon is now locked onto this PID and
                           answers other state-changing clients RESP_LATR
                           (that part is the control server's).  LATR/FAIL: refused.
-3. REQ_TAK2 (pid)      -> ACK (v: count, d: bytes) + the live ACME challenges.
+3. REQ_TAK2 (pid)      -> ACK (v: batches, d: bytes) + the live ACME challenges,
+                          each batch with its whole seconds left (gdnsd's
+                          layout: ``protocol.encode_challenge_handoff``);
+                          from then on the old daemon answers challenge
+                          changes RESP_LATR (``daemon.challenges``).
 4. REQ_TAKE (pid)      -> the old daemon stops accepting control connections
                           and sends ACK (v: fd count, d: metadata bytes), the
                           metadata JSON, and the descriptors as SCM_RIGHTS

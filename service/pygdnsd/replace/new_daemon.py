@@ -32,11 +32,11 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from pygdnsd.control.protocol import ResponseKey
+from pygdnsd.control.protocol import ChallengeBatch, ResponseKey
 from pygdnsd.daemon.daemonize import StartupReport, reader_gone
 from pygdnsd.daemon.initscript_verbs import wait_gone
 from pygdnsd.daemon.lock import AlreadyRunning
@@ -141,6 +141,10 @@ class Successor(StartSteps, Protocol):
 
     def absorb_stats(self, final: dict[str, dict[str, int]]) -> None:
         """Add the old daemon's final counters to ours."""
+        ...
+
+    def adopt_challenges(self, batches: Sequence[ChallengeBatch]) -> None:
+        """Serve the old daemon's live ACME challenges (REQ_TAK2) for what is left of their lifetimes."""
         ...
 
 
@@ -307,7 +311,7 @@ def take_over(daemon: Successor) -> Predecessor | None:
     )
     client.step_timeout = STEP_TIMEOUT
     try:
-        client.challenges()
+        daemon.adopt_challenges(client.challenges())
         taken = client.take()
     except GdnsdError:
         client.close()

@@ -64,7 +64,9 @@ class HandoffSet:
 class TakeoverSource(Protocol):
     """What the old daemon does at each step. Called from the takeover thread."""
 
-    def challenges(self) -> Sequence[protocol.AcmeChallenge]: ...
+    def challenges(self) -> Sequence[protocol.ChallengeBatch]:
+        """The live ACME challenges for REQ_TAK2, each batch with its whole seconds left."""
+        ...
 
     def pause_control_accept(self) -> None:
         """Stop accept()ing on the control listener; connections queue in the kernel."""
@@ -152,8 +154,8 @@ def serve_takeover(
             if key == RequestKey.INFO:
                 _send(conn, protocol.info_ack(protocol.COMPAT_VERSION, os.getpid()))
             elif key == RequestKey.TAK2:
-                challenges = list(source.challenges())
-                _send(conn, protocol.data_ack(protocol.encode_challenges(challenges), len(challenges)))
+                batches = list(source.challenges())
+                _send(conn, protocol.data_ack(protocol.encode_challenge_handoff(batches), len(batches)))
             elif key == RequestKey.TAKE and not took:
                 source.pause_control_accept()
                 took = True

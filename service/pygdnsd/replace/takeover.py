@@ -150,14 +150,14 @@ class TakeoverClient:
         """REQ_TAK1: lock the old daemon onto us."""
         self._request(protocol.takeover_request(RequestKey.TAK1, self.pid))
 
-    def challenges(self) -> list[protocol.AcmeChallenge]:
-        """REQ_TAK2: the live ACME challenges."""
+    def challenges(self) -> list[protocol.ChallengeBatch]:
+        """REQ_TAK2: the live ACME challenges, each batch with its whole seconds left."""
         header = self._request(protocol.takeover_request(RequestKey.TAK2, self.pid))
         if header.d > protocol.MAX_RESPONSE_PAYLOAD:
             raise TakeoverError(f"challenge hand-off of {header.d} bytes is over the limit")
         data = self._recv_exact(header.d, time.monotonic() + self.step_timeout, "the challenges")
         try:
-            return protocol.decode_challenges(header.count, data) if header.count else []
+            return protocol.decode_challenge_handoff(header.count, data)
         except protocol.ProtocolError as exc:
             raise TakeoverError(f"bad challenge hand-off: {exc}") from exc
 

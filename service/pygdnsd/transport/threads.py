@@ -21,8 +21,9 @@ JOIN_SECONDS = 5.0
 class ServingThreads:
     """The threads of one transport (``kind`` names it in log lines)."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, join_seconds: float = JOIN_SECONDS) -> None:
         self.kind = kind
+        self.join_seconds = join_seconds
         self.stopping = False
         self.wake_fd, self._wake_w = os.pipe()
         self._threads: list[threading.Thread] = []
@@ -40,14 +41,14 @@ class ServingThreads:
         os.write(self._wake_w, b"!")
 
     def stop(self) -> None:
-        """Stop every thread; returns once none will read again (or after JOIN_SECONDS each)."""
+        """Stop every thread; returns once none will read again (or after ``join_seconds`` each)."""
         if self._wake_w < 0:
             return  # stopped already
         self.request_stop()
         for thread in self._threads:
-            thread.join(JOIN_SECONDS)
+            thread.join(self.join_seconds)
             if thread.is_alive():
-                log.error("%s thread %s did not stop within %s s", self.kind, thread.name, JOIN_SECONDS)
+                log.error("%s thread %s did not stop within %s s", self.kind, thread.name, self.join_seconds)
         self._threads.clear()
         os.close(self.wake_fd)
         os.close(self._wake_w)

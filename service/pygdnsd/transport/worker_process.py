@@ -4,7 +4,8 @@ After the fork the worker keeps only what it serves: its share's listening
 sockets and its pipe to the instance (plus stdio and the log daemons'
 sockets). It starts its own UDP and TCP threads (threads do not survive a
 fork), then follows the instance over the pipe: monitored states to adopt,
-requests for its counters, the order to stop. It stops as the instance
+live ACME challenges to serve (acknowledged once served), requests for its
+counters, the order to stop. It stops as the instance
 does (stop reading, answer what TCP clients sent), on that order, on
 SIGTERM/SIGINT, when the pipe reaches EOF, or when the instance dies
 (PR_SET_PDEATHSIG), and its last message carries its final counts.
@@ -28,7 +29,7 @@ from types import FrameType
 from pygdnsd.engine.stats import Stats
 from pygdnsd.monitoring.monitor import Monitor
 from pygdnsd.monitoring.sttl import Sttl
-from pygdnsd.transport.answerer import Answerer
+from pygdnsd.transport.answerer import ChallengeAnswerer
 from pygdnsd.transport.listeners import ListenSocket
 from pygdnsd.transport.tcp import TcpLimits, TcpServer
 from pygdnsd.transport.udp import UdpServer
@@ -37,6 +38,7 @@ log = logging.getLogger("gdnsd")
 
 # Messages over a worker's pipe (pickled tuples, the kind first).
 STATES = "states"  # instance -> worker: {name: (down, ttl, forced)}
+CHALLENGES = "challenges"  # instance -> worker: a ChallengeSet; worker -> instance: served from now on
 STATS = "stats"  # instance -> worker: a request; worker -> instance: the counts
 STOP = "stop"  # instance -> worker
 FINAL = "final"  # worker -> instance: the counts, as it exits
@@ -151,7 +153,9 @@ def _blank_all_but(keep: set[int]) -> None:
         os.close(null)
 
 
-def serve_share(share: Share, responder: Answerer, stats: Stats, monitor: Monitor | None, conn: Connection) -> None:
+def serve_share(
+    share: Share, responder: ChallengeAnswerer, stats: Stats, monitor: Monitor | None, conn: Connection
+) -> None:
     """A worker's life after fork: serve ``share`` until told to stop or orphaned."""
     stats.reset()  # the fork copied the instance's counts
     servers: list[UdpServer | TcpServer] = [
@@ -172,6 +176,9 @@ def serve_share(share: Share, responder: Answerer, stats: Stats, monitor: Monito
             kind = message[0]
             if kind == STATES and monitor is not None:
                 monitor.adopt(states_from(message[1]))
+            elif kind == CHALLENGES:
+                responder.set_challenges(message[1])
+                conn.send((CHALLENGES,))
             elif kind == STATS:
                 conn.send((STATS, stats.snapshot()))
             elif kind == STOP:
@@ -190,7 +197,9 @@ def serve_share(share: Share, responder: Answerer, stats: Stats, monitor: Monito
         conn.send((FINAL, stats.snapshot()))
 
 
-def become_worker(share: Share, responder: Answerer, stats: Stats, monitor: Monitor | None, pipe: socket.socket, parent: int) -> int:
+def become_worker(
+    share: Share, responder: ChallengeAnswerer, stats: Stats, monitor: Monitor | None, pipe: socket.socket, parent: int
+) -> int:
     """The worker's whole life, right after fork; its exit status."""
     die_with(parent)
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -22,6 +22,18 @@ Why this shape:
 * Monitored states are small and change often: the instance pushes each new
   snapshot to every worker over its pipe (``Monitor.adopt`` there), so
   DYNA/DYNC answers in workers follow within milliseconds.
+* Live ACME challenges reach workers the same way, as a whole new
+  ``ChallengeSet`` after each change (added, flushed, expired), but the push
+  waits for every worker to say it serves it: a CHAL or CHALF is
+  acknowledged to its client only then, so no process answers from the old
+  set after the ACK (gdnsd's RCU swap promises the same for its threads).
+  Why not the reload's way (fork new workers)? Stopping every worker would
+  pause their sockets for each certificate's challenge, and a set of
+  challenges is small: kilobytes over the pipe. Why not shared memory? The
+  answering path would need a lock or a version check on every query;
+  with a push, each worker swaps one reference, as a reload does in the
+  instance. Expiry is decided in the instance alone (``daemon.challenges``),
+  so no worker serves a challenge its instance has let go.
 * Counters: each worker counts from zero; the instance asks for them over
   the pipe when it needs totals, and adds a worker's final counts to
   ``retired`` when it exits.
@@ -53,12 +65,14 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from typing import NoReturn
+from typing import Any, NoReturn
 
+from pygdnsd.engine.challenges import ChallengeSet
 from pygdnsd.engine.stats import Stats
 from pygdnsd.monitoring.monitor import Monitor
-from pygdnsd.transport.answerer import Answerer
+from pygdnsd.transport.answerer import ChallengeAnswerer
 from pygdnsd.transport.worker_process import (
+    CHALLENGES,
     FINAL,
     READY,
     STATS,
@@ -141,7 +155,7 @@ class WorkerPool:
     def __init__(
         self,
         shares: Sequence[Share],
-        responder: Answerer,
+        responder: ChallengeAnswerer,
         stats: Stats,
         monitor: Monitor | None,
     ) -> None:
@@ -206,18 +220,48 @@ class WorkerPool:
     def _ask_counts(self, worker: _Worker) -> Counts | None:
         try:
             worker.conn.send((STATS,))
-            if worker.conn.poll(REPLY_SECONDS):
-                kind, counts = worker.conn.recv()
-                if kind == STATS:
-                    worker.last = counts
-                    return counts  # type: ignore[no-any-return]
-                if kind == FINAL:  # it is stopping on its own (a signal)
-                    self._retire(worker, counts)
-                    return None
-            log.warning("worker %d (PID %d) did not report its counts in time", worker.number, worker.pid)
-        except (OSError, EOFError):
-            pass  # dying: the watcher retires it with its last counts
+        except OSError:
+            return worker.last  # dying: the watcher retires it with its last counts
+        reply = self._reply(worker, STATS, "report its counts")
+        if reply is not None:
+            counts: Counts = reply[1]
+            worker.last = counts
+            return counts
         return worker.last
+
+    def _reply(self, worker: _Worker, kind: str, what: str) -> tuple[Any, ...] | None:
+        """The worker's answer of ``kind`` (None: it is stopping or dying, or silent past REPLY_SECONDS)."""
+        try:
+            if worker.conn.poll(REPLY_SECONDS):
+                message = worker.conn.recv()
+                if message[0] == kind:
+                    return message  # type: ignore[no-any-return]
+                if message[0] == FINAL:  # it is stopping on its own (a signal)
+                    self._retire(worker, message[1])
+                    return None
+            log.warning("worker %d (PID %d) did not %s in time", worker.number, worker.pid, what)
+        except (OSError, EOFError):
+            pass  # dying: the watcher retires it
+        return None
+
+    def push_challenges(self, live: ChallengeSet) -> None:
+        """Make every worker serve ``live``; returns once each said so (or is known gone, or silent).
+
+        The instance's own responder must serve ``live`` already: a worker
+        forked meanwhile starts with it.
+        """
+        if os.getpid() != self._pid:
+            return
+        with self._talk:
+            sent = []
+            for worker in list(self._workers.values()):
+                try:
+                    worker.conn.send((CHALLENGES, live))
+                except OSError:
+                    continue  # dying: a new one forks from the instance, with ``live``
+                sent.append(worker)
+            for worker in sent:
+                self._reply(worker, CHALLENGES, "take the new ACME challenges")
 
     def _push_states(self, _changed: frozenset[str]) -> None:
         if os.getpid() != self._pid or self.monitor is None:

@@ -1,14 +1,14 @@
-"""One zone file -> ``model.Zone`` on the fast path: parsed (``parsing``), checked (``rules``), built.
+"""One zone file -> ``model.Zone``: parsed (``parsing``), checked (``rules``), built.
 
-A zone read here equals what the reference path (``zonefile`` then
-``tree.build_zone``, since removed) built, with the same warnings at the
-same lines, in the same order (``tests/test_zone_fastload.py`` checks it
-against that path's recorded results). A zone that breaks a whole-zone rule
-raises ``ZoneError``, worded by ``rules.worded``; a record the slow reader
-refuses is worded as it words it (``parsing.RefusedRecord``). DYNA/DYNC
-are checked here too, with the resolver plugins. A file whose layout the
-fast loop refuses as a whole raises ``Irregular``: ``load_slowly`` reads
-it, for the same rules.
+Every zone file is read this way, whatever its syntax (the one parser may
+read a rare record more slowly, that record alone). A zone read here
+equals what the reference path (a slow reader then ``tree.build_zone``,
+since removed) built, with the same warnings at the same lines, in the same
+order (``tests/test_zone_fastload.py`` checks it against that path's
+recorded results). A zone that breaks a whole-zone rule raises
+``ZoneError``, worded by ``rules.worded``; a syntax error raises
+``parsing.RefusedRecord`` (a ``ZoneError``: ``file:line``), the first in
+file order. DYNA/DYNC are checked here too, with the resolver plugins.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from pygdnsd.zones.parsing import (
     Remark,
     ZonePiece,
     parse_piece,
-    piece_of_records,
     within,
 )
 from pygdnsd.zones.rules import (
@@ -40,9 +39,9 @@ from pygdnsd.zones.rules import (
     worded,
 )
 from pygdnsd.zones.settings import ZoneSettings
-from pygdnsd.zones.zonefile import ParseOptions, parse_zone_file
+from pygdnsd.zones.source import open_zone_text
 
-__all__ = ["Irregular", "collector_paused", "finish", "load_slowly", "load_zone"]
+__all__ = ["collector_paused", "finish", "load_zone"]
 
 
 def load_zone(
@@ -53,7 +52,7 @@ def load_zone(
     plugins: DynamicTargets | None = None,
     dynamic: bool = True,
 ) -> model.Zone:
-    """The zone in ``path``; ``Irregular`` for a layout the fast loop does not read (see ``load_slowly``).
+    """The zone in ``path``; its first problem raises ``ZoneError``.
 
     The warnings go to ``report`` (by default, the log). ``plugins`` check
     DYNA/DYNC targets (without them, a zone holding one is refused); with
@@ -62,10 +61,7 @@ def load_zone(
     """
     if report is None:
         report = Reporter(settings.strict_data)
-    try:
-        handle = open(path, encoding="utf-8", errors="surrogateescape", newline="")  # noqa: SIM115 - closed below
-    except OSError:
-        raise Irregular("unreadable") from None
+    handle = open_zone_text(path)
     # The file's lines one at a time: no copy of the text, no list of its lines.
     with handle, collector_paused():
         try:
@@ -75,28 +71,6 @@ def load_zone(
         if zone.dynamic and not dynamic:
             raise Irregular("DYNA/DYNC")
         return finish(zone, path, settings, report, plugins=plugins)
-
-
-def load_slowly(
-    path: str, apex: bytes, settings: ZoneSettings, report: Reporter | None = None, plugins: DynamicTargets | None = None
-) -> model.Zone:
-    """The zone in ``path`` read by the slow reader (``zonefile``), checked by the same rules as ``load_zone``.
-
-    For the files ``load_zone`` refuses as a whole (``Irregular``: a layout
-    its loop does not read); the slow reader words their syntax errors.
-    """
-    if report is None:
-        report = Reporter(settings.strict_data)
-    with collector_paused():
-        records = parse_zone_file(path, apex, ParseOptions.of(settings))
-        try:
-            zone = piece_of_records(records, path, apex, settings)
-        except Broken as broken:
-            raise _worded(broken, path, apex, settings, report) from None
-        del records
-        return finish(zone, path, settings, report, plugins=plugins)
-
-
 
 
 @contextlib.contextmanager
@@ -207,15 +181,6 @@ def _reread(path: str, apex: bytes, settings: ZoneSettings, owners: frozenset[by
 
     The rules checked while reading are let pass (the zone is known to break one).
     """
-    try:
-        handle = open(path, encoding="utf-8", errors="surrogateescape", newline="")  # noqa: SIM115 - closed below
-    except OSError:
-        raise Irregular("unreadable") from None
-    with handle:
-        try:
-            return parse_piece(handle, path, apex, settings, watch=owners, lenient=True)
-        except Irregular:
-            pass  # a file the fast loop refuses: it was read slowly the first time too
-    records = parse_zone_file(path, apex, ParseOptions.of(settings))
-    return piece_of_records(records, path, apex, settings, watch=owners, lenient=True)
+    with open_zone_text(path) as handle:
+        return parse_piece(handle, path, apex, settings, watch=owners, lenient=True)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from pygdnsd.errors import ZoneError
 from pygdnsd.log import warnings_held
-from pygdnsd.zones import fastload, model, names, parallel
+from pygdnsd.zones import model, names, parallel
 from pygdnsd.zones.messages import DynamicTargets
 from pygdnsd.zones.settings import ZoneSettings
 
@@ -108,10 +108,7 @@ def load_zones(
     zones: dict[bytes, model.Zone] = {}
     with _frozen_once_built(), warnings_held():
         # Zone by zone in file order, so the first error and the warnings come as without workers.
-        for path_text, apex, zone in parallel.load(files, settings, dynamic):
-            if zone is None:
-                # A layout the fast loop refuses as a whole: the slow reader, the same rules.
-                zone = fastload.load_slowly(path_text, apex, settings, plugins=dynamic)
+        for apex, zone in parallel.load(files, settings, dynamic):
             zones[apex] = zone
         if naming_error is not None:
             raise naming_error

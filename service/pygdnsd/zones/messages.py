@@ -15,8 +15,8 @@ from typing import Protocol, runtime_checkable
 from pygdnsd.errors import ZoneError
 from pygdnsd.log import frequent_warning
 from pygdnsd.zones import model, names, rdata
+from pygdnsd.zones.model import Record
 from pygdnsd.zones.settings import ZoneSettings
-from pygdnsd.zones.zonefile import Record
 
 log = logging.getLogger("pygdnsd.zones")
 

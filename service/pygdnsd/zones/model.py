@@ -119,6 +119,27 @@ class DynamicRRset(RRset):
 
 
 @dataclass(frozen=True, slots=True)
+class Record:
+    """One resource record as read from a zone file, before the whole-zone checks and clamping.
+
+    Only some records are kept as such while loading (the SOA, DYNA/DYNC,
+    a record the parser reads slowly). ``ttl`` is the TTL written (or the
+    ``$TTL`` default). For DYNA/DYNC ``rdata`` is the ``plugin!resource``
+    text (utf-8), ``ttl`` the MAX of the ``MAX/MIN`` syntax and ``dyn_min``
+    its MIN (0 when not written: gdnsd then takes half of MAX, and so it
+    does for a written 0).
+    """
+
+    owner: bytes
+    rtype: int
+    ttl: int
+    rdata: bytes
+    path: str
+    line: int
+    dyn_min: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Zone:
     """One zone: every name in it, and where its delegations are.
 

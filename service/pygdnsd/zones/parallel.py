@@ -17,8 +17,7 @@ is raised here in its turn, in file order, so the first error reads
 exactly as it would without workers; a file read in pieces that does not
 go together (an error, a worker that died) is read again in one pass.
 What a worker leaves (a zone with DYNA/DYNC, whose RRsets do not travel;
-``Irregular``: a layout the fast loop refuses) is read here in its turn,
-by the fast path or, if it refuses it, the caller's slow reader. The
+a worker that died) is read here in its turn. The
 warnings of zones a worker read are logged here, in file order, when its
 result is taken; those of a file read in pieces, once the pieces are merged.
 """
@@ -41,8 +40,8 @@ from typing import Any
 from pygdnsd.errors import ZoneError
 from pygdnsd.zones import fastload, model, parsing, pieces, rules
 from pygdnsd.zones.messages import DynamicTargets, Reporter
+from pygdnsd.zones.model import Record
 from pygdnsd.zones.settings import ZoneSettings
-from pygdnsd.zones.zonefile import Record
 
 log = logging.getLogger("pygdnsd.zones")
 
@@ -130,15 +129,11 @@ def _add_nodes(portable: PortableNodes, into: dict[bytes, model.Node]) -> dict[b
     return shared
 
 
-def _portable_zone(zone: model.Zone | None) -> tuple[Any, ...] | None:
-    if zone is None:
-        return None
+def _portable_zone(zone: model.Zone) -> tuple[Any, ...]:
     return (zone.apex, zone.serial, _portable_nodes(zone.nodes), tuple(zone.cuts), zone.source)
 
 
-def _rebuilt_zone(portable: tuple[Any, ...] | None) -> model.Zone | None:
-    if portable is None:
-        return None
+def _rebuilt_zone(portable: tuple[Any, ...]) -> model.Zone:
     apex, serial, nodes, cuts, source = portable
     rebuilt: dict[bytes, model.Node] = {}
     _add_nodes(nodes, rebuilt)
@@ -282,16 +277,6 @@ def _scratch_file() -> int:
         return handle
 
 
-def _fast(path: str, apex: bytes, settings: ZoneSettings, plugins: DynamicTargets | None) -> model.Zone | None:
-    """The zone on the fast path, or ``None``; a refused record is the zone's first error (raised)."""
-    try:
-        return fastload.load_zone(path, apex, settings, plugins=plugins)
-    except parsing.RefusedRecord:
-        raise
-    except parsing.Irregular:
-        return None
-
-
 # A zone's error as a worker sends it: (problem, path, line).
 PortableError = tuple[str, "str | None", "int | None"]
 
@@ -336,12 +321,12 @@ def _groups(files: list[tuple[str, bytes]], sizes: list[int], count: int) -> lis
 
 def _batch(
     files: list[tuple[str, bytes]], sizes: list[int], settings: ZoneSettings, plugins: DynamicTargets | None
-) -> Iterator[tuple[str, bytes, model.Zone | None]]:
+) -> Iterator[tuple[bytes, model.Zone]]:
     groups = _groups(files, sizes, settings.threads)
     workers = [_Worker([functools.partial(_read_group, group, settings)]) for group in groups[1:] if group]
     try:
         for path, apex in groups[0]:
-            yield path, apex, _fast(path, apex, settings, plugins)
+            yield apex, fastload.load_zone(path, apex, settings, plugins=plugins)
         for group, worker in zip((g for g in groups[1:] if g), workers, strict=True):
             answer = worker.result()
             fallback: list[tuple[Any, list[Warning_], PortableError | None]] = [(None, [], None)] * len(group)
@@ -354,11 +339,11 @@ def _batch(
                     raise ZoneError(*error)
                 if portable is None:
                     # What the worker left (DYNA/DYNC, whose RRsets do not travel; a worker that died): read here.
-                    yield path, apex, _fast(path, apex, settings, plugins)
+                    yield apex, fastload.load_zone(path, apex, settings, plugins=plugins)
                     continue
                 with fastload.collector_paused():
                     zone = _rebuilt_zone(portable)
-                yield path, apex, zone
+                yield apex, zone
     finally:
         for worker in workers:
             worker.reap()
@@ -369,13 +354,13 @@ class _OnePass(Exception):
     could not read), but one pass over the whole file may still read the zone."""
 
 
-def _split(path: str, apex: bytes, settings: ZoneSettings, plugins: DynamicTargets | None = None) -> model.Zone | None:
+def _split(path: str, apex: bytes, settings: ZoneSettings, plugins: DynamicTargets | None = None) -> model.Zone:
     """One big file read in pieces, one per process, merged in file order; else in one pass."""
     try:
         return _in_pieces(path, apex, settings, plugins)
     except _OnePass:
         pass  # out of the except block first: its traceback would keep the pieces alive
-    return _fast(path, apex, settings, plugins)
+    return fastload.load_zone(path, apex, settings, plugins=plugins)
 
 
 def _in_pieces(path: str, apex: bytes, settings: ZoneSettings, plugins: DynamicTargets | None) -> model.Zone:
@@ -390,7 +375,8 @@ def _in_pieces(path: str, apex: bytes, settings: ZoneSettings, plugins: DynamicT
     def read(begin: int, end: int, start: parsing.Start) -> parsing.ZonePiece | None:
         try:
             with fastload.collector_paused():
-                return parsing.parse_piece(source[0][begin:end].split("\n"), path, apex, settings, start)
+                lines = source[0][begin:end].split("\n")
+                return parsing.parse_piece(lines, path, apex, settings, start, ends_file=end == len(source[0]))
         except parsing.RefusedRecord:
             if begin:
                 return None  # a later piece's: an earlier piece may hold an earlier error
@@ -439,8 +425,8 @@ def _in_pieces(path: str, apex: bytes, settings: ZoneSettings, plugins: DynamicT
 
 def load(
     files: list[tuple[str, bytes]], settings: ZoneSettings, plugins: DynamicTargets | None = None
-) -> Iterator[tuple[str, bytes, model.Zone | None]]:
-    """(path, apex, zone) per file in order; ``None`` where the slow reader must read it (``fastload.load_slowly``).
+) -> Iterator[tuple[bytes, model.Zone]]:
+    """(apex, zone) per file in order; the first zone in error raises its ``ZoneError`` (file:line).
 
     ``plugins`` check DYNA/DYNC targets (without them, a zone holding one is refused).
     """
@@ -455,7 +441,7 @@ def load(
     while i < len(files):
         if parallel and sizes[i] >= SPLIT_BYTES:
             path, apex = files[i]
-            yield path, apex, _split(path, apex, settings, plugins)
+            yield apex, _split(path, apex, settings, plugins)
             i += 1
             continue
         j = i
@@ -465,5 +451,5 @@ def load(
             yield from _batch(files[i:j], sizes[i:j], settings, plugins)
         else:
             for path, apex in files[i:j]:
-                yield path, apex, _fast(path, apex, settings, plugins)
+                yield apex, fastload.load_zone(path, apex, settings, plugins=plugins)
         i = j

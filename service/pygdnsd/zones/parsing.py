@@ -1,24 +1,43 @@
-"""Zone file text -> per-name nodes, fast: the lines of a file, or of a piece of one.
+"""The zone-file parser, the only one: RFC 1035 master files as gdnsd 3.8.1 reads them, into per-name nodes.
 
-The slow reader (``zonefile.parse_zone_file``) makes a ``Record`` per line:
-with the checks that once ran over every record, about 35 s for a 1M-record
-zone. This parser reads the lines straight into the final
-per-name nodes (names and TTLs cached, no per-record objects), keeping the
-line of each record the whole-zone rules (``rules.py``) may speak of (NS,
-CNAME, PTR, MX, SRV), and writes down the warnings a record earns on its own
-(a TTL clamped, an ACME TXT's TTL overridden, TTLs that disagree in an
-RRset) with their lines. Records in parentheses over several lines are
-joined first; ``$INCLUDE``d files are read as pieces of their own and
-merged where they are included. A record the loop does not read itself (an
-escape in a name or a TXT string, a TXT string to split, an odd layout)
-is read by the slow reader, that record alone (``_OneRecord``), and so are
-DYNA and DYNC; what it refuses is worded as it words it
-(``RefusedRecord``). A whole-zone rule found broken while reading (a CNAME
+It reads the lines of a file, or of a piece of one (``pieces``), straight
+into the final per-name nodes (names and TTLs cached, no per-record
+objects: a ``Record`` per line, with the checks that once ran over every
+record, took about 35 s for a 1M-record zone), keeping the line of each
+record the whole-zone rules (``rules.py``) may speak of (NS, CNAME, PTR,
+MX, SRV), and writes down the warnings a record earns on its own (a TTL
+clamped, an ACME TXT's TTL overridden, TTLs that disagree in an RRset) with
+their lines. A record over several lines (in parentheses, or with a quoted
+string that holds a newline) is joined where it starts (``_Layout``);
+``$INCLUDE``d files are read where they are included, into the same
+nodes. A record the loop does not read itself (an escape in a name or a
+TXT string, a TXT string to split, DYNA and DYNC, a rare type or layout) is
+read more slowly, that record alone (``_OneRecord``), never the zone.
+Every syntax error raises ``RefusedRecord`` (``file:line: problem``), the
+first in file order; a whole-zone rule found broken while reading (a CNAME
 beside other data, a second SOA) raises ``Broken``, for ``rules.worded``.
-A layout the loop refuses for the whole file (a carriage return,
-unbalanced parentheses or quotes, an odd directive) raises ``Irregular``:
-that file is read by the slow reader, and its records gathered by
-``piece_of_records`` for the same rules.
+What a record's rdata means is ``rdata.py``'s job, and whether the records
+make a sane zone is ``rules.py``'s.
+
+Facts checked against the real gdnsd 3.8.1:
+
+* TTLs are digits with at most one unit letter from ``mhdw`` (any case);
+  ``s`` and combined units (``1h30m``) are parse errors. Values wrap at 2^32.
+* TTL and class may come in either order; the only class is ``IN``.
+* A blank owner is the last owner written in the same file; before any,
+  the zone's name (in an ``$INCLUDE``d file too). ``$ORIGIN`` does not
+  change it.
+* A quoted string may go on over several lines: the newlines are part of it.
+* ``$INCLUDE`` paths are relative to the directory of the including file;
+  its optional origin is relative to the current origin, and ``$ORIGIN`` or
+  ``$TTL`` changes inside the included file do not leak out of it. It must
+  name a regular file (``source.py``).
+* ``@Z`` / ``@F`` are the zone name / the file's starting origin, alone or as
+  the last label of a name; ``x.@`` is a literal label ``@``.
+* Every ``$ORIGIN`` and owner must be within the zone (out-of-zone owners
+  are allowed for A/AAAA only, as glue; ``rules.py`` warns about those).
+* ``$GENERATE``, ``$ADDR_LIMIT_V4/V6`` and unknown directives are errors,
+  and so is a carriage return (DOS line ending).
 """
 
 from __future__ import annotations
@@ -34,7 +53,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from pygdnsd.errors import ZoneError
-from pygdnsd.zones import model, names, rdata, zonefile
+from pygdnsd.zones import model, names, rdata
 from pygdnsd.zones.messages import (
     MAX_NS_RRSET,
     acme_overridden,
@@ -42,9 +61,10 @@ from pygdnsd.zones.messages import (
     dynamic_rrset_and_warnings,
     ttls_disagree,
 )
+from pygdnsd.zones.model import Record
 from pygdnsd.zones.rdata import parse_ttl
 from pygdnsd.zones.settings import ZoneSettings
-from pygdnsd.zones.zonefile import Record, tokenize
+from pygdnsd.zones.source import open_zone_text
 
 _A, _AAAA, _NS, _CNAME, _PTR, _MX, _SRV, _TXT, _SOA = (
     model.A, model.AAAA, model.NS, model.CNAME, model.PTR, model.MX, model.SRV, model.TXT, model.SOA,
@@ -63,10 +83,19 @@ _LENGTH_BYTES = tuple(bytes((length,)) for length in range(256))
 _LENGTH_PREFIXES = _LENGTH_BYTES[: names.MAX_LABEL + 1]
 _SPECIAL_RE = re.compile(r'["();\\\r]')
 _UNQUOTED_SPECIAL_RE = re.compile(r"[();\\]")
-# ``zonefile.tokenize`` for a line whose only special characters are balanced quotes.
+# ``tokenize`` for a line whose only special characters are balanced quotes.
 _QUOTED_RE = re.compile(r'"[^"]*"|[^\s"]+')
+# A token of one line for ``tokenize``: a quoted string, a parenthesis, a comment, or a run of
+# other characters in which a backslash escapes the next one (DOTALL: a record joined by
+# ``_Layout`` may hold a quoted string with a newline in it).
+_TOKEN_RE = re.compile(r'"(?:[^"\\]|\\.)*"|[()]|;.*|(?:[^\s"();\\]|\\.)+|\\|"', re.DOTALL)
+_SPECIAL = frozenset('"();\\')
+# A DYNA/DYNC TTL: MAX or MAX/MIN.
+_DYN_TTL_RE = re.compile(r"([0-9]+[mMhHdDwW]?)(?:/([0-9]+[mMhHdDwW]?))?")
 _ACME = b"\x0f_acme-challenge"
 EMPTY_NODE: dict[int, model.RRset] = {}  # every empty non-terminal shares it: zones are never mutated
+# gdnsd refuses deeper nesting long before this; it stops include loops.
+MAX_INCLUDE_DEPTH = 16
 _TARGETS_CACHED = 100_000  # names, per origin: bounds the cache's memory
 _inet_pton = socket.inet_pton
 _AF_INET = socket.AF_INET
@@ -108,7 +137,9 @@ def new_rrsets(rtypes: list[int], ttls: list[int], rdatas: list[tuple[bytes, ...
 
 
 class Irregular(Exception):
-    """This file needs the slow reader (``fastload.load_slowly``; the message says why, for debugging)."""
+    """What the quick way does not read: inside the loop, a record for ``_OneRecord``; for a piece of
+    a file (``pieces``), a reason to read the whole file in one pass. Never the zone's error: the
+    message says why, for debugging."""
 
 
 class Broken(Irregular):
@@ -155,12 +186,12 @@ DYNAMIC_PLACE_OR_TARGET = "DYNA/DYNC placement or target"
 
 
 class RefusedRecord(ZoneError, Irregular):
-    """A record the slow reader refuses, worded as it words it (its own code read the record).
+    """A syntax error: a record, a directive or a layout the parser refuses, at its file and line.
 
-    Read from the start of the zone's file in one pass, the first such
-    record is the zone's first error, as the slow reader would find it:
-    the caller may report it without reading the zone again. Read in a
-    later piece of the file, it is only ``Irregular``.
+    Read from the start of the zone's file in one pass, the first is the
+    zone's first error, in file order, as gdnsd finds it: the caller may
+    report it without reading the zone again. Read in a later piece of the
+    file, it is only ``Irregular`` (an earlier piece may hold an earlier one).
     """
 
 
@@ -257,7 +288,7 @@ class RelativeNames:
 def _plain(text: str) -> bool:
     """A name written without escapes, quotes or ``@``: ASCII in non-empty labels, each byte standing for itself.
 
-    That is what the slow reader reads literally too (``names.from_text_plain``).
+    That is what ``resolve_name`` reads literally too (``names.from_text_plain``).
     """
     return (
         text.isascii()
@@ -329,6 +360,8 @@ class ZonePiece:
         # Every DYNA and DYNC record, in reading order (a name's first is in ``nodes``;
         # the rules refuse a second): the rules check each with the plugins.
         self.dynamic: list[Record] = []
+        # The RRsets whose TTLs disagree, already warned about (once per RRset).
+        self.disagreed: set[tuple[bytes, int]] = set()
 
     def where(self, path: str, position: int) -> tuple[str, int]:
         """The file (``path`` for the zone's own) and line of a position."""
@@ -351,32 +384,50 @@ class Start:
 
 
 
+def tokenize(text: str) -> list[str]:
+    """Split one line into tokens (quotes kept, comment dropped); ``ValueError`` for an open quote or a stray backslash."""
+    if not _SPECIAL.intersection(text):
+        return text.split()
+    out = []
+    for tok in _TOKEN_RE.findall(text):
+        if tok.startswith(";"):
+            break
+        if tok == '"' or tok == "\\":
+            raise ValueError("unterminated quoted string or stray backslash")
+        out.append(tok)
+    return out
+
+
+class _Unfinished(Exception):
+    """The line holds a parenthesis, an unclosed quote or a carriage return: ``_Layout`` reads it, with the lines it takes."""
+
+
 def _special_tokens(line: str) -> list[str]:
-    """The tokens of a line holding quotes, parentheses, a comment or escapes; Irregular for what the fast path leaves."""
+    """The tokens of a line holding quotes, parentheses, a comment or escapes; ``_Unfinished`` for what ``_Layout`` reads."""
     if "\r" in line:
-        raise Irregular("carriage return")
+        raise _Unfinished
     if _UNQUOTED_SPECIAL_RE.search(line) is None:
         return _quoted_tokens(line)
     try:
         tokens = tokenize(line)
     except ValueError:
-        raise Irregular("tokens") from None
+        raise _Unfinished from None
     if "(" in tokens or ")" in tokens:
-        raise Irregular("parentheses")
+        raise _Unfinished
     return tokens
 
 
 def _quoted_tokens(line: str) -> list[str]:
     """``tokenize`` for a line whose only special characters are quotes, as in most TXT lines, without its loop.
 
-    An odd quote is unterminated: ``tokenize`` would fail. In the commonest
-    shape, an owner (or a blank), maybe a TTL and class, ``TXT`` and quoted
-    strings, the strings come without their quotes, cheaper to cut out:
-    ``_txt`` reads them alike.
+    An odd quote is left open, for the next line to close (``_Unfinished``).
+    In the commonest shape, an owner (or a blank), maybe a TTL and class,
+    ``TXT`` and quoted strings, the strings come without their quotes,
+    cheaper to cut out: ``_txt`` reads them alike.
     """
     parts = line.split('"')
     if not len(parts) & 1:
-        raise Irregular("tokens")
+        raise _Unfinished
     head = parts[0].split()
     if (
         len(head) >= (1 if line[0] in " \t" else 2)
@@ -393,101 +444,161 @@ _BATCH = 2048  # lines taken at a time from a list
 
 
 def _batches(lines: Iterable[str], number: int) -> Iterator[tuple[int, list[str], bool]]:
-    """``lines`` in batches: (first line's number, lines, clean), parenthesized records on one line.
+    """``lines`` in batches: (first line's number, lines, clean).
 
     ``lines`` may also be an open file, or the text itself (a ``str``),
     read in blocks: cheaper than taking lines one by one. A clean batch is
     ASCII without ``();\\`` or a carriage return, which the loop then need
     not look for line by line (a C scan of the batch costs far less than a
-    regex search of each line). A record written over several lines in
-    parentheses (see ``join_parenthesized``) comes as one line, where it
-    starts, and empty lines for the rest, so every line keeps its number.
+    regex search of each line). A record over several lines (in parentheses,
+    or with a quoted string that holds a newline) is read by ``_Layout``,
+    which takes the lines it needs from the batches that follow.
     """
-    carry: list[str] = []  # the start of a parenthesized record the last batch did not close
     if isinstance(lines, io.TextIOBase | str):
         for block in _blocks(lines):
-            batch = block.split("\n")
-            if carry or "(" in block:
-                number -= len(carry)
-                batch, carry = join_parenthesized(carry + batch[:-1])
-                batch.append("")  # the start of the next block's first line, as above
-                # Joined, the batch may be clean: an SOA in parentheses with comments in a small zone.
-                yield number, batch, _clean("\n".join(batch))
-                number += len(batch) - 1 + len(carry)
-                continue
-            yield number, batch, _clean(block)
-            number += len(batch) - 1  # the last is the start of the next block's first line
+            for part, clean in _clean_tail(block):
+                batch = part.split("\n")
+                if part[-1] == "\n":
+                    batch.pop()  # what follows the last newline: nothing
+                yield number, batch, clean
+                number += len(batch)
     else:
         source = iter(lines)
         while batch := list(itertools.islice(source, _BATCH)):
-            text = "".join(batch)
-            if carry or "(" in text:
-                number -= len(carry)
-                batch, carry = join_parenthesized(carry + batch)
-                yield number, batch, _clean("".join(batch))
-                number += len(batch) + len(carry)
-                continue
-            yield number, batch, _clean(text)
+            yield number, batch, _clean("".join(batch))
             number += len(batch)
-    if carry:
-        raise Irregular("'(' without ')'")
 
 
-def join_parenthesized(lines: list[str]) -> tuple[list[str], list[str]]:
-    """``lines`` with each record written in parentheses over several lines on its first line, and what is left open.
+# A token of a line, for ``_Layout``: a quoted string, one left open at the end of the
+# line, a parenthesis, a comment, a run of other characters (a backslash escapes the
+# next one), or a stray backslash at the end.
+_LAYOUT_TOKEN_RE = re.compile(
+    r'(?P<quoted>"(?:[^"\\]|\\.)*")|(?P<open>"(?:[^"\\]|\\.)*\\?$)|[()]|;.*|(?:[^\s"();\\]|\\.)+|\\'
+)
+# The end of a quoted string that a previous line left open.
+_CLOSING_RE = re.compile(r'(?:[^"\\]|\\.)*"')
+_NEWLINE = "\n"
 
-    The record's tokens (its parentheses and comments dropped) are joined
-    with spaces after the first line's leading blank, which reads back as
-    the same tokens (quotes and escapes stay inside their tokens); the lines
-    it took are left empty. Lines from an unclosed record's first on are
-    returned apart, for the next batch to finish. What the slow reader
-    refuses (nested or unmatched parentheses, bad quoting) is Irregular.
+
+class LayoutError(ValueError):
+    """A record's layout the reference refuses, at ``line`` (counted from the record's first line, 0)."""
+
+    def __init__(self, problem: str, line: int) -> None:
+        super().__init__(problem)
+        self.line = line
+
+
+class _Layout:
+    """The tokens of a record written over several lines, as the reference reads them.
+
+    Parentheses let a record go on over the next lines (a comment still ends
+    at the end of its line); a quoted string may hold a newline, which is
+    part of the string. ``feed`` takes a line at a time and says whether the
+    record is complete; ``line`` is its tokens (parentheses and comments
+    dropped) on one line, which reads back as the same tokens.
     """
-    out = lines
-    count = len(lines)
-    index = 0
-    while index < count:
-        line = lines[index]
-        if "(" not in line and ")" not in line:
-            index += 1
-            continue
-        if out is lines:
-            out = list(lines)
-        begin = index
-        kept: list[str] = []
-        depth = 0
-        while True:
-            for token in _tokens(lines[index]):
-                if token == "(":
-                    depth += 1
-                    if depth > 1:
-                        raise Irregular("nested parentheses")
-                elif token == ")":
-                    if not depth:
-                        raise Irregular("')' without '('")
-                    depth -= 1
-                else:
-                    kept.append(token)
-            index += 1
-            if not depth:
+
+    def __init__(self) -> None:
+        self.tokens: list[str] = []
+        self.depth = 0
+        self.open: list[str] | None = None  # the parts so far of a quoted string that goes on
+        self.opened_at = 0  # the line it started on
+        self.fed = 0
+
+    def feed(self, text: str) -> bool:
+        """The record's next line (without its newline); whether the record is complete."""
+        fed = self.fed
+        self.fed += 1
+        if "\r" in text:
+            raise LayoutError("carriage return in zone file (DOS line endings are not accepted)", fed)
+        pos = 0
+        if self.open is not None:
+            closing = _CLOSING_RE.match(text)
+            if closing is None:
+                self.open.append(text)
+                return False
+            pos = closing.end()
+            self.open.append(text[:pos])
+            self.tokens.append(_NEWLINE.join(self.open))
+            self.open = None
+        for match in _LAYOUT_TOKEN_RE.finditer(text, pos):
+            token = match.group()
+            first = token[0]
+            if first == ";":
                 break
-            if index == count:
-                return out[:begin], lines[begin:]
-        blank = line[: len(line) - len(line.lstrip(" \t"))]
-        out[begin] = blank + " ".join(kept)
-        for taken in range(begin + 1, index):
-            out[taken] = ""
-    return out, []
+            if first == "(":
+                self.depth += 1
+                if self.depth > 1:
+                    raise LayoutError("nested parentheses", fed)
+            elif first == ")":
+                if not self.depth:
+                    raise LayoutError("')' without a matching '('", fed)
+                self.depth -= 1
+            elif match.lastgroup == "open":
+                self.open = [token]
+                self.opened_at = fed
+            elif token == "\\":
+                raise LayoutError("stray backslash at the end of a line", fed)
+            else:
+                self.tokens.append(token)
+        return not self.depth and self.open is None
+
+    def unclosed(self) -> LayoutError:
+        """What is left open when the lines end before the record."""
+        if self.open is not None:
+            return LayoutError("unterminated quoted string (no closing quote before end of file)", self.opened_at)
+        return LayoutError("'(' without a matching ')' before end of file", 0)
+
+    def line(self, first: str) -> str:
+        """The record on one line, after ``first``'s leading blank (a blank owner stays one)."""
+        return first[: len(first) - len(first.lstrip(" \t"))] + " ".join(self.tokens)
 
 
-def _tokens(line: str) -> list[str]:
-    """``tokenize``, its refusals Irregular."""
-    if "\r" in line:
-        raise Irregular("carriage return")
+def _joined(batch: list[str], index: int, more: Iterator[tuple[int, list[str], bool]]) -> str:
+    """The record starting at ``batch[index]``, on one line; the other lines it takes are left empty in ``batch``.
+
+    When the batch ends before the record, the next batches' lines are added
+    to it (so every line keeps its number). Raises ``LayoutError``, or
+    ``Irregular`` when the lines end before the record does (see ``parse_piece``:
+    a piece of a file ends there, which the file may not).
+    """
+    layout = _Layout()
+    at = index
+    while True:
+        if at == len(batch):
+            following = next(more, None)
+            if following is None:
+                break
+            batch += following[1]
+        text = batch[at]
+        if text[-1:] == _NEWLINE:
+            text = text[:-1]
+        if at > index:
+            batch[at] = ""
+        at += 1
+        if layout.feed(text):
+            return layout.line(batch[index])
+    raise _EndedInside(layout.unclosed())
+
+
+class _EndedInside(Irregular):
+    """The lines ended inside a record: at the end of a file, ``error``; of a piece, a cut in the wrong place."""
+
+    def __init__(self, error: LayoutError) -> None:
+        super().__init__("lines ended inside a record")
+        self.error = error
+
+
+def open_at_end(lines: list[str]) -> bool:
+    """Whether ``lines`` end inside a record (a parenthesis or a quoted string left open), or may."""
+    layout = _Layout()
     try:
-        return tokenize(line)
-    except ValueError:
-        raise Irregular("tokens") from None
+        for text in lines:
+            if layout.feed(text):
+                layout = _Layout()
+    except LayoutError:
+        return True
+    return layout.fed > 0
 
 
 def _blocks(source: io.TextIOBase | str) -> Iterator[str]:
@@ -504,6 +615,25 @@ def _blocks(source: io.TextIOBase | str) -> Iterator[str]:
         if block[-1] != "\n":
             block += source.readline()
         yield block
+
+
+_SPECIAL_CHARACTERS = ("\\", ";", "(", ")", "\r")
+
+
+def _clean_tail(block: str) -> tuple[tuple[str, bool], ...]:
+    """``block`` and whether it is clean; or, when only its first lines are not, those lines then the clean rest.
+
+    The commonest unclean block is a small zone's whole text: an SOA in
+    parentheses with comments at the top, and plain lines after it. Read
+    as a whole, each of its lines would be searched for special characters.
+    """
+    if _clean(block):
+        return ((block, True),)
+    last = max(map(block.rfind, _SPECIAL_CHARACTERS))
+    cut = block.find("\n", last) + 1 if last >= 0 else 0
+    if 0 < cut < len(block) and block[cut:].isascii():
+        return (block[:cut], False), (block[cut:], True)
+    return ((block, False),)
 
 
 def _clean(text: str) -> bool:
@@ -529,8 +659,8 @@ def parse_piece(
     settings: ZoneSettings,
     start: Start | None = None,
     watch: frozenset[bytes] = frozenset(),
-    depth: int = 0,
     lenient: bool = False,
+    ends_file: bool = True,
 ) -> ZonePiece:
     """The lines of one file, or of one piece of it (see ``split``), read into per-name nodes.
 
@@ -539,13 +669,42 @@ def parse_piece(
     time a big zone takes to load: it avoids calls and temporaries for the
     common lines (a plain owner, a known type, one-token rdata). The lines
     of the records at the owners in ``watch`` are noted (``ZonePiece.noted``).
-    ``depth`` counts the $INCLUDEs this file is read under. ``lenient``
-    lets the rules it checks as it reads pass (``Broken`` is not raised):
-    a second reading, for the lines an error message names.
+    ``lenient`` lets the rules it checks as it reads pass (``Broken`` is not
+    raised): a second reading, for the lines an error message names.
+    ``ends_file``: the lines end where the file does (else a record they
+    leave open is ``Irregular``: a piece cut in the wrong place, not an error).
+
+    The first problem in the file, in file order, raises ``RefusedRecord``
+    (``file:line``); the files ``$INCLUDE``d are read where they are
+    included, into the same piece.
     """
     if start is None:
         start = Start(1, apex, settings.default_ttl)
     out = ZonePiece(apex)
+    _read(out, lines, path, settings, start, watch, 0, lenient, ends_file, 0)
+    _fold(out.nodes, out.multi)
+    return out
+
+
+def _read(
+    out: ZonePiece,
+    lines: Iterable[str],
+    path: str,
+    settings: ZoneSettings,
+    start: Start,
+    watch: frozenset[bytes],
+    depth: int,
+    lenient: bool,
+    ends_file: bool,
+    file_index: int,
+) -> None:
+    """``parse_piece``'s loop, into ``out``: ``path``'s lines, that file being ``out.files[file_index - 1]`` (0: the zone's own).
+
+    Each record's position is its line plus ``file_index * POSITION_FILE``
+    (see ``POSITION_FILE``); ``depth`` counts the ``$INCLUDE``s it is read under.
+    """
+    apex = out.apex
+    shift = file_index * POSITION_FILE
     nodes = out.nodes
     multi = out.multi
     targets = out.targets
@@ -564,19 +723,21 @@ def parse_piece(
     default_clamped = not min_ttl <= default_ttl <= max_ttl
     ttls: dict[str, int] = {}
     acme_ttl = settings.acme_challenge_dns_ttl
-    disagreed: set[tuple[bytes, int]] = set()
+    disagreed = out.disagreed
     u16s: dict[str, bytes] = {}
     rtypes = _LOWER_TYPES
-    owner = b""  # none yet ("" is no name: the root is b"\x00")
-    owner_text = ""
     context = rdata.RdataContext(target_of, settings.text_autosplit)
     origin = start.origin
     origin_deep = origin != apex
-    owner_deep = False
-    noted = False  # whether the owner's records go to out.noted
-    one_by_one: _OneRecord | None = None
     watching = bool(watch)
     child_length = len(apex) + 1  # the length of a child of the apex, less its first label
+    # A blank owner before any owner is written is the zone's name (gdnsd 3.8.1, in every
+    # file, an $INCLUDEd one too): ``$TTL 86400`` then an indented ``SOA ...`` is common.
+    owner = apex
+    owner_text = ""  # the owner as written: "" for none (no token is empty)
+    owner_deep = len(apex) != apex[0] + child_length
+    noted = watching and apex in watch  # whether the owner's records go to out.noted
+    one_by_one: _OneRecord | None = None
     deep = out.deep
     prefixes = _label_prefixes(origin)
     new = _NEW
@@ -587,20 +748,35 @@ def parse_piece(
     claim = nodes.setdefault
     inet_pton = _inet_pton
     one_target = _ONE_TARGET
-    for first_number, batch, clean in _batches(lines, start.line):
-        for number, line in enumerate(batch, first_number):
+    batches = _batches(lines, start.line)
+    for first_number, batch, clean in batches:
+        base = first_number + shift
+        for number, line in enumerate(batch, base):
             try:
-                if clean:
-                    tokens = line.split() if '"' not in line else quoted(line)
-                elif special(line) is None:
-                    tokens = line.split()
-                else:
+                try:
+                    if clean:
+                        tokens = line.split() if '"' not in line else quoted(line)
+                    elif special(line) is None:
+                        tokens = line.split()
+                    else:
+                        tokens = _special_tokens(line)
+                except _Unfinished:
+                    # Parentheses, a quoted string going on to the next line, or what the
+                    # reference refuses in a layout: read with the lines it takes.
+                    clean = False  # lines of later batches may join this one
+                    try:
+                        line = batch[number - base] = _joined(batch, number - base, batches)
+                    except LayoutError as exc:
+                        raise RefusedRecord(str(exc), path, number - shift + exc.line) from None
+                    except _EndedInside as ended:
+                        if not ends_file:
+                            raise
+                        error = ended.error
+                        raise RefusedRecord(str(error), path, number - shift + error.line) from None
                     tokens = _special_tokens(line)
                 if not tokens:
                     continue
                 if line[0] in " \t":
-                    if not owner:
-                        raise Irregular("blank owner")
                     pos = 0
                 else:
                     first = tokens[0]
@@ -621,18 +797,22 @@ def parse_piece(
                             owner_deep = origin_deep
                             noted = watching and owner in watch
                         elif line[0] == "$":
-                            if tokens[0].upper() == "$INCLUDE":
-                                _fold(nodes, multi)  # the records so far come first
-                                included = _included(tokens, path, namer, default_ttl, settings, watch, depth, lenient)
-                                merge(out, *included, lenient=lenient)
-                                continue
-                            directive(tokens, namer)
-                            if tokens[0].upper() == "$TTL":
+                            try:
+                                word = tokens[0].upper()
+                                if word == "$INCLUDE":
+                                    _include(
+                                        out, tokens, path, namer, start.file_origin, default_ttl, settings, watch,
+                                        depth, lenient,
+                                    )
+                                    continue
+                                directive(tokens, namer, start.file_origin)
+                            except (ValueError, names.NameError_) as exc:
+                                raise RefusedRecord(str(exc), path, number - shift) from None
+                            if word == "$TTL":
                                 default_ttl = parse_ttl(tokens[1])
                                 default_clamped = not min_ttl <= default_ttl <= max_ttl
                             else:
-                                # As the reference: $ORIGIN forgets the owner, $TTL does not.
-                                owner = b""
+                                # The owner stays (gdnsd 3.8.1): a blank owner after $ORIGIN is the last one written.
                                 owner_text = ""
                                 origin = namer.origin
                                 origin_deep = origin != apex
@@ -672,7 +852,7 @@ def parse_piece(
                         pos += 1
                         ttl = written
                     else:
-                        # Either order, any case (as zonefile.Parser.record).
+                        # Either order, any case (as _OneRecord.record).
                         ttl, pos = _ttl_and_class(tokens, pos, default_ttl, ttls)
                         if pos >= count:
                             raise Irregular("no type")
@@ -742,19 +922,20 @@ def parse_piece(
                             raise Irregular("SOA")
                         wire = rdata.encode(rtype, tokens[pos - 1].upper(), tokens[pos:], context)
                         if rtype == _SOA:
-                            out.soa = Record(owner, rtype, ttl, wire, path, number)
+                            out.soa = Record(owner, rtype, ttl, wire, path, number - shift)
                             out.soa_position = number
                 except (OSError, ValueError, names.NameError_):
                     raise Irregular("rdata") from None
+            except (RefusedRecord, Broken, _EndedInside):
+                raise  # the file's first problem; or a piece's end in the wrong place
             except Irregular:
-                if line[:1] == "$":
-                    raise
+                assert line[:1] != "$", "directives are read here or refused (RefusedRecord)"
                 # A record this loop does not read (escapes, a long TXT string, a type or
-                # layout it leaves aside): the reference parser reads that one record.
+                # layout it leaves aside): read more slowly, that record alone.
                 _forget_line(out, number)
                 if one_by_one is None:
                     one_by_one = _OneRecord(apex, path, settings, start.file_origin or apex, lenient)
-                record, written_owner = one_by_one.read(line, number, namer.origin, default_ttl, owner)
+                record, written_owner = one_by_one.read(line, number - shift, namer.origin, default_ttl, owner)
                 owner = record.owner
                 rtype = record.rtype
                 wire = record.rdata
@@ -764,9 +945,9 @@ def parse_piece(
                     noted = outside or (watching and owner in watch)
                     owner_deep = not outside and len(owner) != owner[0] + child_length
                 if rtype in (_DYNA, _DYNC):
-                    _add(out, one_by_one.dynamic(out, record, noted), owner, owner_deep, number, disagreed, lenient)
+                    _add(out, one_by_one.dynamic(out, record, noted, number), owner, owner_deep, number, disagreed, lenient)
                     continue
-                ttl = one_by_one.settle(out, record, noted)
+                ttl = one_by_one.settle(out, record, noted, number)
             # new_rrset and _add, inlined: this runs once per record.
             rrset = new(rrset_class)
             set_rtype(rrset, rtype)
@@ -792,8 +973,6 @@ def parse_piece(
                     multi[(owner, rtype)] = [wire]
                 else:
                     more.append(wire)
-    _fold(nodes, multi)
-    return out
 
 
 def _fold(nodes: dict[bytes, model.Node], multi: dict[tuple[bytes, int], list[bytes]]) -> None:
@@ -805,42 +984,48 @@ def _fold(nodes: dict[bytes, model.Node], multi: dict[tuple[bytes, int], list[by
     multi.clear()
 
 
-def _included(
+def _include(
+    out: ZonePiece,
     tokens: list[str],
     path: str,
     namer: RelativeNames,
+    file_origin: bytes | None,
     default_ttl: int,
     settings: ZoneSettings,
     watch: frozenset[bytes],
     depth: int,
     lenient: bool,
-) -> tuple[ZonePiece, str]:
-    """The file an ``$INCLUDE`` line names, read as the reference reads it (see ``zonefile``), and its path.
+) -> None:
+    """The file an ``$INCLUDE`` line names, read into ``out`` there, as if its lines stood in its place.
 
     Its path is relative to the including file's directory; it starts with
-    the origin given (relative to the current one) or the current one, and
-    the current $TTL; what it changes of them stays inside it.
+    the origin given (relative to the current one) or the current one, the
+    current $TTL, and the zone's name as its owner; what it changes of them
+    stays inside it. Its problems raise ``RefusedRecord`` at their line in
+    it; what stops it being read at all raises ``ValueError`` (worded, for
+    the ``$INCLUDE`` line).
     """
-    if len(tokens) not in (2, 3) or depth >= zonefile.MAX_INCLUDE_DEPTH:
-        raise Irregular("$INCLUDE")
-    included = os.path.join(os.path.dirname(path), tokens[1].strip('"'))
-    origin = namer.origin if len(tokens) == 2 else namer.wire(tokens[2])
-    if not within(origin, namer.apex):
-        raise Irregular("$INCLUDE origin outside the zone")
+    if len(tokens) not in (2, 3):
+        raise ValueError("$INCLUDE takes a file name and an optional origin")
+    if depth >= MAX_INCLUDE_DEPTH:
+        raise ValueError(f"$INCLUDE nested more than {MAX_INCLUDE_DEPTH} deep (an include loop?)")
+    target = tokens[1].strip('"')
+    included = os.path.join(os.path.dirname(path), target)
+    origin = namer.origin if len(tokens) == 2 else _in_zone_name(tokens[2], namer, "origin", file_origin)
     try:
-        handle = open(included, encoding="utf-8", errors="surrogateescape", newline="")  # noqa: SIM115 - closed below
-    except OSError:
-        raise Irregular("$INCLUDE unreadable") from None
+        handle = open_zone_text(included)
+    except ZoneError as exc:
+        raise ValueError(f"$INCLUDE {target}: {exc.problem}") from None
+    out.files.append(included)
     with handle:
         start = Start(1, origin, default_ttl, origin)
-        return parse_piece(handle, included, namer.apex, settings, start, watch, depth + 1, lenient), included
+        _read(out, handle, included, settings, start, watch, depth + 1, lenient, True, len(out.files))
 
 
-def merge(into: ZonePiece, piece: ZonePiece, included: str | None = None, lenient: bool = False) -> None:
-    """Add a later piece of the same file to ``into``, as if read in one pass; or a file it $INCLUDEs.
+def merge(into: ZonePiece, piece: ZonePiece) -> None:
+    """Add a later piece of the same file to ``into``, as if read in one pass (``Irregular`` if it cannot be).
 
-    An included file's positions become positions in ``into`` (see ``POSITION_FILE``).
-    ``lenient`` as for ``parse_piece``.
+    A piece holds no ``$INCLUDE``d file (see ``parallel._portable_piece``).
     """
     nodes = into.nodes
     later = piece.nodes
@@ -849,7 +1034,7 @@ def merge(into: ZonePiece, piece: ZonePiece, included: str | None = None, lenien
         for rtype, rrset in later.pop(name).items():
             have = node.get(rtype)
             if have is None:
-                if (rtype == _CNAME or _CNAME in node) and not lenient:
+                if rtype == _CNAME or _CNAME in node:
                     raise Broken(CNAME_BESIDE_DATA, name)
                 node = with_rrset(node, rrset)
             elif rtype in (_DYNA, _DYNC):
@@ -858,14 +1043,10 @@ def merge(into: ZonePiece, piece: ZonePiece, included: str | None = None, lenien
                 raise Irregular("TTLs disagree")
             else:
                 node = with_rrset(node, new_rrset(rtype, have.ttl, have.rdatas + rrset.rdatas))
-                if rtype == _NS and len(have.rdatas) + len(rrset.rdatas) > MAX_NS_RRSET and not lenient:
+                if rtype == _NS and len(have.rdatas) + len(rrset.rdatas) > MAX_NS_RRSET:
                     raise Broken(TOO_MANY_NS, name)  # each piece checked its own part only
         nodes[name] = node
     nodes.update(later)
-    shift = 0
-    if included is not None:
-        shift = (len(into.files) + 1) * POSITION_FILE
-        into.files += [included, *piece.files]
     if piece.ttl_warnings and into.ttl_warnings:
         # An RRset whose TTLs disagree in both: the reference words it once, at the first.
         # (An ACME TXT's TTLs never disagree: each of its records has its own warning.)
@@ -876,25 +1057,17 @@ def merge(into: ZonePiece, piece: ZonePiece, included: str | None = None, lenien
             if (remark[0], remark[1]) not in worded or (remark[1] == _TXT and remark[0].startswith(_ACME))
         ]
     into.targets += piece.targets
-    if shift:
-        into.target_lines.extend(line + shift for line in piece.target_lines)
-        into.noted += [(owner, rtype, line + shift) for owner, rtype, line in piece.noted]
-        into.clamped += [(owner, rtype, line + shift, message) for owner, rtype, line, message in piece.clamped]
-        into.ttl_warnings += [(owner, rtype, line + shift, message) for owner, rtype, line, message in piece.ttl_warnings]
-    else:
-        into.target_lines += piece.target_lines
-        into.noted += piece.noted
-        into.clamped += piece.clamped
-        into.ttl_warnings += piece.ttl_warnings
+    into.target_lines += piece.target_lines
+    into.noted += piece.noted
+    into.clamped += piece.clamped
+    into.ttl_warnings += piece.ttl_warnings
     into.deep += piece.deep
     into.dynamic += piece.dynamic
     if piece.soa is not None:
         if into.soa is not None:
-            if lenient:
-                return
             raise Broken(SECOND_SOA, into.apex, at=(piece.soa.path, piece.soa.line))
         into.soa = piece.soa
-        into.soa_position = piece.soa_position + shift
+        into.soa_position = piece.soa_position
 
 
 def with_rrset(node: model.Node, rrset: model.RRset) -> model.Node:
@@ -920,33 +1093,85 @@ def _forget_line(piece: ZonePiece, line: int) -> None:
 
 
 class _OneRecord:
-    """The reference parser (``zonefile``) on one line: the slow path for one record, not the zone.
+    """One record the loop does not read itself, read slowly: that record alone, never the zone.
 
-    Its refusals are the zone's, worded as it words them (``RefusedRecord``).
-    DYNA and DYNC records are only read here.
+    Escapes in names or strings, TXT strings to split, DYNA and DYNC, RFC
+    3597 and the rarer types, unusual layouts. Its refusals are the zone's,
+    worded for the operator (``RefusedRecord``, ``file:line``).
     """
 
     def __init__(self, apex: bytes, path: str, settings: ZoneSettings, file_origin: bytes, lenient: bool) -> None:
-        self.parser = zonefile.Parser(apex, zonefile.ParseOptions.of(settings))
-        self.state = zonefile.FileState(path, apex, file_origin, settings.default_ttl)
+        self.apex = apex
+        self.path = path
+        self.file_origin = file_origin
+        self.origin = apex
+        self.context = rdata.RdataContext(self.name, settings.text_autosplit)
         self.settings = settings
         self.lenient = lenient
 
+    def name(self, text: str) -> bytes:
+        return resolve_name(text, self.origin, self.apex, self.file_origin)
+
     def read(self, line: str, number: int, origin: bytes, default_ttl: int, owner: bytes) -> tuple[Record, str | None]:
-        """The line's record, and its owner's text (``None`` for a blank owner)."""
-        if "\r" in line:
-            raise Irregular("carriage return")  # the reference refuses the file, not a record
-        state = self.state
-        state.origin = origin
-        state.default_ttl = default_ttl
-        state.owner = owner or None
+        """The line's record, and its owner's text (``None`` for a blank owner, which is ``owner``)."""
+        self.origin = origin
+        blank = line[0] in " \t"
         try:
             tokens = tokenize(line)
-            self.parser.record(tokens, line[0] in " \t", state, number)
+            record = self.record(tokens, blank, owner, default_ttl, number)
         except (ValueError, names.NameError_) as exc:
-            raise RefusedRecord(str(exc), state.path, number) from None
-        record = self.parser.records.pop()
-        return record, None if line[0] in " \t" else tokens[0]
+            raise RefusedRecord(str(exc), self.path, number) from None
+        return record, None if blank else tokens[0]
+
+    def record(self, tokens: list[str], blank: bool, owner: bytes, default_ttl: int, number: int) -> Record:
+        """The record ``tokens`` say, at line ``number``: TTL and class in either order, the only class ``IN``."""
+        apex = self.apex
+        pos = 0
+        if not blank:
+            owner = self.name(tokens[0])
+            pos = 1
+        ttl: int | None = None
+        dyn_min = 0
+        ttl_text: str | None = None
+        seen_class = False
+        for _ in range(2):
+            if pos >= len(tokens):
+                break
+            tok = tokens[pos]
+            if ttl_text is None and tok[:1].isdigit():
+                ttl_text = tok
+                pos += 1
+            elif not seen_class and tok.upper() == "IN":
+                seen_class = True
+                pos += 1
+            elif not seen_class and tok.upper() in ("CH", "HS", "CS", "ANY", "NONE"):
+                raise ValueError(f"class {tok} not supported: all records must be class IN")
+        if pos >= len(tokens):
+            raise ValueError("record has no type")
+        type_text = tokens[pos].upper()
+        rtype = rdata.type_code(type_text)
+        if ttl_text is not None:
+            if rtype in (_DYNA, _DYNC):
+                dyn = _DYN_TTL_RE.fullmatch(ttl_text)
+                if dyn is None:
+                    raise ValueError(f"invalid DYNA/DYNC TTL {ttl_text!r} (MAX or MAX/MIN)")
+                ttl = parse_ttl(dyn.group(1))
+                if dyn.group(2) is not None:
+                    dyn_min = parse_ttl(dyn.group(2))
+            else:
+                ttl = parse_ttl(ttl_text)
+        if ttl is None:
+            ttl = default_ttl
+        if rtype == _SOA and owner != apex:
+            raise ValueError("SOA record can only be defined for the root of the zone")
+        # A relative owner is below the origin, which is inside the zone: no check needed.
+        absolute = blank or tokens[0].endswith(".") or "@" in tokens[0]
+        if absolute and not within(owner, apex) and rtype not in (_A, _AAAA):
+            raise ValueError(
+                f"name '{names.to_text(owner)}' is not within this zonefile's zone ({names.to_text(apex)})"
+            )
+        wire = rdata.encode(rtype, type_text, tokens[pos + 1 :], self.context)
+        return Record(owner, rtype, ttl, wire, self.path, number, dyn_min)
 
     def dynamic(self, piece: ZonePiece, record: Record, noted: bool, position: int | None = None) -> model.DynamicRRset:
         """A DYNA or DYNC record's RRset, its TTLs' warnings noted as the loop notes others'.
@@ -1079,65 +1304,53 @@ def _ttl_and_class(tokens: list[str], pos: int, ttl: int, cache: dict[str, int])
     return ttl, pos
 
 
-def directive(tokens: list[str], namer: RelativeNames) -> None:
-    """$ORIGIN and $TTL (applied by the caller); anything else is Irregular."""
-    name = tokens[0].upper()
-    if len(tokens) != 2:
-        raise Irregular(name)
-    if name == "$TTL":
-        try:
-            parse_ttl(tokens[1])
-        except ValueError:
-            raise Irregular("$TTL") from None
-    elif name == "$ORIGIN":
-        origin = namer.wire(tokens[1])
-        if not within(origin, namer.apex):
-            raise Irregular("$ORIGIN outside the zone")
-        namer.set_origin(origin)
-    else:
-        raise Irregular(name)
+def directive(tokens: list[str], namer: RelativeNames, file_origin: bytes | None = None) -> None:
+    """$ORIGIN (applied to ``namer``) and $TTL (checked: the caller applies it); anything else is refused.
 
-
-
-
-def piece_of_records(
-    records: Iterable[Record],
-    path: str,
-    apex: bytes,
-    settings: ZoneSettings,
-    watch: frozenset[bytes] = frozenset(),
-    lenient: bool = False,
-) -> ZonePiece:
-    """Records read by the slow reader (``zonefile``), gathered as ``parse_piece`` gathers a file's.
-
-    For a file whose layout the fast loop refuses as a whole (a carriage
-    return, unbalanced parentheses or quotes, a directive it does not read,
-    an RRset whose TTLs disagree across an ``$INCLUDE``): the slow reader
-    words its syntax errors, and what it reads goes to the same rules
-    (``rules``) as any zone. ``watch`` and ``lenient`` as for ``parse_piece``.
+    Refusals raise ``ValueError``, worded for the operator. ``file_origin``
+    is what ``@F`` stands for (by default, the zone's name).
     """
-    out = ZonePiece(apex)
-    reader = _OneRecord(apex, path, settings, apex, lenient)
-    files: dict[str, int] = {path: 0}
-    disagreed: set[tuple[bytes, int]] = set()
-    child_length = len(apex) + 1
-    for record in records:
-        owner, rtype = record.owner, record.rtype
-        index = files.get(record.path)
-        if index is None:
-            index = files[record.path] = len(files)
-            out.files.append(record.path)
-        position = index * POSITION_FILE + record.line
-        outside = not within(owner, apex)
-        noted = outside or owner in watch
-        rrset: model.RRset
-        if rtype in (_DYNA, _DYNC):
-            rrset = reader.dynamic(out, record, noted, position)
-        elif rtype == _SOA and out.soa is not None and lenient:
-            continue
-        else:
-            rrset = new_rrset(rtype, reader.settle(out, record, noted, position), (record.rdata,))
-        deep = not outside and len(owner) != owner[0] + child_length
-        _add(out, rrset, owner, deep, position, disagreed, lenient)
-    _fold(out.nodes, out.multi)
-    return out
+    name = tokens[0].upper()
+    if name == "$TTL":
+        if len(tokens) != 2:
+            raise ValueError("$TTL takes exactly one TTL value")
+        parse_ttl(tokens[1])
+    elif name == "$ORIGIN":
+        if len(tokens) != 2:
+            raise ValueError("$ORIGIN takes exactly one name")
+        namer.set_origin(_in_zone_name(tokens[1], namer, "origin", file_origin))
+    else:
+        raise ValueError(f"unsupported directive {tokens[0]} (gdnsd knows $TTL, $ORIGIN, $INCLUDE)")
+
+
+def _in_zone_name(text: str, namer: RelativeNames, what: str, file_origin: bytes | None = None) -> bytes:
+    """The name ``text`` stands for (relative to ``namer``'s origin), refused unless within the zone."""
+    try:
+        name = namer.wire(text)
+    except Irregular:  # escapes, quotes, ``@F``, long labels: the slower reading words what it refuses
+        name = resolve_name(text, namer.origin, namer.apex, file_origin or namer.apex)
+    if not within(name, namer.apex):
+        raise ValueError(
+            f"{what} '{names.to_text(name)}' is not within this zonefile's zone ({names.to_text(namer.apex)})"
+        )
+    return name
+
+
+def resolve_name(text: str, origin: bytes, apex: bytes, file_origin: bytes) -> bytes:
+    """A name as written in a zone file: quoted or not, escapes, ``@``, and ``@Z``/``@F`` (the zone's
+    name / the file's starting origin), alone or as its last label; relative to ``origin``.
+
+    Raises ``names.NameError_`` for what is not a name.
+    """
+    if text.startswith('"') and text.endswith('"') and len(text) >= 2:
+        text = text[1:-1]
+    if text == "@Z":
+        return apex
+    if text == "@F":
+        return file_origin
+    if text.endswith(".@Z") and not text.endswith("\\.@Z"):
+        return names.from_text(text[:-3], apex)
+    if text.endswith(".@F") and not text.endswith("\\.@F"):
+        return names.from_text(text[:-3], file_origin)
+    plain = names.from_text_plain(text, origin)
+    return plain if plain is not None else names.from_text(text, origin)

@@ -10,20 +10,22 @@ from __future__ import annotations
 import itertools
 import re
 
-from pygdnsd.zones.parsing import Irregular, RelativeNames, Start, directive, join_parenthesized
+from pygdnsd.errors import ZoneError
+from pygdnsd.zones import names
+from pygdnsd.zones.parsing import Irregular, RelativeNames, Start, directive, open_at_end, tokenize
 from pygdnsd.zones.rdata import parse_ttl
 from pygdnsd.zones.settings import ZoneSettings
-from pygdnsd.zones.zonefile import tokenize
+from pygdnsd.zones.source import open_zone_text
 
 _DIRECTIVE_RE = re.compile(r"^\$[^\n]*", re.MULTILINE)
 
 
 def read_text(path: str) -> str:
     try:
-        with open(path, encoding="utf-8", errors="surrogateescape", newline="") as handle:
+        with open_zone_text(path) as handle:
             text = handle.read()
-    except OSError:
-        raise Irregular("unreadable") from None
+    except ZoneError:
+        raise Irregular("unreadable") from None  # one pass words it
     if "\r" in text:
         raise Irregular("carriage return")
     return text
@@ -67,9 +69,9 @@ def split(
         for match in _DIRECTIVE_RE.finditer(text, done, begin):
             try:
                 tokens = tokenize(match.group())
-            except ValueError:
-                raise Irregular("directive") from None
-            directive(tokens, namer)
+                directive(tokens, namer)
+            except (ValueError, names.NameError_):
+                raise Irregular("directive") from None  # one pass words it
             if tokens[0].upper() == "$TTL":
                 default_ttl = parse_ttl(tokens[1])
         line += text.count("\n", done, begin)
@@ -86,10 +88,7 @@ def _inside_parentheses(text: str, pos: int) -> bool:
     opened = text.rfind("(", 0, pos)
     if opened <= text.rfind(")", 0, pos):
         return False
-    try:
-        return bool(join_parenthesized(text[text.rfind("\n", 0, opened) + 1 : pos].split("\n"))[1])
-    except Irregular:
-        return True
+    return open_at_end(text[text.rfind("\n", 0, opened) + 1 : pos].split("\n"))
 
 
 # How far ``_clean_start`` looks for a better place to cut.

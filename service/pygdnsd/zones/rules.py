@@ -77,6 +77,7 @@ from pygdnsd.zones.messages import (
     same_zone_ptr,
     unused_glue,
 )
+from pygdnsd.zones.model import Record
 from pygdnsd.zones.parsing import (
     CNAME_BESIDE_DATA,
     CNAME_CHAIN,
@@ -96,7 +97,6 @@ from pygdnsd.zones.parsing import (
     ZonePiece,
     within,
 )
-from pygdnsd.zones.zonefile import Record
 
 _A, _AAAA, _NS, _CNAME, _PTR, _MX = model.A, model.AAAA, model.NS, model.CNAME, model.PTR, model.MX
 _DYNA, _DYNC = model.DYNA, model.DYNC
@@ -409,10 +409,10 @@ def check_zone(zone: ZonePiece, unsettled: Unsettled, plugins: DynamicTargets | 
     nodes = zone.nodes
     apex_node = nodes.get(apex)
     if apex_node is None or zone.soa is None:
-        raise Broken(NO_SOA, apex)
+        raise Broken(NO_SOA, next(iter(nodes), b""))
     apex_ns = apex_node.get(_NS)
     if apex_ns is None:
-        raise Broken(NO_NS, apex)
+        raise Broken(NO_NS, apex, at=(zone.soa.path, zone.soa.line))
     at_apex = _apex_warnings(zone, apex_ns, min(unsettled.apex_ns_lines))
     # gdnsd writes the apex's warnings before it finds any error below.
     chain_error: Broken | None = None
@@ -651,9 +651,10 @@ def worded(broken: Broken, apex: bytes, path: str, reread: Callable[[frozenset[b
         assert broken.at is not None
         return ZoneError(broken.message, *broken.at)
     if rule == NO_SOA:
-        return ZoneError(f"zone '{_text(apex)}' has no SOA record", path)
+        return _no_soa(apex, path, owner, reread)
     if rule == NO_NS:
-        return ZoneError(f"zone '{_text(apex)}' has no NS records", path)
+        assert broken.at is not None
+        return ZoneError(f"zone '{_text(apex)}' has no NS records", *broken.at)
     if rule == SECOND_SOA:
         assert broken.at is not None
         return ZoneError(f"zone '{_text(apex)}': SOA defined twice", *broken.at)
@@ -663,10 +664,10 @@ def worded(broken: Broken, apex: bytes, path: str, reread: Callable[[frozenset[b
         whole = reread(frozenset())
         apex_node = whole.nodes.get(apex)
         if apex_node is None or whole.soa is None:
-            return ZoneError(f"zone '{_text(apex)}' has no SOA record", path)
+            return _no_soa(apex, path, next(iter(whole.nodes), b""), reread)
         apex_ns = apex_node.get(_NS)
         if apex_ns is None:
-            return ZoneError(f"zone '{_text(apex)}' has no NS records", path)
+            return ZoneError(f"zone '{_text(apex)}' has no NS records", whole.soa.path, whole.soa.line)
         first_ns = min(
             line for (kind, at, _), line in zip(whole.targets, whole.target_lines, strict=True)
             if kind == _NS and at == apex
@@ -749,6 +750,19 @@ def worded(broken: Broken, apex: bytes, path: str, reread: Callable[[frozenset[b
         f"CNAME '{_text(owner)}' leads to a CNAME chain more than {MAX_CNAME_CHAIN} deep (a loop?) within the zone",
         *zone.where(path, position),
     )
+
+
+def _no_soa(apex: bytes, path: str, first: bytes, reread: Callable[[frozenset[bytes]], ZonePiece]) -> ZoneError:
+    """The zone has no SOA: said at its first record, where one is expected (gdnsd names no line).
+
+    ``first`` is the first name the file gives records to (``b""``: none; then line 1).
+    """
+    message = f"zone '{_text(apex)}' has no SOA record"
+    if not first:
+        return ZoneError(message, path, 1)
+    zone = reread(frozenset((first,)))
+    position = next(line for at, _, line in zone.noted if at == first)
+    return ZoneError(message, *zone.where(path, position))
 
 
 def _text(name: bytes) -> str:
