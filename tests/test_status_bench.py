@@ -28,7 +28,7 @@ def test_the_scrape_case_measures_both_and_every_scrape_succeeds(tmp_path: Path)
         capture_output=True, text=True, timeout=600, check=False, stdin=subprocess.DEVNULL,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = [line for line in result.stdout.splitlines() if re.match(r"scrape-[01] +pygdnsd +1/1 +\d", line)]
+    rows = [line for line in result.stdout.splitlines() if re.match(r"scrape-[01] +\d+ +pygdnsd +1/1 +\d", line)]
     assert len(rows) == 4 and sum(line.startswith("scrape-1") for line in rows) == 2
     notes = re.findall(r"\[(\d+) scrapes, (\d+) failed\]", result.stdout)
     assert len(notes) == 2 and all(int(done) >= 2 and failed == "0" for done, failed in notes)
