@@ -12,6 +12,9 @@ load-styles, load-many, load-many-plain, load-city (default: all).
 * latency: the same file at a fixed 20k qps, every answer's latency sampled
   (dnsperf ``-v``): p50/p99.
 * tcp: the same file over TCP, several pipelining connections.
+* scrape: pygdnsd alone on the udp case, without ``http_listen`` and with it
+  and a ``/metrics`` scrape every second (Prometheus's pace, faster than any
+  real one), alternating, twice each: what the status listener costs DNS.
 * geoip / geoip-new / geoip-hot: DYNA names over GeoLite2 Country, every
   query with a client-subnet option of a random network; geoip-new never
   repeats one, geoip-hot repeats 20,000 (``geoip_data``).
@@ -38,11 +41,13 @@ gdnsd in the same run.
 from __future__ import annotations
 
 import argparse
+import http.client
 import socket
 import statistics
 import struct
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -146,12 +151,56 @@ def answers_soa(port: int, zone: str) -> bool:
     return reply[:2] == b"\x12\x34" and flags & 0xF == 0 and ancount >= 1
 
 
+class Scraper:
+    """GET /metrics once a second on a thread, as Prometheus would (every answer must be 200)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.scrapes = 0
+        self.failures = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Scraper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+            try:
+                connection.request("GET", "/metrics")
+                response = connection.getresponse()
+                response.read()
+                self.scrapes += 1
+                self.failures += response.status != 200
+            except OSError:
+                self.failures += 1
+            finally:
+                connection.close()
+
+
 def serve_and_measure(
-    variant: Variant, cfgdir: Path, scratch: Path, case: str, load: dnsperf.Load, datafile: Path, warmup: int, run: int
+    variant: Variant,
+    cfgdir: Path,
+    scratch: Path,
+    case: str,
+    load: dnsperf.Load,
+    datafile: Path,
+    warmup: int,
+    run: int,
+    scraped: bool = False,
 ) -> Row:
+    """``scraped``: pygdnsd with ``http_listen``, scraped once a second while dnsperf runs."""
     port = free_port()
+    http_port = free_port()
     rundir = Path(tempfile.mkdtemp(prefix=f"{variant.server.name}-", dir=scratch))
-    zonegen.write_config(cfgdir, port, rundir, variant.udp_threads, variant.tcp_threads)
+    options = f"  http_listen => 127.0.0.1:{http_port}\n" if scraped else ""
+    zonegen.write_config(cfgdir, port, rundir, variant.udp_threads, variant.tcp_threads, options)
     row = Row(case, variant, load.describe(), run)
     with Running(variant.server, cfgdir, START_TIMEOUT) as server:
         # Every question of the file asked once first: what is measured is a
@@ -164,7 +213,12 @@ def serve_and_measure(
         user_before, sys_before = server.cpu()
         by_process = server.cpu_by_process()
         began = time.monotonic()
-        result = dnsperf.run(load, port, datafile)
+        if scraped:
+            with Scraper(http_port) as scraper:
+                result = dnsperf.run(load, port, datafile)
+            row.note = f"{scraper.scrapes} scrapes, {scraper.failures} failed"
+        else:
+            result = dnsperf.run(load, port, datafile)
         wall = time.monotonic() - began
         user_after, sys_after = server.cpu()
         by_process_after = server.cpu_by_process()
@@ -189,6 +243,42 @@ def serve_and_measure(
     if result.completed == 0:
         row.note = "no answers: " + result.output[-300:].replace("\n", " ")
     return row
+
+
+SCRAPE_ROUNDS = 2
+
+
+def scrape_case(variants: Sequence[Variant], load: dnsperf.Load, out: Path, scratch: Path, warmup: int) -> list[Row]:
+    """Each pygdnsd variant without the status listener and with it scraped every second, alternating."""
+    cfgdir = out / "mixed"
+    datafile = zonegen.build_mixed(cfgdir)
+    rows = []
+    for variant in variants:
+        for round_ in range(SCRAPE_ROUNDS):
+            for scraped in (False, True):
+                name = "scrape-1" if scraped else "scrape-0"
+                print(f"bench: {name} {variant.server.name} threads {variant.threads} (round {round_ + 1}) ...", file=sys.stderr, flush=True)
+                try:
+                    rows.append(serve_and_measure(variant, cfgdir, scratch, name, load, datafile, warmup, round_ + 1, scraped))
+                except (RuntimeError, OSError, ValueError) as exc:
+                    rows.append(Row(name, variant, load.describe(), note=f"failed: {exc}"[:300]))
+    return rows
+
+
+def render_scrape(rows: Sequence[Row]) -> list[str]:
+    """CPU per query with the status listener scraped over without it, per variant: 1.00x is free."""
+    lines = []
+    for threads in sorted({r.variant.threads for r in rows if r.case.startswith("scrape-")}):
+        def mean(case: str, threads: str = threads) -> float | None:
+            values = [r.cpu_us for r in rows if r.case == case and r.variant.threads == threads and r.cpu_us]
+            return sum(values) / len(values) if values else None
+
+        off, on = mean("scrape-0"), mean("scrape-1")
+        lines.append(
+            f"scrape   pygdnsd  {threads:>7}  cpu us/q without http_listen {_fmt(off, '.2f')}, scraped every second "
+            f"{_fmt(on, '.2f')}: {_ratio(on, off)} (runs differ by 10-30% on a shared machine)"
+        )
+    return lines
 
 
 def traffic_case(
@@ -263,6 +353,9 @@ def _ratio(value: float | None, base: float | None) -> str:
 
 def render(report: Report) -> str:
     lines = [*render_traffic(report.rows), "", *render_summary(report.rows)] if report.rows else []
+    scraped = render_scrape(report.rows)
+    if scraped:
+        lines += ["", *scraped]
     if report.loads:
         lines += ["", *render_loads(report.loads)]
     return "\n".join(lines).strip("\n")
@@ -371,8 +464,8 @@ def render_loads(loads: Sequence[LoadRow]) -> list[str]:
 
 
 CASES = (
-    "udp", "udp-hot", "latency", "tcp", "geoip", "geoip-new", "geoip-hot", "load-big", "load-warn", "load-styles", "load-many",
-    "load-many-plain", "load-city",
+    "udp", "udp-hot", "latency", "tcp", "geoip", "geoip-new", "geoip-hot", "scrape", "load-big", "load-warn", "load-styles",
+    "load-many", "load-many-plain", "load-city",
 )
 
 
@@ -429,6 +522,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
                 threads = args.py_threads[:1] if latency else args.py_threads
                 report.rows += traffic_case(case, variants(case, threads), load, args.out, scratch, args.warmup, run)
+        if "scrape" in cases:
+            load = dnsperf.Load("udp", args.seconds, args.clients)
+            report.rows += scrape_case([Variant(PYGDNSD, n, n) for n in args.py_threads], load, args.out, scratch, args.warmup)
         if "load-big" in cases:
             report.loads += load_case("load-big", zonegen.build_big, zonegen.BIG_ZONE, servers, args.out, scratch)
         if "load-warn" in cases:

@@ -123,7 +123,10 @@ def test_build_names_and_versions(debs: BuiltDebs) -> None:
 
 def test_control_fields(debs: BuiltDebs) -> None:
     depends = {dep.strip().split()[0] for dep in deb_field(debs.first, "Depends").split(",")}
-    assert {"python3-dnslib", "python3-maxminddb", "python3-systemd", "python3-pydbus", "python3-gi", "adduser"} <= (
+    assert {
+        "python3-dnslib", "python3-maxminddb", "python3-prometheus-client", "python3-systemd", "python3-pydbus",
+        "python3-gi", "adduser",
+    } <= (
         depends
     )
     # libc6: the compiled module's only library (dpkg-shlibdeps).

@@ -28,7 +28,7 @@ every takeover request (``takeover.TakeoverClient`` on the new side,
                           metadata JSON, and the descriptors as SCM_RIGHTS
                           (``fd_passing``): the instance lock, the control
                           listener, every DNS socket, every tcp_control
-                          listener. The new daemon keeps the sockets its
+                          and http_listen listener. The new daemon keeps the sockets its
                           config still wants and binds the rest
                           (``socket_plan``), then serves on them and claims the
                           unit with MAINPID+READY and a barrier under systemd,

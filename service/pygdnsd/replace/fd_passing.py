@@ -14,8 +14,8 @@ Two layers:
   descriptor received so far: a stray copy of a DNS socket kept alive by
   mistake would black-hole its share of the traffic.
 * ``FdDescription``/``adopt``: what each descriptor is (the instance lock,
-  the control listener, a DNS socket or a ``tcp_control`` listener with its
-  SocketSpec), encoded as
+  the control listener, a DNS socket, a ``tcp_control`` or an ``http_listen``
+  listener with its SocketSpec), encoded as
   JSON, and turning received descriptors into checked Python objects.
 """
 
@@ -143,10 +143,11 @@ class FdRole(enum.Enum):
     CONTROL = "control"  # the control socket listener
     DNS = "dns"  # a DNS listening socket (spec says which)
     TCP_CONTROL = "tcp_control"  # a tcp_control listener (spec: its address, TCP, index 0)
+    HTTP = "http"  # an http_listen listener of the status page (spec: as TCP_CONTROL's)
 
 
 # The roles whose descriptors are bound sockets described by a SocketSpec.
-_WITH_SPEC = frozenset({FdRole.DNS, FdRole.TCP_CONTROL})
+_WITH_SPEC = frozenset({FdRole.DNS, FdRole.TCP_CONTROL, FdRole.HTTP})
 
 
 @dataclass(frozen=True)
@@ -156,7 +157,7 @@ class FdDescription:
 
     def __post_init__(self) -> None:
         if (self.role in _WITH_SPEC) != (self.spec is not None):
-            raise FdPassError(f"{self.role.value} descriptor: a spec goes with DNS and TCP control sockets only")
+            raise FdPassError(f"{self.role.value} descriptor: a spec goes with DNS, TCP control and HTTP sockets only")
 
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"role": self.role.value}
@@ -223,6 +224,7 @@ class HandedOver:
     control: socket.socket | None = None
     dns: list[ListenSocket] = field(default_factory=list)
     tcp_control: list[ListenSocket] = field(default_factory=list)
+    http: list[ListenSocket] = field(default_factory=list)
 
     def close(self) -> None:
         if self.lock_fd is not None:
@@ -231,10 +233,11 @@ class HandedOver:
         if self.control is not None:
             self.control.close()
             self.control = None
-        for listener in [*self.dns, *self.tcp_control]:
+        for listener in [*self.dns, *self.tcp_control, *self.http]:
             listener.sock.close()
         self.dns = []
         self.tcp_control = []
+        self.http = []
 
 
 def _same_address(bound: Any, spec: SocketSpec) -> bool:
@@ -288,7 +291,9 @@ def adopt(descriptions: Sequence[FdDescription], fds: Sequence[int]) -> HandedOv
                     raise FdPassError("the control descriptor is not a stream socket")
                 continue
             assert description.spec is not None
-            kept = handed.dns if description.role is FdRole.DNS else handed.tcp_control
+            kept = {FdRole.DNS: handed.dns, FdRole.TCP_CONTROL: handed.tcp_control, FdRole.HTTP: handed.http}[
+                description.role
+            ]
             kept.append(ListenSocket(description.spec, sock))
             try:
                 _check_bound_socket(sock, description.spec)

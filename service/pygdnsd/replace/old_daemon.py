@@ -3,7 +3,7 @@
 The control server hands a REQ_TAK1 connection to ``serve_takeover`` on a
 thread of its own; each step asks the daemon (a ``TakeoverSource``) for what
 it gives away: the live ACME challenges, then the lock, the control listener,
-every DNS socket and every ``tcp_control`` listener (``HandoffSet``), then to stop serving and give its final
+every DNS socket and every ``tcp_control`` and ``http_listen`` listener (``HandoffSet``), then to stop serving and give its final
 counters. If the new daemon goes away or stalls before STOP, the old one
 carries on (``takeover_failed``).
 """
@@ -42,6 +42,7 @@ class HandoffSet:
     dns: Sequence[ListenSocket]
     extra: Mapping[str, Any] = field(default_factory=dict)  # e.g. {"started": ..., "watchdog_usec": ...}
     tcp_control: Sequence[ListenSocket] = ()
+    http: Sequence[ListenSocket] = ()
 
     def descriptions(self) -> list[FdDescription]:
         return [
@@ -49,13 +50,14 @@ class HandoffSet:
             FdDescription(FdRole.CONTROL),
             *(FdDescription(FdRole.DNS, listener.spec) for listener in self.dns),
             *(FdDescription(FdRole.TCP_CONTROL, listener.spec) for listener in self.tcp_control),
+            *(FdDescription(FdRole.HTTP, listener.spec) for listener in self.http),
         ]
 
     def fds(self) -> list[int]:
         return [
             self.lock_fd,
             self.control_fd,
-            *(listener.sock.fileno() for listener in [*self.dns, *self.tcp_control]),
+            *(listener.sock.fileno() for listener in [*self.dns, *self.tcp_control, *self.http]),
         ]
 
 
