@@ -25,6 +25,7 @@ class Load:
     max_qps: int = 0  # 0: as fast as the server answers
     threads: int = 1
     verbose: bool = False  # per-query latencies (costs client CPU)
+    passes: int = 0  # stop after this many passes through the query file (0: only the time limit)
 
     def describe(self) -> str:
         rate = f"-Q {self.max_qps}" if self.max_qps else "open"
@@ -60,6 +61,8 @@ def command(load: Load, port: int, datafile: Path) -> list[str]:
     ]  # fmt: skip
     if load.max_qps:
         argv += ["-Q", str(load.max_qps)]
+    if load.passes:
+        argv += ["-n", str(load.passes)]
     if load.verbose:
         argv.append("-v")
     return argv

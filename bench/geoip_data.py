@@ -1,10 +1,17 @@
-"""The ``geoip`` bench case's data: GeoLite2 Country, a geoip config, ECS queries.
+"""The ``geoip`` bench cases' data: GeoLite2 Country, a geoip config, ECS queries.
 
 A real-size database (GeoLite2 Country of 2014-10-08 from the shared test
-data: 364,176 tree nodes, 196,471 merged networks in this map), three DYNA
-names over it, and 200,000 queries whose client-subnet options carry random
+data: 364,176 tree nodes, 232,696 merged networks in this map), three DYNA
+names over it, and queries whose client-subnet options carry random
 addresses (IPv4 /24 four times in five, IPv6 /56 otherwise), as a busy
 authoritative server sees from many resolvers: few client networks repeat.
+
+``geoip`` has 200,000 queries: dnsperf loops over them, so from the second
+pass on each (client network, name) has been seen before, as resolvers ask
+again when their answers expire. ``geoip-new`` has 1,500,000: more than a
+run sends, so every query brings a client network not seen before.
+``geoip-hot`` has 20,000, all seen before after the warm-up: what a
+remembered answer costs.
 """
 
 from __future__ import annotations
@@ -20,6 +27,10 @@ from zonegen import SOA_AND_NS, TYPE_A, TYPE_OPT, write_zone
 
 GEOIP_ZONE = "geo.example"
 GEOIP_QUERIES = 200_000
+GEOIP_NEW_QUERIES = 1_500_000
+GEOIP_HOT_QUERIES = 20_000
+# Query count of each geoip case.
+GEOIP_CASES = {"geoip": GEOIP_QUERIES, "geoip-new": GEOIP_NEW_QUERIES, "geoip-hot": GEOIP_HOT_QUERIES}
 SHARED = Path(os.environ.get("GEOIP_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "geoip"))
 OPT_ECS = 8
 
@@ -60,8 +71,8 @@ def _ecs(rng: random.Random) -> bytes:
     return struct.pack("!HH", OPT_ECS, len(data)) + data
 
 
-def build_geoip(cfgdir: Path) -> Path:
-    """The zone, database and plugin config in ``cfgdir``; returns the dnsperf query file."""
+def build_geoip(cfgdir: Path, count: int = GEOIP_QUERIES) -> Path:
+    """The zone, database and plugin config in ``cfgdir``; returns the dnsperf file of ``count`` queries."""
     database = cfgdir / "geoip" / "GeoLite2-Country.mmdb"
     if not database.exists():
         database.parent.mkdir(parents=True, exist_ok=True)
@@ -70,11 +81,11 @@ def build_geoip(cfgdir: Path) -> Path:
     (cfgdir / "config.extra").write_text(PLUGINS)
     zone = SOA_AND_NS + "".join(f"{n} DYNA geoip!{n}\n" for n in NAMES)
     write_zone(cfgdir / "zones" / GEOIP_ZONE, iter([zone]))
-    queries = cfgdir / "queries.bin"
+    queries = cfgdir / ("queries.bin" if count == GEOIP_QUERIES else f"queries-{count}.bin")
     if not queries.exists():
         rng = random.Random(14)
         out = bytearray()
-        for _ in range(GEOIP_QUERIES):
+        for _ in range(count):
             wire = _query(f"{rng.choice(NAMES)}.{GEOIP_ZONE}", _ecs(rng))
             out += struct.pack("!H", len(wire)) + wire
         queries.write_bytes(bytes(out))

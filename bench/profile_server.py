@@ -1,8 +1,11 @@
 """Where pygdnsd's time goes under load: py-spy on the serving process while dnsperf runs.
 
-Usage: ``.venv/bin/python bench/profile_server.py [--case udp|udp-hot|tcp] [--threads N]
-[--seconds N]``. Needs py-spy (``.venv/bin/pip install py-spy``; a tool for
-investigating, not a project dependency).
+Usage: ``.venv/bin/python bench/profile_server.py [--case udp|udp-hot|tcp|geoip] [--threads N]
+[--seconds N] [--pure]`` (``--pure``: with ``PYGDNSD_PURE=1``, the pure-Python UDP path).
+Needs py-spy (``.venv/bin/pip install py-spy``; a tool for investigating,
+not a project dependency). py-spy sees Python frames only: the compiled
+fast path's work shows as the line that calls ``Batch.serve``
+(``perf record -g -p PID`` shows inside it).
 
 Writes ``bench/out/prof/<case>-<threads>t.raw`` (py-spy's collapsed stacks)
 and prints: the server's CPU per query split into user and kernel time,
@@ -27,7 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import dnsperf
 import profile_summary
 import zonegen
-from servers import PYGDNSD, REPO, Running, free_port
+from servers import PYGDNSD, PYGDNSD_PURE, REPO, Running, free_port
+
+import geoip_data
 
 PY_SPY = REPO / ".venv/bin/py-spy"
 
@@ -61,15 +66,20 @@ def by_line(text: str, top: int) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--case", choices=("udp", "udp-hot", "tcp"), default="udp")
+    parser.add_argument("--case", choices=("udp", "udp-hot", "tcp", "geoip"), default="udp")
     parser.add_argument("--threads", type=int, default=1, help="udp_threads and tcp_threads")
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--pure", action="store_true", help="the pure-Python UDP path (PYGDNSD_PURE=1)")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out")
     args = parser.parse_args(argv)
     if not PY_SPY.exists():
         sys.exit(f"profile_server: {PY_SPY} missing: .venv/bin/pip install py-spy")
-    cfgdir = args.out / "mixed"
-    datafile = zonegen.build_mixed(cfgdir, hot=args.case == "udp-hot")
+    if args.case == "geoip":
+        cfgdir = args.out / "geoip"
+        datafile = geoip_data.build_geoip(cfgdir)
+    else:
+        cfgdir = args.out / "mixed"
+        datafile = zonegen.build_mixed(cfgdir, hot=args.case == "udp-hot")
     raw = args.out / "prof" / f"{args.case}-{args.threads}t.raw"
     raw.parent.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -78,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     load = dnsperf.Load(mode, args.seconds + 4, clients=4)
     with tempfile.TemporaryDirectory(prefix="pygdnsd-prof-") as tmp:
         zonegen.write_config(cfgdir, port, Path(tmp), args.threads, args.threads)
-        with Running(PYGDNSD, cfgdir, 120) as server:
+        with Running(PYGDNSD_PURE if args.pure else PYGDNSD, cfgdir, 120) as server:
             client = subprocess.Popen(
                 dnsperf.command(load, port, datafile), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
             )

@@ -26,22 +26,32 @@ STOP_SECONDS = 10.0
 
 @dataclass(frozen=True, slots=True)
 class Server:
-    """One implementation: a label and how to run it."""
+    """One implementation: a label, how to run it and what to add to its environment."""
 
     name: str
     argv: tuple[str, ...]
+    env: tuple[tuple[str, str], ...] = ()
 
     def command(self, cfgdir: Path, action: str) -> list[str]:
         return [*self.argv, "-c", str(cfgdir), action]
 
+    def environ(self) -> dict[str, str]:
+        return {**os.environ, **dict(self.env)}
 
-def pygdnsd_of(checkout: Path, name: str) -> Server:
-    """pygdnsd as a checkout's own venv runs it (``dev/bootstrap`` made it an editable install)."""
-    return Server(name, (str(checkout / ".venv/bin/python"), "-m", "pygdnsd"))
+
+def pygdnsd_of(checkout: Path, name: str, pure: bool = False) -> Server:
+    """pygdnsd as a checkout's own venv runs it (``dev/bootstrap`` made it an editable install).
+
+    ``pure``: with ``PYGDNSD_PURE=1``, so the pure-Python path answers UDP, not the compiled one.
+    """
+    return Server(
+        name, (str(checkout / ".venv/bin/python"), "-m", "pygdnsd"), (("PYGDNSD_PURE", "1" if pure else "0"),)
+    )
 
 
 GDNSD = Server("gdnsd", ("/usr/sbin/gdnsd",))
 PYGDNSD = pygdnsd_of(REPO, "pygdnsd")
+PYGDNSD_PURE = pygdnsd_of(REPO, "pure", pure=True)
 
 
 def free_port() -> int:
@@ -121,6 +131,7 @@ def checkconf(server: Server, cfgdir: Path, timeout: float) -> Checkconf:
     began = time.monotonic()
     proc = subprocess.Popen(
         server.command(cfgdir, "checkconf"),
+        env=server.environ(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -157,6 +168,7 @@ class Running:
         began = time.monotonic()
         self.proc = subprocess.Popen(
             server.command(cfgdir, "start"),
+            env=server.environ(),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

@@ -66,10 +66,13 @@ class ConfigDir:
         return self.path / "zones"
 
 
-def write_config(cfgdir: Path, port: int, rundir: Path, udp_threads: int, tcp_threads: int) -> None:
+def write_config(
+    cfgdir: Path, port: int, rundir: Path, udp_threads: int, tcp_threads: int, options: str = ""
+) -> None:
     """(Re)write ``cfgdir/config`` for one server run; zones are left alone.
 
-    A case's other stanzas (e.g. ``plugins``) wait in ``cfgdir/config.extra``.
+    A case's other stanzas (e.g. ``plugins``) wait in ``cfgdir/config.extra``;
+    ``options`` are more lines for the options hash (e.g. ``http_listen``).
     """
     cfgdir.mkdir(parents=True, exist_ok=True)
     (rundir / "run").mkdir(parents=True, exist_ok=True)
@@ -82,6 +85,7 @@ def write_config(cfgdir: Path, port: int, rundir: Path, udp_threads: int, tcp_th
         f"  tcp_threads => {tcp_threads}\n"
         f"  run_dir => {rundir / 'run'}\n"
         f"  state_dir => {rundir / 'state'}\n"
+        f"{options}"
         "}\n" + (extra.read_text() if (extra := cfgdir / "config.extra").exists() else "")
     )
 

@@ -128,6 +128,22 @@ def test_checkconf_names_file_line_and_key(case: str, tmp_path: Path) -> None:
         assert text in message, message
 
 
+@pytest.mark.parametrize("plugin", ["tcp_connect, port => 80", "http_status"])
+def test_a_cname_datacenter_cannot_be_monitored_by_connecting_to_it(tmp_path: Path, plugin: str) -> None:
+    """gdnsd 3.8.1 (observed): "Service type 'st' does not support CNAME monitoring for ..."."""
+    write_config(
+        tmp_path,
+        f"service_types => {{ st => {{ plugin => {plugin} }} }}\n"
+        "plugins => { geoip => { maps => { m => { datacenters => [a, b] } }\n"
+        " resources => { r => { map => m, service_types => st, dcmap => { a => a.example.net., b => 192.0.2.2 } } } } }\n",
+    )
+    message = config_error(tmp_path)
+    assert "resource 'r'" in message and "datacenter 'a'" in message, message
+    assert "Service type 'st' does not support CNAME monitoring for 'a.example.net.'" in message, message
+    write_config(tmp_path, (tmp_path / "config").read_text().replace("a.example.net.", "192.0.2.1"))
+    build_dynamic(load_config(tmp_path))  # addresses are fine
+
+
 # -- client addresses ------------------------------------------------------------
 
 
@@ -173,6 +189,113 @@ def table_for(tmp_path: Path, map_conf: str) -> tuple[MapTable, tuple[str, ...]]
 def answer(table: MapTable, names: tuple[str, ...], address: str) -> tuple[list[str], int]:
     value, scope = table.lookup(ipaddress.ip_address(address).packed)
     return [names[i] for i in table.dclists[value]], scope
+
+
+def test_bucketed_lookups_find_what_a_bisection_of_the_whole_table_finds(tmp_path: Path) -> None:
+    """``NetworkTable.find`` bisects one 16-bit bucket: networks straddling buckets, and edges."""
+    import bisect
+
+    rng = random.Random(3)
+    nets = [f"10.{i}.0.0/16 => [b]" for i in range(0, 40, 3)]  # one per bucket
+    nets += ["10.64.0.0/10 => [b]", "10.99.255.0/24 => [a]", "10.100.0.0/31 => [b]"]  # straddling, in one
+    nets += [f"2001:db8:{i:x}::/48 => [b]" for i in range(0, 200, 7)]
+    nets += ["2a00::/12 => [a]", "2a03:4000::/20 => [b]", "::/1 => [b]"]
+    table, _ = table_for(tmp_path, f"datacenters => [a, b], nets => {{ {', '.join(nets)} }}")
+    inner = table.table
+    edges = [inner.starts[i] + d for i in range(len(inner.starts)) for d in (-1, 0, 1)]
+    keys = edges + [rng.getrandbits(32) for _ in range(2000)] + [rng.getrandbits(128) for _ in range(2000)]
+    keys += [(b << 16) + d for b in range(0, 1 << 16, 257) for d in (-1, 0)]
+    for key in keys:
+        if not 0 <= key < 1 << 128:
+            continue
+        i = bisect.bisect_right(inner.starts, key) - 1
+        assert inner.find(key) == (inner.values[i], inner.lengths[i]), hex(key)
+        if key < 1 << 32:
+            depth = inner.lengths[i]
+            assert table.lookup(key.to_bytes(4, "big")) == (inner.values[i], max(depth - 96, 0)), hex(key)
+
+
+def test_records_decoded_by_address_are_the_records_their_pointers_hold(tmp_path: Path) -> None:
+    """``Database.record`` decodes with the C extension by address; the pure-Python decoder agrees."""
+    from pygdnsd.plugins.geoip.mmdb import Database
+
+    for path in (
+        geoip_data.write_city(tmp_path / "City.mmdb"),
+        geoip_data.write_asn(tmp_path / "ASN.mmdb"),
+        geoip_data.fake_country(tmp_path / "Fake.mmdb"),
+    ):
+        db = Database(path)
+        assert db._fast is not None, "the C extension of python3-maxminddb is missing"
+        leaves = []
+        stack = [(db.root, 0, 0)]
+        while stack:
+            node, depth, addr = stack.pop()
+            if db.is_internal(node):
+                left, right = db.children(node, depth)
+                stack += [(left, depth + 1, addr), (right, depth + 1, addr | 1 << (127 - depth))]
+            elif not db.is_empty(node):
+                leaves.append((node, addr))
+        assert len(leaves) >= 2
+        for pointer, addr in leaves:
+            assert db.record(pointer, addr) == db._record(pointer), (path.name, hex(addr))
+        db.close()
+
+
+@pytest.mark.parametrize("record_size", [24, 28, 32])
+def test_node_arrays_hold_what_the_reader_reads_for_every_record_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, record_size: int
+) -> None:
+    """``Database.node_arrays`` decodes the search tree in bulk: every node as ``_read_node`` reads it,
+    and the same table from a database written with each record size."""
+    from mmdb_writer import TreeWriter
+
+    from pygdnsd.plugins.geoip.mmdb import Database
+
+    map_conf = "geoip2_db => City.mmdb, datacenters => [a, b], map => { EU => [a], NA => [b] }"
+    geoip_data.write_city(tmp_path / "default" / "geoip" / "City.mmdb")
+    expected, _ = table_for(tmp_path / "default", map_conf)
+    chosen = TreeWriter._adjust_record_size
+
+    def forced(writer: TreeWriter) -> None:
+        chosen(writer)
+        writer.record_size = record_size
+        writer.data_offset = record_size * 2 / 8 * writer._node_counter
+
+    monkeypatch.setattr(TreeWriter, "_adjust_record_size", forced)
+    geoip_data.write_city(tmp_path / "geoip" / "City.mmdb")
+    db = Database(tmp_path / "geoip" / "City.mmdb")
+    assert db._record_size == record_size
+    left, right = db.node_arrays()
+    count = db.info.node_count
+    assert len(left) == len(right) == count > 100
+    assert all((left[n], right[n]) == (db._read_node(n, 0), db._read_node(n, 1)) for n in range(count))
+    db.close()
+    table, _ = table_for(tmp_path, map_conf)
+    assert len(table.table) > 20
+    assert (table.table.starts, table.table.lengths, table.table.values) == (
+        expected.table.starts,
+        expected.table.lengths,
+        expected.table.values,
+    )
+
+
+@pytest.mark.parametrize("record_size", [24, 28, 32])
+def test_the_search_tree_decodes_as_the_spec_lays_it_out(record_size: int) -> None:
+    """Random records filling every bit, against the MaxMind DB spec's layout written out here."""
+    from pygdnsd.plugins.geoip.mmdb import decode_tree
+
+    rng = random.Random(record_size)
+    nodes = [(rng.getrandbits(record_size), rng.getrandbits(record_size)) for _ in range(3000)]
+    nodes += [(0, (1 << record_size) - 1), ((1 << record_size) - 1, 0)]
+    tree = bytearray()
+    for left, right in nodes:
+        if record_size == 28:
+            tree += left.to_bytes(4, "big")[1:] + bytes([(left >> 24) << 4 | right >> 24])
+            tree += right.to_bytes(4, "big")[1:]
+        else:
+            tree += left.to_bytes(record_size // 8, "big") + right.to_bytes(record_size // 8, "big")
+    lefts, rights = decode_tree(bytes(tree), record_size)
+    assert list(zip(lefts, rights, strict=True)) == nodes
 
 
 def test_asn_map_sits_between_nets_and_geography(tmp_path: Path) -> None:
@@ -258,7 +381,8 @@ def test_remembered_decisions_follow_states_and_admin_state(tmp_path: Path) -> N
     geoip = resolvers.plugins["geoip"]
     assert resolvers.resolve("geoip", "r", paris).v4 == (bytes([192, 0, 2, 1]),)
     assert resolvers.resolve("geoip", "r", paris).scope == 14  # CZ and FR: 10.0.0.0/14 is all EU
-    assert len(geoip.decisions) == 1  # type: ignore[attr-defined]
+    assert resolvers.resolve("geoip", "r", paris) is resolvers.resolve("geoip", "r", paris)
+    assert len(geoip.maps["m"].current.answers) == 1  # type: ignore[attr-defined]
     down = dict(resolvers.monitor.states)
     down["192.0.2.1/up"] = Sttl(down=True, ttl=30)
     assert resolvers.resolve("geoip", "r", paris, states=down).v4 == (bytes([192, 0, 2, 2]),)
@@ -345,6 +469,75 @@ def test_replaced_database_answers_within_two_seconds_and_bad_ones_are_refused(t
         assert not failed, f"{len(failed)} of {len(answers)} queries unanswered"
         assert answers[-1][1] == "192.0.2.2"
         assert {a for _, a in answers} == {"192.0.2.1", "192.0.2.2"}
+
+
+PROCESSES = 3
+SENDERS = 24  # source ports: SO_REUSEPORT spreads them over every process ((2/3)**24 to miss one)
+
+
+def test_every_worker_process_answers_from_a_replaced_database_within_two_seconds(tmp_path: Path) -> None:
+    """With worker processes: each watches the files from its start, not from its first query."""
+    config = LIVE_CONFIG.replace("  state_dir => @STATE_DIR@\n", f"  state_dir => @STATE_DIR@\n  udp_threads => {PROCESSES}\n")
+    src = write_config(tmp_path / "src", config, "live DYNA geoip!r\n")
+    geoip_data.write_city(src / "geoip" / "City.mmdb")
+    original = (src / "geoip" / "City.mmdb").read_bytes()
+    moved = tuple(
+        geoip_data.Place(p.network, "NA", "US") if p.city == "Paris" else p for p in geoip_data.PLACES
+    )
+    geoip_data.write_city(tmp_path / "moved.mmdb", moved)
+    loaded = "plugin_geoip: map 'm' runtime db updated"
+    with ServerProcess("pygdnsd", src, tmp_path / "run") as server:
+        assert server.config_dir is not None
+        live_db = server.config_dir / "geoip" / "City.mmdb"
+        staged = live_db.with_suffix(".new")
+
+        def replace(data: bytes) -> float:
+            staged.write_bytes(data)
+            os.replace(staged, live_db)
+            return time.monotonic()
+
+        def wait_for_loads(count: int, since: float) -> float:
+            while server.stderr_text.count(loaded) < count and time.monotonic() < since + 5:
+                time.sleep(0.02)
+            assert server.stderr_text.count(loaded) == count  # each process loaded it, once
+            return time.monotonic() - since
+
+        sockets = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(SENDERS)]
+        try:
+            for sock in sockets:
+                sock.bind(("127.0.0.1", 0))
+                sock.settimeout(2.0)
+            # Replaced before any query: every process loads it anyway, within 2 s.
+            before = server.stderr_text.count(loaded)
+            assert wait_for_loads(before + PROCESSES, replace((tmp_path / "moved.mmdb").read_bytes())) <= 2.0
+            qid = 0
+            for sock in sockets:
+                for _ in range(3):  # again from memory (ECS and all) in each process
+                    qid += 1
+                    assert ask_a(server.address, sock, qid) == "192.0.2.2"
+            # Replaced under queries: every source port's answer switches within 2 s.
+            before = server.stderr_text.count(loaded)
+            replaced_at = replace(original)
+            switched: dict[int, float] = {}
+            unanswered = 0
+            while len(switched) < SENDERS and time.monotonic() < replaced_at + 5:
+                for i, sock in enumerate(sockets):
+                    qid += 1
+                    answer = ask_a(server.address, sock, qid)
+                    if answer is None:
+                        unanswered += 1
+                    elif answer == "192.0.2.1":
+                        switched.setdefault(i, time.monotonic() - replaced_at)
+                    else:
+                        assert i not in switched, "a process went back to the replaced database"
+                time.sleep(0.02)
+            assert unanswered == 0
+            assert len(switched) == SENDERS, f"{SENDERS - len(switched)} source ports still get the old answer"
+            assert max(switched.values()) <= 2.0, sorted(switched.values())
+            wait_for_loads(before + PROCESSES, replaced_at)
+        finally:
+            for sock in sockets:
+                sock.close()
 
 
 def test_admin_state_of_the_map_and_of_the_resource(tmp_path: Path) -> None:

@@ -148,17 +148,22 @@ def udp_exchange(host: str, port: int, payload: bytes) -> bytes:
         return client.recv(4096)
 
 
-# Every UDP test runs on the batched path (recvmmsg/sendmmsg) and the portable one.
-BATCHED = pytest.mark.parametrize("batched", [True, False], ids=["mmsg", "socket"])
+# Every UDP test runs on the batched paths (recvmmsg/sendmmsg: compiled, ctypes) and the portable one.
+PATHS: dict[str, dict[str, bool]] = {
+    "compiled": {"compiled": True},
+    "mmsg": {"compiled": False},
+    "socket": {"batched": False},
+}
+ON_EVERY_PATH = pytest.mark.parametrize("path", list(PATHS))
 
 
-@BATCHED
+@ON_EVERY_PATH
 @pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
-def test_udp_answers(host: str, batched: bool) -> None:
+def test_udp_answers(host: str, path: str) -> None:
     port = free_port(host)
     opened = open_listeners([endpoint(host, port, udp=2, tcp=0)])
     responder, stats = FakeResponder(), Stats()
-    server = UdpServer(opened, responder, stats, batched=batched)
+    server = UdpServer(opened, responder, stats, **PATHS[path])
     server.start()
     try:
         assert udp_exchange(host, port, b"q1") == b"ans:q1"
@@ -173,10 +178,10 @@ def test_udp_answers(host: str, batched: bool) -> None:
     assert {(call[1], call[2]) for call in responder.calls} == {(packed, False)}
 
 
-@BATCHED
-def test_udp_no_answer_when_responder_drops(listeners_v4: list[ListenSocket], batched: bool) -> None:
+@ON_EVERY_PATH
+def test_udp_no_answer_when_responder_drops(listeners_v4: list[ListenSocket], path: str) -> None:
     udp = of_kind(listeners_v4, UDP)
-    server = UdpServer(udp, FakeResponder(), Stats(), batched=batched)
+    server = UdpServer(udp, FakeResponder(), Stats(), **PATHS[path])
     server.start()
     port = udp[0].spec.port
     try:
@@ -190,9 +195,9 @@ def test_udp_no_answer_when_responder_drops(listeners_v4: list[ListenSocket], ba
     server.stop()  # a second stop is harmless
 
 
-@BATCHED
+@ON_EVERY_PATH
 @pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
-def test_udp_pktinfo_path_answers_from_query_destination(host: str, batched: bool) -> None:
+def test_udp_pktinfo_path_answers_from_query_destination(host: str, path: str) -> None:
     # Binding a wildcard address is off limits in tests: the pktinfo path is
     # exercised on a loopback socket that the spec claims is 0.0.0.0 or ::.
     port = free_port(host)
@@ -206,7 +211,7 @@ def test_udp_pktinfo_path_answers_from_query_destination(host: str, batched: boo
     wildcard = "::" if family == socket.AF_INET6 else "0.0.0.0"
     listener = ListenSocket(SocketSpec(wildcard, port, family, UDP, 0), sock)
     responder = FakeResponder()
-    server = UdpServer([listener], responder, Stats(), batched=batched)
+    server = UdpServer([listener], responder, Stats(), **PATHS[path])
     server.start()
     try:
         with socket.socket(family, socket.SOCK_DGRAM) as client:
@@ -235,11 +240,11 @@ def test_reply_pktinfo_uses_destination_as_source() -> None:
     assert reply_pktinfo(socket.SOL_SOCKET, 1, b"x") is None
 
 
-@BATCHED
-def test_udp_stop_leaves_queued_datagrams_in_socket(listeners_v4: list[ListenSocket], batched: bool) -> None:
+@ON_EVERY_PATH
+def test_udp_stop_leaves_queued_datagrams_in_socket(listeners_v4: list[ListenSocket], path: str) -> None:
     udp = of_kind(listeners_v4, UDP)
     responder = FakeResponder()
-    server = UdpServer(udp, responder, Stats(), batched=batched)
+    server = UdpServer(udp, responder, Stats(), **PATHS[path])
     server.start()
     port = udp[0].spec.port
     stopper = threading.Thread(target=server.stop)

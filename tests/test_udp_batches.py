@@ -1,9 +1,10 @@
-"""UDP serving in batches (recvmmsg/sendmmsg, ``transport/mmsg.py``) and its fallback.
+"""UDP serving in batches (recvmmsg/sendmmsg) and its fallback.
 
-Queries are queued in the listening socket before the server starts, so the
-first read takes many of them at once: these tests exercise whole batches,
-not one datagram per call. Each runs on both paths where the behaviour must
-be the same.
+Batches are the compiled fast path's (``transport/_fastpath.c``) or ctypes'
+(``transport/mmsg.py``). Queries are queued in the listening socket before
+the server starts, so the first read takes many of them at once: these
+tests exercise whole batches, not one datagram per call. Each runs on every
+path where the behaviour must be the same.
 """
 
 from __future__ import annotations
@@ -28,7 +29,14 @@ from pygdnsd.transport.listeners import ListenSocket, open_listeners
 from pygdnsd.transport.udp import UdpServer
 
 WAIT = 5.0
-BATCHED = pytest.mark.parametrize("batched", [True, False], ids=["mmsg", "socket"])
+# UdpServer's arguments for each path: compiled batches, ctypes batches, one datagram per call.
+PATHS: dict[str, dict[str, bool]] = {
+    "compiled": {"compiled": True},
+    "mmsg": {"compiled": False},
+    "socket": {"batched": False},
+}
+ON_EVERY_PATH = pytest.mark.parametrize("path", list(PATHS))
+ON_BATCHED_PATHS = pytest.mark.parametrize("path", ["compiled", "mmsg"])
 # What the kernel lets a test client queue before it reads (capped by rmem_max).
 CLIENT_RCVBUF = 1 << 20
 
@@ -88,7 +96,7 @@ def address(listeners: list[ListenSocket]) -> tuple[str, int]:
 
 @pytest.fixture
 def batch_sizes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """How many datagrams each batched read returned."""
+    """How many datagrams each batched read of the ctypes path returned."""
     sizes: list[int] = []
     receive = mmsg.DatagramBatch.receive
 
@@ -101,10 +109,10 @@ def batch_sizes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return sizes
 
 
-@BATCHED
+@ON_EVERY_PATH
 @pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
 def test_many_queries_in_flight_each_answered_to_its_sender(
-    host: str, batched: bool, batch_sizes: list[int]
+    host: str, path: str, batch_sizes: list[int]
 ) -> None:
     # IPv4 clients each send from their own loopback address (127.0.0.1-4),
     # so a reply or client address taken from the wrong slot shows.
@@ -118,7 +126,7 @@ def test_many_queries_in_flight_each_answered_to_its_sender(
             for query in sent[n]:
                 client.sendto(query, address(opened))
         responder, stats = Responder(), Stats()
-        with serving(UdpServer(opened, responder, stats, batched=batched)):
+        with serving(UdpServer(opened, responder, stats, **PATHS[path])):
             for n, client in enumerate(clients):
                 answers = [client.recv(4096) for _ in sent[n]]
                 assert sorted(answers) == sorted(b"ans:" + query for query in sent[n])
@@ -130,27 +138,28 @@ def test_many_queries_in_flight_each_answered_to_its_sender(
     assert {(query, ip) for query, ip in responder.calls} == {
         (query, socket.inet_pton(family, sources[n])) for n in sent for query in sent[n]
     }
-    if batched:
+    if path == "mmsg":
         assert max(batch_sizes) == udp.BATCH  # 240 queued: full batches were read
     else:
+        # The compiled path's batches are read in C (test_fastpath.py counts them).
         assert batch_sizes == []
 
 
-@BATCHED
-def test_query_longer_than_the_read_size_is_cut(batched: bool) -> None:
+@ON_EVERY_PATH
+def test_query_longer_than_the_read_size_is_cut(path: str) -> None:
     long_query = bytes(range(256)) * 20  # 5120 bytes
     with listening("127.0.0.1") as opened, client_socket("127.0.0.1") as client:
         client.sendto(long_query, address(opened))
         client.sendto(b"after", address(opened))
         responder = Responder()
-        with serving(UdpServer(opened, responder, Stats(), batched=batched)):
+        with serving(UdpServer(opened, responder, Stats(), **PATHS[path])):
             assert client.recv(8192) == b"ans:" + long_query[: udp.MAX_QUERY]
             assert client.recv(4096) == b"ans:after"
     assert [query for query, _ in responder.calls] == [long_query[: udp.MAX_QUERY], b"after"]
 
 
-@BATCHED
-def test_answers_larger_than_the_send_area_together_all_leave(batched: bool) -> None:
+@ON_EVERY_PATH
+def test_answers_larger_than_the_send_area_together_all_leave(path: str) -> None:
     # 12 answers of 8000 bytes in one batch: more than SEND_SPACE, so the
     # batch is sent in several sendmmsg calls, in order.
     queries = [b"BIG:%d" % (8000 + n) for n in range(12)]
@@ -159,15 +168,15 @@ def test_answers_larger_than_the_send_area_together_all_leave(batched: bool) -> 
         for query in queries:
             client.sendto(query, address(opened))
         stats = Stats()
-        with serving(UdpServer(opened, Responder(), stats, batched=batched)):
+        with serving(UdpServer(opened, Responder(), stats, **PATHS[path])):
             answers = [client.recv(16384) for _ in queries]
     assert [len(answer) for answer in answers] == [8000 + n for n in range(12)]
     assert [answer[: len(query)] for answer, query in zip(answers, queries, strict=True)] == queries
     assert stats.udp["sendfail"] == 0
 
 
-@BATCHED
-def test_unsendable_answers_are_counted_and_the_rest_still_sent(batched: bool) -> None:
+@ON_EVERY_PATH
+def test_unsendable_answers_are_counted_and_the_rest_still_sent(path: str) -> None:
     # 65,520 bytes fits the send area but not an IPv4 datagram (EMSGSIZE from
     # the kernel, mid-batch); 70,000 bytes does not even fit the send area.
     queries = [b"one", b"BIG:65520", b"two", b"BIG:70000", b"three"]
@@ -175,19 +184,19 @@ def test_unsendable_answers_are_counted_and_the_rest_still_sent(batched: bool) -
         for query in queries:
             client.sendto(query, address(opened))
         stats = Stats()
-        with serving(UdpServer(opened, Responder(), stats, batched=batched)):
+        with serving(UdpServer(opened, Responder(), stats, **PATHS[path])):
             answers = [client.recv(4096) for _ in range(3)]
             assert wait_for(lambda: stats.udp["sendfail"] == 2, WAIT), "timed out waiting for two failed sends"
     assert answers == [b"ans:one", b"ans:two", b"ans:three"]
     assert stats.udp["reqs"] == 5
 
 
-@BATCHED
-def test_responder_error_is_logged_and_the_batch_goes_on(batched: bool, caplog: pytest.LogCaptureFixture) -> None:
+@ON_EVERY_PATH
+def test_responder_error_is_logged_and_the_batch_goes_on(path: str, caplog: pytest.LogCaptureFixture) -> None:
     with listening("127.0.0.1") as opened, client_socket("127.0.0.1") as client:
         for query in (b"a", b"BOOM", b"b"):
             client.sendto(query, address(opened))
-        with caplog.at_level(logging.ERROR), serving(UdpServer(opened, Responder(), Stats(), batched=batched)):
+        with caplog.at_level(logging.ERROR), serving(UdpServer(opened, Responder(), Stats(), **PATHS[path])):
             assert [client.recv(4096) for _ in range(2)] == [b"ans:a", b"ans:b"]
     failures = [record for record in caplog.records if "error answering a UDP query" in record.getMessage()]
     assert len(failures) == 1
@@ -195,14 +204,15 @@ def test_responder_error_is_logged_and_the_batch_goes_on(batched: bool, caplog: 
     assert failures[0].exc_info is not None
 
 
-def test_a_batch_read_is_answered_whole_even_when_stop_comes_midway() -> None:
+@ON_BATCHED_PATHS
+def test_a_batch_read_is_answered_whole_even_when_stop_comes_midway(path: str) -> None:
     # Every datagram read is answered; what was not read stays queued.
     with listening("127.0.0.1") as opened, client_socket("127.0.0.1") as client:
         first = [b"HOLD", b"q1", b"q2", b"q3"]
         for query in first:
             client.sendto(query, address(opened))
         responder = Responder()
-        server = UdpServer(opened, responder, Stats())
+        server = UdpServer(opened, responder, Stats(), **PATHS[path])
         server.start()
         assert responder.holding.wait(WAIT)
         late = [b"late1", b"late2"]
@@ -252,7 +262,7 @@ def test_partial_and_failed_sends_skip_only_the_failed_answer(monkeypatch: pytes
         for query in queries:
             client.sendto(query, address(opened))
         stats = Stats()
-        with serving(UdpServer(opened, Responder(), stats)):
+        with serving(UdpServer(opened, Responder(), stats, compiled=False)):
             answers = [client.recv(4096) for _ in range(5)]
             assert wait_for(lambda: stats.udp["sendfail"] == 1, WAIT), "timed out waiting for one failed send"
     # Interrupted: retried whole; q0, q1 sent; q2 failed (EAGAIN); q3..q5 sent.
@@ -266,7 +276,7 @@ def test_batched_calls_are_used_only_on_linux(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(mmsg.sys, "platform", "freebsd14")
     assert mmsg.load() is None
     with listening("127.0.0.1") as opened, client_socket("127.0.0.1") as client:
-        server = UdpServer(opened, Responder(), Stats())
+        server = UdpServer(opened, Responder(), Stats(), compiled=False)
         assert server.mmsg_calls is None
         with serving(server):
             client.sendto(b"q", address(opened))
@@ -306,7 +316,7 @@ def test_one_datagram_per_wake_up_takes_the_single_reply_path(
     monkeypatch.setattr(mmsg.DatagramBatch, "answer_one", counted)
     with listening("127.0.0.1") as opened, client_socket("127.0.0.1") as client:
         stats = Stats()
-        with caplog.at_level(logging.ERROR), serving(UdpServer(opened, Responder(), stats)):
+        with caplog.at_level(logging.ERROR), serving(UdpServer(opened, Responder(), stats, compiled=False)):
             client.sendto(b"q0", address(opened))
             assert client.recv(4096) == b"ans:q0"  # its send was interrupted, then retried
             client.sendto(b"q1", address(opened))

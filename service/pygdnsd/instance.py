@@ -125,6 +125,9 @@ class Instance:
         self._udp: UdpServer | None = None
         self._tcp: TcpServer | None = None
         self._workers: workers.WorkerPool | None = None
+        # Totals are read (control STAT, /metrics) while workers retire into ``stats``:
+        # the switch from "pool counts them" to "stats holds them" is atomic under it.
+        self._totals = threading.Lock()
         # Zones and challenges change from different threads (a reload, the
         # control socket, challenge expiry): one at a time, so that neither
         # swap undoes the other and workers hear challenge sets in order.
@@ -186,8 +189,18 @@ class Instance:
             self._workers.restart()
 
     def total_stats(self) -> Stats:
-        """Every answer counted, the workers' too."""
-        return workers.total(self.stats, self._workers)
+        """Every answer counted, the workers' too; never less than an earlier call returned."""
+        with self._totals:
+            return workers.total(self.stats, self._workers)
+
+    def absorb(self, final: dict[str, dict[str, int]]) -> None:
+        """Add a previous daemon's final counters, atomically for whoever reads totals."""
+        with self._totals:
+            self.stats.absorb(final)
+
+    def worker_pids(self) -> list[int]:
+        pool = self._workers
+        return pool.pids() if pool is not None else []
 
     def stop(self) -> None:
         """Stop reading, answer what TCP clients already sent; the sockets stay open.
@@ -198,10 +211,12 @@ class Instance:
         # Every kind and process winds down at once: TCP's final answers need not wait for UDP.
         for server in servers:
             server.request_stop()
-        pool, self._workers = self._workers, None
+        pool = self._workers
         if pool is not None:
-            pool.close()
-            self.stats.absorb(pool.retired.snapshot())
+            pool.close()  # totals meanwhile: the pool reports its retired workers' counts
+            with self._totals:
+                self.stats.absorb(pool.retired.snapshot())
+                self._workers = None
         for server in servers:
             server.stop()
         self._udp = self._tcp = None

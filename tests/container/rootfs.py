@@ -40,6 +40,7 @@ BASE_PACKAGES = (
     "python3-systemd",
     "python3-dnslib",
     "python3-maxminddb",
+    "python3-prometheus-client",
     "python3-pydbus",
     "python3-gi",
     "dnsutils",

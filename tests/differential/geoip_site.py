@@ -149,11 +149,30 @@ plugins => {
     map => noecs
     dcmap => { na => 192.0.2.1, eu => 192.0.2.2 }
    }
+   r_nest => {
+    map => fake
+    dcmap => { na => %geoip!r_city, eu => %geoip!r_country, ap => 192.0.2.4 }
+   }
+   r_nest_meta => {
+    map => nodb
+    dcmap => { one => %metafo!meta, two => %geoip!r_fake, three => %metafo!meta2 }
+   }
+   r_nest_down => {
+    map => fake
+    dcmap => { na => %geoip!r_noecs, eu => %metafo!meta3, ap => %geoip!r_nodb }
+   }
+   r_down => {
+    map => city
+    service_types => down
+    dcmap => { us => 192.0.2.1, eu => 192.0.2.2, ap => 192.0.2.4, sa => 192.0.2.6 }
+   }
   }
  }
  metafo => {
   resources => {
    meta => { datacenters => [ geo, last ], dcmap => { geo => %geoip!r_city, last => 192.0.2.99 } }
+   meta3 => { datacenters => [ gdown, fake ], dcmap => { gdown => %geoip!r_down, fake => %geoip!r_fake } }
+   meta2 => { datacenters => [ down, city, fake ], dcmap => { down => { service_types => down, lb => 192.0.2.98 }, city => %geoip!r_city_sf, fake => %geoip!r_fake } }
   }
  }
 }
@@ -184,6 +203,13 @@ fake DYNA geoip!r_fake
 nodb DYNA geoip!r_nodb
 noecs DYNA geoip!r_noecs
 meta DYNA metafo!meta
+meta2 DYNA metafo!meta2
+meta3 DYNA metafo!meta3
+nest DYNA geoip!r_nest
+nestmeta DYNA geoip!r_nest_meta
+nestdown DYNA geoip!r_nest_down
+nestna DYNA geoip!r_nest/na
+nestdownap DYNA geoip!r_nest_down/ap
 *.wild DYNA geoip!r_city
 """
 
@@ -199,10 +225,18 @@ NAMES = (
     ("nodb", 1),
     ("noecs", 1),
     ("meta", 1),
+    ("meta2", 1),
+    ("meta3", 1),
+    ("nest", 1),
+    ("nestmeta", 1),
+    ("nestdown", 1),
     ("x.wild", 1),
 )
 # Asked less often: pinned datacenters, the other type.
-PINNED = (("cityeu", 1), ("citysa", 1), ("autous", 1), ("countryus", 1), ("city", 28), ("city6", 1))
+PINNED = (
+    ("cityeu", 1), ("citysa", 1), ("autous", 1), ("countryus", 1), ("city", 28), ("city6", 1), ("nestna", 1),
+    ("nestdownap", 1),
+)
 
 
 def write_site(dest: Path) -> Path:

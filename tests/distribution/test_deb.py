@@ -108,9 +108,11 @@ def deb_field(deb: Path, name: str) -> str:
 
 
 def test_build_names_and_versions(debs: BuiltDebs) -> None:
-    assert re.fullmatch(r"pygdnsd_[0-9][^_]*_all\.deb", debs.first.name)
-    assert debs.upgrade.name == f"pygdnsd_{UPGRADE_VERSION}_all.deb"
-    assert deb_field(debs.first, "Architecture") == "all"
+    # Architecture-specific: the package ships the compiled UDP fast path.
+    arch = subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True, check=True).stdout.strip()
+    assert re.fullmatch(rf"pygdnsd_[0-9][^_]*_{arch}\.deb", debs.first.name)
+    assert debs.upgrade.name == f"pygdnsd_{UPGRADE_VERSION}_{arch}.deb"
+    assert deb_field(debs.first, "Architecture") == arch
     compared = subprocess.run(
         [
             "dpkg",
@@ -125,10 +127,14 @@ def test_build_names_and_versions(debs: BuiltDebs) -> None:
 
 def test_control_fields(debs: BuiltDebs) -> None:
     depends = {dep.strip().split()[0] for dep in deb_field(debs.first, "Depends").split(",")}
-    assert {"python3-dnslib", "python3-maxminddb", "python3-systemd", "python3-pydbus", "python3-gi", "adduser"} <= (
+    assert {
+        "python3-dnslib", "python3-maxminddb", "python3-prometheus-client", "python3-systemd", "python3-pydbus",
+        "python3-gi", "adduser",
+    } <= (
         depends
     )
-    assert all(dep.startswith(("python3", "adduser")) for dep in depends), depends
+    # libc6: the compiled module's only library (dpkg-shlibdeps).
+    assert all(dep.startswith(("python3", "adduser", "libc6")) for dep in depends), depends
     for field in ("Conflicts", "Replaces"):
         assert deb_field(debs.first, field) == "gdnsd"
     assert deb_field(debs.first, "Provides").split()[0] == "gdnsd"
@@ -151,6 +157,9 @@ def test_contents(debs: BuiltDebs) -> None:
         "/usr/lib/python3/dist-packages/pygdnsd/__init__.py",
     ):
         assert path in paths, path
+    # The compiled UDP fast path, built for Debian's python3.
+    module = re.compile(r"/usr/lib/python3/dist-packages/pygdnsd/transport/_fastpath\.cpython-3\d+-.*\.so")
+    assert len([path for path in paths if module.fullmatch(path)]) == 1, sorted(p for p in paths if "transport" in p)
     if (REPO / "units" / "gdnsd.socket").exists():
         assert "/lib/systemd/system/gdnsd.socket" in paths
     assert not [path for path in paths if "__pycache__" in path or path.endswith(".pyc")]
@@ -232,6 +241,8 @@ def test_install_serve_upgrade_purge(debs: BuiltDebs, systemd_container: Systemd
     assert props["ActiveState"] == "active", "\n".join(journal_lines(c))
     assert props["UnitFileState"] == "enabled"
     assert dig(c, "www.example.test") == "192.0.2.80"
+    # The package's compiled UDP fast path loads and serves.
+    assert any("UDP answered by the compiled fast path" in line for line in journal_lines(c)), journal_lines(c)
 
     # The daemon: user gdnsd, a system account, with nothing but CAP_NET_BIND_SERVICE.
     passwd = c.run(["getent", "passwd", "gdnsd"], check=True).stdout.strip().split(":")

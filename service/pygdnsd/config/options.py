@@ -9,9 +9,11 @@ warning (``LEGACY_OPTIONS``).
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
+from typing import cast
 
 from pygdnsd.config.addresses import AddressSpecError, SocketAddress, format_address, resolve_spec
 from pygdnsd.config.scalars import c_bool, c_bytes, c_string, strtoul
@@ -47,6 +49,12 @@ INT_OPTIONS: dict[str, tuple[int, int]] = {
     "acme_challenge_ttl": (60, 3600),
     "acme_challenge_dns_ttl": (0, 3600),
     "max_nocookie_response": (0, 1024),
+    # gdnsd 2's HTTP status listener, given a meaning again (``http_listen``):
+    # the port of an address that names none, the cap on clients, and how
+    # long one may take (gdnsd 2's defaults and ranges).
+    "http_port": (1, 65535),
+    "max_http_clients": (1, 65535),
+    "http_timeout": (3, 60),
 }
 
 BOOL_OPTIONS = frozenset(
@@ -88,10 +96,6 @@ LEGACY_OPTIONS = frozenset(
         "max_response",
         "max_cname_depth",
         "max_addtl_rrsets",
-        "http_port",
-        "http_listen",
-        "max_http_clients",
-        "http_timeout",
         "priority",
         "any_mitigation",
         "plugin_search_path",
@@ -100,7 +104,7 @@ LEGACY_OPTIONS = frozenset(
     }
 )
 
-OTHER_OPTIONS = frozenset({"listen", "tcp_control", "username"})
+OTHER_OPTIONS = frozenset({"listen", "tcp_control", "username", "http_listen", "http_allow"})
 
 KNOWN_OPTIONS = (
     frozenset(INT_OPTIONS) | frozenset(BOOL_OPTIONS) | frozenset(STRING_OPTIONS) | OTHER_OPTIONS
@@ -181,6 +185,23 @@ class ControlAddress:
 
 
 @dataclass(frozen=True)
+class HttpAddress:
+    """An ``http_listen`` address: the status page and metrics are served there."""
+
+    host: str
+    port: int
+    family: int
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+# Who may use the HTTP listeners unless ``http_allow`` says otherwise: this host only.
+LOOPBACK_NETWORKS: tuple[Network, ...] = (
+    ipaddress.ip_network("127.0.0.0/8"),
+    ipaddress.ip_network("::1/128"),
+)
+
+
+@dataclass(frozen=True)
 class Config(ListenOptions):
     """Every option of ``man gdnsd.config`` plus pygdnsd's own (pidfile, username, zones_auto_reload).
 
@@ -222,6 +243,13 @@ class Config(ListenOptions):
     pidfile: Path = DEFAULT_RUN_DIR / PIDFILE_NAME
     username: str | None = None
     zones_auto_reload: bool = False
+    # The HTTP status listener (pygdnsd's, on gdnsd 2's option names): none
+    # unless configured, so an upgrade opens no port by itself.
+    http_listen: tuple[HttpAddress, ...] = ()
+    http_allow: tuple[Network, ...] = LOOPBACK_NETWORKS
+    http_port: int = 3506
+    max_http_clients: int = 128
+    http_timeout: int = 5
     # Raw data for the plugin and monitoring code (each value is a hash).
     service_types: ConfigHash = field(default_factory=lambda: ConfigHash(Position("-", 0)))
     plugins: ConfigHash = field(default_factory=lambda: ConfigHash(Position("-", 0)))
@@ -323,6 +351,18 @@ def _read_options(options: ConfigHash) -> dict[str, object]:
     out["listen"] = _read_listen(options, dns_port, out, warnings)
     control = options.get("tcp_control")
     out["tcp_control"] = () if control is None else _read_tcp_control(control)
+    http_port = out["http_port"]
+    assert isinstance(http_port, int)
+    http_listen = options.get("http_listen")
+    out["http_listen"] = () if http_listen is None else _read_http_listen(http_listen, http_port)
+    if http_listen is not None:
+        _refuse_shared_ports(
+            cast(tuple[HttpAddress, ...], out["http_listen"]),
+            [*cast(tuple[ListenAddress, ...], out["listen"]), *cast(tuple[ControlAddress, ...], out["tcp_control"])],
+            http_listen.pos,
+        )
+    http_allow = options.get("http_allow")
+    out["http_allow"] = DEFAULTS["http_allow"] if http_allow is None else _read_http_allow(http_allow)
     if out["experimental_no_chain"] is False:
         warnings.append(
             "experimental_no_chain is disabled: gdnsd asks for a bug report explaining why "
@@ -548,3 +588,65 @@ def _control_address(spec: ConfigScalar, per_address: ConfigHash | None) -> Cont
             raise ConfigError(f"{value.pos}: invalid TCP control socket key {key!r}")
         flags[key] = read_bool(key, value)
     return ControlAddress(address.host, address.port, address.family, **flags)
+
+
+# -- http_listen, http_allow ----------------------------------------------------
+
+
+def _read_http_listen(value: ConfigValue, http_port: int) -> tuple[HttpAddress, ...]:
+    if isinstance(value, ConfigHash):
+        raise ConfigError(f"{value.pos}: option 'http_listen': an address or a list of addresses (no per-address options)")
+    entries = _address_specs(
+        value,
+        not_a_string="option 'http_listen': all address specs must be strings",
+        not_a_hash="",
+    )
+    addresses = []
+    for spec, _ in entries:
+        address = _resolve("http_listen", spec, http_port)
+        if address.port == 0:
+            raise ConfigError(f"{spec.pos}: could not process http_listen address spec {str(spec)!r}: port 0")
+        addresses.append(HttpAddress(address.host, address.port, address.family))
+    if len(set(addresses)) != len(addresses):
+        raise ConfigError(f"{value.pos}: option 'http_listen': an address is listed twice")
+    return tuple(addresses)
+
+
+def _read_http_allow(value: ConfigValue) -> tuple[Network, ...]:
+    """Client networks (``192.0.2.0/24``, ``2001:db8::/32``, a bare address) allowed to connect."""
+    items: list[ConfigValue] = list(value) if isinstance(value, ConfigList) else [value]
+    networks = []
+    for item in items:
+        if not isinstance(item, ConfigScalar):
+            raise ConfigError(f"{item.pos}: option 'http_allow': all networks must be strings")
+        try:
+            networks.append(ipaddress.ip_network(c_string(item)))
+        except ValueError as exc:
+            raise ConfigError(f"{item.pos}: option 'http_allow': {str(item)!r} is not a network: {exc}") from exc
+    return tuple(networks)
+
+
+def _overlaps(host: str, port: int, other_host: str, other_port: int) -> bool:
+    """Whether two TCP listeners would share connections (SO_REUSEPORT lets them bind together)."""
+    if port != other_port:
+        return False
+    a, b = ipaddress.ip_address(host.split("%", 1)[0]), ipaddress.ip_address(other_host.split("%", 1)[0])
+    return a.version == b.version and (a == b or a.is_unspecified or b.is_unspecified)
+
+
+def _refuse_shared_ports(
+    http_listen: tuple[HttpAddress, ...], others: list[ListenAddress | ControlAddress], pos: Position
+) -> None:
+    """An http_listen address must not take a DNS or control listener's port.
+
+    Every listener sets SO_REUSEPORT, so the bind would succeed and the
+    kernel would hand DNS clients to the status page (or the other way).
+    """
+    for address in http_listen:
+        for other in others:
+            if _overlaps(address.host, address.port, other.host, other.port):
+                what = "DNS listen" if isinstance(other, ListenAddress) else "tcp_control"
+                raise ConfigError(
+                    f"{pos}: option 'http_listen': {format_address(address.host, address.port)} would share "
+                    f"its port with the {what} address {format_address(other.host, other.port)}"
+                )

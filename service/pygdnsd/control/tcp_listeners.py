@@ -11,6 +11,10 @@ hands its listeners over after the DNS sockets, and the new daemon keeps
 those its config still names (connections waiting in their accept queues
 are served by it), binds the new ones and closes the rest. Permissions always come from the serving daemon's config,
 so a replace can change ``chal_ok`` and ``ctl_ok``.
+
+The same steps serve the ``http_listen`` listeners of the status page
+(``status.listeners``): each kind is a ``Role`` naming its option in errors
+and its sockets in the log.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from __future__ import annotations
 import logging
 import socket
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
 from pygdnsd.config.addresses import format_address
 from pygdnsd.config.options import ControlAddress
@@ -28,16 +34,42 @@ from pygdnsd.transport.listeners import TCP, ListenSocket, SocketSpec
 
 log = logging.getLogger(__name__)
 
-# Connections that wait while a replace hands the listeners over queue here:
-# a takeover pauses accept() for milliseconds, and legitimate clients are few.
-BACKLOG = 64
+
+class StreamAddress(Protocol):
+    """A configured TCP listen address (``ControlAddress``, ``HttpAddress``)."""
+
+    @property
+    def host(self) -> str: ...
+
+    @property
+    def port(self) -> int: ...
+
+    @property
+    def family(self) -> int: ...
 
 
-def label(address: ControlAddress | SocketSpec) -> str:
-    return f"TCP control socket {format_address(address.host, address.port)}"
+_Address = TypeVar("_Address", bound=StreamAddress)
 
 
-def spec_of(address: ControlAddress) -> SocketSpec:
+@dataclass(frozen=True)
+class Role:
+    """What a kind of listener is for: its option (in errors) and its name (in the log)."""
+
+    option: str
+    noun: str
+    # Connections that wait while a replace hands the listeners over queue here.
+    backlog: int
+
+
+# A takeover pauses accept() for milliseconds, and legitimate clients are few.
+TCP_CONTROL = Role("tcp_control", "TCP control socket", 64)
+
+
+def label(address: StreamAddress | SocketSpec, role: Role = TCP_CONTROL) -> str:
+    return f"{role.noun} {format_address(address.host, address.port)}"
+
+
+def spec_of(address: StreamAddress) -> SocketSpec:
     """The address as a SocketSpec, the key a replace matches handed-over sockets by."""
     return SocketSpec(address.host, address.port, address.family, TCP, 0)
 
@@ -46,7 +78,7 @@ def access_of(address: ControlAddress) -> Access:
     return Access(challenges=address.chal_ok, daemon_control=address.ctl_ok)
 
 
-def bind(address: ControlAddress) -> socket.socket:
+def bind(address: StreamAddress, role: Role = TCP_CONTROL) -> socket.socket:
     sock = socket.socket(address.family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -54,19 +86,21 @@ def bind(address: ControlAddress) -> socket.socket:
         if address.family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind((address.host, address.port))
-        sock.listen(BACKLOG)
+        sock.listen(role.backlog)
     except OSError as exc:
         sock.close()
-        raise GdnsdError(f"option 'tcp_control': cannot listen on {label(address)}: {exc.strerror or exc}") from exc
+        raise GdnsdError(
+            f"option '{role.option}': cannot listen on {label(address, role)}: {exc.strerror or exc}"
+        ) from exc
     return sock
 
 
-def open_all(addresses: Sequence[ControlAddress]) -> list[ListenSocket]:
+def open_all(addresses: Sequence[StreamAddress], role: Role = TCP_CONTROL) -> list[ListenSocket]:
     """A listening socket per address; on any failure the ones opened are closed and it raises."""
     opened: list[ListenSocket] = []
     try:
         for address in addresses:
-            opened.append(ListenSocket(spec_of(address), bind(address)))
+            opened.append(ListenSocket(spec_of(address), bind(address, role)))
     except GdnsdError:
         for listener in opened:
             listener.sock.close()
@@ -74,7 +108,9 @@ def open_all(addresses: Sequence[ControlAddress]) -> list[ListenSocket]:
     return opened
 
 
-def adopt(handed: Sequence[ListenSocket], addresses: Sequence[ControlAddress]) -> list[ListenSocket]:
+def adopt(
+    handed: Sequence[ListenSocket], addresses: Sequence[_Address], role: Role = TCP_CONTROL
+) -> list[ListenSocket]:
     """The sockets for ``addresses``: handed-over ones where they match, fresh ones for the rest.
 
     Handed-over sockets no address wants are closed, once the fresh ones are
@@ -82,9 +118,9 @@ def adopt(handed: Sequence[ListenSocket], addresses: Sequence[ControlAddress]) -
     """
     plan = plan_sockets(handed, [spec_of(address) for address in addresses])
     wanted = {spec_of(address): address for address in addresses}
-    fresh = open_all([wanted[spec] for spec in plan.open])
+    fresh = open_all([wanted[spec] for spec in plan.open], role)
     for listener in plan.close:
-        log.info("closing the %s, no longer configured", label(listener.spec))
+        log.info("closing the %s, no longer configured", label(listener.spec, role))
         listener.sock.close()
     return [*plan.reuse, *fresh]
 

@@ -33,6 +33,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from pygdnsd.config.options import ListenAddress
 from pygdnsd.control import json_answers, tcp_listeners
@@ -55,6 +56,7 @@ from pygdnsd.engine.stats import Stats
 from pygdnsd.errors import GdnsdError, describe
 from pygdnsd.instance import Instance, Loaded, read_zones
 from pygdnsd.instance import load as load_all
+from pygdnsd.monitoring.monitor import StateRow
 from pygdnsd.replace import new_daemon
 from pygdnsd.replace.fd_passing import Expected
 from pygdnsd.replace.old_daemon import HandoffSet
@@ -62,8 +64,14 @@ from pygdnsd.replace.socket_plan import plan_sockets
 from pygdnsd.replace.spawn import Program, spawn_replacement
 from pygdnsd.replace.stats_handoff import FinalStats
 from pygdnsd.replace.takeover import TakenOver
+from pygdnsd.status import process
+from pygdnsd.status.rate_ring import RateRing
+from pygdnsd.status.server import HTTP_LISTEN, StatusServer
+from pygdnsd.status.timeline import RELOAD, REPLACE, Event, Timeline, TimelineView
+from pygdnsd.status.zone_facts import ZoneCensus, ZoneFacts
 from pygdnsd.systemd import notify, socket_activation
 from pygdnsd.systemd.watchdog import Heartbeat
+from pygdnsd.transport import fastpath
 from pygdnsd.transport.listeners import (
     UDP,
     ListenSocket,
@@ -76,6 +84,9 @@ from pygdnsd.transport.listeners import (
 from pygdnsd.zones.model import ZoneSet
 from pygdnsd.zones.reload import ZoneReloader
 from pygdnsd.zones.watcher import ZonesWatcher
+
+if TYPE_CHECKING:
+    from pygdnsd.status.endpoints import Endpoints
 
 log = logging.getLogger("gdnsd")
 
@@ -121,6 +132,18 @@ class Daemon:
         self.control_listener: socket.socket | None = None
         self.tcp_control: list[ListenSocket] = []  # one per tcp_control address
         self.control: ControlServer | None = None
+        self.http: list[ListenSocket] = []  # one per http_listen address
+        self.status_server: StatusServer | None = None
+        # What the status page shows; a replace hands timeline and rates on.
+        self.timeline = Timeline()
+        self.rates = RateRing()
+        self.zone_census = ZoneCensus()
+        self.zones_loaded_at = time.time()
+        self._replace_running = False  # a REQ_REPL of ours: it records how the replace went
+        self._pid = os.getpid()  # worker processes share our monitor's subscribers: not theirs to record
+        self._endpoints: type[Endpoints] | None = None
+        if config.http_listen:
+            self._endpoints = _status_endpoints()
         self.pidfile: Pidfile | None = None
         # From the start, so a SIGHUP from the moment the pidfile exists is kept as a
         # request (its thread starts once serving).
@@ -130,6 +153,7 @@ class Daemon:
             self._swap_zones,
             zones_dir=self.config.zones_dir,
             serving=lambda: self.instance.responder.zones,
+            observe=self._reload_ended,
         )
         self.watcher: ZonesWatcher | None = None
         self._stop = threading.Event()
@@ -184,12 +208,14 @@ class Daemon:
             if self._owner is not None:
                 os.chown(path, *self._owner)
         self.tcp_control = tcp_listeners.open_all(self.config.tcp_control)
+        self.http = tcp_listeners.open_all(self.config.http_listen, HTTP_LISTEN)
 
     def handoff_expected(self) -> Expected:
         return Expected(
             self.run_dir / LOCK_NAME,
             self.control_path,
             frozenset(Expected.address_key(address.host, address.port) for address in self.config.tcp_control),
+            frozenset(Expected.address_key(address.host, address.port) for address in self.config.http_listen),
         )
 
     def adopt(self, taken: TakenOver) -> None:
@@ -211,6 +237,8 @@ class Daemon:
         tcp_control = tcp_listeners.adopt(handed.tcp_control, self.config.tcp_control)
         handed.tcp_control = []
         self.tcp_control = tcp_control
+        self.http = tcp_listeners.adopt(handed.http, self.config.http_listen, HTTP_LISTEN)
+        handed.http = []
         fresh = [ListenSocket(spec, self._open(spec)) for spec in plan.open]
         addresses = {(spec.host, spec.port) for spec in wanted}
         surplus = []
@@ -235,6 +263,10 @@ class Daemon:
         usec = taken.extra.get("watchdog_usec")
         if isinstance(usec, int) and usec > 0:
             self.watchdog_usec = usec
+        status = taken.extra.get("status")
+        if isinstance(status, dict):
+            self.timeline = Timeline.from_handoff(status.get("timeline"))
+            self.rates = RateRing.from_handoff(status.get("rates"))
 
     def _endpoint(self, spec: SocketSpec) -> ListenAddress:
         return next(e for e in self.instance.endpoints if (e.host, e.port) == (spec.host, spec.port))
@@ -280,6 +312,8 @@ class Daemon:
         instance = self.instance
         dynamic = instance.dynamic
         gc_freeze.settle(collect=True)
+        if dynamic is not None:
+            dynamic.resolvers.start_watching()  # before the workers fork: they watch too
         instance.serve(self.sockets)
         self.acme.start()
         if dynamic is not None:
@@ -297,25 +331,48 @@ class Daemon:
         for listener in self.control.listeners[1:]:
             log.info("%s: serving %s requests", listener.label, listener.access.describe())
         self.control.start()
+        if dynamic is not None:
+            self._states_changed(frozenset())  # the starting point: changes are counted from it
+            dynamic.monitor.subscribe(self._states_changed)
         self.heartbeat = Heartbeat(self)
         self.heartbeat.start()
         if self.config.zones_auto_reload:
             self.watcher = ZonesWatcher(self.config.zones_dir, self.reloader.request)
             self.watcher.start()
             log.info("zones_auto_reload: watching '%s' (%s)", self.config.zones_dir, self.watcher.mode)
+        log.info("UDP answered by the %s", fastpath.chosen().description)
         log.info("DNS listeners started")
 
     def absorb_stats(self, final: FinalStats) -> None:
-        self.instance.stats.absorb(final.counters)
+        self.instance.absorb(final.counters)
         if final.started is not None and 0 < final.started <= time.time():
             # The chain's start: uptime runs on (CLOCK_MONOTONIC's origin is ours to shift).
             self.started_at = time.monotonic() - (time.time() - final.started)
+        # Only now, with the old daemon's final counts in ours (it stopped accepting scrapes
+        # before it sent them): no scrape can see our totals below its.
+        self.serve_status()
+
+    def serve_status(self) -> None:
+        """Start answering on the http_listen sockets (once; none configured: nothing)."""
+        if self.status_server is not None or not self.http:
+            return
+        config = self.config
+        endpoints = self._endpoints or _status_endpoints()
+        self.status_server = StatusServer(
+            self.http,
+            endpoints(self, self.rates),
+            allow=config.http_allow,
+            max_clients=config.max_http_clients,
+            timeout=config.http_timeout,
+        )
+        self.status_server.start()
 
     def adopt_challenges(self, batches: Sequence[ChallengeBatch]) -> None:
         self.acme.adopt(batches)
 
     def _swap_zones(self, zones: ZoneSet) -> None:
         self.instance.set_zones(zones)
+        self.zones_loaded_at = time.time()
         # After the swap, so the new generation's (still empty) caches are frozen too.
         gc_freeze.settle(collect=False)
         self.instance.refresh_workers()
@@ -375,6 +432,12 @@ class Daemon:
                 if sock is not None:
                     sock.close()
         self.reloader.close()
+        # Late: in a replace the successor starts answering scrapes only once we are gone.
+        if self.status_server is not None:
+            self.status_server.close()
+        else:
+            for listener in self.http:
+                listener.sock.close()
         if self.lock is not None:
             self.lock.release()
 
@@ -392,8 +455,47 @@ class Daemon:
     def uptime(self) -> int:
         return int(time.monotonic() - self.started_at)
 
+    def started_wall(self) -> float:
+        """Wall clock of our start (or our first predecessor's: ``started_at`` is carried over)."""
+        return time.time() - (time.monotonic() - self.started_at)
+
     def stats_json(self) -> bytes:
         return json_answers.stats_json(self.instance.total_stats(), self.uptime())
+
+    # --- StatusSource (the status page and /metrics) --------------------------------
+
+    def state_rows(self) -> Sequence[StateRow]:
+        dynamic = self.instance.dynamic
+        return dynamic.monitor.state_rows() if dynamic is not None else []
+
+    def zone_facts(self) -> Sequence[ZoneFacts]:
+        return self.zone_census.facts(self.instance.responder.zones, self.zones_loaded_at)
+
+    def worker_pids(self) -> Sequence[int]:
+        return self.instance.worker_pids()
+
+    def timeline_view(self) -> TimelineView:
+        return self.timeline.view()
+
+    def _states_changed(self, _changed: frozenset[str]) -> None:
+        """Monitor subscriber: note state changes for the page (not in worker processes' copies)."""
+        dynamic = self.instance.dynamic
+        if dynamic is None or os.getpid() != self._pid:
+            return
+        self.timeline.observe_states({row.name: row.state for row in dynamic.monitor.state_rows()}, time.time())
+
+    def _reload_ended(self, seconds: float, reason: str | None) -> None:
+        detail = reason or f"{len(self.instance.responder.zones.zones)} zones"
+        self.timeline.record(Event(RELOAD, time.time(), seconds, reason is None, detail))
+
+    def replace_done(self) -> None:
+        """We took over: the replace worked, and took from our process's start until now."""
+        now = time.time()
+        try:
+            seconds = now - process.start_time(os.getpid())
+        except OSError:
+            seconds = 0.0
+        self.timeline.record(Event(REPLACE, now, seconds, True, f"PID {os.getpid()} serves"))
 
     def states_json(self) -> bytes:
         dynamic = self.instance.dynamic
@@ -418,25 +520,35 @@ class Daemon:
     def replace(self) -> Outcome:
         """REQ_REPL: start the installed gdnsd with ``-R``; ACK once it serves and has asked us to stop."""
         self._successor_serving.clear()
+        began = time.monotonic()
+        self._replace_running = True
         try:
-            successor = spawn_replacement(self.program, Path(self.config.cfgdir))
-        except GdnsdError as exc:
-            log.error("%s: %s", OLD_DAEMON_LOG_PREFIX, exc)
-            return Outcome.FAIL
-        deadline = time.monotonic() + REPL_TIMEOUT
-        while time.monotonic() < deadline:
-            if self._successor_serving.wait(0.1):
-                return Outcome.ACK
-            if successor.gone() and not self._successor_serving.wait(0.5):
-                log.error(
-                    "%s: the replacement daemon (PID %d, %s) exited before taking over",
-                    OLD_DAEMON_LOG_PREFIX,
-                    successor.pid,
-                    self.program.argv[0],
-                )
+            try:
+                successor = spawn_replacement(self.program, Path(self.config.cfgdir))
+            except GdnsdError as exc:
+                log.error("%s: %s", OLD_DAEMON_LOG_PREFIX, exc)
+                self._replace_failed(began, str(exc))
                 return Outcome.FAIL
-        log.error("%s: the replacement daemon did not take over within %gs", OLD_DAEMON_LOG_PREFIX, REPL_TIMEOUT)
-        return Outcome.FAIL
+            deadline = time.monotonic() + REPL_TIMEOUT
+            while time.monotonic() < deadline:
+                if self._successor_serving.wait(0.1):
+                    return Outcome.ACK
+                if successor.gone() and not self._successor_serving.wait(0.5):
+                    reason = (
+                        f"the replacement daemon (PID {successor.pid}, {self.program.argv[0]}) exited before taking over"
+                    )
+                    log.error("%s: %s", OLD_DAEMON_LOG_PREFIX, reason)
+                    self._replace_failed(began, reason)
+                    return Outcome.FAIL
+            reason = f"the replacement daemon did not take over within {REPL_TIMEOUT:g}s"
+            log.error("%s: %s", OLD_DAEMON_LOG_PREFIX, reason)
+            self._replace_failed(began, reason)
+            return Outcome.FAIL
+        finally:
+            self._replace_running = False
+
+    def _replace_failed(self, began: float, reason: str) -> None:
+        self.timeline.record(Event(REPLACE, time.time(), time.monotonic() - began, False, reason))
 
     # --- TakeoverHost (the old daemon's side of a replace) -------------------------
 
@@ -446,8 +558,6 @@ class Daemon:
     def challenges(self) -> Sequence[ChallengeBatch]:
         return self.acme.handoff()
 
-    def started_wall(self) -> int:
-        return int(time.time() - (time.monotonic() - self.started_at))
 
     def pause_control_accept(self) -> None:
         if self.control is not None:
@@ -459,9 +569,15 @@ class Daemon:
         extra = {
             "watchdog_usec": self.watchdog_usec,
             "activated": socket_activation.counts_to_handoff(self.activated_counts),
+            "status": {"timeline": self.timeline.to_handoff(), "rates": self.rates.to_handoff()},
         }
         return HandoffSet(
-            self.lock.fd, self.control_listener.fileno(), list(self.sockets), extra, list(self.tcp_control)
+            self.lock.fd,
+            self.control_listener.fileno(),
+            list(self.sockets),
+            extra,
+            list(self.tcp_control),
+            list(self.http),
         )
 
     def stop_serving(self) -> None:
@@ -475,12 +591,18 @@ class Daemon:
         if self.instance.dynamic is not None:
             self.instance.dynamic.monitor.stop()  # the new daemon monitors now
         self.instance.stop()
+        # Our counters are final now: scrapes wait for the new daemon, which answers
+        # once it has added them to its own (absorb_stats).
+        if self.status_server is not None:
+            self.status_server.pause_accepting()
 
     def final_stats(self) -> dict[str, dict[str, int]]:
         return self.instance.total_stats().snapshot()
 
     def takeover_failed(self, reason: str) -> None:
         log.error("%s: takeover failed (%s): serving on", OLD_DAEMON_LOG_PREFIX, reason)
+        if not self._replace_running:  # a REQ_REPL of ours records its own outcome
+            self.timeline.record(Event(REPLACE, time.time(), 0.0, False, f"takeover failed: {reason}"))
         self.acme.resume()
         if self.control is not None:
             self.control.resume_accepting()
@@ -514,6 +636,23 @@ class Daemon:
 Loader = Callable[[Path, bool], Loaded]
 
 
+def _status_endpoints() -> type[Endpoints]:
+    """The status endpoints, imported only by a daemon that serves them.
+
+    Their Prometheus client library costs about 100 ms to import (measured,
+    a third of the daemon's imports), which every start and replace would
+    pay; without the library, http_listen is a startup error that says so.
+    """
+    try:
+        from pygdnsd.status.endpoints import Endpoints
+    except ImportError as exc:
+        raise GdnsdError(
+            f"option 'http_listen': /metrics needs the Python package prometheus_client "
+            f"(Debian: python3-prometheus-client): {exc}"
+        ) from exc
+    return Endpoints
+
+
 def _watchdog_usec() -> int:
     """WatchdogSec as systemd gave it to us (0: none); a replace carries it on."""
     interval = notify.watchdog_interval()
@@ -543,6 +682,9 @@ def run(request: StartRequest, report: StartupReport | None = None, load: Loader
         daemon.drop_privileges()
         daemon.serve()
         start.claim(daemon)
+        if daemon.last_replace is not None:
+            daemon.replace_done()
+        daemon.serve_status()  # a fresh start's; a replace's may have started in absorb_stats
     except BaseException as exc:
         reason = describe(exc) if isinstance(exc, GdnsdError) else f"startup failed: {describe(exc)}"
         start.abandon(reason)

@@ -13,14 +13,11 @@ from __future__ import annotations
 
 from typing import Any
 
+# How each query ended: every query is counted in exactly one of these, so
+# they add up to the queries received (the status page charts them by rcode).
+OUTCOME_COUNTERS = ("noerror", "refused", "nxdomain", "notimp", "badvers", "formerr", "dropped")
 DNS_COUNTERS = (
-    "noerror",
-    "refused",
-    "nxdomain",
-    "notimp",
-    "badvers",
-    "formerr",
-    "dropped",
+    *OUTCOME_COUNTERS,
     "v6",
     "edns",
     "edns_clientsub",

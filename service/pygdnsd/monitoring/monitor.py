@@ -59,6 +59,27 @@ class UnknownServiceType(ConfigError):
         self.service_type = service_type
 
 
+# gdnsd marks a state forced by admin_state with this suffix ("DOWN!").
+FORCED_MARK = "!"
+
+
+@dataclass(frozen=True, slots=True)
+class StateRow:
+    """One name's line of ``gdnsdctl states``: its effective state and the monitor's own.
+
+    ``state`` is UP or DOWN, with ``FORCED_MARK`` when admin_state forces it,
+    or NA; ``real_state`` is what the checks say: UP, DOWN, or NA (never checked).
+    """
+
+    name: str
+    state: str
+    real_state: str
+
+    @property
+    def forced(self) -> bool:
+        return self.state.endswith(FORCED_MARK)
+
+
 @dataclass
 class _Resource:
     name: str
@@ -151,8 +172,8 @@ class Monitor:
     def names(self) -> list[str]:
         return list(self._names)
 
-    def states_json(self) -> str:
-        """What ``gdnsdctl states`` prints (gdnsd 3.8.1's layout, names in registration order)."""
+    def state_rows(self) -> list[StateRow]:
+        """Every name's states as ``gdnsdctl states`` shows them, in registration order."""
         rows = []
         for name in self.names():
             resource = self._resources.get(name)
@@ -160,12 +181,18 @@ class Monitor:
             forced = self._forced.get(name)
             real_text = "NA" if real is None else ("DOWN" if real.down else "UP")
             if forced is not None:
-                state_text = ("DOWN" if forced.down else "UP") + "!"
+                state_text = ("DOWN" if forced.down else "UP") + FORCED_MARK
             else:
                 state_text = real_text
-            rows.append(
-                f'\t{json.dumps(name)}: {{"state": "{state_text}", "real_state": "{real_text}"}}'
-            )
+            rows.append(StateRow(name, state_text, real_text))
+        return rows
+
+    def states_json(self) -> str:
+        """What ``gdnsdctl states`` prints (gdnsd 3.8.1's layout, names in registration order)."""
+        rows = [
+            f'\t{json.dumps(row.name)}: {{"state": "{row.state}", "real_state": "{row.real_state}"}}'
+            for row in self.state_rows()
+        ]
         if not rows:
             return "{\n}\n"
         return "{\n" + ",\n".join(rows) + "\n}\n"

@@ -46,6 +46,29 @@ class Resolvers:
     plugins: dict[str, Resolver]
     monitor: Monitor
     _rng: random.Random = field(default_factory=random.Random)
+    # Counts the events after which a plugin may answer a client otherwise:
+    # a monitored or admin state changed, a plugin's live data (a geoip
+    # database or nets file) was reloaded. Bumped after the change is in
+    # place, so a response remembered under the old count is never served
+    # under the new one (``engine.answer_cache.SubnetResponses``).
+    changes: int = 0
+
+    def __post_init__(self) -> None:
+        self.monitor.subscribe(self.note_change)
+
+    def start_watching(self) -> None:
+        """Start the plugins' watches of their live data (geoip's databases and nets files).
+
+        Before forking worker processes: each worker then starts its own.
+        """
+        geoip = self.plugins.get("geoip")
+        if isinstance(geoip, Geoip) and geoip.watcher is not None:
+            geoip.watcher.ensure_running()
+
+    def note_change(self, _names: object = None) -> None:
+        # Unlocked: two bumps racing may count once, and any change of the
+        # count is all a reader compares.
+        self.changes += 1
 
     def check(self, plugin: str, resource: str, dync: bool) -> None:
         """Raise ConfigError unless ``plugin!resource`` may be used by a DYNA (or DYNC)."""
@@ -107,7 +130,15 @@ def load_plugins(raw: ConfigHash, monitor: Monitor, cfgdir: Path | None = None) 
     if isinstance(metafo_conf, ConfigHash):
         metafo = load_metafo(metafo_conf, monitor)
         plugins["metafo"] = metafo
-    for name, loader in LOADERS.items():
+    # gdnsd 3.8.1's order (it shows in ``gdnsdctl states``): the plugins
+    # configured under ``plugins``, in the config's order, then those only
+    # geoip's or metafo's datacenters use, in the order they first did.
+    order = [name for name in raw if name in LOADERS]
+    for meta in (geoip, metafo):
+        if meta is not None:
+            order += [name for name in meta.synthesized if name in LOADERS and name not in order]
+    for name in order:
+        loader = LOADERS[name]
         own = raw.get(name)
         # gdnsd's order (it shows in ``gdnsdctl states``): geoip's, then metafo's.
         synthesized = dict(geoip.synthesized.get(name, {}) if geoip is not None else {})
@@ -136,7 +167,10 @@ def load_plugins(raw: ConfigHash, monitor: Monitor, cfgdir: Path | None = None) 
                 f"plugin geoip: cannot synthesize resources for plugin(s) {sorted(unknown)}"
             )
         geoip.bind(plugins.get)
-    return Resolvers(plugins, monitor)
+    resolvers = Resolvers(plugins, monitor)
+    if geoip is not None and geoip.watcher is not None:
+        geoip.watcher.on_reload = resolvers.note_change
+    return resolvers
 
 
 def _with_resources(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pygdnsd.monitoring.sttl import TTL_MAX
 
@@ -33,6 +33,12 @@ class DynamicResult:
     root label and takes the zone's origin. ``failed`` is the resource-level
     failure that metafo fails over on. ``scope`` is the client-subnet scope
     prefix to echo when the query had the option.
+
+    ``remembered``: the plugin hands out this very result again for the
+    same decision (geoip's remembered answers), so work keyed on it is worth
+    keeping: the engine caches the prepared answer under the result's value
+    (``engine.dynamic_answers``). A hint only: equal results always get
+    equal answers, whichever object carries them.
     """
 
     v4: tuple[bytes, ...] = ()
@@ -42,3 +48,4 @@ class DynamicResult:
     ttl: int = TTL_MAX
     failed: bool = False
     scope: int = 0
+    remembered: bool = field(default=False, compare=False)

@@ -33,9 +33,10 @@ every takeover request (``takeover.TakeoverClient`` on the new side,
 4. REQ_TAKE (pid)      -> the old daemon stops accepting control connections
                           and sends ACK (v: fd count) with the descriptors as
                           SCM_RIGHTS (``fd_passing``): the instance lock, the
-                          control listener, every DNS socket. The new daemon
-                          finds out what each socket is from the socket
-                          itself, refuses anything else, keeps the sockets its
+                          control listener, every DNS socket (and to a pygdnsd
+                          peer its tcp_control and http_listen listeners). The
+                          new daemon finds out what each socket is from the
+                          socket itself, refuses anything else, keeps the sockets its
                           config still wants and binds the rest
                           (``socket_plan``), then serves on them and claims the
                           unit with MAINPID+READY and a barrier under systemd,

@@ -15,8 +15,8 @@ Two layers:
   mistake would black-hole its share of the traffic.
 * ``adopt``: what each received descriptor is, found out from the descriptor
   itself as gdnsd 3.8.1 does (it sends no description): the instance lock,
-  the control listener, then DNS sockets and ``tcp_control`` listeners told
-  apart by their address; anything else refuses the hand-off.
+  the control listener, then DNS sockets, ``tcp_control`` and ``http_listen``
+  listeners told apart by their address; anything else refuses the hand-off.
 """
 
 from __future__ import annotations
@@ -154,6 +154,8 @@ class Expected:
     # The tcp_control addresses of our config: a TCP listener bound to one is
     # that listener (only a pygdnsd old daemon hands them over), any other a DNS socket.
     tcp_control: frozenset[tuple[Any, int]] = frozenset()
+    # Our http_listen addresses: likewise (the status listener; a gdnsd old daemon has none).
+    http: frozenset[tuple[Any, int]] = frozenset()
 
     @staticmethod
     def address_key(host: str, port: int) -> tuple[Any, int]:
@@ -168,6 +170,7 @@ class HandedOver:
     control: socket.socket | None = None
     dns: list[ListenSocket] = field(default_factory=list)
     tcp_control: list[ListenSocket] = field(default_factory=list)
+    http: list[ListenSocket] = field(default_factory=list)
 
     def close(self) -> None:
         if self.lock_fd is not None:
@@ -176,10 +179,11 @@ class HandedOver:
         if self.control is not None:
             self.control.close()
             self.control = None
-        for listener in [*self.dns, *self.tcp_control]:
+        for listener in [*self.dns, *self.tcp_control, *self.http]:
             listener.sock.close()
         self.dns = []
         self.tcp_control = []
+        self.http = []
 
 
 _KINDS = {socket.SOCK_DGRAM: UDP, socket.SOCK_STREAM: TCP}
@@ -279,14 +283,19 @@ def adopt(fds: Sequence[int], expected: Expected) -> HandedOver:
                 sock.close()
                 raise
             address = Expected.address_key(host, port)
+            # A TCP listener on one of our tcp_control or http_listen addresses is
+            # that listener (config checks keep those apart from DNS addresses).
             is_control = kind == TCP and address in expected.tcp_control
+            is_http = kind == TCP and not is_control and address in expected.http
             key = (address[0], port, family, kind)
             index = counts.get(key, 0)
             counts[key] = index + 1
-            spec = SocketSpec(host, port, socket.AddressFamily(family), kind, 0 if is_control else index)
-            (handed.tcp_control if is_control else handed.dns).append(ListenSocket(spec, sock))
-            if is_control and index > 0:
-                raise FdPassError(f"two listeners for the TCP control address {format_address(host, port)} were handed over")
+            ours = is_control or is_http
+            spec = SocketSpec(host, port, socket.AddressFamily(family), kind, 0 if ours else index)
+            (handed.tcp_control if is_control else handed.http if is_http else handed.dns).append(ListenSocket(spec, sock))
+            if ours and index > 0:
+                option = "tcp_control" if is_control else "http_listen"
+                raise FdPassError(f"two listeners for the {option} address {format_address(host, port)} were handed over")
             sock.setblocking(False)
     except OSError as exc:
         close_fds(pending)

@@ -3,7 +3,8 @@
 The control server hands a REQ_TAK1 connection to ``serve_takeover`` on a
 thread of its own; each step asks the daemon (a ``TakeoverSource``) for what
 it gives away: the live ACME challenge batches, then the lock, the control
-listener and every DNS socket (``HandoffSet``), then to stop serving and give
+listener and every DNS socket (``HandoffSet``; to a pygdnsd peer also the ``tcp_control``
+and ``http_listen`` listeners), then to stop serving and give
 its final counters. The answers are gdnsd 3.8.1's to the byte unless the new
 daemon marked its REQ_TAK1 as a pygdnsd one (``takeover`` says what that
 adds). If the new daemon goes away or stalls before STOP, the old one carries
@@ -46,11 +47,13 @@ class HandoffSet:
     dns: Sequence[ListenSocket]
     extra: Mapping[str, Any] = field(default_factory=dict)  # for a pygdnsd peer: {"watchdog_usec": ..., ...}
     tcp_control: Sequence[ListenSocket] = ()
+    http: Sequence[ListenSocket] = ()
 
     def fds(self, peer: Peer) -> list[int]:
         """gdnsd's order: the lock, the control listener, the DNS sockets; then, for a pygdnsd peer only,
-        the tcp_control listeners (a gdnsd new daemon binds its own)."""
-        sockets = [*self.dns, *(self.tcp_control if peer is Peer.PYGDNSD else ())]
+        the tcp_control and http_listen listeners (a gdnsd new daemon binds its own tcp_control
+        listeners, and has no http_listen)."""
+        sockets = [*self.dns, *((*self.tcp_control, *self.http) if peer is Peer.PYGDNSD else ())]
         return [self.lock_fd, self.control_fd, *(listener.sock.fileno() for listener in sockets)]
 
 
@@ -75,7 +78,7 @@ class TakeoverSource(Protocol):
         """``Stats.snapshot()`` once nothing serves any more."""
         ...
 
-    def started_wall(self) -> int:
+    def started_wall(self) -> float:
         """When the first daemon of the chain started (Unix seconds): uptime goes on from it."""
         ...
 
@@ -170,7 +173,7 @@ def serve_takeover(
             elif key == RequestKey.STOP and took:
                 _send(conn, protocol.response(ResponseKey.ACK))
                 source.stop_serving()
-                slots = stats_handoff.encode(source.final_stats(), source.started_wall())
+                slots = stats_handoff.encode(source.final_stats(), int(source.started_wall()))
                 with contextlib.suppress(OSError):
                     _send(conn, protocol.stats_handoff(slots))
                 log.info("takeover: PID %d took over, exiting", pid)

@@ -7,12 +7,15 @@ and datagrams still queued in a socket at a stop stay there for whoever
 reads it next (a replacing daemon, or nobody at exit).
 
 On Linux a read takes up to ``BATCH`` datagrams at once and their answers
-leave together (``mmsg``: recvmmsg/sendmmsg), which divides the per-query
-system-call cost by the batch size; a batch that comes back short means the
-socket was drained, so the thread polls again without a read that would
-only say EAGAIN. Where those calls cannot be loaded the socket module's
-one-datagram-per-call path serves instead. Both count ``reqs``,
-``recvfail`` and ``sendfail`` the same way.
+leave together (recvmmsg/sendmmsg), which divides the per-query system-call
+cost by the batch size; a batch that comes back short means the socket was
+drained, so the thread polls again without a read that would only say
+EAGAIN. The batches are the compiled fast path's (``fastpath``), which also
+answers questions whose answers the engine has prepared, without a Python
+call per query; else ``mmsg``'s through ctypes, every query answered by the
+Python responder. Where neither can be used the socket module's
+one-datagram-per-call path serves. All count ``reqs``, ``recvfail`` and
+``sendfail`` the same way.
 """
 
 from __future__ import annotations
@@ -22,9 +25,10 @@ import logging
 import select
 import socket
 from collections.abc import Sequence
+from types import ModuleType
 
 from pygdnsd.engine.stats import Stats
-from pygdnsd.transport import mmsg
+from pygdnsd.transport import fastpath, mmsg
 from pygdnsd.transport.answerer import Answerer
 from pygdnsd.transport.listeners import ListenSocket
 from pygdnsd.transport.mmsg import reply_pktinfo
@@ -60,14 +64,27 @@ class UdpServer:
     """Serves every UDP listening socket it is given, one thread each."""
 
     def __init__(
-        self, listeners: Sequence[ListenSocket], responder: Answerer, stats: Stats, *, batched: bool = True
+        self,
+        listeners: Sequence[ListenSocket],
+        responder: Answerer,
+        stats: Stats,
+        *,
+        batched: bool = True,
+        compiled: bool | None = None,
     ) -> None:
         self.listeners = tuple(listeners)
         self.responder = responder
         self.stats = stats
         self.threads = ServingThreads("UDP")
-        # ``batched=False`` forces the portable path (tests, comparisons).
+        # ``batched=False`` forces the portable path, ``compiled=False`` the
+        # ctypes batches (tests, comparisons); ``compiled=None``: the
+        # process's choice (``fastpath.chosen``).
         self.mmsg_calls = mmsg.load() if batched else None
+        self.compiled: ModuleType | None = None
+        if batched and compiled is not False:
+            self.compiled = fastpath.chosen().module if compiled is None else fastpath.choose({}).module
+            if compiled and self.compiled is None:
+                raise RuntimeError("the compiled UDP fast path is not built")
 
     def start(self) -> None:
         for listener in self.listeners:
@@ -91,11 +108,22 @@ class UdpServer:
         threads = self.threads
         poller.register(threads.wake_fd, select.POLLIN)
         control_space = PKTINFO_SPACE if listener.spec.wildcard else 0
+        failed = functools.partial(log_failure, sock.family)
+        if self.compiled is not None:
+            prepared = getattr(self.responder, "udp_fast_path", None)
+            fast = prepared(self.compiled) if prepared is not None else None
+            compiled = self.compiled.Batch(
+                sock.fileno(), sock.family, BATCH, MAX_QUERY, SEND_SPACE, control_space, fast
+            )
+            # ``_serve_batches`` in C: no Python per wake-up, which at low
+            # query rates is per query.
+            compiled.serve(threads.wake_fd, threads, self.responder.respond, failed, self.stats.udp.values)
+            return
         if self.mmsg_calls is not None:
             batch = mmsg.DatagramBatch(
                 self.mmsg_calls, sock.fileno(), sock.family, BATCH, MAX_QUERY, SEND_SPACE, control_space
             )
-            self._serve_batches(poller, batch, functools.partial(log_failure, sock.family))
+            self._serve_batches(poller, batch, failed)
             return
         while not threads.stopping:
             poller.poll()

@@ -205,6 +205,10 @@ class WorkerPool:
             # Last: a worker found exiting meanwhile was just retired, not counted above.
             return [*out, self.retired.snapshot()]
 
+    def pids(self) -> list[int]:
+        """The live workers' PIDs."""
+        return [worker.pid for worker in list(self._workers.values())]
+
     def _command(self, kind: str) -> None:
         done = threading.Event()
         self._commands.put((kind, done))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,6 +30,8 @@ log = logging.getLogger(__name__)
 Loader = Callable[[], ZoneSet]
 Swap = Callable[[ZoneSet], None]
 Serving = Callable[[], ZoneSet]
+# Told of every reload once it ended: the seconds it took, and why it failed (None: it worked).
+Observer = Callable[[float, str | None], None]
 
 
 def refuse_vanished_dir(zones_dir: Path, new: ZoneSet, serving: ZoneSet) -> None:
@@ -47,13 +50,20 @@ class ZoneReloader:
 
     With ``zones_dir`` and ``serving`` (the zones served now), a reload that
     finds the directory gone fails instead of dropping every zone.
+    ``observe`` hears how each reload ended (the status page's history).
     """
 
     def __init__(
-        self, load: Loader, swap: Swap, zones_dir: Path | None = None, serving: Serving | None = None
+        self,
+        load: Loader,
+        swap: Swap,
+        zones_dir: Path | None = None,
+        serving: Serving | None = None,
+        observe: Observer | None = None,
     ) -> None:
         self._load = load
         self._swap = swap
+        self._observe = observe
         self._zones_dir = zones_dir
         self._serving = serving
         self._serial = threading.Lock()
@@ -70,22 +80,29 @@ class ZoneReloader:
     def try_reload(self) -> str | None:
         """Load and swap; None, or why it failed (old data kept, the reason logged too)."""
         with self._serial:
-            try:
-                zones = self._load()
-                if self._zones_dir is not None and self._serving is not None:
-                    refuse_vanished_dir(self._zones_dir, zones, self._serving())
-            except Exception as exc:  # any failure must leave the old data serving
-                reason = describe(exc)
-                log.error("%s", reason)
-                if not isinstance(exc, GdnsdError):
-                    log.debug("the failed reload's traceback:", exc_info=True)
-                log.error("Reloading zone data failed")
-                self.failures += 1
-                return reason
-            self._swap(zones)
-            self.reloads += 1
-            log.info("Zone data reloaded (%d zones)", len(zones.zones))
-            return None
+            began = time.monotonic()
+            reason = self._reload()
+            if self._observe is not None:
+                self._observe(time.monotonic() - began, reason)
+            return reason
+
+    def _reload(self) -> str | None:
+        try:
+            zones = self._load()
+            if self._zones_dir is not None and self._serving is not None:
+                refuse_vanished_dir(self._zones_dir, zones, self._serving())
+        except Exception as exc:  # any failure must leave the old data serving
+            reason = describe(exc)
+            log.error("%s", reason)
+            if not isinstance(exc, GdnsdError):
+                log.debug("the failed reload's traceback:", exc_info=True)
+            log.error("Reloading zone data failed")
+            self.failures += 1
+            return reason
+        self._swap(zones)
+        self.reloads += 1
+        log.info("Zone data reloaded (%d zones)", len(zones.zones))
+        return None
 
     def start(self) -> None:
         """Start the thread that serves ``request`` (SIGHUP, the auto-reload watcher)."""

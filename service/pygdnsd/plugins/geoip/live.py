@@ -16,7 +16,7 @@ import logging
 import os
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,18 +84,30 @@ class LiveMap:
 
 def _forked(watcher: weakref.ref[Watcher]) -> None:
     found = watcher()
-    if found is not None:
+    if found is not None and found.running:
+        # The parent watched: this child is one of its worker processes, and
+        # must see a file replaced from now on, not from its first query. (Its
+        # first poll comes after the worker has closed what it inherited.)
         found.running = False
+        found.ensure_running()
 
 
 class Watcher:
-    """The polling thread of this process for ``maps`` (started again in a forked child)."""
+    """The polling thread of this process for ``maps``.
+
+    The daemon starts it before it forks its worker processes
+    (``Resolvers.start_watching``), and each worker starts its own at the
+    fork; the first answer starts it where nothing did (an engine embedded
+    without the daemon).
+    """
 
     def __init__(self, maps: Sequence[LiveMap]) -> None:
         self.maps = tuple(m for m in maps if m.spec.files)
         self.running = False
+        # Called after a map's new table is in place (``Resolvers.note_change``).
+        self.on_reload: Callable[[], None] | None = None
         self._stop = threading.Event()
-        # A forked child has no thread: it starts its own on its first answer.
+        # A forked child has no thread: it starts its own (``_forked``).
         # (Weakly: a watcher dropped with its config must not live on in the hook.)
         me = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: _forked(me))
@@ -117,4 +129,7 @@ class Watcher:
         stop = self._stop
         while not stop.wait(POLL):
             for i, live in enumerate(self.maps):
+                generation = live.generation
                 previous[i] = live.check(previous[i])
+                if live.generation != generation and self.on_reload is not None:
+                    self.on_reload()

@@ -26,7 +26,7 @@ from pygdnsd.errors import ConfigError
 from pygdnsd.monitoring.monitor import Monitor
 from pygdnsd.plugins.base import Resolver, States
 from pygdnsd.plugins.geoip.config import read_map
-from pygdnsd.plugins.geoip.decisions import Decisions
+from pygdnsd.plugins.geoip.decisions import Decisions, remember
 from pygdnsd.plugins.geoip.live import LiveMap, Watcher
 from pygdnsd.plugins.geoip.tables import MapDataError
 from pygdnsd.plugins.metafo import Datacenter, Synthesized, configure_datacenter, fail_over
@@ -52,9 +52,10 @@ class GeoipResource:
         return tuple(dc for dc in self.datacenters if dc is not None)
 
 
-def _scoped(result: DynamicResult, scope: int) -> DynamicResult:
+def _scoped(result: DynamicResult, scope: int, remembered: bool = False) -> DynamicResult:
     return DynamicResult(
-        result.v4, result.v6, result.cname, result.cname_relative, result.ttl, result.failed, scope
+        result.v4, result.v6, result.cname, result.cname_relative, result.ttl, result.failed, scope,
+        remembered,
     )
 
 
@@ -92,7 +93,8 @@ class Geoip:
         if res is None:
             pinned = self._pinned(resource)
             assert pinned is not None
-            return _scoped(fail_over((pinned,), client, states, rng), 0)
+            # No lookup of our own: the scope is whatever the datacenter's gave.
+            return fail_over((pinned,), client, states, rng)
         live = res.live
         current = live.current
         subnet = client.subnet
@@ -101,14 +103,19 @@ class Geoip:
         else:
             value, scope = current.lookup(client.address)
             scope = 0
-        if res.cacheable:
-            found = self.decisions.get(resource, value, states, live.generation)
-            if found is None:
-                found = self._decide(res, current.dclists[value], client, states, rng)
-                self.decisions.put(resource, value, found)
-        else:
-            found = self._decide(res, current.dclists[value], client, states, rng)
-        return _scoped(found, scope) if found.scope != scope else found
+        if not res.cacheable:
+            # A geoip datacenter's own lookup may go deeper than ours: gdnsd
+            # answers the deepest scope of the query's lookups.
+            decided = self._decide(res, current.dclists[value], client, states, rng)
+            return _scoped(decided, max(scope, decided.scope))
+        epoch = self.decisions.epoch(states)
+        key = (resource, value, scope)
+        found = current.answers.get(key)
+        if found is not None and found[0] == epoch:
+            return found[1]
+        result = _scoped(self._decide(res, current.dclists[value], client, states, rng), scope, True)
+        remember(current.answers, key, epoch, result)
+        return result
 
     # -- helpers -------------------------------------------------------------
 
@@ -266,11 +273,11 @@ def _resource(
         )
     inherited = dict(inherited_top)
     inherited.update({k: v for k, v in value.items() if k not in RESOURCE_KEYS})
-    slots: list[Datacenter | None] = []
-    for dc_name in names:
-        if dc_name not in dcmap:
-            slots.append(None)
-            continue
+    # Configured (states registered, resources synthesized) in the dcmap's
+    # order, as gdnsd 3.8.1 lists them in ``gdnsdctl states``; the slots
+    # follow the map's datacenters.
+    by_name: dict[str, Datacenter] = {}
+    for dc_name in dcmap:
         target = dcmap[dc_name]
         if isinstance(target, ConfigScalar) and c_string(target).lstrip("%") in (
             f"geoip!{res}",
@@ -282,5 +289,5 @@ def _resource(
             dc, target, inherited, f"geoip_{res}_{dc_name}", synthesized,
             f"{where}: datacenter '{dc_name}'", monitor,
         )
-        slots.append(dc)
-    return GeoipResource(res, live, tuple(slots), skip_first)
+        by_name[dc_name] = dc
+    return GeoipResource(res, live, tuple(by_name.get(dc_name) for dc_name in names), skip_first)
