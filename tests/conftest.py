@@ -34,8 +34,8 @@ REAL_GDNSD = Path("/usr/sbin/gdnsd")
 REAL_GDNSDCTL = Path("/usr/bin/gdnsdctl")
 READY_LINE = "DNS listeners started"
 PLACEHOLDER_FILES = ("config",)
-# The ``site`` fixture of the daemon, replace and systemd tests, for every module.
-pytest_plugins = ["daemon_support"]
+# The ``site`` (daemon, replace, systemd tests) and ``lineup`` (gdnsd <-> pygdnsd) fixtures, for every module.
+pytest_plugins = ["daemon_support", "migrate_support"]
 
 
 def free_port(host: str = "127.0.0.1") -> int:

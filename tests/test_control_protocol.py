@@ -181,15 +181,38 @@ def test_the_challenge_handoff_reads_and_writes_gdnsds_layout() -> None:
     assert len(GDNSD_TAK2) == 190
 
 
-def test_a_bad_challenge_handoff_is_refused() -> None:
-    with pytest.raises(ProtocolError):
-        protocol.decode_challenge_handoff(3, GDNSD_TAK2)
-    with pytest.raises(ProtocolError):
-        protocol.decode_challenge_handoff(1, GDNSD_TAK2)
-    with pytest.raises(ProtocolError):
-        protocol.decode_challenge_handoff(2, GDNSD_TAK2[:-1])
+def test_no_live_challenges_hand_off_as_nothing() -> None:
+    assert protocol.encode_challenge_handoff([]) == b""
+    assert protocol.decode_challenge_handoff(0, b"") == []
+
+
+_ONE = b"\x0f\x01a\x07example\x03com\x00" + b"0" * 43  # a challenge without its NUL
+
+
+@pytest.mark.parametrize(
+    ("count", "data", "why"),
+    [
+        (1, GDNSD_TAK2, "more than the 1 batches"),
+        (3, GDNSD_TAK2, "holds 2 batches, 3 announced"),
+        (2, GDNSD_TAK2[:-1], "truncated"),
+        (1, b"x\x00U", "truncated"),  # inside a batch's head
+        (1, b"<\x00U\x02\x02" + _ONE + b"\x00", "1 challenges, 2 announced"),
+        (1, b"<\x00U\x02\x01" + _ONE + b"X", "NUL-terminated"),
+        (1, b"\x00\x00U\x02\x00", "a batch of 0 challenges"),
+        (1, b"\x00\x00U\x02\x65", "a batch of 101 challenges"),  # more than one REQ_CHAL holds
+    ],
+)
+def test_a_bad_challenge_handoff_is_refused(count: int, data: bytes, why: str) -> None:
+    with pytest.raises(ProtocolError, match=why):
+        protocol.decode_challenge_handoff(count, data)
+
+
+def test_a_batch_gdnsd_could_not_read_is_never_handed_over() -> None:
+    one = protocol.parse_acme_challenge("x", "-" * 43)
     with pytest.raises(ProtocolError):  # 0 s left would read as "a full TTL" to gdnsd
-        protocol.encode_challenge_handoff([protocol.ChallengeBatch(0, (protocol.parse_acme_challenge("x", "-" * 43),))])
+        protocol.encode_challenge_handoff([protocol.ChallengeBatch(0, (one,))])
+    with pytest.raises(ProtocolError):
+        protocol.encode_challenge_handoff([protocol.ChallengeBatch(10, ())])
 
 
 def test_challenge_data_must_match_its_count() -> None:

@@ -7,13 +7,14 @@ import fcntl
 import os
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from pygdnsd.replace import fd_passing
-from pygdnsd.replace.fd_passing import FdDescription, FdPassError, FdRole
+from pygdnsd.replace.fd_passing import Expected, FdPassError
 from pygdnsd.transport.listeners import TCP, UDP, SocketSpec
 
 
@@ -140,51 +141,45 @@ def test_eof_and_timeout_close_what_arrived(pair: tuple[socket.socket, socket.so
         fd_passing.close_fds([r, w])
 
 
-def test_descriptions_round_trip() -> None:
-    descriptions = [
-        FdDescription(FdRole.LOCK),
-        FdDescription(FdRole.CONTROL),
-        FdDescription(FdRole.DNS, SocketSpec("::1", 53, socket.AF_INET6, UDP, 1)),
-        FdDescription(FdRole.DNS, SocketSpec("127.0.0.1", 5353, socket.AF_INET, TCP, 0)),
-    ]
-    raw = fd_passing.encode_descriptions(descriptions, {"started": 12.5})
-    assert fd_passing.decode_descriptions(raw) == (descriptions, {"started": 12.5})
+@dataclass
+class OldSide:
+    """What an old daemon hands over: its lock, its control listener, some sockets (closed by ``close``)."""
+
+    tmp: Path
+    lock_fd: int = -1
+    control: socket.socket = field(default_factory=lambda: socket.socket(socket.AF_UNIX, socket.SOCK_STREAM))
+
+    def __post_init__(self) -> None:
+        self.lock_fd = os.open(self.tmp / "control.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC)
+        fcntl.flock(self.lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self.control.bind(str(self.tmp / "control.sock"))
+        self.control.listen(4)
+
+    def expected(self, tcp_control: tuple[socket.socket, ...] = ()) -> Expected:
+        keys = frozenset(Expected.address_key(*sock.getsockname()[:2]) for sock in tcp_control)
+        return Expected(self.tmp / "control.lock", self.tmp / "control.sock", keys)
+
+    def dups(self, *socks: socket.socket) -> list[int]:
+        """Copies of the lock, the control listener and ``socks``, as the receiver gets them."""
+        return [os.dup(self.lock_fd), os.dup(self.control.fileno()), *(os.dup(s.fileno()) for s in socks)]
+
+    def close(self) -> None:
+        os.close(self.lock_fd)
+        self.control.close()
 
 
-@pytest.mark.parametrize(
-    "raw",
-    [
-        b"not json",
-        b"{}",
-        b'{"fds": 3}',
-        b'{"fds": [{"role": "weird"}]}',
-        b'{"fds": [{"role": "dns"}]}',
-        b'{"fds": [{"role": "dns", "spec": {"host": "x", "port": 53, "family": 2, "kind": "udp", "index": 0}}]}',
-        b'{"fds": [{"role": "dns", "spec": {"host": "::1", "port": "53", "family": 10, "kind": "udp", "index": 0}}]}',
-        b'{"fds": [{"role": "dns", "spec": {"host": "::1", "port": 53, "family": 10, "kind": "sctp", "index": 0}}]}',
-    ],
-)
-def test_malformed_descriptions_are_refused(raw: bytes) -> None:
-    with pytest.raises(FdPassError):
-        fd_passing.decode_descriptions(raw)
-
-
-def test_a_spec_goes_with_dns_only() -> None:
-    with pytest.raises(FdPassError):
-        FdDescription(FdRole.DNS)
-    with pytest.raises(FdPassError):
-        FdDescription(FdRole.LOCK, SocketSpec("::1", 53, socket.AF_INET6, UDP, 0))
+@pytest.fixture
+def old_side(tmp_path: Path) -> Iterator[OldSide]:
+    side = OldSide(tmp_path)
+    yield side
+    side.close()
 
 
 def test_real_sockets_survive_the_handoff_with_their_queues(
     pair: tuple[socket.socket, socket.socket], tmp_path: Path
 ) -> None:
     left, right = pair
-    lock_fd = os.open(tmp_path / "control.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC)
-    fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    control.bind(str(tmp_path / "control.sock"))
-    control.listen(4)
+    old = OldSide(tmp_path)
     udp, udp6, tcp = bound_udp(), bound_udp("::1"), listening_tcp()
     client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     tcp_client = socket.create_connection(tcp.getsockname(), timeout=5.0)
@@ -192,23 +187,18 @@ def test_real_sockets_survive_the_handoff_with_their_queues(
     try:
         # Queued before the hand-off: must be readable by the receiver after it.
         client.sendto(b"queued datagram", udp.getsockname())
-        descriptions = [
-            FdDescription(FdRole.LOCK),
-            FdDescription(FdRole.CONTROL),
-            FdDescription(FdRole.DNS, spec_of(udp, UDP)),
-            FdDescription(FdRole.DNS, spec_of(udp6, UDP)),
-            FdDescription(FdRole.DNS, spec_of(tcp, TCP)),
-        ]
-        meta = fd_passing.encode_descriptions(descriptions, {})
-        fd_passing.send_with_fds(left, meta, [lock_fd, control.fileno(), udp.fileno(), udp6.fileno(), tcp.fileno()])
+        header = b"A\0\0\x05" + bytes(4)  # gdnsd's TAKE ACK: a count, no data, descriptors on it
+        fd_passing.send_with_fds(
+            left, header, [old.lock_fd, old.control.fileno(), udp.fileno(), udp6.fileno(), tcp.fileno()]
+        )
         # The sender lets go of everything, as the old daemon does by exiting.
-        os.close(lock_fd)
-        for sock in (control, udp, udp6, tcp):
+        old.close()
+        for sock in (udp, udp6, tcp):
             sock.close()
 
-        raw, fds = fd_passing.recv_with_fds(right, len(meta), max_fds=8, timeout=5.0)
-        got_descriptions, _ = fd_passing.decode_descriptions(raw)
-        handed = fd_passing.adopt(got_descriptions, fds)
+        raw, fds = fd_passing.recv_with_fds(right, len(header), max_fds=8, timeout=5.0)
+        assert raw == header
+        handed = fd_passing.adopt(fds, Expected(tmp_path / "control.lock", tmp_path / "control.sock"))
 
         assert handed.lock_fd is not None
         with pytest.raises(BlockingIOError):  # the lock travelled with the descriptor
@@ -222,7 +212,12 @@ def test_real_sockets_survive_the_handoff_with_their_queues(
         received_udp = handed.dns[0].sock
         received_udp.settimeout(5.0)
         assert received_udp.recvfrom(100)[0] == b"queued datagram"
-        assert [listener.spec for listener in handed.dns] == [d.spec for d in descriptions[2:]]
+        # Each socket says what it is: family, type and address, from the socket itself.
+        assert [(s.spec.host, s.spec.family, s.spec.kind, s.spec.index) for s in handed.dns] == [
+            ("127.0.0.1", socket.AF_INET, UDP, 0),
+            ("::1", socket.AF_INET6, UDP, 0),
+            ("127.0.0.1", socket.AF_INET, TCP, 0),
+        ]
         received_tcp = handed.dns[2].sock
         received_tcp.settimeout(5.0)
         conn, _ = received_tcp.accept()  # the connection waiting in the accept queue
@@ -236,44 +231,28 @@ def test_real_sockets_survive_the_handoff_with_their_queues(
             handed.close()
 
 
-def test_adopt_refuses_a_socket_that_is_not_what_it_claims() -> None:
-    udp = bound_udp()
+def test_sockets_of_one_address_are_numbered_in_the_order_they_came(old_side: OldSide) -> None:
+    first = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    first.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    first.bind(("127.0.0.1", 0))
+    second = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    second.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    second.bind(first.getsockname())
     tcp = listening_tcp()
-    r, w = os.pipe()
     try:
-        udp_spec = spec_of(udp, UDP)
-        wrong_kind = FdDescription(FdRole.DNS, SocketSpec(udp_spec.host, udp_spec.port, udp_spec.family, TCP, 0))
-        wrong_port = FdDescription(FdRole.DNS, SocketSpec(udp_spec.host, udp_spec.port + 1, udp_spec.family, UDP, 0))
-        for description in (wrong_kind, wrong_port):
-            before = open_fd_count()
-            dup_udp, dup_tcp = os.dup(udp.fileno()), os.dup(tcp.fileno())
-            with pytest.raises(FdPassError):
-                fd_passing.adopt([FdDescription(FdRole.DNS, spec_of(tcp, TCP)), description], [dup_tcp, dup_udp])
-            assert open_fd_count() == before  # both closed, the good one too
-        before = open_fd_count()
-        with pytest.raises(FdPassError, match="not a socket"):
-            fd_passing.adopt([FdDescription(FdRole.CONTROL)], [os.dup(r)])
-        assert open_fd_count() == before
-        with pytest.raises(FdPassError, match="arrived for"):
-            fd_passing.adopt([], [os.dup(r)])
-        assert open_fd_count() == before
+        handed = fd_passing.adopt(old_side.dups(first, tcp, second), old_side.expected())
+        try:
+            assert [(s.spec.kind, s.spec.index) for s in handed.dns] == [(UDP, 0), (TCP, 0), (UDP, 1)]
+        finally:
+            handed.close()
     finally:
-        udp.close()
-        tcp.close()
-        fd_passing.close_fds([r, w])
+        for sock in (first, second, tcp):
+            sock.close()
 
 
-def test_tcp_control_listeners_are_adopted_apart_from_the_dns_sockets() -> None:
+def test_tcp_control_listeners_are_told_apart_by_their_configured_address(old_side: OldSide) -> None:
     dns, control = listening_tcp(), listening_tcp()
-    descriptions = [
-        FdDescription(FdRole.DNS, spec_of(dns, TCP)),
-        FdDescription(FdRole.TCP_CONTROL, spec_of(control, TCP)),
-    ]
-    raw = fd_passing.encode_descriptions(descriptions, {})
-    assert fd_passing.decode_descriptions(raw) == (descriptions, {})
-    with pytest.raises(FdPassError):
-        FdDescription(FdRole.TCP_CONTROL)  # its address is how the new daemon matches it
-    handed = fd_passing.adopt(descriptions, [os.dup(dns.fileno()), os.dup(control.fileno())])
+    handed = fd_passing.adopt(old_side.dups(dns, control), old_side.expected(tcp_control=(control,)))
     try:
         assert [listener.spec for listener in handed.dns] == [spec_of(dns, TCP)]
         assert [listener.spec for listener in handed.tcp_control] == [spec_of(control, TCP)]
@@ -282,13 +261,74 @@ def test_tcp_control_listeners_are_adopted_apart_from_the_dns_sockets() -> None:
         handed.close()
         dns.close()
         control.close()
-    # A description that lies about the address is refused, as for DNS sockets.
-    other = listening_tcp()
+
+
+def unbound_udp() -> socket.socket:
+    return socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+
+
+def connected_udp() -> socket.socket:
+    sock = bound_udp()
+    sock.connect(("127.0.0.1", 9))
+    return sock
+
+
+def idle_tcp() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+def unix_datagram() -> socket.socket:
+    return socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+
+
+def raw_icmp() -> socket.socket:
+    return socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+
+
+@pytest.mark.parametrize(
+    ("make", "why"),
+    [
+        (unbound_udp, "not bound"),
+        (connected_udp, "is connected"),
+        (idle_tcp, "not listening"),
+        (unix_datagram, "AF_UNIX/SOCK_DGRAM socket, not a UDP or TCP listener"),
+        (raw_icmp, "SOCK_RAW socket, not a UDP or TCP listener"),
+    ],
+)
+def test_a_socket_no_gdnsd_listens_with_refuses_the_whole_handoff(
+    old_side: OldSide, make: Callable[[], socket.socket], why: str
+) -> None:
+    good, odd = listening_tcp(), make()
     try:
-        wrong = SocketSpec("127.0.0.1", spec_of(other, TCP).port + 1, socket.AF_INET, TCP, 0)
         before = open_fd_count()
-        with pytest.raises(FdPassError):
-            fd_passing.adopt([FdDescription(FdRole.TCP_CONTROL, wrong)], [os.dup(other.fileno())])
+        with pytest.raises(FdPassError, match=f"descriptor #4 .*{why}"):
+            fd_passing.adopt(old_side.dups(good, odd), old_side.expected())
+        assert open_fd_count() == before  # every copy closed, the good ones too
+    finally:
+        good.close()
+        odd.close()
+
+
+def test_a_lock_or_control_socket_that_is_not_ours_refuses_the_handoff(old_side: OldSide, tmp_path: Path) -> None:
+    r, w = os.pipe()
+    elsewhere = tmp_path / "other"
+    elsewhere.mkdir()
+    stranger = OldSide(elsewhere)
+    try:
+        before = open_fd_count()
+        with pytest.raises(FdPassError, match="not the lock file"):
+            fd_passing.adopt(stranger.dups(), old_side.expected())
+        with pytest.raises(FdPassError, match="not the lock file"):
+            fd_passing.adopt([os.dup(r), os.dup(old_side.control.fileno())], old_side.expected())
+        with pytest.raises(FdPassError, match="bound to"):
+            fd_passing.adopt([os.dup(old_side.lock_fd), os.dup(stranger.control.fileno())], old_side.expected())
+        with pytest.raises(FdPassError, match="#2 handed over is not a socket"):
+            fd_passing.adopt([os.dup(old_side.lock_fd), os.dup(r)], old_side.expected())
+        with pytest.raises(FdPassError, match="at least the lock and the control socket"):
+            fd_passing.adopt([os.dup(old_side.lock_fd)], old_side.expected())
         assert open_fd_count() == before
     finally:
-        other.close()
+        stranger.close()
+        fd_passing.close_fds([r, w])

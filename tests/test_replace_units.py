@@ -21,6 +21,7 @@ from pygdnsd.daemon import daemonize
 from pygdnsd.daemon.daemonize import StartupReport, parse_verdict, read_verdict, reader_gone
 from pygdnsd.engine.stats import Stats
 from pygdnsd.replace import new_daemon
+from pygdnsd.replace.fd_passing import Expected
 from pygdnsd.replace.old_daemon import HandoffSet
 from pygdnsd.replace.takeover import TakeoverClient, TakeoverRefused
 from pygdnsd.systemd import watchdog
@@ -36,6 +37,7 @@ class FakeOld:
     failed: threading.Event = field(default_factory=threading.Event)
     done: threading.Event = field(default_factory=threading.Event)
     kept: list[socket.socket] = field(default_factory=list)
+    lock_fds: list[int] = field(default_factory=list)
 
     def status(self) -> tuple[tuple[int, int, int], int]:
         return ((3, 8, 1), os.getpid())
@@ -69,6 +71,9 @@ class FakeOld:
     def challenges(self) -> Sequence[protocol.ChallengeBatch]:
         return []
 
+    def started_wall(self) -> int:
+        return 1_700_000_000
+
     def pause_control_accept(self) -> None:
         self.events.append("pause")
         assert self.server is not None
@@ -77,9 +82,8 @@ class FakeOld:
     def handoff(self) -> HandoffSet:
         assert self.server is not None
         lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        self.kept.append(socket.socket(fileno=os.dup(self.server.listener.fileno())))
-        os.close(lock_fd)
-        return HandoffSet(self.kept[0].fileno(), self.server.listener.fileno(), [])
+        self.lock_fds.append(lock_fd)
+        return HandoffSet(lock_fd, self.server.listener.fileno(), [])
 
     def stop_serving(self) -> None:
         self.events.append("stop_serving")
@@ -109,6 +113,8 @@ def old(tmp_path: Path) -> Iterator[FakeOld]:
     fake.server.close()
     for sock in fake.kept:
         sock.close()
+    for fd in fake.lock_fds:
+        os.close(fd)
 
 
 def socket_path(old: FakeOld) -> str:
@@ -147,7 +153,7 @@ def test_a_full_takeover_hands_over_and_ends_with_the_final_counters(old: FakeOl
     taker.info()
     taker.announce()
     assert taker.challenges() == []
-    taken = taker.take()
+    taken = taker.take(Expected(old.lock_path, Path(socket_path(old))))
     try:
         assert taken.handed.lock_fd is not None and taken.handed.control is not None
         # The pause happened before the descriptors went.
@@ -156,14 +162,14 @@ def test_a_full_takeover_hands_over_and_ends_with_the_final_counters(old: FakeOl
         def close_when_handed_over() -> None:
             # Our "exit": the old daemon's end of the connection closes.
             if old.done.wait(5):
-                for sock in old.kept[1:]:
+                for sock in old.kept:
                     sock.close()
 
         closer = threading.Thread(target=close_when_handed_over)
         closer.start()
         final = taker.stop_old(5)
         closer.join(5)
-        assert final["udp"]["reqs"] == 7
+        assert final.counters["udp"]["reqs"] == 7 and final.started == 1_700_000_000
         assert old.events == ["pause", "stop_serving", "handed_over"]
     finally:
         taken.handed.close()

@@ -1,9 +1,11 @@
-"""``http_listen`` listeners in a replace: their own fd role, kept, bound or closed by the new config."""
+"""``http_listen`` listeners in a replace: handed to a pygdnsd peer, told apart by address, kept, bound or closed."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -12,8 +14,9 @@ from pygdnsd.config.options import HttpAddress
 from pygdnsd.control import tcp_listeners
 from pygdnsd.errors import GdnsdError
 from pygdnsd.replace import fd_passing
-from pygdnsd.replace.fd_passing import FdDescription, FdPassError, FdRole
+from pygdnsd.replace.fd_passing import Expected, FdPassError
 from pygdnsd.replace.old_daemon import HandoffSet
+from pygdnsd.replace.takeover import Peer
 from pygdnsd.status.server import HTTP_LISTEN
 
 
@@ -21,17 +24,25 @@ def address(port: int) -> HttpAddress:
     return HttpAddress("127.0.0.1", port, socket.AF_INET)
 
 
-def test_http_listeners_travel_as_their_own_role() -> None:
+def test_http_listeners_travel_to_a_pygdnsd_peer_and_are_told_apart_by_address(tmp_path: Path) -> None:
     dns, control, http = (tcp_listeners.open_all([address(free_port())])[0] for _ in range(3))
-    handoff = HandoffSet(0, 1, [dns], {}, [control], [http])
-    descriptions = handoff.descriptions()
-    assert [d.role for d in descriptions] == [FdRole.LOCK, FdRole.CONTROL, FdRole.DNS, FdRole.TCP_CONTROL, FdRole.HTTP]
-    assert handoff.fds()[2:] == [dns.sock.fileno(), control.sock.fileno(), http.sock.fileno()]
-    raw = fd_passing.encode_descriptions(descriptions[2:], {})
-    assert fd_passing.decode_descriptions(raw) == (descriptions[2:], {})
-    with pytest.raises(FdPassError):
-        FdDescription(FdRole.HTTP)  # its address is how the new daemon matches it
-    handed = fd_passing.adopt(descriptions[2:], [os.dup(s.sock.fileno()) for s in (dns, control, http)])
+    lock_fd = os.open(tmp_path / "control.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC)
+    fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    unix.bind(str(tmp_path / "control.sock"))
+    unix.listen(1)
+    handoff = HandoffSet(lock_fd, unix.fileno(), [dns], {}, [control], [http])
+    # gdnsd's order, then ours for a pygdnsd peer only: a gdnsd new daemon has no http_listen.
+    assert handoff.fds(Peer.GDNSD) == [lock_fd, unix.fileno(), dns.sock.fileno()]
+    assert handoff.fds(Peer.PYGDNSD)[2:] == [dns.sock.fileno(), control.sock.fileno(), http.sock.fileno()]
+    key = Expected.address_key
+    expected = Expected(
+        tmp_path / "control.lock",
+        tmp_path / "control.sock",
+        frozenset({key(control.spec.host, control.spec.port)}),
+        frozenset({key(http.spec.host, http.spec.port)}),
+    )
+    handed = fd_passing.adopt([os.dup(fd) for fd in handoff.fds(Peer.PYGDNSD)], expected)
     try:
         assert [s.spec for s in handed.dns] == [dns.spec]
         assert [s.spec for s in handed.tcp_control] == [control.spec]
@@ -41,7 +52,33 @@ def test_http_listeners_travel_as_their_own_role() -> None:
         handed.close()
         for listener in (dns, control, http):
             listener.sock.close()
+        unix.close()
+        os.close(lock_fd)
     assert handed.http == []
+
+
+def test_two_listeners_for_one_http_address_refuse_the_handoff(tmp_path: Path) -> None:
+    first = tcp_listeners.open_all([address(free_port())])[0]
+    second = tcp_listeners.bind(address(first.spec.port))  # SO_REUSEPORT: the same address again
+    lock_fd = os.open(tmp_path / "control.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC)
+    fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    unix.bind(str(tmp_path / "control.sock"))
+    unix.listen(1)
+    expected = Expected(
+        tmp_path / "control.lock",
+        tmp_path / "control.sock",
+        http=frozenset({Expected.address_key(first.spec.host, first.spec.port)}),
+    )
+    try:
+        fds = [os.dup(fd) for fd in (lock_fd, unix.fileno(), first.sock.fileno(), second.fileno())]
+        with pytest.raises(FdPassError, match="two listeners for the http_listen address"):
+            fd_passing.adopt(fds, expected)
+    finally:
+        first.sock.close()
+        second.close()
+        unix.close()
+        os.close(lock_fd)
 
 
 def test_a_new_config_keeps_binds_and_closes_http_listeners() -> None:

@@ -16,15 +16,19 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from container.background_load import BackgroundLoad
 from container.fixtures import require_container_support
 from container.host_tools import apt_install
+from container.rootfs import RootfsSpec, ensure_rootfs
 from container.systemd_container import SystemdContainer
+from loadgen import LoadSpec
 
 pytestmark = [pytest.mark.container, pytest.mark.timeout(900)]
 
@@ -305,3 +309,119 @@ def test_install_serve_upgrade_purge(debs: BuiltDebs, systemd_container: Systemd
     assert c.run(["ss", "-Hlun", "sport = :53"]).stdout.strip() == ""
     assert "192.0.2.80" not in dig(c, "www.example.test")
     assert os.path.exists(debs.first)  # the host's build output is untouched
+
+
+# --- switching a host from Debian's gdnsd to pygdnsd and back, serving all along --------
+
+# What Debian's gdnsd 3.8.1 links against, in the container's tree (no network inside).
+GDNSD_LIBRARIES = ("libev4", "libmaxminddb0", "libsodium23", "libunwind8", "liburcu8")
+SWITCH_QPS = 5000.0
+SWITCH_TCP_RATE = 100.0
+SWITCH_LOAD_SECONDS = 45.0  # the two switches take seconds; the rest is load around them
+
+
+@pytest.fixture(scope="module")
+def debian_gdnsd_deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Debian's gdnsd 3.8.1 package: apt's cache on this host (dev/bootstrap installed it), else downloaded."""
+    cached = sorted(Path("/var/cache/apt/archives").glob("gdnsd_3.8.1-*_amd64.deb"))
+    if cached:
+        return cached[-1]
+    out = tmp_path_factory.mktemp("gdnsd-deb")
+    subprocess.run(["apt-get", "download", "gdnsd"], cwd=out, check=True, capture_output=True, timeout=300)
+    found = sorted(out.glob("gdnsd_3.8.1-*.deb"))
+    assert found, "apt-get download gdnsd brought no gdnsd 3.8.1"
+    return found[-1]
+
+
+@pytest.fixture
+def gdnsd_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SystemdContainer]:
+    """A freshly booted Debian 12 whose tree has gdnsd 3.8.1's libraries (but not gdnsd)."""
+    require_container_support()
+    rootfs = ensure_rootfs(RootfsSpec(extra_packages=GDNSD_LIBRARIES))
+    with SystemdContainer(rootfs, log_dir=tmp_path_factory.mktemp("gdnsd-host")) as container:
+        yield container
+
+
+@dataclass(frozen=True)
+class Serving:
+    main_pid: str
+    program: str  # what /proc/MAINPID/exe points to
+    cgroup_programs: frozenset[str]  # the same for every process in the unit's cgroup
+
+
+def serving(c: SystemdContainer) -> Serving:
+    props = unit_properties(c, "ActiveState", "MainPID", "ControlGroup")
+    assert props["ActiveState"] == "active", "\n".join(journal_lines(c))
+    programs = set()
+    for pid in c.read_file(f"/sys/fs/cgroup{props['ControlGroup']}/cgroup.procs").split():
+        link = c.run(["readlink", f"/proc/{pid}/exe"]).stdout.strip()
+        if link:  # a process that exited meanwhile has none
+            programs.add(link)
+    exe = c.run(["readlink", f"/proc/{props['MainPID']}/exe"], check=True).stdout.strip()
+    return Serving(props["MainPID"], exe, frozenset(programs))
+
+
+def is_pygdnsd(program: str) -> bool:
+    return program.startswith("/usr/bin/python3")
+
+
+def test_switch_from_debian_gdnsd_to_pygdnsd_and_back_loses_nothing(
+    debs: BuiltDebs, debian_gdnsd_deb: Path, gdnsd_host: SystemdContainer
+) -> None:
+    c = gdnsd_host
+    c.copy_in(debs.first, f"/root/{debs.first.name}")
+    c.copy_in(debian_gdnsd_deb, f"/root/{debian_gdnsd_deb.name}")
+    c.write_file("/etc/gdnsd/zones/example.test", ZONE)
+
+    # The starting point: Debian's gdnsd package, its service started by its postinst.
+    installed = apt(c, "install", f"/root/{debian_gdnsd_deb.name}")
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    first = serving(c)
+    assert first.program == "/usr/sbin/gdnsd", first
+    assert dig(c, "www.example.test") == "192.0.2.80"
+
+    spec = LoadSpec(qname="www.example.test", qps=SWITCH_QPS, tcp_rate=SWITCH_TCP_RATE,
+                    duration=SWITCH_LOAD_SECONDS, grace=2.0)
+    with BackgroundLoad(c, spec) as load:
+        load.wait_until_served()
+
+        # To pygdnsd: apt replaces the package; our postinst reloads the serving unit.
+        began = time.monotonic()
+        switched = apt(c, "install", f"/root/{debs.first.name}")
+        to_pygdnsd = time.monotonic() - began
+        assert switched.returncode == 0, switched.stdout + switched.stderr
+        ours = serving(c)
+        assert is_pygdnsd(ours.program) and ours.main_pid != first.main_pid, ours
+        assert all(is_pygdnsd(program) for program in ours.cgroup_programs), ours  # gdnsd 3.8.1 is gone
+        assert unit_properties(c, "ReloadResult")["ReloadResult"] == "success"
+        # Debian's gdnsd postrm tried to delete the account the daemon still ran as.
+        assert c.run(["getent", "passwd", "gdnsd"]).returncode == 0
+        load.wait_until_served()
+
+        # And back: apt replaces pygdnsd by Debian's package; its postinst reloads
+        # (gdnsdctl replace) when it had been installed before, else the operator does.
+        began = time.monotonic()
+        back = apt(c, "install", f"/root/{debian_gdnsd_deb.name}")
+        assert back.returncode == 0, back.stdout + back.stderr
+        reloaded_by_postinst = not is_pygdnsd(serving(c).program)
+        if not reloaded_by_postinst:
+            c.run(["systemctl", "reload", "gdnsd.service"], check=True, timeout=360)
+        to_gdnsd = time.monotonic() - began
+        theirs = serving(c)
+        assert theirs.program == "/usr/sbin/gdnsd" and theirs.main_pid != ours.main_pid, theirs
+        assert theirs.cgroup_programs == {"/usr/sbin/gdnsd"}, theirs  # no pygdnsd process left
+        assert unit_properties(c, "ReloadResult")["ReloadResult"] == "success"
+        load.wait_until_served()
+        outcome = load.wait()
+
+    print(
+        f"\nswitch to pygdnsd (apt-get install, postinst reload): {to_pygdnsd:.1f} s; back to gdnsd "
+        f"({'its postinst' if reloaded_by_postinst else 'systemctl reload'}): {to_gdnsd:.1f} s; "
+        f"{outcome.result.summary()}"
+    )
+    assert outcome.result.clean, outcome.result.summary()
+    assert outcome.result.udp_sent >= 0.9 * SWITCH_QPS * SWITCH_LOAD_SECONDS
+    stats = c.gdnsd_stats()  # gdnsd 3.8.1 counting every generation's answers, ours among them
+    assert stats["udp"]["reqs"] >= outcome.result.udp_answered
+    assert stats["tcp"]["reqs"] >= outcome.result.tcp_answered
+    assert dig(c, "www.example.test") == "192.0.2.80"

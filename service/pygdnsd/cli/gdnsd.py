@@ -27,6 +27,7 @@ from pygdnsd.daemon.daemonize import Verdict, detach
 from pygdnsd.daemon.pidfile import PidfileState, probe
 from pygdnsd.errors import GdnsdError, describe
 from pygdnsd.instance import load
+from pygdnsd.replace.spawn import Program
 from pygdnsd.replace.standing import what_serves
 from pygdnsd.systemd import unit_verbs
 from pygdnsd.systemd.journal import journal_wanted
@@ -40,6 +41,7 @@ SERVING_ACTIONS = ("start", "daemonize")
 # The initscript verbs: gdnsd works as its own initscript.
 CONTROL_ACTIONS = ("stop", "status", "replace", "restart", "reload-zones", "condrestart", "try-restart")
 DEFAULT_REPLACE_TIMEOUT = 300.0
+OLD_PID_TIMEOUT = 1.0
 ACTIONS = ("checkconf", *SERVING_ACTIONS, *CONTROL_ACTIONS)
 
 # The first line is gdnsd 3.8.1's; -t only applies to the replacing verbs.
@@ -152,7 +154,15 @@ def checkconf(options: Options, own_process: bool = False) -> int:
 
 
 def start_request(options: Options) -> StartRequest:
-    return StartRequest(options.cfgdir, options.strict_data, options.idempotent, options.replace)
+    return StartRequest(
+        options.cfgdir, options.strict_data, options.idempotent, options.replace, replacement_program(options)
+    )
+
+
+def replacement_program(options: Options) -> Program:
+    """What a REQ_REPL starts: the gdnsd we run as (``sys.argv[0]``), with our -D, -l and -S, as gdnsd passes its own."""
+    flags = [flag for flag, on in (("-D", options.debug), ("-l", options.syslog), ("-S", options.strict_data)) if on]
+    return Program.ours(sys.argv[0], flags)
 
 
 def start(options: Options) -> int:
@@ -244,6 +254,10 @@ def replace(options: Options, err: TextIO, may_fork: bool) -> int:
     where = initscript_verbs.Where.of(options.cfgdir)
     found = probe(where.pidfile)
     old_pid = found.pid if found.state is PidfileState.RUNNING else None
+    if old_pid is None:
+        # No live pidfile: gdnsd 3.8.1 writes none. A control socket answers at once or refuses at once.
+        running = initscript_verbs.find_running(where, OLD_PID_TIMEOUT)
+        old_pid = running.pid if running is not None else None
     fields: dict[str, object] = {"GDNSD_EVENT": "replace-begin"}
     if old_pid is not None:
         fields["GDNSD_OLD_PID"] = old_pid

@@ -436,6 +436,9 @@ def decode_challenge_handoff(count: int, data: bytes) -> list[ChallengeBatch]:
             raise ProtocolError("challenge hand-off is truncated")
         size, remaining, items = _BATCH_HEAD.unpack_from(data, pos)
         pos += _BATCH_HEAD.size
+        if not 0 < items <= ACME_MAX_PER_GDNSDCTL:
+            # gdnsd makes one batch per REQ_CHAL (1-100); nor could we hand more on.
+            raise ProtocolError(f"challenge hand-off has a batch of {items} challenges (1-{ACME_MAX_PER_GDNSDCTL})")
         if pos + size > len(data):
             raise ProtocolError("challenge hand-off is truncated")
         batches.append(ChallengeBatch(remaining, tuple(decode_challenges(items, data[pos : pos + size]))))

@@ -4,10 +4,12 @@ Each configured address gets one listening socket. Like the DNS sockets they
 carry SO_REUSEPORT, so a replacement that cannot reach a hung old daemon can
 bind beside it (``replace.new_daemon.Overlap``); Linux lets only the same
 user join such a group, so no other local user can bind in and take our
-clients. On a takeover the old daemon hands its sockets over with the DNS
-ones, and the new daemon keeps those its config still names (connections
-waiting in their accept queues are served by it), binds the new ones and
-closes the rest. Permissions always come from the serving daemon's config,
+clients. SO_REUSEPORT is also how a takeover with gdnsd 3.8.1 goes, in either
+direction: gdnsd hands no tcp_control listener over, and its new daemon
+binds its own beside the old one's. Between two pygdnsd daemons the old one
+hands its listeners over after the DNS sockets, and the new daemon keeps
+those its config still names (connections waiting in their accept queues
+are served by it), binds the new ones and closes the rest. Permissions always come from the serving daemon's config,
 so a replace can change ``chal_ok`` and ``ctl_ok``.
 
 The same steps serve the ``http_listen`` listeners of the status page

@@ -26,6 +26,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -34,6 +35,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from pygdnsd.config.options import ListenAddress
 from pygdnsd.control import json_answers, tcp_listeners
 from pygdnsd.control import server as control_server
 from pygdnsd.control.protocol import COMPAT_VERSION, AcmeChallenge, ChallengeBatch
@@ -56,9 +58,11 @@ from pygdnsd.instance import Instance, Loaded, read_zones
 from pygdnsd.instance import load as load_all
 from pygdnsd.monitoring.monitor import StateRow
 from pygdnsd.replace import new_daemon
+from pygdnsd.replace.fd_passing import Expected
 from pygdnsd.replace.old_daemon import HandoffSet
 from pygdnsd.replace.socket_plan import plan_sockets
-from pygdnsd.replace.spawn import spawn_replacement
+from pygdnsd.replace.spawn import Program, spawn_replacement
+from pygdnsd.replace.stats_handoff import FinalStats
 from pygdnsd.replace.takeover import TakenOver
 from pygdnsd.status import process
 from pygdnsd.status.rate_ring import RateRing
@@ -68,7 +72,15 @@ from pygdnsd.status.zone_facts import ZoneCensus, ZoneFacts
 from pygdnsd.systemd import notify, socket_activation
 from pygdnsd.systemd.watchdog import Heartbeat
 from pygdnsd.transport import fastpath
-from pygdnsd.transport.listeners import UDP, ListenSocket, SocketSpec, open_tcp, open_udp, specs_for
+from pygdnsd.transport.listeners import (
+    UDP,
+    ListenSocket,
+    SocketSpec,
+    open_tcp,
+    open_udp,
+    size_udp_buffers,
+    specs_for,
+)
 from pygdnsd.zones.model import ZoneSet
 from pygdnsd.zones.reload import ZoneReloader
 from pygdnsd.zones.watcher import ZonesWatcher
@@ -94,13 +106,16 @@ class StartRequest:
     strict_data: bool = False
     idempotent: bool = False  # -i: another running instance counts as success
     replace: bool = False  # -R: take over from a running instance
+    # What a REQ_REPL runs: the gdnsd we were started as, with our -D/-l/-S.
+    program: Program | None = None
 
 
 class Daemon:
     """One running gdnsd. Implements ``control.server.ControlHandler``."""
 
-    def __init__(self, loaded: Loaded) -> None:
+    def __init__(self, loaded: Loaded, program: Program | None = None) -> None:
         config = loaded.config
+        self.program = program if program is not None else Program((sys.executable, "-m", "pygdnsd"))
         self.config = config
         self.run_dir = Path(config.run_dir)
         self.user: User | None = None
@@ -195,13 +210,21 @@ class Daemon:
         self.tcp_control = tcp_listeners.open_all(self.config.tcp_control)
         self.http = tcp_listeners.open_all(self.config.http_listen, HTTP_LISTEN)
 
+    def handoff_expected(self) -> Expected:
+        return Expected(
+            self.run_dir / LOCK_NAME,
+            self.control_path,
+            frozenset(Expected.address_key(address.host, address.port) for address in self.config.tcp_control),
+            frozenset(Expected.address_key(address.host, address.port) for address in self.config.http_listen),
+        )
+
     def adopt(self, taken: TakenOver) -> None:
-        """Instead of acquire_lock and bind: what the old daemon handed over.
+        """Instead of acquire_lock and bind: what the old daemon (gdnsd or ours) handed over.
 
         DNS sockets whose address is still configured are kept (the same
-        kernel sockets); new ones are bound fresh with SO_REUSEPORT; ours of
-        removed addresses are closed at once (the old daemon reads them until
-        it stops, and the kernel closes them with its copy).
+        kernel sockets, given our buffer sizes); new ones are bound fresh with
+        SO_REUSEPORT; ours of removed addresses are closed at once (the old
+        daemon reads them until it stops, and the kernel closes them with its copy).
         """
         handed = taken.handed
         if handed.lock_fd is None or handed.control is None:
@@ -230,13 +253,13 @@ class Daemon:
             else:
                 log.info("%s: closing the socket of removed address %s %s", new_daemon.NEW_DAEMON_LOG_PREFIX, spec.kind.upper(), spec.label)
                 listener.sock.close()
+        for listener in plan.reuse:
+            if listener.spec.kind == UDP:
+                size_udp_buffers(listener.sock, self._endpoint(listener.spec))
         self.lock = InstanceLock.adopt(handed.lock_fd, self.run_dir / LOCK_NAME)
         self.control_listener = handed.control
         self.sockets = [*plan.reuse, *fresh, *surplus]
         handed.lock_fd, handed.control, handed.dns = None, None, []
-        started = taken.extra.get("started")
-        if isinstance(started, float | int):
-            self.started_at = float(started)  # CLOCK_MONOTONIC is the same in every process
         usec = taken.extra.get("watchdog_usec")
         if isinstance(usec, int) and usec > 0:
             self.watchdog_usec = usec
@@ -245,8 +268,11 @@ class Daemon:
             self.timeline = Timeline.from_handoff(status.get("timeline"))
             self.rates = RateRing.from_handoff(status.get("rates"))
 
+    def _endpoint(self, spec: SocketSpec) -> ListenAddress:
+        return next(e for e in self.instance.endpoints if (e.host, e.port) == (spec.host, spec.port))
+
     def _open(self, spec: SocketSpec) -> socket.socket:
-        endpoint = next(e for e in self.instance.endpoints if (e.host, e.port) == (spec.host, spec.port))
+        endpoint = self._endpoint(spec)
         log.info("%s: binding new address %s %s", new_daemon.NEW_DAEMON_LOG_PREFIX, spec.kind.upper(), spec.label)
         return open_udp(spec, endpoint) if spec.kind == UDP else open_tcp(spec, endpoint)
 
@@ -317,8 +343,11 @@ class Daemon:
         log.info("UDP answered by the %s", fastpath.chosen().description)
         log.info("DNS listeners started")
 
-    def absorb_stats(self, final: dict[str, dict[str, int]]) -> None:
-        self.instance.absorb(final)
+    def absorb_stats(self, final: FinalStats) -> None:
+        self.instance.absorb(final.counters)
+        if final.started is not None and 0 < final.started <= time.time():
+            # The chain's start: uptime runs on (CLOCK_MONOTONIC's origin is ours to shift).
+            self.started_at = time.monotonic() - (time.time() - final.started)
         # Only now, with the old daemon's final counts in ours (it stopped accepting scrapes
         # before it sent them): no scrape can see our totals below its.
         self.serve_status()
@@ -489,23 +518,31 @@ class Daemon:
         return Outcome.ACK
 
     def replace(self) -> Outcome:
-        """REQ_REPL: spawn ``gdnsd -R daemonize``; ACK once it serves and has asked us to stop."""
+        """REQ_REPL: start the installed gdnsd with ``-R``; ACK once it serves and has asked us to stop."""
         self._successor_serving.clear()
         began = time.monotonic()
         self._replace_running = True
         try:
-            helper = spawn_replacement(Path(self.config.cfgdir))
+            try:
+                successor = spawn_replacement(self.program, Path(self.config.cfgdir))
+            except GdnsdError as exc:
+                log.error("%s: %s", OLD_DAEMON_LOG_PREFIX, exc)
+                self._replace_failed(began, str(exc))
+                return Outcome.FAIL
             deadline = time.monotonic() + REPL_TIMEOUT
             while time.monotonic() < deadline:
                 if self._successor_serving.wait(0.1):
                     return Outcome.ACK
-                status = helper.poll()
-                if status is not None and not self._successor_serving.wait(0.5):
-                    log.error("%s: the replacement daemon failed to start (exit status %d)", OLD_DAEMON_LOG_PREFIX, status)
-                    self._replace_failed(began, f"the replacement daemon failed to start (exit status {status})")
+                if successor.gone() and not self._successor_serving.wait(0.5):
+                    reason = (
+                        f"the replacement daemon (PID {successor.pid}, {self.program.argv[0]}) exited before taking over"
+                    )
+                    log.error("%s: %s", OLD_DAEMON_LOG_PREFIX, reason)
+                    self._replace_failed(began, reason)
                     return Outcome.FAIL
-            log.error("%s: the replacement daemon did not take over within %gs", OLD_DAEMON_LOG_PREFIX, REPL_TIMEOUT)
-            self._replace_failed(began, f"the replacement daemon did not take over within {REPL_TIMEOUT:g}s")
+            reason = f"the replacement daemon did not take over within {REPL_TIMEOUT:g}s"
+            log.error("%s: %s", OLD_DAEMON_LOG_PREFIX, reason)
+            self._replace_failed(began, reason)
             return Outcome.FAIL
         finally:
             self._replace_running = False
@@ -521,6 +558,7 @@ class Daemon:
     def challenges(self) -> Sequence[ChallengeBatch]:
         return self.acme.handoff()
 
+
     def pause_control_accept(self) -> None:
         if self.control is not None:
             self.control.pause_accepting()
@@ -529,7 +567,6 @@ class Daemon:
         if self.lock is None or self.control_listener is None:
             raise GdnsdError("nothing to hand over: no lock or control socket")
         extra = {
-            "started": self.started_at,
             "watchdog_usec": self.watchdog_usec,
             "activated": socket_activation.counts_to_handoff(self.activated_counts),
             "status": {"timeline": self.timeline.to_handoff(), "rates": self.rates.to_handoff()},
@@ -636,7 +673,7 @@ def run(request: StartRequest, report: StartupReport | None = None, load: Loader
     daemon: Daemon | None = None
     try:
         start.begin()
-        daemon = Daemon(load(request.cfgdir, request.strict_data))
+        daemon = Daemon(load(request.cfgdir, request.strict_data), request.program)
         daemon.first_monitoring_round()
         daemon.install_signal_handlers()
         if not start.acquire(daemon):

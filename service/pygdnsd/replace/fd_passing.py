@@ -13,26 +13,27 @@ Two layers:
   Any error, including truncated ancillary data (MSG_CTRUNC), closes every
   descriptor received so far: a stray copy of a DNS socket kept alive by
   mistake would black-hole its share of the traffic.
-* ``FdDescription``/``adopt``: what each descriptor is (the instance lock,
-  the control listener, a DNS socket, a ``tcp_control`` or an ``http_listen``
-  listener with its SocketSpec), encoded as
-  JSON, and turning received descriptors into checked Python objects.
+* ``adopt``: what each received descriptor is, found out from the descriptor
+  itself as gdnsd 3.8.1 does (it sends no description): the instance lock,
+  the control listener, then DNS sockets, ``tcp_control`` and ``http_listen``
+  listeners told apart by their address; anything else refuses the hand-off.
 """
 
 from __future__ import annotations
 
 import array
 import contextlib
-import enum
 import ipaddress
-import json
 import os
 import socket
+import stat
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from pygdnsd.config.addresses import format_address
 from pygdnsd.control.deadline_read import ReadStopped, read_exactly
 from pygdnsd.errors import GdnsdError
 from pygdnsd.transport.listeners import TCP, UDP, ListenSocket, SocketSpec
@@ -135,85 +136,30 @@ def recv_with_fds(
     return data, fds
 
 
-# --- what each descriptor is ------------------------------------------------------
-
-
-class FdRole(enum.Enum):
-    LOCK = "lock"  # the flock'ed run_dir/control.lock: the lock travels with it
-    CONTROL = "control"  # the control socket listener
-    DNS = "dns"  # a DNS listening socket (spec says which)
-    TCP_CONTROL = "tcp_control"  # a tcp_control listener (spec: its address, TCP, index 0)
-    HTTP = "http"  # an http_listen listener of the status page (spec: as TCP_CONTROL's)
-
-
-# The roles whose descriptors are bound sockets described by a SocketSpec.
-_WITH_SPEC = frozenset({FdRole.DNS, FdRole.TCP_CONTROL, FdRole.HTTP})
+# --- what each descriptor is --------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class FdDescription:
-    role: FdRole
-    spec: SocketSpec | None = None
+class Expected:
+    """What the new daemon takes the handed-over descriptors to be, from its own config.
 
-    def __post_init__(self) -> None:
-        if (self.role in _WITH_SPEC) != (self.spec is not None):
-            raise FdPassError(f"{self.role.value} descriptor: a spec goes with DNS, TCP control and HTTP sockets only")
+    gdnsd 3.8.1 describes nothing: its TAKE answer is the lock, the control
+    listener, then its DNS sockets (each address's UDP sockets, then its TCP
+    ones), and the receiver finds out what each socket is from the socket
+    itself. So do we, whichever daemon sent them.
+    """
 
-    def as_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"role": self.role.value}
-        if self.spec is not None:
-            spec = self.spec
-            out["spec"] = {
-                "host": spec.host,
-                "port": spec.port,
-                "family": int(spec.family),
-                "kind": spec.kind,
-                "index": spec.index,
-            }
-        return out
+    lock_path: Path
+    control_path: Path
+    # The tcp_control addresses of our config: a TCP listener bound to one is
+    # that listener (only a pygdnsd old daemon hands them over), any other a DNS socket.
+    tcp_control: frozenset[tuple[Any, int]] = frozenset()
+    # Our http_listen addresses: likewise (the status listener; a gdnsd old daemon has none).
+    http: frozenset[tuple[Any, int]] = frozenset()
 
-
-def _spec_from_json(raw: Any) -> SocketSpec:
-    try:
-        host, port, family = str(raw["host"]), raw["port"], raw["family"]
-        kind, index = raw["kind"], raw["index"]
-        ipaddress.ip_address(host)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise FdPassError(f"bad socket description {raw!r}") from exc
-    if (
-        not all(isinstance(v, int) and not isinstance(v, bool) for v in (port, family, index))
-        or kind not in (UDP, TCP)
-        or family not in (socket.AF_INET, socket.AF_INET6)
-    ):
-        raise FdPassError(f"bad socket description {raw!r}")
-    return SocketSpec(host, port, socket.AddressFamily(family), kind, index)
-
-
-def encode_descriptions(descriptions: Sequence[FdDescription], extra: dict[str, Any]) -> bytes:
-    """JSON: ``{"fds": [...], **extra}``; ``extra`` carries anything else (uptime, ...)."""
-    if "fds" in extra:
-        raise FdPassError("'fds' is reserved in the hand-off metadata")
-    body = {"fds": [d.as_json() for d in descriptions], **extra}
-    return json.dumps(body, separators=(",", ":")).encode("utf-8")
-
-
-def decode_descriptions(raw: bytes) -> tuple[list[FdDescription], dict[str, Any]]:
-    try:
-        body = json.loads(raw)
-        items = body.pop("fds")
-        if not isinstance(items, list):
-            raise TypeError("fds is not a list")
-        descriptions = []
-        for item in items:
-            role = FdRole(item["role"])
-            spec = _spec_from_json(item["spec"]) if role in _WITH_SPEC else None
-            descriptions.append(FdDescription(role, spec))
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise FdPassError(f"hand-off metadata is malformed: {exc}") from exc
-    return descriptions, body
-
-
-# --- turning descriptors into objects ----------------------------------------------
+    @staticmethod
+    def address_key(host: str, port: int) -> tuple[Any, int]:
+        return (ipaddress.ip_address(host), port)
 
 
 @dataclass
@@ -240,66 +186,121 @@ class HandedOver:
         self.http = []
 
 
-def _same_address(bound: Any, spec: SocketSpec) -> bool:
+_KINDS = {socket.SOCK_DGRAM: UDP, socket.SOCK_STREAM: TCP}
+
+
+def _check_lock(fd: int, path: Path) -> None:
+    """The first descriptor is our run_dir's lock file: the very file, not a copy or another."""
     try:
-        return ipaddress.ip_address(bound[0]) == ipaddress.ip_address(spec.host) and bound[1] == spec.port
-    except (TypeError, ValueError, IndexError):
-        return False
+        handed, ours = os.fstat(fd), os.stat(path)
+    except OSError as exc:
+        raise FdPassError(f"the lock descriptor cannot be checked against '{path}': {exc.strerror or exc}") from exc
+    if not stat.S_ISREG(handed.st_mode) or (handed.st_dev, handed.st_ino) != (ours.st_dev, ours.st_ino):
+        raise FdPassError(f"the first descriptor handed over is not the lock file '{path}'")
 
 
-def _check_bound_socket(sock: socket.socket, spec: SocketSpec) -> None:
-    kind = socket.SOCK_DGRAM if spec.kind == UDP else socket.SOCK_STREAM
-    if sock.family != spec.family or sock.type != kind:
-        raise FdPassError(f"descriptor for {spec.kind.upper()} {spec.label} is a {sock.family.name}/{sock.type.name} socket")
-    if not _same_address(sock.getsockname(), spec):
-        raise FdPassError(f"descriptor for {spec.kind.upper()} {spec.label} is bound to {sock.getsockname()}")
-    if spec.kind == TCP and not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
-        raise FdPassError(f"descriptor for TCP {spec.label} is not listening")
+def _check_control(sock: socket.socket, path: Path) -> None:
+    if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
+        raise FdPassError(f"the second descriptor handed over is an {_kind_name(sock)} socket, not the control listener")
+    if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+        raise FdPassError("the control socket handed over is not listening")
+    bound = sock.getsockname()
+    # A relative or abstract name cannot be compared; the lock already tied us to this run_dir.
+    if isinstance(bound, str) and os.path.isabs(bound) and os.path.realpath(bound) != os.path.realpath(path):
+        raise FdPassError(f"the control socket handed over is bound to '{bound}', not '{path}'")
 
 
-def adopt(descriptions: Sequence[FdDescription], fds: Sequence[int]) -> HandedOver:
-    """Wrap received descriptors after checking each is what its description says.
+def _kind_name(sock: socket.socket) -> str:
+    family = getattr(sock.family, "name", str(sock.family))
+    kind = getattr(sock.type, "name", str(sock.type))
+    return f"{family}/{kind}"
 
-    Every descriptor is owned by the result, or closed if this raises.
+
+def identify(sock: socket.socket, position: int) -> tuple[str, int, int, str]:
+    """(host, port, family, kind) of a handed-over DNS or TCP control socket, from the socket itself.
+
+    Refuses what no gdnsd listens with: another family or type, an unbound
+    socket, a TCP socket that does not listen, a UDP socket connected to one peer.
     """
-    if len(descriptions) != len(fds):
-        close_fds(fds)
-        raise FdPassError(f"{len(fds)} descriptors arrived for {len(descriptions)} descriptions")
+    what = f"descriptor #{position} handed over"
+    kind = _KINDS.get(sock.type)
+    if sock.family not in (socket.AF_INET, socket.AF_INET6) or kind is None:
+        raise FdPassError(f"{what} is an {_kind_name(sock)} socket, not a UDP or TCP listener")
+    host, port = sock.getsockname()[:2]
+    if port == 0:
+        raise FdPassError(f"{what} ({kind.upper()}) is not bound to an address")
+    if kind == TCP and not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+        raise FdPassError(f"{what} (TCP {format_address(host, port)}) is not listening")
+    if kind == UDP:
+        try:
+            peer = sock.getpeername()
+        except OSError:
+            peer = None  # ENOTCONN: a listener, as it should be
+        if peer is not None:
+            raise FdPassError(f"{what} (UDP {format_address(host, port)}) is connected to {peer[0]}")
+    return host, port, sock.family, kind
+
+
+def _wrap(fd: int, position: int) -> socket.socket:
+    """A socket object owning ``fd``, if ``fd`` is a socket."""
+    try:
+        if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+            raise FdPassError(f"descriptor #{position} handed over is not a socket")
+        return socket.socket(fileno=fd)
+    except OSError as exc:
+        raise FdPassError(f"descriptor #{position} handed over cannot be used: {exc.strerror or exc}") from exc
+
+
+def adopt(fds: Sequence[int], expected: Expected) -> HandedOver:
+    """Wrap received descriptors after finding out what each is (``Expected`` says what may come).
+
+    Every descriptor is owned by the result, or closed if this raises: any
+    descriptor that is not what a gdnsd hands over refuses the whole lot,
+    before the old daemon is asked to stop.
+    """
     handed = HandedOver()
     pending = list(fds)
+    counts: dict[tuple[Any, int, int, str], int] = {}
     try:
-        for description, fd in zip(descriptions, fds, strict=True):
-            if description.role is FdRole.LOCK:
-                if handed.lock_fd is not None:
-                    raise FdPassError("two lock descriptors were handed over")
-                pending.remove(fd)
-                handed.lock_fd = fd
-                continue
+        if len(fds) < 2:
+            raise FdPassError(
+                f"{len(fds)} descriptors arrived; a takeover hands over at least the lock and the control socket"
+            )
+        _check_lock(fds[0], expected.lock_path)
+        handed.lock_fd = pending.pop(0)
+        handed.control = _wrap(fds[1], 2)
+        pending.pop(0)
+        _check_control(handed.control, expected.control_path)
+        for position, fd in enumerate(fds[2:], start=3):
+            sock = _wrap(fd, position)
+            pending.pop(0)
             try:
-                sock = socket.socket(fileno=fd)
+                host, port, family, kind = identify(sock, position)
             except OSError as exc:
-                raise FdPassError(
-                    f"{description.role.value} descriptor is not a socket: {exc.strerror or exc}"
-                ) from exc
-            pending.remove(fd)
-            if description.role is FdRole.CONTROL:
-                if handed.control is not None:
-                    sock.close()
-                    raise FdPassError("two control listeners were handed over")
-                handed.control = sock
-                if sock.type != socket.SOCK_STREAM:
-                    raise FdPassError("the control descriptor is not a stream socket")
-                continue
-            assert description.spec is not None
-            kept = {FdRole.DNS: handed.dns, FdRole.TCP_CONTROL: handed.tcp_control, FdRole.HTTP: handed.http}[
-                description.role
-            ]
-            kept.append(ListenSocket(description.spec, sock))
-            try:
-                _check_bound_socket(sock, description.spec)
-            except OSError as exc:
-                raise FdPassError(f"descriptor for {description.spec.label}: {exc}") from exc
+                sock.close()
+                raise FdPassError(f"descriptor #{position} handed over cannot be checked: {exc.strerror or exc}") from exc
+            except BaseException:
+                sock.close()
+                raise
+            address = Expected.address_key(host, port)
+            # A TCP listener on one of our tcp_control or http_listen addresses is
+            # that listener (config checks keep those apart from DNS addresses).
+            is_control = kind == TCP and address in expected.tcp_control
+            is_http = kind == TCP and not is_control and address in expected.http
+            key = (address[0], port, family, kind)
+            index = counts.get(key, 0)
+            counts[key] = index + 1
+            ours = is_control or is_http
+            spec = SocketSpec(host, port, socket.AddressFamily(family), kind, 0 if ours else index)
+            (handed.tcp_control if is_control else handed.http if is_http else handed.dns).append(ListenSocket(spec, sock))
+            if ours and index > 0:
+                option = "tcp_control" if is_control else "http_listen"
+                raise FdPassError(f"two listeners for the {option} address {format_address(host, port)} were handed over")
             sock.setblocking(False)
+    except OSError as exc:
+        close_fds(pending)
+        handed.close()
+        raise FdPassError(f"the descriptors handed over cannot be checked: {exc.strerror or exc}") from exc
     except BaseException:
         close_fds(pending)
         handed.close()

@@ -6,16 +6,22 @@ zones are loaded (the slow work, done while the old daemon serves on),
 ``take_over`` finds what runs:
 
 * nothing runs (we get the instance lock): a plain start, as gdnsd -R does;
-* the old daemon answers on its control socket: TAK1, TAK2, TAKE hand us the
-  lock, the control listener and every DNS socket (``Daemon.adopt``); the
-  result, a ``Handoff``, stops the old daemon over the same connection once
-  we serve (``claim``);
+* the old daemon (gdnsd 3.8.1 or pygdnsd) answers on its control socket:
+  TAK1, TAK2, TAKE hand us its live ACME challenges, the lock, the control
+  listener and every DNS socket (``Daemon.adopt``); the result, a
+  ``Handoff``, stops the old daemon over the same connection once we serve
+  (``claim``);
 * it does not answer (hung, stopped, or a version without takeover): we bind
   fresh SO_REUSEPORT sockets beside its own and ``Overlap.claim`` stops it by
   signal. Queries queued in its sockets are lost then, and the log says so.
 
-A refused TAK1 (RESP_LATR: another replace is running) and any failure
-after TAK1 end this daemon with an error; the old one resumes by itself.
+A refused TAK1 (RESP_LATR: another replace is running), an old daemon whose
+takeover we do not speak (another major version, answers gdnsd never sends),
+a descriptor that is not what a gdnsd hands over, and any other failure
+after TAK1 end this daemon with an error before STOP; the old one resumes
+by itself. A gdnsd 3.8.1 old daemon SIGKILLs a new daemon that closes the
+takeover connection early, so the verdict goes to the helper first
+(``daemon.daemon.run``).
 
 Test hook: ``PYGDNSD_TEST_CRASH_AT=after-load|after-fds|before-ready`` makes a
 replacing daemon SIGKILL itself at that step (``crash_point``), so tests can
@@ -32,7 +38,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -43,7 +49,15 @@ from pygdnsd.daemon.lock import AlreadyRunning
 from pygdnsd.daemon.pidfile import PidfileState, probe
 from pygdnsd.daemon.start import StartSteps, announce_ready
 from pygdnsd.errors import GdnsdError
-from pygdnsd.replace.takeover import TakenOver, TakeoverClient, TakeoverError, TakeoverRefused
+from pygdnsd.replace.fd_passing import Expected
+from pygdnsd.replace.stats_handoff import FinalStats
+from pygdnsd.replace.takeover import (
+    TakenOver,
+    TakeoverClient,
+    TakeoverError,
+    TakeoverMismatch,
+    TakeoverRefused,
+)
 from pygdnsd.systemd import notify
 
 log = logging.getLogger("gdnsd")
@@ -131,6 +145,10 @@ class Successor(StartSteps, Protocol):
     @property
     def pidfile_path(self) -> Path: ...
 
+    def handoff_expected(self) -> Expected:
+        """What the old daemon's descriptors may be, given our config."""
+        ...
+
     def adopt(self, taken: TakenOver) -> None:
         """Instead of acquire_lock and bind: serve on what the old daemon handed over."""
         ...
@@ -139,8 +157,8 @@ class Successor(StartSteps, Protocol):
         """The instance lock alone (run_dir exists by now); AlreadyRunning while another holds it."""
         ...
 
-    def absorb_stats(self, final: dict[str, dict[str, int]]) -> None:
-        """Add the old daemon's final counters to ours."""
+    def absorb_stats(self, final: FinalStats) -> None:
+        """Add the old daemon's final counters to ours; its start time is ours too."""
         ...
 
     def adopt_challenges(self, batches: Sequence[ChallengeBatch]) -> None:
@@ -273,11 +291,13 @@ def _overlap(daemon: Successor, why: str) -> Overlap:
     return Overlap(old_pid)
 
 
-def take_over(daemon: Successor) -> Predecessor | None:
+def take_over(daemon: Successor, hold: Callable[[Predecessor], None] = lambda _: None) -> Predecessor | None:
     """Get the lock, the control listener and the DNS sockets; None if nothing ran.
 
     Nothing running makes this a fresh start: the pidfile is written here,
-    and ``claim`` is only READY=1.
+    and ``claim`` is only READY=1. ``hold`` gets the predecessor as soon as
+    the old daemon is locked onto us (TAK1), so a failure after that can
+    still ``abandon`` it.
     """
     try:
         daemon.acquire_lock()
@@ -296,6 +316,9 @@ def take_over(daemon: Successor) -> Predecessor | None:
     try:
         _version, old_pid = client.info()
         client.announce()
+    except TakeoverMismatch as exc:
+        client.close()
+        raise GdnsdError(f"{NEW_DAEMON_LOG_PREFIX}: {exc}") from exc
     except TakeoverRefused as exc:
         client.close()
         if exc.response == ResponseKey.LATR:
@@ -307,22 +330,28 @@ def take_over(daemon: Successor) -> Predecessor | None:
         client.close()
         return _overlap(daemon, str(exc))
     log.info(
-        "%s: taking over from the old daemon (PID %d)", NEW_DAEMON_LOG_PREFIX, old_pid, extra=event("replace-begin", old_pid)
+        "%s: taking over from the old daemon (PID %d, %s)",
+        NEW_DAEMON_LOG_PREFIX,
+        old_pid,
+        client.old_kind,
+        extra=event("replace-begin", old_pid),
     )
     client.step_timeout = STEP_TIMEOUT
-    try:
-        daemon.adopt_challenges(client.challenges())
-        taken = client.take()
-    except GdnsdError:
-        client.close()
-        raise
     handoff = Handoff(client, old_pid)
+    # From here the caller closes the connection, once it has told its helper
+    # why it failed: a gdnsd old daemon kills a new daemon that hangs up first.
+    hold(handoff)
+    try:
+        batches = client.challenges()
+        taken = client.take(daemon.handoff_expected())
+    except GdnsdError as exc:
+        raise GdnsdError(f"{NEW_DAEMON_LOG_PREFIX}: taking over from PID {old_pid} failed: {exc}") from exc
     try:
         crash_point("after-fds")
         daemon.adopt(taken)
+        daemon.adopt_challenges(batches)
     except BaseException:
         taken.handed.close()
-        handoff.abandon()
         raise
     return handoff
 
@@ -340,8 +369,11 @@ class Replacement:
     def acquire(self, daemon: Successor) -> bool:
         crash_point("after-load")
         daemon.replacing = True
-        self.predecessor = take_over(daemon)
+        self.predecessor = take_over(daemon, self._hold)
         return True
+
+    def _hold(self, predecessor: Predecessor) -> None:
+        self.predecessor = predecessor
 
     def claim(self, daemon: Successor) -> None:
         predecessor = self.predecessor
@@ -368,5 +400,7 @@ class Replacement:
         predecessor = self.predecessor
         old_pid = predecessor.old_pid if predecessor is not None else None
         log.error("%s: replace failed: %s", NEW_DAEMON_LOG_PREFIX, reason, extra=event("replace-failed", old_pid))
+        # The helper hears why before the old daemon hears us go: a gdnsd one SIGKILLs us then.
+        self.watch.report.failed(reason)
         if predecessor is not None:
             predecessor.abandon()

@@ -2,10 +2,13 @@
 
 The control server hands a REQ_TAK1 connection to ``serve_takeover`` on a
 thread of its own; each step asks the daemon (a ``TakeoverSource``) for what
-it gives away: the live ACME challenges, then the lock, the control listener,
-every DNS socket and every ``tcp_control`` and ``http_listen`` listener (``HandoffSet``), then to stop serving and give its final
-counters. If the new daemon goes away or stalls before STOP, the old one
-carries on (``takeover_failed``).
+it gives away: the live ACME challenge batches, then the lock, the control
+listener and every DNS socket (``HandoffSet``; to a pygdnsd peer also the ``tcp_control``
+and ``http_listen`` listeners), then to stop serving and give
+its final counters. The answers are gdnsd 3.8.1's to the byte unless the new
+daemon marked its REQ_TAK1 as a pygdnsd one (``takeover`` says what that
+adds). If the new daemon goes away or stalls before STOP, the old one carries
+on (``takeover_failed``).
 """
 
 from __future__ import annotations
@@ -23,14 +26,16 @@ from typing import Any, Protocol
 from pygdnsd.control import protocol
 from pygdnsd.control.protocol import RequestKey, ResponseKey
 from pygdnsd.errors import GdnsdError
-from pygdnsd.replace import fd_passing
-from pygdnsd.replace.fd_passing import FdDescription, FdRole
-from pygdnsd.replace.takeover import DEFAULT_STEP_TIMEOUT, counters_from_snapshot
+from pygdnsd.replace import fd_passing, stats_handoff, takeover
+from pygdnsd.replace.takeover import DEFAULT_STEP_TIMEOUT, Peer
 from pygdnsd.transport.listeners import ListenSocket
 
 log = logging.getLogger(__name__)
 
 _MAX_REQUESTS = 64  # a takeover needs five; more is a confused peer
+# gdnsd's new daemon loads its config and every zone between TAK1 and TAK2
+# (ours does that before TAK1): give that step as long as a replace may take.
+GDNSD_LOAD_TIMEOUT = 300.0
 
 
 @dataclass(frozen=True)
@@ -40,25 +45,16 @@ class HandoffSet:
     lock_fd: int
     control_fd: int
     dns: Sequence[ListenSocket]
-    extra: Mapping[str, Any] = field(default_factory=dict)  # e.g. {"started": ..., "watchdog_usec": ...}
+    extra: Mapping[str, Any] = field(default_factory=dict)  # for a pygdnsd peer: {"watchdog_usec": ..., ...}
     tcp_control: Sequence[ListenSocket] = ()
     http: Sequence[ListenSocket] = ()
 
-    def descriptions(self) -> list[FdDescription]:
-        return [
-            FdDescription(FdRole.LOCK),
-            FdDescription(FdRole.CONTROL),
-            *(FdDescription(FdRole.DNS, listener.spec) for listener in self.dns),
-            *(FdDescription(FdRole.TCP_CONTROL, listener.spec) for listener in self.tcp_control),
-            *(FdDescription(FdRole.HTTP, listener.spec) for listener in self.http),
-        ]
-
-    def fds(self) -> list[int]:
-        return [
-            self.lock_fd,
-            self.control_fd,
-            *(listener.sock.fileno() for listener in [*self.dns, *self.tcp_control, *self.http]),
-        ]
+    def fds(self, peer: Peer) -> list[int]:
+        """gdnsd's order: the lock, the control listener, the DNS sockets; then, for a pygdnsd peer only,
+        the tcp_control and http_listen listeners (a gdnsd new daemon binds its own tcp_control
+        listeners, and has no http_listen)."""
+        sockets = [*self.dns, *((*self.tcp_control, *self.http) if peer is Peer.PYGDNSD else ())]
+        return [self.lock_fd, self.control_fd, *(listener.sock.fileno() for listener in sockets)]
 
 
 class TakeoverSource(Protocol):
@@ -80,6 +76,10 @@ class TakeoverSource(Protocol):
 
     def final_stats(self) -> Mapping[str, Mapping[str, int]]:
         """``Stats.snapshot()`` once nothing serves any more."""
+        ...
+
+    def started_wall(self) -> float:
+        """When the first daemon of the chain started (Unix seconds): uptime goes on from it."""
         ...
 
     def takeover_failed(self, reason: str) -> None:
@@ -121,6 +121,7 @@ def serve_takeover(
     *,
     expected_pid: int | None = None,
     step_timeout: float = DEFAULT_STEP_TIMEOUT,
+    load_timeout: float = GDNSD_LOAD_TIMEOUT,
 ) -> Outcome:
     """Run the old daemon's side, from a received REQ_TAK1 to the exit.
 
@@ -128,22 +129,26 @@ def serve_takeover(
     out of its loop (blocking I/O here). ``expected_pid``: the PID of a
     replacement we spawned ourselves (REQ_REPL): no other may take over.
     A refused TAK1 is answered LATR and returns FAILED without calling
-    ``takeover_failed`` (nothing had started).
+    ``takeover_failed`` (nothing had started). ``load_timeout`` bounds a
+    gdnsd new daemon's wait between TAK1 and its next request (its zone load).
     """
     pid = tak1.header.d
+    peer = Peer.PYGDNSD if takeover.marked(tak1.header) else Peer.GDNSD
     if tak1.key != RequestKey.TAK1 or pid == 0 or (expected_pid is not None and pid != expected_pid):
         log.warning("control socket: refusing takeover by PID %d", pid)
         with contextlib.suppress(OSError):
             _send(conn, protocol.response(ResponseKey.LATR))
         conn.close()
         return Outcome.FAILED
-    log.info("takeover: locked onto replacement PID %d", pid)
+    log.info("takeover: locked onto replacement PID %d (%s)", pid, peer.value)
     took = False
     reason = "the new daemon went away"
+    patience = step_timeout
     try:
-        _send(conn, protocol.response(ResponseKey.ACK))
-        for _ in range(_MAX_REQUESTS):
-            request = _read_request(conn, time.monotonic() + step_timeout)
+        _send(conn, takeover.tak1_ack(peer))
+        for number in range(_MAX_REQUESTS):
+            patience = load_timeout if number == 0 and peer is Peer.GDNSD else step_timeout
+            request = _read_request(conn, time.monotonic() + patience)
             if request is None:
                 break
             key = request.key
@@ -160,17 +165,17 @@ def serve_takeover(
                 source.pause_control_accept()
                 took = True
                 handoff = source.handoff()
-                metadata = fd_passing.encode_descriptions(handoff.descriptions(), dict(handoff.extra))
-                fds = handoff.fds()
+                metadata = takeover.encode_extra(dict(handoff.extra)) if peer is Peer.PYGDNSD else b""
+                fds = handoff.fds(peer)
                 header = protocol.header_with_count(ResponseKey.ACK, len(fds), len(metadata))
                 fd_passing.send_with_fds(conn, header.encode() + metadata, fds)
                 log.info("takeover: handed %d descriptors to PID %d", len(fds), pid)
             elif key == RequestKey.STOP and took:
                 _send(conn, protocol.response(ResponseKey.ACK))
                 source.stop_serving()
-                counters = counters_from_snapshot(source.final_stats())
+                slots = stats_handoff.encode(source.final_stats(), int(source.started_wall()))
                 with contextlib.suppress(OSError):
-                    _send(conn, protocol.stats_handoff(counters))
+                    _send(conn, protocol.stats_handoff(slots))
                 log.info("takeover: PID %d took over, exiting", pid)
                 return Outcome.DONE
             else:
@@ -179,7 +184,7 @@ def serve_takeover(
                     _send(conn, protocol.response(ResponseKey.FAIL))
                 break
     except TimeoutError:
-        reason = f"the new daemon was silent for {step_timeout:g}s"
+        reason = f"the new daemon was silent for {patience:g}s"
     except (OSError, GdnsdError) as exc:
         reason = str(exc)
     log.error("takeover by PID %d failed: %s; carrying on", pid, reason)

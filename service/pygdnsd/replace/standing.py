@@ -9,6 +9,7 @@ after asking: the control socket, the pidfile's lock, and the old PID.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from pygdnsd.daemon.initscript_verbs import Running, Where, find_running, process_gone
@@ -17,17 +18,30 @@ from pygdnsd.daemon.pidfile import PidfileState, probe
 # Asked only when no live daemon holds the pidfile: then a control socket
 # that is there answers at once, and one that is not refuses at once.
 CONTROL_TIMEOUT = 1.0
+SETTLE_TIMEOUT = 5.0
+SETTLE_POLL = 0.1
 
 
-def what_serves(where: Where, old_pid: int | None, cfgdir: Path) -> str:
+def what_serves(where: Where, old_pid: int | None, cfgdir: Path, settle: float = SETTLE_TIMEOUT) -> str:
     """One clause for the helper's failure line: who serves now, or that nothing does and what to run.
 
     The pidfile's lock first: it is instant, and a hung (or stopped) old daemon
     still holds it while its control socket would keep us waiting, past ``-t``.
+    An old daemon that lives but neither holds a pidfile nor answers yet may
+    be resuming (gdnsd 3.8.1 keeps no pidfile, and accepts again only once
+    the failed new daemon is gone): it gets ``settle`` seconds to answer.
     """
-    held = probe(where.pidfile)
-    running = Running(held.pid, False) if held.state is PidfileState.RUNNING else find_running(where, CONTROL_TIMEOUT)
-    old_runs = old_pid is not None and not process_gone(old_pid)
+    deadline = time.monotonic() + settle
+    for _ in range(int(settle / SETTLE_POLL) + 1):
+        held = probe(where.pidfile)
+        if held.state is PidfileState.RUNNING:
+            running: Running | None = Running(held.pid, False)
+        else:
+            running = find_running(where, CONTROL_TIMEOUT)
+        old_runs = old_pid is not None and not process_gone(old_pid)
+        if running is not None or not old_runs or time.monotonic() >= deadline:
+            break
+        time.sleep(SETTLE_POLL)
     if running is not None and running.pid == old_pid:
         return f"the old daemon (PID {old_pid}) serves on"
     if running is not None:

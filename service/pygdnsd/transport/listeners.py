@@ -110,6 +110,21 @@ def _new_socket(spec: SocketSpec) -> socket.socket:
     return sock
 
 
+def size_udp_buffers(sock: socket.socket, address: ListenAddress) -> None:
+    """The receive (and send) buffer sizes a UDP socket of ``address`` gets: bound
+    here, or handed over by an old daemon that may have sized it otherwise (gdnsd does)."""
+    # Unset (0), gdnsd keeps the OS default (~208 KiB, 40-60 ms of a busy
+    # server's queries). A Python server answers slower and stalls when
+    # the CPU is shared (zone loading in a replacement instance, say), so
+    # we default to a deeper queue: measured, the default queue lost
+    # hundreds of queries per minute at 5k qps on a loaded 2-core host,
+    # 1 MiB lost none. The kernel caps it at net.core.rmem_max.
+    rcvbuf = address.udp_rcvbuf or DEFAULT_UDP_RCVBUF
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    if address.udp_sndbuf:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, address.udp_sndbuf)
+
+
 def open_udp(spec: SocketSpec, address: ListenAddress) -> socket.socket:
     sock = _new_socket(spec)
     try:
@@ -125,16 +140,7 @@ def open_udp(spec: SocketSpec, address: ListenAddress) -> socket.socket:
             sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, IPTOS_LOWDELAY)
             if spec.wildcard:
                 sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
-        # Unset (0), gdnsd keeps the OS default (~208 KiB, 40-60 ms of a busy
-        # server's queries). A Python server answers slower and stalls when
-        # the CPU is shared (zone loading in a replacement instance, say), so
-        # we default to a deeper queue: measured, the default queue lost
-        # hundreds of queries per minute at 5k qps on a loaded 2-core host,
-        # 1 MiB lost none. The kernel caps it at net.core.rmem_max.
-        rcvbuf = address.udp_rcvbuf or DEFAULT_UDP_RCVBUF
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        if address.udp_sndbuf:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, address.udp_sndbuf)
+        size_udp_buffers(sock, address)
         _bind(sock, spec)
         sock.setblocking(False)
     except OSError as exc:
