@@ -121,7 +121,11 @@ class Daemon:
         self.user: User | None = None
         if config.username is not None:
             self.user = lookup_user(config.username)
-        self.started_at = time.monotonic()
+        # Our start on CLOCK_MONOTONIC, placed on a whole second of wall time: a replace
+        # carries the start in whole seconds (gdnsd's PSH_SHAND slot), so the start time
+        # the status page and /metrics show stays the same across one.
+        now = time.time()
+        self.started_at = time.monotonic() - (now - int(now))
         self.lock: InstanceLock | None = None
         self.instance = Instance(loaded)
         # ACME DNS-01 challenges (gdnsdctl acme-dns-01), carried over a replace (REQ_TAK2).
