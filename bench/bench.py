@@ -5,12 +5,14 @@ with CASE among udp, udp-hot, latency, tcp, geoip, geoip-new, geoip-hot, load-bi
 load-styles, load-many, load-many-plain, load-city (default: all).
 
 * udp: the mixed query file (binary, dnsperf ``-B``: half the queries with
-  EDNS+DO, a third mixed-case), open loop for N seconds. In the UDP cases
-  pygdnsd runs with its compiled fast path and as ``pure`` (PYGDNSD_PURE=1).
+  EDNS+DO, a third mixed-case), open loop for N seconds. In every traffic
+  case pygdnsd runs with its compiled fast path and as ``pure``
+  (PYGDNSD_PURE=1); the load cases have no ``pure`` row (the loader is the
+  same Python in both modes).
 * udp-hot: the same mix over a few hundred names (a hot set an answer cache
   holds), to separate the per-query cost from the cache-miss cost.
 * latency: the same file at a fixed 20k qps, every answer's latency sampled
-  (dnsperf ``-v``): p50/p99.
+  (dnsperf ``-v``): p50/p99/p99.9.
 * tcp: the same file over TCP, several pipelining connections.
 * scrape: pygdnsd alone on the udp case, without ``http_listen`` and with it
   and a ``/metrics`` scrape every second (Prometheus's pace, faster than any
@@ -29,7 +31,8 @@ load-styles, load-many, load-many-plain, load-city (default: all).
 
 Each traffic run starts with an unmeasured pass through the whole query
 file, then ``--warmup`` seconds. ``--runs N`` repeats the traffic cases and
-summarises the ratios to gdnsd as best / median.
+summarises the ratios to gdnsd as best / median (qps: the highest is best;
+CPU and latency: the lowest).
 
 Server CPU per query is utime+stime of the server process (all threads, and
 its worker processes) over the dnsperf run divided by the queries answered:
@@ -43,14 +46,12 @@ from __future__ import annotations
 import argparse
 import http.client
 import socket
-import statistics
 import struct
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -69,6 +70,7 @@ from servers import (
     free_port,
     pygdnsd_of,
 )
+from tables import LoadRow, Report, Row, Variant, render
 
 import geoip_data
 
@@ -78,59 +80,6 @@ WARMUP_SECONDS = 3
 # The unmeasured pass through the whole query file ends after this long at most.
 WARMUP_PASS_SECONDS = 120
 LATENCY_QPS = 20_000
-# Cases served over UDP: pygdnsd runs there both with its compiled fast path and pure Python.
-UDP_CASES = ("udp", "udp-hot", "latency", "geoip", "geoip-new", "geoip-hot")
-
-
-@dataclass(frozen=True, slots=True)
-class Variant:
-    """One server with the thread counts its config asks for."""
-
-    server: Server
-    udp_threads: int = 1
-    tcp_threads: int = 1
-
-    @property
-    def threads(self) -> str:
-        return f"{self.udp_threads}/{self.tcp_threads}"
-
-
-@dataclass(slots=True)
-class Row:
-    case: str
-    variant: Variant
-    client: str
-    run: int = 1
-    qps: float | None = None
-    cpu_us: float | None = None
-    sys_share: float | None = None  # of cpu_us, the part spent in the kernel
-    p50_ms: float | None = None
-    p99_ms: float | None = None
-    mean_ms: float | None = None
-    lost: int | None = None
-    sent: int | None = None
-    rcodes: str = ""
-    rss_mb: float | None = None
-    cores: float | None = None  # server CPU seconds per second of the run
-    per_process: tuple[float, ...] = ()  # the same, per server process (pygdnsd's workers)
-    note: str = ""
-
-
-@dataclass(slots=True)
-class LoadRow:
-    case: str
-    server: Server
-    checkconf_s: float | None = None
-    checkconf_rss: float | None = None
-    start_s: float | None = None
-    start_rss: float | None = None
-    note: str = ""
-
-
-@dataclass(slots=True)
-class Report:
-    rows: list[Row] = field(default_factory=list)
-    loads: list[LoadRow] = field(default_factory=list)
 
 
 def soa_query(zone: str) -> bytes:
@@ -238,8 +187,10 @@ def serve_and_measure(
     row.sys_share = kernel / cpu if cpu else None
     p50 = dnsperf.percentile(result.latencies, 0.50)
     p99 = dnsperf.percentile(result.latencies, 0.99)
+    p999 = dnsperf.percentile(result.latencies, 0.999)
     row.p50_ms = p50 * 1000 if p50 is not None else None
     row.p99_ms = p99 * 1000 if p99 is not None else None
+    row.p999_ms = p999 * 1000 if p999 is not None else None
     if result.completed == 0:
         row.note = "no answers: " + result.output[-300:].replace("\n", " ")
     return row
@@ -263,22 +214,6 @@ def scrape_case(variants: Sequence[Variant], load: dnsperf.Load, out: Path, scra
                 except (RuntimeError, OSError, ValueError) as exc:
                     rows.append(Row(name, variant, load.describe(), note=f"failed: {exc}"[:300]))
     return rows
-
-
-def render_scrape(rows: Sequence[Row]) -> list[str]:
-    """CPU per query with the status listener scraped over without it, per variant: 1.00x is free."""
-    lines = []
-    for threads in sorted({r.variant.threads for r in rows if r.case.startswith("scrape-")}):
-        def mean(case: str, threads: str = threads) -> float | None:
-            values = [r.cpu_us for r in rows if r.case == case and r.variant.threads == threads and r.cpu_us]
-            return sum(values) / len(values) if values else None
-
-        off, on = mean("scrape-0"), mean("scrape-1")
-        lines.append(
-            f"scrape   pygdnsd  {threads:>7}  cpu us/q without http_listen {_fmt(off, '.2f')}, scraped every second "
-            f"{_fmt(on, '.2f')}: {_ratio(on, off)} (runs differ by 10-30% on a shared machine)"
-        )
-    return lines
 
 
 def traffic_case(
@@ -339,130 +274,6 @@ def load_case(
     return rows
 
 
-def _fmt(value: float | int | None, spec: str) -> str:
-    if value is None:
-        return "-".rjust(int(spec.split(".")[0].rstrip("dfs") or 0))
-    return format(value, spec)
-
-
-def _ratio(value: float | None, base: float | None) -> str:
-    if value is None or base is None or base == 0:
-        return "-"
-    return f"{value / base:.2f}x"
-
-
-def render(report: Report) -> str:
-    lines = [*render_traffic(report.rows), "", *render_summary(report.rows)] if report.rows else []
-    scraped = render_scrape(report.rows)
-    if scraped:
-        lines += ["", *scraped]
-    if report.loads:
-        lines += ["", *render_loads(report.loads)]
-    return "\n".join(lines).strip("\n")
-
-
-def render_traffic(rows: Sequence[Row]) -> list[str]:
-    lines = []
-    head = (
-        f"{'case':<9} {'run':>3} {'server':<8} {'udp/tcp':>7} {'qps':>9} {'qps/gd':>7} {'cpu us/q':>9} "
-        f"{'cpu/gd':>7} {'sys':>4} {'mean ms':>8} {'p50 ms':>7} {'p99 ms':>7} {'p99/gd':>7} {'lost':>7} "
-        f"{'sent':>9} {'RSS MB':>7}  client"
-    )
-    lines += [head, "-" * len(head)]
-    base = gdnsd_rows(rows)
-    for r in rows:
-        g = base.get((r.case, r.run))
-        lines.append(
-            f"{r.case:<9} {r.run:>3} {r.variant.server.name:<8} {r.variant.threads:>7} {_fmt(r.qps, '9.0f')} "
-            f"{_ratio(r.qps, g.qps if g else None):>7} {_fmt(r.cpu_us, '9.2f')} "
-            f"{_ratio(r.cpu_us, g.cpu_us if g else None):>7} "
-            f"{_fmt(None if r.sys_share is None else 100 * r.sys_share, '3.0f')}% {_fmt(r.mean_ms, '8.3f')} "
-            f"{_fmt(r.p50_ms, '7.3f')} {_fmt(r.p99_ms, '7.3f')} "
-            f"{_ratio(r.p99_ms, g.p99_ms if g else None):>7} {_fmt(r.lost, '7d')} "
-            f"{_fmt(r.sent, '9d')} {_fmt(r.rss_mb, '7.1f')}  {r.client}"
-            + (f"  [{r.note}]" if r.note else "")
-        )
-    # The same answers in kind from both servers, or the comparison means nothing.
-    lines.append("")
-    lines += [
-        f"{r.case:<9} {r.run:>3} {r.variant.server.name:<8} {r.variant.threads:>7}  rcodes: {r.rcodes}" for r in rows
-    ]
-    # How many cores the server used while dnsperf ran (dnsperf's own run time, its
-    # timeout tail included), and how they split over pygdnsd's processes.
-    lines.append("")
-    lines += [
-        f"{r.case:<9} {r.run:>3} {r.variant.server.name:<8} {r.variant.threads:>7}"
-        f"  server cores: {_fmt(r.cores, '.2f')}"
-        f" (per process: {' + '.join(f'{c:.2f}' for c in r.per_process)})"
-        for r in rows
-    ]
-    return lines
-
-
-def gdnsd_rows(rows: Sequence[Row]) -> dict[tuple[str, int], Row]:
-    """Each (case, run)'s gdnsd row: every ratio is to gdnsd in the same run."""
-    return {(r.case, r.run): r for r in rows if r.variant.server is GDNSD}
-
-
-def render_summary(rows: Sequence[Row]) -> list[str]:
-    """Per case and server, the ratios to gdnsd over every run: best and median.
-
-    Ratios are taken within each run (the machine's load varies between
-    runs far more than within one), then summarised.
-    """
-    base = gdnsd_rows(rows)
-    ratios: dict[tuple[str, str, str], tuple[list[float], list[float]]] = {}
-    for r in rows:
-        g = base.get((r.case, r.run))
-        if g is None or r is g:
-            continue
-        cpu, p99 = ratios.setdefault((r.case, r.variant.server.name, r.variant.threads), ([], []))
-        if r.cpu_us is not None and g.cpu_us:
-            cpu.append(r.cpu_us / g.cpu_us)
-        if r.p99_ms is not None and g.p99_ms:
-            p99.append(r.p99_ms / g.p99_ms)
-    runs = len({r.run for r in rows})
-    lines = [
-        f"Ratios to gdnsd in the same run, best / median of {runs} run(s):",
-        f"{'case':<8} {'server':<8} {'udp/tcp':>7} {'cpu/gd best':>11} {'median':>7} {'p99/gd best':>11} {'median':>7}",
-    ]
-    for (case, server, threads), (cpu, p99) in ratios.items():
-        lines.append(
-            f"{case:<8} {server:<8} {threads:>7} {_best(cpu):>11} {_median(cpu):>7} {_best(p99):>11} {_median(p99):>7}"
-        )
-    return lines
-
-
-def _best(values: list[float]) -> str:
-    return f"{min(values):.2f}x" if values else "-"
-
-
-def _median(values: list[float]) -> str:
-    return f"{statistics.median(values):.2f}x" if values else "-"
-
-
-def render_loads(loads: Sequence[LoadRow]) -> list[str]:
-    lines = []
-    if loads:
-        head = (
-            f"{'case':<15} {'server':<8} {'checkconf s':>11} {'x gd':>6} {'RSS MB':>7} {'x gd':>6} "
-            f"{'start s':>8} {'x gd':>6} {'RSS MB':>7} {'x gd':>6}"
-        )
-        lines += [head, "-" * len(head)]
-        lbase = {r.case: r for r in loads if r.server is GDNSD}
-        for r in loads:
-            g = lbase.get(r.case)
-            lines.append(
-                f"{r.case:<15} {r.server.name:<8} {_fmt(r.checkconf_s, '11.2f')} "
-                f"{_ratio(r.checkconf_s, g.checkconf_s if g else None):>6} "
-                f"{_fmt(r.checkconf_rss, '7.0f')} {_ratio(r.checkconf_rss, g.checkconf_rss if g else None):>6} "
-                f"{_fmt(r.start_s, '8.2f')} {_ratio(r.start_s, g.start_s if g else None):>6} "
-                f"{_fmt(r.start_rss, '7.0f')} {_ratio(r.start_rss, g.start_rss if g else None):>6}"
-                + (f"  [{r.note.strip()}]" if r.note else "")
-            )
-    return lines
-
-
 CASES = (
     "udp", "udp-hot", "latency", "tcp", "geoip", "geoip-new", "geoip-hot", "scrape", "load-big", "load-warn", "load-styles",
     "load-many", "load-many-plain", "load-city",
@@ -481,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--runs", type=int, default=1, help="repeat the traffic cases; ratios summarised as best/median")
     parser.add_argument(
-        "--no-pure", action="store_true", help="leave out pygdnsd's pure-Python UDP path (PYGDNSD_PURE=1)"
+        "--no-pure", action="store_true", help="leave out pygdnsd on its pure-Python path (PYGDNSD_PURE=1)"
     )
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out")
     parser.add_argument(
@@ -500,12 +311,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_tools([dnsperf.DNSPERF, *(server.argv[0] for server in pygdnsds[1:])])
     args.out.mkdir(parents=True, exist_ok=True)
     servers = [GDNSD, *pygdnsds]
-    # Over UDP, pygdnsd both ways: compiled fast path (the default) and pure Python.
-    udp_servers = pygdnsds if args.no_pure else [PYGDNSD, PYGDNSD_PURE, *pygdnsds[1:]]
+    # In every traffic case pygdnsd both ways: compiled fast path (the default) and
+    # pure Python. Over TCP both run the same Python (the compiled module only
+    # answers UDP), so there the two rows show the run-to-run noise.
+    traffic_servers = pygdnsds if args.no_pure else [PYGDNSD, PYGDNSD_PURE, *pygdnsds[1:]]
 
-    def variants(case: str, threads: Sequence[int]) -> list[Variant]:
-        chosen = udp_servers if case in UDP_CASES else pygdnsds
-        return [Variant(GDNSD, 1, 1)] + [Variant(py, n, n) for n in threads for py in chosen]
+    def variants(threads: Sequence[int]) -> list[Variant]:
+        return [Variant(GDNSD, 1, 1)] + [Variant(py, n, n) for n in threads for py in traffic_servers]
 
     report = Report()
     began = time.monotonic()
@@ -521,7 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     mode, args.seconds, args.clients, max_qps=args.latency_qps if latency else 0, verbose=latency
                 )
                 threads = args.py_threads[:1] if latency else args.py_threads
-                report.rows += traffic_case(case, variants(case, threads), load, args.out, scratch, args.warmup, run)
+                report.rows += traffic_case(case, variants(threads), load, args.out, scratch, args.warmup, run)
         if "scrape" in cases:
             load = dnsperf.Load("udp", args.seconds, args.clients)
             report.rows += scrape_case([Variant(PYGDNSD, n, n) for n in args.py_threads], load, args.out, scratch, args.warmup)
