@@ -28,7 +28,7 @@ from pygdnsd.errors import ConfigError, ZoneError, describe
 from pygdnsd.instance import Loaded
 from pygdnsd.zones.loader import load_zones
 from pygdnsd.zones.model import ZoneSet
-from pygdnsd.zones.reload import ZoneReloader
+from pygdnsd.zones.reload import ZoneReloader, refuse_replacing_without_dir
 from pygdnsd.zones.settings import ZoneSettings
 from pygdnsd.zones.watcher import ZonesWatcher
 
@@ -226,6 +226,21 @@ def test_a_vanished_zones_dir_is_refused_while_zones_serve(tmp_path: Path) -> No
     # Serving none, a missing directory changes nothing: no error either (as at a start).
     zones_dir.rmdir()
     assert reloader.try_reload() is None
+
+
+def test_a_replace_refuses_a_vanished_zones_dir_but_not_an_empty_one(tmp_path: Path) -> None:
+    zones_dir = tmp_path / "zones"
+    with pytest.raises(ZoneError) as refused:
+        refuse_replacing_without_dir(zones_dir, load_zones(zones_dir, ZoneSettings(threads=1)))
+    assert str(refused.value).startswith(f"{zones_dir}: the zones directory does not exist: not taking over")
+    # An empty directory means no zones on purpose; zones loaded before it vanished are served.
+    zones_dir.mkdir()
+    refuse_replacing_without_dir(zones_dir, load_zones(zones_dir, ZoneSettings(threads=1)))
+    (zones_dir / "example.com").write_text(ONE_ZONE)
+    loaded = load_zones(zones_dir, ZoneSettings(threads=1))
+    (zones_dir / "example.com").unlink()
+    zones_dir.rmdir()
+    refuse_replacing_without_dir(zones_dir, loaded)
 
 
 def test_reload_requests_coalesce_on_the_reload_thread() -> None:

@@ -410,6 +410,37 @@ def test_gdnsdctl_replace_with_a_broken_zone_fails_and_the_old_daemon_serves_on(
     assert a_records(query(site.port, QNAME)) == ["192.0.2.10"]
 
 
+def answers_soa(site: Site, zone: str) -> bool:
+    response = query(site.port, zone, qtype=6)
+    rcode = response[3] & 0x0F
+    (answers,) = struct.unpack("!H", response[6:8])
+    return rcode == 0 and answers == 1
+
+
+def test_a_replace_that_finds_the_zones_dir_gone_fails_and_the_old_daemon_serves_on(site: Site) -> None:
+    # gdnsd 3.8.1 takes over with no zones here (measured: REFUSED for every
+    # zone afterwards); the new daemon must refuse before touching the old one.
+    pid = daemonize(site)
+    zones_dir = site.cfgdir / "zones"
+    moved = site.cfgdir / "zones.moved"
+    zones_dir.rename(moved)
+    result = replace(site)
+    assert result.returncode != 0
+    assert f"{zones_dir}: the zones directory does not exist: not taking over" in result.stderr, result.stderr
+    by_gdnsdctl = gdnsdctl("ours", site, "replace")
+    assert by_gdnsdctl.returncode != 0
+    assert "REPLACE[gdnsdctl]: Replace command to old daemon failed" in by_gdnsdctl.stderr, by_gdnsdctl.stderr
+    assert wait_for(lambda: pids_serving(site.cfgdir) == [pid], 5.0), pids_serving(site.cfgdir)
+    assert pidfile_names_locked(site, pid)
+    assert answers_soa(site, "example.com")
+    # Restored, the next replace goes through and serves the zone.
+    moved.rename(zones_dir)
+    again = replace(site)
+    assert again.returncode == 0, again.stderr
+    assert int(site.pidfile.read_text()) != pid and not alive(pid)
+    assert answers_soa(site, "example.com")
+
+
 def test_a_replace_past_its_timeout_fails_and_the_new_daemon_gives_up(tuned: Site) -> None:
     site = tuned
     old = daemonize(site)

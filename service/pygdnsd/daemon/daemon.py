@@ -82,7 +82,7 @@ from pygdnsd.transport.listeners import (
     specs_for,
 )
 from pygdnsd.zones.model import ZoneSet
-from pygdnsd.zones.reload import ZoneReloader
+from pygdnsd.zones.reload import ZoneReloader, refuse_replacing_without_dir
 from pygdnsd.zones.watcher import ZonesWatcher
 
 if TYPE_CHECKING:
@@ -186,6 +186,9 @@ class Daemon:
 
     def take_lock(self) -> None:
         self.lock = InstanceLock.acquire(self.run_dir)
+
+    def refuse_takeover(self) -> None:
+        refuse_replacing_without_dir(self.config.zones_dir, self.instance.responder.zones)
 
     @property
     def control_path(self) -> Path:

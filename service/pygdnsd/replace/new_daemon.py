@@ -15,6 +15,10 @@ zones are loaded (the slow work, done while the old daemon serves on),
   fresh SO_REUSEPORT sockets beside its own and ``Overlap.claim`` stops it by
   signal. Queries queued in its sockets are lost then, and the log says so.
 
+A new daemon whose zones directory is gone refuses to take over at all
+(``Successor.refuse_takeover``, before it speaks to the old daemon): it would
+serve no zones (``zones.reload`` tells why, and what gdnsd does).
+
 A refused TAK1 (RESP_LATR: another replace is running), an old daemon whose
 takeover we do not speak (another major version, answers gdnsd never sends),
 a descriptor that is not what a gdnsd hands over, and any other failure
@@ -155,6 +159,13 @@ class Successor(StartSteps, Protocol):
 
     def take_lock(self) -> None:
         """The instance lock alone (run_dir exists by now); AlreadyRunning while another holds it."""
+        ...
+
+    def refuse_takeover(self) -> None:
+        """Raise GdnsdError if what we loaded must not replace a running daemon's data.
+
+        (``Daemon``: our zones are none only because the zones directory is gone.)
+        """
         ...
 
     def absorb_stats(self, final: FinalStats) -> None:
@@ -302,7 +313,8 @@ def take_over(daemon: Successor, hold: Callable[[Predecessor], None] = lambda _:
     try:
         daemon.acquire_lock()
     except AlreadyRunning:
-        pass
+        # Before we speak to the old daemon, so a refusal leaves it untouched.
+        daemon.refuse_takeover()
     else:
         log.info("%s: no daemon is running: starting normally", NEW_DAEMON_LOG_PREFIX)
         daemon.bind()

@@ -12,6 +12,12 @@ saying so only at info level. A daemon that is meant to serve no zones keeps
 the directory, empty: a reload of an empty directory goes through, as does
 one of a missing directory while no zone is served (a start without the
 directory serves no zones, as gdnsd's does).
+
+A replace keeps the same rule, only more strictly: a new daemon that finds
+the directory gone refuses to take over from a running daemon, whatever
+that one serves, because gdnsd's takeover never says how many zones the
+old daemon has. gdnsd 3.8.1 takes over with no zones then (measured: every
+query REFUSED afterwards) and logs nothing about it.
 """
 
 from __future__ import annotations
@@ -41,6 +47,17 @@ def refuse_vanished_dir(zones_dir: Path, new: ZoneSet, serving: ZoneSet) -> None
     raise ZoneError(
         f"the zones directory does not exist: not reloading to no zones; the {len(serving.zones)} "
         "zone(s) loaded before serve on (restore the directory; to serve no zones, leave it in place, empty)",
+        str(zones_dir),
+    )
+
+
+def refuse_replacing_without_dir(zones_dir: Path, new: ZoneSet) -> None:
+    """Raise ZoneError if a new daemon would take over with no zones only because ``zones_dir`` is gone."""
+    if new.zones or zones_dir.is_dir():
+        return
+    raise ZoneError(
+        "the zones directory does not exist: not taking over from the running daemon with no zones; "
+        "restore the directory, or create it empty to serve no zones",
         str(zones_dir),
     )
 
