@@ -290,6 +290,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--py-threads", type=int, nargs="+", default=[1, 2], help="pygdnsd udp/tcp thread counts to try"
     )
+    parser.add_argument(
+        "--gdnsd-threads",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="gdnsd udp/tcp thread counts to try; ratios are to the first",
+    )
     parser.add_argument("--runs", type=int, default=1, help="repeat the traffic cases; ratios summarised as best/median")
     parser.add_argument(
         "--no-pure", action="store_true", help="leave out pygdnsd on its pure-Python path (PYGDNSD_PURE=1)"
@@ -316,8 +323,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # answers UDP), so there the two rows show the run-to-run noise.
     traffic_servers = pygdnsds if args.no_pure else [PYGDNSD, PYGDNSD_PURE, *pygdnsds[1:]]
 
-    def variants(threads: Sequence[int]) -> list[Variant]:
-        return [Variant(GDNSD, 1, 1)] + [Variant(py, n, n) for n in threads for py in traffic_servers]
+    def variants(threads: Sequence[int], gdnsd_threads: Sequence[int]) -> list[Variant]:
+        gdnsds = [Variant(GDNSD, n, n) for n in gdnsd_threads]
+        return gdnsds + [Variant(py, n, n) for n in threads for py in traffic_servers]
 
     report = Report()
     began = time.monotonic()
@@ -333,7 +341,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     mode, args.seconds, args.clients, max_qps=args.latency_qps if latency else 0, verbose=latency
                 )
                 threads = args.py_threads[:1] if latency else args.py_threads
-                report.rows += traffic_case(case, variants(threads), load, args.out, scratch, args.warmup, run)
+                gdnsd_threads = args.gdnsd_threads[:1] if latency else args.gdnsd_threads
+                report.rows += traffic_case(case, variants(threads, gdnsd_threads), load, args.out, scratch, args.warmup, run)
         if "scrape" in cases:
             load = dnsperf.Load("udp", args.seconds, args.clients)
             report.rows += scrape_case([Variant(PYGDNSD, n, n) for n in args.py_threads], load, args.out, scratch, args.warmup)

@@ -128,8 +128,12 @@ def render_traffic(rows: Sequence[Row]) -> list[str]:
 
 
 def gdnsd_rows(rows: Sequence[Row]) -> dict[tuple[str, int], Row]:
-    """Each (case, run)'s gdnsd row: every ratio is to gdnsd in the same run."""
-    return {(r.case, r.run): r for r in rows if r.variant.server is GDNSD}
+    """Each (case, run)'s first gdnsd row (1/1 unless ``--gdnsd-threads`` says otherwise): every ratio is to it."""
+    base: dict[tuple[str, int], Row] = {}
+    for r in rows:
+        if r.variant.server is GDNSD:
+            base.setdefault((r.case, r.run), r)
+    return base
 
 
 # The summary's ratios: (heading, the row's figure, whether higher is better). The

@@ -71,3 +71,16 @@ def test_the_load_table_says_why_it_has_no_pure_row(tables: ModuleType) -> None:
     servers = sys.modules["servers"]
     loads = [tables.LoadRow("load-big", servers.GDNSD, 1.0, 100.0, 1.0, 100.0)]
     assert tables.render_loads(loads)[-1] == tables.LOADER_IS_PYTHON
+
+
+def test_gdnsd_at_more_threads_is_compared_with_its_first_row(tables: ModuleType) -> None:
+    # --gdnsd-threads 1 2: gdnsd 2/2 and pygdnsd 2/2 both against gdnsd 1/1 of the same run.
+    servers = sys.modules["servers"]
+    rows = [
+        tables.Row("udp", tables.Variant(servers.GDNSD, 1, 1), "udp", 1, qps=100_000.0, cpu_us=4.0),
+        tables.Row("udp", tables.Variant(servers.GDNSD, 2, 2), "udp", 1, qps=100_000.0, cpu_us=5.0),
+        tables.Row("udp", tables.Variant(servers.PYGDNSD, 2, 2), "udp", 1, qps=100_000.0, cpu_us=6.0),
+    ]
+    lines = tables.render_traffic(rows)
+    assert "1.25x" in next(line for line in lines if line.startswith("udp         1 gdnsd        2/2")).split()
+    assert "1.50x" in next(line for line in lines if line.startswith("udp         1 pygdnsd      2/2")).split()
