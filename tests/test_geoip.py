@@ -21,6 +21,7 @@ import pytest
 
 import geoip_data
 from conftest import ServerProcess
+from daemon_support import process_gone, wait_for
 from differential.normalise import normalise
 from differential.queries import ECS, opt_rr, option, query
 from pygdnsd.config.options import load_config
@@ -35,6 +36,7 @@ from pygdnsd.plugins.geoip.addresses import (
     scope_of,
 )
 from pygdnsd.plugins.geoip.config import read_map
+from pygdnsd.plugins.geoip.live import POLL
 from pygdnsd.plugins.geoip.tables import MapTable, load_table
 from pygdnsd.plugins.result import ClientInfo, ClientSubnet
 from pygdnsd.plugins.setup import build_dynamic
@@ -495,8 +497,22 @@ PROCESSES = 3
 SENDERS = 24  # source ports: SO_REUSEPORT spreads them over every process ((2/3)**24 to miss one)
 
 
-def test_every_worker_process_answers_from_a_replaced_database_within_two_seconds(tmp_path: Path) -> None:
-    """With worker processes: each watches the files from its start, not from its first query."""
+def children(pid: int) -> set[int]:
+    """The live child processes of ``pid`` (forked by any of its threads)."""
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            found.update(int(child) for child in (task / "children").read_text().split())
+        except OSError:
+            continue  # a thread that just ended
+    return {child for child in found if not process_gone(child)}
+
+
+def test_a_replaced_database_is_loaded_once_and_every_worker_answers_from_it_within_two_seconds(
+    tmp_path: Path,
+) -> None:
+    """With worker processes: the instance loads the new database (once, as gdnsd logs it)
+    and forks new workers, which share its table; no worker builds one of its own."""
     config = LIVE_CONFIG.replace("  state_dir => @STATE_DIR@\n", f"  state_dir => @STATE_DIR@\n  udp_threads => {PROCESSES}\n")
     src = write_config(tmp_path / "src", config, "live DYNA geoip!r\n")
     geoip_data.write_city(src / "geoip" / "City.mmdb")
@@ -507,7 +523,8 @@ def test_every_worker_process_answers_from_a_replaced_database_within_two_second
     geoip_data.write_city(tmp_path / "moved.mmdb", moved)
     loaded = "plugin_geoip: map 'm' runtime db updated"
     with ServerProcess("pygdnsd", src, tmp_path / "run") as server:
-        assert server.config_dir is not None
+        assert server.config_dir is not None and server.proc is not None
+        instance = server.proc.pid
         live_db = server.config_dir / "geoip" / "City.mmdb"
         staged = live_db.with_suffix(".new")
 
@@ -516,26 +533,34 @@ def test_every_worker_process_answers_from_a_replaced_database_within_two_second
             os.replace(staged, live_db)
             return time.monotonic()
 
-        def wait_for_loads(count: int, since: float) -> float:
+        def wait_for_load(count: int, since: float) -> float:
             while server.stderr_text.count(loaded) < count and time.monotonic() < since + 5:
                 time.sleep(0.02)
-            assert server.stderr_text.count(loaded) == count  # each process loaded it, once
+            assert server.stderr_text.count(loaded) == count
             return time.monotonic() - since
+
+        def workers_replaced(old: set[int]) -> bool:
+            now = children(instance)
+            return len(now) == PROCESSES - 1 and not now & old
 
         sockets = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(SENDERS)]
         try:
             for sock in sockets:
                 sock.bind(("127.0.0.1", 0))
                 sock.settimeout(2.0)
-            # Replaced before any query: every process loads it anyway, within 2 s.
+            assert wait_for(lambda: len(children(instance)) == PROCESSES - 1)
+            # Replaced before any query: loaded by the instance, once, and new workers forked.
+            first_workers = children(instance)
             before = server.stderr_text.count(loaded)
-            assert wait_for_loads(before + PROCESSES, replace((tmp_path / "moved.mmdb").read_bytes())) <= 2.0
+            assert wait_for_load(before + 1, replace((tmp_path / "moved.mmdb").read_bytes())) <= 2.0
+            assert wait_for(lambda: workers_replaced(first_workers), timeout=2.0)
             qid = 0
             for sock in sockets:
                 for _ in range(3):  # again from memory (ECS and all) in each process
                     qid += 1
                     assert ask_a(server.address, sock, qid) == "192.0.2.2"
-            # Replaced under queries: every source port's answer switches within 2 s.
+            # Replaced under queries: every source port's answer switches within 2 s, none lost.
+            second_workers = children(instance)
             before = server.stderr_text.count(loaded)
             replaced_at = replace(original)
             switched: dict[int, float] = {}
@@ -554,7 +579,10 @@ def test_every_worker_process_answers_from_a_replaced_database_within_two_second
             assert unanswered == 0
             assert len(switched) == SENDERS, f"{SENDERS - len(switched)} source ports still get the old answer"
             assert max(switched.values()) <= 2.0, sorted(switched.values())
-            wait_for_loads(before + PROCESSES, replaced_at)
+            assert workers_replaced(second_workers)
+            # A worker would have loaded it within 2 * POLL of its fork, had it watched.
+            time.sleep(3 * POLL)
+            assert server.stderr_text.count(loaded) == before + 1, "a worker process loaded the database too"
         finally:
             for sock in sockets:
                 sock.close()

@@ -320,7 +320,8 @@ class Daemon:
         dynamic = instance.dynamic
         gc_freeze.settle(collect=True)
         if dynamic is not None:
-            dynamic.resolvers.start_watching()  # before the workers fork: they watch too
+            dynamic.resolvers.reload_listeners.append(self._refresh_workers)
+            dynamic.resolvers.start_watching()  # before the workers fork, which then do not watch
         instance.serve(self.sockets)
         self.acme.start()
         if dynamic is not None:
@@ -380,7 +381,11 @@ class Daemon:
     def _swap_zones(self, zones: ZoneSet) -> None:
         self.instance.set_zones(zones)
         self.zones_loaded_at = time.time()
-        # After the swap, so the new generation's (still empty) caches are frozen too.
+        self._refresh_workers()
+
+    def _refresh_workers(self) -> None:
+        """After new zones or a plugin's new data are in place: workers forked before hold the old."""
+        # After the swap, so the new data and the new generation's (still empty) caches are frozen too.
         gc_freeze.settle(collect=False)
         self.instance.refresh_workers()
 

@@ -52,6 +52,9 @@ class Resolvers:
     # place, so a response remembered under the old count is never served
     # under the new one (``engine.answer_cache.SubnetResponses``).
     changes: int = 0
+    # Called on the watching thread once a plugin's reloaded live data is in place: the
+    # daemon forks new workers then (``plugins/geoip/live.py`` says why).
+    reload_listeners: list[Callable[[], None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.monitor.subscribe(self.note_change)
@@ -59,7 +62,8 @@ class Resolvers:
     def start_watching(self) -> None:
         """Start the plugins' watches of their live data (geoip's databases and nets files).
 
-        Before forking worker processes: each worker then starts its own.
+        Before forking worker processes, which then do not watch: after a reload
+        (``reload_listeners``) the daemon forks new ones.
         """
         geoip = self.plugins.get("geoip")
         if isinstance(geoip, Geoip) and geoip.watcher is not None:
@@ -69,6 +73,12 @@ class Resolvers:
         # Unlocked: two bumps racing may count once, and any change of the
         # count is all a reader compares.
         self.changes += 1
+
+    def data_reloaded(self) -> None:
+        """A plugin's live data (a geoip database or nets file) was reloaded and is in place."""
+        self.note_change()
+        for listener in self.reload_listeners:
+            listener()
 
     def check(self, plugin: str, resource: str, dync: bool) -> None:
         """Raise ConfigError unless ``plugin!resource`` may be used by a DYNA (or DYNC)."""
@@ -169,7 +179,7 @@ def load_plugins(raw: ConfigHash, monitor: Monitor, cfgdir: Path | None = None) 
         geoip.bind(plugins.get)
     resolvers = Resolvers(plugins, monitor)
     if geoip is not None and geoip.watcher is not None:
-        geoip.watcher.on_reload = resolvers.note_change
+        geoip.watcher.on_reload = resolvers.data_reloaded
     return resolvers
 
 
