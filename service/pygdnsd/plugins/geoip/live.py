@@ -118,7 +118,7 @@ class Watcher:
         self.running = False
         # In a worker process forked from a watching one: never watches (``_forked``).
         self.parent_watches = False
-        # Called after a map's new table is in place (``Resolvers.note_change``).
+        # Called after a map's new table is in place (``Resolvers.data_reloaded``: the daemon then forks new workers).
         self.on_reload: Callable[[], None] | None = None
         self._stop = threading.Event()
         # A forked child has no thread: it starts its own (``_forked``).
