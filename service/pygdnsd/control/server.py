@@ -48,6 +48,7 @@ from pygdnsd.control.access import Access, ControlListener
 from pygdnsd.control.protocol import RequestKey, ResponseKey
 from pygdnsd.errors import describe
 from pygdnsd.replace import old_daemon
+from pygdnsd.transport.nonblocking import received
 
 log = logging.getLogger(__name__)
 
@@ -307,12 +308,8 @@ class ControlServer:
             self._read(client)
 
     def _read(self, client: _Client) -> None:
-        try:
-            data = client.sock.recv(_RECV_SIZE)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            self._drop(client)
+        data = received(client.sock, _RECV_SIZE)
+        if data is None:
             return
         if not data:
             self._drop(client)

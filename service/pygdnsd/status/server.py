@@ -47,6 +47,7 @@ from pygdnsd.config.options import Network
 from pygdnsd.control.tcp_listeners import Role, label
 from pygdnsd.status import http
 from pygdnsd.transport.listeners import ListenSocket
+from pygdnsd.transport.nonblocking import received
 
 log = logging.getLogger(__name__)
 
@@ -249,15 +250,11 @@ class StatusServer:
             self._linger(client)
 
     def _read(self, client: _Client) -> None:
-        try:
-            data = client.sock.recv(_RECV_SIZE)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            self._drop(client)
+        data = received(client.sock, _RECV_SIZE)
+        if data is None:
             return
         if not data:
-            self._drop(client)  # gone before asking anything
+            self._drop(client)  # gone (or failed) before asking anything
             return
         client.inbuf += data
         try:
@@ -306,12 +303,9 @@ class StatusServer:
         self._watch(client, selectors.EVENT_READ)
 
     def _linger(self, client: _Client) -> None:
-        try:
-            data = client.sock.recv(_RECV_SIZE)
-        except (BlockingIOError, InterruptedError):
+        data = received(client.sock, _RECV_SIZE)
+        if data is None:
             return
-        except OSError:
-            data = b""
         client.lingered += len(data)
         if not data or client.lingered > LINGER_BYTES:
             self._drop(client)
