@@ -10,10 +10,12 @@ that started the takeover exited non-zero, saying why where it can.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
+from collections.abc import Iterator
 
 import pytest
 
@@ -57,13 +59,22 @@ def add_listen_address(lineup: Lineup, address: str) -> None:
     config.write_text(config.read_text().replace("listen => [ 127.0.0.1, ::1 ]", f"listen => [ 127.0.0.1, ::1, {address} ]"))
 
 
+@contextlib.contextmanager
+def taken_address_configured(lineup: Lineup) -> Iterator[int]:
+    """A UDP port on 127.0.0.1 held by this test, added to the config's listen list: its port."""
+    taken = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        add_listen_address(lineup, f"127.0.0.1:{port}")
+        yield port
+    finally:
+        taken.close()
+
+
 def test_an_address_pygdnsd_cannot_bind_aborts_before_stop(lineup: Lineup) -> None:
     gdnsd = lineup.start("gdnsd")
-    taken = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    taken.bind(("127.0.0.1", 0))
-    port = taken.getsockname()[1]
-    add_listen_address(lineup, f"127.0.0.1:{port}")
-    try:
+    with taken_address_configured(lineup) as port:
         new = lineup.spawn("pygdnsd", "-R", "start")
         # gdnsd SIGKILLs a new daemon that hangs up early: non-zero either way, the reason said first.
         assert new.process.wait(60) != 0
@@ -72,17 +83,11 @@ def test_an_address_pygdnsd_cannot_bind_aborts_before_stop(lineup: Lineup) -> No
         assert "replace failed" in log
         serves_on(lineup, gdnsd)
         assert "Exiting cleanly at request of new daemon" not in gdnsd.log_text()
-    finally:
-        taken.close()
 
 
 def test_our_gdnsd_replace_says_why_and_that_gdnsd_serves_on(lineup: Lineup) -> None:
     gdnsd = lineup.start("gdnsd")
-    taken = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    taken.bind(("127.0.0.1", 0))
-    port = taken.getsockname()[1]
-    add_listen_address(lineup, f"127.0.0.1:{port}")
-    try:
+    with taken_address_configured(lineup) as port:
         helper = subprocess.run(
             lineup.command("pygdnsd", "replace"), capture_output=True, text=True, env=env(), timeout=120,
             check=False, stdin=subprocess.DEVNULL,
@@ -91,8 +96,6 @@ def test_our_gdnsd_replace_says_why_and_that_gdnsd_serves_on(lineup: Lineup) -> 
         assert f"bind() failed for UDP DNS socket 127.0.0.1:{port}" in helper.stderr, helper.stderr
         assert f"the old daemon (PID {gdnsd.pid}) serves on" in helper.stderr, helper.stderr
         serves_on(lineup, gdnsd)
-    finally:
-        taken.close()
 
 
 def listening_udp(port: int) -> socket.socket:
